@@ -1,0 +1,49 @@
+/**
+ * The downlink bus: logic publishes one message per target gateway node on that node's subject;
+ * each gateway subscribes to its own. NATS in a deployment; InProcessBus in embedded mode.
+ */
+
+export type BusHandler = (data: Uint8Array) => void;
+
+export interface Bus {
+  /** Fire-and-forget. Must not throw when the transport is down (a lost push is healed by sync). */
+  publish(subject: string, data: Uint8Array): void;
+  /** Returns a function that removes the subscription. */
+  subscribe(subject: string, handler: BusHandler): () => void;
+  close(): Promise<void>;
+}
+
+export function gatewaySubject(node: string): string {
+  return `im.gw.${node}`;
+}
+
+/** A real bus for one process: delivery is asynchronous (next tick), like a network bus. */
+export class InProcessBus implements Bus {
+  private readonly subs = new Map<string, Set<BusHandler>>();
+  private closed = false;
+
+  publish(subject: string, data: Uint8Array): void {
+    if (this.closed) return;
+    const handlers = this.subs.get(subject);
+    if (!handlers || handlers.size === 0) return;
+    const copy = Uint8Array.from(data);
+    queueMicrotask(() => {
+      for (const h of handlers) h(copy);
+    });
+  }
+
+  subscribe(subject: string, handler: BusHandler): () => void {
+    let set = this.subs.get(subject);
+    if (!set) this.subs.set(subject, (set = new Set()));
+    set.add(handler);
+    return () => {
+      set!.delete(handler);
+      if (set!.size === 0) this.subs.delete(subject);
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.subs.clear();
+  }
+}

@@ -1,0 +1,32 @@
+/** Structured JSON-lines logging to stderr. A Logger is passed in, never imported as a global. */
+
+export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+}
+
+export function createLogger(level: Level = 'info', base: Record<string, unknown> = {},
+  write: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
+  const min = ORDER[level];
+  const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
+    if (ORDER[lvl] < min) return;
+    const rec: Record<string, unknown> = { t: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
+    for (const [k, v] of Object.entries(rec)) if (v instanceof Error) rec[k] = v.message;
+    write(JSON.stringify(rec));
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+    child: (f) => createLogger(level, { ...base, ...f }, write),
+  };
+}
+
+export const silentLogger: Logger = createLogger('silent');

@@ -1,0 +1,22 @@
+/** Encoding of the bus payload (proto/internal/bus.proto): logic -> gateway downlink batches. */
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+
+export interface Delivery { uid: string; seq: number; message: Uint8Array }
+export interface Kick { uid: string; deviceId: string; code: number; reason: string }
+export interface DeliveryBatch { deliveries: Delivery[]; kicks: Kick[] }
+
+let batchType: protobuf.Type | undefined;
+function t(): protobuf.Type {
+  batchType ??= protobuf.loadSync(path.resolve(__dirname, '..', '..', 'proto', 'internal', 'bus.proto'))
+    .lookupType('im.internal.v1.DeliveryBatch');
+  return batchType;
+}
+
+export function encodeDeliveryBatch(batch: Partial<DeliveryBatch>): Uint8Array {
+  return t().encode(t().fromObject(batch)).finish();
+}
+
+export function decodeDeliveryBatch(bytes: Uint8Array): DeliveryBatch {
+  return t().toObject(t().decode(bytes), { longs: Number, defaults: true, arrays: true }) as DeliveryBatch;
+}

@@ -1,0 +1,104 @@
+/**
+ * The client wire protocol in TypeScript: typed encode/decode of the messages in client.proto,
+ * shared by the gateway (Frame and session messages only) and the SDK (everything).
+ */
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+
+export const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
+
+export const Op = {
+  AUTH: 1, PING: 2, PUSH: 3, DISCONNECT: 4, ERROR: 5,
+  SEND: 100, SYNC: 101, HISTORY: 102, READ: 103, UNREAD: 104,
+  GROUP_CREATE: 110, GROUP_ADD: 111, GROUP_REMOVE: 112, GROUP_LEAVE: 113, GROUP_MEMBERS: 114,
+} as const;
+
+/** Ops at or above this go to logic untouched. */
+export const FIRST_BUSINESS_OP = 100;
+
+export interface WireError { code: number; message: string; retryable: boolean }
+export interface Frame { op: number; requestId: number; body: Uint8Array; error?: WireError | null }
+export interface Disconnect { code: number; reason: string; reconnect: boolean }
+export interface Auth { token: string; deviceId: string; lastSeq: number }
+export interface AuthOk {
+  uid: string; deviceId: string; heartbeatIntervalMs: number; maxFrameBytes: number;
+  serverTimeMs: number; node: string; connId: string;
+}
+export interface Ping { clientTimeMs: number }
+export interface Pong { serverTimeMs: number }
+export interface Message {
+  msgId: string; seq: number; convId: string; from: string; to: string; groupId: string;
+  clientMsgId: string; sentAtMs: number; contentType: string; content: Uint8Array; convSeq: number;
+}
+export interface SendReq { to: string; groupId: string; clientMsgId: string; contentType: string; content: Uint8Array }
+export interface SendResp { msgId: string; seq: number; sentAtMs: number; duplicate: boolean; convId: string; convSeq: number }
+export interface SyncReq { fromSeq: number; limit: number }
+export interface SyncResp { messages: Message[]; hasMore: boolean; maxSeq: number }
+export interface HistoryReq { with: string; groupId: string; beforeConvSeq: number; limit: number }
+export interface HistoryResp { messages: Message[]; hasMore: boolean }
+export interface ReadReq { convId: string; seq: number }
+export interface Unread { convId: string; count: number; readSeq: number; lastSeq: number }
+export interface ReadResp { unread: Unread | null }
+export interface UnreadReq { convIds: string[] }
+export interface UnreadResp { convs: Unread[]; total: number }
+export interface GroupCreateReq { name: string; members: string[] }
+export interface GroupMembersReq { groupId: string; uids: string[] }
+export interface GroupInfo { groupId: string; name: string; owner: string; members: string[]; createdAtMs: number }
+export interface GroupResp { group: GroupInfo | null }
+
+/** Message type names in client.proto, mapped to their TypeScript shapes. */
+export interface WireTypes {
+  Frame: Frame; Error: WireError; Disconnect: Disconnect; Auth: Auth; AuthOk: AuthOk; Ping: Ping; Pong: Pong;
+  Message: Message; SendReq: SendReq; SendResp: SendResp; SyncReq: SyncReq; SyncResp: SyncResp;
+  HistoryReq: HistoryReq; HistoryResp: HistoryResp; ReadReq: ReadReq; ReadResp: ReadResp;
+  UnreadReq: UnreadReq; UnreadResp: UnreadResp; Unread: Unread;
+  GroupCreateReq: GroupCreateReq; GroupMembersReq: GroupMembersReq; GroupInfo: GroupInfo; GroupResp: GroupResp;
+}
+export type WireTypeName = keyof WireTypes;
+
+let root: protobuf.Root | undefined;
+const types = new Map<string, protobuf.Type>();
+
+function type(name: WireTypeName): protobuf.Type {
+  let t = types.get(name);
+  if (!t) {
+    root ??= protobuf.loadSync(CLIENT_PROTO);
+    t = root.lookupType(`im.client.v1.${name}`);
+    types.set(name, t);
+  }
+  return t;
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
+
+/** Encodes a (possibly partial) message; missing fields take proto3 defaults. */
+export function encode<N extends WireTypeName>(name: N, value: Partial<WireTypes[N]>): Uint8Array {
+  const t = type(name);
+  return t.encode(t.fromObject(value as Record<string, unknown>)).finish();
+}
+
+/** Decodes bytes into a plain object with every field present. Throws on malformed bytes. */
+export function decode<N extends WireTypeName>(name: N, bytes: Uint8Array): WireTypes[N] {
+  const t = type(name);
+  return t.toObject(t.decode(bytes), TO_OBJECT) as WireTypes[N];
+}
+
+/** A Frame ready for the socket: 4-byte big-endian length, then the encoded Frame. */
+export function frameBytes(frame: Partial<Frame>): Buffer {
+  const body = encode('Frame', frame);
+  const out = Buffer.allocUnsafe(4 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, 4);
+  return out;
+}
+
+/** Decodes a Frame body (without the length prefix). error is null when absent. */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const f = decode('Frame', bytes);
+  if (!f.error) f.error = null;
+  return f;
+}
+
+export function textContent(text: string): { contentType: string; content: Uint8Array } {
+  return { contentType: 'text/plain', content: Buffer.from(text, 'utf8') };
+}
