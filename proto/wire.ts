@@ -83,9 +83,23 @@ export function decode<N extends WireTypeName>(name: N, bytes: Uint8Array): Wire
   return t.toObject(t.decode(bytes), TO_OBJECT) as WireTypes[N];
 }
 
-/** A Frame ready for the socket: 4-byte big-endian length, then the encoded Frame. */
+/**
+ * A Frame ready for the socket: 4-byte big-endian length, then the encoded Frame. Hand-rolled
+ * because every push and reply goes through it; writes only non-default fields (canonical proto3).
+ */
 export function frameBytes(frame: Partial<Frame>): Buffer {
-  const body = encode('Frame', frame);
+  const w = protobuf.Writer.create();
+  if (frame.op) w.uint32(8).uint32(frame.op);
+  if (frame.requestId) w.uint32(16).uint32(frame.requestId);
+  if (frame.body && frame.body.length > 0) w.uint32(26).bytes(frame.body);
+  if (frame.error) {
+    w.uint32(34).fork();
+    if (frame.error.code) w.uint32(8).uint32(frame.error.code);
+    if (frame.error.message) w.uint32(18).string(frame.error.message);
+    if (frame.error.retryable) w.uint32(24).bool(true);
+    w.ldelim();
+  }
+  const body = w.finish();
   const out = Buffer.allocUnsafe(4 + body.length);
   out.writeUInt32BE(body.length, 0);
   out.set(body, 4);

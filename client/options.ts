@@ -1,0 +1,93 @@
+/** ImClient options: the public shape, the defaults, and the one place they are applied and checked. */
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, validateBackoff } from './backoff';
+import { DEFAULT_MAX_BUFFERED_MESSAGES } from './inbox';
+
+export type TokenProvider = () => Promise<string> | string;
+
+export interface ImClientOptions {
+  /** Route API base URL, e.g. http://127.0.0.1:7180. */
+  routerUrl: string;
+  /** A JWT, or a function returning one; a function is called again when the server says the token expired. */
+  token: string | TokenProvider;
+  deviceId?: string;                 // default: a random "sdk-<uuid>"
+  /** The highest inbox seq the application has already processed (persist lastSeq across runs). */
+  lastSeq?: number;                  // 0
+  requestTimeoutMs?: number;         // 10000
+  connectTimeoutMs?: number;         // 5000: per gateway (TCP connect + Auth), and per route API call
+  backoffBaseMs?: number;            // route API's value when present, else 500
+  backoffMaxMs?: number;             // route API's value when present, else 30000
+  /** Backoff rounds (each round: ask the route API, try every gateway) after a first failed round. */
+  maxReconnectAttempts?: number;     // Infinity
+  autoReconnect?: boolean;           // true
+  /** false: requests only (a bot that only sends, a CLI command): no catch-up sync, pushes ignored. */
+  receiveMessages?: boolean;         // true
+  /** send()/sendGroup() retry bounds (same clientMsgId every time, so no duplicate is created). */
+  sendMaxAttempts?: number;          // 5
+  sendRetryWindowMs?: number;        // 60000
+  syncPageLimit?: number;            // 200 (server caps at 500)
+  maxBufferedMessages?: number;      // 10000 pushes held while a gap is being filled
+  maxInFlightRequests?: number;      // 1000 per connection; beyond it requests fail with OVERLOADED
+  maxIncomingFrameBytes?: number;    // 16 MiB
+}
+
+export interface ResolvedOptions {
+  routerUrl: string;
+  token: string | TokenProvider;
+  deviceId: string;
+  lastSeq: number;
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  maxReconnectAttempts: number;
+  autoReconnect: boolean;
+  receiveMessages: boolean;
+  sendMaxAttempts: number;
+  sendRetryWindowMs: number;
+  syncPageLimit: number;
+  maxBufferedMessages: number;
+  maxInFlightRequests: number;
+  maxIncomingFrameBytes: number;
+}
+
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 30_000;
+
+function positive(name: string, v: number | undefined, def: number, { allowInfinity = false, allowZero = false } = {}): number {
+  if (v === undefined) return def;
+  const ok = typeof v === 'number' && !Number.isNaN(v) && (allowZero ? v >= 0 : v > 0) && (allowInfinity || Number.isFinite(v));
+  if (!ok) throw new RangeError(`ImClientOptions.${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
+  return v;
+}
+
+export function resolveOptions(o: ImClientOptions, randomId: () => string): ResolvedOptions {
+  if (!o || typeof o.routerUrl !== 'string' || !/^https?:\/\/./.test(o.routerUrl)) {
+    throw new RangeError(`ImClientOptions.routerUrl must be an http(s) URL, got ${JSON.stringify(o?.routerUrl)}`);
+  }
+  if (typeof o.token !== 'function' && (typeof o.token !== 'string' || o.token === '')) {
+    throw new RangeError('ImClientOptions.token must be a non-empty string or a function');
+  }
+  const lastSeq = o.lastSeq ?? 0;
+  if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new RangeError(`ImClientOptions.lastSeq must be an integer >= 0, got ${lastSeq}`);
+  const r: ResolvedOptions = {
+    routerUrl: o.routerUrl,
+    token: o.token,
+    deviceId: o.deviceId ?? `sdk-${randomId()}`,
+    lastSeq,
+    requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs, 10_000),
+    connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs, 5000),
+    backoffBaseMs: o.backoffBaseMs === undefined ? undefined : positive('backoffBaseMs', o.backoffBaseMs, 0, { allowZero: true }),
+    backoffMaxMs: o.backoffMaxMs === undefined ? undefined : positive('backoffMaxMs', o.backoffMaxMs, 0, { allowZero: true }),
+    maxReconnectAttempts: positive('maxReconnectAttempts', o.maxReconnectAttempts, Infinity, { allowInfinity: true, allowZero: true }),
+    autoReconnect: o.autoReconnect ?? true,
+    receiveMessages: o.receiveMessages ?? true,
+    sendMaxAttempts: Math.floor(positive('sendMaxAttempts', o.sendMaxAttempts, 5)),
+    sendRetryWindowMs: positive('sendRetryWindowMs', o.sendRetryWindowMs, 60_000),
+    syncPageLimit: Math.floor(positive('syncPageLimit', o.syncPageLimit, 200)),
+    maxBufferedMessages: Math.floor(positive('maxBufferedMessages', o.maxBufferedMessages, DEFAULT_MAX_BUFFERED_MESSAGES)),
+    maxInFlightRequests: Math.floor(positive('maxInFlightRequests', o.maxInFlightRequests, 1000)),
+    maxIncomingFrameBytes: Math.floor(positive('maxIncomingFrameBytes', o.maxIncomingFrameBytes, 16 * 1024 * 1024)),
+  };
+  if (r.deviceId === '') throw new RangeError('ImClientOptions.deviceId must not be empty');
+  validateBackoff(r.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS, r.backoffMaxMs ?? Math.max(DEFAULT_BACKOFF_MAX_MS, r.backoffBaseMs ?? 0));
+  return r;
+}

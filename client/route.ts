@@ -1,0 +1,125 @@
+/**
+ * The route API client: one short HTTP GET that returns the gateways to try, best first, and the
+ * backoff window the operator wants clients to use.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { Code } from '../common/errors';
+import { parseHostPort } from '../common/config';
+import { ImClientError } from './errors';
+
+export interface RouteGateway {
+  node: string;
+  addr: string;      // host:port
+  region: string;
+  zone: string;
+  load: number;
+}
+
+export interface RouteAnswer {
+  gateways: RouteGateway[];
+  backoff?: { baseMs: number; maxMs: number };
+}
+
+/** Bounds what a (possibly broken) route API can make a client hold or try. */
+export const MAX_ROUTE_GATEWAYS = 32;
+const MAX_ROUTE_BODY_BYTES = 256 * 1024;
+
+export function routeUrl(routerUrl: string): string {
+  return routerUrl.replace(/\/+$/, '') + '/v1/route';
+}
+
+/** Validates a route API reply; entries without a usable addr are skipped, not fatal. */
+export function parseRouteAnswer(json: unknown): RouteAnswer {
+  if (typeof json !== 'object' || json === null || !Array.isArray((json as { gateways?: unknown }).gateways)) {
+    throw new ImClientError(Code.UNAVAILABLE, 'route API reply has no "gateways" list', { retryable: true });
+  }
+  const raw = json as { gateways: unknown[]; backoff?: unknown };
+  const gateways: RouteGateway[] = [];
+  for (const g of raw.gateways) {
+    if (gateways.length >= MAX_ROUTE_GATEWAYS) break;
+    if (typeof g !== 'object' || g === null) continue;
+    const e = g as Record<string, unknown>;
+    if (typeof e.addr !== 'string' || !parseHostPort(e.addr)) continue;
+    gateways.push({
+      node: typeof e.node === 'string' ? e.node : '',
+      addr: e.addr,
+      region: typeof e.region === 'string' ? e.region : '',
+      zone: typeof e.zone === 'string' ? e.zone : '',
+      load: typeof e.load === 'number' ? e.load : 0,
+    });
+  }
+  const answer: RouteAnswer = { gateways };
+  const b = raw.backoff as Record<string, unknown> | undefined;
+  if (b && typeof b.baseMs === 'number' && typeof b.maxMs === 'number' && b.baseMs >= 0 && b.maxMs >= b.baseMs) {
+    answer.backoff = { baseMs: b.baseMs, maxMs: b.maxMs };
+  }
+  return answer;
+}
+
+/**
+ * Asks the route API. Failures are retryable UNAVAILABLE errors (the caller backs off and asks
+ * again). node:http rather than fetch(): fetch refuses the "bad ports" of the browser world
+ * (6000, 10080, ...), which an operator may well choose for an internal API.
+ */
+export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortSignal): Promise<RouteAnswer> {
+  const url = routeUrl(routerUrl);
+  const fail = (why: string, cause?: unknown) =>
+    new ImClientError(Code.UNAVAILABLE, `route API ${url} unreachable: ${why}`, { retryable: true, cause });
+  return new Promise<RouteAnswer>((resolve, reject) => {
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch (cause) {
+      reject(new ImClientError(Code.BAD_REQUEST, `route API URL "${routerUrl}" is invalid`, { retryable: false, cause }));
+      return;
+    }
+    const get = target.protocol === 'https:' ? https.get : http.get;
+    let settled = false;
+    const done = (err: Error | undefined, answer?: RouteAnswer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      req.destroy();
+      if (err) reject(err); else resolve(answer!);
+    };
+    const onAbort = () => done(fail('aborted'));
+    const timer = setTimeout(() => done(fail(`no answer within ${timeoutMs}ms`)), timeoutMs);
+    const req = get(target, { headers: { accept: 'application/json' }, agent: false }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        done(new ImClientError(Code.UNAVAILABLE, `route API ${url} answered HTTP ${res.statusCode}`, { retryable: true }));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_ROUTE_BODY_BYTES) {
+          done(new ImClientError(Code.UNAVAILABLE, `route API reply is larger than ${MAX_ROUTE_BODY_BYTES} bytes`, { retryable: true }));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        let json: unknown;
+        try {
+          json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch (cause) {
+          done(new ImClientError(Code.UNAVAILABLE, `route API reply is not JSON`, { retryable: true, cause }));
+          return;
+        }
+        try {
+          done(undefined, parseRouteAnswer(json));
+        } catch (err) {
+          done(err as Error);
+        }
+      });
+      res.on('error', (err) => done(fail(err.message, err)));
+    });
+    req.on('error', (err) => done(fail(err.message, err)));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,285 @@
+/**
+ * The downlink bus over NATS (core pub/sub, no JetStream): logic publishes one DeliveryBatch per
+ * target gateway node on `im.gw.<node>`; each gateway subscribes to its own subject.
+ *
+ * Delivery is at-most-once on purpose: a push is an optimisation over sync, so a message lost while
+ * NATS is down is healed when the client syncs from its last seq. What this class guarantees
+ * instead: publish never throws, memory stays bounded during an outage, subscriptions come back by
+ * themselves after a reconnect, and one bad handler cannot stop delivery to the rest.
+ *
+ * nats.js v2 has no reconnectBufSize: while disconnected it queues publishes without a limit (and
+ * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
+ * limit: past it, publishes are dropped and logged once per outage.
+ */
+import { connect, Events, DebugEvents, type NatsConnection, type Subscription } from 'nats';
+import type { Bus, BusHandler } from './bus';
+import { ConfigError } from './config';
+import { UnavailableError } from './errors';
+import { silentLogger, type Logger } from './log';
+
+export interface NatsBusOptions {
+  /** One URL, a comma-separated list, or an array: `nats://host:4222`. */
+  servers: string | string[];
+  /** Connection name shown by the server's monitoring (e.g. `gateway-node1`). */
+  name?: string;
+  logger?: Logger;
+  /** Bound on bytes handed to the client while disconnected; past it, publishes are dropped. Default 8 MiB. */
+  maxPendingBytes?: number;
+  /** Base wait between reconnect attempts to one server. Default 500. */
+  reconnectTimeWaitMs?: number;
+  /** Random extra wait added to each attempt so a fleet does not reconnect in lockstep. Default 250. */
+  reconnectJitterMs?: number;
+  /** Server ping period; two missed pongs mark a half-open connection dead. Default 10 s. */
+  pingIntervalMs?: number;
+  /** How long one dial (TCP + handshake) may take before the next attempt. Default 5 s. */
+  dialTimeoutMs?: number;
+  /** How long close() waits for the drain before it closes anyway. Default 2 s. */
+  drainTimeoutMs?: number;
+}
+
+type Resolved = Required<Omit<NatsBusOptions, 'servers' | 'name'>> & { servers: string[]; name: string };
+
+export interface NatsBusStats {
+  connected: boolean;
+  closed: boolean;
+  /** The server currently (or last) connected to, `host:port`. */
+  server: string;
+  reconnects: number;
+  published: number;
+  /** Publishes dropped: over maxPendingBytes while disconnected, or after close(). */
+  dropped: number;
+  droppedBytes: number;
+  /** Publishes the client rejected (bad subject, payload over the server's max_payload). */
+  publishErrors: number;
+  /** Handler invocations that threw. */
+  handlerErrors: number;
+}
+
+const MiB = 1024 * 1024;
+/** At most one log line per this period for a repeating condition; the rest are counted. */
+const LOG_EVERY_MS = 1000;
+
+function positiveInt(field: string, value: number | undefined, def: number): number {
+  const v = value ?? def;
+  if (!Number.isSafeInteger(v) || v <= 0) throw new ConfigError(field, `must be a positive integer, got ${value}`);
+  return v;
+}
+
+function resolve(o: NatsBusOptions): Resolved {
+  const servers = (Array.isArray(o.servers) ? o.servers : String(o.servers ?? '').split(','))
+    .map((s) => s.trim()).filter((s) => s.length > 0);
+  if (servers.length === 0) throw new ConfigError('servers', 'at least one NATS server URL is required');
+  return {
+    servers,
+    name: o.name ?? `im-${process.pid}`,
+    logger: o.logger ?? silentLogger,
+    maxPendingBytes: positiveInt('maxPendingBytes', o.maxPendingBytes, 8 * MiB),
+    reconnectTimeWaitMs: positiveInt('reconnectTimeWaitMs', o.reconnectTimeWaitMs, 500),
+    reconnectJitterMs: positiveInt('reconnectJitterMs', o.reconnectJitterMs, 250),
+    pingIntervalMs: positiveInt('pingIntervalMs', o.pingIntervalMs, 10_000),
+    dialTimeoutMs: positiveInt('dialTimeoutMs', o.dialTimeoutMs, 5_000),
+    drainTimeoutMs: positiveInt('drainTimeoutMs', o.drainTimeoutMs, 2_000),
+  };
+}
+
+/**
+ * A literal NATS subject: dot-separated non-empty tokens, no whitespace. The client does not check
+ * this, and a space would be read by the server as a reply subject, misrouting silently.
+ */
+const SUBJECT = /^[^\s.]+(\.[^\s.]+)*$/;
+function validSubject(subject: string, wildcards: boolean): boolean {
+  return SUBJECT.test(subject) && (wildcards || !/(^|\.)(\*|>)(\.|$)/.test(subject));
+}
+
+/** Logs a repeating condition at most once per LOG_EVERY_MS, with how many were suppressed. */
+class Throttle {
+  private lastMs = 0;
+  private suppressed = 0;
+  constructor(private readonly emit: (msg: string, fields: Record<string, unknown>) => void) {}
+  log(msg: string, fields: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - this.lastMs < LOG_EVERY_MS) { this.suppressed++; return; }
+    this.emit(msg, this.suppressed > 0 ? { ...fields, suppressed: this.suppressed } : fields);
+    this.lastMs = now;
+    this.suppressed = 0;
+  }
+}
+
+export class NatsBus implements Bus {
+  private isConnected = true;
+  private closing: Promise<void> | null = null;
+  /** Bytes handed to the client since the current outage began (reset on reconnect). */
+  private outageBytes = 0;
+  private outageDropped = 0;
+  private readonly counts = { reconnects: 0, published: 0, dropped: 0, droppedBytes: 0, publishErrors: 0, handlerErrors: 0 };
+  private readonly log: Logger;
+  private readonly publishErrorLog: Throttle;
+  private readonly handlerErrorLog: Throttle;
+
+  private constructor(private readonly nc: NatsConnection, private readonly opts: Resolved) {
+    this.log = opts.logger;
+    this.publishErrorLog = new Throttle((m, f) => this.log.error(m, f));
+    this.handlerErrorLog = new Throttle((m, f) => this.log.error(m, f));
+    void this.watchStatus();
+    void nc.closed().then((err) => {
+      this.isConnected = false;
+      if (err) this.log.error('nats connection closed with error', { err });
+    });
+  }
+
+  /**
+   * Connects, waiting for the first connection as long as it takes (a process started before NATS
+   * just waits; it should not report ready until this resolves). From then on it reconnects forever.
+   */
+  static async connect(options: NatsBusOptions): Promise<NatsBus> {
+    const opts = resolve(options);
+    const nc = await connect({
+      servers: opts.servers,
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: opts.reconnectTimeWaitMs,
+      reconnectJitter: opts.reconnectJitterMs,
+      waitOnFirstConnect: true,
+      pingInterval: opts.pingIntervalMs,
+      maxPingOut: 2,
+      timeout: opts.dialTimeoutMs,
+    });
+    opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name });
+    return new NatsBus(nc, opts);
+  }
+
+  get connected(): boolean {
+    return this.isConnected && this.closing === null;
+  }
+
+  stats(): NatsBusStats {
+    return { connected: this.connected, closed: this.closing !== null, server: this.nc.getServer(), ...this.counts };
+  }
+
+  /**
+   * Never throws. The bus keeps a reference to `data` until it is written, so the caller must not
+   * reuse the buffer (encoder output never is).
+   */
+  publish(subject: string, data: Uint8Array): void {
+    if (this.closing !== null) { this.drop(subject, data, 'closed'); return; }
+    if (!validSubject(subject, false)) {
+      this.counts.publishErrors++;
+      this.publishErrorLog.log('bus publish failed: invalid subject', { subject, bytes: data.length });
+      return;
+    }
+    if (!this.isConnected) {
+      // The nats.js client buffers without a limit while disconnected; this is that limit.
+      if (this.outageBytes + data.length > this.opts.maxPendingBytes) { this.drop(subject, data, 'disconnected'); return; }
+      this.outageBytes += data.length;
+    }
+    try {
+      this.nc.publish(subject, data);
+      this.counts.published++;
+    } catch (err) {
+      this.counts.publishErrors++;
+      this.publishErrorLog.log('bus publish failed', { subject, bytes: data.length, err });
+    }
+  }
+
+  subscribe(subject: string, handler: BusHandler): () => void {
+    if (this.closing !== null) throw new UnavailableError(`bus closed; cannot subscribe to ${subject}`);
+    // Subjects come from configuration (node names), so a bad one is a startup error.
+    if (!validSubject(subject, true)) throw new ConfigError('subject', `invalid NATS subject ${JSON.stringify(subject)}`);
+    const sub: Subscription = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) { this.log.error('bus subscription error', { subject, err }); return; }
+        // nats.js calls this from its socket reader: an exception here would end the reader.
+        try {
+          handler(msg.data);
+        } catch (e) {
+          this.counts.handlerErrors++;
+          this.handlerErrorLog.log('bus handler threw', { subject, err: e });
+        }
+      },
+    });
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      try {
+        sub.unsubscribe();
+      } catch {
+        // Connection already closed: the subscription is gone with it.
+      }
+    };
+  }
+
+  /**
+   * Resolves once the server has processed everything this bus sent before the call, e.g. so a
+   * gateway knows its subscription is live before it announces itself. Waits through an outage.
+   */
+  async flush(): Promise<void> {
+    if (this.closing !== null) throw new UnavailableError('bus closed');
+    await this.nc.flush();
+  }
+
+  /** Drains (unsubscribe, deliver what arrived, flush publishes) within drainTimeoutMs, then closes. Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), this.opts.drainTimeoutMs); });
+    try {
+      const drained = this.nc.drain().then(() => 'drained' as const);
+      drained.catch(() => undefined); // a late failure after the timeout must not be unhandled
+      if ((await Promise.race([drained, timedOut])) === 'timeout') {
+        this.log.warn('nats drain timed out; closing', { drainTimeoutMs: this.opts.drainTimeoutMs });
+      }
+    } catch (err) {
+      this.log.warn('nats drain failed; closing', { err });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+    this.isConnected = false;
+    this.log.info('nats bus closed', this.counts);
+  }
+
+  private drop(subject: string, data: Uint8Array, why: 'closed' | 'disconnected'): void {
+    this.counts.dropped++;
+    this.counts.droppedBytes += data.length;
+    if (why === 'disconnected' && this.outageDropped++ === 0) {
+      // One line per outage; the total goes out with the reconnect line.
+      this.log.warn('bus publish dropped: disconnected and maxPendingBytes reached; clients heal by sync',
+        { subject, maxPendingBytes: this.opts.maxPendingBytes });
+    }
+  }
+
+  private async watchStatus(): Promise<void> {
+    // The iterator ends when the connection closes.
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case Events.Disconnect:
+          this.isConnected = false;
+          this.outageBytes = 0;
+          this.outageDropped = 0;
+          this.log.warn('nats disconnected; reconnecting', { server: String(s.data) });
+          break;
+        case Events.Reconnect:
+          this.isConnected = true;
+          this.counts.reconnects++;
+          this.log.info('nats reconnected', { server: String(s.data), droppedWhileDown: this.outageDropped });
+          break;
+        case Events.LDM:
+          this.log.warn('nats server entering lame duck mode', { server: String(s.data) });
+          break;
+        case Events.Error:
+          this.log.error('nats async error', { code: String(s.data) });
+          break;
+        case DebugEvents.Reconnecting:
+          this.log.debug('nats dialing', { server: String(s.data) });
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}

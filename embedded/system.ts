@@ -1,0 +1,118 @@
+/**
+ * Embedded mode: router, logic and gateway in one process over the same gRPC contracts as the
+ * distributed deployment (on loopback), with the SQLite store and the in-process bus.
+ */
+import * as path from 'node:path';
+import { InProcessBus } from '../common/bus';
+import { formatHostPort } from '../common/config';
+import { Logger, silentLogger } from '../common/log';
+import { loadOrCreateSecret } from '../common/secret';
+import { Gateway, GatewayOptions } from '../gateway/server';
+import { LogicClient } from '../gateway/logic-client';
+import { OpRegistry, registerClientOps } from '../logic/ops';
+import { LogicServer } from '../logic/server';
+import { LogicService, LogicServiceOptions } from '../logic/service';
+import { RouterClient } from '../router/client';
+import { RouterService } from '../router/service';
+import { SqliteStore } from '../storage/sqlite';
+
+export const DB_FILE = 'im.db';
+
+/** Gateway settings an embedded system passes through (everything but wiring). */
+export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'authSecret' | 'logic' | 'router' | 'bus' | 'logger'>>;
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  /** Given secret; otherwise dataDir/auth.secret, created on first start. */
+  authSecret?: string;
+  gatewayHost?: string;
+  gatewayPort?: number;     // 0 = ephemeral
+  routerHttpHost?: string;
+  routerHttpPort?: number;  // 0 = ephemeral
+  node?: string;
+  gateway?: GatewayTuning;
+  logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes'>>;
+  /** Extra business ops, registered next to the built-in ones (a new op is a logic change only). */
+  registerOps?: (registry: OpRegistry) => void;
+  logger?: Logger;
+}
+
+export interface EmbeddedSystem {
+  gatewayAddr: string;
+  routerUrl: string;
+  authSecret: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+const LOOPBACK = '127.0.0.1';
+
+export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedSystem> {
+  const logger = options.logger ?? silentLogger;
+  const authSecret = options.authSecret ?? loadOrCreateSecret(options.dataDir);
+  const stops: Array<() => Promise<void> | void> = [];
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (err) {
+        logger.warn('embedded: error while stopping', { err });
+      }
+    }
+  };
+
+  try {
+    const store = SqliteStore.open({ path: path.join(options.dataDir, DB_FILE) });
+    stops.push(() => store.close());
+    const bus = new InProcessBus();
+    stops.push(() => bus.close());
+
+    const router = new RouterService({
+      grpcHost: LOOPBACK, grpcPort: 0,
+      httpHost: options.routerHttpHost ?? LOOPBACK, httpPort: options.routerHttpPort ?? 0,
+      logger: logger.child({ svc: 'router' }),
+    });
+    const routerPorts = await router.start();
+    stops.push(() => router.stop());
+    const routerGrpcAddr = `${LOOPBACK}:${routerPorts.grpcPort}`;
+
+    const logicRouter = new RouterClient({ address: routerGrpcAddr, logger });
+    stops.push(() => logicRouter.close());
+    const service = new LogicService({ ...options.logic, store, bus, router: logicRouter, logger: logger.child({ svc: 'logic' }) });
+    stops.push(() => service.close());
+    const registry = new OpRegistry();
+    registerClientOps(registry, service);
+    options.registerOps?.(registry);
+    const logic = new LogicServer({ registry, host: LOOPBACK, port: 0, logger: logger.child({ svc: 'logic' }) });
+    const logicPort = await logic.start();
+    stops.push(() => logic.stop());
+
+    const logicClient = new LogicClient({ addresses: [`${LOOPBACK}:${logicPort}`], logger });
+    logicClient.start();
+    stops.push(() => logicClient.close());
+    const gatewayRouter = new RouterClient({ address: routerGrpcAddr, logger });
+    stops.push(() => gatewayRouter.close());
+    const gatewayHost = options.gatewayHost ?? LOOPBACK;
+    const gateway = new Gateway({
+      ...options.gateway,
+      node: options.node ?? 'gw-embedded',
+      host: gatewayHost, port: options.gatewayPort ?? 0,
+      authSecret, logic: logicClient, router: gatewayRouter, bus,
+      logger: logger.child({ svc: 'gateway' }),
+    });
+    const { port: gatewayPort } = await gateway.start();
+    stops.push(() => gateway.stop());
+
+    let stopping: Promise<void> | undefined;
+    return {
+      gatewayAddr: formatHostPort({ host: gatewayHost, port: gatewayPort }),
+      routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
+      authSecret,
+      dataDir: options.dataDir,
+      stop: () => (stopping ??= stopAll()),
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,45 @@
+import * as assert from 'node:assert/strict';
+import * as os from 'node:os';
+import { loadGatewayConfig } from './config';
+
+describe('loadGatewayConfig', () => {
+  it('applies defaults', () => {
+    const c = loadGatewayConfig({ IM_AUTH_SECRET: 's' }, []);
+    assert.equal(c.node, `gw-${os.hostname()}`);
+    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 7100 });
+    assert.equal(c.publicAddr, undefined);
+    assert.deepEqual(c.logicAddresses, ['127.0.0.1:7190']);
+    assert.equal(c.routerAddr, '127.0.0.1:7181');
+    assert.equal(c.maxFrameBytes, 65536);
+    assert.equal(c.heartbeatIntervalMs, 30_000);
+    assert.equal(c.idleTimeoutMs, 90_000);
+    assert.equal(c.authTimeoutMs, 5000);
+    assert.equal(c.maxWriteQueueBytes, 1024 * 1024);
+    assert.equal(c.rateLimitPerSec, 50);
+    assert.equal(c.rateLimitBurst, 100);
+    assert.equal(c.maxConnections, 50_000);
+  });
+
+  it('reads env and lets flags override it', () => {
+    const c = loadGatewayConfig({
+      IM_AUTH_SECRET: 's', IM_NODE_ID: 'gw-a', IM_GATEWAY_ADDR: '0.0.0.0:9000', IM_GATEWAY_PUBLIC_ADDR: 'gw.example.com:443',
+      IM_LOGIC_ADDRS: 'l1:7190, l2:7190', IM_HEARTBEAT_INTERVAL: '10s', IM_REGION: 'eu', IM_ZONE: 'eu-1a',
+    }, ['--node', 'gw-b', '--max-connections=10']);
+    assert.equal(c.node, 'gw-b');
+    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 9000 });
+    assert.equal(c.publicAddr, 'gw.example.com:443');
+    assert.deepEqual(c.logicAddresses, ['l1:7190', 'l2:7190']);
+    assert.equal(c.heartbeatIntervalMs, 10_000);
+    assert.equal(c.idleTimeoutMs, 30_000, 'idle follows the heartbeat');
+    assert.equal(c.maxConnections, 10);
+    assert.deepEqual([c.region, c.zone], ['eu', 'eu-1a']);
+  });
+
+  it('fails naming the setting', () => {
+    assert.throws(() => loadGatewayConfig({}, []), /IM_AUTH_SECRET/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_LOGIC_ADDRS: 'nope' }, []), /IM_LOGIC_ADDRS/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_RATE_LIMIT: 'lots' }, []), /IM_RATE_LIMIT/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_IDLE_TIMEOUT: '5s', IM_HEARTBEAT_INTERVAL: '10s' }, []), /IM_IDLE_TIMEOUT/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_GATEWAY_PUBLIC_ADDR: 'x' }, []), /IM_GATEWAY_PUBLIC_ADDR/);
+  });
+});

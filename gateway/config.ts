@@ -1,0 +1,66 @@
+/**
+ * Gateway configuration: a pure function of (env, argv). Flags (--name value) override env vars.
+ * Durations accept 500ms / 5s / 10m or bare milliseconds.
+ */
+import * as os from 'node:os';
+import { ConfigError, Env, formatHostPort, HostPort, parseFlags, parseHostPort, Settings } from '../common/config';
+import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from './limits';
+
+export interface GatewayConfig {
+  node: string;
+  /** Where to listen. */
+  listen: HostPort;
+  /** Advertised to clients via the router; undefined = the listen address with the bound port. */
+  publicAddr: string | undefined;
+  authSecret: string;
+  logicAddresses: string[];
+  routerAddr: string;
+  maxFrameBytes: number;
+  heartbeatIntervalMs: number;
+  idleTimeoutMs: number;
+  authTimeoutMs: number;
+  maxWriteQueueBytes: number;
+  rateLimitPerSec: number;
+  rateLimitBurst: number;
+  maxConnections: number;
+  region: string;
+  zone: string;
+}
+
+export function loadGatewayConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): GatewayConfig {
+  const s = new Settings(env, parseFlags(argv));
+  const authSecret = s.str('IM_AUTH_SECRET', '', 'auth-secret');
+  // No default secret: a gateway that accepts tokens signed with a well-known key is open to anyone.
+  if (!authSecret) throw new ConfigError('IM_AUTH_SECRET', 'required (the HS256 key tokens are signed with)');
+  const publicAddr = s.raw('IM_GATEWAY_PUBLIC_ADDR', 'public-addr');
+  if (publicAddr !== undefined && !parseHostPort(publicAddr)) {
+    throw new ConfigError('IM_GATEWAY_PUBLIC_ADDR', `expected host:port, got "${publicAddr}"`);
+  }
+  const logicAddresses = s.list('IM_LOGIC_ADDRS', ['127.0.0.1:7190'], 'logic-addrs');
+  if (logicAddresses.length === 0) throw new ConfigError('IM_LOGIC_ADDRS', 'at least one host:port is required');
+  for (const a of logicAddresses) {
+    if (!parseHostPort(a)) throw new ConfigError('IM_LOGIC_ADDRS', `expected host:port, got "${a}"`);
+  }
+  const heartbeatIntervalMs = s.durationMs('IM_HEARTBEAT_INTERVAL', DEFAULT_HEARTBEAT_INTERVAL_MS, { min: 1000, flag: 'heartbeat-interval' });
+  const idleTimeoutMs = s.durationMs('IM_IDLE_TIMEOUT', 3 * heartbeatIntervalMs, { min: 1000, flag: 'idle-timeout' });
+  if (idleTimeoutMs <= heartbeatIntervalMs) throw new ConfigError('IM_IDLE_TIMEOUT', 'must be greater than IM_HEARTBEAT_INTERVAL');
+  return {
+    node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
+    listen: s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'addr'),
+    publicAddr,
+    authSecret,
+    logicAddresses,
+    routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
+    maxFrameBytes: s.int('IM_MAX_FRAME_BYTES', DEFAULT_MAX_FRAME_BYTES, { min: 1024, max: 16 * 1024 * 1024, flag: 'max-frame-bytes' }),
+    heartbeatIntervalMs,
+    idleTimeoutMs,
+    authTimeoutMs: s.durationMs('IM_AUTH_TIMEOUT', 5000, { min: 100, flag: 'auth-timeout' }),
+    maxWriteQueueBytes: s.int('IM_WRITE_QUEUE_BYTES', 1024 * 1024, { min: 64 * 1024, flag: 'write-queue-bytes' }),
+    rateLimitPerSec: s.int('IM_RATE_LIMIT', 50, { min: 1, flag: 'rate-limit' }),
+    rateLimitBurst: s.int('IM_RATE_BURST', 100, { min: 1, flag: 'rate-burst' }),
+    maxConnections: s.int('IM_MAX_CONNECTIONS', 50_000, { min: 1, flag: 'max-connections' }),
+    region: s.str('IM_REGION', '', 'region'),
+    zone: s.str('IM_ZONE', '', 'zone'),
+  };
+}

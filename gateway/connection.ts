@@ -1,0 +1,320 @@
+/**
+ * One client connection: the handshake, heartbeat and idle timeout, flood and slow-consumer
+ * limits, and forwarding of business ops (>= 100) to logic as opaque bytes. Nothing here knows
+ * what a business op means.
+ *
+ * States: awaiting-auth -> open -> closing (Disconnect written, end() called) -> closed (socket
+ * closed). Everything a connection is (uid, device, connId, lastSeq, undecoded bytes) stays
+ * readable so that a later release can hand a live socket to a new process.
+ */
+import type * as net from 'node:net';
+import { Code, DisconnectCode, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
+import { verifyToken } from '../common/jwt';
+import type { Logger } from '../common/log';
+import type { SessionRef } from '../router/api';
+import { FrameDecoder } from '../proto/codec';
+import { decode, decodeFrame, encode, FIRST_BUSINESS_OP, Frame, frameBytes, Op } from '../proto/wire';
+import type { ConnectionLimits } from './limits';
+import type { LogicCaller } from './logic-client';
+import { TokenBucket, WindowCounter } from './rate-limit';
+
+export const MAX_DEVICE_ID_CHARS = 64;
+export const DEFAULT_DEVICE_ID = 'default';
+
+export type ConnectionState = 'awaiting-auth' | 'open' | 'closing' | 'closed';
+
+export interface ConnectionOptions {
+  socket: net.Socket;
+  node: string;
+  /** Unique within the node. */
+  connId: string;
+  authSecret: string;
+  logic: LogicCaller;
+  limits: ConnectionLimits;
+  logger: Logger;
+  /** Called once, right after AuthOk is written. */
+  onAuthenticated?: (conn: Connection) => void;
+  /** Called once when the connection starts closing (it stops counting as live). */
+  onClosing?: (conn: Connection) => void;
+  /** Called once when the socket has closed. */
+  onClose?: (conn: Connection) => void;
+}
+
+export class Connection {
+  readonly socket: net.Socket;
+  readonly connId: string;
+  private readonly opts: ConnectionOptions;
+  private readonly limits: ConnectionLimits;
+  private readonly decoder: FrameDecoder;
+  private readonly bucket: TokenBucket;
+  private readonly rejected: WindowCounter;
+  private _state: ConnectionState = 'awaiting-auth';
+  private _uid = '';
+  private _deviceId = '';
+  private _lastSeq = 0;
+  private pendingCalls = 0;
+  private lastFrameAtMs: number;
+  private corked = false;
+  private authTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ConnectionOptions) {
+    this.opts = options;
+    this.socket = options.socket;
+    this.connId = options.connId;
+    this.limits = options.limits;
+    this.decoder = new FrameDecoder(this.limits.maxFrameBytes);
+    const now = Date.now();
+    this.bucket = new TokenBucket(this.limits.rateLimitPerSec, this.limits.rateLimitBurst, now);
+    this.rejected = new WindowCounter(this.limits.rateLimitBurst);
+    this.lastFrameAtMs = now;
+
+    const s = this.socket;
+    s.setNoDelay(true);
+    s.setKeepAlive(true, 60_000);
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('error', (err) => this.opts.logger.debug('socket error', { connId: this.connId, err }));
+    s.on('close', () => this.onSocketClose());
+    this.authTimer = setTimeout(() => this.disconnect(DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), this.limits.authTimeoutMs);
+    this.idleTimer = setTimeout(this.onIdleTimer, this.limits.idleTimeoutMs);
+  }
+
+  get state(): ConnectionState { return this._state; }
+  get authenticated(): boolean { return this._uid !== ''; }
+  /** The token's sub: the uid of everything on this connection. Empty before auth. */
+  get uid(): string { return this._uid; }
+  get deviceId(): string { return this._deviceId; }
+  /** The highest inbox seq the device reported in Auth. */
+  get lastSeq(): number { return this._lastSeq; }
+  /** Received bytes of a frame not yet complete. */
+  get pendingBytes(): number { return this.decoder.pendingBytes; }
+
+  session(): SessionRef {
+    return { uid: this._uid, deviceId: this._deviceId, node: this.opts.node, connId: this.connId };
+  }
+
+  /** Writes an OP_PUSH frame carrying an encoded Message. False if the connection could not take it. */
+  pushMessage(body: Uint8Array): boolean {
+    if (this._state !== 'open') return false;
+    return this.write(frameBytes({ op: Op.PUSH, requestId: 0, body }));
+  }
+
+  /** Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent. */
+  disconnect(code: number, reason: string): void {
+    if (this._state === 'closing' || this._state === 'closed') return;
+    this._state = 'closing';
+    this.clearTimers();
+    const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
+    // Forced past the write bound: one small frame, and the socket takes nothing after it.
+    this.write(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), true);
+    this.socket.end();
+    this.graceTimer = setTimeout(() => this.socket.destroy(), this.limits.closeGraceMs);
+    this.graceTimer.unref();
+    this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
+    this.opts.onClosing?.(this);
+  }
+
+  /** Closes the socket at once, without a Disconnect frame. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this._state === 'closing' || this._state === 'closed') return; // discard, never buffer
+    let bodies: Buffer[];
+    try {
+      bodies = this.decoder.push(chunk);
+    } catch (err) {
+      this.decoder.takeState(); // drop what was buffered; the rest of the body is never read
+      this.protocolError(Code.FRAME_TOO_LARGE, err instanceof Error ? err.message : 'frame too large');
+      return;
+    }
+    for (const body of bodies) {
+      if (this._state !== 'awaiting-auth' && this._state !== 'open') break;
+      this.onFrame(body);
+    }
+  }
+
+  private onFrame(bytes: Buffer): void {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch {
+      this.protocolError(Code.BAD_FRAME, 'frame does not decode');
+      return;
+    }
+    const now = Date.now();
+    this.lastFrameAtMs = now;
+    if (!this.bucket.take(now)) {
+      if (this.rejected.add(now)) {
+        this.disconnect(DisconnectCode.RATE_LIMITED, 'too many frames');
+      } else {
+        this.replyError(frame, Code.RATE_LIMITED, 'rate limit exceeded');
+      }
+      return;
+    }
+    if (frame.op === Op.AUTH) {
+      this.onAuth(frame);
+    } else if (this._state !== 'open') {
+      this.replyError(frame, Code.NOT_AUTHENTICATED, 'send Auth first');
+    } else if (frame.op === Op.PING) {
+      this.onPing(frame);
+    } else if (frame.op >= FIRST_BUSINESS_OP) {
+      this.forward(frame);
+    } else {
+      this.replyError(frame, Code.UNKNOWN_OP, `op ${frame.op} is not a client request`);
+    }
+  }
+
+  private onAuth(frame: Frame): void {
+    if (this._state === 'open') {
+      this.replyError(frame, Code.ALREADY_AUTHENTICATED, 'already authenticated');
+      return;
+    }
+    let auth;
+    try {
+      auth = decode('Auth', frame.body);
+    } catch {
+      this.protocolError(Code.BAD_FRAME, 'Auth body does not decode');
+      return;
+    }
+    let uid: string;
+    try {
+      uid = verifyToken(this.opts.authSecret, auth.token).sub;
+    } catch (err) {
+      if (err instanceof TokenExpiredError) {
+        this.replyError(frame, Code.TOKEN_EXPIRED, 'token expired');
+        this.disconnect(DisconnectCode.TOKEN_EXPIRED, 'token expired');
+      } else {
+        this.replyError(frame, Code.TOKEN_INVALID, err instanceof Error ? err.message : 'token invalid');
+        this.disconnect(DisconnectCode.BAD_TOKEN, 'token invalid');
+      }
+      return;
+    }
+    const deviceId = auth.deviceId || DEFAULT_DEVICE_ID;
+    if (deviceId.length > MAX_DEVICE_ID_CHARS) {
+      this.replyError(frame, Code.BAD_FRAME, `device id longer than ${MAX_DEVICE_ID_CHARS} characters`);
+      this.disconnect(DisconnectCode.PROTOCOL_ERROR, 'bad device id');
+      return;
+    }
+    this._uid = uid;
+    this._deviceId = deviceId;
+    this._lastSeq = auth.lastSeq;
+    this._state = 'open';
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = undefined;
+    const ok = encode('AuthOk', {
+      uid, deviceId, heartbeatIntervalMs: this.limits.heartbeatIntervalMs, maxFrameBytes: this.limits.maxFrameBytes,
+      serverTimeMs: Date.now(), node: this.opts.node, connId: this.connId,
+    });
+    this.write(frameBytes({ op: Op.AUTH, requestId: frame.requestId, body: ok }));
+    this.opts.onAuthenticated?.(this);
+  }
+
+  private onPing(frame: Frame): void {
+    try {
+      decode('Ping', frame.body);
+    } catch {
+      this.protocolError(Code.BAD_FRAME, 'Ping body does not decode');
+      return;
+    }
+    this.write(frameBytes({ op: Op.PING, requestId: frame.requestId, body: encode('Pong', { serverTimeMs: Date.now() }) }));
+  }
+
+  private forward(frame: Frame): void {
+    if (this.pendingCalls >= this.limits.maxPendingPerConn) {
+      this.replyError(frame, Code.OVERLOADED, 'too many requests in flight on this connection');
+      return;
+    }
+    this.pendingCalls++;
+    const { op, requestId } = frame;
+    this.opts.logic
+      .call({ op, uid: this._uid, deviceId: this._deviceId, connId: this.connId, node: this.opts.node, body: frame.body })
+      .then(
+        (r) => {
+          this.pendingCalls--;
+          if (this._state !== 'open') return;
+          if (r.code === Code.OK) this.write(frameBytes({ op, requestId, body: r.body }));
+          else this.write(frameBytes({ op, requestId, error: { code: r.code, message: r.message, retryable: r.retryable } }));
+        },
+        (err: unknown) => {
+          // LogicClient never rejects; a LogicCaller that does gets INTERNAL, not a crash.
+          this.pendingCalls--;
+          this.opts.logger.error('logic call rejected', { err });
+          if (this._state === 'open') this.replyError({ op, requestId }, Code.INTERNAL, 'internal error');
+        },
+      );
+  }
+
+  private replyError(frame: Pick<Frame, 'op' | 'requestId'>, code: number, message: string): void {
+    this.write(frameBytes({ op: frame.op, requestId: frame.requestId, error: { code, message, retryable: isRetryableCode(code) } }));
+  }
+
+  /** Framing is broken: say why (OP_ERROR, request id 0), then disconnect. */
+  private protocolError(code: number, message: string): void {
+    this.replyError({ op: Op.ERROR, requestId: 0 }, code, message);
+    this.disconnect(DisconnectCode.PROTOCOL_ERROR, message);
+  }
+
+  /**
+   * Every write goes through here: bounded by maxWriteQueueBytes, and corked until the end of
+   * the tick so that all frames of one tick leave in one syscall. A write past the bound marks a
+   * slow consumer: its Disconnect queues behind the (bounded) backlog, nothing else is accepted,
+   * and the socket is destroyed after closeGraceMs unless the client drains and closes first.
+   */
+  private write(buf: Buffer, force = false): boolean {
+    if (this._state === 'closed' || this.socket.destroyed || this.socket.writableEnded) return false;
+    if (!force) {
+      if (this._state === 'closing') return false;
+      // An empty queue always takes one frame, so a reply larger than the bound (a big sync
+      // page) still reaches a client that reads.
+      const queued = this.socket.writableLength;
+      if (queued > 0 && queued + buf.length > this.limits.maxWriteQueueBytes) {
+        this.disconnect(DisconnectCode.SLOW_CONSUMER, 'client is not reading');
+        return false;
+      }
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(buf);
+    return true;
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  private readonly onIdleTimer = (): void => {
+    this.idleTimer = undefined;
+    if (this._state === 'closing' || this._state === 'closed') return;
+    const idleMs = Date.now() - this.lastFrameAtMs;
+    if (idleMs >= this.limits.idleTimeoutMs) {
+      this.disconnect(DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
+      return;
+    }
+    // One timer per connection, re-armed lazily: frames only record their arrival time.
+    this.idleTimer = setTimeout(this.onIdleTimer, this.limits.idleTimeoutMs - idleMs);
+  };
+
+  private clearTimers(): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.authTimer = undefined;
+    this.idleTimer = undefined;
+  }
+
+  private onSocketClose(): void {
+    if (this._state === 'closed') return;
+    const wasLive = this._state !== 'closing';
+    this._state = 'closed';
+    this.clearTimers();
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (wasLive) this.opts.onClosing?.(this);
+    this.opts.onClose?.(this);
+  }
+}

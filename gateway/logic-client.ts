@@ -1,0 +1,345 @@
+/**
+ * The gateway's client for logic: one long-lived LogicGateway.Connect bidi stream per logic
+ * address. Calls are spread round-robin over the streams that are up, coalesced into one CallBatch
+ * per stream per event-loop turn, and matched back to their callers by call_id.
+ *
+ * Every call settles: with logic's result, or at once with UNAVAILABLE (no stream up, or the
+ * stream broke with the call pending), OVERLOADED (maxInFlight reached) or TIMEOUT (callTimeoutMs)
+ * — all retryable, so a client may resend (sends are idempotent by client_msg_id).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ConfigError, parseHostPort } from '../common/config';
+import { Code } from '../common/errors';
+import { loadLogicProto } from '../common/grpc';
+import { positiveOption } from './limits';
+import { Logger, silentLogger } from '../common/log';
+import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';
+import type { LogicGatewayClient } from '../proto/gen/im/internal/v1/LogicGateway';
+import type { ResultBatch__Output } from '../proto/gen/im/internal/v1/ResultBatch';
+
+export interface LogicClientOptions {
+  /** host:port of each logic server; one stream is kept to each. */
+  addresses: string[];
+  /** A call without a result after this long settles with TIMEOUT. Default 10000. */
+  callTimeoutMs?: number;
+  /** Calls queued or awaiting a result, over all streams; beyond it calls get OVERLOADED. Default 10000. */
+  maxInFlight?: number;
+  /** Reconnect backoff: full jitter over min(reconnectMaxMs, reconnectBaseMs * 2^attempt). Defaults 100 / 5000. */
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  logger?: Logger;
+}
+
+export interface LogicCall {
+  op: number;
+  uid: string;
+  deviceId: string;
+  connId: string;
+  node: string;
+  body: Uint8Array;
+}
+
+export interface LogicCallResult {
+  body: Uint8Array;
+  code: number;
+  message: string;
+  retryable: boolean;
+}
+
+/** What a connection needs from logic; LogicClient is the implementation. */
+export interface LogicCaller {
+  call(call: LogicCall): Promise<LogicCallResult>;
+}
+
+type Stream = grpc.ClientDuplexStream<CallBatch, ResultBatch__Output>;
+
+/** A CallBatch stays well under grpc's default 4 MiB receive limit on the logic side. */
+const MAX_BATCH_BYTES = 1024 * 1024;
+/** How long one connect attempt waits for the channel to become ready before backing off. */
+const CONNECT_ATTEMPT_MS = 5000;
+const EMPTY = new Uint8Array(0);
+
+interface PendingCall {
+  id: number;
+  call: LogicCall;
+  resolve: (r: LogicCallResult) => void;
+  timer: NodeJS.Timeout | undefined;
+  link: LogicLink | undefined;
+  settled: boolean;
+}
+
+function failure(code: number, message: string): LogicCallResult {
+  return { body: EMPTY, code, message, retryable: true };
+}
+
+export class LogicClient implements LogicCaller {
+  private readonly callTimeoutMs: number;
+  private readonly maxInFlight: number;
+  private readonly logger: Logger;
+  private readonly links: LogicLink[];
+  private inFlight = 0;
+  private rr = 0;
+  private started = false;
+  private closed = false;
+  private upWaiters = new Set<() => void>();
+
+  constructor(options: LogicClientOptions) {
+    if (!Array.isArray(options.addresses) || options.addresses.length === 0) {
+      throw new ConfigError('addresses', 'at least one logic address is required');
+    }
+    for (const a of options.addresses) {
+      if (!parseHostPort(a)) throw new ConfigError('addresses', `expected host:port, got "${a}"`);
+    }
+    this.callTimeoutMs = positiveOption('callTimeoutMs', options.callTimeoutMs, 10_000);
+    this.maxInFlight = positiveOption('maxInFlight', options.maxInFlight, 10_000);
+    const baseMs = positiveOption('reconnectBaseMs', options.reconnectBaseMs, 100);
+    const maxMs = positiveOption('reconnectMaxMs', options.reconnectMaxMs, 5000);
+    if (maxMs < baseMs) throw new ConfigError('reconnectMaxMs', 'must be >= reconnectBaseMs');
+    this.logger = options.logger ?? silentLogger;
+    const proto = loadLogicProto();
+    this.links = options.addresses.map((address) => new LogicLink({
+      address, baseMs, maxMs, logger: this.logger.child({ logic: address }),
+      ctor: proto.im.internal.v1.LogicGateway,
+      settle: (p, r) => this.settle(p, r),
+      onUp: () => this.notifyUp(),
+    }));
+  }
+
+  /** Opens the streams (in the background; they reconnect on their own). */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    for (const link of this.links) link.start();
+  }
+
+  /** Number of logic streams currently up. */
+  get streamsUp(): number {
+    return this.links.filter((l) => l.up).length;
+  }
+
+  /** Resolves true as soon as a stream is up, false after timeoutMs (for readiness and tests). */
+  whenUp(timeoutMs: number): Promise<boolean> {
+    if (this.streamsUp > 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.upWaiters.delete(onUp);
+        resolve(ok);
+      };
+      const onUp = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.upWaiters.add(onUp);
+    });
+  }
+
+  call(call: LogicCall): Promise<LogicCallResult> {
+    if (this.closed) return Promise.resolve(failure(Code.UNAVAILABLE, 'logic client closed'));
+    if (this.inFlight >= this.maxInFlight) {
+      return Promise.resolve(failure(Code.OVERLOADED, 'too many calls in flight to logic'));
+    }
+    const link = this.pickLink();
+    if (!link) return Promise.resolve(failure(Code.UNAVAILABLE, 'no logic server reachable'));
+    return new Promise<LogicCallResult>((resolve) => {
+      const p: PendingCall = { id: 0, call, resolve, timer: undefined, link, settled: false };
+      this.inFlight++;
+      p.timer = setTimeout(() => {
+        p.link?.forget(p);
+        this.settle(p, failure(Code.TIMEOUT, `logic did not answer within ${this.callTimeoutMs}ms`));
+      }, this.callTimeoutMs);
+      link.enqueue(p);
+    });
+  }
+
+  /** Closes every stream; calls still pending settle with UNAVAILABLE. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of this.links) link.close();
+    for (const w of [...this.upWaiters]) w();
+  }
+
+  private pickLink(): LogicLink | undefined {
+    const n = this.links.length;
+    for (let i = 0; i < n; i++) {
+      const link = this.links[(this.rr + i) % n];
+      if (link.up) {
+        this.rr = (this.rr + i + 1) % n;
+        return link;
+      }
+    }
+    return undefined;
+  }
+
+  private settle(p: PendingCall, result: LogicCallResult): void {
+    if (p.settled) return;
+    p.settled = true;
+    this.inFlight--;
+    if (p.timer) clearTimeout(p.timer);
+    p.resolve(result);
+  }
+
+  private notifyUp(): void {
+    for (const w of [...this.upWaiters]) w();
+  }
+}
+
+interface LinkDeps {
+  address: string;
+  baseMs: number;
+  maxMs: number;
+  logger: Logger;
+  ctor: new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => LogicGatewayClient;
+  settle: (p: PendingCall, r: LogicCallResult) => void;
+  onUp: () => void;
+}
+
+/** One logic address: its channel, its current stream, and the calls riding on that stream. */
+class LogicLink {
+  private readonly client: LogicGatewayClient;
+  private stream: Stream | null = null;
+  private writable = true; // false from write() returning false until 'drain'
+  private outbox: PendingCall[] = [];
+  private readonly pending = new Map<number, PendingCall>();
+  private nextCallId = 1;
+  private flushScheduled = false;
+  private attempt = 0;
+  private upSinceMs = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly deps: LinkDeps) {
+    this.client = new deps.ctor(deps.address, grpc.credentials.createInsecure(), {
+      // Detect a logic host that vanished without closing the TCP connection.
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      // The channel's own reconnect backoff must not outgrow ours (its default max is 120 s).
+      'grpc.initial_reconnect_backoff_ms': deps.baseMs,
+      'grpc.max_reconnect_backoff_ms': deps.maxMs,
+      // Results can carry sync pages of many messages.
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    });
+  }
+
+  get up(): boolean {
+    return this.stream !== null;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  enqueue(p: PendingCall): void {
+    p.id = this.nextCallId++;
+    this.pending.set(p.id, p);
+    this.outbox.push(p);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // setImmediate rather than nextTick: every socket read in this poll phase shares one batch.
+      setImmediate(() => this.flush());
+    }
+  }
+
+  forget(p: PendingCall): void {
+    this.pending.delete(p.id);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const stream = this.stream;
+    this.stream = null;
+    if (stream) stream.cancel();
+    this.failAll('logic client closed');
+    this.client.close();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.client.waitForReady(Date.now() + CONNECT_ATTEMPT_MS, (err) => {
+      if (this.closed) return;
+      if (err) {
+        this.deps.logger.debug('logic not reachable', { err });
+        this.scheduleReconnect();
+        return;
+      }
+      this.openStream();
+    });
+  }
+
+  private openStream(): void {
+    const stream = this.client.Connect();
+    this.stream = stream;
+    this.writable = true;
+    this.upSinceMs = Date.now();
+    stream.on('data', (batch: ResultBatch__Output) => this.onResults(batch));
+    stream.on('drain', () => {
+      if (this.stream !== stream) return;
+      this.writable = true;
+      this.flush();
+    });
+    stream.on('error', (err: grpc.ServiceError) => this.onBroken(stream, err.details || err.message));
+    stream.on('end', () => this.onBroken(stream, 'logic ended the stream'));
+    this.deps.logger.info('logic stream up');
+    this.deps.onUp();
+    if (this.outbox.length > 0) this.flush();
+  }
+
+  private onBroken(stream: Stream, reason: string): void {
+    if (this.stream !== stream) return;
+    this.stream = null;
+    stream.cancel();
+    this.deps.logger.warn('logic stream broke', { reason, pending: this.pending.size });
+    this.failAll(`logic stream broke: ${reason}`);
+    // A stream that stayed up a while was healthy: start the backoff over.
+    if (Date.now() - this.upSinceMs >= this.deps.maxMs) this.attempt = 0;
+    this.scheduleReconnect();
+  }
+
+  private failAll(message: string): void {
+    const calls = [...this.pending.values()];
+    this.pending.clear();
+    this.outbox = [];
+    for (const p of calls) this.deps.settle(p, failure(Code.UNAVAILABLE, message));
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed) return;
+    const capMs = Math.min(this.deps.maxMs, this.deps.baseMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    const delayMs = Math.random() * capMs;
+    this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const stream = this.stream;
+    if (!stream) return; // calls were failed when the stream broke
+    while (this.writable && this.outbox.length > 0) {
+      const calls: CallBatch['calls'] = [];
+      let bytes = 0;
+      let i = 0;
+      for (; i < this.outbox.length; i++) {
+        const p = this.outbox[i];
+        if (p.settled) continue; // timed out while queued: logic never sees it
+        if (calls.length > 0 && bytes + p.call.body.length > MAX_BATCH_BYTES) break;
+        const c = p.call;
+        calls.push({ callId: p.id, op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node, body: c.body });
+        bytes += c.body.length + 64;
+      }
+      this.outbox = i >= this.outbox.length ? [] : this.outbox.slice(i);
+      if (calls.length === 0) break;
+      if (!stream.write({ calls })) this.writable = false;
+    }
+  }
+
+  private onResults(batch: ResultBatch__Output): void {
+    for (const r of batch.results) {
+      const id = Number(r.callId);
+      const p = this.pending.get(id);
+      if (!p) continue; // timed out earlier, or an id logic made up
+      this.pending.delete(id);
+      this.deps.settle(p, { body: r.body ?? EMPTY, code: r.code, message: r.message, retryable: r.retryable });
+    }
+  }
+}

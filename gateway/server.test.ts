@@ -1,0 +1,175 @@
+import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
+import { gatewaySubject } from '../common/bus';
+import { Code, DisconnectCode } from '../common/errors';
+import { encodeDeliveryBatch } from '../proto/delivery';
+import { decode, encode, Op } from '../proto/wire';
+import { Gateway } from './server';
+import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './test-support';
+import { InProcessBus } from '../common/bus';
+
+const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });
+
+describe('Gateway', () => {
+  describe('downlink and routing', () => {
+    let h: Harness;
+    before(async () => { h = await startGateway({ routerHeartbeatMs: 50 }); });
+    after(async () => h.stop());
+
+    it('pushes each delivery to every connection of its uid on this node, and to no one else', async () => {
+      const phone = await h.login('erin', 'phone');
+      const laptop = await h.login('erin', 'laptop');
+      const other = await h.login('frank');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({
+        deliveries: [{ uid: 'erin', seq: 1, message: message('m1', 1) }, { uid: 'erin', seq: 2, message: message('m2', 2) },
+          { uid: 'nobody-here', seq: 1, message: message('m3', 1) }],
+      }));
+      for (const c of [phone, laptop]) {
+        for (const [id, seq] of [['m1', 1], ['m2', 2]] as const) {
+          const f = await c.take((x) => x.op === Op.PUSH);
+          assert.equal(f.requestId, 0);
+          const m = decode('Message', f.body);
+          assert.equal(m.msgId, id);
+          assert.equal(m.seq, seq);
+        }
+      }
+      // A push to frank would have been written before this reply on the same socket.
+      assert.equal((await other.ping()).error, null);
+      assert.equal(other.frames.length, 0);
+      for (const c of [phone, laptop, other]) c.close();
+    });
+
+    it('ignores an undecodable bus payload and keeps delivering', async () => {
+      const c = await h.login('gina');
+      h.bus.publish(gatewaySubject(h.node), Buffer.from([0xff, 0xff, 0xff]));
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ deliveries: [{ uid: 'gina', seq: 7, message: message('ok', 7) }] }));
+      assert.equal(decode('Message', (await c.take((x) => x.op === Op.PUSH)).body).msgId, 'ok');
+      c.close();
+    });
+
+    it('kicks one device or every device of a uid with the kick code', async () => {
+      const phone = await h.login('hank', 'phone');
+      const laptop = await h.login('hank', 'laptop');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({
+        kicks: [{ uid: 'hank', deviceId: 'phone', code: DisconnectCode.KICKED, reason: 'logged in elsewhere' }],
+      }));
+      const d = await phone.disconnectFrame();
+      assert.equal(d.code, DisconnectCode.KICKED);
+      assert.equal(d.reconnect, false);
+      await phone.waitClosed();
+      assert.equal((await laptop.ping()).error, null, 'the other device stays');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ kicks: [{ uid: 'hank', deviceId: '', code: 0, reason: '' }] }));
+      assert.equal((await laptop.disconnectFrame()).code, DisconnectCode.KICKED);
+      await laptop.waitClosed();
+    });
+
+    it('binds on auth, unbinds on close, and heartbeats its load', async () => {
+      const c = await h.connect();
+      const ok = decode('AuthOk', (await c.auth(token('ivan'), 'd1')).body);
+      await eventually(() => h.router.sessions.has(`${h.node}/${ok.connId}`), 'bind');
+      await eventually(() => h.router.heartbeats.some((s) => s.connections >= 1), 'heartbeat with the connection counted');
+      const last = h.router.heartbeats[h.router.heartbeats.length - 1];
+      assert.equal(last.node, h.node);
+      assert.equal(last.addr, `127.0.0.1:${h.port}`);
+      assert.equal(last.draining, false);
+      c.close();
+      await eventually(() => !h.router.sessions.has(`${h.node}/${ok.connId}`), 'unbind');
+    });
+
+    it('re-registers every session when the router says it forgot this node', async () => {
+      const c = await h.login('judy');
+      await eventually(() => [...h.router.sessions.values()].some((s) => s.uid === 'judy'), 'bind');
+      // The router restarts: it knows nothing.
+      h.router.sessions.clear();
+      h.router.known = false;
+      const before = h.router.snapshots;
+      await eventually(() => h.router.snapshots > before, 'snapshot');
+      assert.ok([...h.router.sessions.values()].some((s) => s.uid === 'judy' && s.node === h.node));
+      c.close();
+    });
+  });
+
+  it('answers UNAVAILABLE (retryable) to a business op when logic is down, and keeps the connection', async () => {
+    const h = await startGateway({}, await closedPort());
+    try {
+      const c = await h.login('kate');
+      const f = await c.request(Op.SEND, Buffer.from('x'), 5000);
+      assert.equal(f.error?.code, Code.UNAVAILABLE);
+      assert.equal(f.error?.retryable, true);
+      assert.equal((await c.ping()).error, null);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('turns away connections beyond maxConnections with Disconnect DRAINING', async () => {
+    const h = await startGateway({ maxConnections: 1 });
+    try {
+      const first = await h.login('leo');
+      const second = await h.connect();
+      const d = await second.disconnectFrame();
+      assert.equal(d.code, DisconnectCode.DRAINING);
+      assert.equal(d.reconnect, true);
+      await second.waitClosed();
+      assert.equal((await first.ping()).error, null);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('stop(): reports draining, disconnects everyone with DRAINING, stops accepting; idempotent', async () => {
+    const h = await startGateway();
+    const a = await h.login('mia');
+    const b = await h.connect();
+    const stopped = h.gateway.stop();
+    for (const c of [a, b]) {
+      const d = await c.disconnectFrame();
+      assert.equal(d.code, DisconnectCode.DRAINING);
+      assert.equal(d.reconnect, true);
+      await c.waitClosed();
+    }
+    await stopped;
+    await h.gateway.stop();
+    assert.ok(h.router.heartbeats.some((s) => s.draining), 'router told the node is draining');
+    assert.equal(h.gateway.connectionCount, 0);
+    await assert.rejects(TestClient.connect(h.port), /ECONNREFUSED/);
+    await h.stop();
+  });
+
+  it('stop() is bounded when a client ignores the Disconnect', async () => {
+    const h = await startGateway({ drainTimeoutMs: 200, closeGraceMs: 60_000 });
+    const c = await h.login('ned');
+    c.socket.pause(); // never reads, never closes
+    await h.gateway.stop(); // resolves: the socket is destroyed after drainTimeoutMs
+    assert.equal(h.gateway.connectionCount, 0);
+    c.socket.resume();
+    await c.waitClosed();
+    await h.stop();
+  });
+
+  it('rejects bad options naming the field', async () => {
+    const base = { node: 'n', host: '127.0.0.1', port: 0, authSecret: SECRET, logicAddresses: ['127.0.0.1:1'], router: new MemoryRouter(), bus: new InProcessBus() };
+    assert.throws(() => new Gateway({ ...base, authSecret: '' }), /authSecret/);
+    assert.throws(() => new Gateway({ ...base, logicAddresses: undefined }), /logic/);
+    assert.throws(() => new Gateway({ ...base, maxFrameBytes: -1 }), /maxFrameBytes/);
+    assert.throws(() => new Gateway({ ...base, heartbeatIntervalMs: 1000, idleTimeoutMs: 500 }), /idleTimeoutMs/);
+    assert.throws(() => new Gateway({ ...base, publicAddr: 'nope' }), /publicAddr/);
+  });
+
+  it('survives abrupt client resets', async () => {
+    const h = await startGateway();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const s = net.connect(h.port, '127.0.0.1');
+        await new Promise((r) => s.once('connect', r));
+        s.write(Buffer.from([0, 0, 0]));
+        s.resetAndDestroy();
+      }
+      const c = await h.login('olga');
+      assert.equal((await c.ping()).error, null);
+      await eventually(() => h.gateway.connectionCount === 1, 'reset connections released');
+    } finally {
+      await h.stop();
+    }
+  });
+});

@@ -1,0 +1,51 @@
+/** Logic service configuration: a pure function of env and flags. */
+import { loadBusConfig, loadLogLevel, loadStoreConfig, type BusConfig, type StoreConfig } from '../common/backends';
+import type { Env } from '../common/config';
+import { formatHostPort, parseFlags, Settings } from '../common/config';
+import type { Level } from '../common/log';
+
+export interface LogicConfig {
+  host: string;
+  port: number;
+  maxGroupMembers: number;
+  dedupWindowMs: number;
+  maxContentBytes: number;
+}
+
+export function loadLogicConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicConfig {
+  const s = new Settings(env, parseFlags(argv));
+  const { host, port } = s.addr('IM_LOGIC_ADDR', '127.0.0.1:7190', 'addr');
+  return {
+    host,
+    port,
+    maxGroupMembers: s.int('IM_MAX_GROUP_MEMBERS', 100, { min: 2, max: 100_000, flag: 'max-group-members' }),
+    dedupWindowMs: s.durationMs('IM_DEDUP_WINDOW', 24 * 3_600_000, { min: 1000, flag: 'dedup-window' }),
+    maxContentBytes: s.int('IM_MAX_CONTENT_BYTES', 16_384, { min: 1, max: 1_048_576, flag: 'max-content-bytes' }),
+  };
+}
+
+/** Everything `node dist/logic/main.js` needs: the service settings plus backends and wiring. */
+export interface LogicProcessConfig {
+  logic: LogicConfig;
+  store: StoreConfig;
+  /** Never inprocess: pushes must reach gateways in other processes. */
+  bus: BusConfig;
+  /** Router gRPC host:port (IM_ROUTER_GRPC_ADDR, --router-addr). */
+  routerAddr: string;
+  logLevel: Level;
+}
+
+/**
+ * loadLogicConfig plus IM_STORE / IM_BUS and their settings (common/backends.ts),
+ * IM_ROUTER_GRPC_ADDR and IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
+ */
+export function loadLogicProcessConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicProcessConfig {
+  const s = new Settings(env, parseFlags(argv));
+  return {
+    logic: loadLogicConfig(env, argv),
+    store: loadStoreConfig(env, argv),
+    bus: loadBusConfig(env, argv, { allowInProcessBus: false }),
+    routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
+    logLevel: loadLogLevel(env, argv),
+  };
+}

@@ -1,0 +1,262 @@
+/**
+ * RouterApi over gRPC. Calls made together are batched: concurrent lookups become one Lookup RPC,
+ * consecutive binds (or unbinds) one Bind (or Unbind). Session changes are sent strictly in call
+ * order, one RPC at a time, so an unbind can never overtake the bind it undoes; while one is in
+ * flight the next batch accumulates. Every call has a deadline and settles with an ImError on failure.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+import { fromGrpcError, loadRouterProto } from '../common/grpc';
+import { Logger, silentLogger } from '../common/log';
+import type { HeartbeatReply__Output } from '../proto/gen/im/internal/v1/HeartbeatReply';
+import type { LookupReply__Output } from '../proto/gen/im/internal/v1/LookupReply';
+import type { RouterClient as RouterStub } from '../proto/gen/im/internal/v1/Router';
+import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from './api';
+
+export interface RouterClientOptions {
+  address: string;            // host:port
+  callTimeoutMs?: number;
+  /** Uids per Lookup RPC; a larger batch is split. Keep at or below the router's maxUidsPerLookup. */
+  maxUidsPerRpc?: number;
+  /** Sessions per Bind/Unbind RPC; keeps each message well under gRPC's 4 MB default. */
+  maxSessionsPerRpc?: number;
+  /** Uids waiting for the next lookup batch; beyond it lookup() fails with OverloadedError. */
+  maxPendingUids?: number;
+  /** Sessions queued for bind/unbind/snapshot; beyond it those calls fail with OverloadedError. */
+  maxPendingSessions?: number;
+  logger?: Logger;
+}
+
+export const ROUTER_CLIENT_DEFAULTS = {
+  callTimeoutMs: 3000,
+  maxUidsPerRpc: 1000,
+  maxSessionsPerRpc: 4096,
+  maxPendingUids: 100_000,
+  maxPendingSessions: 1_000_000,
+} as const;
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: ImError): void;
+}
+
+interface PendingLookup extends Waiter<SessionRef[]> {
+  uids: readonly string[];
+}
+
+type MutationKind = 'bind' | 'unbind' | 'snapshot';
+
+interface Mutation extends Waiter<void> {
+  kind: MutationKind;
+  node: string;               // snapshot only
+  sessions: SessionRef[];
+  deadlineMs: number;
+}
+
+type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+
+export class RouterClient implements RouterApi {
+  private readonly o: Required<Omit<RouterClientOptions, 'logger'>>;
+  private readonly log: Logger;
+  private readonly stub: RouterStub;
+  private readonly inFlight = new Set<grpc.ClientUnaryCall>();
+  private lookups: PendingLookup[] = [];
+  private pendingUids = 0;
+  private lookupScheduled = false;
+  private readonly mutations: Mutation[] = [];
+  private pendingSessions = 0;
+  private writing = false;
+  private closed = false;
+
+  constructor(options: RouterClientOptions) {
+    this.o = { ...ROUTER_CLIENT_DEFAULTS, ...definedOnly(options) } as Required<Omit<RouterClientOptions, 'logger'>>;
+    for (const f of ['callTimeoutMs', 'maxUidsPerRpc', 'maxSessionsPerRpc', 'maxPendingUids', 'maxPendingSessions'] as const) {
+      if (!Number.isInteger(this.o[f]) || this.o[f] <= 0) throw new RangeError(`RouterClient ${f} must be a positive integer, got ${this.o[f]}`);
+    }
+    this.log = options.logger ?? silentLogger;
+    const proto = loadRouterProto();
+    this.stub = new proto.im.internal.v1.Router(options.address, grpc.credentials.createInsecure(), {
+      // grpc-js backs off up to 120s by default; a restarted router must be found again in seconds.
+      'grpc.initial_reconnect_backoff_ms': 250,
+      'grpc.max_reconnect_backoff_ms': 5000,
+      // A big lookup batch of users with many devices can exceed the 4 MB default.
+      'grpc.max_receive_message_length': 32 * 1024 * 1024,
+    });
+  }
+
+  lookup(uids: string[]): Promise<SessionRef[]> {
+    if (this.closed) return Promise.reject(closedError());
+    if (uids.length === 0) return Promise.resolve([]);
+    if (this.pendingUids + uids.length > this.o.maxPendingUids) {
+      return Promise.reject(new OverloadedError(`router lookup queue is full (${this.pendingUids} uids pending)`));
+    }
+    return new Promise((resolve, reject) => {
+      this.lookups.push({ uids: [...uids], resolve, reject });
+      this.pendingUids += uids.length;
+      if (!this.lookupScheduled) {
+        this.lookupScheduled = true;
+        // setImmediate, not a microtask: it also gathers lookups issued by other I/O callbacks of this loop turn.
+        setImmediate(() => this.flushLookups());
+      }
+    });
+  }
+
+  bind(sessions: SessionRef[]): Promise<void> {
+    return this.enqueue('bind', '', sessions);
+  }
+
+  unbind(sessions: SessionRef[]): Promise<void> {
+    return this.enqueue('unbind', '', sessions);
+  }
+
+  snapshot(node: string, sessions: SessionRef[]): Promise<void> {
+    return this.enqueue('snapshot', node, sessions);
+  }
+
+  async heartbeat(status: GatewayStatus): Promise<HeartbeatResult> {
+    if (this.closed) throw closedError();
+    const reply = await this.call<GatewayStatus, HeartbeatReply__Output>((r, o, cb) => this.stub.Heartbeat(r, o, cb), status, Date.now() + this.o.callTimeoutMs);
+    return { heartbeatIntervalMs: reply.heartbeatIntervalMs, known: reply.known };
+  }
+
+  /** Fails everything queued or in flight with UnavailableError and closes the channel. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = closedError();
+    for (const l of this.lookups.splice(0)) l.reject(err);
+    for (const m of this.mutations.splice(0)) m.reject(err);
+    this.pendingUids = 0;
+    this.pendingSessions = 0;
+    for (const call of this.inFlight) call.cancel();
+    this.stub.close();
+  }
+
+  private flushLookups(): void {
+    this.lookupScheduled = false;
+    const batch = this.lookups;
+    this.lookups = [];
+    this.pendingUids = 0;
+    if (batch.length === 0) return;
+    const unique = [...new Set(batch.flatMap((l) => l.uids))];
+    const deadlineMs = Date.now() + this.o.callTimeoutMs;
+    const rpcs = chunk(unique, this.o.maxUidsPerRpc)
+      .map((uids) => this.call<{ uids: string[] }, LookupReply__Output>((r, o, cb) => this.stub.Lookup(r, o, cb), { uids }, deadlineMs));
+    Promise.all(rpcs).then((replies) => {
+      const byUid = new Map<string, SessionRef[]>();
+      for (const reply of replies) {
+        for (const s of reply.sessions) {
+          const ref: SessionRef = { uid: s.uid, deviceId: s.deviceId, node: s.node, connId: s.connId };
+          const list = byUid.get(s.uid);
+          if (list) list.push(ref); else byUid.set(s.uid, [ref]);
+        }
+      }
+      // Each caller sees only its own uids, each once even if it asked twice.
+      for (const l of batch) l.resolve([...new Set(l.uids)].flatMap((uid) => byUid.get(uid) ?? []));
+    }, (err: ImError) => {
+      this.log.debug('router client: lookup failed', { err, uids: unique.length });
+      for (const l of batch) l.reject(err);
+    });
+  }
+
+  private enqueue(kind: MutationKind, node: string, sessions: SessionRef[]): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (sessions.length === 0 && kind !== 'snapshot') return Promise.resolve();
+    if (this.pendingSessions + sessions.length > this.o.maxPendingSessions) {
+      return Promise.reject(new OverloadedError(`router update queue is full (${this.pendingSessions} sessions pending)`));
+    }
+    // A large snapshot goes out in several RPCs; give each its own timeout's worth of time.
+    const rpcs = Math.max(1, Math.ceil(sessions.length / this.o.maxSessionsPerRpc));
+    const deadlineMs = Date.now() + this.o.callTimeoutMs * rpcs;
+    return new Promise((resolve, reject) => {
+      this.mutations.push({ kind, node, sessions: [...sessions], deadlineMs, resolve, reject });
+      this.pendingSessions += sessions.length;
+      if (!this.writing) {
+        this.writing = true;
+        setImmediate(() => void this.pumpMutations());
+      }
+    });
+  }
+
+  /** Sends queued session changes in order, merging each run of same-kind calls into one batch. */
+  private async pumpMutations(): Promise<void> {
+    while (this.mutations.length > 0) {
+      const group = this.takeGroup();
+      const now = Date.now();
+      const live = group.filter((m) => m.deadlineMs > now);
+      for (const m of group) if (m.deadlineMs <= now) m.reject(new TimeoutError('router update timed out in queue'));
+      if (live.length === 0) continue;
+      try {
+        await this.sendMutations(live[0].kind, live);
+        for (const m of live) m.resolve();
+      } catch (err) {
+        this.log.debug('router client: update failed', { err, kind: live[0].kind });
+        for (const m of live) m.reject(err as ImError);
+      }
+    }
+    this.writing = false;
+  }
+
+  private takeGroup(): Mutation[] {
+    const first = this.mutations.shift()!;
+    const group = [first];
+    // A snapshot replaces a node's state: it is never merged with anything.
+    if (first.kind !== 'snapshot') {
+      while (this.mutations.length > 0 && this.mutations[0].kind === first.kind) group.push(this.mutations.shift()!);
+    }
+    for (const m of group) this.pendingSessions -= m.sessions.length;
+    return group;
+  }
+
+  private async sendMutations(kind: MutationKind, group: Mutation[]): Promise<void> {
+    const deadlineMs = Math.min(...group.map((m) => m.deadlineMs));
+    const sessions = group.length === 1 ? group[0].sessions : group.flatMap((m) => m.sessions);
+    const chunks = chunk(sessions, this.o.maxSessionsPerRpc);
+    if (kind === 'snapshot') {
+      // The first chunk replaces the node's sessions; the rest add to it, still in order.
+      const node = group[0].node;
+      await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { snapshot: true, node, sessions: chunks[0] ?? [] }, deadlineMs);
+      for (const c of chunks.slice(1)) await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { sessions: c }, deadlineMs);
+      return;
+    }
+    for (const c of chunks) {
+      if (kind === 'bind') await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { sessions: c }, deadlineMs);
+      else await this.call((r, o, cb) => this.stub.Unbind(r, o, cb), { sessions: c }, deadlineMs);
+    }
+  }
+
+  /** One unary RPC with a deadline; failures become ImErrors (UNAVAILABLE/TIMEOUT are retryable). */
+  private call<Req, Res>(fn: Unary<Req, Res>, req: Req, deadlineMs: number): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      let call: grpc.ClientUnaryCall | undefined;
+      let settled = false;
+      try {
+        call = fn(req, { deadline: new Date(deadlineMs) }, (err, res) => {
+          settled = true;
+          if (call) this.inFlight.delete(call);
+          if (err) reject(fromGrpcError(err));
+          else resolve(res!);
+        });
+      } catch (err) {
+        // grpc-js throws synchronously once the channel is closed.
+        reject(new UnavailableError(`router call failed: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      if (!settled) this.inFlight.add(call);
+    });
+  }
+}
+
+function closedError(): ImError {
+  return new UnavailableError('router client is closed');
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function definedOnly<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,256 @@
+import * as assert from 'node:assert/strict';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { Code, ImError } from '../common/errors';
+import type { GatewayStatus, SessionRef } from './api';
+import { RouterClient } from './client';
+import { RouterService } from './service';
+
+const HOST = '127.0.0.1';
+
+function sess(uid: string, node: string, connId: string, deviceId = 'd'): SessionRef {
+  return { uid, deviceId, node, connId };
+}
+
+function gw(node: string, over: Partial<GatewayStatus> = {}): GatewayStatus {
+  return { node, addr: '127.0.0.1:7100', region: 'eu', zone: 'eu-1a', connections: 10, capacity: 100, draining: false, ...over };
+}
+
+function keys(sessions: SessionRef[]): string[] {
+  return sessions.map((s) => `${s.uid}@${s.node}/${s.connId}`).sort();
+}
+
+interface HttpReply { status: number; headers: http.IncomingHttpHeaders; body: string }
+
+function request(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<HttpReply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, method, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Writes raw bytes and returns the status line of whatever comes back. */
+function rawStatusLine(port: number, data: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, HOST, () => sock.write(data));
+    let got = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (c: string) => (got += c));
+    sock.on('close', () => resolve(got.split('\r\n')[0]));
+    sock.on('error', reject);
+  });
+}
+
+/** Counts how often the table is asked, to observe the client's batching from the server side. */
+function countCalls(service: RouterService, method: 'lookup' | 'bind' | 'unbind'): { n: number } {
+  const counter = { n: 0 };
+  const table = service.table as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const original = table[method].bind(service.table);
+  table[method] = (...args: unknown[]) => {
+    counter.n++;
+    return original(...args);
+  };
+  return counter;
+}
+
+async function assertRejectsRetryable(p: Promise<unknown>): Promise<ImError> {
+  let caught: unknown;
+  await p.then(() => assert.fail('expected a rejection'), (err) => (caught = err));
+  assert.ok(caught instanceof ImError, `expected ImError, got ${String(caught)}`);
+  assert.ok(caught.retryable, `expected retryable, got code ${caught.code}`);
+  assert.ok(caught.code === Code.UNAVAILABLE || caught.code === Code.TIMEOUT, `unexpected code ${caught.code}`);
+  return caught;
+}
+
+describe('RouterService + RouterClient', () => {
+  let service: RouterService;
+  let client: RouterClient;
+  let httpPort: number;
+
+  beforeEach(async () => {
+    service = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0, backoffBaseMs: 250, backoffMaxMs: 8000 });
+    const ports = await service.start();
+    httpPort = ports.httpPort;
+    client = new RouterClient({ address: `${HOST}:${ports.grpcPort}`, callTimeoutMs: 2000 });
+  });
+
+  afterEach(async () => {
+    client.close();
+    await service.stop();
+  });
+
+  describe('gRPC', () => {
+    it('binds then looks up sessions', async () => {
+      await client.bind([sess('alice', 'gw1', 'c1', 'phone'), sess('alice', 'gw2', 'c2'), sess('bob', 'gw1', 'c3')]);
+      const found = await client.lookup(['alice', 'nobody']);
+      assert.deepEqual(keys(found), ['alice@gw1/c1', 'alice@gw2/c2']);
+      assert.deepEqual(found.find((s) => s.connId === 'c1'), sess('alice', 'gw1', 'c1', 'phone'));
+    });
+
+    it('merges concurrent lookups into one RPC and gives each caller only its own uids', async () => {
+      await client.bind([sess('alice', 'gw1', 'c1'), sess('bob', 'gw1', 'c2'), sess('carol', 'gw2', 'c3'), sess('dave', 'gw2', 'c4')]);
+      const lookups = countCalls(service, 'lookup');
+      const [a, b, c, none] = await Promise.all([
+        client.lookup(['alice', 'bob']),
+        client.lookup(['bob', 'carol']),
+        client.lookup(['dave', 'dave']),
+        client.lookup(['zed']),
+      ]);
+      assert.equal(lookups.n, 1);
+      assert.deepEqual(keys(a), ['alice@gw1/c1', 'bob@gw1/c2']);
+      assert.deepEqual(keys(b), ['bob@gw1/c2', 'carol@gw2/c3']);
+      assert.deepEqual(keys(c), ['dave@gw2/c4']);
+      assert.deepEqual(none, []);
+    });
+
+    it('merges binds made together into one RPC, and keeps bind/unbind order', async () => {
+      const binds = countCalls(service, 'bind');
+      await Promise.all([client.bind([sess('alice', 'gw1', 'c1')]), client.bind([sess('bob', 'gw1', 'c2')])]);
+      assert.equal(binds.n, 1);
+      assert.deepEqual(keys(await client.lookup(['alice', 'bob'])), ['alice@gw1/c1', 'bob@gw1/c2']);
+      // A connection that comes and goes within one tick must not be left bound.
+      const s = sess('carol', 'gw1', 'c3');
+      await Promise.all([client.bind([s]), client.unbind([s]), client.bind([sess('carol', 'gw1', 'c4')])]);
+      assert.deepEqual(keys(await client.lookup(['carol'])), ['carol@gw1/c4']);
+    });
+
+    it('unbinds sessions', async () => {
+      await client.bind([sess('alice', 'gw1', 'c1'), sess('alice', 'gw1', 'c2')]);
+      await client.unbind([sess('alice', 'gw1', 'c1')]);
+      assert.deepEqual(keys(await client.lookup(['alice'])), ['alice@gw1/c2']);
+    });
+
+    it('snapshot replaces the node\'s sessions', async () => {
+      await client.bind([sess('alice', 'gw1', 'c1'), sess('bob', 'gw1', 'c2'), sess('bob', 'gw2', 'c9')]);
+      await client.snapshot('gw1', [sess('carol', 'gw1', 'c3')]);
+      assert.deepEqual(keys(await client.lookup(['alice', 'bob', 'carol'])), ['bob@gw2/c9', 'carol@gw1/c3']);
+    });
+
+    it('splits a snapshot larger than one RPC without losing sessions', async () => {
+      const small = new RouterClient({ address: `${HOST}:${(await service.start()).grpcPort}`, maxSessionsPerRpc: 3 });
+      try {
+        await small.bind([sess('old', 'gw1', 'c0')]);
+        const many = Array.from({ length: 10 }, (_, i) => sess(`u${i}`, 'gw1', `c${i + 1}`));
+        await small.snapshot('gw1', many);
+        assert.deepEqual(keys(await small.lookup(['old', ...many.map((s) => s.uid)])), keys(many));
+      } finally {
+        small.close();
+      }
+    });
+
+    it('heartbeat says known=false for a new gateway, then true, with the interval', async () => {
+      assert.deepEqual(await client.heartbeat(gw('gw1')), { known: false, heartbeatIntervalMs: 3000 });
+      assert.deepEqual(await client.heartbeat(gw('gw1')), { known: true, heartbeatIntervalMs: 3000 });
+    });
+
+    it('rejects bad input with BAD_REQUEST, not a retryable error', async () => {
+      const results = await Promise.allSettled([
+        client.bind([sess('alice', '', 'c1')]), client.unbind([sess('alice', 'gw1', '')]), client.heartbeat(gw('')),
+      ]);
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        const err = (r as PromiseRejectedResult).reason;
+        assert.ok(err instanceof ImError && err.code === Code.BAD_REQUEST && !err.retryable, String(err));
+      }
+      // The bad batch did not poison the queue behind it.
+      await client.bind([sess('alice', 'gw1', 'c1')]);
+      assert.equal((await client.lookup(['alice'])).length, 1);
+    });
+
+    it('rejects calls after close() without contacting the router', async () => {
+      client.close();
+      await assertRejectsRetryable(client.lookup(['alice']));
+      await assertRejectsRetryable(client.bind([sess('alice', 'gw1', 'c1')]));
+    });
+  });
+
+  describe('HTTP route API', () => {
+    it('lists live gateways ranked by load and excludes draining ones', async () => {
+      await client.heartbeat(gw('gw-busy', { addr: '10.0.0.1:7100', connections: 90, capacity: 100 }));
+      await client.heartbeat(gw('gw-idle', { addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', connections: 25, capacity: 100 }));
+      await client.heartbeat(gw('gw-drain', { addr: '10.0.0.3:7100', connections: 0, draining: true }));
+      const res = await request(httpPort, 'GET', '/v1/route?uid=alice');
+      assert.equal(res.status, 200);
+      assert.match(String(res.headers['content-type']), /^application\/json/);
+      assert.deepEqual(JSON.parse(res.body), {
+        gateways: [
+          { node: 'gw-idle', addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', load: 0.25 },
+          { node: 'gw-busy', addr: '10.0.0.1:7100', region: 'eu', zone: 'eu-1a', load: 0.9 },
+        ],
+        backoff: { baseMs: 250, maxMs: 8000 },
+      });
+    });
+
+    it('answers /healthz', async () => {
+      const res = await request(httpPort, 'GET', '/healthz');
+      assert.equal(res.status, 200);
+      assert.deepEqual(JSON.parse(res.body), { ok: true });
+    });
+
+    it('answers unknown paths with 404 and other methods with 405, as JSON errors', async () => {
+      const missing = await request(httpPort, 'GET', '/v1/nope');
+      assert.equal(missing.status, 404);
+      const body = JSON.parse(missing.body);
+      assert.equal(typeof body.error.code, 'number');
+      assert.equal(typeof body.error.message, 'string');
+      const post = await request(httpPort, 'POST', '/v1/route');
+      assert.equal(post.status, 405);
+      assert.equal(post.headers.allow, 'GET');
+      assert.ok(JSON.parse(post.body).error.message);
+    });
+
+    it('survives malformed and oversized requests', async () => {
+      assert.match(await rawStatusLine(httpPort, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
+      assert.match(await rawStatusLine(httpPort, `GET /v1/route HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431/);
+      assert.match(await rawStatusLine(httpPort, 'GET http://elsewhere/v1/route HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400/);
+      assert.equal((await request(httpPort, 'GET', '/healthz')).status, 200);
+    });
+  });
+
+  describe('failures', () => {
+    it('rejects with a retryable error when the router is stopped, instead of hanging', async () => {
+      const { grpcPort } = await service.start();
+      await client.heartbeat(gw('gw1')); // connected before the router goes away
+      await service.stop();
+      const down = new RouterClient({ address: `${HOST}:${grpcPort}`, callTimeoutMs: 1000 });
+      try {
+        await assertRejectsRetryable(down.lookup(['alice']));
+        await assertRejectsRetryable(down.bind([sess('alice', 'gw1', 'c1')]));
+        await assertRejectsRetryable(down.heartbeat(gw('gw1')));
+        await assertRejectsRetryable(client.lookup(['alice']));
+      } finally {
+        down.close();
+      }
+    });
+
+    it('times out with a retryable error when the router accepts but never answers', async () => {
+      const sockets = new Set<net.Socket>();
+      const blackhole = net.createServer((s) => {
+        sockets.add(s);
+        s.on('error', () => undefined);
+      });
+      await new Promise<void>((r) => blackhole.listen(0, HOST, r));
+      const port = (blackhole.address() as net.AddressInfo).port;
+      const stuck = new RouterClient({ address: `${HOST}:${port}`, callTimeoutMs: 300 });
+      try {
+        const err = await assertRejectsRetryable(Promise.all([stuck.lookup(['alice']), stuck.bind([sess('a', 'gw1', 'c1')])]));
+        assert.ok(err.code === Code.TIMEOUT || err.code === Code.UNAVAILABLE);
+      } finally {
+        stuck.close();
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => blackhole.close(r));
+      }
+    });
+
+    it('stop() is idempotent', async () => {
+      await Promise.all([service.stop(), service.stop()]);
+      await service.stop();
+    });
+  });
+});

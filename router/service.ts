@@ -1,0 +1,169 @@
+/** The router process minus main(): gRPC for gateways and logic, HTTP for clients, expiry sweep. */
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { ConfigError } from '../common/config';
+import { bindServer } from '../common/grpc';
+import { Logger, silentLogger } from '../common/log';
+import { addRouterService } from './grpc-server';
+import { createRouteHttpServer } from './http';
+import { ROUTE_TABLE_DEFAULTS, RouteTable } from './table';
+
+export interface RouterServiceOptions {
+  grpcHost: string;
+  grpcPort: number;         // 0 = ephemeral
+  httpHost: string;
+  httpPort: number;         // 0 = ephemeral
+  gatewayTtlMs?: number;
+  /** How often gateways should heartbeat; returned in every HeartbeatReply. */
+  gatewayHeartbeatIntervalMs?: number;
+  /** Reconnect backoff the route API tells clients to use. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** How long stop() lets in-flight RPCs finish before cancelling them. */
+  shutdownTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export const ROUTER_SERVICE_DEFAULTS = {
+  gatewayTtlMs: ROUTE_TABLE_DEFAULTS.gatewayTtlMs,
+  gatewayHeartbeatIntervalMs: 3000,
+  backoffBaseMs: 500,
+  backoffMaxMs: 30_000,
+  shutdownTimeoutMs: 5000,
+} as const;
+
+type ResolvedOptions = Required<RouterServiceOptions>;
+
+export class RouterService {
+  readonly table: RouteTable;
+  private readonly o: ResolvedOptions;
+  private readonly log: Logger;
+  private grpcServer?: grpc.Server;
+  private httpServer?: http.Server;
+  private sweepTimer?: NodeJS.Timeout;
+  private starting?: Promise<{ grpcPort: number; httpPort: number }>;
+  private stopping?: Promise<void>;
+
+  constructor(options: RouterServiceOptions) {
+    this.o = resolveOptions(options);
+    this.log = this.o.logger;
+    this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs });
+  }
+
+  /** Binds both listeners and starts the expiry sweep. Returns the bound ports. */
+  start(): Promise<{ grpcPort: number; httpPort: number }> {
+    if (this.stopping) return Promise.reject(new Error('router service is stopped'));
+    return (this.starting ??= this.doStart());
+  }
+
+  private async doStart(): Promise<{ grpcPort: number; httpPort: number }> {
+    const o = this.o;
+    try {
+      const grpcServer = new grpc.Server();
+      this.grpcServer = grpcServer;
+      addRouterService(grpcServer, { table: this.table, heartbeatIntervalMs: o.gatewayHeartbeatIntervalMs, logger: this.log });
+      const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort);
+
+      const httpServer = createRouteHttpServer({
+        table: this.table, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs, logger: this.log,
+      });
+      this.httpServer = httpServer;
+      await new Promise<void>((res, rej) => {
+        httpServer.once('error', rej);
+        httpServer.listen(o.httpPort, o.httpHost, () => {
+          httpServer.off('error', rej);
+          res();
+        });
+      });
+      httpServer.on('error', (err) => this.log.error('route api: server error', { err }));
+      const httpPort = (httpServer.address() as AddressInfo).port;
+
+      // Sweep often enough that a dead gateway leaves the route list soon after its TTL.
+      const sweepMs = Math.max(50, Math.min(1000, Math.floor(o.gatewayTtlMs / 4)));
+      this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+      this.sweepTimer.unref();
+      this.log.info('router: started', { grpcPort, httpPort });
+      return { grpcPort, httpPort };
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Idempotent and bounded: in-flight RPCs get shutdownTimeoutMs, then are cancelled. */
+  stop(): Promise<void> {
+    return (this.stopping ??= this.doStop());
+  }
+
+  private async doStop(): Promise<void> {
+    // Let a start in progress finish so nothing it binds is left listening.
+    await this.starting?.catch(() => undefined);
+    await this.close();
+    this.log.info('router: stopped');
+  }
+
+  /** Closes whatever is open; safe to call more than once. */
+  private async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    const grpcServer = this.grpcServer;
+    const httpServer = this.httpServer;
+    this.grpcServer = undefined;
+    this.httpServer = undefined;
+    await Promise.all([
+      grpcServer && shutdownGrpc(grpcServer, this.o.shutdownTimeoutMs),
+      httpServer && closeHttp(httpServer),
+    ]);
+  }
+
+  private sweep(): void {
+    const dropped = this.table.expire();
+    if (dropped.length > 0) this.log.warn('router: gateways expired', { nodes: dropped });
+  }
+}
+
+function shutdownGrpc(server: grpc.Server, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, timeoutMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
+
+function closeHttp(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    // Route requests are short; idle keep-alive sockets must not hold shutdown open.
+    server.closeIdleConnections();
+    const force = setTimeout(() => server.closeAllConnections(), 1000);
+    force.unref();
+  });
+}
+
+function resolveOptions(options: RouterServiceOptions): ResolvedOptions {
+  const o: ResolvedOptions = { ...ROUTER_SERVICE_DEFAULTS, logger: silentLogger, ...stripUndefined(options) } as ResolvedOptions;
+  port('grpcPort', o.grpcPort);
+  port('httpPort', o.httpPort);
+  for (const f of ['gatewayTtlMs', 'gatewayHeartbeatIntervalMs', 'backoffBaseMs', 'backoffMaxMs', 'shutdownTimeoutMs'] as const) {
+    if (!Number.isInteger(o[f]) || o[f] <= 0) throw new ConfigError(f, `must be a positive integer, got ${o[f]}`);
+  }
+  if (o.gatewayTtlMs <= o.gatewayHeartbeatIntervalMs) {
+    throw new ConfigError('gatewayTtlMs', `must exceed gatewayHeartbeatIntervalMs (${o.gatewayHeartbeatIntervalMs}ms), got ${o.gatewayTtlMs}ms`);
+  }
+  if (o.backoffMaxMs < o.backoffBaseMs) throw new ConfigError('backoffMaxMs', `must be >= backoffBaseMs (${o.backoffBaseMs})`);
+  return o;
+}
+
+function port(field: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > 65535) throw new ConfigError(field, `must be a port 0-65535, got ${v}`);
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

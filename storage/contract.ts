@@ -1,0 +1,413 @@
+/**
+ * The Store contract suite: every Store implementation runs it (see sqlite.test.ts). Each test
+ * opens its own store and uses fresh random uids, so it also passes over a shared database.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Code, GroupFullError, GroupNotFoundError } from '../common/errors';
+import { groupConvId, newId, peerConvId } from '../common/ids';
+import type { AppendInput, AppendResult, GroupInfo, Store } from './store';
+
+export interface StoreContractOptions {
+  /** Closes `store` and opens a new one over the same data; enables the durability tests. */
+  reopen?: (store: Store) => Promise<Store>;
+}
+
+const MAX_MEMBERS = 100;
+const WINDOW_MS = 60_000;
+
+function uid(name: string): string {
+  return `${name}-${randomBytes(5).toString('hex')}`;
+}
+
+function bytes(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
+  assert.ok(actual instanceof Uint8Array, 'content is a Uint8Array');
+  assert.deepEqual(Buffer.from(actual), Buffer.from(expected));
+}
+
+let clock = Date.now();
+/** Distinct, increasing send times so tests never depend on the wall clock. */
+function nextMs(): number {
+  clock += 1;
+  return clock;
+}
+
+function direct(from: string, to: string, text: string, over: Partial<AppendInput> = {}): AppendInput {
+  return {
+    msgId: newId(), convId: peerConvId(from, to), from, to, groupId: '', clientMsgId: newId(),
+    contentType: 'text/plain', content: bytes(text), sentAtMs: nextMs(), recipients: [from, to],
+    dedupWindowMs: WINDOW_MS, ...over,
+  };
+}
+
+function toGroup(from: string, groupId: string, members: string[], text: string): AppendInput {
+  return {
+    msgId: newId(), convId: groupConvId(groupId), from, to: '', groupId, clientMsgId: newId(),
+    contentType: 'text/plain', content: bytes(text), sentAtMs: nextMs(), recipients: members,
+    dedupWindowMs: WINDOW_MS,
+  };
+}
+
+function group(owner: string, members: string[], name = 'g'): GroupInfo {
+  return { groupId: uid('grp'), name, owner, members, createdAtMs: nextMs() };
+}
+
+async function rejectsWithCode(p: Promise<unknown>, code: number, cls?: abstract new (...args: never[]) => Error) {
+  await assert.rejects(p, (err: unknown) => {
+    assert.equal((err as { code?: number }).code, code, `error code of ${String(err)}`);
+    if (cls) assert.ok(err instanceof cls, `${String(err)} is a ${cls.name}`);
+    return true;
+  });
+}
+
+export function storeContract(
+  name: string,
+  openStore: () => Promise<Store>,
+  options: StoreContractOptions = {},
+): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await openStore();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('inbox timelines', () => {
+      it('gives each user seqs strictly increasing from 1, independent of other users', async () => {
+        const [alice, bob, carol, dave] = [uid('alice'), uid('bob'), uid('carol'), uid('dave')];
+        assert.equal(await store.maxSeq(alice), 0);
+        const ab: AppendResult[] = [];
+        for (let i = 0; i < 3; i++) ab.push(await store.appendMessage(direct(alice, bob, `ab${i}`)));
+        const cd1 = await store.appendMessage(direct(carol, dave, 'cd'));
+        const ba = await store.appendMessage(direct(bob, alice, 'ba'));
+        assert.deepEqual(ab.map((r) => r.senderSeq), [1, 2, 3]);
+        assert.deepEqual(ab.map((r) => r.seqs.get(bob)), [1, 2, 3]);
+        assert.deepEqual(ab.map((r) => r.message.convSeq), [1, 2, 3]);
+        assert.equal(cd1.senderSeq, 1);
+        assert.equal(cd1.seqs.get(dave), 1);
+        assert.equal(ba.senderSeq, 4);
+        assert.equal(ba.seqs.get(alice), 4);
+        assert.equal(ba.message.convSeq, 4, 'both directions share one conversation');
+        assert.equal(await store.maxSeq(alice), 4);
+        assert.equal(await store.maxSeq(carol), 1);
+      });
+
+      it('writes a 1:1 message to both inboxes with the same bytes and fields', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const content = new Uint8Array([0, 1, 2, 250, 255, 0, 7]);
+        const input = direct(alice, bob, '', { content, contentType: 'application/octet-stream' });
+        const res = await store.appendMessage(input);
+        assert.equal(res.duplicate, false);
+        assert.equal(res.message.msgId, input.msgId);
+        assert.deepEqual([...res.seqs.entries()].sort(), [[alice, 1], [bob, 1]].sort());
+        for (const who of [alice, bob]) {
+          const page = await store.sync(who, 0, 10);
+          assert.equal(page.items.length, 1);
+          assert.equal(page.hasMore, false);
+          const e = page.items[0];
+          assert.equal(e.seq, 1);
+          assert.equal(e.msgId, input.msgId);
+          assert.equal(e.convId, peerConvId(alice, bob));
+          assert.equal(e.from, alice);
+          assert.equal(e.to, bob);
+          assert.equal(e.groupId, '');
+          assert.equal(e.clientMsgId, input.clientMsgId);
+          assert.equal(e.contentType, 'application/octet-stream');
+          assert.equal(e.sentAtMs, input.sentAtMs);
+          assert.equal(e.convSeq, 1);
+          assertBytes(e.content, content);
+        }
+      });
+
+      it('fans a group message out to every recipient inbox', async () => {
+        const [a, b, c] = [uid('a'), uid('b'), uid('c')];
+        await store.appendMessage(direct(b, c, 'first, so seqs differ'));
+        const g = await store.createGroup(group(a, [b, c]), MAX_MEMBERS);
+        const res = await store.appendMessage(toGroup(a, g.groupId, [a, b, c], 'hi all'));
+        assert.deepEqual(Object.fromEntries(res.seqs), { [a]: 1, [b]: 2, [c]: 2 });
+        for (const who of [a, b, c]) {
+          const [e] = (await store.sync(who, res.seqs.get(who)! - 1, 10)).items;
+          assert.equal(e.msgId, res.message.msgId);
+          assert.equal(e.groupId, g.groupId);
+          assert.equal(e.to, '');
+          assert.equal(e.convId, groupConvId(g.groupId));
+          assertBytes(e.content, bytes('hi all'));
+        }
+      });
+
+      it('gives 50 concurrent appends to one recipient 50 distinct consecutive seqs', async () => {
+        const bob = uid('bob');
+        const senders = Array.from({ length: 50 }, (_, i) => uid(`s${i}`));
+        const results = await Promise.all(senders.map((s, i) => store.appendMessage(direct(s, bob, `m${i}`))));
+        const seqs = results.map((r) => r.seqs.get(bob)!).sort((x, y) => x - y);
+        assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i + 1));
+        const page = await store.sync(bob, 0, 100);
+        assert.deepEqual(page.items.map((e) => e.seq), seqs);
+        assert.equal(new Set(page.items.map((e) => e.msgId)).size, 50);
+        for (const r of results) assert.equal(r.senderSeq, 1, 'each sender has its own timeline');
+      });
+
+      it('pages sync forward with hasMore', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        for (let i = 0; i < 25; i++) await store.appendMessage(direct(alice, bob, `m${i}`));
+        const seen: number[] = [];
+        let after = 0;
+        const more: boolean[] = [];
+        for (;;) {
+          const page = await store.sync(bob, after, 10);
+          seen.push(...page.items.map((e) => e.seq));
+          more.push(page.hasMore);
+          assert.deepEqual(page.items.map((e) => new TextDecoder().decode(e.content)),
+            page.items.map((e) => `m${e.seq - 1}`));
+          if (!page.hasMore) break;
+          after = page.items[page.items.length - 1].seq;
+        }
+        assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => i + 1));
+        assert.deepEqual(more, [true, true, false]);
+        const exact = await store.sync(bob, 15, 10);
+        assert.equal(exact.items.length, 10);
+        assert.equal(exact.hasMore, false, 'exactly `limit` left is not "more"');
+        assert.deepEqual(await store.sync(bob, 25, 10), { items: [], hasMore: false });
+      });
+
+      it('pages history backwards in convSeq order with hasMore', async () => {
+        const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+        for (let i = 1; i <= 25; i++) {
+          const [from, to] = i % 2 ? [alice, bob] : [bob, alice];
+          await store.appendMessage(direct(from, to, `h${i}`));
+          if (i % 5 === 0) await store.appendMessage(direct(alice, carol, 'elsewhere'));
+        }
+        const conv = peerConvId(alice, bob);
+        const p1 = await store.history(conv, 0, 10);
+        assert.deepEqual(p1.items.map((m) => m.convSeq), [25, 24, 23, 22, 21, 20, 19, 18, 17, 16]);
+        assert.equal(p1.hasMore, true);
+        assert.deepEqual(p1.items.map((m) => new TextDecoder().decode(m.content)), p1.items.map((m) => `h${m.convSeq}`));
+        const p2 = await store.history(conv, 16, 10);
+        assert.deepEqual(p2.items.map((m) => m.convSeq), [15, 14, 13, 12, 11, 10, 9, 8, 7, 6]);
+        assert.equal(p2.hasMore, true);
+        const p3 = await store.history(conv, 6, 10);
+        assert.deepEqual(p3.items.map((m) => m.convSeq), [5, 4, 3, 2, 1]);
+        assert.equal(p3.hasMore, false);
+        const other = await store.history(peerConvId(alice, carol), 0, 100);
+        assert.deepEqual(other.items.map((m) => m.convSeq), [5, 4, 3, 2, 1]);
+        assert.deepEqual(await store.history(`p:${uid('x')}:${uid('y')}`, 0, 10), { items: [], hasMore: false });
+      });
+
+      it('refuses bad input with BAD_REQUEST', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        await rejectsWithCode(store.appendMessage(direct(alice, bob, 'x', { recipients: [bob] })), Code.BAD_REQUEST);
+        await rejectsWithCode(store.appendMessage(direct(alice, bob, 'x', { recipients: [alice, bob, bob] })), Code.BAD_REQUEST);
+        await rejectsWithCode(store.sync(bob, 0, 0), Code.BAD_REQUEST);
+        await rejectsWithCode(store.sync(bob, -1, 10), Code.BAD_REQUEST);
+        await rejectsWithCode(store.history(peerConvId(alice, bob), 0, -5), Code.BAD_REQUEST);
+        assert.equal(await store.maxSeq(alice), 0, 'a refused append writes nothing');
+        assert.equal(await store.maxSeq(bob), 0);
+      });
+    });
+
+    describe('idempotent send', () => {
+      it('answers a retry with the original message and seq, writing nothing', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const first = direct(alice, bob, 'once');
+        const a = await store.appendMessage(first);
+        const b = await store.appendMessage({ ...first, msgId: newId(), content: bytes('changed'), sentAtMs: nextMs() });
+        assert.equal(a.duplicate, false);
+        assert.equal(b.duplicate, true);
+        assert.equal(b.message.msgId, a.message.msgId);
+        assert.equal(b.senderSeq, a.senderSeq);
+        assert.equal(b.seqs.size, 0);
+        assert.equal(b.message.convSeq, a.message.convSeq);
+        assertBytes(b.message.content, bytes('once'));
+        assert.equal((await store.sync(bob, 0, 10)).items.length, 1);
+        assert.equal(await store.maxSeq(alice), 1);
+        assert.equal((await store.history(first.convId, 0, 10)).items.length, 1);
+        const other = await store.appendMessage(direct(bob, alice, 'same clientMsgId, other sender', { clientMsgId: first.clientMsgId }));
+        assert.equal(other.duplicate, false, 'dedup is per sender');
+      });
+
+      it('turns 10 concurrent sends with one clientMsgId into exactly one message', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const clientMsgId = newId();
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+          store.appendMessage(direct(alice, bob, `try${i}`, { clientMsgId }))));
+        assert.equal(results.filter((r) => !r.duplicate).length, 1);
+        assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
+        assert.equal(new Set(results.map((r) => r.senderSeq)).size, 1);
+        assert.equal((await store.sync(bob, 0, 100)).items.length, 1);
+        assert.equal(await store.maxSeq(alice), 1);
+      });
+
+      it('accepts the same clientMsgId as new once the window has passed', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const t0 = nextMs();
+        clock += 10_000;
+        const first = direct(alice, bob, 'v1', { sentAtMs: t0, dedupWindowMs: 1000 });
+        const a = await store.appendMessage(first);
+        const late = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: t0 + 999 });
+        assert.equal(late.duplicate, true, 'inside the window');
+        const expired = await store.appendMessage({ ...first, msgId: newId(), content: bytes('v2'), sentAtMs: t0 + 1000 });
+        assert.equal(expired.duplicate, false, 'the window is [sentAtMs, sentAtMs + dedupWindowMs)');
+        assert.notEqual(expired.message.msgId, a.message.msgId);
+        assert.equal(expired.senderSeq, 2);
+        const retry = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: t0 + 1500 });
+        assert.equal(retry.duplicate, true, 'the new message opened a new window');
+        assert.equal(retry.message.msgId, expired.message.msgId);
+        assertBytes(retry.message.content, bytes('v2'));
+        assert.equal((await store.sync(bob, 0, 10)).items.length, 2);
+      });
+    });
+
+    describe('groups', () => {
+      it('creates, reads, adds, removes and transfers ownership', async () => {
+        const [o, a, b, c, d] = [uid('o'), uid('a'), uid('b'), uid('c'), uid('d')];
+        const info = group(o, [a, o, b, a], 'team');
+        const created = await store.createGroup(info, MAX_MEMBERS);
+        assert.deepEqual(created.members, [o, a, b], 'owner first, duplicates dropped');
+        assert.equal(created.owner, o);
+        const read = await store.getGroup(info.groupId);
+        assert.deepEqual(read, { groupId: info.groupId, name: 'team', owner: o, members: [o, a, b], createdAtMs: info.createdAtMs });
+        const added = await store.addMembers(info.groupId, [b, d, c, d], MAX_MEMBERS);
+        assert.deepEqual(added.members, [o, a, b, d, c], 'existing skipped, new appended in join order');
+        const removed = await store.removeMembers(info.groupId, [a, uid('stranger')]);
+        assert.deepEqual(removed.members, [o, b, d, c]);
+        assert.equal(removed.owner, o);
+        const handed = await store.removeMembers(info.groupId, [o], d);
+        assert.deepEqual(handed.members, [b, d, c]);
+        assert.equal(handed.owner, d);
+        const rejoined = await store.addMembers(info.groupId, [a], MAX_MEMBERS);
+        assert.deepEqual(rejoined.members, [b, d, c, a], 'a rejoining member goes to the end');
+        assert.deepEqual(await store.getGroup(info.groupId), rejoined);
+        assert.equal(await store.getGroup(uid('nogroup')), undefined);
+      });
+
+      it('refuses a group above the member cap and writes nothing', async () => {
+        const owner = uid('o');
+        const members = Array.from({ length: 100 }, (_, i) => uid(`m${i}`));
+        const tooBig = group(owner, members);
+        await rejectsWithCode(store.createGroup(tooBig, MAX_MEMBERS), Code.GROUP_FULL, GroupFullError);
+        assert.equal(await store.getGroup(tooBig.groupId), undefined);
+        const full = group(owner, members.slice(0, 99));
+        assert.equal((await store.createGroup(full, MAX_MEMBERS)).members.length, 100);
+      });
+
+      it('refuses addMembers that would exceed the cap and adds nothing', async () => {
+        const owner = uid('o');
+        const g = group(owner, Array.from({ length: 97 }, (_, i) => uid(`m${i}`)));
+        await store.createGroup(g, MAX_MEMBERS);
+        const extra = [uid('x1'), uid('x2'), uid('x3'), uid('x4')];
+        await rejectsWithCode(store.addMembers(g.groupId, extra, MAX_MEMBERS), Code.GROUP_FULL, GroupFullError);
+        assert.equal((await store.getGroup(g.groupId))!.members.length, 98);
+        const withExisting = await store.addMembers(g.groupId, [owner, ...extra.slice(0, 2)], MAX_MEMBERS);
+        assert.equal(withExisting.members.length, 100, 'existing members do not count twice');
+      });
+
+      it('never exceeds the cap when adds race for the last slots', async () => {
+        const g = group(uid('o'), Array.from({ length: 96 }, (_, i) => uid(`m${i}`)));
+        await store.createGroup(g, MAX_MEMBERS);
+        const racers = Array.from({ length: 10 }, (_, i) => uid(`r${i}`));
+        const outcomes = await Promise.allSettled(racers.map((r) => store.addMembers(g.groupId, [r], MAX_MEMBERS)));
+        for (const o of outcomes) {
+          if (o.status === 'rejected') assert.equal((o.reason as { code?: number }).code, Code.GROUP_FULL);
+        }
+        const members = (await store.getGroup(g.groupId))!.members;
+        assert.equal(members.length, 100);
+        const winners = racers.filter((_, i) => outcomes[i].status === 'fulfilled');
+        assert.equal(winners.length, 3);
+        assert.deepEqual(members.slice(97).sort(), [...winners].sort());
+      });
+
+      it('reports GROUP_NOT_FOUND for unknown groups', async () => {
+        const missing = uid('nogroup');
+        await rejectsWithCode(store.addMembers(missing, [uid('a')], MAX_MEMBERS), Code.GROUP_NOT_FOUND, GroupNotFoundError);
+        await rejectsWithCode(store.removeMembers(missing, [uid('a')]), Code.GROUP_NOT_FOUND, GroupNotFoundError);
+        assert.equal(await store.getGroup(missing), undefined);
+      });
+    });
+
+    describe('read cursors and unread', () => {
+      it('never moves a cursor back and does not count own messages', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const conv = peerConvId(alice, bob);
+        for (let i = 0; i < 3; i++) await store.appendMessage(direct(alice, bob, `a${i}`));
+        await store.appendMessage(direct(bob, alice, 'reply'));
+        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 3, readSeq: 0, lastSeq: 4 }]);
+        assert.deepEqual(await store.unread(alice, [conv]), [{ convId: conv, count: 1, readSeq: 0, lastSeq: 4 }]);
+        assert.deepEqual(await store.setReadCursor(bob, conv, 2), { convId: conv, count: 1, readSeq: 2, lastSeq: 4 });
+        assert.deepEqual(await store.setReadCursor(bob, conv, 1), { convId: conv, count: 1, readSeq: 2, lastSeq: 4 });
+        assert.deepEqual(await store.setReadCursor(bob, conv, 4), { convId: conv, count: 0, readSeq: 4, lastSeq: 4 });
+        await store.appendMessage(direct(alice, bob, 'more'));
+        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 1, readSeq: 4, lastSeq: 5 }]);
+        const unknown = `p:${uid('x')}:${uid('y')}`;
+        assert.deepEqual(await store.unread(bob, [unknown]), [{ convId: unknown, count: 0, readSeq: 0, lastSeq: 0 }]);
+      });
+
+      it('lists only conversations with unread messages when no convIds are given', async () => {
+        const [me, a, b, c] = [uid('me'), uid('a'), uid('b'), uid('c')];
+        const g = await store.createGroup(group(c, [me, a]), MAX_MEMBERS);
+        await store.appendMessage(direct(a, me, 'unread from a'));
+        await store.appendMessage(direct(a, me, 'unread from a again'));
+        const fromB = await store.appendMessage(direct(b, me, 'read from b'));
+        await store.appendMessage(direct(me, c, 'only my own'));
+        await store.appendMessage(toGroup(c, g.groupId, [c, me, a], 'group unread'));
+        await store.setReadCursor(me, peerConvId(me, b), fromB.seqs.get(me)!);
+        const list = await store.unread(me);
+        const byConv = Object.fromEntries(list.map((u) => [u.convId, u.count]));
+        assert.deepEqual(byConv, { [peerConvId(me, a)]: 2, [groupConvId(g.groupId)]: 1 });
+        for (const u of list) assert.ok(u.lastSeq > u.readSeq);
+        assert.deepEqual(await store.unread(uid('nobody')), []);
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('commits appends still in flight when closed, and closes idempotently', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const pending = store.appendMessage(direct(alice, bob, 'in flight'));
+        await store.close();
+        const res = await pending;
+        assert.equal(res.senderSeq, 1);
+        await store.close();
+        if (options.reopen) {
+          store = await options.reopen(store);
+          assert.equal((await store.sync(bob, 0, 10)).items[0]?.msgId, res.message.msgId);
+        }
+      });
+
+      if (options.reopen) {
+        const reopen = options.reopen;
+        it('keeps messages, seqs, groups and cursors across reopen', async () => {
+          const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+          const first = direct(alice, bob, 'before');
+          await store.appendMessage(first);
+          await store.appendMessage(direct(bob, alice, 'reply'));
+          const g = await store.createGroup(group(alice, [bob, carol], 'kept'), MAX_MEMBERS);
+          await store.removeMembers(g.groupId, [carol]);
+          await store.setReadCursor(alice, first.convId, 1);
+          const groupBefore = await store.getGroup(g.groupId);
+
+          store = await reopen(store);
+
+          const page = await store.sync(bob, 0, 10);
+          assert.deepEqual(page.items.map((e) => e.seq), [1, 2]);
+          assertBytes(page.items[0].content, bytes('before'));
+          assert.equal(await store.maxSeq(alice), 2);
+          assert.deepEqual(await store.getGroup(g.groupId), groupBefore);
+          assert.deepEqual(await store.unread(alice, [first.convId]), [{ convId: first.convId, count: 1, readSeq: 1, lastSeq: 2 }]);
+          const retry = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: nextMs() });
+          assert.equal(retry.duplicate, true, 'dedup records survive too');
+          const next = await store.appendMessage(direct(alice, bob, 'after'));
+          assert.equal(next.senderSeq, 3);
+          assert.equal(next.seqs.get(bob), 3);
+          assert.equal(next.message.convSeq, 3);
+          const added = await store.addMembers(g.groupId, [carol], MAX_MEMBERS);
+          assert.deepEqual(added.members, [alice, bob, carol]);
+        });
+      }
+    });
+  });
+}

@@ -1,0 +1,11 @@
+/** The end-to-end suites against the embedded system (one process, SQLite, in-process bus). */
+import { embeddedMode } from './harness';
+import { badInputSuite } from './suites/bad-input';
+import { messagingSuite } from './suites/messaging';
+import { newOpSuite } from './suites/new-op';
+import { restartSuite } from './suites/restart';
+
+messagingSuite(embeddedMode);
+badInputSuite(embeddedMode);
+newOpSuite(embeddedMode);
+restartSuite(embeddedMode);

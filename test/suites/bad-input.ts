@@ -1,0 +1,144 @@
+/**
+ * Bad input never takes the server down or disturbs anyone else: each case gets its error code
+ * where the socket allows, is closed when needed, and a bystander keeps chatting throughout.
+ */
+import * as assert from 'node:assert/strict';
+import { Code, DisconnectCode } from '../../common/errors';
+import { ImClient } from '../../client/sdk';
+import { decode, encode, frameBytes, Op } from '../../proto/wire';
+import { Mode, TestSystem, text } from '../harness';
+import { needsAll } from './needs';
+
+export function badInputSuite(mode: Mode): void {
+describe(`e2e bad input (${mode.name})`, function () {
+  let t: TestSystem;
+  let alice: ImClient;
+  let bob: ImClient;
+  let n = 0;
+
+  before(async function () {
+    await needsAll(this, mode);
+    t = await TestSystem.start(mode, {
+      gateway: {
+        authTimeoutMs: 500, heartbeatIntervalMs: 1000, idleTimeoutMs: 1500,
+        rateLimitPerSec: 200, rateLimitBurst: 200, maxWriteQueueBytes: 256 * 1024, maxFrameBytes: 64 * 1024,
+      },
+      logic: { maxContentBytes: 32 * 1024 },
+    });
+    alice = await t.client('alice');
+    bob = await t.client('bob');
+  });
+  after(async () => { await t?.stop(); });
+
+  /** The bystanders still exchange a message after each case. */
+  afterEach(async () => {
+    const msg = `still here ${++n}`;
+    const before = t.inbox(bob).messages.length;
+    await alice.send(t.uid('bob'), msg);
+    const got = await t.inbox(bob).waitFor(before + 1);
+    assert.equal(text(got[before]), msg);
+  });
+
+  const disconnectOf = (f: { body: Uint8Array }) => decode('Disconnect', f.body);
+
+  it('oversized length: FRAME_TOO_LARGE, disconnect, closed', async () => {
+    const r = await t.rawAuthed('x1');
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(64 * 1024 + 1, 0);
+    r.write(prefix);
+    const err = await r.waitFor((f) => f.op === Op.ERROR);
+    assert.equal(err.error?.code, Code.FRAME_TOO_LARGE);
+    const d = await r.waitFor((f) => f.op === Op.DISCONNECT);
+    assert.equal(disconnectOf(d).code, DisconnectCode.PROTOCOL_ERROR);
+    await r.waitClosed();
+  });
+
+  it('garbage body: BAD_FRAME, disconnect, closed', async () => {
+    const r = await t.rawAuthed('x2');
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34]);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(garbage.length, 0);
+    r.write(Buffer.concat([head, garbage]));
+    const err = await r.waitFor((f) => f.op === Op.ERROR);
+    assert.equal(err.error?.code, Code.BAD_FRAME);
+    await r.waitClosed();
+  });
+
+  it('unknown ops: UNKNOWN_OP for a gateway op and for a business op, connection kept', async () => {
+    const r = await t.rawAuthed('x3');
+    const low = await r.request(42, 'Ping', {});
+    assert.equal(low.error?.code, Code.UNKNOWN_OP);
+    const high = await r.request(4242, 'Ping', {});
+    assert.equal(high.error?.code, Code.UNKNOWN_OP);
+    const ping = await r.request(Op.PING, 'Ping', {});
+    assert.equal(ping.error, null);
+  });
+
+  it('frames before auth: NOT_AUTHENTICATED; then no auth within the deadline: AUTH_TIMEOUT', async () => {
+    const r = await t.raw();
+    const reply = await r.request(Op.SEND, 'SendReq', { to: t.uid('bob'), clientMsgId: 'x', content: Buffer.from('sneak') });
+    assert.equal(reply.error?.code, Code.NOT_AUTHENTICATED);
+    const d = await r.waitFor((f) => f.op === Op.DISCONNECT, 3000);
+    assert.equal(disconnectOf(d).code, DisconnectCode.AUTH_TIMEOUT);
+    await r.waitClosed();
+  });
+
+  it('bad token: TOKEN_INVALID then a disconnect that says do not reconnect', async () => {
+    const r = await t.raw();
+    const reply = await r.request(Op.AUTH, 'Auth', { token: 'not-a-token', deviceId: 'd' });
+    assert.equal(reply.error?.code, Code.TOKEN_INVALID);
+    const d = disconnectOf(await r.waitFor((f) => f.op === Op.DISCONNECT));
+    assert.equal(d.code, DisconnectCode.BAD_TOKEN);
+    assert.equal(d.reconnect, false);
+    await r.waitClosed();
+  });
+
+  it('a client that stops reading is disconnected (bounded write queue), and loses nothing stored', async function () {
+    this.timeout(60_000);
+    const slow = await t.rawAuthed('slowpoke');
+    slow.socket.pause();
+    const sender = await t.rawAuthed('firehose');
+    const content = Buffer.alloc(30 * 1024, 'x');
+    const total = 600; // 18 MB: more than loopback kernel buffers plus the 256 KiB queue can hold
+    for (let i = 0; i < total; i++) {
+      sender.send(Op.SEND, 'SendReq', { to: t.uid('slowpoke'), clientMsgId: `s${i}`, content });
+      // Small bursts: the sender's own devices get a copy of each message too, and it does read.
+      if (i % 5 === 4) await new Promise((r) => setTimeout(r, 40));
+    }
+    const last = await sender.waitFor((f) => f.op === Op.SEND && f.requestId === total + 1, 20_000).catch((e) => {
+      const d = sender.frames.find((f) => f.op === Op.DISCONNECT);
+      throw new Error(`sender lost: ${e.message} ${d ? JSON.stringify(disconnectOf(d)) : ''}`);
+    });
+    assert.equal(last.error, null);
+    slow.socket.resume();
+    await slow.waitClosed(20_000);
+    const pushes = slow.frames.filter((f) => f.op === Op.PUSH).length;
+    assert.ok(pushes < total, `the server kept queueing: ${pushes} pushes reached a client that did not read`);
+    const d = slow.frames.find((f) => f.op === Op.DISCONNECT);
+    if (d) assert.equal(disconnectOf(d).code, DisconnectCode.SLOW_CONSUMER);
+    // Nothing stored is lost: the user syncs it later.
+    const later = await t.rawAuthed('slowpoke', 'other');
+    const sync = await later.request(Op.SYNC, 'SyncReq', { fromSeq: 0, limit: 500 });
+    const resp = decode('SyncResp', sync.body);
+    assert.equal(resp.maxSeq, total);
+  });
+
+  it('a silent half-open client is closed by the idle timeout', async () => {
+    const r = await t.rawAuthed('silent');
+    const d = await r.waitFor((f) => f.op === Op.DISCONNECT, 5000);
+    assert.equal(disconnectOf(d).code, DisconnectCode.IDLE_TIMEOUT);
+    await r.waitClosed();
+  });
+
+  it('a flood gets RATE_LIMITED (retryable), then a RATE_LIMITED disconnect', async () => {
+    const r = await t.rawAuthed('flooder');
+    const ping = frameBytes({ op: Op.PING, requestId: 1, body: encode('Ping', {}) });
+    r.write(Buffer.concat(Array.from({ length: 2000 }, () => ping)));
+    const limited = await r.waitFor((f) => f.error?.code === Code.RATE_LIMITED);
+    assert.equal(limited.error?.retryable, true);
+    const d = await r.waitFor((f) => f.op === Op.DISCONNECT);
+    assert.equal(disconnectOf(d).code, DisconnectCode.RATE_LIMITED);
+    await r.waitClosed();
+  });
+});
+}
