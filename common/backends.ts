@@ -54,25 +54,16 @@ export interface BackendDefaults {
   allowInProcessBus?: boolean;
 }
 
-const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error', 'silent'];
 /** Same shape as a CQL unquoted identifier, which is what the store will accept. */
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
 const DC_RE = /^[\w.-]+$/;
 const HOST_RE = /^[A-Za-z0-9.-]+$/;
 
-function oneOf<T extends string>(s: Settings, envName: string, allowed: readonly T[], def: T, flag: string): T {
-  const v = s.str(envName, def, flag);
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new ConfigError(envName, `expected one of ${allowed.join(', ')}, got "${v}"`);
-  }
-  return v as T;
-}
-
 /** IM_STORE (--store) and the chosen store's settings. */
 export function loadStoreConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2),
   defaults: BackendDefaults = {}): StoreConfig {
   const s = new Settings(env, parseFlags(argv));
-  const kind = oneOf(s, 'IM_STORE', STORE_KINDS, defaults.store ?? 'sqlite', 'store');
+  const kind = s.oneOf('IM_STORE', STORE_KINDS, defaults.store ?? 'sqlite', 'store');
   if (kind === 'sqlite') return { kind, dataDir: path.resolve(s.str('IM_DATA_DIR', './data', 'data-dir')) };
 
   const contactPoints = s.list('IM_CASSANDRA_CONTACT_POINTS', ['127.0.0.1:9042'], 'cassandra-contact-points');
@@ -86,7 +77,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   if (!DC_RE.test(localDataCenter)) throw new ConfigError('IM_CASSANDRA_DC', `bad data center name "${localDataCenter}"`);
   const keyspace = s.str('IM_CASSANDRA_KEYSPACE', 'im', 'cassandra-keyspace');
   if (!KEYSPACE_RE.test(keyspace)) throw new ConfigError('IM_CASSANDRA_KEYSPACE', `must match ${KEYSPACE_RE}, got "${keyspace}"`);
-  const consistency = oneOf(s, 'IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
+  const consistency = s.oneOf('IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   return { kind, contactPoints, localDataCenter, keyspace, consistency, replication };
 }
@@ -95,7 +86,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
 export function loadBusConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2),
   defaults: BackendDefaults = {}): BusConfig {
   const s = new Settings(env, parseFlags(argv));
-  const kind = oneOf(s, 'IM_BUS', BUS_KINDS, defaults.bus ?? 'nats', 'bus');
+  const kind = s.oneOf('IM_BUS', BUS_KINDS, defaults.bus ?? 'nats', 'bus');
   if (kind === 'inprocess') {
     if (!defaults.allowInProcessBus) {
       throw new ConfigError('IM_BUS', 'inprocess only reaches services in the same process (embedded mode); use nats');
@@ -120,7 +111,7 @@ function validNatsUrl(v: string): boolean {
 /** IM_LOG_LEVEL (--log-level): debug, info, warn, error or silent. */
 export function loadLogLevel(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): Level {
   const s = new Settings(env, parseFlags(argv));
-  return oneOf(s, 'IM_LOG_LEVEL', LEVELS, 'info', 'log-level');
+  return s.logLevel();
 }
 
 export interface OpenBusOptions {

@@ -1,15 +1,14 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import * as net from 'node:net';
-import { NATS_URL, REQUIRE_INFRA, needs, reachable } from '../test/infra';
+import {
+  freePort, NATS_SERVER_BIN, NATS_URL, REQUIRE_INFRA, needs, startNatsServer as startServer, stopNatsServer as stopServer,
+} from '../test/infra';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { NatsBus, type NatsBusOptions } from './bus-nats';
 import { ConfigError } from './config';
 import { UnavailableError } from './errors';
 import { createLogger } from './log';
-
-const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
 let seq = 0;
 const subject = () => `im.test.${process.pid}.${Date.now()}.${seq++}`;
@@ -247,37 +246,3 @@ describe('NatsBus', function () {
     });
   });
 });
-
-/** A port that was free a moment ago (the server binds it next). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Spawns nats-server on the port and waits until it accepts connections (or fails with its stderr). */
-async function startServer(port: number): Promise<ChildProcess> {
-  const p = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  p.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
-  const deadline = Date.now() + 10_000;
-  while (!(await reachable('127.0.0.1', port, 200))) {
-    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`nats-server exited during startup: ${stderr}`);
-    if (Date.now() > deadline) { p.kill('SIGKILL'); throw new Error(`nats-server not accepting on ${port}: ${stderr}`); }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return p;
-}
-
-function stopServer(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    p.once('exit', () => resolve());
-    p.kill(signal);
-  });
-}

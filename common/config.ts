@@ -3,6 +3,8 @@
  * these; a bad value throws ConfigError naming the field, and main() exits with it.
  */
 
+import { LEVELS, type Level } from './log';
+
 export class ConfigError extends Error {
   constructor(readonly field: string, message: string) {
     super(`config ${field}: ${message}`);
@@ -72,6 +74,20 @@ export class Settings {
     const hp = parseHostPort(v);
     if (!hp) throw new ConfigError(envName, `expected host:port, got "${v}"`);
     return hp;
+  }
+
+  /** One of a fixed set of words. */
+  oneOf<T extends string>(envName: string, allowed: readonly T[], def: T, flag?: string): T {
+    const v = this.str(envName, def, flag);
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(envName, `expected one of ${allowed.join(', ')}, got "${v}"`);
+    }
+    return v as T;
+  }
+
+  /** IM_LOG_LEVEL (--log-level). */
+  logLevel(): Level {
+    return this.oneOf('IM_LOG_LEVEL', LEVELS, 'info', 'log-level');
   }
 
   list(envName: string, def: string[], flag?: string): string[] {

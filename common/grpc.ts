@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as LogicProto } from '../proto/gen/logic';
 import type { ProtoGrpcType as RouterProto } from '../proto/gen/router';
-import { ImError, InternalError, isRetryableCode, UnavailableError, TimeoutError } from './errors';
+import { Code, codeName, ImError, InternalError, isRetryableCode, TimeoutError, toImError, UnavailableError } from './errors';
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
 
@@ -24,13 +24,45 @@ export const loadRouterProto = () => load<RouterProto>('router.proto');
 /** Metadata key carrying the app error code across gRPC (the status code stays canonical). */
 export const APP_CODE_KEY = 'im-app-code';
 
-/** An ImError as a gRPC ServiceError: canonical status, app code in metadata. */
-export function toGrpcError(err: ImError): Partial<grpc.StatusObject> {
-  const md = new grpc.Metadata();
-  md.set(APP_CODE_KEY, String(err.code));
-  const code = err.retryable ? grpc.status.UNAVAILABLE
-    : err.code >= 2000 && err.code < 3000 ? grpc.status.FAILED_PRECONDITION : grpc.status.INVALID_ARGUMENT;
-  return { code, details: err.message, metadata: md };
+/**
+ * The canonical status for an app code. Callers of internal APIs use stock gRPC tooling (retry
+ * policies, grpcurl, dashboards keyed by status), so the status says what kind of failure it is;
+ * the exact condition rides in the `im-app-code` trailer and at the start of the message.
+ */
+export function grpcStatusFor(code: number): grpc.status {
+  switch (code) {
+    case Code.GROUP_NOT_FOUND: return grpc.status.NOT_FOUND;
+    case Code.NOT_GROUP_MEMBER:
+    case Code.NOT_GROUP_OWNER: return grpc.status.PERMISSION_DENIED;
+    case Code.GROUP_FULL: return grpc.status.FAILED_PRECONDITION;
+    case Code.CONTENT_TOO_LARGE:
+    case Code.OVERLOADED:
+    case Code.RATE_LIMITED: return grpc.status.RESOURCE_EXHAUSTED;
+    case Code.NOT_AUTHENTICATED:
+    case Code.TOKEN_INVALID:
+    case Code.TOKEN_EXPIRED: return grpc.status.UNAUTHENTICATED;
+    case Code.UNKNOWN_OP: return grpc.status.UNIMPLEMENTED;
+    // A dependency that is down or timed out: UNAVAILABLE is what stock retry policies retry.
+    case Code.TIMEOUT:
+    case Code.UNAVAILABLE: return grpc.status.UNAVAILABLE;
+    case Code.INTERNAL: return grpc.status.INTERNAL;
+  }
+  // Other business codes are requests the caller can fix; other retryable codes are availability.
+  if (code >= 2000 && code < 3000) return grpc.status.INVALID_ARGUMENT;
+  return isRetryableCode(code) ? grpc.status.UNAVAILABLE : grpc.status.INVALID_ARGUMENT;
+}
+
+/**
+ * Any thrown value as a gRPC status: canonical code, app code in the `im-app-code` trailer and as
+ * a "NAME(code): " prefix of the message. Unexpected errors (not ImError) become INTERNAL with a
+ * generic message: their text (SQL, paths) is for the log, not for callers.
+ */
+export function toGrpcError(err: unknown): Partial<grpc.StatusObject> {
+  const im = toImError(err);
+  const message = err instanceof ImError ? im.message : 'internal error';
+  const metadata = new grpc.Metadata();
+  metadata.set(APP_CODE_KEY, String(im.code));
+  return { code: grpcStatusFor(im.code), details: `${codeName(im.code)}(${im.code}): ${message}`, metadata };
 }
 
 /** A failed gRPC call as an ImError: the app code when present, else from the status. */
@@ -38,7 +70,8 @@ export function fromGrpcError(err: grpc.ServiceError): ImError {
   const app = err.metadata?.get(APP_CODE_KEY)?.[0];
   if (app !== undefined) {
     const code = Number(app);
-    return new ImError(code, err.details || err.message, { cause: err, retryable: isRetryableCode(code) });
+    const message = (err.details || err.message).replace(/^[A-Z_0-9]+\(\d+\): /, '');
+    return new ImError(code, message, { cause: err, retryable: isRetryableCode(code) });
   }
   if (err.code === grpc.status.DEADLINE_EXCEEDED) return new TimeoutError(err.details || 'deadline exceeded', { cause: err });
   if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.CANCELLED) {

@@ -1,6 +1,7 @@
 /** Structured JSON-lines logging to stderr. A Logger is passed in, never imported as a global. */
 
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error', 'silent'];
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 export interface Logger {

@@ -8,20 +8,19 @@ export interface EmbeddedConfig extends EmbeddedOptions {
   logLevel: Level;
 }
 
-const LEVELS: Level[] = ['debug', 'info', 'warn', 'error', 'silent'];
-
 export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): EmbeddedConfig {
   const s = new Settings(env, parseFlags(argv));
   const gateway = s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'gateway-addr');
   const routerHttp = s.addr('IM_ROUTER_HTTP_ADDR', '127.0.0.1:7180', 'router-http-addr');
-  const logLevel = s.str('IM_LOG_LEVEL', 'info', 'log-level') as Level;
-  if (!LEVELS.includes(logLevel)) throw new Error(`config IM_LOG_LEVEL: expected one of ${LEVELS.join(', ')}`);
+  const logicPort = s.int('IM_LOGIC_PORT', 7190, { min: 0, max: 65535, flag: 'logic-port' });
+  const logLevel = s.logLevel();
   const heartbeatIntervalMs = s.durationMs('IM_HEARTBEAT_INTERVAL', 30_000, { min: 1000 });
   return {
     dataDir: path.resolve(s.str('IM_DATA_DIR', './data', 'data-dir')),
     authSecret: s.raw('IM_AUTH_SECRET'),
     gatewayHost: gateway.host, gatewayPort: gateway.port,
     routerHttpHost: routerHttp.host, routerHttpPort: routerHttp.port,
+    logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     gateway: {
       maxFrameBytes: s.int('IM_MAX_FRAME_BYTES', 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),

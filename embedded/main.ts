@@ -32,7 +32,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   system = await startEmbedded({ ...config, logger });
   process.stdout.write(
-    `im embedded: gateway tcp://${system.gatewayAddr}  route API ${system.routerUrl}/v1/route  data ${system.dataDir}\n`);
+    `im embedded: gateway tcp://${system.gatewayAddr}  route API ${system.routerUrl}/v1/route  ` +
+    `internal gRPC ${system.logicAddr}  data ${system.dataDir}\n`);
 }
 
 main().catch((err) => {

@@ -9,6 +9,7 @@ import { Logger, silentLogger } from '../common/log';
 import { loadOrCreateSecret } from '../common/secret';
 import { Gateway, GatewayOptions } from '../gateway/server';
 import { LogicClient } from '../gateway/logic-client';
+import { ADMIN_PROTO_FILE, addAdminService, addReflection } from '../logic/admin';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
@@ -29,6 +30,8 @@ export interface EmbeddedOptions {
   gatewayPort?: number;     // 0 = ephemeral
   routerHttpHost?: string;
   routerHttpPort?: number;  // 0 = ephemeral
+  /** Loopback port of logic's gRPC (gateway stream and the internal admin API); 0 = ephemeral. */
+  logicPort?: number;
   node?: string;
   gateway?: GatewayTuning;
   logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes'>>;
@@ -39,6 +42,8 @@ export interface EmbeddedOptions {
 
 export interface EmbeddedSystem {
   gatewayAddr: string;
+  /** Logic's gRPC address: the internal admin API (LogicAdmin) for other backends. */
+  logicAddr: string;
   routerUrl: string;
   authSecret: string;
   dataDir: string;
@@ -83,7 +88,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const registry = new OpRegistry();
     registerClientOps(registry, service);
     options.registerOps?.(registry);
-    const logic = new LogicServer({ registry, host: LOOPBACK, port: 0, logger: logger.child({ svc: 'logic' }) });
+    const logic = new LogicServer({ registry, host: LOOPBACK, port: options.logicPort ?? 0, logger: logger.child({ svc: 'logic' }) });
+    // The internal API for other backends (grpcurl-friendly: reflection on), on the same port.
+    addAdminService(logic.server, { service, router: logicRouter, logger });
+    addReflection(logic.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
     const logicPort = await logic.start();
     stops.push(() => logic.stop());
 
@@ -106,6 +114,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     let stopping: Promise<void> | undefined;
     return {
       gatewayAddr: formatHostPort({ host: gatewayHost, port: gatewayPort }),
+      logicAddr: `${LOOPBACK}:${logicPort}`,
       routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
       authSecret,
       dataDir: options.dataDir,

@@ -62,12 +62,18 @@ export class GroupRules {
     return this.requireMember(actor, req.groupId);
   }
 
-  /** The group, if it exists and `actor` is in it. */
-  async requireMember(actor: string, groupIdIn: unknown): Promise<GroupInfo> {
+  /** The group, if it exists. No membership check: for trusted internal callers. */
+  async require(groupIdIn: unknown): Promise<GroupInfo> {
     const groupId = requireLength('groupId', groupIdIn, 1, MAX_GROUP_ID_CHARS);
     const group = await this.opts.store.getGroup(groupId);
     if (!group) throw new GroupNotFoundError(`group ${groupId} not found`);
-    if (!group.members.includes(actor)) throw new NotGroupMemberError(`${actor} is not a member of group ${groupId}`);
+    return group;
+  }
+
+  /** The group, if it exists and `actor` is in it. */
+  async requireMember(actor: string, groupIdIn: unknown): Promise<GroupInfo> {
+    const group = await this.require(groupIdIn);
+    if (!group.members.includes(actor)) throw new NotGroupMemberError(`${actor} is not a member of group ${group.groupId}`);
     return group;
   }
 

@@ -183,6 +183,11 @@ export class LogicService {
     return { group: toWireGroup(await this.groups.members(actor.uid, req)) };
   }
 
+  /** A group whoever asks: for trusted internal callers (the admin API), never for clients. */
+  async getGroup(groupId: string): Promise<GroupResp> {
+    return { group: toWireGroup(await this.groups.require(groupId)) };
+  }
+
   /** Resolves once every push queued so far has been handed to the bus (or given up on). */
   flushPushes(): Promise<void> {
     return this.fanout.idle();

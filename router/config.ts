@@ -1,13 +1,11 @@
 /** Router settings: a pure function of env and flags. */
-import { ConfigError, Env, parseFlags, Settings } from '../common/config';
+import { Env, parseFlags, Settings } from '../common/config';
 import { createLogger, Level } from '../common/log';
 import type { RouterServiceOptions } from './service';
 
 export interface RouterConfig extends RouterServiceOptions {
   logLevel: Level;
 }
-
-const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 /**
  * IM_ROUTER_GRPC_ADDR (--grpc-addr), IM_ROUTER_HTTP_ADDR (--http-addr), IM_GATEWAY_TTL (--gateway-ttl),
@@ -18,8 +16,7 @@ export function loadRouterConfig(env: Env = process.env, argv: readonly string[]
   const grpcAddr = s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'grpc-addr');
   const httpAddr = s.addr('IM_ROUTER_HTTP_ADDR', '127.0.0.1:7180', 'http-addr');
   const gatewayTtlMs = s.durationMs('IM_GATEWAY_TTL', 10_000, { min: 1000, flag: 'gateway-ttl' });
-  const logLevel = s.str('IM_LOG_LEVEL', 'info', 'log-level') as Level;
-  if (!LEVELS.includes(logLevel)) throw new ConfigError('IM_LOG_LEVEL', `expected one of ${LEVELS.join(', ')}, got "${logLevel}"`);
+  const logLevel = s.logLevel();
   return {
     grpcHost: grpcAddr.host, grpcPort: grpcAddr.port,
     httpHost: httpAddr.host, httpPort: httpAddr.port,

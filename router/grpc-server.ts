@@ -1,6 +1,6 @@
 /** The Router gRPC service: maps protobuf to RouteTable calls and errors to canonical statuses. */
 import * as grpc from '@grpc/grpc-js';
-import { BadRequestError, ImError, toImError } from '../common/errors';
+import { BadRequestError, ImError } from '../common/errors';
 import { loadRouterProto, toGrpcError } from '../common/grpc';
 import { Logger } from '../common/log';
 import type { RouterHandlers } from '../proto/gen/im/internal/v1/Router';
@@ -25,9 +25,8 @@ export function routerHandlers(options: RouterHandlersOptions): RouterHandlers {
       try {
         reply = fn(call.request);
       } catch (err) {
-        const imErr = toImError(err);
         if (!(err instanceof ImError)) logger.error('router: unexpected error', { method, err });
-        callback(toGrpcError(imErr));
+        callback(toGrpcError(err));
         return;
       }
       callback(null, reply);

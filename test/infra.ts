@@ -2,6 +2,7 @@
  * Suites that need a real NATS or Cassandra detect them. Absent: the suite is skipped with a loud
  * "skipped: …" line. With IM_REQUIRE_INFRA=1 (CI), absent is a failure instead.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 
 export const NATS_URL = process.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -38,4 +39,41 @@ export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Pro
   if (REQUIRE_INFRA) throw new Error(`${what} is required (IM_REQUIRE_INFRA=1) but not reachable at ${where}`);
   process.stdout.write(`\n  !!! skipped: ${ctx.test?.parent?.fullTitle() ?? what} — no ${what} at ${where} (start it with \`make infra-up\`, or set IM_REQUIRE_INFRA=1 to make this a failure)\n\n`);
   ctx.skip();
+}
+
+export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
+
+/** A port that was free a moment ago (the server binds it next). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns a test-owned nats-server on the port and waits until it accepts connections (or fails with its stderr). */
+export async function startNatsServer(port: number): Promise<ChildProcess> {
+  const p = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  p.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
+  p.on('error', (err) => { stderr += String(err); });
+  const deadline = Date.now() + 10_000;
+  while (!(await reachable('127.0.0.1', port, 200))) {
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`nats-server exited during startup: ${stderr}`);
+    if (Date.now() > deadline) { p.kill('SIGKILL'); throw new Error(`nats-server not accepting on ${port}: ${stderr}`); }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return p;
+}
+
+export function stopNatsServer(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill(signal);
+  });
 }

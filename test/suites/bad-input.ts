@@ -21,7 +21,7 @@ describe(`e2e bad input (${mode.name})`, function () {
     t = await TestSystem.start(mode, {
       gateway: {
         authTimeoutMs: 500, heartbeatIntervalMs: 1000, idleTimeoutMs: 1500,
-        rateLimitPerSec: 200, rateLimitBurst: 200, maxWriteQueueBytes: 256 * 1024, maxFrameBytes: 64 * 1024,
+        rateLimitPerSec: 200, rateLimitBurst: 200, maxWriteQueueBytes: 1024 * 1024, maxFrameBytes: 64 * 1024,
       },
       logic: { maxContentBytes: 32 * 1024 },
     });
@@ -99,7 +99,7 @@ describe(`e2e bad input (${mode.name})`, function () {
     slow.socket.pause();
     const sender = await t.rawAuthed('firehose');
     const content = Buffer.alloc(30 * 1024, 'x');
-    const total = 600; // 18 MB: more than loopback kernel buffers plus the 256 KiB queue can hold
+    const total = 600; // 18 MB: more than loopback kernel buffers plus the 1 MiB queue can hold
     for (let i = 0; i < total; i++) {
       sender.send(Op.SEND, 'SendReq', { to: t.uid('slowpoke'), clientMsgId: `s${i}`, content });
       // Small bursts: the sender's own devices get a copy of each message too, and it does read.

@@ -1,0 +1,95 @@
+/**
+ * The life of a service process, shared by every main.ts: config errors exit 2 naming the field;
+ * signal handlers are installed before any backend opens (a SIGTERM while waiting for Cassandra
+ * or NATS still stops the process); parts close in reverse order within a bound; one JSON
+ * "listening" line on stdout tells scripts the process is ready (and which port 0 became).
+ * Exit codes: 0 after a clean stop, 2 on a bad setting, 1 when starting failed or the stop overran.
+ */
+import { ConfigError } from './config';
+import { createLogger, type Level, type Logger } from './log';
+
+export interface ServiceProcess {
+  readonly logger: Logger;
+  /** True once a signal arrived: start() should return without opening more. */
+  readonly stopping: boolean;
+  /** Something to close at shutdown; closed in reverse order of registration. */
+  onStop(name: string, close: () => unknown): void;
+  /** The one line scripts wait for, printed whatever the log level. */
+  listening(fields: Record<string, unknown>): void;
+}
+
+export interface ServiceMainOptions<C> {
+  /** Short name: "logic", "gateway", "router". */
+  svc: string;
+  /** Bound on the whole shutdown, above the parts' own bounds. */
+  shutdownTimeoutMs: number;
+  /** Reads and validates settings (throws ConfigError). */
+  loadConfig: () => C;
+  logLevel: (config: C) => Level;
+  logFields?: (config: C) => Record<string, unknown>;
+  start: (proc: ServiceProcess, config: C) => Promise<void>;
+}
+
+export function serviceMain<C>(options: ServiceMainOptions<C>): void {
+  const fail = (err: unknown): never => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`im-${options.svc}: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`im-${options.svc}: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  };
+
+  let config: C;
+  try {
+    config = options.loadConfig();
+  } catch (err) {
+    fail(err);
+  }
+  const logger = createLogger(options.logLevel(config!), { svc: options.svc, ...options.logFields?.(config!) });
+  const closers: Array<[string, () => unknown]> = [];
+  let stopping = false;
+
+  const closeAll = async () => {
+    for (const [name, close] of closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.warn('error while closing', { component: name, err });
+      }
+    }
+  };
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    setTimeout(() => {
+      logger.error('shutdown timed out; exiting', { timeoutMs: options.shutdownTimeoutMs });
+      process.exit(1);
+    }, options.shutdownTimeoutMs).unref();
+    void closeAll().then(() => {
+      logger.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+  const proc: ServiceProcess = {
+    logger,
+    get stopping() { return stopping; },
+    onStop: (name, close) => { closers.push([name, close]); },
+    listening: (fields) => {
+      process.stdout.write(JSON.stringify({
+        t: new Date().toISOString(), level: 'info', msg: `${options.svc} listening`, svc: options.svc, pid: process.pid, ...fields,
+      }) + '\n');
+    },
+  };
+  options.start(proc, config!).catch(async (err) => {
+    if (stopping) return; // a signal's shutdown is already closing everything and will exit
+    stopping = true;
+    setTimeout(() => fail(err), options.shutdownTimeoutMs).unref();
+    await closeAll();
+    fail(err);
+  });
+}

@@ -1,0 +1,123 @@
+/**
+ * The gateway process as an operator runs it: `node dist/gateway/main.js` with env settings, next
+ * to the router and logic processes it talks to.
+ */
+import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { needs, NATS_URL } from '../test/infra';
+
+const DIST = path.join(__dirname, '..');
+const SECRET = 'main-test-secret-0123456789abcdef';
+
+interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Proc { child: ChildProcess; exit: Promise<Exit>; firstLine: Promise<Record<string, unknown>> }
+
+/** Only the given IM_* settings reach the child, whatever the test runner's own env holds. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
+  return { ...base, ...env };
+}
+
+function launch(service: 'gateway' | 'logic' | 'router', env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [path.join(DIST, service, 'main.js')], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let onLine: (line: string) => void = () => undefined;
+  const line = new Promise<string>((resolve) => { onLine = resolve; });
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    const nl = stdout.indexOf('\n');
+    if (nl >= 0) onLine(stdout.slice(0, nl));
+  });
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const firstLine = Promise.race([
+    line.then((l) => JSON.parse(l) as Record<string, unknown>),
+    exit.then((r): never => { throw new Error(`${service} exited early (${r.code}): ${r.stderr}`); }),
+  ]);
+  firstLine.catch(() => undefined);
+  return { child, exit, firstLine };
+}
+
+async function route(httpAddr: string): Promise<Array<{ node: string; addr: string }>> {
+  const res = await fetch(`http://${httpAddr}/v1/route`);
+  return ((await res.json()) as { gateways: Array<{ node: string; addr: string }> }).gateways;
+}
+
+describe('gateway main (process)', () => {
+  const badValues: Array<[string, Record<string, string>]> = [
+    ['IM_AUTH_SECRET', {}],
+    ['IM_BUS', { IM_AUTH_SECRET: SECRET, IM_BUS: 'kafka' }],
+    ['IM_BUS', { IM_AUTH_SECRET: SECRET, IM_BUS: 'inprocess' }],
+    ['IM_NATS_URL', { IM_AUTH_SECRET: SECRET, IM_NATS_URL: 'nats://host:123456' }],
+    ['IM_GATEWAY_ADDR', { IM_AUTH_SECRET: SECRET, IM_GATEWAY_ADDR: ':::' }],
+    ['IM_LOGIC_ADDRS', { IM_AUTH_SECRET: SECRET, IM_LOGIC_ADDRS: '127.0.0.1:7190,logic' }],
+    ['IM_LOG_LEVEL', { IM_AUTH_SECRET: SECRET, IM_LOG_LEVEL: 'chatty' }],
+  ];
+  for (const [field, env] of badValues) {
+    it(`exits 2 naming ${field} when it is bad (${JSON.stringify(env)})`, async () => {
+      const { exit, child } = launch('gateway', env);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const r = await exit;
+      clearTimeout(timer);
+      assert.equal(r.code, 2, `exit ${r.code} ${r.signal ?? ''}; stderr: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`config ${field}:`));
+      assert.equal(r.stdout, '', 'nothing claims to be listening');
+    });
+  }
+
+  describe('with NATS, next to router and logic processes', () => {
+    let dir: string;
+    const procs: Proc[] = [];
+    before(async function () { await needs(this, 'nats'); });
+    beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-gateway-main-')); });
+    afterEach(async () => {
+      for (const p of procs.splice(0)) {
+        if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+        await p.exit;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('registers with the router, and on SIGTERM drains, leaves the route list and exits 0', async () => {
+      const router = launch('router', { IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn' });
+      procs.push(router);
+      const r = await router.firstLine;
+      const logic = launch('logic', {
+        IM_STORE: 'sqlite', IM_DATA_DIR: dir, IM_NATS_URL: NATS_URL, IM_LOGIC_ADDR: '127.0.0.1:0',
+        IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
+      });
+      procs.push(logic);
+      const l = await logic.firstLine;
+      const gw = launch('gateway', {
+        IM_AUTH_SECRET: SECRET, IM_NODE_ID: 'gw-main-test', IM_GATEWAY_ADDR: '127.0.0.1:0', IM_NATS_URL: NATS_URL,
+        IM_LOGIC_ADDRS: String(l.addr), IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
+      });
+      procs.push(gw);
+      const g = await gw.firstLine;
+      assert.equal(g.msg, 'gateway listening');
+      assert.equal(g.node, 'gw-main-test');
+      assert.match(String(g.addr), /^127\.0\.0\.1:[1-9]\d*$/);
+
+      // The first heartbeat is sent as the gateway starts; poll briefly for it to land.
+      let listed: Array<{ node: string; addr: string }> = [];
+      for (let i = 0; i < 50 && listed.length === 0; i++) {
+        listed = await route(String(r.http));
+        if (listed.length === 0) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.deepEqual(listed.map((x) => [x.node, x.addr]), [['gw-main-test', g.addr]]);
+
+      gw.child.kill('SIGTERM');
+      const e = await gw.exit;
+      assert.equal(e.code, 0, e.stderr);
+      assert.deepEqual(await route(String(r.http)), [], 'a drained gateway is no longer offered to clients');
+      for (const p of [logic, router]) {
+        p.child.kill('SIGTERM');
+        assert.equal((await p.exit).code, 0);
+      }
+    });
+  });
+});

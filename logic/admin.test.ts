@@ -1,0 +1,304 @@
+/**
+ * LogicAdmin end to end: a real LogicServer over a real SQLite store, in-process bus and real
+ * router (RouterService + RouterClient over gRPC), called by a plain grpc-js client built from
+ * admin.proto alone, as another team's backend would.
+ */
+import { strict as assert } from 'node:assert';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
+import type { IFileDescriptorProto } from 'protobufjs/ext/descriptor';
+import { InProcessBus, gatewaySubject } from '../common/bus';
+import { decodeDeliveryBatch } from '../proto/delivery';
+import type { DeliveryBatch } from '../proto/delivery';
+import { RouterClient } from '../router/client';
+import { RouterService } from '../router/service';
+import { SqliteStore } from '../storage/sqlite';
+import { addAdminService, addReflection, ADMIN_PROTO_FILE } from './admin';
+import { OpRegistry, registerClientOps } from './ops';
+import { LogicServer } from './server';
+import { LogicService } from './service';
+import type { Caller } from './service';
+
+const HOST = '127.0.0.1';
+const ADMIN_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'internal', 'admin.proto');
+const REFLECTION_PROTO = path.join(
+  path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
+
+/** What an outside team would write: proto-loader on the one file, snake_case fields, no project code. */
+const LOADER = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+
+type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function caller(uid: string): Caller {
+  return { uid, deviceId: 'd1', connId: `${uid}-c1`, node: 'gw1' };
+}
+
+describe('LogicAdmin over gRPC', () => {
+  let routerService: RouterService;
+  let router: RouterClient;
+  let gatewayRouter: RouterClient;
+  let store: SqliteStore;
+  let bus: InProcessBus;
+  let service: LogicService;
+  let logic: LogicServer;
+  let admin: grpc.Client;
+  let port: number;
+
+  before(async () => {
+    routerService = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
+    const { grpcPort } = await routerService.start();
+    router = new RouterClient({ address: `${HOST}:${grpcPort}` });
+    gatewayRouter = new RouterClient({ address: `${HOST}:${grpcPort}` });
+    store = SqliteStore.open({ path: ':memory:' });
+    bus = new InProcessBus();
+    service = new LogicService({ store, bus, router });
+    const registry = new OpRegistry();
+    registerClientOps(registry, service);
+    logic = new LogicServer({ registry, host: HOST, port: 0 });
+    addAdminService(logic.server, { service, router });
+    addReflection(logic.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+    port = await logic.start();
+
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ADMIN_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    admin = new pkg.im.internal.v1.LogicAdmin(`${HOST}:${port}`, grpc.credentials.createInsecure());
+  });
+
+  after(async () => {
+    admin?.close();
+    await logic?.stop();
+    await service?.close();
+    router?.close();
+    gatewayRouter?.close();
+    await routerService?.stop();
+    await bus?.close();
+    await store?.close();
+  });
+
+  function call(method: string, req: object): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      (admin as any)[method](req, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Reply) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+        if (err) reject(err); else resolve(res);
+      });
+    });
+  }
+
+  async function failure(method: string, req: object): Promise<{ code: grpc.status; appCode: string; details: string }> {
+    try {
+      await call(method, req);
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      return { code: e.code, appCode: String(e.metadata.get('im-app-code')[0]), details: e.details };
+    }
+    throw new Error(`${method} was expected to fail`);
+  }
+
+  async function inbox(uid: string): Promise<Array<{ msgId: string; from: string; clientMsgId: string; content: Uint8Array }>> {
+    return (await service.sync(caller(uid), { fromSeq: 0, limit: 500 })).messages;
+  }
+
+  const uids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+  describe('SendMessage', () => {
+    it('sends as "system" into the recipient\'s inbox and pushes to their gateway', async () => {
+      await gatewayRouter.bind([{ uid: 'bob', deviceId: 'phone', node: 'gw-push', connId: 'c-bob' }]);
+      const batches: DeliveryBatch[] = [];
+      const stop = bus.subscribe(gatewaySubject('gw-push'), (data) => batches.push(decodeDeliveryBatch(data)));
+      try {
+        const res = await call('SendMessage', {
+          from: 'system', to: 'bob', idempotency_key: 'welcome-bob', content_type: 'text/plain', content: Buffer.from('welcome!'),
+        });
+        assert.equal(res.duplicate, false);
+        assert.equal(res.conv_id, 'p:bob:system');
+        assert.ok(res.msg_id.length > 0 && res.seq > 0 && res.sent_at_ms > 0);
+
+        const got = (await inbox('bob')).filter((m) => m.msgId === res.msg_id);
+        assert.equal(got.length, 1);
+        assert.equal(got[0].from, 'system');
+        assert.equal(got[0].clientMsgId, 'welcome-bob');
+        assert.equal(Buffer.from(got[0].content).toString(), 'welcome!');
+
+        await service.flushPushes();
+        await new Promise((r) => setImmediate(r));
+        const pushed = batches.flatMap((b) => b.deliveries).filter((d) => d.uid === 'bob');
+        assert.equal(pushed.length, 1);
+      } finally {
+        stop();
+        await gatewayRouter.unbind([{ uid: 'bob', deviceId: 'phone', node: 'gw-push', connId: 'c-bob' }]);
+      }
+    });
+
+    it('answers a repeated idempotency_key with the same message, duplicate=true', async () => {
+      const req = { from: 'system', to: 'carol', idempotency_key: 'notice-1', content: Buffer.from('once') };
+      const first = await call('SendMessage', req);
+      const second = await call('SendMessage', { ...req, content: Buffer.from('twice?') });
+      assert.equal(first.duplicate, false);
+      assert.equal(second.duplicate, true);
+      assert.equal(second.msg_id, first.msg_id);
+      assert.equal(second.seq, first.seq);
+      const got = (await inbox('carol')).filter((m) => m.clientMsgId === 'notice-1');
+      assert.equal(got.length, 1);
+      assert.equal(Buffer.from(got[0].content).toString(), 'once');
+    });
+
+    it('creates exactly one message when the same key arrives concurrently', async () => {
+      const req = { from: 'billing', to: 'dave', idempotency_key: 'invoice-42', content: Buffer.from('paid') };
+      const replies = await Promise.all(Array.from({ length: 12 }, () => call('SendMessage', req)));
+      assert.equal(new Set(replies.map((r) => r.msg_id)).size, 1);
+      assert.equal(replies.filter((r) => !r.duplicate).length, 1);
+      assert.equal((await inbox('dave')).filter((m) => m.clientMsgId === 'invoice-42').length, 1);
+    });
+
+    it('sends into a group only when `from` is a member', async () => {
+      const g = await call('CreateGroup', { owner: 'gs-owner', name: 'news', members: ['gs-a'] });
+      const res = await call('SendMessage', { from: 'gs-owner', group_id: g.group_id, idempotency_key: 'k1', content: Buffer.from('hi') });
+      assert.equal(res.conv_id, `g:${g.group_id}`);
+      assert.equal((await inbox('gs-a')).filter((m) => m.msgId === res.msg_id).length, 1);
+
+      const denied = await failure('SendMessage', { from: 'system', group_id: g.group_id, idempotency_key: 'k2' });
+      assert.equal(denied.code, grpc.status.PERMISSION_DENIED);
+      assert.equal(denied.appCode, '2002');
+    });
+
+    it('rejects bad requests with INVALID_ARGUMENT and the app code', async () => {
+      const noKey = await failure('SendMessage', { from: 'system', to: 'bob' });
+      assert.equal(noKey.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(noKey.appCode, '2000');
+      assert.match(noKey.details, /^BAD_REQUEST\(2000\): idempotencyKey/);
+
+      const both = await failure('SendMessage', { from: 'system', to: 'bob', group_id: 'g', idempotency_key: 'x' });
+      assert.equal(both.code, grpc.status.INVALID_ARGUMENT);
+      const badFrom = await failure('SendMessage', { from: '', to: 'bob', idempotency_key: 'x' });
+      assert.equal(badFrom.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(badFrom.details, /from/);
+    });
+
+    it('maps oversized content to RESOURCE_EXHAUSTED', async () => {
+      const big = await failure('SendMessage', {
+        from: 'system', to: 'bob', idempotency_key: 'big', content: Buffer.alloc(service.maxContentBytes + 1),
+      });
+      assert.equal(big.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(big.appCode, '2005');
+    });
+  });
+
+  describe('groups', () => {
+    it('creates, adds and removes as the system acting as owner, and reads back with GetGroup', async () => {
+      const g = await call('CreateGroup', { owner: 'ann', name: 'team', members: ['ben'] });
+      assert.equal(g.owner, 'ann');
+      assert.deepEqual(g.members, ['ann', 'ben']);
+
+      const added = await call('AddMembers', { actor: '', group_id: g.group_id, uids: ['cat', 'dan'] });
+      assert.deepEqual(added.members, ['ann', 'ben', 'cat', 'dan']);
+      const removed = await call('RemoveMembers', { actor: '', group_id: g.group_id, uids: ['ben', 'ann'] });
+      assert.deepEqual(removed.members, ['cat', 'dan']);
+      assert.equal(removed.owner, 'cat', 'ownership passes to the longest-standing member');
+
+      const read = await call('GetGroup', { group_id: g.group_id });
+      assert.deepEqual(read, { ...removed, created_at_ms: g.created_at_ms });
+    });
+
+    it('holds a named actor to the client rules: PERMISSION_DENIED for a non-member or non-owner', async () => {
+      const g = await call('CreateGroup', { owner: 'po', name: 'perm', members: ['pm'] });
+      const outsider = await failure('AddMembers', { actor: 'stranger', group_id: g.group_id, uids: ['x1'] });
+      assert.equal(outsider.code, grpc.status.PERMISSION_DENIED);
+      assert.equal(outsider.appCode, '2002');
+      const notOwner = await failure('RemoveMembers', { actor: 'pm', group_id: g.group_id, uids: ['po'] });
+      assert.equal(notOwner.code, grpc.status.PERMISSION_DENIED);
+      assert.equal(notOwner.appCode, '2004');
+      // A member may add (client rule), and the group is unchanged by the refusals.
+      const added = await call('AddMembers', { actor: 'pm', group_id: g.group_id, uids: ['x1'] });
+      assert.deepEqual(added.members, ['po', 'pm', 'x1']);
+    });
+
+    it('refuses a group past the cap with FAILED_PRECONDITION and im-app-code 2003', async () => {
+      const tooBig = await failure('CreateGroup', { owner: 'cap-owner', name: 'big', members: uids('cap', 100) });
+      assert.equal(tooBig.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(tooBig.appCode, '2003');
+      assert.equal(tooBig.details, 'GROUP_FULL(2003): group would have 101 members; the limit is 100');
+
+      const full = await call('CreateGroup', { owner: 'cap-owner', name: 'full', members: uids('cap', 99) });
+      assert.equal(full.members.length, 100);
+      const more = await failure('AddMembers', { actor: '', group_id: full.group_id, uids: ['one-more'] });
+      assert.equal(more.code, grpc.status.FAILED_PRECONDITION);
+      assert.equal(more.appCode, '2003');
+      assert.equal((await call('GetGroup', { group_id: full.group_id })).members.length, 100);
+    });
+
+    it('answers NOT_FOUND for an unknown group', async () => {
+      for (const [method, req] of [
+        ['GetGroup', { group_id: 'no-such-group' }],
+        ['AddMembers', { actor: '', group_id: 'no-such-group', uids: ['a'] }],
+        ['AddMembers', { actor: 'ann', group_id: 'no-such-group', uids: ['a'] }],
+        ['RemoveMembers', { actor: '', group_id: 'no-such-group', uids: ['a'] }],
+      ] as const) {
+        const f = await failure(method, req);
+        assert.equal(f.code, grpc.status.NOT_FOUND, method);
+        assert.equal(f.appCode, '2001', method);
+      }
+      const empty = await failure('GetGroup', { group_id: '' });
+      assert.equal(empty.code, grpc.status.INVALID_ARGUMENT);
+    });
+  });
+
+  describe('OnlineDevices', () => {
+    it('returns the sessions bound in the router, grouped by uid in request order', async () => {
+      const sessions = [
+        { uid: 'on-a', deviceId: 'phone', node: 'gw1', connId: 'c1' },
+        { uid: 'on-b', deviceId: 'desk', node: 'gw2', connId: 'c7' },
+        { uid: 'on-a', deviceId: 'tablet', node: 'gw2', connId: 'c8' },
+      ];
+      await gatewayRouter.bind(sessions);
+      const res = await call('OnlineDevices', { uids: ['on-b', 'offline-user', 'on-a'] });
+      assert.deepEqual(res.devices.map((d: Reply) => `${d.uid}/${d.device_id}@${d.node}/${d.conn_id}`), [
+        'on-b/desk@gw2/c7', 'on-a/phone@gw1/c1', 'on-a/tablet@gw2/c8',
+      ]);
+
+      await gatewayRouter.unbind([sessions[0]]);
+      const after = await call('OnlineDevices', { uids: ['on-a'] });
+      assert.deepEqual(after.devices.map((d: Reply) => d.conn_id), ['c8']);
+    });
+
+    it('rejects an empty or invalid uid list', async () => {
+      assert.equal((await failure('OnlineDevices', { uids: [] })).code, grpc.status.INVALID_ARGUMENT);
+      assert.equal((await failure('OnlineDevices', { uids: ['bad:uid'] })).code, grpc.status.INVALID_ARGUMENT);
+    });
+  });
+
+  describe('server reflection', () => {
+    /** One request on a fresh v1 ServerReflectionInfo stream. */
+    function reflect(req: object): Promise<Reply> {
+      const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(REFLECTION_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const client = new pkg.grpc.reflection.v1.ServerReflection(`${HOST}:${port}`, grpc.credentials.createInsecure());
+      return new Promise((resolve, reject) => {
+        const stream = client.ServerReflectionInfo();
+        stream.on('data', (res: Reply) => { resolve(res); stream.end(); });
+        stream.on('error', reject);
+        stream.on('end', () => client.close());
+        stream.write(req);
+      });
+    }
+
+    it('lists LogicAdmin and LogicGateway', async () => {
+      const res = await reflect({ list_services: '*' });
+      const names = res.list_services_response.service.map((s: Reply) => s.name);
+      assert.ok(names.includes('im.internal.v1.LogicAdmin'), names.join());
+      assert.ok(names.includes('im.internal.v1.LogicGateway'), names.join());
+    });
+
+    it('describes LogicAdmin so a tool can build calls without the .proto', async () => {
+      const res = await reflect({ file_containing_symbol: 'im.internal.v1.LogicAdmin' });
+      const files = (res.file_descriptor_response.file_descriptor_proto as Buffer[])
+        .map((b) => FileDescriptorProto.decode(b) as unknown as IFileDescriptorProto);
+      const svc = files.flatMap((f) => f.service ?? []).find((s) => s.name === 'LogicAdmin');
+      assert.ok(svc, 'LogicAdmin descriptor returned');
+      const methods = (svc.method ?? []).map((m) => m.name).sort();
+      assert.deepEqual(methods, ['AddMembers', 'CreateGroup', 'GetGroup', 'OnlineDevices', 'RemoveMembers', 'SendMessage']);
+      const sendReq = files.flatMap((f) => f.messageType ?? []).find((m) => m.name === 'SendMessageRequest');
+      // The .proto's own field names, so grpcurl accepts {"group_id": ...} as written in the docs.
+      assert.deepEqual((sendReq?.field ?? []).map((f) => f.name),
+        ['from', 'to', 'group_id', 'idempotency_key', 'content_type', 'content']);
+    });
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * `node dist/logic/main.js`: one stateless logic process. Opens the store and the bus, connects to
+ * the router, serves the gateway stream and the internal admin API (with reflection) on IM_LOGIC_ADDR.
+ */
+import { describeBackends, openBus } from '../common/backends';
+import { formatHostPort } from '../common/config';
+import { serviceMain } from '../common/service-main';
+import { RouterClient } from '../router/client';
+import { openStore } from '../storage/open';
+import { ADMIN_PROTO_FILE, addAdminService, addReflection } from './admin';
+import { loadLogicProcessConfig } from './config';
+import { OpRegistry, registerClientOps } from './ops';
+import { LogicServer } from './server';
+import { LogicService } from './service';
+
+serviceMain({
+  svc: 'logic',
+  // Longer than LogicServer's own drain bound (5 s) plus a store and a bus closing.
+  shutdownTimeoutMs: 15_000,
+  loadConfig: () => loadLogicProcessConfig(),
+  logLevel: (c) => c.logLevel,
+  // Closed in reverse: server (drains running calls), service (flushes pushes), router, bus, store.
+  async start(proc, config) {
+    const { logger } = proc;
+    const addr = formatHostPort({ host: config.logic.host, port: config.logic.port });
+    const store = await openStore(config.store, { logger: logger.child({ component: 'store' }) });
+    proc.onStop('store', () => store.close());
+    if (proc.stopping) return;
+    const bus = await openBus(config.bus, { name: `logic-${addr}`, logger: logger.child({ component: 'bus' }) });
+    proc.onStop('bus', () => bus.close());
+    if (proc.stopping) return;
+    const router = new RouterClient({ address: config.routerAddr, logger });
+    proc.onStop('router', () => router.close());
+    const service = new LogicService({ ...config.logic, store, bus, router, logger });
+    proc.onStop('service', () => service.close());
+    const registry = new OpRegistry();
+    registerClientOps(registry, service);
+    const server = new LogicServer({ registry, host: config.logic.host, port: config.logic.port, logger });
+    addAdminService(server.server, { service, router, logger });
+    addReflection(server.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+    proc.onStop('server', () => server.stop());
+    const port = await server.start();
+    if (proc.stopping) return;
+    proc.listening({
+      addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr,
+      ...describeBackends(config.store, config.bus),
+    });
+  },
+});

@@ -1,0 +1,119 @@
+/**
+ * Options of the Cassandra store: the public options object, its defaults (applied once, here)
+ * and validation that names the bad field.
+ */
+import { types } from 'cassandra-driver';
+import { ConfigError } from '../common/config';
+import { silentLogger, type Logger } from '../common/log';
+import { DEFAULT_BUCKET_SIZE, validateKeyspace } from './cassandra-schema';
+
+export type ConsistencyName = 'ONE' | 'LOCAL_QUORUM' | 'QUORUM';
+
+export interface CassandraStoreOptions {
+  /** "host" or "host:port" of one or more nodes. */
+  contactPoints: string[];
+  /** Data center the driver routes to (token-aware, within it). Default 'datacenter1'. */
+  localDataCenter?: string;
+  /** Default 'im'. Created, with all tables, when missing. */
+  keyspace?: string;
+  /** Reads and writes (and the commit of LWTs). Default LOCAL_QUORUM; LWTs use the matching serial level. */
+  consistency?: ConsistencyName;
+  /** Replication factor in localDataCenter when the keyspace is created. Default 1. */
+  replication?: number;
+  logger?: Logger;
+
+  /** Inbox / history seqs per partition; only used when the keyspace is created. Default 10000. */
+  inboxBucketSize?: number;
+  historyBucketSize?: number;
+  /** Statements this store has in flight at most; more wait in order. Default 256. */
+  maxInFlight?: number;
+  /** Appends accepted but not yet stored; one more fails with OverloadedError. Default 20000. */
+  maxPendingAppends?: number;
+  /** Entries one LWT round of a timeline takes at most. Default 100. */
+  maxBatchEntries?: number;
+  /** Content bytes one LWT round takes at most (one entry always fits). Default 256 KiB. */
+  maxBatchBytes?: number;
+  /** Tries of a contended LWT before UnavailableError. Default 50. */
+  maxCasAttempts?: number;
+  /** Timelines whose end this process remembers (saves a read before each LWT). Default 100000. */
+  maxCachedHeads?: number;
+  /** How long a duplicate send waits for the original attempt to finish. Default 5000. */
+  dedupWaitMs?: number;
+  dedupPollMs?: number;
+  /** An unfinished send claim older than this is presumed abandoned. Default 30000. */
+  claimLeaseMs?: number;
+  /** Extra TTL on dedup rows beyond the window, for clock skew. Default 300. */
+  dedupTtlSlackSeconds?: number;
+  /** Items one sync/history page returns at most. Default 1000. */
+  maxPageItems?: number;
+  /** Conversations unread() accepts, and returns at most without convIds. Default 1000. */
+  maxUnreadConvs?: number;
+  /** user_convs rows unread() without convIds looks at. Default 10000. */
+  maxUnreadScanConvs?: number;
+  /** An unread count stops here (a client shows "N+"). Default 10000. */
+  maxUnreadCount?: number;
+  connectTimeoutMs?: number;
+  /** Client-side timeout of one request. Default 12000 (above the server's own write/CAS timeouts). */
+  requestTimeoutMs?: number;
+}
+
+export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger'>> & { logger: Logger };
+
+const NUMERIC_DEFAULTS = {
+  replication: 1,
+  inboxBucketSize: DEFAULT_BUCKET_SIZE,
+  historyBucketSize: DEFAULT_BUCKET_SIZE,
+  maxInFlight: 256,
+  maxPendingAppends: 20_000,
+  maxBatchEntries: 100,
+  maxBatchBytes: 256 * 1024,
+  maxCasAttempts: 50,
+  maxCachedHeads: 100_000,
+  dedupWaitMs: 5000,
+  dedupPollMs: 20,
+  claimLeaseMs: 30_000,
+  dedupTtlSlackSeconds: 300,
+  maxPageItems: 1000,
+  maxUnreadConvs: 1000,
+  maxUnreadScanConvs: 10_000,
+  maxUnreadCount: 10_000,
+  connectTimeoutMs: 5000,
+  requestTimeoutMs: 12_000,
+};
+
+const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = { inboxBucketSize: 2, historyBucketSize: 2 };
+
+export function resolveCassandraOptions(options: CassandraStoreOptions): ResolvedCassandraOptions {
+  if (!Array.isArray(options.contactPoints) || options.contactPoints.length === 0
+    || options.contactPoints.some((c) => typeof c !== 'string' || c === '')) {
+    throw new ConfigError('contactPoints', 'expected one or more "host" or "host:port" strings');
+  }
+  const consistency = options.consistency ?? 'LOCAL_QUORUM';
+  if (!['ONE', 'LOCAL_QUORUM', 'QUORUM'].includes(consistency)) {
+    throw new ConfigError('consistency', `expected ONE, LOCAL_QUORUM or QUORUM, got ${String(consistency)}`);
+  }
+  const out = {
+    contactPoints: options.contactPoints,
+    localDataCenter: options.localDataCenter ?? 'datacenter1',
+    keyspace: validateKeyspace(options.keyspace ?? 'im'),
+    consistency,
+    logger: options.logger ?? silentLogger,
+  } as ResolvedCassandraOptions;
+  for (const [key, def] of Object.entries(NUMERIC_DEFAULTS) as [keyof typeof NUMERIC_DEFAULTS, number][]) {
+    const v = options[key] ?? def;
+    const min = MINIMUM[key] ?? 1;
+    if (!Number.isSafeInteger(v) || v < min) throw new ConfigError(key, `must be an integer >= ${min}, got ${v}`);
+    out[key] = v;
+  }
+  return out;
+}
+
+/** The driver's consistency for reads/writes and the serial level its LWTs use. */
+export function consistencyLevels(name: ConsistencyName): { consistency: number; serial: number } {
+  const c = types.consistencies;
+  switch (name) {
+    case 'ONE': return { consistency: c.one, serial: c.localSerial };
+    case 'LOCAL_QUORUM': return { consistency: c.localQuorum, serial: c.localSerial };
+    case 'QUORUM': return { consistency: c.quorum, serial: c.serial };
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Small pieces the Cassandra store modules share: number conversion, a concurrency gate, a
+ * bounded LRU map, a per-key mutex, and the mapping of driver failures to ImErrors.
+ */
+import { errors as driverErrors, types } from 'cassandra-driver';
+import { ImError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+
+/** bigint/int columns come back as Long (bigint) or number (int); null stays null. */
+export function num(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'number') return v;
+  if (types.Long.isLong(v)) return (v as types.Long).toNumber();
+  return Number(v);
+}
+
+export function bytesOf(content: Uint8Array): Buffer {
+  return Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Jittered backoff for contended LWT retries: spreads racing writers apart. */
+export function backoffMs(attempt: number, capMs = 50): number {
+  return Math.random() * Math.min(capMs, 2 ** Math.min(attempt, 6));
+}
+
+/** Bounds how many statements one store has in flight; waiters queue in order. */
+export class Gate {
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next(); // the slot passes straight to the next waiter
+      else this.active--;
+    }
+  }
+}
+
+/** A Map that forgets its least recently used key beyond `max` entries. */
+export class LruMap<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: K): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
+}
+
+/**
+ * Runs calls for one key one after another in this process. Concurrent LWTs on one partition
+ * from one process only make Paxos rounds collide; queuing them locally leaves the LWT to settle
+ * races between processes. The map holds only keys with work queued.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return next;
+  }
+}
+
+/**
+ * True when a write may or may not have been applied: a server-side write timeout (for an LWT,
+ * the Paxos round may still commit) or a client-side timeout after the request was sent.
+ */
+export function outcomeUnknown(err: unknown): boolean {
+  if (err instanceof driverErrors.OperationTimedOutError) return true;
+  return err instanceof driverErrors.ResponseError && err.code === types.responseErrorCodes.writeTimeout;
+}
+
+/** Driver failures as the project's retryable error classes. */
+export function toStoreError(err: unknown, what: string): ImError {
+  if (err instanceof ImError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  if (err instanceof driverErrors.NoHostAvailableError) return new UnavailableError(`${what}: no Cassandra host available`, { cause: err });
+  if (err instanceof driverErrors.OperationTimedOutError) return new TimeoutError(`${what}: ${detail}`, { cause: err });
+  if (err instanceof driverErrors.ResponseError) {
+    const c = types.responseErrorCodes;
+    if (err.code === c.writeTimeout || err.code === c.readTimeout) return new TimeoutError(`${what}: ${detail}`, { cause: err });
+    if (err.code === c.unavailableException) return new UnavailableError(`${what}: ${detail}`, { cause: err });
+    if (err.code === c.overloaded || err.code === c.isBootstrapping) return new OverloadedError(`${what}: ${detail}`, { cause: err });
+  }
+  return new InternalError(`${what}: ${detail}`, { cause: err });
+}

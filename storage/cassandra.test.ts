@@ -1,0 +1,195 @@
+/**
+ * The Cassandra store against a real node (cassandra/start.sh). Skipped loudly when none is
+ * reachable; a failure instead with IM_REQUIRE_INFRA=1. Each run uses its own keyspaces and
+ * drops them afterwards.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Client } from 'cassandra-driver';
+import { ConfigError } from '../common/config';
+import { Code } from '../common/errors';
+import { newId, peerConvId } from '../common/ids';
+import { CASSANDRA_CONTACT, needs } from '../test/infra';
+import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
+import { readSettings } from './cassandra-schema';
+import { storeContract } from './contract';
+import type { AppendInput, Store } from './store';
+
+const runId = randomBytes(4).toString('hex');
+const MAIN_KS = `im_test_${runId}`;
+const TINY_KS = `im_test_${runId}_tiny`;
+const keyspaces = [MAIN_KS, TINY_KS];
+
+function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
+  return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', ...over };
+}
+
+/** Bucket sizes small enough that a test crosses many partitions. */
+const tiny = (over: Partial<CassandraStoreOptions> = {}) => base(TINY_KS, { inboxBucketSize: 4, historyBucketSize: 3, ...over });
+
+function uid(name: string): string {
+  return `${name}-${randomBytes(5).toString('hex')}`;
+}
+
+let clock = Date.now();
+function direct(from: string, to: string, text: string, over: Partial<AppendInput> = {}): AppendInput {
+  return {
+    msgId: newId(), convId: peerConvId(from, to), from, to, groupId: '', clientMsgId: newId(),
+    contentType: 'text/plain', content: new TextEncoder().encode(text), sentAtMs: ++clock,
+    recipients: [from, to], dedupWindowMs: 60_000, ...over,
+  };
+}
+
+describe('CassandraStore (real Cassandra)', function () {
+  this.timeout(60_000);
+  let admin: Client;
+
+  before(async function () {
+    await needs(this, 'cassandra');
+    admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
+    await admin.connect();
+    // Create both keyspaces once, so each test's open() only checks the recorded migrations.
+    await (await CassandraStore.open(base(MAIN_KS))).close();
+    await (await CassandraStore.open(tiny())).close();
+  });
+
+  after(async () => {
+    if (!admin) return;
+    for (const ks of keyspaces) await admin.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+    await admin.shutdown();
+  });
+
+  storeContract('cassandra', () => CassandraStore.open(base(MAIN_KS)), {
+    reopen: async (store) => {
+      await store.close();
+      return CassandraStore.open(base(MAIN_KS));
+    },
+  });
+
+  // The same contract with 4 seqs per inbox partition and 3 per history partition: paging,
+  // seq allocation and unread counts all cross partition boundaries many times.
+  storeContract('cassandra, tiny buckets', () => CassandraStore.open(tiny()));
+
+  describe('schema', () => {
+    it('re-applies nothing on a second migrate and keeps the bucket sizes it was created with', async () => {
+      assert.deepEqual(await migrate(admin, TINY_KS, { inboxBucketSize: 999 }), []);
+      assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3 });
+      const rs = await admin.execute(`SELECT version FROM ${TINY_KS}.schema_migrations`);
+      assert.deepEqual(rs.rows.map((r) => r.version), [1]);
+    });
+  });
+
+  describe('two processes (two stores) over one keyspace', () => {
+    let a: Store;
+    let b: Store;
+    beforeEach(async () => {
+      [a, b] = await Promise.all([CassandraStore.open(tiny()), CassandraStore.open(tiny())]);
+    });
+    afterEach(async () => {
+      await Promise.all([a.close(), b.close()]);
+    });
+
+    it('gives concurrent appends from both one strictly increasing, gap-free seq per user and conv', async () => {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const others = Array.from({ length: 10 }, (_, i) => uid(`s${i}`));
+      const inputs: AppendInput[] = [];
+      for (let i = 0; i < 30; i++) inputs.push(direct(alice, bob, `ab${i}`));
+      for (let i = 0; i < 30; i++) inputs.push(direct(others[i % others.length], bob, `x${i}`));
+      // Interleaved across both stores, all at once.
+      const results = await Promise.all(inputs.map((input, i) => (i % 2 ? a : b).appendMessage(input)));
+
+      const bobSeqs = results.map((r) => r.seqs.get(bob)!).sort((x, y) => x - y);
+      assert.deepEqual(bobSeqs, Array.from({ length: 60 }, (_, i) => i + 1), 'unique and gap-free');
+      const aliceSeqs = results.slice(0, 30).map((r) => r.senderSeq).sort((x, y) => x - y);
+      assert.deepEqual(aliceSeqs, Array.from({ length: 30 }, (_, i) => i + 1));
+      const convSeqs = results.slice(0, 30).map((r) => r.message.convSeq).sort((x, y) => x - y);
+      assert.deepEqual(convSeqs, Array.from({ length: 30 }, (_, i) => i + 1));
+
+      // Both stores read the same timeline, each seq holding the message it was acked with.
+      const bySeq = new Map(results.map((r) => [r.seqs.get(bob)!, r.message.msgId]));
+      for (const s of [a, b]) {
+        const page = await s.sync(bob, 0, 100);
+        assert.equal(page.hasMore, false);
+        assert.deepEqual(page.items.map((e) => e.seq), bobSeqs);
+        for (const e of page.items) assert.equal(e.msgId, bySeq.get(e.seq));
+        assert.equal(await s.maxSeq(bob), 60);
+        const hist = await s.history(peerConvId(alice, bob), 0, 100);
+        assert.deepEqual(hist.items.map((m) => m.convSeq), Array.from({ length: 30 }, (_, i) => 30 - i));
+      }
+    });
+
+    it('turns duplicate retries racing through both stores into exactly one message', async () => {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const clientMsgId = newId();
+      const tries = Array.from({ length: 12 }, (_, i) => direct(alice, bob, `try${i}`, { clientMsgId }));
+      const results = await Promise.all(tries.map((t, i) => (i % 2 ? a : b).appendMessage(t)));
+      assert.equal(results.filter((r) => !r.duplicate).length, 1);
+      assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
+      assert.deepEqual(new Set(results.map((r) => r.senderSeq)), new Set([1]));
+      assert.equal((await a.sync(bob, 0, 10)).items.length, 1);
+      assert.equal((await b.history(peerConvId(alice, bob), 0, 10)).items.length, 1);
+    });
+
+    it('never exceeds the member cap when adds race through both stores', async () => {
+      const owner = uid('o');
+      const g = { groupId: uid('grp'), name: 'race', owner, members: Array.from({ length: 16 }, (_, i) => uid(`m${i}`)), createdAtMs: ++clock };
+      await a.createGroup(g, 20);
+      const racers = Array.from({ length: 10 }, (_, i) => uid(`r${i}`));
+      const outcomes = await Promise.allSettled(racers.map((r, i) => (i % 2 ? a : b).addMembers(g.groupId, [r], 20)));
+      for (const o of outcomes) if (o.status === 'rejected') assert.equal((o.reason as { code?: number }).code, Code.GROUP_FULL);
+      const winners = racers.filter((_, i) => outcomes[i].status === 'fulfilled');
+      assert.equal(winners.length, 3);
+      const members = (await b.getGroup(g.groupId))!.members;
+      assert.equal(members.length, 20);
+      assert.deepEqual(members.slice(17).sort(), [...winners].sort());
+    });
+  });
+
+  describe('abandoned and in-progress send claims', () => {
+    it('takes over a claim whose writer died before completing it, once its lease has passed', async () => {
+      const store = await CassandraStore.open(tiny({ claimLeaseMs: 50 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const input = direct(alice, bob, 'after a crash');
+        // What a process that crashed right after claiming leaves behind.
+        await admin.execute(`INSERT INTO ${TINY_KS}.dedup (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms) VALUES (?, ?, ?, ?, ?)`,
+          [alice, input.clientMsgId, newId(), input.sentAtMs + 60_000, Date.now() - 1000], { prepare: true });
+        const res = await store.appendMessage(input);
+        assert.equal(res.duplicate, false);
+        assert.equal(res.message.msgId, input.msgId);
+        const retry = await store.appendMessage({ ...input, msgId: newId() });
+        assert.equal(retry.duplicate, true);
+        assert.equal(retry.message.msgId, input.msgId);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('answers UNAVAILABLE (retryable) while another attempt holds a fresh claim past the wait bound', async () => {
+      const store = await CassandraStore.open(tiny({ dedupWaitMs: 200 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const input = direct(alice, bob, 'racing a live writer');
+        await admin.execute(`INSERT INTO ${TINY_KS}.dedup (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms) VALUES (?, ?, ?, ?, ?)`,
+          [alice, input.clientMsgId, newId(), input.sentAtMs + 60_000, Date.now()], { prepare: true });
+        await assert.rejects(store.appendMessage(input), (err: unknown) => {
+          assert.equal((err as { code?: number }).code, Code.UNAVAILABLE);
+          assert.equal((err as { retryable?: boolean }).retryable, true);
+          return true;
+        });
+        assert.equal(await store.maxSeq(bob), 0, 'nothing written');
+      } finally {
+        await store.close();
+      }
+    });
+  });
+});
+
+describe('CassandraStore options', () => {
+  it('refuses bad options naming the field, before connecting', async () => {
+    await assert.rejects(CassandraStore.open({ contactPoints: [] }), (e: unknown) => e instanceof ConfigError && e.field === 'contactPoints');
+    await assert.rejects(CassandraStore.open({ contactPoints: ['127.0.0.1'], keyspace: 'Bad-Name' }), (e: unknown) => e instanceof ConfigError && e.field === 'keyspace');
+    await assert.rejects(CassandraStore.open({ contactPoints: ['127.0.0.1'], consistency: 'ALL' as never }), (e: unknown) => e instanceof ConfigError && e.field === 'consistency');
+    await assert.rejects(CassandraStore.open({ contactPoints: ['127.0.0.1'], inboxBucketSize: 1 }), (e: unknown) => e instanceof ConfigError && e.field === 'inboxBucketSize');
+  });
+});

@@ -1,0 +1,56 @@
+/**
+ * Opens the Store a StoreConfig (common/backends.ts) describes. Lives in storage/ so that common/
+ * stays below the storage layer.
+ */
+import * as path from 'node:path';
+import type { CassandraConsistency, StoreConfig } from '../common/backends';
+import { ConfigError } from '../common/config';
+import { silentLogger, type Logger } from '../common/log';
+import { CassandraStore } from './cassandra';
+import type { ConsistencyName } from './cassandra-options';
+import { SqliteStore } from './sqlite';
+import type { Store } from './store';
+
+export const SQLITE_DB_FILE = 'im.db';
+
+/** The store's option names, mapped back to the settings an operator sets. */
+const CASSANDRA_FIELDS: Record<string, string> = {
+  contactPoints: 'IM_CASSANDRA_CONTACT_POINTS',
+  localDataCenter: 'IM_CASSANDRA_DC',
+  keyspace: 'IM_CASSANDRA_KEYSPACE',
+  consistency: 'IM_CASSANDRA_CONSISTENCY',
+  replication: 'IM_CASSANDRA_REPLICATION',
+};
+
+// Compile-time check: every level the config accepts is one the store accepts.
+const consistencyFits = (c: CassandraConsistency): ConsistencyName => c;
+
+export interface OpenStoreOptions {
+  logger?: Logger;
+}
+
+/**
+ * SQLite: opens (creating) dataDir/im.db. Cassandra: connects and creates or upgrades the schema.
+ * A ConfigError from the store is re-raised naming the operator's setting (IM_CASSANDRA_...).
+ */
+export async function openStore(config: StoreConfig, options: OpenStoreOptions = {}): Promise<Store> {
+  const logger = options.logger ?? silentLogger;
+  if (config.kind === 'sqlite') {
+    return SqliteStore.open({ path: path.join(config.dataDir, SQLITE_DB_FILE) });
+  }
+  try {
+    return await CassandraStore.open({
+      contactPoints: config.contactPoints,
+      localDataCenter: config.localDataCenter,
+      keyspace: config.keyspace,
+      consistency: consistencyFits(config.consistency),
+      replication: config.replication,
+      logger,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError && CASSANDRA_FIELDS[err.field]) {
+      throw new ConfigError(CASSANDRA_FIELDS[err.field], err.message.replace(/^config \S+: /, ''));
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Distributed mode on real NATS and Cassandra: the core end-to-end suites, then what only a
+ * cluster has — users on different gateways, retries across gateways and logic processes, and a
+ * NATS restart in the middle of a conversation.
+ */
+import * as assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { Client } from 'cassandra-driver';
+import { signToken } from '../common/jwt';
+import { ImClient } from '../client/sdk';
+import { Cluster, freshKeyspace, startCluster } from './cluster';
+import { collect, Mode, sleep, text } from './harness';
+import { CASSANDRA_CONTACT, cassandraReachable, freePort, needs, startNatsServer, stopNatsServer } from './infra';
+import { badInputSuite } from './suites/bad-input';
+import { messagingSuite } from './suites/messaging';
+import { newOpSuite } from './suites/new-op';
+import { restartSuite } from './suites/restart';
+
+/** One keyspace for the whole run (users are namespaced per test), dropped at the end. */
+const RUN_KEYSPACE = freshKeyspace();
+
+const clusterMode: Mode = {
+  name: 'distributed: NATS + Cassandra, 2 gateways, 2 logic',
+  needs: ['nats', 'cassandra'],
+  async start(options) {
+    const cluster = await startCluster({ ...options, keyspace: options.persist ?? RUN_KEYSPACE });
+    return {
+      gatewayAddr: cluster.gatewayAddrs[0], routerUrl: cluster.routerUrl, authSecret: cluster.authSecret,
+      persist: cluster.keyspace, stop: () => cluster.stop(),
+    };
+  },
+};
+
+describe('distributed mode', function () {
+  this.timeout(120_000);
+  after(async () => {
+    if (!(await cassandraReachable())) return;
+    const admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
+    try {
+      await admin.connect();
+      await admin.execute(`DROP KEYSPACE IF EXISTS ${RUN_KEYSPACE}`);
+    } finally {
+      await admin.shutdown();
+    }
+  });
+
+  messagingSuite(clusterMode);
+  badInputSuite(clusterMode);
+  newOpSuite(clusterMode);
+  restartSuite(clusterMode);
+
+  describe('across gateways and logic processes', () => {
+    let cluster: Cluster;
+    const clients: ImClient[] = [];
+    const ns = Math.random().toString(36).slice(2, 8);
+    const uid = (name: string) => `${name}_${ns}`;
+
+    before(async function () {
+      await needs(this, 'nats');
+      await needs(this, 'cassandra');
+      cluster = await startCluster({ keyspace: RUN_KEYSPACE, pinLogic: true });
+    });
+    after(async () => {
+      for (const c of clients.splice(0)) await c.close();
+      await cluster?.stop();
+    });
+
+    /** A client of `name` pinned to gateway `gw` (0 or 1). */
+    async function clientOn(gw: number, name: string, deviceId = `dev-${gw}`) {
+      const c = new ImClient({ routerUrl: cluster.routeUrlFor(gw), token: signToken(cluster.authSecret, uid(name), 3600), deviceId });
+      clients.push(c);
+      const inbox = collect(c);
+      const ok = await c.connect();
+      return { c, inbox, node: ok.node };
+    }
+
+    it('alice on gateway A and bob on gateway B exchange 1:1 and group messages', async () => {
+      const alice = await clientOn(0, 'alice');
+      const bob = await clientOn(1, 'bob');
+      assert.notEqual(alice.node, bob.node);
+      await alice.c.send(uid('bob'), 'hello from A');
+      await bob.c.send(uid('alice'), 'hello from B');
+      const { group } = await alice.c.createGroup('ab', [uid('bob')]);
+      await bob.c.sendGroup(group!.groupId, 'group from B');
+      assert.deepEqual((await bob.inbox.waitFor(3)).map(text), ['hello from A', 'hello from B', 'group from B']);
+      assert.deepEqual((await alice.inbox.waitFor(3)).map(text), ['hello from A', 'hello from B', 'group from B']);
+    });
+
+    it('a retried send through the other gateway and logic returns the original; concurrent retries give one message', async () => {
+      const viaA = await clientOn(0, 'carol', 'phone');
+      const viaB = await clientOn(1, 'carol', 'laptop');
+      const dave = await clientOn(1, 'dave');
+      const first = await viaA.c.send(uid('dave'), 'only once', { clientMsgId: 'retry-1' });
+      const retry = await viaB.c.send(uid('dave'), 'only once', { clientMsgId: 'retry-1' });
+      assert.equal(retry.msgId, first.msgId);
+      assert.equal(retry.seq, first.seq);
+      assert.equal(retry.duplicate, true);
+      const racing = await Promise.all([0, 1, 2, 3].map((i) =>
+        (i % 2 ? viaB : viaA).c.send(uid('dave'), 'race', { clientMsgId: 'retry-2' })));
+      assert.equal(new Set(racing.map((r) => r.msgId)).size, 1);
+      assert.equal(racing.filter((r) => !r.duplicate).length, 1);
+      await dave.inbox.waitFor(2);
+      await sleep(200);
+      assert.deepEqual(dave.inbox.messages.map(text), ['only once', 'race']);
+    });
+  });
+
+  describe('a NATS restart mid-conversation', () => {
+    let nats: ChildProcess | undefined;
+    let cluster: Cluster;
+    let natsPort = 0;
+    const clients: ImClient[] = [];
+    const ns = Math.random().toString(36).slice(2, 8);
+    const uid = (name: string) => `${name}_${ns}`;
+
+    before(async function () {
+      await needs(this, 'nats'); // the nats-server binary, run here on a port of our own
+      await needs(this, 'cassandra');
+      natsPort = await freePort();
+      nats = await startNatsServer(natsPort);
+      cluster = await startCluster({ keyspace: RUN_KEYSPACE, natsUrl: `nats://127.0.0.1:${natsPort}` });
+    });
+    after(async () => {
+      for (const c of clients.splice(0)) await c.close();
+      await cluster?.stop();
+      if (nats) await stopNatsServer(nats, 'SIGKILL');
+    });
+
+    it('drops no client connection and loses no message', async () => {
+      const mk = async (gw: number, name: string) => {
+        const c = new ImClient({ routerUrl: cluster.routeUrlFor(gw), token: signToken(cluster.authSecret, uid(name), 3600), deviceId: 'd' });
+        clients.push(c);
+        const inbox = collect(c);
+        const drops: number[] = [];
+        c.on('disconnected', (e: { code: number }) => drops.push(e.code));
+        await c.connect();
+        return { c, inbox, drops };
+      };
+      const alice = await mk(0, 'alice');
+      const bob = await mk(1, 'bob');
+      const acked: string[] = [];
+      let stop = false;
+      const sender = (async () => {
+        for (let i = 0; !stop && i < 400; i++) {
+          const r = await alice.c.send(uid('bob'), `m${i}`);
+          acked.push(r.msgId);
+          await sleep(10);
+        }
+      })();
+      await sleep(700);
+      await stopNatsServer(nats!, 'SIGKILL');
+      await sleep(1200); // sends keep being stored and acknowledged while NATS is away
+      const ackedDuringOutage = acked.length;
+      nats = await startNatsServer(natsPort);
+      await sleep(1500);
+      stop = true;
+      await sender;
+      assert.ok(acked.length > ackedDuringOutage, 'sends continued after NATS returned');
+      const got = await bob.inbox.waitFor(acked.length, 15_000);
+      await sleep(300);
+      assert.deepEqual(bob.inbox.messages.map((m) => m.msgId), acked, 'every acknowledged message exactly once, in order');
+      assert.deepEqual(got.map((m) => m.seq), acked.map((_, i) => i + 1));
+      assert.deepEqual(alice.drops, [], 'alice kept her connection');
+      assert.deepEqual(bob.drops, [], 'bob kept his connection');
+    });
+  });
+});
