@@ -1,6 +1,7 @@
 /** The `im` CLI end to end: main() (and once the real bin) against a real embedded system. */
 import * as assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { verifyToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
@@ -140,6 +141,18 @@ describe('client/cli (im) against the embedded system', function () {
     assert.match(noSecret.stderr, /no operator secret: set IM_AUTH_SECRET/);
     const envSecret = await start(['token', 'pam'], { IM_DATA_DIR: tempDir(), IM_AUTH_SECRET: sys.authSecret }).done;
     assert.equal(envSecret.code, 0, envSecret.stderr);
+  });
+
+  it('migrate: applies the schema of the configured store (a fresh SQLite dir here) and says which', async () => {
+    const dir = tempDir();
+    const r = await start(['migrate'], { IM_STORE: 'sqlite', IM_DATA_DIR: dir }).done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.lines[0].ok, true);
+    assert.equal(r.lines[0].store, `sqlite ${dir}`);
+    assert.ok(fs.existsSync(path.join(dir, 'im.db')));
+    const bad = await start(['migrate'], { IM_STORE: 'postgres' }).done;
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /IM_STORE/);
   });
 
   it('usage errors: exit 2 with usage on stderr', async () => {

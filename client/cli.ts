@@ -30,6 +30,8 @@ export const USAGE = `usage: im <command> [args] [--router URL]
   im history <uid> (--with <uid> | --group <groupId>) [--limit N] [--before CONVSEQ]
   im unread <uid>
   im read <uid> <convId> <seq>
+  im migrate [--store sqlite|cassandra] [--cassandra-keyspace K ...]
+                                                    apply schema migrations (IM_STORE, IM_CASSANDRA_*)
   im help
 
   --router URL   route API (default: $IM_ROUTER_URL, else ${DEFAULT_ROUTER_URL})
@@ -65,6 +67,7 @@ const COMMAND_FLAGS: Record<string, string[]> = {
   history: ['with', 'group', 'limit', 'before'],
   unread: [],
   read: [],
+  migrate: ['store', 'data-dir', 'cassandra-contact-points', 'cassandra-dc', 'cassandra-keyspace', 'cassandra-consistency', 'cassandra-replication'],
 };
 
 export async function main(argv: readonly string[], ioIn: Partial<CliIo> = {}): Promise<number> {
@@ -104,6 +107,19 @@ function describeError(err: unknown): string {
 }
 
 const COMMANDS: Record<string, (args: string[], ctx: Ctx) => Promise<void>> = {
+  /** Opening a store applies its pending migrations; nothing else is written. */
+  async migrate(args, ctx) {
+    arity(args, 0, 0, 'im migrate [--store sqlite|cassandra]');
+    // Loaded on demand: the SDK side of this package never needs the storage layer.
+    const { loadStoreConfig, describeBackends } = await import('../common/backends');
+    const { openStore } = await import('../storage/open');
+    const argv = [...ctx.flags].flatMap(([k, v]) => [`--${k}`, v]);
+    const config = loadStoreConfig(ctx.io.env, argv);
+    const store = await openStore(config);
+    await store.close();
+    out(ctx, { ok: true, ...describeBackends(config, undefined) });
+  },
+
   async token(args, ctx) {
     arity(args, 1, 1, 'im token <uid> [--ttl 1h]');
     const uid = checkUid(args[0]);

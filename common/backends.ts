@@ -127,8 +127,9 @@ export async function openBus(config: BusConfig, options: OpenBusOptions): Promi
 }
 
 /** A one-line description for logs and the listening line, never including credentials. */
-export function describeBackends(store: StoreConfig | undefined, bus: BusConfig): Record<string, string> {
-  const out: Record<string, string> = { bus: bus.kind === 'nats' ? `nats ${bus.servers.map(stripCredentials).join(',')}` : 'inprocess' };
+export function describeBackends(store: StoreConfig | undefined, bus?: BusConfig): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (bus) out.bus = bus.kind === 'nats' ? `nats ${bus.servers.map(stripCredentials).join(',')}` : 'inprocess';
   if (store) {
     out.store = store.kind === 'sqlite' ? `sqlite ${store.dataDir}`
       : `cassandra ${store.contactPoints.join(',')}/${store.keyspace} ${store.consistency}`;

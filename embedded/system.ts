@@ -2,7 +2,6 @@
  * Embedded mode: router, logic and gateway in one process over the same gRPC contracts as the
  * distributed deployment (on loopback), with the SQLite store and the in-process bus.
  */
-import * as path from 'node:path';
 import { InProcessBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { Logger, silentLogger } from '../common/log';
@@ -15,9 +14,7 @@ import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { SqliteStore } from '../storage/sqlite';
-
-export const DB_FILE = 'im.db';
+import { openStore } from '../storage/open';
 
 /** Gateway settings an embedded system passes through (everything but wiring). */
 export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'authSecret' | 'logic' | 'router' | 'bus' | 'logger'>>;
@@ -67,7 +64,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   };
 
   try {
-    const store = SqliteStore.open({ path: path.join(options.dataDir, DB_FILE) });
+    const store = await openStore({ kind: 'sqlite', dataDir: options.dataDir });
     stops.push(() => store.close());
     const bus = new InProcessBus();
     stops.push(() => bus.close());
