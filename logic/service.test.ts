@@ -43,6 +43,26 @@ describe('LogicService', () => {
       assert.deepEqual(carolSync.messages.map((m) => m.seq), [1]);
     });
 
+    it('cuts sync and history pages by bytes, with hasMore, but always returns at least one message', async () => {
+      const small = makeLogicEnv({ maxReplyBytes: 10_000, maxContentBytes: 8000 });
+      try {
+        for (let i = 0; i < 4; i++) {
+          await small.service.send(alice, { to: 'bob', clientMsgId: `big${i}`, content: Buffer.alloc(4000, i) });
+        }
+        const page = await small.service.sync(bob, { fromSeq: 0, limit: 100 });
+        assert.deepEqual(page.messages.map((m) => m.seq), [1, 2]);
+        assert.equal(page.hasMore, true);
+        const hist = await small.service.history(bob, { with: 'alice', limit: 100 });
+        assert.deepEqual(hist.messages.map((m) => m.convSeq), [4, 3]);
+        assert.equal(hist.hasMore, true);
+        await small.service.send(alice, { to: 'bob', clientMsgId: 'huge', content: Buffer.alloc(8000, 9) });
+        const one = await small.service.sync(bob, { fromSeq: 4, limit: 100 });
+        assert.deepEqual(one.messages.map((m) => m.seq), [5]);
+      } finally {
+        await small.close();
+      }
+    });
+
     it('writes one inbox entry when sending to oneself', async () => {
       const r = await env.service.send(alice, { to: 'alice', clientMsgId: 'note', content: text('memo') });
       assert.equal(r.convId, peerConvId('alice', 'alice'));
