@@ -8,7 +8,7 @@
  * See docs/storage.md for the tables and why their partitions are shaped as they are.
  */
 import { Client } from 'cassandra-driver';
-import { BadRequestError, GroupFullError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+import { BadRequestError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate, readSettings } from './cassandra-schema';
 import { consistencyLevels, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
@@ -17,7 +17,7 @@ import { Dedup } from './cassandra-dedup';
 import { Groups } from './cassandra-groups';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, INBOX_COLUMNS, HISTORY_COLUMNS, toStoredMessage } from './cassandra-rows';
 import { Gate, num, toStoreError } from './cassandra-util';
-import { validateAppend, validateLimit, validateMaxMembers, validateSeq, validateUids } from './validate';
+import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export type { CassandraStoreOptions } from './cassandra-options';
 export { migrate } from './cassandra-schema';
@@ -156,13 +156,7 @@ export class CassandraStore implements Store {
 
   async createGroup(group: GroupInfo, maxMembers: number): Promise<GroupInfo> {
     this.checkOpen();
-    validateMaxMembers(maxMembers);
-    validateUids('members', group.members);
-    if (!group.groupId || !group.owner) throw new BadRequestError('group needs a groupId and an owner');
-    const members = [...new Set([group.owner, ...group.members])];
-    if (members.length > maxMembers) {
-      throw new GroupFullError(`group ${group.groupId} would have ${members.length} members, limit ${maxMembers}`);
-    }
+    const members = validateNewGroup(group, maxMembers);
     return this.wrap(this.groups.create(group, members), 'createGroup');
   }
 

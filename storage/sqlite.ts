@@ -16,7 +16,7 @@ import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, Sto
 import { migrate } from './sqlite-schema';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './sqlite-statements';
 import { TickBatcher, type Settled } from './tick-batcher';
-import { validateAppend, validateLimit, validateMaxMembers, validateSeq, validateUids } from './validate';
+import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export interface SqliteStoreOptions {
   /** Database file; ':memory:' for a throw-away store. The parent directory is created. */
@@ -151,13 +151,7 @@ export class SqliteStore implements Store {
 
   async createGroup(group: GroupInfo, maxMembers: number): Promise<GroupInfo> {
     this.checkOpen();
-    validateMaxMembers(maxMembers);
-    validateUids('members', group.members);
-    if (!group.groupId || !group.owner) throw new BadRequestError('group needs a groupId and an owner');
-    const members = [...new Set([group.owner, ...group.members])];
-    if (members.length > maxMembers) {
-      throw new GroupFullError(`group ${group.groupId} would have ${members.length} members, limit ${maxMembers}`);
-    }
+    const members = validateNewGroup(group, maxMembers);
     return this.db.transaction(() => {
       if (this.sql.groupGet.get(group.groupId)) throw new BadRequestError(`group ${group.groupId} already exists`);
       this.sql.groupPut.run(group.groupId, group.name, group.owner, group.createdAtMs, members.length + 1);

@@ -2,8 +2,8 @@
  * Input checks shared by Store implementations: bad arguments fail with BadRequestError naming
  * the field, before anything is written (so one bad append in a batch never touches the others).
  */
-import { BadRequestError } from '../common/errors';
-import type { AppendInput } from './store';
+import { BadRequestError, GroupFullError } from '../common/errors';
+import type { AppendInput, GroupInfo } from './store';
 
 export function validateAppend(input: AppendInput): void {
   for (const key of ['msgId', 'convId', 'from', 'clientMsgId'] as const) {
@@ -46,4 +46,16 @@ export function validateMaxMembers(maxMembers: number): void {
   if (!Number.isSafeInteger(maxMembers) || maxMembers < 1) {
     throw new BadRequestError(`maxMembers must be a positive integer, got ${maxMembers}`);
   }
+}
+
+/** Checks a group about to be created; returns its members, owner first, without duplicates. */
+export function validateNewGroup(group: GroupInfo, maxMembers: number): string[] {
+  validateMaxMembers(maxMembers);
+  validateUids('members', group.members);
+  if (!group.groupId || !group.owner) throw new BadRequestError('group needs a groupId and an owner');
+  const members = [...new Set([group.owner, ...group.members])];
+  if (members.length > maxMembers) {
+    throw new GroupFullError(`group ${group.groupId} would have ${members.length} members, limit ${maxMembers}`);
+  }
+  return members;
 }
