@@ -10,6 +10,8 @@ export interface ImClientOptions {
   /** A JWT, or a function returning one; a function is called again when the server says the token expired. */
   token: string | TokenProvider;
   deviceId?: string;                 // default: a random "sdk-<uuid>"
+  /** Region to be routed to (sent as ?region=); default: the server derives it from the client's IP. */
+  region?: string;
   /** The highest inbox seq the application has already processed (persist lastSeq across runs). */
   lastSeq?: number;                  // 0
   requestTimeoutMs?: number;         // 10000
@@ -21,7 +23,11 @@ export interface ImClientOptions {
   autoReconnect?: boolean;           // true
   /** false: requests only (a bot that only sends, a CLI command): no catch-up sync, pushes ignored. */
   receiveMessages?: boolean;         // true
-  /** send()/sendGroup() retry bounds (same clientMsgId every time, so no duplicate is created). */
+  /**
+   * send()/sendGroup() retry bounds (same clientMsgId every time, so no duplicate is created):
+   * sendMaxAttempts counts replies that refused the send (overloaded, rate limited, internal);
+   * failures without a verdict (unavailable, timeout, connection lost) retry until the window ends.
+   */
   sendMaxAttempts?: number;          // 5
   sendRetryWindowMs?: number;        // 60000
   syncPageLimit?: number;            // 200 (server caps at 500)
@@ -34,6 +40,7 @@ export interface ResolvedOptions {
   routerUrl: string;
   token: string | TokenProvider;
   deviceId: string;
+  region?: string;
   lastSeq: number;
   requestTimeoutMs: number;
   connectTimeoutMs: number;
@@ -72,6 +79,7 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
     routerUrl: o.routerUrl,
     token: o.token,
     deviceId: o.deviceId ?? `sdk-${randomId()}`,
+    region: o.region,
     lastSeq,
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs, 10_000),
     connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs, 5000),
@@ -88,6 +96,10 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
     maxIncomingFrameBytes: Math.floor(positive('maxIncomingFrameBytes', o.maxIncomingFrameBytes, 16 * 1024 * 1024)),
   };
   if (r.deviceId === '') throw new RangeError('ImClientOptions.deviceId must not be empty');
+  // The server's rule (docs/route-api.md), checked here so a typo fails at construction, not per connect.
+  if (r.region !== undefined && (typeof r.region !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(r.region))) {
+    throw new RangeError(`ImClientOptions.region must be 1-64 letters, digits, ".", "_" or "-", got ${JSON.stringify(r.region)}`);
+  }
   validateBackoff(r.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS, r.backoffMaxMs ?? Math.max(DEFAULT_BACKOFF_MAX_MS, r.backoffBaseMs ?? 0));
   return r;
 }

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Code } from '../common/errors';
-import { fetchRoute, parseRouteAnswer, routeUrl } from './route';
+import { fetchRoute, parseRouteAnswer, RouteRateLimitedError, routeUrl } from './route';
 
 describe('client/route', () => {
   it('parses gateways in order and the backoff window', () => {
@@ -24,18 +24,29 @@ describe('client/route', () => {
     assert.throws(() => parseRouteAnswer({ nodes: [] }), (e: { code: number; retryable: boolean }) => e.code === Code.UNAVAILABLE && e.retryable);
   });
 
-  it('builds the URL with or without a trailing slash', () => {
+  it('builds the URL with or without a trailing slash, and with the region', () => {
     assert.equal(routeUrl('http://h:1/'), 'http://h:1/v1/route');
     assert.equal(routeUrl('http://h:1'), 'http://h:1/v1/route');
+    assert.equal(routeUrl('http://h:1', { region: 'eu-west.2' }), 'http://h:1/v1/route?region=eu-west.2');
+    assert.equal(routeUrl('http://h:1', { region: '' }), 'http://h:1/v1/route');
+  });
+
+  it('reads the announced heartbeat interval and region, ignoring nonsense', () => {
+    const a = parseRouteAnswer({ gateways: [], heartbeatIntervalMs: 20_000, region: 'eu' });
+    assert.equal(a.heartbeatIntervalMs, 20_000);
+    assert.equal(a.region, 'eu');
+    for (const hb of [0, 5, -1, 'soon', Infinity]) assert.equal(parseRouteAnswer({ gateways: [], heartbeatIntervalMs: hb }).heartbeatIntervalMs, undefined, String(hb));
   });
 
   describe('over HTTP', () => {
     let server: http.Server;
     let base: string;
     let reply: (res: http.ServerResponse) => void;
+    let lastUrl = '';
     before(async () => {
       server = http.createServer((req, res) => {
-        if (req.url !== '/v1/route') { res.statusCode = 404; res.end(); return; }
+        if (!req.url?.startsWith('/v1/route')) { res.statusCode = 404; res.end(); return; }
+        lastUrl = req.url;
         reply(res);
       });
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -47,6 +58,21 @@ describe('client/route', () => {
       reply = (res) => res.end(JSON.stringify({ gateways: [{ node: 'n', addr: '127.0.0.1:1', region: '', zone: '', load: 0 }] }));
       const a = await fetchRoute(base, 2000);
       assert.equal(a.gateways[0].addr, '127.0.0.1:1');
+    });
+
+    it('sends the region as ?region=', async () => {
+      reply = (res) => res.end(JSON.stringify({ gateways: [], region: 'us' }));
+      const a = await fetchRoute(base, 2000, undefined, { region: 'us' });
+      assert.equal(lastUrl, '/v1/route?region=us');
+      assert.equal(a.region, 'us');
+    });
+
+    it('turns 429 into a retryable RATE_LIMITED error carrying Retry-After', async () => {
+      reply = (res) => { res.writeHead(429, { 'retry-after': '7' }); res.end('{}'); };
+      await assert.rejects(fetchRoute(base, 2000), (e: unknown) =>
+        e instanceof RouteRateLimitedError && e.code === Code.RATE_LIMITED && e.retryable && e.retryAfterMs === 7000);
+      reply = (res) => { res.statusCode = 429; res.end(); };
+      await assert.rejects(fetchRoute(base, 2000), (e: unknown) => e instanceof RouteRateLimitedError && e.retryAfterMs === 1000);
     });
 
     it('turns HTTP errors, bad JSON and silence into retryable UNAVAILABLE', async () => {

@@ -1,6 +1,7 @@
 /**
- * The route API client: one short HTTP GET that returns the gateways to try, best first, and the
- * backoff window the operator wants clients to use.
+ * The route API client (docs/route-api.md): one short HTTP GET that returns the gateways to try,
+ * best first for the client's region, the heartbeat interval, and the backoff window the operator
+ * wants clients to use.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -19,14 +20,31 @@ export interface RouteGateway {
 export interface RouteAnswer {
   gateways: RouteGateway[];
   backoff?: { baseMs: number; maxMs: number };
+  heartbeatIntervalMs?: number;
+  /** The region the server ranked for ('' = unknown). */
+  region?: string;
+}
+
+/** The route API said 429: this client asks too often. Retryable, after retryAfterMs. */
+export class RouteRateLimitedError extends ImClientError {
+  constructor(message: string, readonly retryAfterMs: number) {
+    super(Code.RATE_LIMITED, message, { retryable: true });
+    this.name = 'RouteRateLimitedError';
+  }
+}
+
+export interface RouteQuery {
+  /** Sent as ?region=: the server ranks that region's gateways first. */
+  region?: string;
 }
 
 /** Bounds what a (possibly broken) route API can make a client hold or try. */
 export const MAX_ROUTE_GATEWAYS = 32;
 const MAX_ROUTE_BODY_BYTES = 256 * 1024;
 
-export function routeUrl(routerUrl: string): string {
-  return routerUrl.replace(/\/+$/, '') + '/v1/route';
+export function routeUrl(routerUrl: string, query: RouteQuery = {}): string {
+  const base = routerUrl.replace(/\/+$/, '') + '/v1/route';
+  return query.region ? `${base}?region=${encodeURIComponent(query.region)}` : base;
 }
 
 /** Validates a route API reply; entries without a usable addr are skipped, not fatal. */
@@ -54,6 +72,11 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
   if (b && typeof b.baseMs === 'number' && typeof b.maxMs === 'number' && b.baseMs >= 0 && b.maxMs >= b.baseMs) {
     answer.backoff = { baseMs: b.baseMs, maxMs: b.maxMs };
   }
+  const hb = (json as { heartbeatIntervalMs?: unknown }).heartbeatIntervalMs;
+  // Below a second would be a storm of pings; a broken value is ignored, not obeyed.
+  if (typeof hb === 'number' && Number.isFinite(hb) && hb >= 1000) answer.heartbeatIntervalMs = hb;
+  const region = (json as { region?: unknown }).region;
+  if (typeof region === 'string') answer.region = region;
   return answer;
 }
 
@@ -62,8 +85,8 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
  * again). node:http rather than fetch(): fetch refuses the "bad ports" of the browser world
  * (6000, 10080, ...), which an operator may well choose for an internal API.
  */
-export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortSignal): Promise<RouteAnswer> {
-  const url = routeUrl(routerUrl);
+export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortSignal, query: RouteQuery = {}): Promise<RouteAnswer> {
+  const url = routeUrl(routerUrl, query);
   const fail = (why: string, cause?: unknown) =>
     new ImClientError(Code.UNAVAILABLE, `route API ${url} unreachable: ${why}`, { retryable: true, cause });
   return new Promise<RouteAnswer>((resolve, reject) => {
@@ -87,6 +110,11 @@ export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortS
     const onAbort = () => done(fail('aborted'));
     const timer = setTimeout(() => done(fail(`no answer within ${timeoutMs}ms`)), timeoutMs);
     const req = get(target, { headers: { accept: 'application/json' }, agent: false }, (res) => {
+      if (res.statusCode === 429) {
+        res.resume();
+        done(new RouteRateLimitedError(`route API ${url} is rate limiting this client`, retryAfterMs(res.headers['retry-after'])));
+        return;
+      }
       if (res.statusCode !== 200) {
         res.resume();
         done(new ImClientError(Code.UNAVAILABLE, `route API ${url} answered HTTP ${res.statusCode}`, { retryable: true }));
@@ -122,4 +150,10 @@ export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortS
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** Retry-After in seconds (the HTTP-date form is not used by this API); 1 s when absent or odd. */
+function retryAfterMs(header: string | undefined): number {
+  const s = header !== undefined && /^\d{1,6}$/.test(header.trim()) ? Number(header.trim()) : 1;
+  return Math.max(1, s) * 1000;
 }

@@ -122,6 +122,19 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(proxy.accepted, 2, 'the retry went over a new connection');
   });
 
+  it('a send with no verdict (replies lost) keeps retrying past sendMaxAttempts, within the window', async () => {
+    const { proxy, routerUrl } = await proxied();
+    let cuts = 0;
+    proxy.onServerFrame = (f) => (f.op === Op.SEND && cuts < 3 ? (cuts++, 'cut') : 'forward');
+    const gil = client('gil', { routerUrl, sendMaxAttempts: 2, backoffBaseMs: 10, backoffMaxMs: 50 });
+    await gil.connect();
+    const r = await gil.send('hal', 'through three lost replies');
+    assert.equal(cuts, 3);
+    assert.equal(r.duplicate, true, 'answered by the first stored attempt');
+    const hist = await gil.history({ with: 'hal' });
+    assert.equal(hist.messages.length, 1, 'one message');
+  });
+
   it('an explicit clientMsgId makes repeated sends idempotent', async () => {
     const c = client('eli');
     await c.connect();
@@ -311,6 +324,46 @@ describe('client/sdk across a gateway drain', function () {
       const got = await atVic.waitFor(3);
       assert.deepEqual(got.map(text), ['before', 'while away', 'sent while reconnecting']);
       assert.deepEqual(got.map((m) => m.seq), [1, 2, 3]);
+    } finally {
+      await c.close();
+      await route.stop();
+      await sys.stop();
+    }
+  });
+
+  it('sends made while the DRAINING close is under way wait for the reconnect; none fails for good', async () => {
+    const dataDir = tempDir();
+    // No rate or pending limit in the way: the sends below come about once a millisecond.
+    const tuning = { gateway: { rateLimitPerSec: 100_000, rateLimitBurst: 100_000, maxPendingPerConn: 100_000 } };
+    let sys = await startEmbedded({ dataDir, ...tuning });
+    let current: EmbeddedSystem | undefined = sys;
+    const route = await RouteServer.start(() => (current ? realRoute(current.routerUrl) : { status: 503, body: {} }));
+    const c = new ImClient({
+      routerUrl: route.url, token: signToken(sys.authSecret, 'yul', 3600), deviceId: 'yul-dev', receiveMessages: false,
+      backoffBaseMs: 20, backoffMaxMs: 100,
+    });
+    try {
+      await c.connect();
+      const sends: Array<Promise<unknown>> = [];
+      let firing = true;
+      const fire = () => {
+        if (!firing) return;
+        sends.push(c.send('zed', `m${sends.length}`).catch((err: unknown) => err));
+        setTimeout(fire, 1);
+      };
+      fire();
+      await new Promise((r) => setTimeout(r, 50));
+      const dropped = waitEvent<DisconnectedEvent>(c, 'disconnected');
+      current = undefined;
+      const stopped = sys.stop();
+      assert.equal((await dropped).code, DisconnectCode.DRAINING);
+      await new Promise((r) => setTimeout(r, 20));
+      firing = false;
+      await stopped;
+      sys = await startEmbedded({ dataDir, ...tuning });
+      current = sys;
+      const failed = (await Promise.all(sends)).filter((r): r is Error => r instanceof Error);
+      assert.deepEqual(failed.map((e) => e.message), [], `${failed.length} of ${sends.length} sends failed`);
     } finally {
       await c.close();
       await route.stop();

@@ -17,7 +17,7 @@ import { ImClientError, clientClosed } from './errors';
 import { Inbox } from './inbox';
 import { InboxSync } from './inbox-sync';
 import { ImClientOptions, ResolvedOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, resolveOptions } from './options';
-import { RouteAnswer, fetchRoute } from './route';
+import { RouteAnswer, RouteRateLimitedError, fetchRoute } from './route';
 import { HistoryQuery, ImClientEvents, ImClientState, MessageContent, SendOptions, toSendContent } from './types';
 
 export { ImClientError } from './errors';
@@ -49,6 +49,8 @@ export class ImClient extends EventEmitter {
   private readonly inboxSync: InboxSync;
   private closing?: Promise<void>;
   private connectedAtMs = 0;
+  /** The backoff window the route API last announced. */
+  private routeBackoff?: { baseMs: number; maxMs: number };
 
   constructor(options: ImClientOptions) {
     super();
@@ -221,7 +223,7 @@ export class ImClient extends EventEmitter {
       let route: RouteAnswer | undefined;
       this.throwIfClosed();
       try {
-        route = await fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, this.shutdown.signal);
+        route = await fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, this.shutdown.signal, { region: this.options.region });
         this.applyRouteBackoff(route);
         if (route.gateways.length === 0) lastErr = new ImClientError(Code.UNAVAILABLE, 'the route API lists no gateway', { retryable: true });
       } catch (err) {
@@ -239,7 +241,8 @@ export class ImClient extends EventEmitter {
             requestTimeoutMs: this.options.requestTimeoutMs,
             maxInFlightRequests: this.options.maxInFlightRequests,
             maxIncomingFrameBytes: this.options.maxIncomingFrameBytes,
-            defaultHeartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            // Until AuthOk names the gateway's interval, the route API's announcement is the best guess.
+            defaultHeartbeatIntervalMs: route?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
             onPush: (_c, msg) => {
               if (this.currentState !== 'closed' && this.options.receiveMessages) this.inboxSync.onPush(msg);
             },
@@ -270,7 +273,10 @@ export class ImClient extends EventEmitter {
         throw new ImClientError(lastErr?.code ?? Code.UNAVAILABLE,
           `could not connect after ${round + 1} round(s): ${lastErr?.message ?? 'no gateway'}`, { retryable: false, cause: lastErr });
       }
-      const delayMs = this.backoff.nextDelayMs();
+      let delayMs = this.backoff.nextDelayMs();
+      // A 429 names when asking again can succeed; waiting less only earns another 429. Still
+      // capped by the backoff maximum, so a bad Retry-After cannot park the client for hours.
+      if (lastErr instanceof RouteRateLimitedError) delayMs = Math.max(delayMs, Math.min(lastErr.retryAfterMs, this.backoffWindow().maxMs));
       this.safeEmit('reconnecting', { attempt: round + 1, delayMs });
       await sleep(delayMs, this.shutdown.signal);
     }
@@ -311,6 +317,19 @@ export class ImClient extends EventEmitter {
   private async waitForConnection(timeoutMs: number, op: number): Promise<Connection> {
     if (this.currentState === 'closed') throw clientClosed('client is closed', op);
     if (this.conn && !this.conn.closed) return this.conn;
+    const closing = this.conn;
+    if (closing && !this.connecting) {
+      // The server's Disconnect (e.g. DRAINING) arrived but the socket has not finished closing,
+      // and only that close starts the reconnect: wait for it (bounded: a lingering socket is
+      // destroyed after a grace period) rather than fail as if connect() had never been called.
+      const startedMs = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closing.whenClosed(), new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+      clearTimeout(timer);
+      this.throwIfClosed(); // close() may have run meanwhile
+      if (this.conn && !this.conn.closed) return this.conn;
+      timeoutMs = Math.max(1, timeoutMs - (Date.now() - startedMs));
+    }
     const pending = this.connecting;
     if (!pending) {
       throw new ImClientError(Code.UNAVAILABLE, 'not connected (call connect() first)', { retryable: false, op });
@@ -346,15 +365,18 @@ export class ImClient extends EventEmitter {
     return this.cachedToken;
   }
 
-  private backoffWindow(route?: RouteAnswer): { baseMs: number; maxMs: number } {
-    const baseMs = this.options.backoffBaseMs ?? route?.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS;
-    const maxMs = this.options.backoffMaxMs ?? route?.backoff?.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
+  /** Explicit options win, then the route API's latest announcement, then the defaults. */
+  private backoffWindow(): { baseMs: number; maxMs: number } {
+    const baseMs = this.options.backoffBaseMs ?? this.routeBackoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS;
+    const maxMs = this.options.backoffMaxMs ?? this.routeBackoff?.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
     return { baseMs, maxMs: Math.max(baseMs, maxMs) };
   }
 
   private applyRouteBackoff(route: RouteAnswer): void {
     if (!route.backoff) return;
-    const w = this.backoffWindow(route);
+    // Kept, not only applied to reconnects: send and sync retries pace themselves by it too.
+    this.routeBackoff = route.backoff;
+    const w = this.backoffWindow();
     this.backoff.configure(w.baseMs, w.maxMs);
   }
 
@@ -367,13 +389,21 @@ export class ImClient extends EventEmitter {
   private async sendMessage(target: Pick<SendReq, 'to' | 'groupId'>, content: MessageContent, opts: SendOptions): Promise<SendResp> {
     const req: SendReq = { ...target, clientMsgId: opts.clientMsgId ?? randomUUID(), ...toSendContent(content) };
     const deadline = Date.now() + this.options.sendRetryWindowMs;
+    let refusals = 0;
     for (let attempt = 1; ; attempt++) {
       const timeoutMs = Math.max(1, Math.min(this.options.requestTimeoutMs, deadline - Date.now()));
       try {
         return await this.request(Op.SEND, 'SendReq', 'SendResp', req, { timeoutMs });
       } catch (err) {
         const e = asClientError(err);
-        if (!e.retryable || attempt >= this.options.sendMaxAttempts || Date.now() >= deadline) throw e;
+        if (!e.retryable || Date.now() >= deadline) throw e;
+        // Only a verdict counts as an attempt (overloaded, rate limited, internal). No verdict
+        // (UNAVAILABLE, TIMEOUT, connection lost) means a server or the path to it is away — a
+        // release, or a crash whose claim on this clientMsgId the store holds until its lease ends
+        // (30 s) — and is retried for the whole window: few attempts spent waiting 5 s each at the
+        // store would give up on a message that is about to go through.
+        const noVerdict = e.code === Code.UNAVAILABLE || e.code === Code.TIMEOUT;
+        if (!noVerdict && ++refusals >= this.options.sendMaxAttempts) throw e;
         // A lost connection is waited out inside request(); the pause spaces out retries of
         // server-side failures (overloaded, rate limited) so they do not hammer a struggling node.
         const w = this.backoffWindow();

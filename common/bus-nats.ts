@@ -11,11 +11,12 @@
  * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
  * limit: past it, publishes are dropped and logged once per outage.
  */
-import { connect, Events, DebugEvents, type NatsConnection, type Subscription } from 'nats';
-import type { Bus, BusHandler } from './bus';
+import { connect, Events, DebugEvents, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
+import type { Bus, BusHandler, BusHeaders } from './bus';
 import { ConfigError } from './config';
 import { UnavailableError } from './errors';
 import { silentLogger, type Logger } from './log';
+import { metrics } from './metrics';
 
 export interface NatsBusOptions {
   /** One URL, a comma-separated list, or an array: `nats://host:4222`. */
@@ -120,6 +121,7 @@ export class NatsBus implements Bus {
     this.log = opts.logger;
     this.publishErrorLog = new Throttle((m, f) => this.log.error(m, f));
     this.handlerErrorLog = new Throttle((m, f) => this.log.error(m, f));
+    metrics().busConnected.add(this, (bus) => (bus.connected ? 1 : 0));
     void this.watchStatus();
     void nc.closed().then((err) => {
       this.isConnected = false;
@@ -160,7 +162,7 @@ export class NatsBus implements Bus {
    * Never throws. The bus keeps a reference to `data` until it is written, so the caller must not
    * reuse the buffer (encoder output never is).
    */
-  publish(subject: string, data: Uint8Array): void {
+  publish(subject: string, data: Uint8Array, headers?: BusHeaders): void {
     if (this.closing !== null) { this.drop(subject, data, 'closed'); return; }
     if (!validSubject(subject, false)) {
       this.counts.publishErrors++;
@@ -173,8 +175,9 @@ export class NatsBus implements Bus {
       this.outageBytes += data.length;
     }
     try {
-      this.nc.publish(subject, data);
+      this.nc.publish(subject, data, headers ? { headers: toNatsHeaders(headers) } : undefined);
       this.counts.published++;
+      metrics().busPublished.inc();
     } catch (err) {
       this.counts.publishErrors++;
       this.publishErrorLog.log('bus publish failed', { subject, bytes: data.length, err });
@@ -188,9 +191,10 @@ export class NatsBus implements Bus {
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) { this.log.error('bus subscription error', { subject, err }); return; }
+        metrics().busReceived.inc();
         // nats.js calls this from its socket reader: an exception here would end the reader.
         try {
-          handler(msg.data);
+          handler(msg.data, msg.headers ? fromNatsHeaders(msg.headers) : undefined);
         } catch (e) {
           this.counts.handlerErrors++;
           this.handlerErrorLog.log('bus handler threw', { subject, err: e });
@@ -245,6 +249,7 @@ export class NatsBus implements Bus {
 
   private drop(subject: string, data: Uint8Array, why: 'closed' | 'disconnected'): void {
     this.counts.dropped++;
+    metrics().busDropped.inc();
     this.counts.droppedBytes += data.length;
     if (why === 'disconnected' && this.outageDropped++ === 0) {
       // One line per outage; the total goes out with the reconnect line.
@@ -282,4 +287,17 @@ export class NatsBus implements Bus {
       }
     }
   }
+}
+
+function toNatsHeaders(h: BusHeaders): MsgHdrs {
+  const out = natsHeaders();
+  for (const [k, v] of Object.entries(h)) out.set(k, v);
+  return out;
+}
+
+/** First value of each header, names lower-cased (as W3C trace context names them). */
+function fromNatsHeaders(h: MsgHdrs): BusHeaders {
+  const out: BusHeaders = {};
+  for (const [k, vs] of h) if (vs.length > 0) out[k.toLowerCase()] = vs[0];
+  return out;
 }

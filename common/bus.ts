@@ -3,11 +3,16 @@
  * each gateway subscribes to its own. NATS in a deployment; InProcessBus in embedded mode.
  */
 
-export type BusHandler = (data: Uint8Array) => void;
+/** Message headers, e.g. W3C trace context ({ traceparent }). */
+export type BusHeaders = Record<string, string>;
+
+export type BusHandler = (data: Uint8Array, headers?: BusHeaders) => void;
 
 export interface Bus {
+  /** False while the transport is down or after close() (readiness). */
+  readonly connected: boolean;
   /** Fire-and-forget. Must not throw when the transport is down (a lost push is healed by sync). */
-  publish(subject: string, data: Uint8Array): void;
+  publish(subject: string, data: Uint8Array, headers?: BusHeaders): void;
   /** Returns a function that removes the subscription. */
   subscribe(subject: string, handler: BusHandler): () => void;
   close(): Promise<void>;
@@ -22,13 +27,18 @@ export class InProcessBus implements Bus {
   private readonly subs = new Map<string, Set<BusHandler>>();
   private closed = false;
 
-  publish(subject: string, data: Uint8Array): void {
+  get connected(): boolean {
+    return !this.closed;
+  }
+
+  publish(subject: string, data: Uint8Array, headers?: BusHeaders): void {
     if (this.closed) return;
     const handlers = this.subs.get(subject);
     if (!handlers || handlers.size === 0) return;
     const copy = Uint8Array.from(data);
+    const hdrs = headers && { ...headers };
     queueMicrotask(() => {
-      for (const h of handlers) h(copy);
+      for (const h of handlers) h(copy, hdrs);
     });
   }
 

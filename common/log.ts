@@ -1,4 +1,8 @@
-/** Structured JSON-lines logging to stderr. A Logger is passed in, never imported as a global. */
+/**
+ * Structured JSON-lines logging to stderr. A Logger is passed in, never imported as a global.
+ * A line written while a span is active carries its trace_id and span_id, so logs and traces join.
+ */
+import { context, trace } from '@opentelemetry/api';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error', 'silent'];
@@ -18,6 +22,12 @@ export function createLogger(level: Level = 'info', base: Record<string, unknown
   const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] < min) return;
     const rec: Record<string, unknown> = { t: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
+    // With tracing off this is the API's no-op context: no span, nothing added.
+    const sc = trace.getSpan(context.active())?.spanContext();
+    if (sc && trace.isSpanContextValid(sc)) {
+      rec.trace_id = sc.traceId;
+      rec.span_id = sc.spanId;
+    }
     for (const [k, v] of Object.entries(rec)) if (v instanceof Error) rec[k] = v.message;
     write(JSON.stringify(rec));
   };

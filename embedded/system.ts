@@ -44,6 +44,8 @@ export interface EmbeddedSystem {
   routerUrl: string;
   authSecret: string;
   dataDir: string;
+  /** For /readyz: the gateway's checks (logic stream up, not draining...). */
+  readinessChecks(): Record<string, boolean>;
   stop(): Promise<void>;
 }
 
@@ -115,6 +117,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
       authSecret,
       dataDir: options.dataDir,
+      readinessChecks: () => gateway.readinessChecks(),
       stop: () => (stopping ??= stopAll()),
     };
   } catch (err) {

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as os from 'node:os';
-import { loadGatewayConfig } from './config';
+import { gatewayShutdownTimeoutMs, loadGatewayConfig, SHUTDOWN_MARGIN_MS } from './config';
 
 describe('loadGatewayConfig', () => {
   it('applies defaults', () => {
@@ -18,6 +18,17 @@ describe('loadGatewayConfig', () => {
     assert.equal(c.rateLimitPerSec, 50);
     assert.equal(c.rateLimitBurst, 100);
     assert.equal(c.maxConnections, 50_000);
+    assert.equal(c.drainWindowMs, 30_000);
+  });
+
+  it('IM_DRAIN_WINDOW sets the drain window, and the process shutdown bound follows it', () => {
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: '2m' }, []).drainWindowMs, 120_000);
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: 's' }, ['--drain-window', '500ms']).drainWindowMs, 500);
+    assert.equal(gatewayShutdownTimeoutMs({ IM_DRAIN_WINDOW: '2m' }, []), 120_000 + SHUTDOWN_MARGIN_MS);
+    assert.equal(gatewayShutdownTimeoutMs({}, []), 30_000 + SHUTDOWN_MARGIN_MS);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: 'soon' }, []), /IM_DRAIN_WINDOW/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: '10ms' }, []), /IM_DRAIN_WINDOW/);
+    assert.equal(gatewayShutdownTimeoutMs({ IM_DRAIN_WINDOW: 'soon' }, []), 30_000 + SHUTDOWN_MARGIN_MS, 'never throws');
   });
 
   it('reads env and lets flags override it', () => {

@@ -24,6 +24,8 @@ export interface GatewayConfig {
   rateLimitPerSec: number;
   rateLimitBurst: number;
   maxConnections: number;
+  /** SIGTERM spreads the DRAINING disconnects over this window (IM_DRAIN_WINDOW). */
+  drainWindowMs: number;
   region: string;
   zone: string;
 }
@@ -60,7 +62,34 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     rateLimitPerSec: s.int('IM_RATE_LIMIT', 50, { min: 1, flag: 'rate-limit' }),
     rateLimitBurst: s.int('IM_RATE_BURST', 100, { min: 1, flag: 'rate-burst' }),
     maxConnections: s.int('IM_MAX_CONNECTIONS', 50_000, { min: 1, flag: 'max-connections' }),
+    drainWindowMs: drainWindowMs(s),
     region: s.str('IM_REGION', '', 'region'),
     zone: s.str('IM_ZONE', '', 'zone'),
   };
+}
+
+export const DEFAULT_DRAIN_WINDOW_MS = 30_000;
+
+/**
+ * What a shutdown needs beyond the drain window: the draining heartbeat to the router and the
+ * wait for the last clients to close (Gateway drainTimeoutMs, 5 s each), then closing the logic
+ * streams, the router client and the bus (its drain is bounded at 2 s).
+ */
+export const SHUTDOWN_MARGIN_MS = 15_000;
+
+function drainWindowMs(s: Settings): number {
+  return s.durationMs('IM_DRAIN_WINDOW', DEFAULT_DRAIN_WINDOW_MS, { min: 100, flag: 'drain-window' });
+}
+
+/**
+ * The bound main.ts puts on the whole shutdown: the drain window plus SHUTDOWN_MARGIN_MS. Needed
+ * before the config is loaded, so it never throws: a bad IM_DRAIN_WINDOW is reported (exit 2) by
+ * loadGatewayConfig.
+ */
+export function gatewayShutdownTimeoutMs(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): number {
+  try {
+    return drainWindowMs(new Settings(env, parseFlags(argv))) + SHUTDOWN_MARGIN_MS;
+  } catch {
+    return DEFAULT_DRAIN_WINDOW_MS + SHUTDOWN_MARGIN_MS;
+  }
 }

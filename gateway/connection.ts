@@ -5,23 +5,48 @@
  *
  * States: awaiting-auth -> open -> closing (Disconnect written, end() called) -> closed (socket
  * closed). Everything a connection is (uid, device, connId, lastSeq, undecoded bytes) stays
- * readable so that a later release can hand a live socket to a new process.
+ * readable so that a later release can hand a live socket to a new process: detach() ends this
+ * object's part (state handed-off) and returns a ConnectionSnapshot, from which the next process
+ * builds the same connection around the same socket (`adopt`).
  */
 import type * as net from 'node:net';
 import { Code, DisconnectCode, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
 import { verifyToken } from '../common/jwt';
 import type { Logger } from '../common/log';
+import { metrics } from '../common/metrics';
+import { countDisconnect, countGatewayError, gatewayRequest } from '../common/telemetry-hooks';
 import type { SessionRef } from '../router/api';
 import { FrameDecoder } from '../proto/codec';
 import { decode, decodeFrame, encode, FIRST_BUSINESS_OP, Frame, frameBytes, Op } from '../proto/wire';
 import type { ConnectionLimits } from './limits';
 import type { LogicCaller } from './logic-client';
+import { stopReading } from './handoff-socket';
 import { TokenBucket, WindowCounter } from './rate-limit';
 
 export const MAX_DEVICE_ID_CHARS = 64;
 export const DEFAULT_DEVICE_ID = 'default';
 
-export type ConnectionState = 'awaiting-auth' | 'open' | 'closing' | 'closed';
+export type ConnectionState = 'awaiting-auth' | 'open' | 'closing' | 'closed' | 'handed-off';
+
+/** Version of ConnectionSnapshot; a process closes a snapshot of a version it does not know. */
+export const SNAPSHOT_VERSION = 1;
+
+/** A live connection's state as it crosses to another process during a hot upgrade (JSON). */
+export interface ConnectionSnapshot {
+  v: number;
+  connId: string;
+  state: 'awaiting-auth' | 'open';
+  uid: string;
+  deviceId: string;
+  lastSeq: number;
+  /** Received bytes of a frame not yet complete, base64. */
+  pendingBytes: string;
+  rateTokens: number;
+  rateRefilledAtMs: number;
+  lastFrameAtMs: number;
+  /** When an awaiting-auth connection runs out of time for its Auth. */
+  authDeadlineMs: number;
+}
 
 export interface ConnectionOptions {
   socket: net.Socket;
@@ -38,6 +63,8 @@ export interface ConnectionOptions {
   onClosing?: (conn: Connection) => void;
   /** Called once when the socket has closed. */
   onClose?: (conn: Connection) => void;
+  /** Serve a connection another process handed over (same connId, no new handshake). */
+  adopt?: ConnectionSnapshot;
 }
 
 export class Connection {
@@ -55,6 +82,8 @@ export class Connection {
   private pendingCalls = 0;
   private lastFrameAtMs: number;
   private corked = false;
+  private paused = false;
+  private readonly authDeadlineMs: number;
   private authTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -69,6 +98,19 @@ export class Connection {
     this.bucket = new TokenBucket(this.limits.rateLimitPerSec, this.limits.rateLimitBurst, now);
     this.rejected = new WindowCounter(this.limits.rateLimitBurst);
     this.lastFrameAtMs = now;
+    this.authDeadlineMs = now + this.limits.authTimeoutMs;
+    const snap = options.adopt;
+    if (snap) {
+      this.bucket.restore(snap.rateTokens, snap.rateRefilledAtMs);
+      this.lastFrameAtMs = snap.lastFrameAtMs;
+      this.authDeadlineMs = snap.authDeadlineMs;
+      if (snap.state === 'open') {
+        this._uid = snap.uid;
+        this._deviceId = snap.deviceId;
+        this._lastSeq = snap.lastSeq;
+        this._state = 'open';
+      }
+    }
 
     const s = this.socket;
     s.setNoDelay(true);
@@ -76,8 +118,14 @@ export class Connection {
     s.on('data', (chunk: Buffer) => this.onData(chunk));
     s.on('error', (err) => this.opts.logger.debug('socket error', { connId: this.connId, err }));
     s.on('close', () => this.onSocketClose());
-    this.authTimer = setTimeout(() => this.disconnect(DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), this.limits.authTimeoutMs);
-    this.idleTimer = setTimeout(this.onIdleTimer, this.limits.idleTimeoutMs);
+    if (this._state === 'awaiting-auth') {
+      this.authTimer = setTimeout(() => this.disconnect(DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), Math.max(0, this.authDeadlineMs - now));
+    }
+    this.idleTimer = setTimeout(this.onIdleTimer, Math.max(0, this.limits.idleTimeoutMs - (now - this.lastFrameAtMs)));
+    const held = snap ? Buffer.from(snap.pendingBytes, 'base64') : undefined;
+    // Next tick: after the gateway has registered this connection, and still before any newer
+    // byte from the socket (I/O callbacks only run once the tick queue is empty).
+    if (held && held.length > 0) process.nextTick(() => this.onData(held));
   }
 
   get state(): ConnectionState { return this._state; }
@@ -89,6 +137,38 @@ export class Connection {
   get lastSeq(): number { return this._lastSeq; }
   /** Received bytes of a frame not yet complete. */
   get pendingBytes(): number { return this.decoder.pendingBytes; }
+
+  /** Nothing owed to the socket: no logic call awaiting its reply, no byte waiting to be written. */
+  get settled(): boolean { return this.pendingCalls === 0 && this.writesDrained; }
+  /** Every byte written so far has reached the kernel. */
+  get writesDrained(): boolean { return !this.corked && this.socket.writableLength === 0; }
+
+  /**
+   * Hot upgrade: stops reading for good (what the client sends next waits in the kernel for the
+   * next owner). Replies to calls in flight and pushes are still written.
+   */
+  pauseForHandOff(): void {
+    if (this.paused) return;
+    this.paused = true;
+    stopReading(this.socket);
+  }
+
+  /**
+   * Hot upgrade: stops serving the socket and returns the state to rebuild this connection from.
+   * Call when paused and (ideally) settled; the caller passes the socket on. Late replies are dropped.
+   */
+  detach(): ConnectionSnapshot {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') throw new Error(`cannot detach a ${this._state} connection`);
+    const state = this._state;
+    this._state = 'handed-off';
+    this.clearTimers();
+    const bucket = this.bucket.snapshot();
+    return {
+      v: SNAPSHOT_VERSION, connId: this.connId, state, uid: this._uid, deviceId: this._deviceId, lastSeq: this._lastSeq,
+      pendingBytes: this.decoder.takeState().toString('base64'), rateTokens: bucket.tokens, rateRefilledAtMs: bucket.lastMs,
+      lastFrameAtMs: this.lastFrameAtMs, authDeadlineMs: this.authDeadlineMs,
+    };
+  }
 
   session(): SessionRef {
     return { uid: this._uid, deviceId: this._deviceId, node: this.opts.node, connId: this.connId };
@@ -102,7 +182,7 @@ export class Connection {
 
   /** Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent. */
   disconnect(code: number, reason: string): void {
-    if (this._state === 'closing' || this._state === 'closed') return;
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     this._state = 'closing';
     this.clearTimers();
     const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
@@ -112,6 +192,7 @@ export class Connection {
     this.graceTimer = setTimeout(() => this.socket.destroy(), this.limits.closeGraceMs);
     this.graceTimer.unref();
     this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
+    countDisconnect(code);
     this.opts.onClosing?.(this);
   }
 
@@ -121,7 +202,7 @@ export class Connection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this._state === 'closing' || this._state === 'closed') return; // discard, never buffer
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return; // discard, never buffer
     let bodies: Buffer[];
     try {
       bodies = this.decoder.push(chunk);
@@ -137,6 +218,7 @@ export class Connection {
   }
 
   private onFrame(bytes: Buffer): void {
+    metrics().gatewayFramesIn.inc();
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -229,10 +311,15 @@ export class Connection {
     }
     this.pendingCalls++;
     const { op, requestId } = frame;
+    const req = gatewayRequest(op, this.opts.node);
     this.opts.logic
-      .call({ op, uid: this._uid, deviceId: this._deviceId, connId: this.connId, node: this.opts.node, body: frame.body })
+      .call({
+        op, uid: this._uid, deviceId: this._deviceId, connId: this.connId, node: this.opts.node, body: frame.body,
+        traceParent: req.traceParent,
+      })
       .then(
         (r) => {
+          req.end(r.code);
           this.pendingCalls--;
           if (this._state !== 'open') return;
           if (r.code === Code.OK) this.write(frameBytes({ op, requestId, body: r.body }));
@@ -240,6 +327,7 @@ export class Connection {
         },
         (err: unknown) => {
           // LogicClient never rejects; a LogicCaller that does gets INTERNAL, not a crash.
+          req.end(Code.INTERNAL);
           this.pendingCalls--;
           this.opts.logger.error('logic call rejected', { err });
           if (this._state === 'open') this.replyError({ op, requestId }, Code.INTERNAL, 'internal error');
@@ -248,6 +336,7 @@ export class Connection {
   }
 
   private replyError(frame: Pick<Frame, 'op' | 'requestId'>, code: number, message: string): void {
+    countGatewayError(code);
     this.write(frameBytes({ op: frame.op, requestId: frame.requestId, error: { code, message, retryable: isRetryableCode(code) } }));
   }
 
@@ -264,7 +353,7 @@ export class Connection {
    * and the socket is destroyed after closeGraceMs unless the client drains and closes first.
    */
   private write(buf: Buffer, force = false): boolean {
-    if (this._state === 'closed' || this.socket.destroyed || this.socket.writableEnded) return false;
+    if (this._state === 'closed' || this._state === 'handed-off' || this.socket.destroyed || this.socket.writableEnded) return false;
     if (!force) {
       if (this._state === 'closing') return false;
       // An empty queue always takes one frame, so a reply larger than the bound (a big sync
@@ -281,6 +370,7 @@ export class Connection {
       process.nextTick(this.uncork);
     }
     this.socket.write(buf);
+    metrics().gatewayFramesOut.inc();
     return true;
   }
 
@@ -291,7 +381,7 @@ export class Connection {
 
   private readonly onIdleTimer = (): void => {
     this.idleTimer = undefined;
-    if (this._state === 'closing' || this._state === 'closed') return;
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     const idleMs = Date.now() - this.lastFrameAtMs;
     if (idleMs >= this.limits.idleTimeoutMs) {
       this.disconnect(DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
@@ -309,7 +399,7 @@ export class Connection {
   }
 
   private onSocketClose(): void {
-    if (this._state === 'closed') return;
+    if (this._state === 'closed' || this._state === 'handed-off') return;
     const wasLive = this._state !== 'closing';
     this._state = 'closed';
     this.clearTimers();

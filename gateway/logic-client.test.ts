@@ -1,5 +1,7 @@
 import * as assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
+import { bindServer, loadLogicProto } from '../common/grpc';
 import { LogicCall, LogicClient } from './logic-client';
 import { closedPort, Echo, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './test-support';
 
@@ -76,12 +78,52 @@ describe('LogicClient', () => {
     assert.deepEqual([a.batchSizes, b.batchSizes], [[3], [3]]);
   });
 
-  it('answers UNAVAILABLE at once when no logic server is reachable', async () => {
+  it('answers UNAVAILABLE when no logic server comes up within streamWaitMs', async () => {
     const port = await closedPort();
-    const c = client([`127.0.0.1:${port}`], { callTimeoutMs: 60_000 });
+    const c = client([`127.0.0.1:${port}`], { callTimeoutMs: 60_000, streamWaitMs: 100 });
     const r = await c.call(call(100));
     assert.equal(r.code, Code.UNAVAILABLE);
     assert.equal(r.retryable, true);
+  });
+
+  it('holds calls made while no stream is up, and sends them once logic is back (a logic restart)', async () => {
+    const port = await closedPort();
+    const c = client([`127.0.0.1:${port}`], { callTimeoutMs: 60_000, streamWaitMs: 30_000 });
+    const held = [c.call(call(100, 'first')), c.call(call(101, 'second'))];
+    await new Promise((r) => setTimeout(r, 300)); // a few failed connect attempts
+    await server(port);
+    const results = await Promise.all(held);
+    assert.deepEqual(results.map((r) => [r.code, echoOf(r.body).body]), [[Code.OK, 'first'], [Code.OK, 'second']]);
+  });
+
+  it('sends calls a broken stream never wrote to another stream; written ones get UNAVAILABLE', async () => {
+    // A logic server that accepts the stream and never reads it: calls pile up in the gateway's
+    // outbox behind flow control, exactly as behind a logic process that froze and then died.
+    const proto = loadLogicProto();
+    const stuck = new grpc.Server();
+    stuck.addService(proto.im.internal.v1.LogicGateway.service, {
+      Connect: (s: grpc.ServerDuplexStream<unknown, unknown>) => { s.on('error', () => undefined); s.pause(); },
+    });
+    const stuckPort = await bindServer(stuck, '127.0.0.1', 0);
+    const good = await server();
+    try {
+      const c = client([`127.0.0.1:${stuckPort}`, `127.0.0.1:${good.port}`], { callTimeoutMs: 60_000 });
+      for (let i = 0; i < 100 && c.streamsUp < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(c.streamsUp, 2);
+      // One call per CallBatch (two exceed its 1 MiB cut), more batches than the stream buffers.
+      const big = 'x'.repeat(600 * 1024);
+      const n = 60; // round-robin: half of them to the stuck server
+      const pending = Array.from({ length: n }, (_, i) => c.call(call(100, `${i}:${big}`)));
+      await new Promise((r) => setTimeout(r, 300));
+      stuck.forceShutdown();
+      const results = await Promise.all(pending);
+      const ok = results.filter((r) => r.code === Code.OK);
+      assert.ok(results.every((r) => r.code === Code.OK || r.code === Code.UNAVAILABLE), 'every call settled OK or UNAVAILABLE');
+      assert.ok(ok.length > n / 2, `calls routed to the stuck server were re-sent elsewhere (${ok.length} of ${n} OK)`);
+      for (const r of ok) assert.ok(echoOf(r.body).body.includes(':'));
+    } finally {
+      stuck.forceShutdown();
+    }
   });
 
   it('fails pending calls with UNAVAILABLE when the stream breaks, then reconnects', async () => {
@@ -128,5 +170,6 @@ describe('LogicClient', () => {
     assert.throws(() => new LogicClient({ addresses: [] }), /addresses/);
     assert.throws(() => new LogicClient({ addresses: ['nope'] }), /addresses/);
     assert.throws(() => new LogicClient({ addresses: ['127.0.0.1:1'], callTimeoutMs: 0 }), /callTimeoutMs/);
+    assert.throws(() => new LogicClient({ addresses: ['127.0.0.1:1'], streamWaitMs: -1 }), /streamWaitMs/);
   });
 });

@@ -3,9 +3,17 @@
  * address. Calls are spread round-robin over the streams that are up, coalesced into one CallBatch
  * per stream per event-loop turn, and matched back to their callers by call_id.
  *
- * Every call settles: with logic's result, or at once with UNAVAILABLE (no stream up, or the
- * stream broke with the call pending), OVERLOADED (maxInFlight reached) or TIMEOUT (callTimeoutMs)
- * — all retryable, so a client may resend (sends are idempotent by client_msg_id).
+ * Every call settles: with logic's result, or with UNAVAILABLE (no stream came up within
+ * streamWaitMs, or the stream broke after the call was written to it), OVERLOADED (maxInFlight
+ * reached) or TIMEOUT (callTimeoutMs) — all retryable, so a client may resend (sends are idempotent
+ * by client_msg_id).
+ *
+ * Releases of logic: a call is retried here only where that is safe whatever the op is, i.e. when
+ * logic cannot have seen it. A call made while no stream is up waits (bounded) for one, so a logic
+ * process restarting alone, or every logic process at once, is a delay rather than an error; calls
+ * still queued in the gateway when their stream breaks go to another stream (or wait likewise). A
+ * call already written to a stream that breaks may have run: it gets the retryable error, and the
+ * client decides (the SDK resends sends with the same client_msg_id, and syncs again).
  */
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseHostPort } from '../common/config';
@@ -24,6 +32,11 @@ export interface LogicClientOptions {
   callTimeoutMs?: number;
   /** Calls queued or awaiting a result, over all streams; beyond it calls get OVERLOADED. Default 10000. */
   maxInFlight?: number;
+  /**
+   * A call made while no stream is up waits this long for one (within callTimeoutMs), then settles
+   * UNAVAILABLE. Covers a logic process restarting (typically 1-3 s). Default 5000.
+   */
+  streamWaitMs?: number;
   /** Reconnect backoff: full jitter over min(reconnectMaxMs, reconnectBaseMs * 2^attempt). Defaults 100 / 5000. */
   reconnectBaseMs?: number;
   reconnectMaxMs?: number;
@@ -37,6 +50,8 @@ export interface LogicCall {
   connId: string;
   node: string;
   body: Uint8Array;
+  /** W3C traceparent of the gateway's request span; '' or absent when tracing is off. */
+  traceParent?: string;
 }
 
 export interface LogicCallResult {
@@ -65,6 +80,8 @@ interface PendingCall {
   resolve: (r: LogicCallResult) => void;
   timer: NodeJS.Timeout | undefined;
   link: LogicLink | undefined;
+  /** Set while the call waits for a stream to come up (see streamWaitMs). */
+  waitTimer: NodeJS.Timeout | undefined;
   settled: boolean;
 }
 
@@ -75,8 +92,11 @@ function failure(code: number, message: string): LogicCallResult {
 export class LogicClient implements LogicCaller {
   private readonly callTimeoutMs: number;
   private readonly maxInFlight: number;
+  private readonly streamWaitMs: number;
   private readonly logger: Logger;
   private readonly links: LogicLink[];
+  /** Calls waiting for a stream; bounded by maxInFlight (they count as in flight). */
+  private readonly waiting = new Set<PendingCall>();
   private inFlight = 0;
   private rr = 0;
   private started = false;
@@ -92,6 +112,7 @@ export class LogicClient implements LogicCaller {
     }
     this.callTimeoutMs = positiveOption('callTimeoutMs', options.callTimeoutMs, 10_000);
     this.maxInFlight = positiveOption('maxInFlight', options.maxInFlight, 10_000);
+    this.streamWaitMs = positiveOption('streamWaitMs', options.streamWaitMs, 5000);
     const baseMs = positiveOption('reconnectBaseMs', options.reconnectBaseMs, 100);
     const maxMs = positiveOption('reconnectMaxMs', options.reconnectMaxMs, 5000);
     if (maxMs < baseMs) throw new ConfigError('reconnectMaxMs', 'must be >= reconnectBaseMs');
@@ -101,6 +122,7 @@ export class LogicClient implements LogicCaller {
       address, baseMs, maxMs, logger: this.logger.child({ logic: address }),
       ctor: proto.im.internal.v1.LogicGateway,
       settle: (p, r) => this.settle(p, r),
+      redispatch: (calls) => { for (const p of calls) this.dispatch(p); },
       onUp: () => this.notifyUp(),
     }));
   }
@@ -137,17 +159,38 @@ export class LogicClient implements LogicCaller {
     if (this.inFlight >= this.maxInFlight) {
       return Promise.resolve(failure(Code.OVERLOADED, 'too many calls in flight to logic'));
     }
-    const link = this.pickLink();
-    if (!link) return Promise.resolve(failure(Code.UNAVAILABLE, 'no logic server reachable'));
     return new Promise<LogicCallResult>((resolve) => {
-      const p: PendingCall = { id: 0, call, resolve, timer: undefined, link, settled: false };
+      const p: PendingCall = { id: 0, call, resolve, timer: undefined, link: undefined, waitTimer: undefined, settled: false };
       this.inFlight++;
       p.timer = setTimeout(() => {
         p.link?.forget(p);
-        this.settle(p, failure(Code.TIMEOUT, `logic did not answer within ${this.callTimeoutMs}ms`));
+        // Still waiting for a stream: logic never saw the call, so it was unavailable, not slow.
+        if (this.waiting.has(p)) this.settle(p, failure(Code.UNAVAILABLE, 'no logic server reachable'));
+        else this.settle(p, failure(Code.TIMEOUT, `logic did not answer within ${this.callTimeoutMs}ms`));
       }, this.callTimeoutMs);
-      link.enqueue(p);
+      this.dispatch(p);
     });
+  }
+
+  /** Onto a stream that is up, or into the wait for one (a call logic has not seen yet). */
+  private dispatch(p: PendingCall): void {
+    if (p.settled) return;
+    p.link = undefined;
+    if (this.closed) {
+      this.settle(p, failure(Code.UNAVAILABLE, 'logic client closed'));
+      return;
+    }
+    const link = this.pickLink();
+    if (link) {
+      p.link = link;
+      link.enqueue(p);
+      return;
+    }
+    this.waiting.add(p);
+    // The call's own timer (callTimeoutMs) still runs: whichever fires first settles it.
+    p.waitTimer ??= setTimeout(() => {
+      this.settle(p, failure(Code.UNAVAILABLE, `no logic server reachable within ${this.streamWaitMs}ms`));
+    }, this.streamWaitMs);
   }
 
   /** Closes every stream; calls still pending settle with UNAVAILABLE. Idempotent. */
@@ -155,6 +198,7 @@ export class LogicClient implements LogicCaller {
     if (this.closed) return;
     this.closed = true;
     for (const link of this.links) link.close();
+    for (const p of [...this.waiting]) this.settle(p, failure(Code.UNAVAILABLE, 'logic client closed'));
     for (const w of [...this.upWaiters]) w();
   }
 
@@ -175,10 +219,19 @@ export class LogicClient implements LogicCaller {
     p.settled = true;
     this.inFlight--;
     if (p.timer) clearTimeout(p.timer);
+    if (p.waitTimer) clearTimeout(p.waitTimer);
+    this.waiting.delete(p);
     p.resolve(result);
   }
 
   private notifyUp(): void {
+    const calls = [...this.waiting];
+    this.waiting.clear();
+    for (const p of calls) {
+      if (p.waitTimer) clearTimeout(p.waitTimer);
+      p.waitTimer = undefined;
+      this.dispatch(p);
+    }
     for (const w of [...this.upWaiters]) w();
   }
 }
@@ -190,6 +243,8 @@ interface LinkDeps {
   logger: Logger;
   ctor: new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => LogicGatewayClient;
   settle: (p: PendingCall, r: LogicCallResult) => void;
+  /** Calls this link took but never wrote: they go to another stream. */
+  redispatch: (calls: PendingCall[]) => void;
   onUp: () => void;
 }
 
@@ -289,8 +344,14 @@ class LogicLink {
     if (this.stream !== stream) return;
     this.stream = null;
     stream.cancel();
-    this.deps.logger.warn('logic stream broke', { reason, pending: this.pending.size });
+    // Calls still in the outbox were never written: logic cannot have run them, so they go to
+    // another stream. The rest were written and may have run: the caller gets the retryable error.
+    const unsent = this.outbox.filter((p) => !p.settled);
+    this.outbox = [];
+    for (const p of unsent) this.pending.delete(p.id);
+    this.deps.logger.warn('logic stream broke', { reason, pending: this.pending.size, rerouted: unsent.length });
     this.failAll(`logic stream broke: ${reason}`);
+    this.deps.redispatch(unsent);
     // A stream that stayed up a while was healthy: start the backoff over.
     if (Date.now() - this.upSinceMs >= this.deps.maxMs) this.attempt = 0;
     this.scheduleReconnect();
@@ -314,7 +375,7 @@ class LogicLink {
   private flush(): void {
     this.flushScheduled = false;
     const stream = this.stream;
-    if (!stream) return; // calls were failed when the stream broke
+    if (!stream) return; // the outbox went to other streams when this one broke
     while (this.writable && this.outbox.length > 0) {
       const calls: CallBatch['calls'] = [];
       let bytes = 0;
@@ -324,7 +385,9 @@ class LogicLink {
         if (p.settled) continue; // timed out while queued: logic never sees it
         if (calls.length > 0 && bytes + p.call.body.length > MAX_BATCH_BYTES) break;
         const c = p.call;
-        calls.push({ callId: p.id, op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node, body: c.body });
+        calls.push({
+          callId: p.id, op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node, body: c.body, traceParent: c.traceParent,
+        });
         bytes += c.body.length + 64;
       }
       this.outbox = i >= this.outbox.length ? [] : this.outbox.slice(i);

@@ -7,13 +7,13 @@ import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../commo
 import { formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
-import { loadGatewayConfig } from './config';
+import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
 import { Gateway } from './server';
 
 serviceMain({
   svc: 'gateway',
-  // Above the gateway's own bounds: router heartbeat + client drain (5 s each) + logic streams.
-  shutdownTimeoutMs: 20_000,
+  // The drain window (IM_DRAIN_WINDOW, 30 s) plus a margin above the gateway's other bounds.
+  shutdownTimeoutMs: gatewayShutdownTimeoutMs(),
   loadConfig: () => ({
     gateway: loadGatewayConfig(),
     // A gateway alone in its process: an in-process bus would never see logic's pushes.
@@ -32,6 +32,7 @@ serviceMain({
     const { listen, routerAddr, logicAddresses, ...tuning } = config;
     const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logicAddresses, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients, closes its logic streams
+    proc.readiness(() => gateway.readinessChecks());
     const { port } = await gateway.start();
     if (proc.stopping) return;
     const addr = formatHostPort({ host: listen.host, port });

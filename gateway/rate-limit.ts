@@ -24,6 +24,18 @@ export class TokenBucket {
     }
     return false;
   }
+
+  /** Tokens and refill clock, so a connection handed to another process keeps its budget. */
+  snapshot(): { tokens: number; lastMs: number } {
+    return { tokens: this.tokens, lastMs: this.lastMs };
+  }
+
+  /** Takes over a snapshot() (clamped to the burst; bad numbers leave the bucket full). */
+  restore(tokens: number, lastMs: number): void {
+    if (!Number.isFinite(tokens) || !Number.isFinite(lastMs)) return;
+    this.tokens = Math.min(this.burst, Math.max(0, tokens));
+    this.lastMs = lastMs;
+  }
 }
 
 /**

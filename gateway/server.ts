@@ -5,14 +5,18 @@
  */
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { Bus, gatewaySubject } from '../common/bus';
+import { Bus, BusHeaders, gatewaySubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import { DisconnectCode } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
+import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch } from '../proto/delivery';
 import { encode, frameBytes, Op } from '../proto/wire';
-import { Connection } from './connection';
+import { Connection, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
+import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
+import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
+import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
 import { LogicClient } from './logic-client';
 
@@ -50,8 +54,31 @@ export interface GatewayOptions {
   routerHeartbeatMs?: number;
   /** stop() waits this long for clients to close after Disconnect DRAINING, then destroys the rest. 5000. */
   drainTimeoutMs?: number;
+  /**
+   * stop() spreads its Disconnect DRAINING over this window (batches DRAIN_TICK_MS apart, at least
+   * one connection per batch), so a big gateway's clients reconnect elsewhere over the window rather
+   * than in one storm. 30000.
+   */
+  drainWindowMs?: number;
+  /**
+   * false: no listener of its own; a supervisor accepts and passes sockets to acceptSocket()
+   * (supervisor.ts). publicAddr is then required. Default true.
+   */
+  listen?: boolean;
+  /**
+   * Hot upgrade: this process takes over a running node's connections (adopt()). Until
+   * completeAdoption() it buffers the downlink for connections still in transit and sends the
+   * router no session snapshot (that would drop the sessions the old process still holds).
+   */
+  successor?: boolean;
+  /** Hot upgrade bounds on the downlink items kept during the overlap (handoff-overlap.ts). 200000 / 64 MiB. */
+  maxOverlapItems?: number;
+  maxOverlapBytes?: number;
   logger?: Logger;
 }
+
+/** Spacing of the DRAINING batches of a drain (see disconnectSpread). */
+export const DRAIN_TICK_MS = 100;
 
 export class Gateway {
   private readonly opts: GatewayOptions;
@@ -62,6 +89,7 @@ export class Gateway {
   private readonly capacity: number;
   private readonly routerHeartbeatMs: number;
   private readonly drainTimeoutMs: number;
+  private readonly drainWindowMs: number;
   private readonly logger: Logger;
   private readonly server: net.Server;
   private readonly conns = new Set<Connection>();
@@ -74,8 +102,17 @@ export class Gateway {
   private unsubscribe: (() => void) | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private draining = false;
+  /** Set at the end of the drain: heartbeats (draining: true) go on until then. */
+  private drained = false;
   private started = false;
+  private unwatchMetrics: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
+  private readonly maxOverlapItems: number;
+  private tap: DownlinkTap | undefined;
+  private handingOff = false;
+  private awaitingAdoption: boolean;
+  /** The hand-over ended: the router gets this process's sessions as the node's (retried by heartbeats until it lands). */
+  private snapshotDue = false;
 
   constructor(options: GatewayOptions) {
     if (!options.node) throw new ConfigError('node', 'required');
@@ -93,6 +130,12 @@ export class Gateway {
     this.capacity = positiveOption('capacity', options.capacity, this.maxConnections);
     this.routerHeartbeatMs = positiveOption('routerHeartbeatMs', options.routerHeartbeatMs, 3000);
     this.drainTimeoutMs = positiveOption('drainTimeoutMs', options.drainTimeoutMs, 5000);
+    this.drainWindowMs = positiveOption('drainWindowMs', options.drainWindowMs, 30_000);
+    if (options.listen === false && options.publicAddr === undefined) throw new ConfigError('publicAddr', 'required when listen is false');
+    this.maxOverlapItems = positiveOption('maxOverlapItems', options.maxOverlapItems, 200_000);
+    const maxOverlapBytes = positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024);
+    this.awaitingAdoption = options.successor === true;
+    if (this.awaitingAdoption) this.tap = new OverlapBuffer(this.maxOverlapItems, maxOverlapBytes);
     this.ownsLogic = !options.logic;
     this.logic = options.logic ?? new LogicClient({ addresses: options.logicAddresses!, logger: this.logger });
     this.server = net.createServer((socket) => this.onSocket(socket));
@@ -104,44 +147,93 @@ export class Gateway {
     return this.live;
   }
 
+  /** Serving and taking new clients: false before start() and from the moment stop() begins. */
+  get ready(): boolean {
+    return this.started && !this.draining;
+  }
+
+  /** For /readyz: ready to take clients when all are true. */
+  readinessChecks(): Record<string, boolean> {
+    return {
+      listening: this.started && (this.opts.listen === false || this.server.listening), notDraining: !this.draining,
+      logicStream: this.logic.streamsUp > 0, bus: this.opts.bus.connected,
+    };
+  }
+
   async start(): Promise<{ port: number }> {
     if (this.started) throw new Error('gateway already started');
     this.started = true;
     if (this.ownsLogic) this.logic.start();
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port, this.opts.host, () => {
-        this.server.off('error', reject);
-        resolve();
+    if (this.opts.listen !== false) {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(this.opts.port, this.opts.host, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const port = (this.server.address() as net.AddressInfo).port;
+    }
+    const port = this.opts.listen === false ? parseHostPort(this.opts.publicAddr!)!.port : (this.server.address() as net.AddressInfo).port;
     this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
-    this.unsubscribe = this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data) => this.onBus(data));
+    this.unsubscribe = this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers));
+    this.unwatchMetrics = watchGateway(this, (g) => g.live, (g) => {
+      let bytes = 0;
+      for (const c of g.conns) bytes += c.socket.writableLength;
+      return bytes;
+    });
     this.heartbeatLoop(true);
     this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr });
     return { port };
   }
 
-  /** Idempotent and bounded: stop accepting, report draining, disconnect everyone, close backends. */
+  /**
+   * Idempotent and bounded: readiness off, stop accepting, leave the route list (draining
+   * heartbeat), DRAINING to every connection spread over drainWindowMs, wait up to drainTimeoutMs
+   * for the last ones to close, close backends.
+   */
   stop(): Promise<void> {
     this.stopping ??= this.doStop();
     return this.stopping;
   }
 
   private async doStop(): Promise<void> {
+    const deadlineMs = Date.now() + this.drainWindowMs;
     this.draining = true;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.opts.listen === false ? this.allClosed() : new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Out of the route list before anyone is told to reconnect, so no client is sent back here.
+    // The heartbeat loop goes on (draining: true) until the end of the drain: a window longer
+    // than the router's TTL must not make the router forget the connections not yet moved.
     if (this.started) await this.withTimeout(this.sendHeartbeat(), this.drainTimeoutMs);
-    for (const c of [...this.conns]) c.disconnect(DisconnectCode.DRAINING, 'gateway is shutting down');
+    await this.disconnectSpread(deadlineMs);
     if (!(await this.withTimeout(closed, this.drainTimeoutMs))) {
       for (const c of [...this.conns]) c.destroy();
       await closed;
     }
+    this.drained = true;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.unsubscribe?.();
+    this.unwatchMetrics?.();
     if (this.ownsLogic) await this.logic.close();
     this.logger.info('gateway stopped', { node: this.opts.node });
+  }
+
+  /**
+   * Disconnect DRAINING to every connection, in batches DRAIN_TICK_MS apart that share what is
+   * left evenly over the time left until deadlineMs (at least one connection per batch, so a small
+   * gateway is done in a few ticks). Sizing each batch from the time left rather than a fixed plan
+   * keeps a late timer on a loaded machine from pushing the drain past its window. Connections that
+   * arrive during the drain (authenticating on an accepted socket) are picked up by later batches.
+   */
+  private async disconnectSpread(deadlineMs: number): Promise<void> {
+    for (;;) {
+      const live = [...this.conns].filter((c) => c.state === 'open' || c.state === 'awaiting-auth');
+      if (live.length === 0) return;
+      const ticksLeft = Math.max(1, Math.floor((deadlineMs - Date.now()) / DRAIN_TICK_MS));
+      const batch = Math.ceil(live.length / ticksLeft);
+      for (const c of live.slice(0, batch)) c.disconnect(DisconnectCode.DRAINING, 'gateway is shutting down');
+      if (batch >= live.length) return;
+      await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
+    }
   }
 
   private onSocket(socket: net.Socket): void {
@@ -149,8 +241,12 @@ export class Gateway {
       refuse(socket, this.limits.closeGraceMs);
       return;
     }
+    this.register(socket, `${this.connPrefix}-${(++this.connSeq).toString(36)}`);
+  }
+
+  private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot): Connection {
     const conn = new Connection({
-      socket, node: this.opts.node, connId: `${this.connPrefix}-${(++this.connSeq).toString(36)}`,
+      socket, node: this.opts.node, connId, adopt,
       authSecret: this.opts.authSecret, logic: this.logic, limits: this.limits, logger: this.logger,
       onAuthenticated: (c) => this.onAuthenticated(c),
       onClosing: () => this.live--,
@@ -158,6 +254,7 @@ export class Gateway {
     });
     this.conns.add(conn);
     this.live++;
+    return conn;
   }
 
   private onAuthenticated(conn: Connection): void {
@@ -170,15 +267,11 @@ export class Gateway {
   private onClose(conn: Connection): void {
     this.conns.delete(conn);
     if (!conn.authenticated) return;
-    const set = this.byUid.get(conn.uid);
-    if (set) {
-      set.delete(conn);
-      if (set.size === 0) this.byUid.delete(conn.uid);
-    }
+    this.unindex(conn);
     this.opts.router.unbind([conn.session()]).catch((err) => this.logger.warn('router unbind failed', { err, uid: conn.uid }));
   }
 
-  private onBus(data: Uint8Array): void {
+  private onBus(data: Uint8Array, headers?: BusHeaders): void {
     let batch: DeliveryBatch;
     try {
       batch = decodeDeliveryBatch(data);
@@ -186,17 +279,27 @@ export class Gateway {
       this.logger.warn('undecodable delivery batch dropped', { err, bytes: data.length });
       return;
     }
+    // During a hot upgrade the tap sees every item first (handoff-overlap.ts); otherwise it is unset.
+    const tap = this.tap;
     for (const d of batch.deliveries) {
       const set = this.byUid.get(d.uid);
+      const id = tap ? deliveryItemId(d.seq) : '';
+      tap?.observe(d.uid, id, d.message.length, (c) => { c.pushMessage(d.message); }, set);
       if (!set) continue; // gone since logic looked it up: the client syncs on reconnect
-      for (const c of [...set]) c.pushMessage(d.message);
+      const push = gatewayPush(this.opts.node, d, headers);
+      let pushed = 0;
+      for (const c of [...set]) if (!tap?.skip(c, id) && c.pushMessage(d.message)) pushed++;
+      push.end(pushed);
     }
     for (const k of batch.kicks) {
       const set = this.byUid.get(k.uid);
-      if (!set) continue;
-      for (const c of [...set]) {
+      const kick = (c: Connection) => {
         if (k.deviceId === '' || k.deviceId === c.deviceId) c.disconnect(k.code || DisconnectCode.KICKED, k.reason || 'kicked');
-      }
+      };
+      const id = tap ? kickItemId(k.deviceId, k.code, k.reason) : '';
+      tap?.observe(k.uid, id, 0, kick, set);
+      if (!set) continue;
+      for (const c of [...set]) if (!tap?.skip(c, id)) kick(c);
     }
   }
 
@@ -220,20 +323,127 @@ export class Gateway {
   private async sendHeartbeat(first = false): Promise<void> {
     try {
       const reply = await this.opts.router.heartbeat(this.status());
-      if ((first || !reply.known) && !this.draining) await this.opts.router.snapshot(this.opts.node, this.sessions());
+      if ((first || !reply.known || this.snapshotDue) && !this.drained && !this.awaitingAdoption) {
+        await this.opts.router.snapshot(this.opts.node, this.sessions());
+        this.snapshotDue = false;
+      }
     } catch (err) {
       this.logger.warn('router heartbeat failed', { err });
     }
   }
 
   private heartbeatLoop(first = false): void {
-    if (this.draining) return;
+    if (this.drained || this.handingOff) return;
     // Chained timeouts, not setInterval: a slow router never gets overlapping heartbeats.
     // Bounded wait, so a hung router call cannot stop the heartbeats for good.
     void this.withTimeout(this.sendHeartbeat(first), 3 * this.routerHeartbeatMs).then(() => {
-      if (this.draining) return;
+      if (this.drained || this.handingOff) return;
       this.heartbeatTimer = setTimeout(() => this.heartbeatLoop(), this.routerHeartbeatMs);
     });
+  }
+
+  private unindex(conn: Connection): void {
+    const set = this.byUid.get(conn.uid);
+    if (set) {
+      set.delete(conn);
+      if (set.size === 0) this.byUid.delete(conn.uid);
+    }
+  }
+
+  /** Without a listener (listen: false) no server 'close' waits for the clients: this does. */
+  private async allClosed(): Promise<void> {
+    while (this.conns.size > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  // --- hot upgrade (supervisor.ts runs it; handoff.ts, handoff-overlap.ts) ---
+
+  /** A socket accepted elsewhere (the supervisor's listener), served like one this gateway accepted. */
+  acceptSocket(socket: net.Socket): void {
+    this.onSocket(socket);
+  }
+
+  /** Old worker: record the downlink from now on; the successor subscribes next. */
+  prepareHandOff(): void {
+    if (!this.tap && !this.handingOff) this.tap = new OverlapRecord(this.maxOverlapItems);
+  }
+
+  /** Old worker: the upgrade was called off before any connection moved. */
+  abortHandOff(): void {
+    if (this.tap instanceof OverlapRecord && !this.handingOff) this.tap = undefined;
+  }
+
+  /** Old worker: stop heartbeating (the successor reports the node now) and move every connection. */
+  handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult> {
+    this.handingOff = true;
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    return handOffConnections({
+      conns: [...this.conns], flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
+      sink, maxMs, logger: this.logger,
+      release: (c) => {
+        this.conns.delete(c);
+        this.live--;
+        if (c.authenticated) this.unindex(c);
+      },
+    });
+  }
+
+  /** Old worker, after handOff(): close the rest without a word to the router (stop() is then this too). */
+  closeAfterHandOff(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.draining = true;
+      // Connections that were already closing get their grace period.
+      const deadline = Date.now() + this.limits.closeGraceMs;
+      while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      for (const c of [...this.conns]) c.destroy();
+      this.unsubscribe?.();
+      this.unwatchMetrics?.();
+      if (this.ownsLogic) await this.logic.close();
+      this.logger.info('gateway handed over', { node: this.opts.node });
+    })();
+    return this.stopping;
+  }
+
+  /** New worker: serve a connection the old worker handed over (socket absent: it closed in transit). */
+  adopt(socket: net.Socket | undefined, msg: AdoptMsg): void {
+    if (!socket) return; // completeAdoption()'s snapshot drops its router binding
+    if (msg.conn?.v !== SNAPSHOT_VERSION || this.draining) {
+      this.logger.warn('handed-over connection refused', { version: msg.conn?.v, draining: this.draining });
+      refuse(socket, this.limits.closeGraceMs);
+      return;
+    }
+    const conn = this.register(socket, msg.conn.connId, msg.conn);
+    if (conn.authenticated) this.onAuthenticated(conn); // re-bind: same node and connId
+    if (this.tap instanceof OverlapBuffer && !this.tap.adopted(conn, msg.seen)) {
+      conn.disconnect(DisconnectCode.DRAINING, 'hand-over buffer overflowed; reconnect and sync');
+    }
+  }
+
+  /**
+   * New worker: the old one has moved everything. Once this process has surely received every
+   * item the old one applied (bus flush, then `graceMs` for a NATS cluster's route lag), the
+   * overlap ends and the router gets this process's sessions as the node's.
+   */
+  async completeAdoption(graceMs: number): Promise<void> {
+    if (!this.awaitingAdoption) return;
+    await this.withTimeout(flushBus(this.opts.bus), this.drainTimeoutMs);
+    if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
+    this.tap = undefined;
+    this.awaitingAdoption = false;
+    this.snapshotDue = true;
+    await this.withTimeout(this.sendHeartbeat(), 3 * this.routerHeartbeatMs);
+  }
+
+  /** Served connections for the supervisor's admin status (at most `limit`). */
+  describeConnections(limit: number): ConnectionInfo[] {
+    const out: ConnectionInfo[] = [];
+    for (const c of this.conns) {
+      if (out.length >= limit) break;
+      out.push({
+        connId: c.connId, uid: c.uid, deviceId: c.deviceId, state: c.state, remoteAddress: c.socket.remoteAddress ?? '',
+        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes,
+      });
+    }
+    return out;
   }
 
   private withTimeout(p: Promise<void>, ms: number): Promise<boolean> {

@@ -4,10 +4,14 @@
  * are coalesced, so a burst of N sends costs one router lookup and one bus publish per node rather
  * than N of each. Push is best effort: clients heal any loss by sync, so failures are logged only.
  */
+import type { Context } from '@opentelemetry/api';
 import type { Bus } from '../common/bus';
 import { gatewaySubject } from '../common/bus';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
+import { metrics } from '../common/metrics';
+import { FanoutSpans, fanoutTrace } from '../common/telemetry-hooks';
+import { traceHeaders } from '../common/telemetry-spans';
 import type { Delivery } from '../proto/delivery';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { encode } from '../proto/wire';
@@ -25,7 +29,12 @@ export interface FanoutOptions {
   maxInFlightFlushes?: number;
 }
 
-interface Job { message: StoredMessage; seqs: ReadonlyMap<string, number> }
+interface Job {
+  message: StoredMessage;
+  seqs: ReadonlyMap<string, number>;
+  /** The sender's trace (its publish span is a child of it); undefined when not tracing. */
+  trace?: Context;
+}
 
 export class Fanout {
   private readonly bus: Bus;
@@ -52,8 +61,9 @@ export class Fanout {
   /** Queues the push of `message` to every uid in `seqs` (uid -> that uid's inbox seq). */
   enqueue(message: StoredMessage, seqs: ReadonlyMap<string, number>): void {
     if (this.closed || seqs.size === 0) return;
-    this.pending.push({ message, seqs });
+    this.pending.push({ message, seqs, trace: fanoutTrace() });
     this.pendingDeliveries += seqs.size;
+    metrics().fanoutPendingDeliveries.inc(seqs.size);
     if (this.pendingDeliveries >= this.maxPendingDeliveries) {
       this.flush();
       return;
@@ -72,19 +82,27 @@ export class Fanout {
     const count = this.pendingDeliveries;
     this.pending = [];
     this.pendingDeliveries = 0;
+    metrics().fanoutPendingDeliveries.dec(count);
     if (this.inFlight.size >= this.maxInFlightFlushes) {
       // The router or bus is not keeping up; holding more would grow memory without bound.
       this.droppedDeliveries += count;
+      metrics().fanoutDropped.inc(count);
       this.logger.warn('fan-out saturated; dropping pushes (clients recover by sync)', {
         dropped: count, droppedTotal: this.droppedDeliveries, inFlight: this.inFlight.size,
       });
       return;
     }
-    const p = this.deliver(jobs).catch((err: unknown) => {
+    const spans = new FanoutSpans(jobs);
+    const p = this.deliver(jobs, spans).catch((err: unknown) => {
       this.logger.error('fan-out failed', { err: err instanceof Error ? err.message : String(err) });
     });
     this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
+    metrics().fanoutFlushesInFlight.inc();
+    void p.finally(() => {
+      this.inFlight.delete(p);
+      metrics().fanoutFlushesInFlight.dec();
+      spans.end();
+    });
   }
 
   /** Starts pushing what is queued and resolves once every running flush has reached the bus. */
@@ -99,7 +117,7 @@ export class Fanout {
     await this.idle();
   }
 
-  private async deliver(jobs: Job[]): Promise<void> {
+  private async deliver(jobs: Job[], spans: FanoutSpans<Job>): Promise<void> {
     const uids = new Set<string>();
     for (const job of jobs) for (const uid of job.seqs.keys()) uids.add(uid);
 
@@ -126,6 +144,7 @@ export class Fanout {
     const byNode = new Map<string, Delivery[]>();
     for (const job of jobs) {
       let base: Uint8Array | undefined;
+      const traceParent = spans.traceParent(job);
       for (const [uid, seq] of job.seqs) {
         const nodes = nodesByUid.get(uid);
         if (!nodes) continue;
@@ -134,14 +153,17 @@ export class Fanout {
         for (const node of nodes) {
           let list = byNode.get(node);
           if (!list) byNode.set(node, (list = []));
-          list.push({ uid, seq, message });
+          list.push({ uid, seq, message, traceParent, sentAtMs: job.message.sentAtMs });
         }
       }
     }
 
     for (const [node, deliveries] of byNode) {
       try {
-        this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ deliveries }));
+        // The header carries the first traced delivery's context; each delivery carries its own.
+        const headers = traceHeaders(deliveries.find((d) => d.traceParent)?.traceParent);
+        this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ deliveries }), headers);
+        metrics().logicDeliveries.inc(deliveries.length);
       } catch (err) {
         this.logger.warn('fan-out publish failed', {
           node, deliveries: deliveries.length, err: err instanceof Error ? err.message : String(err),

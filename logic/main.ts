@@ -39,6 +39,8 @@ serviceMain({
     addAdminService(server.server, { service, router, logger });
     addReflection(server.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
     proc.onStop('server', () => server.stop());
+    // The store is open once openStore returned (start() finishing is a readiness check of its own).
+    proc.readiness(() => ({ bus: bus.connected }));
     const port = await server.start();
     if (proc.stopping) return;
     proc.listening({

@@ -8,6 +8,7 @@ import { BadRequestError, ContentTooLargeError, GroupNotFoundError, NotGroupMemb
 import { groupConvId, isValidUid, newId, peerConvId } from '../common/ids';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
+import { countSend, storeAppend } from '../common/telemetry-hooks';
 import type {
   GroupCreateReq, GroupMembersReq, GroupResp, HistoryReq, HistoryResp, ReadReq, ReadResp, SendReq,
   SendResp, SyncReq, SyncResp, UnreadReq, UnreadResp,
@@ -102,10 +103,11 @@ export class LogicService {
     }
 
     const sentAtMs = this.now();
-    const res = await this.store.appendMessage({
+    const res = await storeAppend(recipients.length, () => this.store.appendMessage({
       msgId: newId(sentAtMs), convId, from: actor.uid, to, groupId, clientMsgId, contentType, content,
       sentAtMs, recipients, dedupWindowMs: this.dedupWindowMs,
-    });
+    }));
+    countSend(res.duplicate);
     if (!res.duplicate) this.fanout.enqueue(res.message, res.seqs);
     const m = res.message;
     return { msgId: m.msgId, seq: res.senderSeq, sentAtMs: m.sentAtMs, duplicate: res.duplicate, convId: m.convId, convSeq: m.convSeq };

@@ -8,6 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, toImError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
+import { logicCall } from '../common/telemetry-hooks';
 import type { Call__Output } from '../proto/gen/im/internal/v1/Call';
 import type { CallBatch__Output } from '../proto/gen/im/internal/v1/CallBatch';
 import type { Result } from '../proto/gen/im/internal/v1/Result';
@@ -81,7 +82,7 @@ export class CallStream {
     }
     this.inFlight++;
     const ctx = { op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node };
-    this.opts.registry.handle(ctx, c.body ?? new Uint8Array(0)).then(
+    logicCall(c.op, c.traceParent, () => this.opts.registry.handle(ctx, c.body ?? new Uint8Array(0))).then(
       (body) => this.push({ callId: c.callId, body, code: 0, message: '', retryable: false }, true),
       (err: unknown) => {
         if (!(err instanceof ImError)) {

@@ -2,7 +2,13 @@
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 
-export interface Delivery { uid: string; seq: number; message: Uint8Array }
+export interface Delivery {
+  uid: string; seq: number; message: Uint8Array;
+  /** W3C traceparent of the publish span ('' when tracing is off); decoded as '' when absent. */
+  traceParent?: string;
+  /** The message's sentAtMs, for the gateway's send->push latency; 0 when absent. */
+  sentAtMs?: number;
+}
 export interface Kick { uid: string; deviceId: string; code: number; reason: string }
 export interface DeliveryBatch { deliveries: Delivery[]; kicks: Kick[] }
 

@@ -13,6 +13,59 @@ describe('loadRouterConfig', () => {
     assert.equal(c.httpPort, 7180);
     assert.equal(c.gatewayTtlMs, 10_000);
     assert.equal(c.logLevel, 'info');
+    assert.equal(c.clientHeartbeatIntervalMs, 30_000);
+    assert.deepEqual([c.backoffBaseMs, c.backoffMaxMs], [500, 30_000]);
+    assert.deepEqual(c.regionCidrs, []);
+    assert.deepEqual(c.trustedProxies, []);
+    assert.deepEqual([c.routeRatePerSec, c.routeRateBurst, c.routeRateMaxIps], [10, 50, 100_000]);
+  });
+
+  it('reads the route API settings: regions inline and from a JSON file, proxies, limits, backoff', () => {
+    const files: Record<string, string> = { '/etc/im/regions.json': '{"10.0.0.0/8": "eu-west", "2001:db8::/32": "ap-south"}' };
+    const c = loadRouterConfig({
+      IM_REGION_CIDRS: '192.168.0.0/16=us-east, 10.1.0.0/16=eu-north',
+      IM_REGION_CIDRS_FILE: '/etc/im/regions.json',
+      IM_TRUSTED_PROXIES: '127.0.0.1, 172.16.0.0/12,fd00::/8',
+      IM_ROUTE_RATE: '0', IM_ROUTE_BURST: '7', IM_ROUTE_RATE_MAX_IPS: '1000',
+      IM_HEARTBEAT_INTERVAL: '20s', IM_BACKOFF_BASE: '100ms', IM_BACKOFF_MAX: '5s',
+    }, ['--route-burst', '9'], (p) => {
+      if (!(p in files)) throw new Error(`ENOENT ${p}`);
+      return files[p];
+    });
+    assert.deepEqual(c.regionCidrs, [
+      { cidr: '10.0.0.0/8', region: 'eu-west' }, { cidr: '2001:db8::/32', region: 'ap-south' },
+      { cidr: '192.168.0.0/16', region: 'us-east' }, { cidr: '10.1.0.0/16', region: 'eu-north' },
+    ]);
+    assert.deepEqual(c.trustedProxies, ['127.0.0.1', '172.16.0.0/12', 'fd00::/8']);
+    assert.deepEqual([c.routeRatePerSec, c.routeRateBurst, c.routeRateMaxIps], [0, 9, 1000]);
+    assert.deepEqual([c.clientHeartbeatIntervalMs, c.backoffBaseMs, c.backoffMaxMs], [20_000, 100, 5000]);
+  });
+
+  it('names the route API setting at fault', () => {
+    const read = (p: string) => {
+      if (p === 'bad.json') return '{"10.0.0.0/8": "eu west"}';
+      if (p === 'list.json') return '["10.0.0.0/8"]';
+      if (p === 'eu.json') return '{"10.0.0.0/8": "eu"}';
+      throw new Error(`ENOENT: no such file ${p}`);
+    };
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [{ IM_REGION_CIDRS: '10.0.0.0/8' }, 'IM_REGION_CIDRS', /must be CIDR=region/],
+      [{ IM_REGION_CIDRS: '10.0.0.0/8=eu,10.0.0.0/33=us' }, 'IM_REGION_CIDRS', /row 2: "10.0.0.0\/33" is not/],
+      [{ IM_REGION_CIDRS: '10.0.0.0/8=' }, 'IM_REGION_CIDRS', /region ""/],
+      [{ IM_REGION_CIDRS_FILE: 'missing.json' }, 'IM_REGION_CIDRS_FILE', /cannot read missing.json/],
+      [{ IM_REGION_CIDRS_FILE: 'list.json' }, 'IM_REGION_CIDRS_FILE', /JSON object/],
+      [{ IM_REGION_CIDRS_FILE: 'bad.json' }, 'IM_REGION_CIDRS_FILE', /region "eu west"/],
+      [{ IM_REGION_CIDRS_FILE: 'eu.json', IM_REGION_CIDRS: '10.0.0.0/8=us' }, 'IM_REGION_CIDRS', /listed twice/],
+      [{ IM_TRUSTED_PROXIES: '127.0.0.1,lb.internal' }, 'IM_TRUSTED_PROXIES', /"lb.internal"/],
+      [{ IM_ROUTE_RATE: '-1' }, 'IM_ROUTE_RATE', />= 0/],
+      [{ IM_ROUTE_BURST: '0' }, 'IM_ROUTE_BURST', />= 1/],
+      [{ IM_BACKOFF_BASE: '2s', IM_BACKOFF_MAX: '1s' }, 'IM_BACKOFF_MAX', /IM_BACKOFF_BASE/],
+      [{ IM_HEARTBEAT_INTERVAL: '10ms' }, 'IM_HEARTBEAT_INTERVAL', />= 1000ms/],
+    ];
+    for (const [env, field, message] of cases) {
+      assert.throws(() => loadRouterConfig(env, [], read),
+        (err: unknown) => err instanceof ConfigError && err.field === field && message.test(err.message), `${JSON.stringify(env)} -> ${field} ${message}`);
+    }
   });
 
   it('reads env, and flags over env', () => {
@@ -49,10 +102,11 @@ describe('router main', () => {
   }
 
   it('exits 2 naming the bad setting', async () => {
-    const { out } = run({ IM_GATEWAY_TTL: 'forever' });
-    const r = await out;
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /IM_GATEWAY_TTL/);
+    for (const [name, value] of [['IM_GATEWAY_TTL', 'forever'], ['IM_REGION_CIDRS', '10.0.0.0/8=eu,300.0.0.0/8=us']]) {
+      const r = await run({ [name]: value }).out;
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, new RegExp(name));
+    }
   });
 
   it('prints where it listens as JSON and stops cleanly on SIGTERM', async () => {

@@ -1,17 +1,44 @@
 /**
- * The external route API: clients ask which gateways to connect to (best first) and how to back
- * off between attempts. Short HTTP requests on node:http; bad input gets a JSON error, never a crash.
+ * The external route API (docs/route-api.md): clients ask which gateways to connect to (best
+ * first for their region and the current load) and how to pace heartbeats and reconnects. Short
+ * HTTP requests on node:http; bad input gets a JSON error, never a crash.
  */
 import * as http from 'node:http';
-import { Code } from '../common/errors';
+import { Code, ImError } from '../common/errors';
 import { Logger } from '../common/log';
-import { loadRatio, RouteTable } from './table';
+import { CidrMap, CidrSet } from './cidr';
+import { clientIp, MAX_FORWARDED_HOPS, ProxyRules, REGION_HEADER, RegionSource, resolveRegion } from './client-origin';
+import { IpRateLimiter } from './ip-rate-limit';
+import { loadRatio, rankGateways } from './rank';
+import { RouteTable } from './table';
+
+export interface RouteRateLimit {
+  /** Route requests per second per client IP (IPv6: per /64). */
+  ratePerSec: number;
+  burst: number;
+  /** Client IPs tracked at once; the least recently seen is forgotten first. */
+  maxTrackedIps: number;
+}
 
 export interface RouteHttpOptions {
   table: RouteTable;
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /** How often clients should heartbeat on their gateway connection (the gateway's setting). */
+  heartbeatIntervalMs: number;
   logger: Logger;
+  /** Client IP -> region; empty: regions come only from the request. */
+  regions?: CidrMap<string>;
+  /** Peers whose X-Forwarded-For is believed. */
+  trustedProxies?: CidrSet;
+  /** Absent: no rate limit (e.g. a load balancer in front already limits). */
+  rateLimit?: RouteRateLimit;
+  /** See rank.ts. */
+  loadExponent?: number;
+  /** Ranking randomness, injectable so tests are deterministic. */
+  random?: () => number;
+  /** Clock for the rate limiter. */
+  now?: () => number;
   /** Longest list returned; clients only fail over down the first few. */
   maxGatewaysPerRoute?: number;
   /** Request header limit (Node answers 431 beyond it). */
@@ -37,21 +64,52 @@ export interface RouteGateway {
 }
 
 export interface RouteReply {
+  /** The region the list was ranked for; '' when unknown. */
+  region: string;
+  regionSource: RegionSource;
   gateways: RouteGateway[];
+  heartbeatIntervalMs: number;
   backoff: { baseMs: number; maxMs: number };
 }
 
 export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
-  const o = { ...ROUTE_HTTP_DEFAULTS, ...options };
-  const routes = new Map<string, () => unknown>([
-    // `?uid=` is accepted and ignored until ranking by user region exists.
-    ['/v1/route', (): RouteReply => ({
-      gateways: o.table.gateways().slice(0, o.maxGatewaysPerRoute).map((g) => ({
+  const o = { ...ROUTE_HTTP_DEFAULTS, ...definedOnly(options) };
+  const regions = o.regions ?? new CidrMap<string>();
+  const proxies: ProxyRules = {
+    trustedProxies: o.trustedProxies ?? new CidrSet(),
+    maxForwardedHops: MAX_FORWARDED_HOPS,
+  };
+  const limiter = o.rateLimit && new IpRateLimiter({ ...o.rateLimit, now: o.now });
+
+  function route(req: http.IncomingMessage, query: URLSearchParams, res: http.ServerResponse): void {
+    const ip = clientIp(req.socket.remoteAddress, header(req, 'x-forwarded-for'), proxies);
+    // Limited before anything else, so a client cannot dodge the limit with malformed requests.
+    if (limiter) {
+      const d = limiter.take(ip);
+      if (!d.allowed) {
+        res.setHeader('Retry-After', String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))));
+        return sendError(res, 429, Code.RATE_LIMITED, 'too many route requests from this address', { retryAfterMs: d.retryAfterMs });
+      }
+    }
+    const origin = resolveRegion(ip, { regionParam: query.get('region'), regionHeader: header(req, REGION_HEADER) }, regions);
+    const ranked = rankGateways(o.table.gateways(), { region: origin.region, random: o.random, loadExponent: o.loadExponent });
+    const reply: RouteReply = {
+      region: origin.region,
+      regionSource: origin.regionSource,
+      gateways: ranked.slice(0, o.maxGatewaysPerRoute).map((g) => ({
         node: g.node, addr: g.addr, region: g.region, zone: g.zone, load: loadRatio(g),
       })),
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
       backoff: { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs },
-    })],
-    ['/healthz', () => ({ ok: true })],
+    };
+    sendJson(res, 200, reply);
+  }
+
+  const routes = new Map<string, (req: http.IncomingMessage, query: URLSearchParams, res: http.ServerResponse) => void>([
+    // `?uid=` is accepted and ignored: ranking does not depend on who asks, only from where.
+    ['/v1/route', route],
+    // Not rate limited: probes from the orchestrator come from one address, often.
+    ['/healthz', (_req, _q, res) => sendJson(res, 200, { ok: true })],
   ]);
 
   const server = http.createServer({
@@ -62,6 +120,7 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
     try {
       handle(req, res);
     } catch (err) {
+      if (err instanceof ImError && err.code === Code.BAD_REQUEST) return sendError(res, 400, err.code, err.message);
       o.logger.error('route api: unexpected error', { err, url: req.url?.slice(0, 200) });
       if (!res.headersSent) sendError(res, 500, Code.INTERNAL, 'internal error');
       else res.destroy();
@@ -73,26 +132,32 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
   function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     // The route API takes no body; discard any so the connection stays usable.
     req.resume();
-    const path = pathOf(req.url);
-    if (path === undefined) return sendError(res, 400, Code.BAD_REQUEST, 'malformed request target');
-    const route = routes.get(path);
-    if (!route) return sendError(res, 404, Code.BAD_REQUEST, `no such endpoint: ${path.slice(0, 100)}`);
+    const target = splitTarget(req.url);
+    if (target === undefined) return sendError(res, 400, Code.BAD_REQUEST, 'malformed request target');
+    const handler = routes.get(target.path);
+    if (!handler) return sendError(res, 404, Code.BAD_REQUEST, `no such endpoint: ${target.path.slice(0, 100)}`);
     if (req.method !== 'GET') {
       res.setHeader('Allow', 'GET');
-      return sendError(res, 405, Code.BAD_REQUEST, `method ${req.method} not allowed on ${path}`);
+      return sendError(res, 405, Code.BAD_REQUEST, `method ${req.method} not allowed on ${target.path}`);
     }
-    sendJson(res, 200, route());
+    handler(req, new URLSearchParams(target.query), res);
   }
 
   return server;
 }
 
-/** The path of a request target, without the query. */
-function pathOf(url: string | undefined): string | undefined {
+/** Path and query of a request target. */
+function splitTarget(url: string | undefined): { path: string; query: string } | undefined {
   // Origin-form only ("/path?query"); absolute or asterisk forms are not for this API.
   if (!url || !url.startsWith('/')) return undefined;
   const q = url.indexOf('?');
-  return q < 0 ? url : url.slice(0, q);
+  return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}
+
+/** A request header as one string (Node joins repeated X-Forwarded-For with ", "). */
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
@@ -106,6 +171,10 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(data);
 }
 
-function sendError(res: http.ServerResponse, status: number, code: number, message: string): void {
-  sendJson(res, status, { error: { code, message } });
+function sendError(res: http.ServerResponse, status: number, code: number, message: string, extra: Record<string, unknown> = {}): void {
+  sendJson(res, status, { error: { code, message, ...extra } });
+}
+
+function definedOnly<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
 }

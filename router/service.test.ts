@@ -172,17 +172,24 @@ describe('RouterService + RouterClient', () => {
 
   describe('HTTP route API', () => {
     it('lists live gateways ranked by load and excludes draining ones', async () => {
-      await client.heartbeat(gw('gw-busy', { addr: '10.0.0.1:7100', connections: 90, capacity: 100 }));
+      await client.heartbeat(gw('gw-busy', { addr: '10.0.0.1:7100', connections: 99, capacity: 100 }));
       await client.heartbeat(gw('gw-idle', { addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', connections: 25, capacity: 100 }));
       await client.heartbeat(gw('gw-drain', { addr: '10.0.0.3:7100', connections: 0, draining: true }));
       const res = await request(httpPort, 'GET', '/v1/route?uid=alice');
       assert.equal(res.status, 200);
       assert.match(String(res.headers['content-type']), /^application\/json/);
-      assert.deepEqual(JSON.parse(res.body), {
+      assert.equal(res.headers['cache-control'], 'no-store');
+      const body = JSON.parse(res.body);
+      // The order is a weighted random draw (rank.test.ts, route-api.test.ts); here only the contents matter.
+      body.gateways.sort((a: { node: string }, b: { node: string }) => a.node.localeCompare(b.node));
+      assert.deepEqual(body, {
+        region: '',
+        regionSource: 'none',
         gateways: [
+          { node: 'gw-busy', addr: '10.0.0.1:7100', region: 'eu', zone: 'eu-1a', load: 0.99 },
           { node: 'gw-idle', addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', load: 0.25 },
-          { node: 'gw-busy', addr: '10.0.0.1:7100', region: 'eu', zone: 'eu-1a', load: 0.9 },
         ],
+        heartbeatIntervalMs: 30_000,
         backoff: { baseMs: 250, maxMs: 8000 },
       });
     });

@@ -5,8 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../common/config';
 import { bindServer } from '../common/grpc';
 import { Logger, silentLogger } from '../common/log';
+import { watchRouteTable } from '../common/telemetry-hooks';
+import { CidrMap, CidrSet } from './cidr';
+import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
 import { addRouterService } from './grpc-server';
-import { createRouteHttpServer } from './http';
+import { createRouteHttpServer, ROUTE_HTTP_DEFAULTS } from './http';
+import { RANK_DEFAULTS } from './rank';
 import { ROUTE_TABLE_DEFAULTS, RouteTable } from './table';
 
 export interface RouterServiceOptions {
@@ -20,6 +24,23 @@ export interface RouterServiceOptions {
   /** Reconnect backoff the route API tells clients to use. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Client heartbeat interval the route API announces (the gateways' setting, same default). */
+  clientHeartbeatIntervalMs?: number;
+  /** Client IP -> region, longest prefix wins; checked at construction (ConfigError "regionCidrs"). */
+  regionCidrs?: readonly RegionCidr[];
+  /** Proxies (CIDRs or addresses) whose X-Forwarded-For names the client; empty: never believed. */
+  trustedProxies?: readonly string[];
+  /** Route requests per second per client IP (IPv6: per /64); 0 turns the limit off. */
+  routeRatePerSec?: number;
+  routeRateBurst?: number;
+  /** Client IPs the rate limiter remembers; the least recently seen is forgotten beyond it. */
+  routeRateMaxIps?: number;
+  /** Preference for idle gateways: weight = (1 - load)^routeLoadExponent (rank.ts). */
+  routeLoadExponent?: number;
+  /** Longest gateway list a route reply carries. */
+  maxGatewaysPerRoute?: number;
+  /** Ranking randomness; injectable so tests can be deterministic. */
+  random?: () => number;
   /** How long stop() lets in-flight RPCs finish before cancelling them. */
   shutdownTimeoutMs?: number;
   logger?: Logger;
@@ -30,10 +51,21 @@ export const ROUTER_SERVICE_DEFAULTS = {
   gatewayHeartbeatIntervalMs: 3000,
   backoffBaseMs: 500,
   backoffMaxMs: 30_000,
+  clientHeartbeatIntervalMs: 30_000,
+  regionCidrs: [] as readonly RegionCidr[],
+  trustedProxies: [] as readonly string[],
+  // A client backing off asks a few times a minute; 10/s with a burst of 50 leaves room for a NAT
+  // of many clients reconnecting together after a gateway drain, and stops a tight retry loop.
+  routeRatePerSec: 10,
+  routeRateBurst: 50,
+  routeRateMaxIps: 100_000,
+  routeLoadExponent: RANK_DEFAULTS.loadExponent,
+  maxGatewaysPerRoute: ROUTE_HTTP_DEFAULTS.maxGatewaysPerRoute,
+  random: Math.random,
   shutdownTimeoutMs: 5000,
-} as const;
+};
 
-type ResolvedOptions = Required<RouterServiceOptions>;
+type ResolvedOptions = Required<RouterServiceOptions> & { regions: CidrMap<string>; proxies: CidrSet };
 
 export class RouterService {
   readonly table: RouteTable;
@@ -42,6 +74,7 @@ export class RouterService {
   private grpcServer?: grpc.Server;
   private httpServer?: http.Server;
   private sweepTimer?: NodeJS.Timeout;
+  private readonly unwatchMetrics: () => void;
   private starting?: Promise<{ grpcPort: number; httpPort: number }>;
   private stopping?: Promise<void>;
 
@@ -49,6 +82,7 @@ export class RouterService {
     this.o = resolveOptions(options);
     this.log = this.o.logger;
     this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs });
+    this.unwatchMetrics = watchRouteTable(this.table);
   }
 
   /** Binds both listeners and starts the expiry sweep. Returns the bound ports. */
@@ -66,7 +100,11 @@ export class RouterService {
       const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort);
 
       const httpServer = createRouteHttpServer({
-        table: this.table, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs, logger: this.log,
+        table: this.table, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs,
+        heartbeatIntervalMs: o.clientHeartbeatIntervalMs, logger: this.log,
+        regions: o.regions, trustedProxies: o.proxies,
+        rateLimit: o.routeRatePerSec > 0 ? { ratePerSec: o.routeRatePerSec, burst: o.routeRateBurst, maxTrackedIps: o.routeRateMaxIps } : undefined,
+        loadExponent: o.routeLoadExponent, random: o.random, maxGatewaysPerRoute: o.maxGatewaysPerRoute,
       });
       this.httpServer = httpServer;
       await new Promise<void>((res, rej) => {
@@ -106,6 +144,7 @@ export class RouterService {
   /** Closes whatever is open; safe to call more than once. */
   private async close(): Promise<void> {
     clearInterval(this.sweepTimer);
+    this.unwatchMetrics();
     const grpcServer = this.grpcServer;
     const httpServer = this.httpServer;
     this.grpcServer = undefined;
@@ -147,17 +186,32 @@ function closeHttp(server: http.Server): Promise<void> {
 }
 
 function resolveOptions(options: RouterServiceOptions): ResolvedOptions {
-  const o: ResolvedOptions = { ...ROUTER_SERVICE_DEFAULTS, logger: silentLogger, ...stripUndefined(options) } as ResolvedOptions;
+  const o = { ...ROUTER_SERVICE_DEFAULTS, logger: silentLogger, ...stripUndefined(options) } as Required<RouterServiceOptions>;
   port('grpcPort', o.grpcPort);
   port('httpPort', o.httpPort);
-  for (const f of ['gatewayTtlMs', 'gatewayHeartbeatIntervalMs', 'backoffBaseMs', 'backoffMaxMs', 'shutdownTimeoutMs'] as const) {
+  for (const f of ['gatewayTtlMs', 'gatewayHeartbeatIntervalMs', 'backoffBaseMs', 'backoffMaxMs', 'clientHeartbeatIntervalMs',
+    'routeRateBurst', 'routeRateMaxIps', 'maxGatewaysPerRoute', 'shutdownTimeoutMs'] as const) {
     if (!Number.isInteger(o[f]) || o[f] <= 0) throw new ConfigError(f, `must be a positive integer, got ${o[f]}`);
+  }
+  if (!Number.isFinite(o.routeRatePerSec) || o.routeRatePerSec < 0) {
+    throw new ConfigError('routeRatePerSec', `must be a number >= 0 (0 = no limit), got ${o.routeRatePerSec}`);
+  }
+  if (!Number.isFinite(o.routeLoadExponent) || o.routeLoadExponent < 0) {
+    throw new ConfigError('routeLoadExponent', `must be a number >= 0, got ${o.routeLoadExponent}`);
   }
   if (o.gatewayTtlMs <= o.gatewayHeartbeatIntervalMs) {
     throw new ConfigError('gatewayTtlMs', `must exceed gatewayHeartbeatIntervalMs (${o.gatewayHeartbeatIntervalMs}ms), got ${o.gatewayTtlMs}ms`);
   }
   if (o.backoffMaxMs < o.backoffBaseMs) throw new ConfigError('backoffMaxMs', `must be >= backoffBaseMs (${o.backoffBaseMs})`);
-  return o;
+  return { ...o, regions: built('regionCidrs', () => buildRegionMap(o.regionCidrs)), proxies: built('trustedProxies', () => buildProxySet(o.trustedProxies)) };
+}
+
+function built<T>(field: string, build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    throw new ConfigError(field, (err as Error).message);
+  }
 }
 
 function port(field: string, v: number): void {

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { BadRequestError, Code, ImError } from '../common/errors';
 import type { GatewayStatus, SessionRef } from './api';
-import { loadRatio, rankGateways, RouteTable } from './table';
+import { RouteTable } from './table';
 
 function sess(uid: string, node: string, connId: string, deviceId = 'd'): SessionRef {
   return { uid, deviceId, node, connId };
@@ -129,6 +129,7 @@ describe('RouteTable', () => {
       assert.deepEqual(table.expire(), []); // gw1 is exactly at the TTL: still alive
       clock += 1;
       assert.deepEqual(table.gateways().map((g) => g.node), ['gw2']); // hidden even before the sweep
+      assert.deepEqual(keys(table.lookup(['alice', 'bob'])), ['alice@gw2/c2/d']); // its sessions too
       assert.deepEqual(table.expire(), ['gw1']);
       assert.deepEqual(keys(table.lookup(['alice', 'bob'])), ['alice@gw2/c2/d']);
       assert.equal(table.heartbeat(gw('gw1')).known, false);
@@ -150,23 +151,11 @@ describe('RouteTable', () => {
       assert.deepEqual(table.gateways().map((g) => g.node), ['gw1', 'gw2']);
     });
 
-    it('ranks by load ratio, capacity 0 as full, ties by node id', () => {
-      table.heartbeat(gw('gw-c', { connections: 50, capacity: 100 }));
-      table.heartbeat(gw('gw-b', { connections: 10, capacity: 100 }));
-      table.heartbeat(gw('gw-a', { connections: 1, capacity: 10 }));
-      table.heartbeat(gw('gw-z', { connections: 0, capacity: 0 }));
-      table.heartbeat(gw('gw-y', { connections: 150, capacity: 100 }));
-      table.heartbeat(gw('gw-d', { connections: 100, capacity: 1000 }));
-      assert.deepEqual(table.gateways().map((g) => g.node), ['gw-a', 'gw-b', 'gw-d', 'gw-c', 'gw-y', 'gw-z']);
-      assert.equal(loadRatio({ connections: 0, capacity: 0 }), 1);
-      assert.equal(loadRatio({ connections: 150, capacity: 100 }), 1);
-      assert.equal(loadRatio({ connections: 25, capacity: 100 }), 0.25);
-    });
-
-    it('rankGateways does not reorder its input', () => {
-      const input = [gw('b', { connections: 9 }), gw('a', { connections: 1 })];
-      assert.deepEqual(rankGateways(input).map((g) => g.node), ['a', 'b']);
-      assert.deepEqual(input.map((g) => g.node), ['b', 'a']);
+    it('lists live gateways in node order with their last heartbeat time', () => {
+      table.heartbeat(gw('gw-c', { connections: 50 }));
+      clock += 5;
+      table.heartbeat(gw('gw-a', { connections: 90 }));
+      assert.deepEqual(table.gateways().map((g) => [g.node, g.connections, g.lastSeenMs]), [['gw-a', 90, 1_000_005], ['gw-c', 50, 1_000_000]]);
     });
 
     it('rejects a heartbeat without a node or with a bad address', () => {

@@ -99,15 +99,18 @@ export class RouteTable {
     for (const s of clean) this.put(s);
   }
 
-  /** Sessions of every uid given; uids with none are absent. Duplicate uids are answered once. */
+  /** Sessions of every uid given, on live nodes; uids with none are absent. Duplicate uids are answered once. */
   lookup(uids: readonly string[]): SessionRef[] {
     if (uids.length > this.maxUidsPerLookup) {
       throw new BadRequestError(`lookup of ${uids.length} uids exceeds the limit of ${this.maxUidsPerLookup}`);
     }
     const out: SessionRef[] = [];
+    // Like gateways(): a node past its TTL is dead even before the next expiry sweep removes it.
+    const cutoff = this.now() - this.gatewayTtlMs;
     for (const uid of new Set(uids)) {
       const held = this.byUid.get(uid);
-      if (held) for (const s of held.values()) out.push({ ...s });
+      if (!held) continue;
+      for (const s of held.values()) if (this.nodes.get(s.node)!.lastSeenMs >= cutoff) out.push({ ...s });
     }
     return out;
   }
@@ -136,7 +139,7 @@ export class RouteTable {
     return dropped;
   }
 
-  /** Live, non-draining gateways, best first (see rankGateways). */
+  /** Live, non-draining gateways in node id order; the route API ranks them per client (rank.ts). */
   gateways(): GatewayView[] {
     const cutoff = this.now() - this.gatewayTtlMs;
     const live: GatewayView[] = [];
@@ -145,7 +148,7 @@ export class RouteTable {
       if (!state.status || state.status.draining || state.lastSeenMs < cutoff) continue;
       live.push({ ...state.status, lastSeenMs: state.lastSeenMs });
     }
-    return rankGateways(live);
+    return live.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   }
 
   stats(): TableStats {
@@ -193,20 +196,6 @@ export class RouteTable {
     // A node known only through binds (no heartbeat yet) disappears with its last session.
     if (dropEmptyNode && !state.status && state.sessions.size === 0) this.nodes.delete(node);
   }
-}
-
-/**
- * Orders gateways for the route API: least loaded first (connections / capacity; capacity 0 counts
- * as full), ties by node id so the order is stable. Kept apart so ranking by region can replace it.
- */
-export function rankGateways<G extends GatewayStatus>(gateways: readonly G[]): G[] {
-  return [...gateways].sort((a, b) => loadRatio(a) - loadRatio(b) || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
-}
-
-/** Load in [0, 1]: 1 when full, over capacity, or capacity unknown (0). */
-export function loadRatio(g: Pick<GatewayStatus, 'connections' | 'capacity'>): number {
-  if (!(g.capacity > 0)) return 1;
-  return Math.min(1, Math.max(0, g.connections / g.capacity));
 }
 
 function sessionKey(node: string, connId: string): string {

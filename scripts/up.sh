@@ -6,6 +6,9 @@
 #   logic-1   127.0.0.1:7190          logic-2   127.0.0.1:7191
 #   gw-1      127.0.0.1:7100          gw-2      127.0.0.1:7101   (both talk to both logic)
 #
+# Each also serves /healthz, /readyz and /metrics on its admin port (IM_ADMIN_ADDR): router 7280,
+# logic 7290/7291, gateways 7200/7201.
+#
 # Logs and pid files go to .run/procs/; only what this script started is recorded there, and
 # scripts/down.sh (`make down`) stops exactly that. `scripts/up.sh --infra-only` (`make infra-up`)
 # starts NATS and Cassandra alone.
@@ -13,7 +16,9 @@
 #   IM_STORE=sqlite         run logic on SQLite (.run/data) instead of Cassandra; skips Cassandra
 #   UP_START_TIMEOUT_S      how long each service may take to print its listening line (default 60)
 #   NATS_PORT / CQL_PORT    as for scripts/nats-start.sh / cassandra/start.sh (default 4222 / 9042)
-#   Other IM_* settings in the environment (IM_LOG_LEVEL, ...) reach every service.
+#   OTEL_TRACES_EXPORTER    default none here (no collector runs locally); set otlp and
+#                           OTEL_EXPORTER_OTLP_ENDPOINT to trace
+#   Other IM_* and OTEL_* settings in the environment (IM_LOG_LEVEL, ...) reach every service.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +41,10 @@ router_grpc=127.0.0.1:7181
 router_http=127.0.0.1:7180
 logic_addrs=(127.0.0.1:7190 127.0.0.1:7191)
 gw_addrs=(127.0.0.1:7100 127.0.0.1:7101)
+export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
+router_admin=127.0.0.1:7280
+logic_admins=(127.0.0.1:7290 127.0.0.1:7291)
+gw_admins=(127.0.0.1:7200 127.0.0.1:7201)
 
 mkdir -p "$procs"
 accepts() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
@@ -180,16 +189,17 @@ start_service() {
   echo "up: $name listening on $addr (pid $pid)"
 }
 
-start_service router "$router_grpc" "IM_ROUTER_GRPC_ADDR=$router_grpc" "IM_ROUTER_HTTP_ADDR=$router_http"
+start_service router "$router_grpc" "IM_ROUTER_GRPC_ADDR=$router_grpc" "IM_ROUTER_HTTP_ADDR=$router_http" "IM_ADMIN_ADDR=$router_admin"
 accepts "$router_http" || fail "router: route API $router_http does not accept connections"
 # One after the other: the first logic creates the Cassandra schema, the second finds it there.
 for i in "${!logic_addrs[@]}"; do
-  start_service "logic-$((i + 1))" "${logic_addrs[$i]}" "${common_env[@]}" "${store_env[@]}" "IM_LOGIC_ADDR=${logic_addrs[$i]}"
+  start_service "logic-$((i + 1))" "${logic_addrs[$i]}" "${common_env[@]}" "${store_env[@]}" "IM_LOGIC_ADDR=${logic_addrs[$i]}" \
+    "IM_ADMIN_ADDR=${logic_admins[$i]}"
 done
 logic_list="$(IFS=,; echo "${logic_addrs[*]}")"
 for i in "${!gw_addrs[@]}"; do
   start_service "gw-$((i + 1))" "${gw_addrs[$i]}" "${common_env[@]}" "IM_NODE_ID=gw-$((i + 1))" \
-    "IM_GATEWAY_ADDR=${gw_addrs[$i]}" "IM_LOGIC_ADDRS=$logic_list" "IM_AUTH_SECRET=$secret"
+    "IM_GATEWAY_ADDR=${gw_addrs[$i]}" "IM_LOGIC_ADDRS=$logic_list" "IM_AUTH_SECRET=$secret" "IM_ADMIN_ADDR=${gw_admins[$i]}"
 done
 
 cat <<EOF
@@ -199,6 +209,7 @@ up: all services running (logs and pids in .run/procs/; stop with 'make down')
   router gRPC  $router_grpc
   logic        ${logic_addrs[*]}   (store: $store)
   gateways     gw-1 ${gw_addrs[0]}, gw-2 ${gw_addrs[1]}
+  admin        /healthz /readyz /metrics on router $router_admin, logic ${logic_admins[*]}, gateways ${gw_admins[*]}
   NATS         $nats_url   ($nats_note)
   Cassandra    127.0.0.1:$cql_port   ($cassandra_note)
   auth secret  .run/auth.secret; $cli_note

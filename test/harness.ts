@@ -178,6 +178,22 @@ export class RawClient {
     }
   }
 
+  /** Resolves once n received frames match pred. */
+  async waitForCount(pred: (f: Frame) => boolean, n: number, timeoutMs = 5000): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const got = this.frames.filter(pred);
+      if (got.length >= n) return got;
+      if (this.closed) throw new Error(`connection closed with ${got.length} of ${n} frames`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out with ${got.length} of ${n} frames`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+  }
+
   async waitClosed(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed) {

@@ -1,0 +1,59 @@
+# One image for every service (Node 20). The entrypoint is node itself — no shell, no dispatcher —
+# and the argument picks the service's main:
+#
+#   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process
+#   docker run IMAGE dist/gateway/main.js                          # or dist/router/main.js, dist/logic/main.js
+#   docker run IMAGE dist/client/cli.js migrate                     # the im CLI
+#
+# Settings come from the environment (README.md, k8s/README.md). The Helm chart in k8s/im passes
+# the main as `args` and everything else as environment.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- build: compile TypeScript, then keep production dependencies only ----
+FROM ${NODE_IMAGE} AS build
+# better-sqlite3 is a native addon: node-gyp builds it from source (python3, make, g++) when no
+# prebuilt binary matches this platform.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: the root package's "prepare" script builds, and the sources are not copied
+# yet. better-sqlite3 is the one dependency whose install script matters (protobufjs' only
+# prints a version warning); `npm rebuild` runs it.
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && npm rebuild better-sqlite3
+COPY . .
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && rm -rf dist/test dist/bench dist/k8s \
+ && find dist \( -name '*.test.js' -o -name '*.test.js.map' \) -delete
+
+# ---- runtime ----
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production \
+    IM_GATEWAY_ADDR=0.0.0.0:7100 \
+    IM_ROUTER_HTTP_ADDR=0.0.0.0:7180 \
+    IM_LOGIC_ADDR=0.0.0.0:7190 \
+    IM_ADMIN_ADDR=0.0.0.0:9100 \
+    IM_DATA_DIR=/data
+# IM_ROUTER_GRPC_ADDR is not set here: it is the router's listen address but the address gateways
+# and logic dial, so it is given per container (the chart does; the router alone in Docker needs
+# -e IM_ROUTER_GRPC_ADDR=0.0.0.0:7181).
+WORKDIR /app
+# Code and dependencies stay owned by root: the service user can read them, not change them.
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+# The .proto files are loaded at run time (dist/../proto).
+COPY --from=build /src/proto/client.proto ./proto/client.proto
+COPY --from=build /src/proto/internal ./proto/internal
+# Only embedded mode writes anything (SQLite and the token key, under IM_DATA_DIR): mount a volume.
+RUN mkdir -p /data && chown 1000:1000 /data
+# Numeric, so Kubernetes' runAsNonRoot can verify it (the image's "node" user is 1000).
+USER 1000:1000
+EXPOSE 7100 7180 7181 7190 9100
+# The services handle SIGTERM/SIGINT themselves (drain, then exit), so node can be PID 1.
+ENTRYPOINT ["node"]
+CMD ["dist/embedded/main.js"]

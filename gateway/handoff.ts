@@ -1,0 +1,132 @@
+/**
+ * Hot upgrade, old worker's side: moving every connection to the next worker without closing it.
+ *
+ * Per connection: stop reading (what the client sends next waits in the kernel), let its logic
+ * calls answer and every reply and push reach the kernel, then take its state (including the
+ * bytes of a half-received frame) and pass state and socket on. Nothing is owed to the client by
+ * this process once the socket leaves, so no reply is lost and nothing is written twice.
+ *
+ * Bounded per connection: `maxMs` after it was paused, a connection whose socket still holds
+ * unwritten bytes (the client is not reading) is disconnected as a slow consumer — bytes left
+ * behind here would corrupt the stream there; one whose logic call never answered moves anyway
+ * (that reply is lost; the client's request times out and is retried, and sends are idempotent).
+ */
+import type * as net from 'node:net';
+import type { Bus } from '../common/bus';
+import { DisconnectCode } from '../common/errors';
+import type { Logger } from '../common/log';
+import type { Connection } from './connection';
+import type { AdoptMsg } from './handoff-protocol';
+import type { OverlapRecord } from './handoff-overlap';
+
+/** Passes one connection on; resolves once the message and handle are on the channel, rejects if they cannot be. */
+export type HandOffSink = (msg: AdoptMsg, socket: net.Socket) => Promise<void>;
+
+export interface HandOffOptions {
+  conns: Iterable<Connection>;
+  /** Resolves once every bus message sent to this process before the call has been applied. */
+  flushBus: () => Promise<void>;
+  record: OverlapRecord | undefined;
+  /** Forget a connection that left (no router unbind: it lives on, same node and connId). */
+  release: (conn: Connection) => void;
+  sink: HandOffSink;
+  /** Per connection: how long it may wait, paused, for its replies and writes. */
+  maxMs: number;
+  logger: Logger;
+}
+
+export interface HandOffResult {
+  handedOver: number;
+  dropped: number;
+  tookMs: number;
+}
+
+/** How often paused connections are looked at again. */
+const RECHECK_MS = 5;
+/**
+ * Connections paused but not yet on the channel, at most. Sockets cross the IPC channel one at a
+ * time (each waits for the receiver's acknowledgement), so pausing everyone up front would keep
+ * the last connection waiting for the whole hand-off; this way each one waits about its own
+ * move, and the rest are served here meanwhile.
+ */
+const WINDOW = 64;
+
+export async function handOffConnections(o: HandOffOptions): Promise<HandOffResult> {
+  const startedMs = Date.now();
+  const live = (c: Connection) => c.state === 'awaiting-auth' || c.state === 'open';
+  const queue = [...o.conns].filter(live); // already closing ones finish closing here
+  // Items published before the successor subscribed reach this process only: apply them all
+  // while every socket is still here.
+  if (!(await withTimeout(o.flushBus(), o.maxMs))) {
+    o.logger.warn('hand-off: bus flush did not finish in time; a push may be missed until the client syncs');
+  }
+
+  let handedOver = 0;
+  let dropped = 0;
+  const sending = new Set<Promise<void>>();
+  const move = (c: Connection) => {
+    const msg: AdoptMsg = { t: 'adopt', conn: c.detach(), seen: o.record?.seen(c.uid) ?? [] };
+    o.release(c);
+    const p = o.sink(msg, c.socket).then(
+      () => { handedOver++; },
+      (err: unknown) => {
+        dropped++;
+        o.logger.warn('hand-off: could not pass a connection on; it is closed', { connId: msg.conn.connId, err });
+        c.socket.destroy();
+      },
+    ).finally(() => sending.delete(p));
+    sending.add(p);
+  };
+  const paused = new Map<Connection, number>(); // -> when it was paused
+  let next = 0;
+  for (;;) {
+    while (paused.size + sending.size < WINDOW && next < queue.length) {
+      const c = queue[next++];
+      if (!live(c)) continue;
+      c.pauseForHandOff();
+      paused.set(c, Date.now());
+    }
+    const now = Date.now();
+    for (const [c, sinceMs] of paused) {
+      if (!live(c)) {
+        paused.delete(c); // closed meanwhile (kick, timeout)
+      } else if (c.settled) {
+        paused.delete(c);
+        move(c);
+      } else if (now - sinceMs >= o.maxMs) {
+        paused.delete(c);
+        if (c.writesDrained) {
+          move(c);
+        } else {
+          dropped++;
+          c.disconnect(DisconnectCode.SLOW_CONSUMER, 'client is not reading');
+        }
+      }
+    }
+    if (next >= queue.length && paused.size === 0) break;
+    await sleep(RECHECK_MS);
+  }
+  await Promise.all([...sending]);
+  return { handedOver, dropped, tookMs: Date.now() - startedMs };
+}
+
+/**
+ * Resolves once the bus has delivered everything its server sent before the call (NatsBus.flush:
+ * a PING/PONG round trip; messages before the PONG were handed to their subscribers first). The
+ * in-process bus delivers within a microtask, so there is nothing to wait for.
+ */
+export function flushBus(bus: Bus): Promise<void> {
+  const flush = (bus as Partial<{ flush: () => Promise<void> }>).flush;
+  return typeof flush === 'function' ? flush.call(bus) : Promise.resolve();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
+  });
+}

@@ -1,0 +1,392 @@
+/**
+ * Hot upgrade of a gateway, as an operator runs it: a real supervisor process
+ * (dist/gateway/supervisor-main.js) replaces its worker process twice — once through the control
+ * port, once through SIGHUP — while SDK clients and a raw client exchange messages without pause.
+ * Router and logic (over SQLite) run in this process; the bus is a private nats-server, since the
+ * workers are separate processes.
+ */
+import * as assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NatsBus } from '../common/bus-nats';
+import { signToken } from '../common/jwt';
+import { ImClient } from '../client/sdk';
+import { OpRegistry, registerClientOps } from '../logic/ops';
+import { LogicServer } from '../logic/server';
+import { LogicService } from '../logic/service';
+import { LENGTH_BYTES } from '../proto/codec';
+import { decode, encode, Frame, frameBytes, Op, textContent } from '../proto/wire';
+import { RouterClient } from '../router/client';
+import { RouterService } from '../router/service';
+import { SqliteStore } from '../storage/sqlite';
+import { RawClient } from '../test/harness';
+import { freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
+import type { StatusReplyMsg } from './handoff-protocol';
+import type { SupervisorStatus, UpgradeResult } from './supervisor';
+
+const HOST = '127.0.0.1';
+const SUPERVISOR = path.join(__dirname, 'supervisor-main.js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const IDLE_CONNECTIONS = 200;
+
+interface Supervisor {
+  child: ChildProcess;
+  info: Record<string, unknown>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output: () => string;
+}
+
+async function startSupervisor(env: Record<string, string>): Promise<Supervisor> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
+  const child = spawn(process.execPath, [SUPERVISOR], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let buf = '';
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-20_000); };
+  child.stderr!.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      keep(d);
+      buf += d.toString();
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const rec = JSON.parse(line) as Record<string, unknown>;
+          if (rec.msg === 'gateway-supervisor listening') resolve(rec);
+        } catch { /* not a JSON line */ }
+      }
+    });
+    void exited.then((e) => reject(new Error(`supervisor exited early (${e.code ?? e.signal}): ${out}`)));
+    setTimeout(() => reject(new Error(`supervisor not listening within 30 s: ${out}`)), 30_000);
+  });
+  return { child, info, exited, output: () => out };
+}
+
+async function getJson<T>(url: string, method = 'GET'): Promise<T> {
+  const res = await fetch(url, { method });
+  const body = await res.json() as T;
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function eventually(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The SDK's socket (a private field): the test checks the TCP connection itself never changed. */
+function localPort(c: ImClient): number {
+  const conn = (c as unknown as { conn?: { socket?: net.Socket } }).conn;
+  return conn?.socket?.localPort ?? -1;
+}
+
+describe('gateway hot upgrade (supervisor process, two successive workers)', function () {
+  this.timeout(120_000);
+  const stops: Array<() => unknown> = [];
+  let nats: ChildProcess | undefined;
+  let routerHttp: string;
+  let sup: Supervisor;
+  let control: string;
+  let baseEnv: Record<string, string>;
+  let tmp: string;
+  const ns = randomBytes(3).toString('hex');
+  const uid = (n: string) => `${n}_${ns}`;
+  const secret = `hotswap-secret-${ns}`;
+
+  before(async function () {
+    await needs(this, 'nats');
+    const natsPort = await freePort();
+    nats = await startNatsServer(natsPort);
+    stops.push(() => nats && stopNatsServer(nats));
+    const natsUrl = `nats://${HOST}:${natsPort}`;
+
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'im-hotswap-'));
+    stops.push(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    const store = SqliteStore.open({ path: path.join(tmp, 'im.db') });
+    stops.push(() => store.close());
+    const router = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
+    const ports = await router.start();
+    stops.push(() => router.stop());
+    routerHttp = `http://${HOST}:${ports.httpPort}`;
+    const routerAddr = `${HOST}:${ports.grpcPort}`;
+    const bus = await NatsBus.connect({ servers: natsUrl, name: 'hotswap-logic' });
+    stops.push(() => bus.close());
+    const logicRouter = new RouterClient({ address: routerAddr });
+    stops.push(() => logicRouter.close());
+    const service = new LogicService({ store, bus, router: logicRouter });
+    stops.push(() => service.close());
+    const registry = new OpRegistry();
+    registerClientOps(registry, service);
+    const logic = new LogicServer({ registry, host: HOST, port: 0 });
+    const logicAddr = `${HOST}:${await logic.start()}`;
+    stops.push(() => logic.stop());
+
+    baseEnv = {
+      IM_AUTH_SECRET: secret, IM_GATEWAY_ADDR: `${HOST}:0`, IM_SUPERVISOR_ADDR: `${HOST}:0`,
+      IM_NATS_URL: natsUrl, IM_LOGIC_ADDRS: logicAddr, IM_ROUTER_GRPC_ADDR: routerAddr, IM_LOG_LEVEL: 'warn',
+      // The senders below go as fast as replies come back.
+      IM_RATE_LIMIT: '2000', IM_RATE_BURST: '4000',
+    };
+  });
+
+  /** A supervisor for node `node`, listed by the route API before this resolves. */
+  async function startNode(node: string, env: Record<string, string> = {}): Promise<Supervisor> {
+    const s = await startSupervisor({ ...baseEnv, IM_NODE_ID: node, ...env });
+    stops.push(async () => {
+      if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+      await s.exited;
+    });
+    await eventually('the node in the route list', async () => {
+      const r = await getJson<{ gateways: Array<{ addr: string }> }>(`${routerHttp}/v1/route`);
+      return r.gateways.some((g) => g.addr === s.info.addr);
+    });
+    return s;
+  }
+
+  after(async () => {
+    for (const stop of stops.splice(0).reverse()) {
+      try { await stop(); } catch { /* keep tearing down */ }
+    }
+  });
+
+  it('moves live connections, a half-sent frame and in-flight requests to the new worker: no disconnect, nothing lost or duplicated', async () => {
+    sup = await startNode(`gw-hot-${ns}`);
+    control = `http://${String(sup.info.control)}`;
+    const [alice, bob, dave] = [uid('alice'), uid('bob'), uid('dave')];
+    const disconnects: string[] = [];
+    const received = new Map<string, Map<string, number>>(); // uid -> msgId -> times delivered to the app
+    const sdk = (who: string) => {
+      // One attempt per send: a request lost in the move fails the test instead of being retried.
+      const c = new ImClient({ routerUrl: routerHttp, token: signToken(secret, who, 3600), deviceId: 'd1', sendMaxAttempts: 1 });
+      received.set(who, new Map());
+      c.on('message', (m) => { const seen = received.get(who)!; seen.set(m.msgId, (seen.get(m.msgId) ?? 0) + 1); });
+      c.on('disconnected', (e) => disconnects.push(`${who}: ${e.code} ${e.reason}`));
+      c.on('error', () => undefined);
+      stops.push(() => c.close());
+      return c;
+    };
+    const a = sdk(alice);
+    const b = sdk(bob);
+    const okA = await a.connect();
+    const okB = await b.connect();
+    const ports = { a: localPort(a), b: localPort(b) };
+    assert.ok(ports.a > 0 && ports.b > 0);
+
+    const [gwHost, gwPort] = String(sup.info.addr).split(':');
+    // Idle connections ahead of the raw client: it is detached early and adopted only after them,
+    // so pushes published meanwhile reach the new worker before the connection does.
+    const idle: RawClient[] = [];
+    for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+      const c = await RawClient.connect(gwHost, Number(gwPort));
+      stops.push(() => c.destroy());
+      const r = await c.request(Op.AUTH, 'Auth', { token: signToken(secret, uid('idle'), 3600), deviceId: `idle-${i}`, lastSeq: 0 });
+      assert.equal(r.error, null);
+      idle.push(c);
+    }
+    const raw = await RawClient.connect(gwHost, Number(gwPort));
+    stops.push(() => raw.destroy());
+    const authReply = await raw.request(Op.AUTH, 'Auth', { token: signToken(secret, dave, 3600), deviceId: 'raw', lastSeq: 0 });
+    const okD = decode('AuthOk', authReply.body);
+    const rawPort = raw.socket.localPort!;
+    const pingRaw = await RawClient.connect(gwHost, Number(gwPort));
+    stops.push(() => pingRaw.destroy());
+    assert.equal((await pingRaw.request(Op.AUTH, 'Auth', { token: signToken(secret, uid('erin'), 3600), deviceId: 'raw', lastSeq: 0 })).error, null);
+
+    // Continuous traffic: every acknowledged message is remembered with its recipients.
+    const acked: Array<{ msgId: string; from: string; to: string }> = [];
+    let running = true;
+    const sender = (c: ImClient, from: string, to: string) => (async () => {
+      for (let i = 0; running; i++) {
+        const r = await c.send(to, `${from}->${to} #${i}`);
+        acked.push({ msgId: r.msgId, from, to });
+      }
+    })();
+    // Another raw client pings without pause: each ping must be answered, whichever worker reads it.
+    let pings = 0;
+    const pinger = (async () => {
+      while (running) {
+        const r = await pingRaw.request(Op.PING, 'Ping', { clientTimeMs: Date.now() }, 15_000);
+        assert.equal(r.error, null);
+        pings++;
+      }
+    })();
+    const loops = [sender(a, alice, bob), sender(b, bob, alice), sender(a, alice, dave), pinger];
+    const ackedCount = () => acked.length;
+    await eventually('traffic before the upgrade', () => ackedCount() >= 30);
+
+    // A frame cut in the middle: its first bytes reach worker 1, the rest will reach worker 2.
+    const half = frameBytes({
+      op: Op.SEND, requestId: 9001, body: encode('SendReq', { to: alice, clientMsgId: `half-${ns}`, ...textContent('sent across the upgrade') }),
+    });
+    const cut = 9;
+    const held = cut - LENGTH_BYTES; // the decoder has read the length prefix
+    raw.write(half.subarray(0, cut));
+    const conns = async () => (await getJson<{ workers: StatusReplyMsg[] }>(`${control}/connections`)).workers;
+    const where = async (connId: string) => {
+      for (const w of await conns()) {
+        const c = w.list.find((x) => x.connId === connId);
+        if (c) return { pid: w.pid, ...c };
+      }
+      return undefined;
+    };
+    await eventually('the half frame held by worker 1', async () => (await where(okD.connId))?.pendingBytes === held);
+    const w1 = Number(sup.info.workerPid);
+    assert.equal((await where(okD.connId))?.pid, w1);
+
+    // Upgrade 1, through the control port, while all of the above is in flight.
+    const before1 = ackedCount();
+    const up1 = await getJson<UpgradeResult>(`${control}/upgrade`, 'POST');
+    assert.equal(up1.from.pid, w1);
+    const w2 = up1.to.pid;
+    assert.notEqual(w2, w1);
+    assert.equal(up1.dropped, 0, 'no connection closed by the hand-off');
+    assert.ok(up1.handedOver >= 4 + IDLE_CONNECTIONS, `handed over ${up1.handedOver}`);
+    assert.equal(up1.adopted, up1.handedOver);
+    await eventually('worker 1 gone', () => !alive(w1));
+
+    for (const [connId, port] of [[okA.connId, ports.a], [okB.connId, ports.b], [okD.connId, rawPort]] as const) {
+      const c = await where(connId);
+      assert.equal(c?.pid, w2, `${connId} served by the new worker`);
+      assert.equal(c?.remotePort, port, 'the same TCP connection');
+    }
+    assert.equal((await where(okD.connId))?.pendingBytes, held, 'the half frame moved with its connection');
+    await eventually('traffic after upgrade 1', () => ackedCount() >= before1 + 30);
+
+    // The rest of the half frame goes to worker 2, which completes it and answers.
+    raw.write(half.subarray(cut));
+    const halfReply = await raw.waitFor((f) => f.requestId === 9001, 10_000);
+    assert.equal(halfReply.error, null);
+    const halfSent = decode('SendResp', halfReply.body);
+    acked.push({ msgId: halfSent.msgId, from: dave, to: alice });
+
+    // Upgrade 2, through SIGHUP.
+    const before2 = ackedCount();
+    sup.child.kill('SIGHUP');
+    let w3 = 0;
+    await eventually('upgrade 2 done', async () => {
+      const s = await getJson<SupervisorStatus>(`${control}/status`);
+      w3 = s.current?.pid ?? 0;
+      return s.upgrades === 2 && !s.upgrading;
+    }, 60_000);
+    assert.ok(w3 !== w2 && w3 !== w1);
+    await eventually('worker 2 gone', () => !alive(w2));
+    for (const connId of [okA.connId, okB.connId, okD.connId]) assert.equal((await where(connId))?.pid, w3);
+    await eventually('traffic after upgrade 2', () => ackedCount() >= before2 + 30);
+
+    running = false;
+    await Promise.all(loops);
+
+    // Every acknowledged message reaches the app of each of its recipients (sender included) once.
+    const rawPushes = () => raw.frames.filter((f: Frame) => f.op === Op.PUSH).map((f) => decode('Message', f.body));
+    const expected = (who: string) => acked.filter((m) => m.from === who || m.to === who);
+    await eventually('every message delivered', () =>
+      [alice, bob].every((u) => expected(u).every((m) => received.get(u)!.has(m.msgId)))
+      && expected(dave).every((m) => rawPushes().some((p) => p.msgId === m.msgId)));
+    for (const u of [alice, bob]) {
+      const twice = [...received.get(u)!].filter(([, n]) => n !== 1);
+      assert.deepEqual(twice, [], `${u} got a message more than once`);
+    }
+    const counts = new Map<string, number>();
+    for (const p of rawPushes()) counts.set(p.msgId, (counts.get(p.msgId) ?? 0) + 1);
+    assert.deepEqual([...counts].filter(([, n]) => n !== 1), [], 'a push frame written twice on the wire');
+    assert.equal(counts.size, expected(dave).length, 'no push the raw client was not owed');
+
+    // The same connections throughout.
+    assert.deepEqual(disconnects, []);
+    assert.equal(localPort(a), ports.a);
+    assert.equal(localPort(b), ports.b);
+    assert.equal(a.session?.connId, okA.connId);
+    assert.equal(b.session?.connId, okB.connId);
+    assert.equal(raw.closed, false);
+    assert.equal(idle.filter((c) => c.closed).length, 0, 'idle connections closed');
+    assert.ok(acked.length > 90, `${acked.length} messages acknowledged`);
+    assert.ok(pings > 0);
+    assert.equal(pingRaw.closed, false);
+
+    await a.close();
+    await b.close();
+    raw.destroy();
+    pingRaw.destroy();
+    for (const c of idle) c.destroy();
+  });
+
+  it('stops on SIGTERM: the worker drains and the supervisor exits 0', async () => {
+    const pid = (await getJson<SupervisorStatus>(`${control}/status`)).current!.pid;
+    sup.child.kill('SIGTERM');
+    const e = await sup.exited;
+    assert.equal(e.code, 0, sup.output());
+    await eventually('the worker gone', () => !alive(pid));
+  });
+
+  it('forks the code on disk at each upgrade; a worker that cannot start or dies never takes the node down', async () => {
+    // The worker script is a file the test rewrites between upgrades, as a deploy replaces dist/.
+    const script = path.join(tmp, 'worker.js');
+    const release = (body: string) => fs.writeFileSync(script, body);
+    const real = JSON.stringify(path.join(__dirname, 'worker-main.js'));
+    release(`require(${real});\n`);
+    const s = await startNode(`gw-hot2-${ns}`, { IM_GATEWAY_WORKER_SCRIPT: script, IM_WORKER_READY_TIMEOUT: '10s' });
+    const ctl = `http://${String(s.info.control)}`;
+    const status = () => getJson<SupervisorStatus>(`${ctl}/status`);
+    const w1 = (await status()).current!.pid;
+    const carol = uid('carol');
+    const disconnects: number[] = [];
+    const c = new ImClient({ routerUrl: routerHttp, token: signToken(secret, carol, 3600), deviceId: 'd1', sendMaxAttempts: 1 });
+    stops.push(() => c.close());
+    c.on('disconnected', (e) => disconnects.push(e.code));
+    c.on('error', () => undefined);
+    await c.connect();
+
+    // A release that cannot start: the upgrade fails, the old worker keeps every client.
+    release('process.exit(3);\n');
+    const failed = await fetch(`${ctl}/upgrade`, { method: 'POST' });
+    assert.equal(failed.status, 500);
+    assert.match(((await failed.json()) as { error: string }).error, /not ready/);
+    assert.equal((await status()).current?.pid, w1);
+    await c.send(carol, 'still here');
+    assert.deepEqual(disconnects, []);
+
+    // The next release starts; a second upgrade asked for meanwhile is refused, not queued.
+    const marker = path.join(tmp, 'ran-v2-');
+    release(`require('fs').writeFileSync(${JSON.stringify(marker)} + process.pid, '');\nrequire(${real});\n`);
+    const [r1, r2] = await Promise.all([fetch(`${ctl}/upgrade`, { method: 'POST' }), fetch(`${ctl}/upgrade`, { method: 'POST' })]);
+    assert.deepEqual([r1.status, r2.status].sort(), [200, 409]);
+    const up = (await (r1.status === 200 ? r1 : r2).json()) as UpgradeResult;
+    assert.equal(up.from.pid, w1);
+    assert.ok(fs.existsSync(marker + up.to.pid), 'the new worker runs the new release');
+    await c.send(carol, 'on the new release');
+    assert.deepEqual(disconnects, []);
+
+    // A worker that dies takes its clients' connections with it, not the node: another is
+    // started, and the clients reconnect to it.
+    process.kill(up.to.pid, 'SIGKILL');
+    await eventually('a replacement worker', async () => {
+      const st = await status();
+      return st.restarts === 1 && st.current !== null && st.current.pid !== up.to.pid;
+    });
+    await eventually('the client back', () => c.state === 'connected' && disconnects.length === 1);
+    await c.send(carol, 'after the crash');
+    await c.close();
+
+    s.child.kill('SIGTERM');
+    assert.equal((await s.exited).code, 0, s.output());
+  });
+});

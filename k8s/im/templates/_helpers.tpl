@@ -1,0 +1,299 @@
+{{/*
+Names. The release prefix is cut to 40 characters so that "<prefix>-gateway" stays within 52:
+a StatefulSet's pods carry a controller-revision-hash label "<name>-<10-char hash>" that must fit
+in 63, and each pod name "<name>-<ordinal>" must be a valid hostname label.
+*/}}
+{{- define "im.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "im.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>"; call with (dict "root" $ "component" "gateway"). */}}
+{{- define "im.componentName" -}}
+{{- printf "%s-%s" (include "im.fullname" .root) .component -}}
+{{- end -}}
+
+{{- define "im.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "im.labels" -}}
+helm.sh/chart: {{ include "im.chart" . }}
+app.kubernetes.io/name: {{ include "im.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: im
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component; (dict "root" $ "component" "gateway"). Never change them: selectors are immutable. */}}
+{{- define "im.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "im.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "im.componentLabels" -}}
+{{ include "im.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "im.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "im.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "im.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the token signing key (IM_AUTH_SECRET). */}}
+{{- define "im.authSecretName" -}}
+{{- default (printf "%s-auth" (include "im.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* In-cluster addresses services dial. */}}
+{{- define "im.routerGrpcAddr" -}}
+{{- printf "%s:%d" (include "im.componentName" (dict "root" . "component" "router")) (int .Values.router.grpcPort) -}}
+{{- end -}}
+
+{{- define "im.logicHeadless" -}}
+{{- printf "%s-headless" (include "im.componentName" (dict "root" . "component" "logic")) -}}
+{{- end -}}
+
+{{- define "im.gatewayHeadless" -}}
+{{- printf "%s-headless" (include "im.componentName" (dict "root" . "component" "gateway")) -}}
+{{- end -}}
+
+{{/*
+How many pods a StatefulSet may have: the HPA's maximum when autoscaling, else replicas.
+Call with the component's values.
+*/}}
+{{- define "im.maxPods" -}}
+{{- if .autoscaling.enabled -}}{{ int .autoscaling.maxReplicas }}{{- else -}}{{ int .replicas }}{{- end -}}
+{{- end -}}
+
+{{/*
+IM_LOGIC_ADDRS for gateways. The gateway keeps one stream per listed address and spreads calls
+round-robin over the streams that are up, so it must list every logic pod by its stable
+StatefulSet name; ordinals not running yet (below the HPA maximum) are retried quietly and join
+the rotation when their pod becomes ready.
+*/}}
+{{- define "im.logicAddrs" -}}
+{{- if .Values.logic.gatewayAddresses -}}
+{{- join "," .Values.logic.gatewayAddresses -}}
+{{- else -}}
+{{- $sts := include "im.componentName" (dict "root" . "component" "logic") -}}
+{{- $svc := include "im.logicHeadless" . -}}
+{{- $addrs := list -}}
+{{- range $i := until (int (include "im.maxPods" .Values.logic)) -}}
+{{- $addrs = append $addrs (printf "%s-%d.%s:%d" $sts $i $svc (int $.Values.logic.port)) -}}
+{{- end -}}
+{{- join "," $addrs -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NODE_OPTIONS: the V8 heap bound, sized under the container's memory limit. */}}
+{{- define "im.nodeOptions" -}}
+{{- $parts := list -}}
+{{- if .maxOldSpaceMiB -}}{{- $parts = append $parts (printf "--max-old-space-size=%d" (int .maxOldSpaceMiB)) -}}{{- end -}}
+{{- with .nodeOptions -}}{{- $parts = append $parts . -}}{{- end -}}
+{{- join " " $parts -}}
+{{- end -}}
+
+{{/*
+Environment shared by every service's ConfigMap. Call with (dict "root" $ "component" "gateway").
+*/}}
+{{- define "im.commonEnv" -}}
+{{- $v := .root.Values -}}
+IM_LOG_LEVEL: {{ $v.logLevel | quote }}
+IM_ADMIN_ADDR: {{ printf "0.0.0.0:%d" (int $v.admin.port) | quote }}
+NODE_ENV: "production"
+{{- if $v.otel.enabled }}
+OTEL_SERVICE_NAME: {{ printf "im-%s" .component | quote }}
+{{- with $v.otel.endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
+{{- end }}
+OTEL_EXPORTER_OTLP_PROTOCOL: {{ $v.otel.protocol | quote }}
+OTEL_TRACES_SAMPLER: {{ $v.otel.tracesSampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ $v.otel.tracesSamplerArg | quote }}
+{{- range $k, $val := $v.otel.env }}
+{{ $k }}: {{ $val | toString | quote }}
+{{- end }}
+{{- else }}
+OTEL_SDK_DISABLED: "true"
+{{- end }}
+{{- end -}}
+
+{{/* IM_BUS/IM_NATS_URL (the URL moves to a secretKeyRef when nats.existingSecret is set). */}}
+{{- define "im.natsEnv" -}}
+IM_BUS: "nats"
+{{- if not .Values.nats.existingSecret }}
+IM_NATS_URL: {{ .Values.nats.url | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod-level env: identity from the downward API plus secret references. (dict "root" $ "component" "gateway") */}}
+{{- define "im.podEnv" -}}
+{{- $v := .root.Values -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- if $v.otel.enabled }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),service.namespace=%s%s" .root.Release.Name (include "im.otelResourceAttributes" $v.otel.resourceAttributes) | quote }}
+{{- end }}
+{{- if and $v.nats.existingSecret (ne .component "router") }}
+- name: IM_NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.nats.existingSecret }}
+      key: {{ $v.nats.existingSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "im.otelResourceAttributes" -}}
+{{- range $k, $val := . -}},{{ $k }}={{ $val }}{{- end -}}
+{{- end -}}
+
+{{/* The container securityContext every service uses. */}}
+{{- define "im.containerSecurityContext" -}}
+{{ toYaml .Values.securityContext }}
+{{- end -}}
+
+{{/* Volumes: only a small writable /tmp; the root filesystem is read-only and nothing else is written. */}}
+{{- define "im.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end -}}
+
+{{- define "im.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* HTTP probes on the admin port. (dict "probe" .Values.gateway.probes.readiness "path" "/readyz") */}}
+{{- define "im.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: admin
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- with .probe.initialDelaySeconds }}
+initialDelaySeconds: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling fields shared by the pod specs; call with the component's values. */}}
+{{- define "im.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Spread over zones and nodes; (dict "root" $ "component" "gateway" "spread" .Values.gateway.topologySpread) */}}
+{{- define "im.topologySpread" -}}
+{{- if .spread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: {{ .spread.zoneWhenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "im.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: {{ .spread.hostWhenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "im.selectorLabels" (dict "root" .root "component" .component) | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* Duration seconds -> the "<n>s" strings the services parse. */}}
+{{- define "im.seconds" -}}
+{{- printf "%ds" (int .) -}}
+{{- end -}}
+
+{{/*
+Gateway shutdown arithmetic. Kubernetes counts terminationGracePeriodSeconds from the start of
+the preStop hook, so the pod needs: preStop sleep (the load balancers stop sending new
+connections) + the drain window (clients get Disconnect DRAINING, spread over it) + a margin for
+closing the bus, router and logic streams. An explicit value below that fails the render.
+*/}}
+{{- define "im.gatewayGraceSeconds" -}}
+{{- $d := .Values.gateway.drain -}}
+{{- $need := add (int $d.preStopSleepSeconds) (int $d.windowSeconds) (int $d.shutdownMarginSeconds) -}}
+{{- if .Values.gateway.terminationGracePeriodSeconds -}}
+{{- if lt (int .Values.gateway.terminationGracePeriodSeconds) (int $need) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds=%d is below preStopSleepSeconds + drain.windowSeconds + drain.shutdownMarginSeconds = %d: pods would be killed mid-drain" (int .Values.gateway.terminationGracePeriodSeconds) (int $need)) -}}
+{{- end -}}
+{{- int .Values.gateway.terminationGracePeriodSeconds -}}
+{{- else -}}
+{{- $need -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The same for router and logic: preStop + the process's own shutdown bound + margin. (values of the component) */}}
+{{- define "im.serviceGraceSeconds" -}}
+{{- add (int .preStopSleepSeconds) (int .shutdownTimeoutSeconds) (int .shutdownMarginSeconds) -}}
+{{- end -}}
+
+{{/* IM_GATEWAY_PUBLIC_ADDR, by publicAddress.mode. */}}
+{{- define "im.gatewayPublicPort" -}}
+{{- $pa := .Values.gateway.publicAddress -}}
+{{- if $pa.port -}}{{ int $pa.port }}{{- else if eq $pa.mode "hostPort" -}}{{ int .Values.gateway.port }}{{- else -}}{{ int .Values.gateway.service.port }}{{- end -}}
+{{- end -}}
+
+{{/*
+Pod template labels: selector labels plus part-of, not the chart version. A label that changes
+with every chart release would roll every gateway (and so reconnect every client) even when
+nothing in the pod changed.
+*/}}
+{{- define "im.podLabels" -}}
+{{ include "im.selectorLabels" . }}
+app.kubernetes.io/part-of: im
+{{- end -}}

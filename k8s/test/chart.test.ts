@@ -1,0 +1,318 @@
+/**
+ * The Helm chart in k8s/im, checked with the real helm: lint --strict with the default and HA
+ * values, template for every variant (variants.ts), every rendered object type-checked against the
+ * Kubernetes API types, then what holds for every workload and Service: probes, security context,
+ * resources, config checksums and wiring, and the README's values table. The gateway's drain and
+ * rollout promises and the HA sizing are in operations.test.ts.
+ */
+import * as assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Service } from 'kubernetes-types/core/v1';
+import { parse as parseYaml } from 'yaml';
+import { loadAdminAddr } from '../../common/admin-http';
+import { loadTelemetryConfig } from '../../common/telemetry';
+import { loadGatewayConfig } from '../../gateway/config';
+import { loadLogicProcessConfig } from '../../logic/config';
+import { loadRouterConfig } from '../../router/config';
+import { CHART_DIR, HA_VALUES, needsHelm, render, renderError, REPO_ROOT, runHelm, templateArgs } from './helm';
+import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template, type K8sObject } from './manifest';
+import { typecheckObjects } from './typecheck';
+import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } from './variants';
+
+/** Settings the chart passes that the services do not read yet (see k8s/README.md). */
+const ENV_PENDING_IN_CODE = new Set(['IM_CASSANDRA_USERNAME', 'IM_CASSANDRA_PASSWORD']);
+
+/** IM_* names the services read, from their sources (not tests). */
+function envNamesReadByCode(): Set<string> {
+  const names = new Set<string>();
+  for (const dir of ['common', 'gateway', 'router', 'logic', 'storage', 'embedded', 'proto']) {
+    const abs = path.join(REPO_ROOT, dir);
+    if (!fs.existsSync(abs)) continue;
+    for (const f of fs.readdirSync(abs)) {
+      if (!f.endsWith('.ts') || f.endsWith('.test.ts')) continue;
+      for (const m of fs.readFileSync(path.join(abs, f), 'utf8').matchAll(/['"`](IM_[A-Z0-9_]+)['"`]/g)) names.add(m[1]);
+    }
+  }
+  return names;
+}
+
+describe('Helm chart k8s/im', function () {
+  this.timeout(180_000);
+  let renders: Record<Variant, Manifest>;
+
+  before(function () {
+    needsHelm(this);
+    renders = renderVariants();
+  });
+
+  describe('helm lint --strict', () => {
+    for (const [label, files] of [['default values', []], ['values-ha.yaml', [HA_VALUES]]] as const) {
+      it(`passes with ${label}`, () => {
+        const r = runHelm(['lint', '--strict', CHART_DIR, ...files.flatMap((f) => ['-f', f])]);
+        assert.equal(r.status, 0, `helm lint failed:\n${r.stdout}\n${r.stderr}`);
+        assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+      });
+    }
+
+    it('fails on a misspelt value (values.schema.json rejects unknown keys)', () => {
+      const r = runHelm(['lint', '--strict', CHART_DIR, '--set', 'gateway.replica=3']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stdout + r.stderr, /replica/);
+    });
+
+    it('rejects bad values by schema: unquoted quantities, a writable root filesystem, an unknown Service type', () => {
+      assert.match(renderError({ set: { 'gateway.resources.requests.cpu': 2 } }), /cpu.*want string|string.*cpu/s);
+      assert.match(renderError({ set: { 'securityContext.readOnlyRootFilesystem': false } }), /readOnlyRootFilesystem/);
+      assert.match(renderError({ set: { 'gateway.service.type': 'ExternalName' } }), /type/);
+    });
+  });
+
+  describe('rendered objects', () => {
+    it('type-check against the Kubernetes 1.30 API types, every variant', () => {
+      const problems = typecheckObjects(Object.entries(renders).map(([label, m]) => ({ label, objects: m.objects })), REPO_ROOT);
+      assert.deepEqual(problems, [], problems.map((p) => `${p.object}: ${p.message}`).join('\n'));
+    });
+
+    it('the type check catches a misspelt field, a wrong type and an unknown kind', () => {
+      // The compiler reports the first problem of each object literal, so one defect per copy.
+      const misspelt = structuredClone(renders.default.workload('gateway')) as unknown as Record<string, any>;
+      misspelt.spec.template.spec.containers[0].readinesProbe = { httpGet: { path: '/readyz', port: 'admin' } };
+      const wrongType = structuredClone(renders.default.workload('gateway')) as unknown as Record<string, any>;
+      wrongType.spec.template.spec.containers[0].resources.limits.memory = 1024;
+      const odd = { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } };
+      const problems = typecheckObjects([{ label: 'broken', objects: [misspelt, wrongType, odd] as K8sObject[] }], REPO_ROOT);
+      const text = problems.map((p) => `${p.object}: ${p.message}`).join('\n');
+      assert.match(text, /readinesProbe/);
+      assert.match(text, /number.*not assignable to type 'string'/);
+      assert.match(text, /no type known for example.com\/v1 Widget/);
+    });
+
+    it('have names Kubernetes accepts, even for the longest release name', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const o of m.objects) {
+          assert.ok(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.metadata.name) && o.metadata.name.length <= 63, `${label}: ${o.kind}/${o.metadata.name}`);
+          if (o.kind === 'Service') assert.ok(/^[a-z]/.test(o.metadata.name), `${label}: Service names start with a letter`);
+        }
+        // A StatefulSet's pods carry controller-revision-hash "<name>-<10 chars>", a 63-char label value.
+        for (const w of m.workloads()) if (w.kind === 'StatefulSet') assert.ok(w.metadata!.name!.length <= 52, `${label}: ${w.metadata!.name}`);
+      }
+    });
+  });
+
+  describe('every workload', () => {
+    it('runs the service main from the one image, with probes on the admin port', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        const images = new Set<string>();
+        for (const comp of COMPONENTS) {
+          const w = m.workload(comp);
+          const c = mainContainer(w);
+          images.add(c.image!);
+          assert.deepEqual(c.args, [`dist/${comp}/main.js`], `${label} ${comp}`);
+          assert.ok(fs.existsSync(path.join(REPO_ROOT, comp, 'main.ts')), `${comp}/main.ts exists`);
+          assert.equal(c.command, undefined, 'the image entrypoint (node) is kept');
+          probeCheck(c.startupProbe, '/healthz', `${label} ${comp} startup`);
+          probeCheck(c.livenessProbe, '/healthz', `${label} ${comp} liveness`);
+          probeCheck(c.readinessProbe, '/readyz', `${label} ${comp} readiness`);
+          const admin = c.ports?.find((p) => p.name === 'admin');
+          const env = effectiveEnv(m, c);
+          assert.equal(env.get('IM_ADMIN_ADDR'), `0.0.0.0:${admin?.containerPort}`, `${label} ${comp}: admin listens where probed`);
+        }
+        assert.equal(images.size, 1, `${label}: one image for all services`);
+      }
+    });
+
+    it('is non-root with a read-only root filesystem, no privileges, and only a /tmp emptyDir', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const w of m.workloads()) {
+          const spec = podSpec(w);
+          const what = `${label} ${w.metadata!.name}`;
+          assert.equal(spec.securityContext?.runAsNonRoot, true, what);
+          assert.ok((spec.securityContext?.runAsUser ?? 0) > 0, what);
+          assert.equal(spec.securityContext?.seccompProfile?.type, 'RuntimeDefault', what);
+          assert.equal(spec.automountServiceAccountToken, false, `${what}: no API token`);
+          assert.equal(spec.hostNetwork, undefined, what);
+          for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+            const sc = c.securityContext;
+            assert.equal(sc?.readOnlyRootFilesystem, true, what);
+            assert.equal(sc?.allowPrivilegeEscalation, false, what);
+            assert.equal(sc?.runAsNonRoot, true, what);
+            assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
+            assert.equal(sc?.capabilities?.add, undefined, what);
+            assert.deepEqual(c.volumeMounts, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
+          }
+          assert.equal(spec.volumes?.length, 1, what);
+          const tmp = spec.volumes![0];
+          assert.equal(tmp.name, 'tmp');
+          assert.ok(tmp.emptyDir?.sizeLimit, `${what}: /tmp is a bounded emptyDir`);
+          if (w.kind === 'StatefulSet') assert.equal(w.spec?.volumeClaimTemplates, undefined, `${what}: no per-pod volumes to lose`);
+        }
+      }
+    });
+
+    it('has cpu and memory requests, a memory limit, and a V8 heap bound under it', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const comp of COMPONENTS) {
+          const c = mainContainer(m.workload(comp));
+          const what = `${label} ${comp}`;
+          assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory, what);
+          const heap = /--max-old-space-size=(\d+)/.exec(effectiveEnv(m, c).get('NODE_OPTIONS') ?? '');
+          assert.ok(heap, `${what}: heap bound set`);
+          assert.ok(Number(heap[1]) * 2 ** 20 <= 0.85 * bytes(c.resources.limits.memory), `${what}: heap ${heap[1]}Mi leaves room under ${c.resources.limits.memory}`);
+          assert.ok(bytes(c.resources.requests.memory) <= bytes(c.resources.limits.memory), what);
+        }
+      }
+    });
+
+    it('rolls when its ConfigMap changes, and only then (checksum annotation)', () => {
+      const base = renders.default;
+      const changed = render({ set: { 'gateway.maxConnections': 12345 } });
+      const sum = (m: Manifest, comp: string) => template(m.workload(comp as 'gateway')).metadata?.annotations?.['checksum/config'];
+      for (const comp of COMPONENTS) {
+        assert.match(sum(base, comp) ?? '', /^[0-9a-f]{64}$/, comp);
+        // The checksum is of the rendered ConfigMap itself.
+        const cmText = runHelm([...templateArgs({}), '--show-only', `templates/${comp}/configmap.yaml`]).stdout;
+        const body = cmText.replace(/^---\n# Source: [^\n]*\n/, ''); // helm's document header
+        assert.equal(sum(base, comp), createHash('sha256').update(body).digest('hex'), `${comp}: checksum of its ConfigMap`);
+      }
+      assert.notEqual(sum(changed, 'gateway'), sum(base, 'gateway'), 'a gateway setting rolls gateways');
+      assert.equal(sum(changed, 'logic'), sum(base, 'logic'), 'but not logic');
+      assert.equal(sum(changed, 'router'), sum(base, 'router'), 'nor the router');
+      // A chart version bump alone must not roll the gateways (that would reconnect every client).
+      const podLabels = template(base.workload('gateway')).metadata?.labels ?? {};
+      assert.equal(podLabels['helm.sh/chart'], undefined);
+      assert.equal(podLabels['app.kubernetes.io/version'], undefined);
+    });
+
+    it('reads only settings the services know (env names checked against the sources)', () => {
+      const known = envNamesReadByCode();
+      const unknown = new Set<string>();
+      for (const m of Object.values(renders)) {
+        for (const comp of COMPONENTS) {
+          for (const name of effectiveEnv(m, mainContainer(m.workload(comp))).keys()) {
+            if (name.startsWith('IM_') && !known.has(name) && !ENV_PENDING_IN_CODE.has(name)) unknown.add(`${comp}: ${name}`);
+          }
+        }
+      }
+      assert.deepEqual([...unknown], [], 'the chart sets IM_* variables no service reads');
+      const notYet = [...ENV_PENDING_IN_CODE].filter((n) => !known.has(n));
+      if (notYet.length > 0) process.stdout.write(`      (the chart sets ${notYet.join(', ')}, not read by the services yet)\n`);
+    });
+
+    it('gives each service an environment its own config loader accepts', () => {
+      // What the kubelet would fill in for the downward API and Secrets.
+      const podValues = (env: Map<string, string>, component: string): Record<string, string> => Object.fromEntries([...env].map(([k, v]) => [k, v
+        .replace(/<fieldRef:metadata\.name>/g, `${component}-0`)
+        .replace(/<fieldRef:metadata\.namespace>/g, 'chat')
+        .replace(/<fieldRef:status\.hostIP>/g, '10.1.2.3')
+        .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
+        .replace(/^<secret:[^>]*>$/, 'a-secret-value')]));
+      for (const [label, m] of Object.entries(renders)) {
+        const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
+        const gw = loadGatewayConfig(env('gateway'), []);
+        assert.equal(gw.listen.host, '0.0.0.0', label);
+        assert.equal(gw.logicAddresses.length, maxPods(m.workload('logic'), m), label);
+        assert.ok(gw.publicAddr, `${label}: a public address is advertised`);
+        const logic = loadLogicProcessConfig(env('logic'), []);
+        assert.equal(logic.store.kind, 'cassandra', label);
+        assert.equal(logic.bus.kind, 'nats', label);
+        const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
+        assert.equal(router.httpHost, '0.0.0.0', label);
+        for (const comp of COMPONENTS) {
+          assert.equal(loadAdminAddr(env(comp), [])?.port, mainContainer(m.workload(comp)).ports?.find((p) => p.name === 'admin')?.containerPort);
+          const tracing = loadTelemetryConfig(comp, env(comp));
+          assert.equal(tracing.enabled, label === 'extras', `${label} ${comp}: tracing ${tracing.reason}`);
+        }
+      }
+    });
+
+    it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
+        const given = new Set(['my-auth', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra']);
+        for (const comp of COMPONENTS) {
+          const c = mainContainer(m.workload(comp));
+          for (const src of c.envFrom ?? []) assert.ok(m.find('ConfigMap', src.configMapRef!.name!), `${label} ${comp}: ConfigMap ${src.configMapRef!.name}`);
+          for (const e of c.env ?? []) {
+            const ref = e.valueFrom?.secretKeyRef;
+            if (!ref) continue;
+            const secret = m.find<{ data?: Record<string, string> }>('Secret', ref.name!);
+            assert.ok(secret ? secret.data?.[ref.key] : given.has(ref.name!), `${label} ${comp}: Secret ${ref.name}/${ref.key}`);
+          }
+          // $(VAR) in env values only expands variables defined before it.
+          const env = effectiveEnv(m, c);
+          for (const [k, v] of env) assert.ok(!/\$\([A-Za-z_]/.test(v), `${label} ${comp}: ${k}=${v} has an unexpandable reference`);
+        }
+      }
+    });
+  });
+
+  describe('services and monitoring', () => {
+    it('every Service selects pods of one workload and targets ports they declare', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const s of m.services()) {
+          // The StatefulSet controller adds the pod-name label; check it names a pod that can exist.
+          const { 'statefulset.kubernetes.io/pod-name': podName, ...selector } = s.spec?.selector ?? {};
+          const owners = m.workloads().filter((w) => selects(selector, template(w).metadata?.labels));
+          if (podName !== undefined) {
+            assert.equal(owners[0]?.kind, 'StatefulSet', `${label}: ${s.metadata?.name}`);
+            const ordinal = Number(podName.slice(owners[0].metadata!.name!.length + 1));
+            assert.ok(podName.startsWith(`${owners[0].metadata!.name}-`) && ordinal >= 0 && ordinal < maxPods(owners[0], m), `${label}: ${podName}`);
+          }
+          assert.equal(owners.length, 1, `${label}: Service ${s.metadata?.name} selects ${owners.length} workloads`);
+          const ports = mainContainer(owners[0]).ports ?? [];
+          for (const p of s.spec?.ports ?? []) {
+            assert.ok(ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort), `${label}: ${s.metadata?.name} -> ${p.targetPort}`);
+          }
+        }
+      }
+    });
+
+    it('ServiceMonitor scrapes /metrics on the admin port every component exposes', () => {
+      const m = renders.extras;
+      const sm = m.all<{ spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<{ port: string; path: string }> } }>('ServiceMonitor')[0];
+      assert.deepEqual(sm.spec.endpoints.map((e) => [e.port, e.path]), [['admin', '/metrics']]);
+      for (const comp of COMPONENTS) {
+        const exposing = m.services().filter((s) => selects(sm.spec.selector.matchLabels, s.metadata?.labels as Record<string, string>)
+          && s.spec?.ports?.some((p) => p.name === 'admin') && selects(s.spec?.selector, template(m.workload(comp)).metadata?.labels));
+        assert.equal(exposing.length, 1, `${comp}: one Service with an admin port`);
+      }
+      assert.equal(renders.default.all('ServiceMonitor').length, 0);
+    });
+
+    it('keeps the client IP on the route API Service', () => {
+      const s = renders.default.get<Service>('Service', `${renders.default.name('router')}-public`);
+      assert.equal(s.spec?.type, 'LoadBalancer');
+      assert.equal(s.spec?.externalTrafficPolicy, 'Local');
+      assert.equal(s.spec?.ports?.[0].targetPort, 'http');
+    });
+  });
+
+  describe('k8s/README.md', () => {
+    it('documents every value in its values table', () => {
+      const readme = fs.readFileSync(path.join(REPO_ROOT, 'k8s', 'README.md'), 'utf8');
+      const table = /\n## Values\n([\s\S]*?)(\n## |$)/.exec(readme)?.[1] ?? assert.fail('no "## Values" section');
+      // `{gateway,logic}.pdb.enabled` documents the key under each of those.
+      const expand = (key: string): string[] => {
+        const m = /^\{([^}]+)\}(.*)$/.exec(key);
+        return m ? m[1].split(',').map((c) => `${c}${m[2]}`) : [key];
+      };
+      const documented = new Set([...table.matchAll(/^\| `([^`]+)` \|/gm)].flatMap((x) => expand(x[1])));
+      const leaves: string[] = [];
+      const walk = (v: unknown, prefix: string) => {
+        if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) {
+          for (const [k, child] of Object.entries(v)) walk(child, prefix ? `${prefix}.${k}` : k);
+        } else {
+          leaves.push(prefix);
+        }
+      };
+      walk(parseYaml(fs.readFileSync(path.join(CHART_DIR, 'values.yaml'), 'utf8')), '');
+      // A documented parent (e.g. `gateway.resources`) covers its children.
+      const missing = leaves.filter((k) => ![...documented].some((d) => k === d || k.startsWith(`${d}.`)));
+      assert.deepEqual(missing, [], 'values.yaml keys missing from the README table');
+      const stale = [...documented].filter((d) => !leaves.some((k) => k === d || k.startsWith(`${d}.`)));
+      assert.deepEqual(stale, [], 'README documents keys values.yaml does not have');
+    });
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * The renders the chart suites share: each variant of values is rendered once per test process
+ * (helm is the slow part), plus the small helpers both suites use.
+ */
+import * as assert from 'node:assert/strict';
+import type { HorizontalPodAutoscaler } from 'kubernetes-types/autoscaling/v2';
+import type { Probe } from 'kubernetes-types/core/v1';
+import { HA_VALUES, render, type RenderOptions } from './helm';
+import type { Manifest, Workload } from './manifest';
+
+export const COMPONENTS = ['gateway', 'logic', 'router'] as const;
+export const TEN_MILLION = 10_000_000;
+
+/** Values the suites render with; each one exercises a mode or an option. */
+export const VARIANTS = {
+  default: {},
+  ha: { valuesFiles: [HA_VALUES] },
+  perPodService: {
+    set: {
+      'gateway.publicAddress.mode': 'perPodService', 'gateway.publicAddress.domain': 'gw.example.com',
+      'gateway.autoscaling.enabled': true, 'gateway.autoscaling.minReplicas': 2, 'gateway.autoscaling.maxReplicas': 4,
+    },
+  },
+  hostPortNodePort: {
+    set: {
+      'gateway.publicAddress.mode': 'hostPort', 'gateway.service.type': 'NodePort', 'gateway.service.nodePort': 30100,
+      'router.publicService.type': 'ClusterIP',
+    },
+  },
+  extras: {
+    set: {
+      'otel.enabled': true, 'otel.endpoint': 'http://otel-collector:4318', 'serviceMonitor.enabled': true,
+      'router.ingress.enabled': true, 'router.ingress.host': 'route.example.com', 'router.publicService.enabled': false,
+      'auth.existingSecret': 'my-auth', 'nats.existingSecret': 'my-nats', 'cassandra.existingSecret': 'my-cassandra',
+      'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
+      'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
+      'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',
+    },
+  },
+  // Helm's longest release name (53 characters).
+  longName: { release: 'a-release-name-that-is-exactly-fifty-three-chars-long' },
+} satisfies Record<string, RenderOptions>;
+
+export type Variant = keyof typeof VARIANTS;
+
+let cache: Record<Variant, Manifest> | undefined;
+
+/** Every variant, rendered on first use (call after needsHelm). */
+export function renderVariants(): Record<Variant, Manifest> {
+  cache ??= Object.fromEntries(Object.entries(VARIANTS).map(([label, o]) => [label, render(o)])) as Record<Variant, Manifest>;
+  return cache;
+}
+
+export function probeCheck(p: Probe | undefined, pathWanted: string, what: string): void {
+  assert.ok(p, `${what}: probe missing`);
+  assert.equal(p.httpGet?.path, pathWanted, `${what}: path`);
+  assert.equal(p.httpGet?.port, 'admin', `${what}: probes the admin port`);
+  assert.ok((p.periodSeconds ?? 0) >= 1 && (p.failureThreshold ?? 0) >= 1, `${what}: period and threshold set`);
+}
+
+/** Pods a workload may have: its HPA's maximum, else replicas. */
+export function maxPods(w: Workload, m: Manifest): number {
+  const hpa = m.all<HorizontalPodAutoscaler>('HorizontalPodAutoscaler').find((h) => h.spec?.scaleTargetRef.name === w.metadata?.name);
+  return hpa ? hpa.spec!.maxReplicas : w.spec!.replicas!;
+}
+
+/** Pods a workload has at least: its HPA's minimum, else replicas. */
+export function minPods(w: Workload, m: Manifest): number {
+  const hpa = m.all<HorizontalPodAutoscaler>('HorizontalPodAutoscaler').find((h) => h.spec?.scaleTargetRef.name === w.metadata?.name);
+  return hpa ? hpa.spec!.minReplicas! : w.spec!.replicas!;
+}
+
+/** Bytes of a quantity ("2Gi", "768Mi", "1G"). */
+export function bytes(q: string | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q ?? '');
+  if (!m) throw new Error(`not a memory quantity: ${q}`);
+  const f = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2] ?? ''] ?? 1;
+  return Number(m[1]) * f;
+}

@@ -1,0 +1,85 @@
+/**
+ * Per-client-IP token buckets for the route API. The route API is the one endpoint every client
+ * hits before it can connect, so one misbehaving client (or a retry loop without backoff) must
+ * not be able to crowd out everyone else's reconnects.
+ *
+ * Bounded: at most maxTrackedIps buckets, least recently seen evicted first. An evicted IP starts
+ * again with a full bucket, so the bound trades a little precision under a flood from very many
+ * addresses for memory that cannot grow without limit.
+ */
+import type { IpAddr } from './cidr';
+
+export interface IpRateLimiterOptions {
+  /** Tokens refilled per second per IP. */
+  ratePerSec: number;
+  /** Bucket size: requests an idle IP may make at once. */
+  burst: number;
+  /** Buckets held at once; beyond it the least recently seen IP is forgotten. */
+  maxTrackedIps: number;
+  /** Clock in milliseconds; injected so tests need not wait. */
+  now?: () => number;
+}
+
+export type RateDecision = { allowed: true } | { allowed: false; retryAfterMs: number };
+
+interface Bucket {
+  tokens: number;
+  lastMs: number;
+}
+
+export class IpRateLimiter {
+  private readonly ratePerSec: number;
+  private readonly burst: number;
+  private readonly maxTrackedIps: number;
+  private readonly now: () => number;
+  /** Map order is recency: a hit moves its key to the end, eviction takes from the front. */
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(options: IpRateLimiterOptions) {
+    this.ratePerSec = check('ratePerSec', options.ratePerSec, false);
+    this.burst = check('burst', options.burst, true);
+    this.maxTrackedIps = check('maxTrackedIps', options.maxTrackedIps, true);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Takes one token for this client; when none is left, says how long until one is. */
+  take(ip: IpAddr | undefined): RateDecision {
+    const key = rateLimitKey(ip);
+    const now = this.now();
+    let b = this.buckets.get(key);
+    if (b) {
+      this.buckets.delete(key);
+      const elapsedMs = now - b.lastMs;
+      if (elapsedMs > 0) b = { tokens: Math.min(this.burst, b.tokens + (elapsedMs * this.ratePerSec) / 1000), lastMs: now };
+    } else {
+      if (this.buckets.size >= this.maxTrackedIps) this.buckets.delete(this.buckets.keys().next().value!);
+      b = { tokens: this.burst, lastMs: now };
+    }
+    this.buckets.set(key, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return { allowed: true };
+    }
+    return { allowed: false, retryAfterMs: Math.ceil(((1 - b.tokens) * 1000) / this.ratePerSec) };
+  }
+
+  get trackedIps(): number {
+    return this.buckets.size;
+  }
+}
+
+/**
+ * IPv4: the address. IPv6: its /64, because one subscriber is usually handed a whole /64 and
+ * could otherwise get a fresh bucket per address.
+ */
+export function rateLimitKey(ip: IpAddr | undefined): string {
+  if (!ip) return 'unknown';
+  if (ip.family === 4) return `4:${ip.value}`;
+  return `6:${ip.value >> 64n}`;
+}
+
+function check(field: string, v: number, integer: boolean): number {
+  const ok = Number.isFinite(v) && v > 0 && (!integer || Number.isInteger(v));
+  if (!ok) throw new RangeError(`IpRateLimiter ${field} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  return v;
+}
