@@ -55,6 +55,12 @@ describe('backends config', () => {
       assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_CONSISTENCY: 'ALL' }, []), namesField('IM_CASSANDRA_CONSISTENCY'));
       assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_REPLICATION: '0' }, []), namesField('IM_CASSANDRA_REPLICATION'));
       assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_REPLICATION: 'three' }, []), namesField('IM_CASSANDRA_REPLICATION'));
+      assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_USERNAME: 'im' }, []), namesField('IM_CASSANDRA_PASSWORD'));
+    });
+
+    it('reads password credentials only as a pair', () => {
+      const cfg = loadStoreConfig({ IM_STORE: 'cassandra', IM_CASSANDRA_USERNAME: 'im', IM_CASSANDRA_PASSWORD: 's3cret' }, []);
+      assert.deepEqual(cfg.kind === 'cassandra' && cfg.credentials, { username: 'im', password: 's3cret' });
     });
 
     it('does not validate cassandra settings when the store is sqlite', () => {

@@ -35,6 +35,8 @@ export interface CassandraStoreConfig {
   consistency: CassandraConsistency;
   /** Replication factor used when the keyspace is created. */
   replication: number;
+  /** Password authentication, when the cluster requires it (IM_CASSANDRA_USERNAME / _PASSWORD). */
+  credentials?: { username: string; password: string };
 }
 
 export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
@@ -79,7 +81,14 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   if (!KEYSPACE_RE.test(keyspace)) throw new ConfigError('IM_CASSANDRA_KEYSPACE', `must match ${KEYSPACE_RE}, got "${keyspace}"`);
   const consistency = s.oneOf('IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
-  return { kind, contactPoints, localDataCenter, keyspace, consistency, replication };
+  const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
+  const password = s.raw('IM_CASSANDRA_PASSWORD');
+  if ((username === undefined) !== (password === undefined)) {
+    throw new ConfigError(username === undefined ? 'IM_CASSANDRA_USERNAME' : 'IM_CASSANDRA_PASSWORD',
+      'IM_CASSANDRA_USERNAME and IM_CASSANDRA_PASSWORD go together');
+  }
+  const credentials = username !== undefined ? { username, password: password! } : undefined;
+  return { kind, contactPoints, localDataCenter, keyspace, consistency, replication, ...(credentials && { credentials }) };
 }
 
 /** IM_BUS (--bus) and, for nats, IM_NATS_URL (--nats-url; comma-separated for a cluster). */

@@ -20,6 +20,8 @@ export interface CassandraStoreOptions {
   consistency?: ConsistencyName;
   /** Replication factor in localDataCenter when the keyspace is created. Default 1. */
   replication?: number;
+  /** Password authentication (PlainTextAuthProvider); none by default. */
+  credentials?: { username: string; password: string };
   logger?: Logger;
 
   /** Inbox / history seqs per partition; only used when the keyspace is created. Default 10000. */
@@ -57,7 +59,8 @@ export interface CassandraStoreOptions {
   requestTimeoutMs?: number;
 }
 
-export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger'>> & { logger: Logger };
+export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials'>>
+  & Pick<CassandraStoreOptions, 'credentials'> & { logger: Logger };
 
 const NUMERIC_DEFAULTS = {
   replication: 1,
@@ -97,6 +100,7 @@ export function resolveCassandraOptions(options: CassandraStoreOptions): Resolve
     localDataCenter: options.localDataCenter ?? 'datacenter1',
     keyspace: validateKeyspace(options.keyspace ?? 'im'),
     consistency,
+    credentials: options.credentials,
     logger: options.logger ?? silentLogger,
   } as ResolvedCassandraOptions;
   for (const [key, def] of Object.entries(NUMERIC_DEFAULTS) as [keyof typeof NUMERIC_DEFAULTS, number][]) {

@@ -50,6 +50,7 @@ export class CassandraStore implements Store {
       // With localDataCenter set, the default policy is token-aware within that data center:
       // prepared statements carry their routing key, so each goes straight to a replica.
       localDataCenter: o.localDataCenter,
+      ...(o.credentials && { credentials: o.credentials }),
       socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs },
       queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
     });

@@ -45,6 +45,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       keyspace: config.keyspace,
       consistency: consistencyFits(config.consistency),
       replication: config.replication,
+      credentials: config.credentials,
       logger,
     });
   } catch (err) {

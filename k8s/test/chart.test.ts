@@ -22,7 +22,7 @@ import { typecheckObjects } from './typecheck';
 import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } from './variants';
 
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
-const ENV_PENDING_IN_CODE = new Set(['IM_CASSANDRA_USERNAME', 'IM_CASSANDRA_PASSWORD']);
+const ENV_PENDING_IN_CODE = new Set<string>();
 
 /** IM_* names the services read, from their sources (not tests). */
 function envNamesReadByCode(): Set<string> {
