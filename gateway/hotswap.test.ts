@@ -22,9 +22,9 @@ import { LENGTH_BYTES } from '../proto/codec';
 import { decode, encode, Frame, frameBytes, Op, textContent } from '../proto/wire';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { SqliteStore } from '../storage/sqlite';
+import { CassandraStore } from '../storage/cassandra';
 import { RawClient } from '../test/harness';
-import { freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
+import { CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
 
@@ -114,6 +114,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
 
   before(async function () {
     await needs(this, 'nats');
+    await needs(this, 'cassandra');
     const natsPort = await freePort();
     nats = await startNatsServer(natsPort);
     stops.push(() => nats && stopNatsServer(nats));
@@ -121,7 +122,10 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
 
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'im-hotswap-'));
     stops.push(() => fs.rmSync(tmp, { recursive: true, force: true }));
-    const store = SqliteStore.open({ path: path.join(tmp, 'im.db') });
+    // Distributed mode as deployed: Cassandra behind logic, NATS between logic and the workers.
+    const keyspace = `im_hotswap_${ns}`;
+    const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE' });
+    stops.push(() => dropKeyspace(keyspace));
     stops.push(() => store.close());
     const router = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
     const ports = await router.start();

@@ -5,12 +5,11 @@
  */
 import * as assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { Client } from 'cassandra-driver';
 import { signToken } from '../common/jwt';
 import { ImClient } from '../client/sdk';
 import { Cluster, freshKeyspace, startCluster } from './cluster';
 import { collect, Mode, sleep, text } from './harness';
-import { CASSANDRA_CONTACT, cassandraReachable, freePort, needs, startNatsServer, stopNatsServer } from './infra';
+import { dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from './infra';
 import { badInputSuite } from './suites/bad-input';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
@@ -33,16 +32,7 @@ const clusterMode: Mode = {
 
 describe('distributed mode', function () {
   this.timeout(120_000);
-  after(async () => {
-    if (!(await cassandraReachable())) return;
-    const admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
-    try {
-      await admin.connect();
-      await admin.execute(`DROP KEYSPACE IF EXISTS ${RUN_KEYSPACE}`);
-    } finally {
-      await admin.shutdown();
-    }
-  });
+  after(() => dropKeyspace(RUN_KEYSPACE));
 
   messagingSuite(clusterMode);
   badInputSuite(clusterMode);

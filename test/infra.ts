@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
+import { Client } from 'cassandra-driver';
 
 export const NATS_URL = process.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
 export const CASSANDRA_CONTACT = process.env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
@@ -76,4 +77,17 @@ export function stopNatsServer(p: ChildProcess, signal: NodeJS.Signals = 'SIGTER
     p.once('exit', () => resolve());
     p.kill(signal);
   });
+}
+
+/** Drops a test keyspace; a Cassandra that is gone leaves nothing to drop. */
+export async function dropKeyspace(keyspace: string): Promise<void> {
+  if (!/^[a-z][a-z0-9_]*$/.test(keyspace)) throw new Error(`not a keyspace name: ${keyspace}`);
+  if (!(await cassandraReachable())) return;
+  const admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
+  try {
+    await admin.connect();
+    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+  } catch { /* gone mid-way: nothing left to drop */ } finally {
+    await admin.shutdown().catch(() => undefined);
+  }
 }

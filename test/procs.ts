@@ -9,8 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { Client } from 'cassandra-driver';
-import { CASSANDRA_CONTACT, freePort, NATS_SERVER_BIN, REQUIRE_INFRA, startNatsServer, stopNatsServer } from './infra';
+import { CASSANDRA_CONTACT, dropKeyspace, freePort, NATS_SERVER_BIN, REQUIRE_INFRA, startNatsServer, stopNatsServer } from './infra';
 
 const DIST = path.join(__dirname, '..');
 const LOOPBACK = '127.0.0.1';
@@ -262,13 +261,7 @@ export class ProcCluster {
     await Promise.all(all.map((p) => p.stop('SIGKILL', 5000)));
     if (this.nats) await stopNatsServer(this.nats, 'SIGKILL');
     this.nats = undefined;
-    const admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
-    try {
-      await admin.connect();
-      await admin.execute(`DROP KEYSPACE IF EXISTS ${this.keyspace}`);
-    } catch { /* Cassandra gone: nothing left to drop */ } finally {
-      await admin.shutdown().catch(() => undefined);
-    }
+    await dropKeyspace(this.keyspace);
   }
 }
 
