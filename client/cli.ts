@@ -30,6 +30,8 @@ export const USAGE = `usage: im <command> [args] [--router URL]
   im history <uid> (--with <uid> | --group <groupId>) [--limit N] [--before CONVSEQ]
   im unread <uid>
   im read <uid> <convId> <seq>
+  im plan --online N --send-qps N [--group-share F --avg-group-size N] [--json]
+                                                    nodes per layer, from the latest bench/results
   im migrate [--store sqlite|cassandra] [--cassandra-keyspace K ...]
                                                     apply schema migrations (IM_STORE, IM_CASSANDRA_*)
   im help
@@ -82,6 +84,11 @@ export async function main(argv: readonly string[], ioIn: Partial<CliIo> = {}): 
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     io.stderr(USAGE);
     return 2;
+  }
+  if (command === 'plan') {
+    // The capacity planner reads bench/results; loaded on demand like `migrate`'s storage code.
+    const { planMain } = await import('../bench/plan');
+    return planMain(rest, { stdout: io.stdout, stderr: io.stderr });
   }
   try {
     const allowed = COMMAND_FLAGS[command];

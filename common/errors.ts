@@ -42,9 +42,11 @@ export function isRetryableCode(code: number): boolean {
   return RETRYABLE.has(code);
 }
 
+const NAMES = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
+
+/** The name of a code ("GROUP_FULL"); on every request's metrics path, so a map lookup. */
 export function codeName(code: number): string {
-  for (const [name, value] of Object.entries(Code)) if (value === code) return name;
-  return `CODE_${code}`;
+  return NAMES.get(code) ?? `CODE_${code}`;
 }
 
 /** Base of every error the system reports with a code. */

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { decode } from '../proto/wire';
 import { toWireMessage, withSeq } from './convert';
+import { Fanout } from './fanout';
 import { encode } from '../proto/wire';
 import type { LogicEnv } from './test-support';
 import { caller, collectBatches, makeLogicEnv, settle } from './test-support';
@@ -67,6 +68,30 @@ describe('fan-out', () => {
     assert.deepEqual(bobSeqs, Array.from({ length: 20 }, (_, i) => i + 1));
     assert.deepEqual(deliveries.filter((d) => d.uid === 'alice').map((d) => d.seq).sort((a, b) => a - b),
       results.map((r) => r.seq).sort((a, b) => a - b));
+    gw1.stop();
+  });
+
+  it('splits a node\'s deliveries into bus messages under the byte cap, losing none', async () => {
+    const gw1 = collectBatches(env.bus, 'gw1');
+    const content = Buffer.alloc(10_000, 7);
+    // 20 same-turn sends of 10 KB to bob and alice on gw1: ~400 KB of deliveries, cap 64 KB.
+    const capped = new Fanout({ bus: env.bus, router: env.router, maxBatchBytes: 64 * 1024 });
+    const sent = await Promise.all(Array.from({ length: 20 },
+      (_, i) => env.store.appendMessage({
+        msgId: `big-${i}`, convId: 'p:alice:bob', from: 'alice', to: 'bob', groupId: '', clientMsgId: `big-${i}`,
+        contentType: 'application/octet-stream', content, sentAtMs: Date.now(), recipients: ['alice', 'bob'], dedupWindowMs: 60_000,
+      })));
+    for (const r of sent) capped.enqueue(r.message, r.seqs);
+    await capped.close();
+    await new Promise((r) => setImmediate(r));
+    assert.ok(gw1.batches.length > 1, `expected several bus messages, got ${gw1.batches.length}`);
+    for (const b of gw1.batches) {
+      const bytes = b.deliveries.reduce((n, d) => n + d.message.length, 0);
+      assert.ok(bytes <= 64 * 1024, `a bus message carried ${bytes} bytes`);
+    }
+    const got = gw1.batches.flatMap((b) => b.deliveries.map((d) => `${d.uid}:${d.seq}`)).sort();
+    const want = sent.flatMap((r) => [...r.seqs].map(([uid, seq]) => `${uid}:${seq}`)).sort();
+    assert.deepEqual(got, want);
     gw1.stop();
   });
 

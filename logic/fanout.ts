@@ -27,7 +27,16 @@ export interface FanoutOptions {
   maxPendingDeliveries?: number;
   /** Flushes (lookup + publish) running at once; beyond it new pushes are dropped and logged. */
   maxInFlightFlushes?: number;
+  /**
+   * One bus message carries at most about this many bytes of deliveries; a node's deliveries
+   * beyond it go out in several messages. NATS refuses payloads over its max_payload (1 MiB by
+   * default), and a group burst for one node easily exceeds that. Default 512 KiB.
+   */
+  maxBatchBytes?: number;
 }
+
+/** Bytes a Delivery adds to a batch besides its message and uid (tags, lengths, seq, time). */
+const DELIVERY_OVERHEAD_BYTES = 32;
 
 interface Job {
   message: StoredMessage;
@@ -42,6 +51,7 @@ export class Fanout {
   private readonly logger: Logger;
   private readonly maxPendingDeliveries: number;
   private readonly maxInFlightFlushes: number;
+  private readonly maxBatchBytes: number;
 
   private pending: Job[] = [];
   private pendingDeliveries = 0;
@@ -56,6 +66,7 @@ export class Fanout {
     this.logger = opts.logger ?? silentLogger;
     this.maxPendingDeliveries = positiveInt('maxPendingDeliveries', opts.maxPendingDeliveries ?? 8192);
     this.maxInFlightFlushes = positiveInt('maxInFlightFlushes', opts.maxInFlightFlushes ?? 64);
+    this.maxBatchBytes = positiveInt('maxBatchBytes', opts.maxBatchBytes ?? 512 * 1024);
   }
 
   /** Queues the push of `message` to every uid in `seqs` (uid -> that uid's inbox seq). */
@@ -158,19 +169,40 @@ export class Fanout {
       }
     }
 
-    for (const [node, deliveries] of byNode) {
-      try {
-        // The header carries the first traced delivery's context; each delivery carries its own.
-        const headers = traceHeaders(deliveries.find((d) => d.traceParent)?.traceParent);
-        this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ deliveries }), headers);
-        metrics().logicDeliveries.inc(deliveries.length);
-      } catch (err) {
-        this.logger.warn('fan-out publish failed', {
-          node, deliveries: deliveries.length, err: err instanceof Error ? err.message : String(err),
-        });
+    for (const [node, all] of byNode) {
+      for (const deliveries of chunkByBytes(all, this.maxBatchBytes)) {
+        try {
+          // The header carries the first traced delivery's context; each delivery carries its own.
+          const headers = traceHeaders(deliveries.find((d) => d.traceParent)?.traceParent);
+          this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ deliveries }), headers);
+          metrics().logicDeliveries.inc(deliveries.length);
+        } catch (err) {
+          this.logger.warn('fan-out publish failed', {
+            node, deliveries: deliveries.length, err: err instanceof Error ? err.message : String(err),
+          });
+        }
       }
     }
   }
+}
+
+/** Consecutive runs of deliveries of at most maxBytes each (a single larger one stands alone). */
+export function chunkByBytes(deliveries: Delivery[], maxBytes: number): Delivery[][] {
+  const chunks: Delivery[][] = [];
+  let current: Delivery[] = [];
+  let bytes = 0;
+  for (const d of deliveries) {
+    const size = d.message.length + d.uid.length + (d.traceParent?.length ?? 0) + DELIVERY_OVERHEAD_BYTES;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(d);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 function positiveInt(field: string, v: number): number {

@@ -3,23 +3,14 @@
  * "skipped: …" line. With IM_REQUIRE_INFRA=1 (CI), absent is a failure instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
+import { freePort, reachable } from '../common/net';
 import { Client } from 'cassandra-driver';
 
 export const NATS_URL = process.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
 export const CASSANDRA_CONTACT = process.env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
 export const REQUIRE_INFRA = /^(1|true|yes)$/i.test(process.env.IM_REQUIRE_INFRA ?? '');
 
-/** Whether something accepts TCP at host:port within timeoutMs. */
-export function reachable(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const done = (ok: boolean) => { s.destroy(); resolve(ok); };
-    s.setTimeout(timeoutMs, () => done(false));
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
+export { freePort, reachable };
 
 function hostPort(url: string, defPort: number): [string, number] {
   const m = /^(?:\w+:\/\/)?([^:/,]+)(?::(\d+))?/.exec(url.split(',')[0].trim());
@@ -43,18 +34,6 @@ export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Pro
 }
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
-
-/** A port that was free a moment ago (the server binds it next). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Spawns a test-owned nats-server on the port and waits until it accepts connections (or fails with its stderr). */
 export async function startNatsServer(port: number): Promise<ChildProcess> {

@@ -1,0 +1,249 @@
+/**
+ * `npm run bench -- <scenario> [options]`: the options, their defaults per scenario, and the
+ * usage text. A pure function of argv and env; a bad value is a UsageError naming the option.
+ */
+import * as path from 'node:path';
+import { parseDurationMs } from '../common/config';
+
+export const SCENARIOS = ['one-to-one', 'group', 'connect-storm', 'idle', 'mixed'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface BenchOptions {
+  scenario: Scenario;
+  target: 'embedded' | 'distributed' | 'url';
+  routerUrl?: string;
+  noDb: boolean;
+  durationMs: number;
+  warmupMs: number;
+  users: number;
+  /** Total sends/s over all users, or 'max' (closed loop, `window` sends in flight per user). */
+  rate: number | 'max';
+  window: number;
+  contentBytes: number;
+  workers: number;
+  gateways: number;
+  logics: number;
+  groupSizes: number[];
+  /** Mixed scenario: shares of users in pairs and in groups (the rest idle). */
+  peerShare: number;
+  groupShare: number;
+  /** One SYNC per this many sends (mixed: 20, others 0). */
+  syncEvery: number;
+  /** After a max phase, rate phases at these percentages of the max accepted sends/s. */
+  sweep: number[] | undefined;
+  concurrency: number;
+  heartbeatIntervalMs: number;
+  /** Longest wait for stragglers after the load stops. */
+  drainMs: number;
+  ceiling: boolean;
+  cpuProf: boolean;
+  /** idle: heap snapshots of the first gateway before and after, diffed per connection. */
+  heapSnapshot: boolean;
+  outDir: string;
+  quiet: boolean;
+  write: boolean;
+  /** --target URL: server pids to sample (CPU, RSS). */
+  pids: number[];
+  keyspace: string;
+  label: string;
+}
+
+export const USAGE = `usage: npm run bench -- <scenario> [options]
+       npm run bench -- report            rewrite the table in BENCHMARKS.md from bench/results
+       npm run bench -- profile <file.cpuprofile> [--top N]
+       npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
+
+scenarios:
+  one-to-one      N users in fixed pairs, each sends to its peer
+  group           N users in groups of mixed sizes (--group-sizes), each sends to its group
+  connect-storm   N connections set up (TCP + Auth) as fast as --concurrency allows
+  idle            hold N authenticated connections with heartbeats; memory per connection
+  mixed           pairs + groups + idle users, with a SYNC every --sync-every sends
+
+options:
+  --target embedded|distributed|<router url>   system under test (default embedded)
+  --no-db             distributed with logic on SQLite in tmpfs instead of Cassandra
+  --duration 10s      measured time per phase (bare numbers are seconds)
+  --warmup 1s         excluded from the figures at the start of each phase
+  --users N           users = connections (default per scenario)
+  --rate max|N        total sends/s (default max: closed loop, --window sends in flight per user)
+  --window N          sends in flight per user (default 1 for max, 32 as the cap for a rate)
+  --size BYTES        message content size (default 100)
+  --sweep [25,50,75,100]  after a max phase, rate phases at these % of the max (chart: SVG)
+  --group-sizes 100,50,20,10,5   group sizes used in turn (owner included; 2..100)
+  --workers N         load-generator processes (default 1; idle: one per 15000 connections)
+  --gateways N --logics N   distributed: processes per layer (default 1; idle: one gateway per 15000)
+  --concurrency N     connection attempts in flight (default 200)
+  --heartbeat 30s     heartbeat interval of the servers the bench starts
+  --drain 10s         longest wait for straggling pushes after the load stops
+  --sync-every N      one SYNC per N sends (mixed default 20)
+  --no-ceiling        skip the raw TCP echo ceiling
+  --cpu-prof          V8 CPU profile of every server process; top self-time functions in the result
+  --heap-snapshot     idle: heap snapshots of the first gateway before/after, growth per connection by type
+  --pids P1,P2        --target URL: server pids to sample for CPU and RSS
+  --keyspace K        Cassandra keyspace (default im_bench)
+  --out DIR           results directory (default bench/results)
+  --no-write          print the result, write no files (tests)
+  --quiet             no per-second progress lines
+  --label TEXT        free text stored with the result
+env: IM_AUTH_SECRET (--target URL), IM_NATS_URL, IM_CASSANDRA_CONTACT_POINTS.
+`;
+
+const DEFAULT_USERS: Record<Scenario, number> = {
+  'one-to-one': 1000, group: 1000, 'connect-storm': 5000, idle: 10_000, mixed: 2000,
+};
+
+/** bench/results in the repository (this file runs from dist/bench/). */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
+
+/** Sockets per process kept well under this machine's ~20k open-file limit. */
+export const MAX_SOCKETS_PER_PROCESS = 15_000;
+
+const BOOLEAN_FLAGS = new Set(['no-db', 'no-ceiling', 'cpu-prof', 'heap-snapshot', 'quiet', 'no-write', 'sweep']);
+const VALUE_FLAGS = new Set([
+  'target', 'duration', 'warmup', 'users', 'rate', 'window', 'size', 'workers', 'gateways', 'logics',
+  'group-sizes', 'concurrency', 'heartbeat', 'drain', 'sync-every', 'pids', 'keyspace', 'out', 'label',
+  'peer-share', 'group-share',
+]);
+
+/** Parses `--name value`, `--name=value` and the boolean flags; --sweep takes an optional list. */
+export function parseFlags(argv: readonly string[], valueFlags: ReadonlySet<string> = VALUE_FLAGS): { positionals: string[]; flags: Map<string, string> } {
+  const positionals: string[] = [];
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+    if (flags.has(name)) throw new UsageError(`option --${name} given twice`);
+    if (BOOLEAN_FLAGS.has(name)) {
+      if (eq > 0) flags.set(name, a.slice(eq + 1));
+      else if (name === 'sweep' && i + 1 < argv.length && /^[\d,]+$/.test(argv[i + 1])) flags.set(name, argv[++i]);
+      else flags.set(name, 'true');
+      continue;
+    }
+    if (!valueFlags.has(name)) throw new UsageError(`unknown option --${name}`);
+    if (eq > 0) flags.set(name, a.slice(eq + 1));
+    else if (i + 1 < argv.length) flags.set(name, argv[++i]);
+    else throw new UsageError(`option --${name} needs a value`);
+  }
+  return { positionals, flags };
+}
+
+function int(flags: Map<string, string>, name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = flags.get(name);
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min || n > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got "${v}"`);
+  return n;
+}
+
+function share(flags: Map<string, string>, name: string, def: number): number {
+  const v = flags.get(name);
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--${name} must be a number in 0..1, got "${v}"`);
+  return n;
+}
+
+function duration(flags: Map<string, string>, name: string, def: number): number {
+  const v = flags.get(name);
+  if (v === undefined) return def;
+  const ms = /^\d+(\.\d+)?$/.test(v) ? Number(v) * 1000 : parseDurationMs(v);
+  if (ms === undefined || !Number.isFinite(ms)) throw new UsageError(`--${name} must be a duration like 10s or 500ms, got "${v}"`);
+  return ms;
+}
+
+function intList(v: string, name: string, min: number, max: number): number[] {
+  const out = v.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < min || n > max)) {
+    throw new UsageError(`--${name} must be a comma-separated list of integers in ${min}..${max}, got "${v}"`);
+  }
+  return out;
+}
+
+export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()): BenchOptions {
+  const { positionals, flags } = parseFlags(argv);
+  if (positionals.length !== 1) throw new UsageError('give exactly one scenario');
+  const scenario = positionals[0] as Scenario;
+  if (!SCENARIOS.includes(scenario)) throw new UsageError(`unknown scenario "${positionals[0]}" (one of ${SCENARIOS.join(', ')})`);
+  const bool = (name: string) => flags.has(name) && flags.get(name) !== 'false';
+
+  const t = flags.get('target') ?? 'embedded';
+  let target: BenchOptions['target'];
+  let routerUrl: string | undefined;
+  if (t === 'embedded' || t === 'distributed') target = t;
+  else if (/^https?:\/\/./.test(t)) {
+    target = 'url';
+    routerUrl = t;
+  } else throw new UsageError(`--target must be embedded, distributed or an http(s) route API URL, got "${t}"`);
+  const noDb = bool('no-db');
+  if (noDb && target !== 'distributed') throw new UsageError('--no-db applies to --target distributed only');
+
+  const users = int(flags, 'users', DEFAULT_USERS[scenario], scenario === 'one-to-one' ? 2 : 1);
+  const perProcess = Math.ceil(users / MAX_SOCKETS_PER_PROCESS);
+  const rateFlag = flags.get('rate') ?? 'max';
+  let rate: number | 'max';
+  if (rateFlag === 'max') rate = 'max';
+  else {
+    rate = Number(rateFlag);
+    if (!Number.isFinite(rate) || rate <= 0) throw new UsageError(`--rate must be "max" or a positive number, got "${rateFlag}"`);
+  }
+  const sweepFlag = flags.get('sweep');
+  const sweep = sweepFlag === undefined || sweepFlag === 'false' ? undefined
+    : sweepFlag === 'true' ? [25, 50, 75, 100] : intList(sweepFlag, 'sweep', 1, 1000);
+  if (sweep && rate !== 'max') throw new UsageError('--sweep starts from a max phase: leave --rate at max');
+  if (sweep && (scenario === 'idle' || scenario === 'connect-storm')) throw new UsageError(`--sweep does not apply to ${scenario}`);
+
+  const workers = int(flags, 'workers', scenario === 'idle' ? perProcess : 1, 1, 64);
+  if (Math.ceil(users / workers) > MAX_SOCKETS_PER_PROCESS) {
+    throw new UsageError(`${users} users over ${workers} workers is more than ${MAX_SOCKETS_PER_PROCESS} sockets per process; add --workers`);
+  }
+  const gateways = int(flags, 'gateways', scenario === 'idle' ? perProcess : 1, 1, 64);
+  if (target === 'embedded' && users > MAX_SOCKETS_PER_PROCESS && scenario !== 'connect-storm') {
+    throw new UsageError(`embedded mode is one process (at most ~${MAX_SOCKETS_PER_PROCESS} connections here); use --target distributed --gateways N`);
+  }
+  if (target === 'distributed' && Math.ceil(users / gateways) > MAX_SOCKETS_PER_PROCESS && scenario !== 'connect-storm') {
+    throw new UsageError(`more than ${MAX_SOCKETS_PER_PROCESS} connections per gateway: add --gateways`);
+  }
+
+  const pidsFlag = flags.get('pids');
+  return {
+    scenario, target, routerUrl, noDb,
+    durationMs: duration(flags, 'duration', 10_000),
+    warmupMs: duration(flags, 'warmup', 1000),
+    users, rate,
+    window: int(flags, 'window', rate === 'max' ? 1 : 32, 1, 1000),
+    contentBytes: int(flags, 'size', 100, 9, 16_384),
+    workers, gateways,
+    logics: int(flags, 'logics', 1, 1, 16),
+    groupSizes: intList(flags.get('group-sizes') ?? '100,50,20,10,5', 'group-sizes', 2, 100),
+    peerShare: share(flags, 'peer-share', scenario === 'mixed' ? 0.5 : scenario === 'one-to-one' ? 1 : 0),
+    groupShare: share(flags, 'group-share', scenario === 'mixed' ? 0.3 : scenario === 'group' ? 1 : 0),
+    syncEvery: int(flags, 'sync-every', scenario === 'mixed' ? 20 : 0, 0),
+    sweep,
+    concurrency: int(flags, 'concurrency', 200, 1, 10_000),
+    heartbeatIntervalMs: duration(flags, 'heartbeat', 30_000),
+    drainMs: duration(flags, 'drain', 10_000),
+    ceiling: !bool('no-ceiling'),
+    cpuProf: bool('cpu-prof'),
+    heapSnapshot: bool('heap-snapshot'),
+    outDir: flags.has('out') ? path.resolve(cwd, flags.get('out')!) : DEFAULT_RESULTS_DIR,
+    quiet: bool('quiet'),
+    write: !bool('no-write'),
+    pids: pidsFlag ? intList(pidsFlag, 'pids', 1, 2 ** 31) : [],
+    keyspace: flags.get('keyspace') ?? 'im_bench',
+    label: flags.get('label') ?? '',
+  };
+}

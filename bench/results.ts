@@ -1,0 +1,251 @@
+/**
+ * The result of one bench run: its JSON shape (bench/results/<id>.json, read back by the report
+ * and the capacity planner), the goals it is compared against, and its Markdown summary.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { LossSummary } from './checker';
+import type { Percentiles } from './histogram';
+import type { MachineInfo, ProcessSummary, TopProcess } from './proc-stats';
+
+export const RESULT_SCHEMA = 'im-bench/1';
+
+export interface PerSecond {
+  t: number;
+  sent: number;
+  acked: number;
+  deliveries: number;
+  e2eP50Ms: number;
+  e2eP99Ms: number;
+  errors: number;
+  /** % of one core per role. */
+  cpu: Record<string, number>;
+  /** Machine CPU used by processes the bench does not know (other people's work on a shared box). */
+  otherCpuPct?: number;
+}
+
+export interface PhaseResult {
+  name: string;
+  mode: 'max' | 'rate';
+  targetSendsPerS?: number;
+  windowS: number;
+  sendsPerS: number;
+  acceptedPerS: number;
+  /** Pushes to recipients other than the sender. */
+  deliveriesPerS: number;
+  /** Pushes of a sender's own messages to its own device (the server copies every send to the sender's devices). */
+  selfPushesPerS: number;
+  skippedPerS: number;
+  errors: Record<string, number>;
+  ackMs: Percentiles;
+  e2eMs: Percentiles;
+  syncMs?: Percentiles;
+  processes: ProcessSummary[];
+  machineBusyPct: number;
+  /** Machine CPU (% of one core) used by processes the bench neither started nor sampled. */
+  otherCpuPct?: number;
+  /** Sends still without a reply when the phase stopped (after waiting for them). */
+  outstandingAtStop?: number;
+  /** This phase against the raw echo ceiling. */
+  ratio?: { deliveriesToEcho: number; p50ToEcho: number; p99ToEcho: number };
+  perSecond: PerSecond[];
+}
+
+export interface Ceiling {
+  kind: 'echo' | 'echo-connect' | 'echo-idle';
+  connections: number;
+  frameBytes: number;
+  /** echo: round trips/s; echo-connect: connections (+1 round trip) per s. */
+  perS: number;
+  rttMs: Percentiles;
+  /** echo-idle: a plain Node TCP server's memory per idle socket. */
+  rssPerConnBytes?: number;
+  heapPerConnBytes?: number;
+}
+
+export interface IdleResult {
+  connections: number;
+  failed: number;
+  closedDuringHold: Record<string, number>;
+  holdS: number;
+  /** Gateway processes: (after - before) / connections, after a full GC. */
+  gatewayRssPerConnBytes: number;
+  gatewayHeapPerConnBytes: number;
+  gatewayExternalPerConnBytes: number;
+  /** Router process (distributed): session table cost per connection. */
+  routerRssPerConnBytes?: number;
+  gatewayCpuPctWhileIdle: number;
+  ratioToRawSocket?: number;
+  processes: ProcessSummary[];
+  /** --heap-snapshot: heap growth per connection by (type, constructor) in the first gateway. */
+  heapPerConn?: Array<{ what: string; countPerConn: number; bytesPerConn: number }>;
+}
+
+export interface ConnectResultSummary {
+  connections: number;
+  failed: number;
+  errors: Record<string, number>;
+  perS: number;
+  setupMs: Percentiles;
+  ratioToEcho?: number;
+  processes?: ProcessSummary[];
+}
+
+export interface Goal {
+  name: string;
+  goal: string;
+  value: number | null;
+  unit: string;
+  met: boolean | null;
+  note?: string;
+}
+
+export interface ProfileSummary {
+  process: string;
+  totalMs: number;
+  top: Array<{ fn: string; where: string; selfMs: number; selfPct: number }>;
+}
+
+export interface BenchResult {
+  schema: typeof RESULT_SCHEMA;
+  id: string;
+  startedAt: string;
+  scenario: string;
+  label: string;
+  target: { kind: string; noDb: boolean; description: string; notes: string[]; gateways: number; logics: number };
+  options: Record<string, unknown>;
+  machine: MachineInfo;
+  /** What else ran: the box is shared, so read the figures with this in mind. */
+  environment: {
+    loadBefore: [number, number, number];
+    loadAfter: [number, number, number];
+    topBefore: TopProcess[];
+    topAfter: TopProcess[];
+  };
+  ceiling?: Ceiling;
+  setup?: ConnectResultSummary;
+  phases: PhaseResult[];
+  check?: LossSummary & { samples: string[]; syncFailures: number };
+  idle?: IdleResult;
+  connectStorm?: ConnectResultSummary;
+  profiles?: ProfileSummary[];
+  goals: Goal[];
+}
+
+export function resultId(startedAt: Date, scenario: string, target: string): string {
+  const ts = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${ts}-${scenario}-${target}`;
+}
+
+export function targetTag(kind: string, noDb: boolean): string {
+  return kind === 'distributed' ? (noDb ? 'distributed-nodb' : 'distributed') : kind;
+}
+
+/** Reads every result in dir (newest first by id, which starts with the timestamp). */
+export function readResults(dir: string): BenchResult[] {
+  let files: string[];
+  try {
+    files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const out: BenchResult[] = [];
+  for (const f of files) {
+    try {
+      const r = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as BenchResult;
+      if (r.schema === RESULT_SCHEMA) out.push(r);
+    } catch {
+      // not a result file
+    }
+  }
+  return out.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+
+const fmt = (v: number, digits = 0) => v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+export function renderMarkdown(r: BenchResult): string {
+  const lines: string[] = [];
+  lines.push(`# ${r.scenario} on ${r.target.description}`, '');
+  lines.push(`Run \`${r.id}\`${r.label ? ` (${r.label})` : ''}, ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memTotalMb} MB, Node ${r.machine.node}.`);
+  lines.push(`Load average before ${r.environment.loadBefore.join(' ')}, after ${r.environment.loadAfter.join(' ')}.`, '');
+  if (r.ceiling) {
+    const c = r.ceiling;
+    if (c.kind === 'echo-idle') {
+      lines.push(`Raw ceiling: a plain Node TCP server holding ${fmt(c.connections)} idle sockets uses ${fmt(c.rssPerConnBytes ?? 0)} B RSS / ${fmt(c.heapPerConnBytes ?? 0)} B heap per socket.`, '');
+    } else {
+      const what = c.kind === 'echo' ? 'round trips/s (one frame in flight per connection)' : 'connections/s (TCP connect + one round trip)';
+      lines.push(`Raw ceiling (Node length-prefixed TCP echo, ${fmt(c.connections)} connections, ${c.frameBytes}-byte frames): ${fmt(c.perS)} ${what}, rtt p50 ${c.rttMs.p50} ms, p99 ${c.rttMs.p99} ms.`, '');
+    }
+  }
+  if (r.phases.length) {
+    lines.push('| phase | sends/s | accepted/s | delivered/s | ratio to echo | ack p50 / p99 ms | e2e p50 / p95 / p99 / max ms | errors | CPU % by role | other processes CPU % |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---|---:|');
+    for (const p of r.phases) {
+      const errs = Object.values(p.errors).reduce((a, b) => a + b, 0);
+      const cpu = cpuByRole(p.processes).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
+      lines.push(`| ${p.name} | ${fmt(p.sendsPerS)} | ${fmt(p.acceptedPerS)} | ${fmt(p.deliveriesPerS)} | ${p.ratio ? fmt(p.ratio.deliveriesToEcho, 3) : '—'} | ` +
+        `${p.ackMs.p50} / ${p.ackMs.p99} | ${p.e2eMs.p50} / ${p.e2eMs.p95} / ${p.e2eMs.p99} / ${p.e2eMs.max} | ${errs} | ${cpu} | ${p.otherCpuPct ?? '—'} |`);
+    }
+    lines.push('');
+  }
+  if (r.check) {
+    const c = r.check;
+    lines.push(`Check: expected ${fmt(c.expected)} deliveries, delivered ${fmt(c.delivered)}; **lost ${c.lost}** (lost pushes ${c.lostPushes}, lost messages ${c.lostMessages}), ` +
+      `**duplicated ${c.duplicated}**, unexpected ${c.unexpected}, sends with unknown outcome delivered ${c.unknownDelivered}.`, '');
+  }
+  if (r.setup) lines.push(`Connection setup: ${fmt(r.setup.connections)} in ${fmt(r.setup.perS)}/s, p50 ${r.setup.setupMs.p50} ms, p99 ${r.setup.setupMs.p99} ms, failed ${r.setup.failed}.`, '');
+  if (r.connectStorm) {
+    const s = r.connectStorm;
+    lines.push(`Connect storm: ${fmt(s.connections)} connections at ${fmt(s.perS)}/s (${s.ratioToEcho !== undefined ? `${fmt(s.ratioToEcho, 3)} of raw TCP` : 'no ceiling'}), ` +
+      `connect+auth p50 ${s.setupMs.p50} ms, p99 ${s.setupMs.p99} ms, max ${s.setupMs.max} ms; failed ${s.failed}.`, '');
+  }
+  if (r.idle) {
+    const i = r.idle;
+    lines.push(`Idle: ${fmt(i.connections)} authenticated connections held ${i.holdS} s; gateway ${fmt(i.gatewayRssPerConnBytes)} B RSS, ` +
+      `${fmt(i.gatewayHeapPerConnBytes)} B heap, ${fmt(i.gatewayExternalPerConnBytes)} B external per connection` +
+      (i.routerRssPerConnBytes !== undefined ? `; router ${fmt(i.routerRssPerConnBytes)} B RSS per connection` : '') +
+      (i.ratioToRawSocket !== undefined ? `; ${fmt(i.ratioToRawSocket, 2)}× a raw Node socket` : '') +
+      `; gateway CPU while idle ${i.gatewayCpuPctWhileIdle} %; closed during hold: ${JSON.stringify(i.closedDuringHold)}.`, '');
+    lines.push(`Processes while holding: ${i.processes.map((p) => `${p.role} ${p.cpuPct} % CPU, ${p.rssMb} MB`).join('; ')}.`, '');
+    if (i.heapPerConn?.length) {
+      lines.push('Heap growth per connection in the first gateway (V8 heap snapshots; writing them inflates RSS, so read RSS from a run without --heap-snapshot):', '',
+        '| what | objects per conn | bytes per conn |', '|---|---:|---:|');
+      for (const h of i.heapPerConn) lines.push(`| \`${h.what}\` | ${h.countPerConn} | ${h.bytesPerConn} |`);
+      lines.push('');
+    }
+  }
+  if (r.goals.length) {
+    lines.push('| goal | target | measured | met |', '|---|---|---:|---|');
+    for (const g of r.goals) lines.push(`| ${g.name} | ${g.goal} | ${g.value === null ? '—' : `${fmt(g.value, g.unit === 'ms' ? 2 : 0)} ${g.unit}`} | ${g.met === null ? 'n/a' : g.met ? 'yes' : '**no**'}${g.note ? ` (${g.note})` : ''} |`);
+    lines.push('');
+  }
+  if (r.profiles?.length) {
+    for (const p of r.profiles) {
+      lines.push(`CPU profile of ${p.process} (${fmt(p.totalMs)} ms sampled), top self time:`, '');
+      for (const f of p.top.slice(0, 12)) lines.push(`- ${f.selfPct.toFixed(1)} % ${f.fn} (${f.where})`);
+      lines.push('');
+    }
+  }
+  lines.push('What else ran (top CPU before the run):', '');
+  for (const t of r.environment.topBefore.slice(0, 5)) lines.push(`- ${t.cpuPct} % pid ${t.pid}: ${t.cmd}`);
+  lines.push('', ...r.target.notes.map((n) => `- ${n}`), '');
+  return lines.join('\n');
+}
+
+export function cpuByRole(processes: ProcessSummary[]): Array<[string, number]> {
+  const m = new Map<string, number>();
+  for (const p of processes) m.set(p.role, (m.get(p.role) ?? 0) + p.cpuPct);
+  return [...m].sort((a, b) => b[1] - a[1]);
+}
+
+export function writeResult(dir: string, r: BenchResult, svg?: string): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  const files = [path.join(dir, `${r.id}.json`), path.join(dir, `${r.id}.md`)];
+  fs.writeFileSync(files[0], JSON.stringify(r, null, 1) + '\n');
+  fs.writeFileSync(files[1], renderMarkdown(r));
+  if (svg) {
+    files.push(path.join(dir, `${r.id}.svg`));
+    fs.writeFileSync(files[2], svg);
+  }
+  return files;
+}
