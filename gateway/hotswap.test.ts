@@ -231,6 +231,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
         const r = await pingRaw.request(Op.PING, 'Ping', { clientTimeMs: Date.now() }, 15_000);
         assert.equal(r.error, null);
         pings++;
+        await sleep(2); // well under the connection's rate limit, however fast replies come back
       }
     })();
     const loops = [sender(a, alice, bob), sender(b, bob, alice), sender(a, alice, dave), pinger];
