@@ -1,20 +1,21 @@
 /**
- * Embedded mode: router, logic and gateway in one process over the same gRPC contracts as the
- * distributed deployment (on loopback), with the SQLite store and the in-process bus.
+ * Embedded mode: router, logic and gateway in one process, with the SQLite store and the
+ * in-process bus. The gateway calls logic's op registry and both call the route table directly
+ * (embedded/in-process.ts); logic and the router still serve their gRPC and HTTP APIs (the
+ * internal admin API, the route API) as in a deployment.
  */
 import { InProcessBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { Logger, silentLogger } from '../common/log';
 import { loadOrCreateSecret } from '../common/secret';
 import { Gateway, GatewayOptions } from '../gateway/server';
-import { LogicClient } from '../gateway/logic-client';
 import { ADMIN_PROTO_FILE, addAdminService, addReflection } from '../logic/admin';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
-import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
 import { openStore } from '../storage/open';
+import { InProcessLogic, InProcessRouter } from './in-process';
 
 /** Gateway settings an embedded system passes through (everything but wiring). */
 export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'authSecret' | 'logic' | 'router' | 'bus' | 'logger'>>;
@@ -50,6 +51,8 @@ export interface EmbeddedSystem {
 }
 
 const LOOPBACK = '127.0.0.1';
+/** How often the gateway reports to the route table (as over gRPC in a deployment). */
+const ROUTER_HEARTBEAT_MS = 3000;
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedSystem> {
   const logger = options.logger ?? silentLogger;
@@ -78,33 +81,30 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     });
     const routerPorts = await router.start();
     stops.push(() => router.stop());
-    const routerGrpcAddr = `${LOOPBACK}:${routerPorts.grpcPort}`;
+    // In one process the route table is called directly (same rules as its gRPC adapter).
+    const routes = new InProcessRouter(router.table, ROUTER_HEARTBEAT_MS);
 
-    const logicRouter = new RouterClient({ address: routerGrpcAddr, logger });
-    stops.push(() => logicRouter.close());
-    const service = new LogicService({ ...options.logic, store, bus, router: logicRouter, logger: logger.child({ svc: 'logic' }) });
+    const service = new LogicService({ ...options.logic, store, bus, router: routes, logger: logger.child({ svc: 'logic' }) });
     stops.push(() => service.close());
     const registry = new OpRegistry();
     registerClientOps(registry, service);
     options.registerOps?.(registry);
     const logic = new LogicServer({ registry, host: LOOPBACK, port: options.logicPort ?? 0, logger: logger.child({ svc: 'logic' }) });
     // The internal API for other backends (grpcurl-friendly: reflection on), on the same port.
-    addAdminService(logic.server, { service, router: logicRouter, logger });
+    addAdminService(logic.server, { service, router: routes, logger });
     addReflection(logic.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
     const logicPort = await logic.start();
     stops.push(() => logic.stop());
 
-    const logicClient = new LogicClient({ addresses: [`${LOOPBACK}:${logicPort}`], logger });
-    logicClient.start();
-    stops.push(() => logicClient.close());
-    const gatewayRouter = new RouterClient({ address: routerGrpcAddr, logger });
-    stops.push(() => gatewayRouter.close());
+    // The gateway calls logic's op registry directly: the same ops, errors and metrics as over the
+    // gRPC stream that separate processes use, without encoding every call into HTTP/2 frames.
+    const inProcessLogic = new InProcessLogic(registry, logger.child({ svc: 'logic' }));
     const gatewayHost = options.gatewayHost ?? LOOPBACK;
     const gateway = new Gateway({
       ...options.gateway,
       node: options.node ?? 'gw-embedded',
       host: gatewayHost, port: options.gatewayPort ?? 0,
-      authSecret, logic: logicClient, router: gatewayRouter, bus,
+      authSecret, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
       logger: logger.child({ svc: 'gateway' }),
     });
     const { port: gatewayPort } = await gateway.start();

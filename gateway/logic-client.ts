@@ -66,6 +66,11 @@ export interface LogicCaller {
   call(call: LogicCall): Promise<LogicCallResult>;
 }
 
+/** What a gateway needs of its way to logic: calls, and whether any path to logic is up. */
+export interface LogicBackend extends LogicCaller {
+  readonly streamsUp: number;
+}
+
 type Stream = grpc.ClientDuplexStream<CallBatch, ResultBatch__Output>;
 
 /** A CallBatch stays well under grpc's default 4 MiB receive limit on the logic side. */
@@ -89,7 +94,7 @@ function failure(code: number, message: string): LogicCallResult {
   return { body: EMPTY, code, message, retryable: true };
 }
 
-export class LogicClient implements LogicCaller {
+export class LogicClient implements LogicBackend {
   private readonly callTimeoutMs: number;
   private readonly maxInFlight: number;
   private readonly streamWaitMs: number;

@@ -18,7 +18,7 @@ import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './hand
 import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
-import { LogicClient } from './logic-client';
+import { LogicClient, type LogicBackend } from './logic-client';
 
 export interface GatewayOptions {
   node: string;
@@ -29,10 +29,10 @@ export interface GatewayOptions {
   publicAddr?: string;
   authSecret: string;
   /**
-   * Logic: either a LogicClient the caller owns (started and closed by the caller), or
+   * Logic: a LogicBackend the caller owns (a LogicClient, or in-process logic in embedded mode), or
    * `logicAddresses`, from which the gateway builds, starts and closes its own. Exactly one.
    */
-  logic?: LogicClient;
+  logic?: LogicBackend;
   logicAddresses?: string[];
   router: RouterApi;
   bus: Bus;
@@ -83,8 +83,9 @@ export const DRAIN_TICK_MS = 100;
 export class Gateway {
   private readonly opts: GatewayOptions;
   private readonly limits: ConnectionLimits;
-  private readonly logic: LogicClient;
-  private readonly ownsLogic: boolean;
+  private readonly logic: LogicBackend;
+  /** The logic client this gateway made (from logicAddresses), to start and close; none when given one. */
+  private readonly ownedLogic: LogicClient | undefined;
   private readonly maxConnections: number;
   private readonly capacity: number;
   private readonly routerHeartbeatMs: number;
@@ -136,8 +137,8 @@ export class Gateway {
     const maxOverlapBytes = positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024);
     this.awaitingAdoption = options.successor === true;
     if (this.awaitingAdoption) this.tap = new OverlapBuffer(this.maxOverlapItems, maxOverlapBytes);
-    this.ownsLogic = !options.logic;
-    this.logic = options.logic ?? new LogicClient({ addresses: options.logicAddresses!, logger: this.logger });
+    this.ownedLogic = options.logic ? undefined : new LogicClient({ addresses: options.logicAddresses!, logger: this.logger });
+    this.logic = options.logic ?? this.ownedLogic!;
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
   }
@@ -163,7 +164,7 @@ export class Gateway {
   async start(): Promise<{ port: number }> {
     if (this.started) throw new Error('gateway already started');
     this.started = true;
-    if (this.ownsLogic) this.logic.start();
+    this.ownedLogic?.start();
     if (this.opts.listen !== false) {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
@@ -213,7 +214,7 @@ export class Gateway {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.unsubscribe?.();
     this.unwatchMetrics?.();
-    if (this.ownsLogic) await this.logic.close();
+    await this.ownedLogic?.close();
     this.logger.info('gateway stopped', { node: this.opts.node });
   }
 
@@ -397,7 +398,7 @@ export class Gateway {
       for (const c of [...this.conns]) c.destroy();
       this.unsubscribe?.();
       this.unwatchMetrics?.();
-      if (this.ownsLogic) await this.logic.close();
+      await this.ownedLogic?.close();
       this.logger.info('gateway handed over', { node: this.opts.node });
     })();
     return this.stopping;
