@@ -32,6 +32,8 @@ export interface ConnectionOptions {
   /** Used when AuthOk carries no interval. */
   defaultHeartbeatIntervalMs: number;
   onPush: (conn: Connection, msg: Message) => void;
+  /** The server says pushes may have been missed (OP_SYNC_HINT): sync from lastSeq. */
+  onSyncHint?: (conn: Connection) => void;
   /** An OP_ERROR not tied to a request. */
   onServerError: (conn: Connection, err: ImClientError) => void;
   /** Called once, only for connections that completed the handshake. */
@@ -217,6 +219,10 @@ export class Connection {
         return;
       }
       this.options.onPush(this, msg);
+      return;
+    }
+    if (frame.op === Op.SYNC_HINT) {
+      this.options.onSyncHint?.(this);
       return;
     }
     if (frame.op === Op.ERROR && frame.requestId === 0) {

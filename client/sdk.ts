@@ -246,6 +246,9 @@ export class ImClient extends EventEmitter {
             onPush: (_c, msg) => {
               if (this.currentState !== 'closed' && this.options.receiveMessages) this.inboxSync.onPush(msg);
             },
+            onSyncHint: () => {
+              if (this.currentState !== 'closed' && this.options.receiveMessages) this.inboxSync.request();
+            },
             onServerError: (_c, err) => this.emitError(err),
             onClose: (c, info) => this.onConnectionClose(c, info),
           });

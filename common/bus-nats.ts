@@ -154,6 +154,10 @@ export class NatsBus implements Bus {
     return this.isConnected && this.closing === null;
   }
 
+  get reconnects(): number {
+    return this.counts.reconnects;
+  }
+
   stats(): NatsBusStats {
     return { connected: this.connected, closed: this.closing !== null, server: this.nc.getServer(), ...this.counts };
   }

@@ -11,6 +11,11 @@ export type BusHandler = (data: Uint8Array, headers?: BusHeaders) => void;
 export interface Bus {
   /** False while the transport is down or after close() (readiness). */
   readonly connected: boolean;
+  /**
+   * How many times the transport came back after an outage. What was published to a subscriber
+   * while it was down never arrives, so a change tells a gateway its clients should sync.
+   */
+  readonly reconnects: number;
   /** Fire-and-forget. Must not throw when the transport is down (a lost push is healed by sync). */
   publish(subject: string, data: Uint8Array, headers?: BusHeaders): void;
   /** Returns a function that removes the subscription. */
@@ -26,6 +31,9 @@ export function gatewaySubject(node: string): string {
 export class InProcessBus implements Bus {
   private readonly subs = new Map<string, Set<BusHandler>>();
   private closed = false;
+
+  /** Never down, so never back. */
+  readonly reconnects = 0;
 
   get connected(): boolean {
     return !this.closed;

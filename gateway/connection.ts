@@ -180,6 +180,15 @@ export class Connection {
     return this.write(frameBytes({ op: Op.PUSH, requestId: 0, body }));
   }
 
+  /**
+   * Writes an OP_SYNC_HINT frame: the push path was broken for a while (bus or router outage),
+   * so pushes may have been missed; the client syncs from its last seq. False if it could not.
+   */
+  syncHint(): boolean {
+    if (this._state !== 'open') return false;
+    return this.write(frameBytes({ op: Op.SYNC_HINT, requestId: 0 }));
+  }
+
   /** Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent. */
   disconnect(code: number, reason: string): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;

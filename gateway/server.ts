@@ -114,6 +114,8 @@ export class Gateway {
   private awaitingAdoption: boolean;
   /** The hand-over ended: the router gets this process's sessions as the node's (retried by heartbeats until it lands). */
   private snapshotDue = false;
+  /** The bus's reconnect count at the last heartbeat (a change means missed pushes). */
+  private busReconnects = 0;
 
   constructor(options: GatewayOptions) {
     if (!options.node) throw new ConfigError('node', 'required');
@@ -322,15 +324,28 @@ export class Gateway {
    * heartbeat of a run always sends it, replacing whatever a previous run of this node left.
    */
   private async sendHeartbeat(first = false): Promise<void> {
+    // The bus came back since the last beat: pushes published meanwhile never arrived.
+    const reconnects = this.opts.bus.reconnects;
+    if (reconnects !== this.busReconnects) this.hintSync('bus reconnected');
+    this.busReconnects = reconnects;
     try {
       const reply = await this.opts.router.heartbeat(this.status());
       if ((first || !reply.known || this.snapshotDue) && !this.drained && !this.awaitingAdoption) {
         await this.opts.router.snapshot(this.opts.node, this.sessions());
         this.snapshotDue = false;
+        // A router that had forgotten this node sent its pushes nowhere until now.
+        if (!first && !reply.known) this.hintSync('router re-registered');
       }
     } catch (err) {
       this.logger.warn('router heartbeat failed', { err });
     }
+  }
+
+  /** Tells every client to sync: the push path was broken, so some pushes may not have come. */
+  private hintSync(why: string): void {
+    let n = 0;
+    for (const c of this.conns) if (c.syncHint()) n++;
+    this.logger.info('sync hint sent', { why, connections: n });
   }
 
   private heartbeatLoop(first = false): void {

@@ -42,7 +42,7 @@ describe('protocol test vectors (docs/protocol.md)', () => {
 
   it('the page has a vector for every frame type', () => {
     const ops = new Set(vectors.map((v) => v.expected.op));
-    for (const op of [1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 110, 111]) assert.ok(ops.has(op), `no vector for op ${op}`);
+    for (const op of [1, 2, 3, 4, 5, 6, 100, 101, 102, 103, 104, 110, 111]) assert.ok(ops.has(op), `no vector for op ${op}`);
     assert.ok(vectors.some((v) => v.expected.error), 'no error reply vector');
   });
 

@@ -8,7 +8,7 @@ import * as protobuf from 'protobufjs';
 export const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
 
 export const Op = {
-  AUTH: 1, PING: 2, PUSH: 3, DISCONNECT: 4, ERROR: 5,
+  AUTH: 1, PING: 2, PUSH: 3, DISCONNECT: 4, ERROR: 5, SYNC_HINT: 6,
   SEND: 100, SYNC: 101, HISTORY: 102, READ: 103, UNREAD: 104,
   GROUP_CREATE: 110, GROUP_ADD: 111, GROUP_REMOVE: 112, GROUP_LEAVE: 113, GROUP_MEMBERS: 114,
 } as const;

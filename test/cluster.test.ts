@@ -128,6 +128,7 @@ describe('distributed mode', function () {
       };
       const alice = await mk(0, 'alice');
       const bob = await mk(1, 'bob');
+      const carol = await mk(1, 'carol'); // gets one message, sent during the outage, then nothing
       const acked: string[] = [];
       let stop = false;
       const sender = (async () => {
@@ -139,7 +140,9 @@ describe('distributed mode', function () {
       })();
       await sleep(700);
       await stopNatsServer(nats!, 'SIGKILL');
-      await sleep(1200); // sends keep being stored and acknowledged while NATS is away
+      await sleep(300);
+      const toCarol = await alice.c.send(uid('carol'), 'while NATS was away');
+      await sleep(900); // sends keep being stored and acknowledged while NATS is away
       const ackedDuringOutage = acked.length;
       nats = await startNatsServer(natsPort);
       await sleep(1500);
@@ -150,6 +153,10 @@ describe('distributed mode', function () {
       await sleep(300);
       assert.deepEqual(bob.inbox.messages.map((m) => m.msgId), acked, 'every acknowledged message exactly once, in order');
       assert.deepEqual(got.map((m) => m.seq), acked.map((_, i) => i + 1));
+      // No later push reveals carol's gap: the gateway's sync hint after the bus came back does.
+      const [c1] = await carol.inbox.waitFor(1, 15_000);
+      assert.equal(c1.msgId, toCarol.msgId);
+      assert.deepEqual(carol.drops, [], 'carol kept her connection');
       assert.deepEqual(alice.drops, [], 'alice kept her connection');
       assert.deepEqual(bob.drops, [], 'bob kept his connection');
     });
