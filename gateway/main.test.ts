@@ -3,44 +3,13 @@
  * to the router and logic processes it talks to.
  */
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
+import { launchMain, type Launched } from '../test/launch';
 
-const DIST = path.join(__dirname, '..');
 const SECRET = 'main-test-secret-0123456789abcdef';
-
-interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-interface Proc { child: ChildProcess; exit: Promise<Exit>; firstLine: Promise<Record<string, unknown>> }
-
-/** Only the given IM_* settings reach the child, whatever the test runner's own env holds. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
-  return { ...base, ...env };
-}
-
-function launch(service: 'gateway' | 'logic' | 'router', env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [path.join(DIST, service, 'main.js')], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let onLine: (line: string) => void = () => undefined;
-  const line = new Promise<string>((resolve) => { onLine = resolve; });
-  child.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    const nl = stdout.indexOf('\n');
-    if (nl >= 0) onLine(stdout.slice(0, nl));
-  });
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  const firstLine = Promise.race([
-    line.then((l) => JSON.parse(l) as Record<string, unknown>),
-    exit.then((r): never => { throw new Error(`${service} exited early (${r.code}): ${r.stderr}`); }),
-  ]);
-  firstLine.catch(() => undefined);
-  return { child, exit, firstLine };
-}
 
 async function route(httpAddr: string): Promise<Array<{ node: string; addr: string }>> {
   const res = await fetch(`http://${httpAddr}/v1/route`);
@@ -59,7 +28,7 @@ describe('gateway main (process)', () => {
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad (${JSON.stringify(env)})`, async () => {
-      const { exit, child } = launch('gateway', env);
+      const { exit, child } = launchMain('gateway', env);
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       const r = await exit;
       clearTimeout(timer);
@@ -71,7 +40,7 @@ describe('gateway main (process)', () => {
 
   describe('with NATS, next to router and logic processes', () => {
     let dir: string;
-    const procs: Proc[] = [];
+    const procs: Launched[] = [];
     before(async function () { await needs(this, 'nats'); });
     beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-gateway-main-')); });
     afterEach(async () => {
@@ -83,16 +52,16 @@ describe('gateway main (process)', () => {
     });
 
     it('registers with the router, and on SIGTERM drains, leaves the route list and exits 0', async () => {
-      const router = launch('router', { IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn' });
+      const router = launchMain('router', { IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn' });
       procs.push(router);
       const r = await router.firstLine;
-      const logic = launch('logic', {
+      const logic = launchMain('logic', {
         IM_STORE: 'sqlite', IM_DATA_DIR: dir, IM_NATS_URL: NATS_URL, IM_LOGIC_ADDR: '127.0.0.1:0',
         IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
       });
       procs.push(logic);
       const l = await logic.firstLine;
-      const gw = launch('gateway', {
+      const gw = launchMain('gateway', {
         IM_AUTH_SECRET: SECRET, IM_NODE_ID: 'gw-main-test', IM_GATEWAY_ADDR: '127.0.0.1:0', IM_NATS_URL: NATS_URL,
         IM_LOGIC_ADDRS: String(l.addr), IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
       });

@@ -1,37 +1,11 @@
 /** The logic process as an operator runs it: `node dist/logic/main.js` with env settings. */
 import { strict as assert } from 'node:assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
-
-const MAIN = path.join(__dirname, 'main.js');
-
-interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
-
-/** Only the given IM_* settings reach the child, whatever the test runner's own env holds. */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
-  return { ...base, ...env };
-}
-
-function launch(env: Record<string, string>): { child: ChildProcess; exit: Promise<Exit>; firstLine: Promise<string> } {
-  const child = spawn(process.execPath, [MAIN], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let onLine: (line: string) => void = () => undefined;
-  const firstLine = new Promise<string>((resolve) => { onLine = resolve; });
-  child.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    const nl = stdout.indexOf('\n');
-    if (nl >= 0) onLine(stdout.slice(0, nl));
-  });
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, exit, firstLine };
-}
+import { launchMain } from '../test/launch';
 
 describe('logic main (process)', () => {
   const badValues: Array<[string, Record<string, string>]> = [
@@ -45,7 +19,7 @@ describe('logic main (process)', () => {
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad`, async () => {
-      const { exit, child } = launch(env);
+      const { exit, child } = launchMain('logic', env);
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       const r = await exit;
       clearTimeout(timer);
@@ -62,13 +36,12 @@ describe('logic main (process)', () => {
     afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
     it('prints one listening line, serves the port, and exits 0 on SIGTERM', async () => {
-      const { child, exit, firstLine } = launch({
+      const { child, exit, firstLine } = launchMain('logic', {
         IM_STORE: 'sqlite', IM_DATA_DIR: dir, IM_BUS: 'nats', IM_NATS_URL: NATS_URL,
         IM_LOGIC_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn',
       });
       try {
-        const line = await Promise.race([firstLine, exit.then((r) => { throw new Error(`exited early: ${JSON.stringify(r)}`); })]);
-        const rec = JSON.parse(line);
+        const rec = (await firstLine) as Record<string, string>;
         assert.equal(rec.msg, 'logic listening');
         assert.equal(rec.store, `sqlite ${dir}`);
         const port = Number(/:(\d+)$/.exec(rec.addr)?.[1]);

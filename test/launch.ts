@@ -1,0 +1,44 @@
+/**
+ * One service main as an operator starts it (`node dist/<svc>/main.js` with env settings), for
+ * tests that check what the process itself does: its exit code and stderr on a bad setting, its
+ * one "listening" line, its exit on SIGTERM. test/procs.ts runs whole clusters of them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+
+const DIST = path.join(__dirname, '..');
+
+export interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+export interface Launched {
+  child: ChildProcess;
+  exit: Promise<Exit>;
+  /** The first stdout line, parsed; rejects if the process exits first. */
+  firstLine: Promise<Record<string, unknown>>;
+}
+
+/** Only the given IM_* settings reach the child, whatever the test runner's own env holds. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
+  return { ...base, ...env };
+}
+
+export function launchMain(service: 'gateway' | 'logic' | 'router', env: Record<string, string>): Launched {
+  const child = spawn(process.execPath, [path.join(DIST, service, 'main.js')], { env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let onLine: (line: string) => void = () => undefined;
+  const line = new Promise<string>((resolve) => { onLine = resolve; });
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    const nl = stdout.indexOf('\n');
+    if (nl >= 0) onLine(stdout.slice(0, nl));
+  });
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exit = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const firstLine = Promise.race([
+    line.then((l) => JSON.parse(l) as Record<string, unknown>),
+    exit.then((r): never => { throw new Error(`${service} exited early (${r.code}): ${r.stderr}`); }),
+  ]);
+  firstLine.catch(() => undefined);
+  return { child, exit, firstLine };
+}
