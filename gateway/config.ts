@@ -5,9 +5,13 @@
 import * as os from 'node:os';
 import { ConfigError, Env, formatHostPort, HostPort, parseFlags, parseHostPort, Settings } from '../common/config';
 import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
-import { DEFAULT_HEARTBEAT_INTERVAL_MS } from './limits';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, type ConnectionLimits } from './limits';
 
-export interface GatewayConfig {
+/** The per-connection limits an operator sets (the rest of ConnectionLimits keeps its defaults). */
+type ConfiguredLimits = Pick<ConnectionLimits, 'maxFrameBytes' | 'heartbeatIntervalMs' | 'idleTimeoutMs'
+  | 'authTimeoutMs' | 'maxWriteQueueBytes' | 'rateLimitPerSec' | 'rateLimitBurst'>;
+
+export interface GatewayConfig extends ConfiguredLimits {
   node: string;
   /** Where to listen. */
   listen: HostPort;
@@ -16,13 +20,6 @@ export interface GatewayConfig {
   authSecret: string;
   logicAddresses: string[];
   routerAddr: string;
-  maxFrameBytes: number;
-  heartbeatIntervalMs: number;
-  idleTimeoutMs: number;
-  authTimeoutMs: number;
-  maxWriteQueueBytes: number;
-  rateLimitPerSec: number;
-  rateLimitBurst: number;
   maxConnections: number;
   /** SIGTERM spreads the DRAINING disconnects over this window (IM_DRAIN_WINDOW). */
   drainWindowMs: number;

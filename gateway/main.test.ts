@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
-import { launchMain, type Launched } from '../test/launch';
+import { expectConfigExit, launchMain, type Launched } from '../test/launch';
 
 const SECRET = 'main-test-secret-0123456789abcdef';
 
@@ -28,13 +28,7 @@ describe('gateway main (process)', () => {
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad (${JSON.stringify(env)})`, async () => {
-      const { exit, child } = launchMain('gateway', env);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const r = await exit;
-      clearTimeout(timer);
-      assert.equal(r.code, 2, `exit ${r.code} ${r.signal ?? ''}; stderr: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`config ${field}:`));
-      assert.equal(r.stdout, '', 'nothing claims to be listening');
+      await expectConfigExit('gateway', env, field);
     });
   }
 

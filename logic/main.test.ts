@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
-import { launchMain } from '../test/launch';
+import { expectConfigExit, launchMain } from '../test/launch';
 
 describe('logic main (process)', () => {
   const badValues: Array<[string, Record<string, string>]> = [
@@ -19,13 +19,7 @@ describe('logic main (process)', () => {
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad`, async () => {
-      const { exit, child } = launchMain('logic', env);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const r = await exit;
-      clearTimeout(timer);
-      assert.equal(r.code, 2, `exit ${r.code} ${r.signal ?? ''}; stderr: ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`config ${field}:`));
-      assert.equal(r.stdout, '', 'nothing claims to be listening');
+      await expectConfigExit('logic', env, field);
     });
   }
 

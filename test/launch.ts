@@ -3,6 +3,7 @@
  * tests that check what the process itself does: its exit code and stderr on a bad setting, its
  * one "listening" line, its exit on SIGTERM. test/procs.ts runs whole clusters of them.
  */
+import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -41,4 +42,15 @@ export function launchMain(service: 'gateway' | 'logic' | 'router', env: Record<
   ]);
   firstLine.catch(() => undefined);
   return { child, exit, firstLine };
+}
+
+/** Starts the main with a bad setting and checks it exits 2 naming `field`, claiming nothing. */
+export async function expectConfigExit(service: 'gateway' | 'logic' | 'router', env: Record<string, string>, field: string): Promise<void> {
+  const { exit, child } = launchMain(service, env);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const r = await exit;
+  clearTimeout(timer);
+  assert.equal(r.code, 2, `exit ${r.code} ${r.signal ?? ''}; stderr: ${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`config ${field}:`));
+  assert.equal(r.stdout, '', 'nothing claims to be listening');
 }
