@@ -8,9 +8,8 @@
 #   CASSANDRA_LIB    jars                                   (default: <this dir>/lib; run fetch.sh first)
 #   CASSANDRA_HEAP   -Xms/-Xmx                              (default: 1G; the node needs ~1.5 GiB resident)
 #   CQL_PORT / STORAGE_PORT                                 (default: 9042 / 7000; loopback only)
-#   CASSANDRA_FAST_DDL=0  keep the blocking flushes of system/schema tables (default 1: faster DDL
-#                    in tests). Commit-log fsync is never skipped: every acknowledged write is on
-#                    disk (cassandra.yaml: commitlog_sync group), as in production.
+#   Durability is as in production: every acknowledged write is fsynced (cassandra.yaml:
+#   commitlog_sync group) and schema changes are flushed (docs/storage.md, Durability).
 #   CASSANDRA_JMX_PORT  set (e.g. 7199) for loopback JMX/nodetool; unset = JMX off
 #   CASSANDRA_START_TIMEOUT  seconds to wait for CQL        (default: 180)
 #   JAVA17           a JDK 17 `java` (default: auto-detect). Cassandra 5.0 runs on 11 and 17 only:
@@ -133,19 +132,16 @@ JVM_OPTS=(
   "-Dcassandra.native_transport_port=$CQL_PORT"
   "-Dcassandra.storage_port=$STORAGE_PORT"
 )
-# Development/test speedups (all read in 5.0 source; none changes CQL semantics or durability of
-# acknowledged writes): start-up delays, and no blocking flush of system/schema tables (their
-# mutations still go through the fsynced commit log). fsync itself is never skipped
-# (-Dcassandra.skip_sync would make the commit log's sync a no-op: kill -9 lost acknowledged messages).
-if [ "${CASSANDRA_FAST_DDL:-1}" != "0" ]; then
-  JVM_OPTS+=(
+# Start-up delays a fresh single-node cluster does not need (read in 5.0 source; none changes CQL
+# semantics or durability). Deliberately absent: -Dcassandra.skip_sync (fsync becomes a no-op) and
+# -Dcassandra.unsafesystem / -Dcassandra.test.flush_local_schema_changes=false (schema changes not
+# flushed: after kill -9 the commit-log replay skips every write to a table created since the
+# last flush as "unknown CF", and the next start recreates the keyspace empty).
+JVM_OPTS+=(
   -Dcassandra.skip_wait_for_gossip_to_settle=0     # Gossiper.waitToSettle() returns at once
   -Dcassandra.ring_delay_ms=1000                   # defensive: fresh single seed never sleeps RING_DELAY anyway
   -Dcassandra.superuser_setup_delay_ms=0           # default-role setup runs immediately instead of after 10 s
-  -Dcassandra.unsafesystem=true                    # no blocking flush of system/schema tables (faster DDL)
-  -Dcassandra.test.flush_local_schema_changes=false  # same, as Cassandra's own unit tests run
-  )
-fi
+)
 if [ -n "${CASSANDRA_JMX_PORT:-}" ]; then
   JVM_OPTS+=("-Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT" -Dcom.sun.management.jmxremote.authenticate=false)
 fi
