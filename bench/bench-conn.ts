@@ -144,14 +144,12 @@ export class BenchConn {
   }
 
   private onData(chunk: Buffer): void {
-    let bodies: Buffer[];
-    try {
-      bodies = this.decoder.push(chunk);
-    } catch {
+    const { frames, error } = this.decoder.push(chunk);
+    if (error) {
       this.socket?.destroy();
       return;
     }
-    for (const b of bodies) {
+    for (const b of frames) {
       const f = readFrame(b);
       if (f.op === Op.PUSH) {
         if (f.body) this.opts.onPush(this, f.body);

@@ -5,7 +5,7 @@ import { readFrame, readMessage, readStamp, readSyncResp, sendFrame, stampConten
 
 /** The frame body without its 4-byte length prefix. */
 function body(frame: Buffer): Buffer {
-  const out = new FrameDecoder().push(frame);
+  const out = new FrameDecoder().push(frame).frames;
   assert.equal(out.length, 1);
   return out[0];
 }

@@ -175,14 +175,8 @@ export class Connection {
 
   private onData(chunk: Buffer): void {
     this.lastReceivedAtMs = Date.now();
-    let bodies: Buffer[];
-    try {
-      bodies = this.decoder.push(chunk);
-    } catch (err) {
-      this.kill({ code: Code.FRAME_TOO_LARGE, reason: (err as Error).message, reconnect: true, fromServer: false });
-      return;
-    }
-    for (const body of bodies) {
+    const { frames, error } = this.decoder.push(chunk);
+    for (const body of frames) {
       if (this.finished) return;
       let frame: Frame;
       try {
@@ -193,6 +187,7 @@ export class Connection {
       }
       this.onFrame(frame);
     }
+    if (error && !this.finished) this.kill({ code: Code.FRAME_TOO_LARGE, reason: error.message, reconnect: true, fromServer: false });
   }
 
   private onFrame(frame: Frame): void {

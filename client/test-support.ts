@@ -133,7 +133,9 @@ export class FaultProxy {
     const cut = () => { client.destroy(); upstream.destroy(); this.pairs.delete(pair); };
     client.on('data', (b) => upstream.write(b));
     upstream.on('data', (chunk) => {
-      for (const body of decoder.push(chunk)) {
+      const { frames, error } = decoder.push(chunk);
+      if (error) return cut();
+      for (const body of frames) {
         const verdict = this.onServerFrame(decodeFrame(body));
         if (verdict === 'cut') return cut();
         if (verdict === 'drop') continue;

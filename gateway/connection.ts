@@ -212,18 +212,13 @@ export class Connection {
 
   private onData(chunk: Buffer): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return; // discard, never buffer
-    let bodies: Buffer[];
-    try {
-      bodies = this.decoder.push(chunk);
-    } catch (err) {
-      this.decoder.takeState(); // drop what was buffered; the rest of the body is never read
-      this.protocolError(Code.FRAME_TOO_LARGE, err instanceof Error ? err.message : 'frame too large');
-      return;
-    }
-    for (const body of bodies) {
-      if (this._state !== 'awaiting-auth' && this._state !== 'open') break;
+    // Frames that arrived whole before a bad length prefix are served first, as if read separately.
+    const { frames, error } = this.decoder.push(chunk);
+    for (const body of frames) {
+      if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
       this.onFrame(body);
     }
+    if (error && (this._state === 'awaiting-auth' || this._state === 'open')) this.protocolError(Code.FRAME_TOO_LARGE, error.message);
   }
 
   private onFrame(bytes: Buffer): void {

@@ -33,7 +33,9 @@ export class TestClient {
   private constructor(readonly socket: net.Socket) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      for (const body of this.decoder.push(chunk)) this.frames.push(decodeFrame(body));
+      const { frames, error } = this.decoder.push(chunk);
+      for (const body of frames) this.frames.push(decodeFrame(body));
+      if (error) socket.destroy(error);
       this.wake?.();
     });
     socket.on('error', () => {});

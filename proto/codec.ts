@@ -2,76 +2,149 @@
  * The streaming frame decoder: bytes in as TCP delivers them (a frame split over many chunks, or
  * many frames in one chunk), whole frame bodies out. The length limit is checked from the 4-byte
  * prefix before any body byte is buffered.
+ *
+ * Memory: a frame that sits whole in one chunk is returned as a view of that chunk (no copy).
+ * A partial frame is copied into one buffer that grows geometrically up to its declared length,
+ * so what a connection holds is at most about twice what it has sent of the frame, never more
+ * than the limit, and never one object per TCP segment (a peer sending 1 byte per segment would
+ * otherwise pin a Buffer, and its chunk, per byte).
  */
 import { FrameTooLargeError } from '../common/errors';
 
 export const LENGTH_BYTES = 4;
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
+/** First allocation for a partial body: small frames do not reallocate byte by byte. */
+const MIN_BODY_CAPACITY = 256;
+
+export type FrameTooLarge = InstanceType<typeof FrameTooLargeError>;
+
+/** What one push completed: every frame before the point of failure, then the failure if any. */
+export interface Decoded {
+  frames: Buffer[];
+  /** The stream is broken at this point (a length prefix over the limit); nothing after it is read. */
+  error?: FrameTooLarge;
+}
 
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly head = Buffer.alloc(LENGTH_BYTES);
+  private headBytes = 0;
   private need = -1; // body length of the frame in progress, -1 while reading its prefix
+  private body: Buffer = Buffer.alloc(0);
+  private bodyBytes = 0;
+  private failed: FrameTooLarge | undefined;
 
   constructor(readonly maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {}
 
-  /** Bytes held for a frame not yet complete (part of a connection's state). */
+  /** Bytes received of a frame not yet complete (its prefix, or its body once the prefix is read). */
   get pendingBytes(): number {
-    return this.buffered;
+    return this.need < 0 ? this.headBytes : this.bodyBytes;
   }
 
-  /** Feeds a chunk; returns every frame body it completes. Throws FrameTooLargeError. */
-  push(chunk: Buffer): Buffer[] {
-    const out: Buffer[] = [];
-    if (chunk.length === 0) return out;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.need < 0) {
-        if (this.buffered < LENGTH_BYTES) break;
-        const len = this.peekLength();
-        if (len > this.maxFrameBytes) {
-          throw new FrameTooLargeError(`frame of ${len} bytes exceeds the limit of ${this.maxFrameBytes}`);
-        }
-        this.consume(LENGTH_BYTES);
-        this.need = len;
+  /** Bytes this decoder holds in memory for the frame in progress (its buffer's capacity). */
+  get retainedBytes(): number {
+    return this.head.length + this.body.length;
+  }
+
+  /**
+   * Feeds a chunk; returns every frame body it completes and, when a length prefix is over the
+   * limit, the error after the frames that came before it. A failed decoder drops what it held
+   * and answers every later push with the same error.
+   */
+  push(chunk: Buffer): Decoded {
+    const frames: Buffer[] = [];
+    if (this.failed) return { frames, error: this.failed };
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.need < 0 && this.headBytes === 0) {
+        at = this.wholeFrames(chunk, at, frames);
+        if (this.failed || at >= chunk.length) break;
       }
-      if (this.buffered < this.need) break;
-      out.push(this.consume(this.need));
-      this.need = -1;
+      if (this.need < 0) {
+        const n = Math.min(LENGTH_BYTES - this.headBytes, chunk.length - at);
+        chunk.copy(this.head, this.headBytes, at, at + n);
+        this.headBytes += n;
+        at += n;
+        if (this.headBytes < LENGTH_BYTES) break;
+        if (!this.start(this.head.readUInt32BE(0))) break;
+        if (this.need === 0) { frames.push(this.finish()); continue; }
+      }
+      const n = Math.min(this.need - this.bodyBytes, chunk.length - at);
+      this.reserve(this.bodyBytes + n);
+      chunk.copy(this.body, this.bodyBytes, at, at + n);
+      this.bodyBytes += n;
+      at += n;
+      if (this.bodyBytes === this.need) frames.push(this.finish());
     }
-    return out;
+    return this.failed ? { frames, error: this.failed } : { frames };
   }
 
   /** The unconsumed bytes, so a connection can be handed to another process mid-frame. */
   takeState(): Buffer {
-    const prefix = this.need >= 0 ? Buffer.alloc(LENGTH_BYTES) : Buffer.alloc(0);
-    if (this.need >= 0) prefix.writeUInt32BE(this.need, 0);
-    const rest = Buffer.concat([prefix, ...this.chunks]);
-    this.chunks = [];
-    this.buffered = 0;
-    this.need = -1;
+    let rest: Buffer;
+    if (this.need < 0) {
+      rest = Buffer.from(this.head.subarray(0, this.headBytes));
+    } else {
+      rest = Buffer.alloc(LENGTH_BYTES + this.bodyBytes);
+      rest.writeUInt32BE(this.need, 0);
+      this.body.copy(rest, LENGTH_BYTES, 0, this.bodyBytes);
+    }
+    this.reset();
+    this.failed = undefined;
     return rest;
   }
 
-  private peekLength(): number {
-    const head = this.chunks[0].length >= LENGTH_BYTES ? this.chunks[0] : Buffer.concat(this.chunks);
-    return head.readUInt32BE(0);
+  /** Zero-copy path: frames that sit whole in `chunk` from `at`; returns where the rest starts. */
+  private wholeFrames(chunk: Buffer, at: number, frames: Buffer[]): number {
+    while (chunk.length - at >= LENGTH_BYTES) {
+      const len = chunk.readUInt32BE(at);
+      if (len > this.maxFrameBytes) {
+        this.fail(len);
+        return chunk.length;
+      }
+      if (chunk.length - at - LENGTH_BYTES < len) break;
+      frames.push(chunk.subarray(at + LENGTH_BYTES, at + LENGTH_BYTES + len));
+      at += LENGTH_BYTES + len;
+    }
+    return at;
   }
 
-  private consume(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    const first = this.chunks[0];
-    if (first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift(); else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
+  /** A prefix is complete: checks it and begins its body. False when the stream is broken. */
+  private start(len: number): boolean {
+    if (len > this.maxFrameBytes) {
+      this.fail(len);
+      return false;
     }
-    const all = Buffer.concat(this.chunks);
-    const out = all.subarray(0, n);
-    this.chunks = all.length > n ? [all.subarray(n)] : [];
-    this.buffered -= n;
+    this.need = len;
+    this.bodyBytes = 0;
+    return true;
+  }
+
+  /** Grows the body buffer to hold `bytes`: doubling, capped at the declared length. */
+  private reserve(bytes: number): void {
+    if (bytes <= this.body.length) return;
+    const capacity = Math.min(this.need, Math.max(bytes, this.body.length * 2, MIN_BODY_CAPACITY));
+    // Unpooled: a pooled slice would pin its whole 8 KiB pool for as long as the frame waits.
+    const grown = Buffer.allocUnsafeSlow(capacity);
+    this.body.copy(grown, 0, 0, this.bodyBytes);
+    this.body = grown;
+  }
+
+  private finish(): Buffer {
+    // The buffer's capacity is exactly the declared length once full (growth is capped at it).
+    const out = this.need === 0 ? Buffer.alloc(0) : this.body;
+    this.reset();
     return out;
+  }
+
+  private fail(len: number): void {
+    this.failed = new FrameTooLargeError(`frame of ${len} bytes exceeds the limit of ${this.maxFrameBytes}`);
+    this.reset();
+  }
+
+  private reset(): void {
+    this.headBytes = 0;
+    this.need = -1;
+    this.body = Buffer.alloc(0);
+    this.bodyBytes = 0;
   }
 }

@@ -49,7 +49,7 @@ describe('protocol test vectors (docs/protocol.md)', () => {
   for (const v of readVectors()) {
     it(`decodes and re-encodes "${v.name}"`, () => {
       assert.equal(v.bytes.readUInt32BE(0), v.bytes.length - 4, 'length prefix');
-      const frames = new FrameDecoder().push(v.bytes);
+      const { frames } = new FrameDecoder().push(v.bytes);
       assert.equal(frames.length, 1);
       const frame = decodeFrame(frames[0]);
       assert.equal(frame.op, v.expected.op);

@@ -131,7 +131,9 @@ export class RawClient {
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (chunk) => {
-      for (const body of this.decoder.push(chunk)) this.frames.push(decodeFrame(body));
+      const { frames, error } = this.decoder.push(chunk);
+      for (const body of frames) this.frames.push(decodeFrame(body));
+      if (error) socket.destroy(error);
       this.wake();
     });
     socket.on('close', () => {

@@ -17,6 +17,8 @@ const LOOPBACK = '127.0.0.1';
 const MAX_OUTPUT_CHARS = 20_000;
 
 export type Service = 'router' | 'logic' | 'gateway';
+/** What a ServiceProc runs: a service main, or the whole system in one process (`npm start`). */
+export type Main = Service | 'embedded';
 
 export interface Exit {
   code: number | null;
@@ -42,7 +44,7 @@ export class ServiceProc {
   }
 
   /** Spawns `node dist/<svc>/main.js` and resolves once it printed its listening line. */
-  static async spawn(name: string, svc: Service, env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProc> {
+  static async spawn(name: string, svc: Main, env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProc> {
     // Only the given IM_* settings reach the child, whatever the runner's own environment holds.
     const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
     const child = spawn(process.execPath, [path.join(DIST, svc, 'main.js')], {
@@ -55,12 +57,9 @@ export class ServiceProc {
       child.stdout!.on('data', (d: Buffer) => {
         buf += d.toString();
         for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          const line = buf.slice(0, nl);
+          const ready = readyFields(svc, buf.slice(0, nl));
           buf = buf.slice(nl + 1);
-          try {
-            const j = JSON.parse(line) as Record<string, unknown>;
-            if (j.msg === `${svc} listening`) resolve(j);
-          } catch { /* a log line that is not JSON: not ours to parse */ }
+          if (ready) resolve(ready);
         }
       });
     });
@@ -262,6 +261,20 @@ export class ProcCluster {
     if (this.nats) await stopNatsServer(this.nats, 'SIGKILL');
     this.nats = undefined;
     await dropKeyspace(this.keyspace);
+  }
+}
+
+/**
+ * The fields of a process's ready line, undefined for any other line: a service prints one JSON
+ * "<svc> listening" line (common/service-main.ts); the embedded main prints one line for people.
+ */
+function readyFields(svc: Main, line: string): Record<string, unknown> | undefined {
+  if (svc === 'embedded') return line.startsWith('im embedded: gateway') ? { line } : undefined;
+  try {
+    const j = JSON.parse(line) as Record<string, unknown>;
+    return j.msg === `${svc} listening` ? j : undefined;
+  } catch {
+    return undefined; // a log line that is not JSON: not ours to parse
   }
 }
 

@@ -53,6 +53,19 @@ describe(`e2e bad input (${mode.name})`, function () {
     await r.waitClosed();
   });
 
+  it('frames before an oversized length in the same read are served first: AuthOk, Pong, then FRAME_TOO_LARGE', async () => {
+    const r = await t.raw();
+    const auth = frameBytes({ op: Op.AUTH, requestId: 1, body: encode('Auth', { token: t.token('x1b'), deviceId: 'raw' }) });
+    const ping = frameBytes({ op: Op.PING, requestId: 2, body: encode('Ping', {}) });
+    r.write(Buffer.concat([auth, ping, Buffer.from([0x00, 0x01, 0x00, 0x01])])); // one write: 65,537 > 64 KiB
+    await r.waitFor((f) => f.op === Op.DISCONNECT);
+    await r.waitClosed();
+    const got = r.frames.map((f) => (f.op === Op.DISCONNECT ? `disconnect ${disconnectOf(f).code}` : `${f.op}/${f.requestId} ${f.error?.code ?? 'ok'}`));
+    assert.deepEqual(got, [
+      `${Op.AUTH}/1 ok`, `${Op.PING}/2 ok`, `${Op.ERROR}/0 ${Code.FRAME_TOO_LARGE}`, `disconnect ${DisconnectCode.PROTOCOL_ERROR}`,
+    ]);
+  });
+
   it('garbage body: BAD_FRAME, disconnect, closed', async () => {
     const r = await t.rawAuthed('x2');
     const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34]);
