@@ -39,6 +39,16 @@ const ROWS: Row[] = [
       const d = await over.waitFor((f) => f.op === Op.DISCONNECT);
       assert.equal(disconnectOf(d).code, DisconnectCode.DRAINING);
       await t.closeClients();
+      // The next probes need a free slot: wait until the gateway has seen these sockets close.
+      for (const deadline = Date.now() + 10_000; ;) {
+        try {
+          await t.rawAuthed('conn-after');
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 20)); // poll interval
+        }
+      }
     },
   },
   {
