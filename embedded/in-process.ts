@@ -35,8 +35,8 @@ export class InProcessLogic implements LogicBackend {
 export class InProcessRouter implements RouterApi {
   constructor(private readonly table: RouteTable, private readonly heartbeatIntervalMs: number) {}
 
-  async bind(sessions: SessionRef[]): Promise<void> {
-    this.table.bind(sessions);
+  async bind(sessions: SessionRef[]): Promise<SessionRef[]> {
+    return this.table.bind(sessions);
   }
 
   async unbind(sessions: SessionRef[]): Promise<void> {

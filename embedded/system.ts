@@ -8,6 +8,7 @@ import { InProcessBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { Logger, silentLogger } from '../common/log';
 import { loadOrCreateSecret } from '../common/secret';
+import { resolveLimits } from '../gateway/limits';
 import { Gateway, GatewayOptions } from '../gateway/server';
 import { ADMIN_PROTO_FILE, addAdminService, addReflection } from '../logic/admin';
 import { OpRegistry, registerClientOps } from '../logic/ops';
@@ -74,8 +75,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const bus = new InProcessBus();
     stops.push(() => bus.close());
 
+    // One source for the client heartbeat: the route API announces what AuthOk will say.
+    const { heartbeatIntervalMs } = resolveLimits(options.gateway ?? {});
     const router = new RouterService({
-      grpcHost: LOOPBACK, grpcPort: 0,
+      grpcHost: LOOPBACK, grpcPort: 0, clientHeartbeatIntervalMs: heartbeatIntervalMs,
       httpHost: options.routerHttpHost ?? LOOPBACK, httpPort: options.routerHttpPort ?? 0,
       logger: logger.child({ svc: 'router' }),
     });

@@ -11,7 +11,7 @@ import { DEFAULT_HEARTBEAT_INTERVAL_MS, type ConnectionLimits } from './limits';
 type ConfiguredLimits = Pick<ConnectionLimits, 'maxFrameBytes' | 'heartbeatIntervalMs' | 'idleTimeoutMs'
   | 'authTimeoutMs' | 'maxWriteQueueBytes' | 'rateLimitPerSec' | 'rateLimitBurst'>;
 
-export interface GatewayConfig extends ConfiguredLimits {
+export interface GatewayConfig extends GatewayLimitSettings {
   node: string;
   /** Where to listen. */
   listen: HostPort;
@@ -20,7 +20,6 @@ export interface GatewayConfig extends ConfiguredLimits {
   authSecret: string;
   logicAddresses: string[];
   routerAddr: string;
-  maxConnections: number;
   /** SIGTERM spreads the DRAINING disconnects over this window (IM_DRAIN_WINDOW). */
   drainWindowMs: number;
   region: string;
@@ -41,9 +40,6 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
   for (const a of logicAddresses) {
     if (!parseHostPort(a)) throw new ConfigError('IM_LOGIC_ADDRS', `expected host:port, got "${a}"`);
   }
-  const heartbeatIntervalMs = s.durationMs('IM_HEARTBEAT_INTERVAL', DEFAULT_HEARTBEAT_INTERVAL_MS, { min: 1000, flag: 'heartbeat-interval' });
-  const idleTimeoutMs = s.durationMs('IM_IDLE_TIMEOUT', 3 * heartbeatIntervalMs, { min: 1000, flag: 'idle-timeout' });
-  if (idleTimeoutMs <= heartbeatIntervalMs) throw new ConfigError('IM_IDLE_TIMEOUT', 'must be greater than IM_HEARTBEAT_INTERVAL');
   return {
     node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
     listen: s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'addr'),
@@ -51,6 +47,28 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     authSecret,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
+    ...loadGatewayLimits(s),
+    drainWindowMs: drainWindowMs(s),
+    region: s.str('IM_REGION', '', 'region'),
+    zone: s.str('IM_ZONE', '', 'zone'),
+  };
+}
+
+/** What a gateway enforces per client and per node. */
+export interface GatewayLimitSettings extends ConfiguredLimits {
+  maxConnections: number;
+}
+
+/**
+ * The gateway's client-facing limits, read the same way wherever a gateway runs: its own process
+ * (loadGatewayConfig) and embedded mode (embedded/config.ts), so a documented setting means the
+ * same thing in both.
+ */
+export function loadGatewayLimits(s: Settings): GatewayLimitSettings {
+  const heartbeatIntervalMs = s.durationMs('IM_HEARTBEAT_INTERVAL', DEFAULT_HEARTBEAT_INTERVAL_MS, { min: 1000, flag: 'heartbeat-interval' });
+  const idleTimeoutMs = s.durationMs('IM_IDLE_TIMEOUT', 3 * heartbeatIntervalMs, { min: 1000, flag: 'idle-timeout' });
+  if (idleTimeoutMs <= heartbeatIntervalMs) throw new ConfigError('IM_IDLE_TIMEOUT', 'must be greater than IM_HEARTBEAT_INTERVAL');
+  return {
     maxFrameBytes: s.int('IM_MAX_FRAME_BYTES', DEFAULT_MAX_FRAME_BYTES, { min: 1024, max: 16 * 1024 * 1024, flag: 'max-frame-bytes' }),
     heartbeatIntervalMs,
     idleTimeoutMs,
@@ -59,9 +77,6 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     rateLimitPerSec: s.int('IM_RATE_LIMIT', 50, { min: 1, flag: 'rate-limit' }),
     rateLimitBurst: s.int('IM_RATE_BURST', 100, { min: 1, flag: 'rate-burst' }),
     maxConnections: s.int('IM_MAX_CONNECTIONS', 50_000, { min: 1, flag: 'max-connections' }),
-    drainWindowMs: drainWindowMs(s),
-    region: s.str('IM_REGION', '', 'region'),
-    zone: s.str('IM_ZONE', '', 'zone'),
   };
 }
 

@@ -119,7 +119,7 @@ export class Connection {
     s.on('error', (err) => this.opts.logger.debug('socket error', { connId: this.connId, err }));
     s.on('close', () => this.onSocketClose());
     if (this._state === 'awaiting-auth') {
-      this.authTimer = setTimeout(() => this.disconnect(DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), Math.max(0, this.authDeadlineMs - now));
+      this.authTimer = setTimeout(() => this.fail(Code.AUTH_TIMEOUT, DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), Math.max(0, this.authDeadlineMs - now));
     }
     this.idleTimer = setTimeout(this.onIdleTimer, Math.max(0, this.limits.idleTimeoutMs - (now - this.lastFrameAtMs)));
     const held = snap ? Buffer.from(snap.pendingBytes, 'base64') : undefined;
@@ -346,8 +346,18 @@ export class Connection {
 
   /** Framing is broken: say why (OP_ERROR, request id 0), then disconnect. */
   private protocolError(code: number, message: string): void {
-    this.replyError({ op: Op.ERROR, requestId: 0 }, code, message);
-    this.disconnect(DisconnectCode.PROTOCOL_ERROR, message);
+    this.fail(code, DisconnectCode.PROTOCOL_ERROR, message);
+  }
+
+  /**
+   * The server ends the session for a reason of its own: an OP_ERROR (request id 0) with the error
+   * code, then the Disconnect. Both are forced past the write bound (two small frames), so a slow
+   * consumer that reads again learns why.
+   */
+  private fail(code: number, disconnectCode: number, message: string): void {
+    countGatewayError(code);
+    this.write(frameBytes({ op: Op.ERROR, requestId: 0, error: { code, message, retryable: isRetryableCode(code) } }), true);
+    this.disconnect(disconnectCode, message);
   }
 
   /**
@@ -364,7 +374,7 @@ export class Connection {
       // page) still reaches a client that reads.
       const queued = this.socket.writableLength;
       if (queued > 0 && queued + buf.length > this.limits.maxWriteQueueBytes) {
-        this.disconnect(DisconnectCode.SLOW_CONSUMER, 'client is not reading');
+        this.fail(Code.SLOW_CONSUMER, DisconnectCode.SLOW_CONSUMER, 'client is not reading');
         return false;
       }
     }
@@ -388,7 +398,7 @@ export class Connection {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     const idleMs = Date.now() - this.lastFrameAtMs;
     if (idleMs >= this.limits.idleTimeoutMs) {
-      this.disconnect(DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
+      this.fail(Code.IDLE_TIMEOUT, DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
       return;
     }
     // One timer per connection, re-armed lazily: frames only record their arrival time.

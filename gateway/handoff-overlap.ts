@@ -13,7 +13,7 @@
  *
  * An item published before the new worker subscribed reaches the old worker only; the old worker
  * flushes its bus before moving any socket, so it has applied all of those by then.
- * Item ids: `d<seq>` for a delivery (seq is unique per uid), `k<device>/<code>/<reason>` for a kick.
+ * Item ids: `d<seq>` for a delivery (seq is unique per uid), `k<device>/<code>/<reason>[/<connId>]` for a kick.
  */
 import type { Connection } from './connection';
 
@@ -29,8 +29,9 @@ export function deliveryItemId(seq: number): string {
   return `d${seq}`;
 }
 
-export function kickItemId(deviceId: string, code: number, reason: string): string {
-  return `k${deviceId}/${code}/${reason}`;
+export function kickItemId(deviceId: string, code: number, reason: string, connId = ''): string {
+  // Without a connId, the form workers of earlier releases use: ids must match across a hot upgrade.
+  return connId ? `k${deviceId}/${code}/${reason}/${connId}` : `k${deviceId}/${code}/${reason}`;
 }
 
 /** Old worker: which items it applied, per uid it holds. */

@@ -2,9 +2,9 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { gatewaySubject } from '../common/bus';
 import { Code, DisconnectCode } from '../common/errors';
-import { encodeDeliveryBatch } from '../proto/delivery';
+import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
-import { Gateway } from './server';
+import { Gateway, REPLACED_REASON } from './server';
 import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './test-support';
 import { InProcessBus } from '../common/bus';
 
@@ -61,6 +61,41 @@ describe('Gateway', () => {
       h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ kicks: [{ uid: 'hank', deviceId: '', code: 0, reason: '' }] }));
       assert.equal((await laptop.disconnectFrame()).code, DisconnectCode.KICKED);
       await laptop.waitClosed();
+    });
+
+    it('a second login of a device replaces the first: KICKED (no reconnect), no more pushes, the new one stays', async () => {
+      const first = await h.login('ivy', 'phone');
+      const second = await h.login('ivy', 'phone');
+      const d = await first.disconnectFrame();
+      assert.deepEqual([d.code, d.reconnect], [DisconnectCode.KICKED, false]);
+      await first.waitClosed();
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ deliveries: [{ uid: 'ivy', seq: 1, message: message('after', 1) }] }));
+      assert.equal(decode('Message', (await second.take((x) => x.op === Op.PUSH)).body).msgId, 'after');
+      assert.equal(first.frames.filter((f) => f.op === Op.PUSH).length, 0);
+      // The first connection's unbind did not take the second one's binding with it.
+      await eventually(() => [...h.router.sessions.values()].filter((s) => s.uid === 'ivy').length === 1, 'one binding left');
+      second.close();
+    });
+
+    it('a login that replaces a session on another node kicks that connection on that node\'s subject', async () => {
+      const other = 'gw-elsewhere';
+      await h.router.bind([{ uid: 'jade', deviceId: 'phone', node: other, connId: 'x1' }]);
+      const seen: Array<{ uid: string; deviceId: string; connId?: string; code: number }> = [];
+      const unsubscribe = h.bus.subscribe(gatewaySubject(other), (data) => seen.push(...decodeDeliveryBatch(data).kicks));
+      const c = await h.login('jade', 'phone');
+      await eventually(() => seen.length > 0, 'kick on the other node');
+      assert.deepEqual(seen, [{ uid: 'jade', deviceId: 'phone', connId: 'x1', code: DisconnectCode.KICKED, reason: REPLACED_REASON }]);
+      unsubscribe();
+      c.close();
+    });
+
+    it('a kick naming a connection hits only that connection', async () => {
+      const c = await h.connect();
+      const ok = await c.authOk(token('kai'), 'phone');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ kicks: [{ uid: 'kai', deviceId: 'phone', connId: 'another', code: DisconnectCode.KICKED, reason: '' }] }));
+      assert.equal((await c.ping()).error, null, 'a kick for another connection of the device leaves this one');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ kicks: [{ uid: 'kai', deviceId: 'phone', connId: ok.connId, code: DisconnectCode.KICKED, reason: '' }] }));
+      assert.equal((await c.disconnectFrame()).code, DisconnectCode.KICKED);
     });
 
     it('binds on auth, unbinds on close, and heartbeats its load', async () => {

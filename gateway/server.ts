@@ -11,7 +11,7 @@ import { DisconnectCode } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
-import { decodeDeliveryBatch, DeliveryBatch } from '../proto/delivery';
+import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
 import { encode, frameBytes, Op } from '../proto/wire';
 import { Connection, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
@@ -76,6 +76,9 @@ export interface GatewayOptions {
   maxOverlapBytes?: number;
   logger?: Logger;
 }
+
+/** Disconnect reason of a session a newer login of its device replaced. */
+export const REPLACED_REASON = 'replaced by a newer login of this device';
 
 /** Spacing of the DRAINING batches of a drain (see disconnectSpread). */
 export const DRAIN_TICK_MS = 100;
@@ -264,7 +267,33 @@ export class Gateway {
     let set = this.byUid.get(conn.uid);
     if (!set) this.byUid.set(conn.uid, (set = new Set()));
     set.add(conn);
-    this.opts.router.bind([conn.session()]).catch((err) => this.logger.warn('router bind failed', { err, uid: conn.uid }));
+    this.opts.router.bind([conn.session()]).then(
+      (displaced) => this.kickDisplaced(displaced),
+      (err) => this.logger.warn('router bind failed', { err, uid: conn.uid }),
+    );
+  }
+
+  /**
+   * A newer login of the same uid and device id replaced these sessions (the router decided, so
+   * of two logins at once exactly one survives): KICKED, here if this node holds the connection,
+   * else by a kick on its node's bus subject.
+   */
+  private kickDisplaced(displaced: SessionRef[]): void {
+    for (const d of displaced) {
+      const kick = { uid: d.uid, deviceId: d.deviceId, connId: d.connId, code: DisconnectCode.KICKED, reason: REPLACED_REASON };
+      if (d.node === this.opts.node) {
+        for (const c of [...(this.byUid.get(d.uid) ?? [])]) this.kickOne(kick, c);
+      } else {
+        this.opts.bus.publish(gatewaySubject(d.node), encodeDeliveryBatch({ kicks: [kick] }));
+      }
+    }
+  }
+
+  /** Applies a kick to one of its uid's connections: every device, one device, or one connection. */
+  private kickOne(k: Kick, c: Connection): void {
+    if (k.deviceId !== '' && k.deviceId !== c.deviceId) return;
+    if (k.connId && k.connId !== c.connId) return;
+    c.disconnect(k.code || DisconnectCode.KICKED, k.reason || 'kicked');
   }
 
   private onClose(conn: Connection): void {
@@ -296,13 +325,10 @@ export class Gateway {
     }
     for (const k of batch.kicks) {
       const set = this.byUid.get(k.uid);
-      const kick = (c: Connection) => {
-        if (k.deviceId === '' || k.deviceId === c.deviceId) c.disconnect(k.code || DisconnectCode.KICKED, k.reason || 'kicked');
-      };
-      const id = tap ? kickItemId(k.deviceId, k.code, k.reason) : '';
-      tap?.observe(k.uid, id, 0, kick, set);
+      const id = tap ? kickItemId(k.deviceId, k.code, k.reason, k.connId) : '';
+      tap?.observe(k.uid, id, 0, (c) => this.kickOne(k, c), set);
       if (!set) continue;
-      for (const c of [...set]) if (!tap?.skip(c, id)) kick(c);
+      for (const c of [...set]) if (!tap?.skip(c, id)) this.kickOne(k, c);
     }
   }
 

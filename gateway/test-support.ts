@@ -173,8 +173,19 @@ export class MemoryRouter implements RouterApi {
   snapshots = 0;
   known = true;
 
-  async bind(sessions: SessionRef[]): Promise<void> {
-    for (const s of sessions) this.sessions.set(`${s.node}/${s.connId}`, s);
+  /** Like the route table: a session of a uid and device id replaces another connection's. */
+  async bind(sessions: SessionRef[]): Promise<SessionRef[]> {
+    const displaced: SessionRef[] = [];
+    for (const s of sessions) {
+      for (const [k, o] of this.sessions) {
+        if (o.uid === s.uid && o.deviceId === s.deviceId && (o.node !== s.node || o.connId !== s.connId)) {
+          this.sessions.delete(k);
+          displaced.push(o);
+        }
+      }
+      this.sessions.set(`${s.node}/${s.connId}`, s);
+    }
+    return displaced;
   }
   async unbind(sessions: SessionRef[]): Promise<void> {
     for (const s of sessions) this.sessions.delete(`${s.node}/${s.connId}`);

@@ -4,12 +4,28 @@ import type { Env } from '../common/config';
 import { formatHostPort, parseFlags, Settings } from '../common/config';
 import type { Level } from '../common/log';
 
-export interface LogicConfig {
-  host: string;
-  port: number;
+/** The business limits logic enforces, wherever it runs. */
+export interface LogicLimitSettings {
   maxGroupMembers: number;
   dedupWindowMs: number;
   maxContentBytes: number;
+}
+
+export interface LogicConfig extends LogicLimitSettings {
+  host: string;
+  port: number;
+}
+
+/**
+ * Logic's limits, read the same way in its own process (loadLogicConfig) and in embedded mode
+ * (embedded/config.ts), so a documented setting means the same thing in both.
+ */
+export function loadLogicLimits(s: Settings): LogicLimitSettings {
+  return {
+    maxGroupMembers: s.int('IM_MAX_GROUP_MEMBERS', 100, { min: 2, max: 100_000, flag: 'max-group-members' }),
+    dedupWindowMs: s.durationMs('IM_DEDUP_WINDOW', 24 * 3_600_000, { min: 1000, flag: 'dedup-window' }),
+    maxContentBytes: s.int('IM_MAX_CONTENT_BYTES', 16_384, { min: 1, max: 1_048_576, flag: 'max-content-bytes' }),
+  };
 }
 
 export function loadLogicConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicConfig {
@@ -18,9 +34,7 @@ export function loadLogicConfig(env: Env = process.env, argv: readonly string[] 
   return {
     host,
     port,
-    maxGroupMembers: s.int('IM_MAX_GROUP_MEMBERS', 100, { min: 2, max: 100_000, flag: 'max-group-members' }),
-    dedupWindowMs: s.durationMs('IM_DEDUP_WINDOW', 24 * 3_600_000, { min: 1000, flag: 'dedup-window' }),
-    maxContentBytes: s.int('IM_MAX_CONTENT_BYTES', 16_384, { min: 1, max: 1_048_576, flag: 'max-content-bytes' }),
+    ...loadLogicLimits(s),
   };
 }
 

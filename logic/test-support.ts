@@ -20,12 +20,14 @@ export class MemoryRouter implements RouterApi {
   /** When set, lookup rejects with it (to exercise best-effort push). */
   failLookups: Error | undefined;
 
-  async bind(sessions: SessionRef[]): Promise<void> {
+  /** Logic never binds; displacement is the gateway's business (gateway/test-support.ts). */
+  async bind(sessions: SessionRef[]): Promise<SessionRef[]> {
     for (const s of sessions) {
       const list = (this.byUid.get(s.uid) ?? []).filter((x) => !(x.node === s.node && x.connId === s.connId));
       list.push({ ...s });
       this.byUid.set(s.uid, list);
     }
+    return [];
   }
 
   async unbind(sessions: SessionRef[]): Promise<void> {

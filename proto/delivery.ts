@@ -9,7 +9,11 @@ export interface Delivery {
   /** The message's sentAtMs, for the gateway's send->push latency; 0 when absent. */
   sentAtMs?: number;
 }
-export interface Kick { uid: string; deviceId: string; code: number; reason: string }
+export interface Kick {
+  uid: string; deviceId: string; code: number; reason: string;
+  /** Only this connection when set; decoded as '' when absent. */
+  connId?: string;
+}
 export interface DeliveryBatch { deliveries: Delivery[]; kicks: Kick[] }
 
 let batchType: protobuf.Type | undefined;

@@ -27,7 +27,11 @@ export interface HeartbeatResult {
 }
 
 export interface RouterApi {
-  bind(sessions: SessionRef[]): Promise<void>;
+  /**
+   * Adds sessions. Returns the sessions they displaced: another connection's session of the same
+   * uid and device id (an older login of that device), which the caller kicks (KICKED).
+   */
+  bind(sessions: SessionRef[]): Promise<SessionRef[]>;
   unbind(sessions: SessionRef[]): Promise<void>;
   /** Replaces everything the router holds for `node` with `sessions`. */
   snapshot(node: string, sessions: SessionRef[]): Promise<void>;

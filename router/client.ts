@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
 import { fromGrpcError, loadRouterProto } from '../common/grpc';
 import { Logger, silentLogger } from '../common/log';
+import type { BindReply__Output } from '../proto/gen/im/internal/v1/BindReply';
 import type { HeartbeatReply__Output } from '../proto/gen/im/internal/v1/HeartbeatReply';
 import type { LookupReply__Output } from '../proto/gen/im/internal/v1/LookupReply';
 import type { RouterClient as RouterStub } from '../proto/gen/im/internal/v1/Router';
@@ -46,7 +47,8 @@ interface PendingLookup extends Waiter<SessionRef[]> {
 
 type MutationKind = 'bind' | 'unbind' | 'snapshot';
 
-interface Mutation extends Waiter<void> {
+/** Resolves with the sessions a bind displaced (always empty for unbind and snapshot). */
+interface Mutation extends Waiter<SessionRef[]> {
   kind: MutationKind;
   node: string;               // snapshot only
   sessions: SessionRef[];
@@ -101,16 +103,16 @@ export class RouterClient implements RouterApi {
     });
   }
 
-  bind(sessions: SessionRef[]): Promise<void> {
+  bind(sessions: SessionRef[]): Promise<SessionRef[]> {
     return this.enqueue('bind', '', sessions);
   }
 
-  unbind(sessions: SessionRef[]): Promise<void> {
-    return this.enqueue('unbind', '', sessions);
+  async unbind(sessions: SessionRef[]): Promise<void> {
+    await this.enqueue('unbind', '', sessions);
   }
 
-  snapshot(node: string, sessions: SessionRef[]): Promise<void> {
-    return this.enqueue('snapshot', node, sessions);
+  async snapshot(node: string, sessions: SessionRef[]): Promise<void> {
+    await this.enqueue('snapshot', node, sessions);
   }
 
   async heartbeat(status: GatewayStatus): Promise<HeartbeatResult> {
@@ -159,9 +161,9 @@ export class RouterClient implements RouterApi {
     });
   }
 
-  private enqueue(kind: MutationKind, node: string, sessions: SessionRef[]): Promise<void> {
+  private enqueue(kind: MutationKind, node: string, sessions: SessionRef[]): Promise<SessionRef[]> {
     if (this.closed) return Promise.reject(closedError());
-    if (sessions.length === 0 && kind !== 'snapshot') return Promise.resolve();
+    if (sessions.length === 0 && kind !== 'snapshot') return Promise.resolve([]);
     if (this.pendingSessions + sessions.length > this.o.maxPendingSessions) {
       return Promise.reject(new OverloadedError(`router update queue is full (${this.pendingSessions} sessions pending)`));
     }
@@ -187,8 +189,12 @@ export class RouterClient implements RouterApi {
       for (const m of group) if (m.deadlineMs <= now) m.reject(new TimeoutError('router update timed out in queue'));
       if (live.length === 0) continue;
       try {
-        await this.sendMutations(live[0].kind, live);
-        for (const m of live) m.resolve();
+        const displaced = await this.sendMutations(live[0].kind, live);
+        // Each caller learns what its own sessions displaced (its uid and device id).
+        for (const m of live) {
+          const mine = new Set(m.sessions.map((s) => deviceKey(s)));
+          m.resolve(displaced.filter((d) => mine.has(deviceKey(d))));
+        }
       } catch (err) {
         this.log.debug('router client: update failed', { err, kind: live[0].kind });
         for (const m of live) m.reject(err as ImError);
@@ -208,7 +214,7 @@ export class RouterClient implements RouterApi {
     return group;
   }
 
-  private async sendMutations(kind: MutationKind, group: Mutation[]): Promise<void> {
+  private async sendMutations(kind: MutationKind, group: Mutation[]): Promise<SessionRef[]> {
     const deadlineMs = Math.min(...group.map((m) => m.deadlineMs));
     const sessions = group.length === 1 ? group[0].sessions : group.flatMap((m) => m.sessions);
     const chunks = chunk(sessions, this.o.maxSessionsPerRpc);
@@ -216,13 +222,19 @@ export class RouterClient implements RouterApi {
       // The first chunk replaces the node's sessions; the rest add to it, still in order.
       const node = group[0].node;
       await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { snapshot: true, node, sessions: chunks[0] ?? [] }, deadlineMs);
-      for (const c of chunks.slice(1)) await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { sessions: c }, deadlineMs);
-      return;
+      for (const c of chunks.slice(1)) await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { snapshotMore: true, node, sessions: c }, deadlineMs);
+      return [];
     }
+    const displaced: SessionRef[] = [];
     for (const c of chunks) {
-      if (kind === 'bind') await this.call((r, o, cb) => this.stub.Bind(r, o, cb), { sessions: c }, deadlineMs);
-      else await this.call((r, o, cb) => this.stub.Unbind(r, o, cb), { sessions: c }, deadlineMs);
+      if (kind === 'bind') {
+        const reply = await this.call<{ sessions: SessionRef[] }, BindReply__Output>((r, o, cb) => this.stub.Bind(r, o, cb), { sessions: c }, deadlineMs);
+        for (const s of reply.displaced) displaced.push({ uid: s.uid, deviceId: s.deviceId, node: s.node, connId: s.connId });
+      } else {
+        await this.call((r, o, cb) => this.stub.Unbind(r, o, cb), { sessions: c }, deadlineMs);
+      }
     }
+    return displaced;
   }
 
   /** One unary RPC with a deadline; failures become ImErrors (UNAVAILABLE/TIMEOUT are retryable). */
@@ -245,6 +257,10 @@ export class RouterClient implements RouterApi {
       if (!settled) this.inFlight.add(call);
     });
   }
+}
+
+function deviceKey(s: Pick<SessionRef, 'uid' | 'deviceId'>): string {
+  return `${s.uid}\u0000${s.deviceId}`;
 }
 
 function closedError(): ImError {

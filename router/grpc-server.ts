@@ -36,13 +36,12 @@ export function routerHandlers(options: RouterHandlersOptions): RouterHandlers {
   return {
     Bind: handle('Bind', (req) => {
       const sessions = req.sessions.map(toSessionRef);
-      if (req.snapshot) {
+      if (req.snapshot || req.snapshotMore) {
         if (!req.node) throw new BadRequestError('node is required for a snapshot bind');
-        table.snapshot(req.node, sessions);
-      } else {
-        table.bind(sessions);
+        table.snapshot(req.node, sessions, req.snapshot);
+        return {};
       }
-      return {};
+      return { displaced: table.bind(sessions) };
     }),
     Unbind: handle('Unbind', (req) => {
       table.unbind(req.sessions.map(toSessionRef));

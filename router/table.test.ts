@@ -52,7 +52,7 @@ describe('RouteTable', () => {
     });
 
     it('unbind matches on node and connId only, and ignores unknown sessions', () => {
-      table.bind([sess('alice', 'gw1', 'c1'), sess('alice', 'gw2', 'c1'), sess('bob', 'gw1', 'c2')]);
+      table.bind([sess('alice', 'gw1', 'c1', 'phone'), sess('alice', 'gw2', 'c1'), sess('bob', 'gw1', 'c2')]);
       table.unbind([{ node: 'gw1', connId: 'c1' }, { node: 'gw3', connId: 'nope' }]);
       assert.deepEqual(keys(table.lookup(['alice', 'bob'])), ['alice@gw2/c1/d', 'bob@gw1/c2/d']);
       table.unbind([sess('whoever', 'gw2', 'c1')]);
@@ -75,14 +75,38 @@ describe('RouteTable', () => {
     });
 
     it('binding beyond maxSessionsPerUid evicts that uid\'s oldest session', () => {
-      table.bind([sess('alice', 'gw1', 'c1'), sess('alice', 'gw1', 'c2'), sess('alice', 'gw2', 'c3')]);
-      table.bind([sess('alice', 'gw2', 'c4')]);
-      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw1/c2/d', 'alice@gw2/c3/d', 'alice@gw2/c4/d']);
+      table.bind([sess('alice', 'gw1', 'c1', 'a'), sess('alice', 'gw1', 'c2', 'b'), sess('alice', 'gw2', 'c3', 'c')]);
+      table.bind([sess('alice', 'gw2', 'c4', 'e')]);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw1/c2/b', 'alice@gw2/c3/c', 'alice@gw2/c4/e']);
       // The evicted session left its node's index too: unbinding it later changes nothing.
       table.unbind([sess('alice', 'gw1', 'c1')]);
       assert.equal(table.stats().sessions, 3);
       table.snapshot('gw1', []);
-      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw2/c3/d', 'alice@gw2/c4/d']);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw2/c3/c', 'alice@gw2/c4/e']);
+    });
+
+    it('a login of a device replaces its older session, on any node, and reports it', () => {
+      assert.deepEqual(table.bind([sess('alice', 'gw1', 'c1', 'phone'), sess('alice', 'gw1', 'c2', 'desk')]), []);
+      const displaced = table.bind([sess('alice', 'gw2', 'c9', 'phone')]);
+      assert.deepEqual(keys(displaced), ['alice@gw1/c1/phone']);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw1/c2/desk', 'alice@gw2/c9/phone']);
+      // The older connection's unbind, arriving later, leaves the newer login alone.
+      table.unbind([sess('alice', 'gw1', 'c1', 'phone')]);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw1/c2/desk', 'alice@gw2/c9/phone']);
+      // Rebinding the same connection (a hand-over) displaces nothing.
+      assert.deepEqual(table.bind([sess('alice', 'gw2', 'c9', 'phone')]), []);
+    });
+
+    it('of two logins of one device bound together, the later one survives', () => {
+      const displaced = table.bind([sess('alice', 'gw1', 'c1', 'phone'), sess('alice', 'gw2', 'c2', 'phone')]);
+      assert.deepEqual(keys(displaced), ['alice@gw1/c1/phone']);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw2/c2/phone']);
+    });
+
+    it('a snapshot displaces nothing', () => {
+      table.bind([sess('alice', 'gw2', 'c2', 'phone')]);
+      table.snapshot('gw1', [sess('alice', 'gw1', 'c1', 'phone')]);
+      assert.deepEqual(keys(table.lookup(['alice'])), ['alice@gw1/c1/phone', 'alice@gw2/c2/phone']);
     });
 
     it('rejects lookups larger than maxUidsPerLookup', () => {

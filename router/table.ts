@@ -71,11 +71,25 @@ export class RouteTable {
     this.maxNodes = positive('maxNodes', options.maxNodes ?? ROUTE_TABLE_DEFAULTS.maxNodes);
   }
 
-  /** Adds sessions; rebinding a (node, connId) replaces what it held. All-or-nothing on bad input. */
-  bind(sessions: readonly SessionRef[]): void {
+  /**
+   * Adds sessions; rebinding a (node, connId) replaces what it held. A session of a uid and
+   * device id that another connection holds replaces that one (a newer login of the device):
+   * returns the sessions replaced so, which the binding gateway kicks. All-or-nothing on bad input.
+   */
+  bind(sessions: readonly SessionRef[]): SessionRef[] {
     const clean = sessions.map(checkSession);
-    this.reserveNodes(clean.map((s) => s.node));
-    for (const s of clean) this.put(s);
+    const binding = new Set(clean.map((s) => s.node));
+    this.reserveNodes([...binding]);
+    const displaced: SessionRef[] = [];
+    for (const s of clean) {
+      const older = this.deviceSession(s);
+      if (older) {
+        this.remove(older.node, older.connId, !binding.has(older.node));
+        displaced.push({ ...older });
+      }
+      this.put(s, binding);
+    }
+    return displaced;
   }
 
   /** Removes sessions matched on (node, connId); unknown ones are ignored (unbind is idempotent). */
@@ -87,16 +101,22 @@ export class RouteTable {
     for (const s of sessions) this.remove(s.node, s.connId);
   }
 
-  /** Replaces everything held for `node` with `sessions` (after a router or gateway restart). */
-  snapshot(node: string, sessions: readonly SessionRef[]): void {
+  /**
+   * Replaces everything held for `node` with `sessions` (after a router or gateway restart).
+   * `replace` false adds to the node's sessions (the rest of a snapshot sent in parts).
+   * Displaces nothing: a snapshot restates what a node holds and says nothing about which of two
+   * logins of a device is the newer one.
+   */
+  snapshot(node: string, sessions: readonly SessionRef[], replace = true): void {
     requireId('node', node);
     const clean = sessions.map(checkSession);
     const stray = clean.find((s) => s.node !== node);
     if (stray) throw new BadRequestError(`snapshot for node "${node}" holds a session of node "${stray.node}"`);
     this.reserveNodes([node]);
     const state = this.nodes.get(node)!;
-    for (const connId of [...state.sessions.keys()]) this.remove(node, connId, false);
-    for (const s of clean) this.put(s);
+    // replace=false: the rest of a snapshot that came in several parts.
+    if (replace) for (const connId of [...state.sessions.keys()]) this.remove(node, connId, false);
+    for (const s of clean) this.put(s, new Set([node]));
   }
 
   /** Sessions of every uid given, on live nodes; uids with none are absent. Duplicate uids are answered once. */
@@ -168,7 +188,19 @@ export class RouteTable {
     for (const node of fresh) this.nodes.set(node, { sessions: new Map(), lastSeenMs: now });
   }
 
-  private put(s: SessionRef): void {
+  /** Another connection's session of the same uid and (non-empty) device id, if any. */
+  private deviceSession(s: SessionRef): SessionRef | undefined {
+    if (s.deviceId === '') return undefined;
+    const held = this.byUid.get(s.uid);
+    if (!held) return undefined;
+    for (const o of held.values()) {
+      if (o.deviceId === s.deviceId && (o.node !== s.node || o.connId !== s.connId)) return o;
+    }
+    return undefined;
+  }
+
+  /** `binding`: the nodes this call adds to, whose entries stay even if an eviction empties them. */
+  private put(s: SessionRef, binding: ReadonlySet<string>): void {
     const state = this.nodes.get(s.node)!;
     // A connection holds one session: rebinding it (even to another uid) replaces the old one.
     if (state.sessions.has(s.connId)) this.remove(s.node, s.connId, false);
@@ -176,8 +208,7 @@ export class RouteTable {
     if (!held) this.byUid.set(s.uid, (held = new Map()));
     if (held.size >= this.maxSessionsPerUid) {
       const oldest = held.values().next().value!;
-      // Keep the node entry we are about to add to, even if this empties it.
-      this.remove(oldest.node, oldest.connId, oldest.node !== s.node);
+      this.remove(oldest.node, oldest.connId, !binding.has(oldest.node));
     }
     held.set(sessionKey(s.node, s.connId), s);
     state.sessions.set(s.connId, s);

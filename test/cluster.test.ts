@@ -11,6 +11,7 @@ import { Cluster, freshKeyspace, startCluster } from './cluster';
 import { collect, Mode, sleep, text } from './harness';
 import { dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from './infra';
 import { badInputSuite } from './suites/bad-input';
+import { assertReplaced, deviceLoginSuite, nextDisconnect } from './suites/device-login';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
 import { restartSuite } from './suites/restart';
@@ -36,6 +37,7 @@ describe('distributed mode', function () {
 
   messagingSuite(clusterMode);
   badInputSuite(clusterMode);
+  deviceLoginSuite(clusterMode);
   newOpSuite(clusterMode);
   restartSuite(clusterMode);
 
@@ -92,6 +94,25 @@ describe('distributed mode', function () {
       await dave.inbox.waitFor(2);
       await sleep(200);
       assert.deepEqual(dave.inbox.messages.map(text), ['only once', 'race']);
+    });
+
+    it('a login of a device on the other gateway replaces the session on this one (a kick over the bus)', async () => {
+      const first = await clientOn(0, 'ziggy', 'phone');
+      const kicked = nextDisconnect(first.c);
+      const second = await clientOn(1, 'ziggy', 'phone');
+      assert.notEqual(first.node, second.node);
+      const bob = await clientOn(0, 'bobby');
+      await assertReplaced({ ...first, event: await kicked }, second, (body) => bob.c.send(uid('ziggy'), body));
+    });
+
+    it('two logins of a device at once on two gateways: exactly one survives', async () => {
+      const [a, b] = await Promise.all([clientOn(0, 'raya', 'phone'), clientOn(1, 'raya', 'phone')]);
+      const first = await Promise.race([
+        nextDisconnect(a.c).then((event) => ({ kicked: a, survivor: b, event })),
+        nextDisconnect(b.c).then((event) => ({ kicked: b, survivor: a, event })),
+      ]);
+      const bob = await clientOn(0, 'bobbie');
+      await assertReplaced({ ...first.kicked, event: first.event }, first.survivor, (body) => bob.c.send(uid('raya'), body));
     });
   });
 

@@ -1,11 +1,13 @@
 /** The end-to-end suites against the embedded system (one process, SQLite, in-process bus). */
 import { embeddedMode } from './harness';
 import { badInputSuite } from './suites/bad-input';
+import { deviceLoginSuite } from './suites/device-login';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
 import { restartSuite } from './suites/restart';
 
 messagingSuite(embeddedMode);
 badInputSuite(embeddedMode);
+deviceLoginSuite(embeddedMode);
 newOpSuite(embeddedMode);
 restartSuite(embeddedMode);

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { Code, DisconnectCode } from '../../common/errors';
 import { ImClient } from '../../client/sdk';
 import { decode, encode, frameBytes, Op } from '../../proto/wire';
-import { Mode, TestSystem, text } from '../harness';
+import { Mode, RawClient, TestSystem, text } from '../harness';
 import { needsAll } from './needs';
 
 export function badInputSuite(mode: Mode): void {
@@ -40,6 +40,15 @@ describe(`e2e bad input (${mode.name})`, function () {
   });
 
   const disconnectOf = (f: { body: Uint8Array }) => decode('Disconnect', f.body);
+
+  /** The server ended the session itself: OP_ERROR (request id 0) with `code`, right before the Disconnect. */
+  function assertErrorThenDisconnect(r: RawClient, code: number, disconnectCode: number): void {
+    const at = r.frames.findIndex((f) => f.op === Op.DISCONNECT);
+    assert.ok(at > 0, 'no Disconnect after an error');
+    assert.equal(disconnectOf(r.frames[at]).code, disconnectCode);
+    const err = r.frames[at - 1];
+    assert.deepEqual([err.op, err.requestId, err.error?.code], [Op.ERROR, 0, code]);
+  }
 
   it('oversized length: FRAME_TOO_LARGE, disconnect, closed', async () => {
     const r = await t.rawAuthed('x1');
@@ -87,12 +96,12 @@ describe(`e2e bad input (${mode.name})`, function () {
     assert.equal(ping.error, null);
   });
 
-  it('frames before auth: NOT_AUTHENTICATED; then no auth within the deadline: AUTH_TIMEOUT', async () => {
+  it('frames before auth: NOT_AUTHENTICATED; then no auth within the deadline: error AUTH_TIMEOUT, Disconnect AUTH_TIMEOUT', async () => {
     const r = await t.raw();
     const reply = await r.request(Op.SEND, 'SendReq', { to: t.uid('bob'), clientMsgId: 'x', content: Buffer.from('sneak') });
     assert.equal(reply.error?.code, Code.NOT_AUTHENTICATED);
-    const d = await r.waitFor((f) => f.op === Op.DISCONNECT, 3000);
-    assert.equal(disconnectOf(d).code, DisconnectCode.AUTH_TIMEOUT);
+    await r.waitFor((f) => f.op === Op.DISCONNECT, 3000);
+    assertErrorThenDisconnect(r, Code.AUTH_TIMEOUT, DisconnectCode.AUTH_TIMEOUT);
     await r.waitClosed();
   });
 
@@ -139,7 +148,7 @@ describe(`e2e bad input (${mode.name})`, function () {
     const d = slow.frames.find((f) => f.op === Op.DISCONNECT);
     // The Disconnect queues behind the unread backlog; the socket is destroyed after a grace
     // period, so the frame may never arrive. If it does, it says why.
-    if (d) assert.equal(disconnectOf(d).code, DisconnectCode.SLOW_CONSUMER);
+    if (d) assertErrorThenDisconnect(slow, Code.SLOW_CONSUMER, DisconnectCode.SLOW_CONSUMER);
     // Nothing acknowledged is lost: the user syncs every page of it later.
     const later = await t.rawAuthed('slowpoke', 'other');
     const synced = new Set<string>();
@@ -152,10 +161,10 @@ describe(`e2e bad input (${mode.name})`, function () {
     assert.deepEqual(acked.filter((id) => !synced.has(id)), [], 'acknowledged messages missing from sync');
   });
 
-  it('a silent half-open client is closed by the idle timeout', async () => {
+  it('a silent half-open client is closed by the idle timeout: error IDLE_TIMEOUT, Disconnect IDLE_TIMEOUT', async () => {
     const r = await t.rawAuthed('silent');
-    const d = await r.waitFor((f) => f.op === Op.DISCONNECT, 5000);
-    assert.equal(disconnectOf(d).code, DisconnectCode.IDLE_TIMEOUT);
+    await r.waitFor((f) => f.op === Op.DISCONNECT, 5000);
+    assertErrorThenDisconnect(r, Code.IDLE_TIMEOUT, DisconnectCode.IDLE_TIMEOUT);
     await r.waitClosed();
   });
 
