@@ -132,7 +132,7 @@ describe('LogicAdmin over gRPC', () => {
     it('answers a repeated idempotency_key with the same message, duplicate=true', async () => {
       const req = { from: 'system', to: 'carol', idempotency_key: 'notice-1', content: Buffer.from('once') };
       const first = await call('SendMessage', req);
-      const second = await call('SendMessage', { ...req, content: Buffer.from('twice?') });
+      const second = await call('SendMessage', req);
       assert.equal(first.duplicate, false);
       assert.equal(second.duplicate, true);
       assert.equal(second.msg_id, first.msg_id);
@@ -140,6 +140,16 @@ describe('LogicAdmin over gRPC', () => {
       const got = (await inbox('carol')).filter((m) => m.clientMsgId === 'notice-1');
       assert.equal(got.length, 1);
       assert.equal(Buffer.from(got[0].content).toString(), 'once');
+    });
+
+    it('refuses the same idempotency_key with other content: ALREADY_EXISTS, im-app-code 2006', async () => {
+      const req = { from: 'system', to: 'carol', idempotency_key: 'notice-2', content: Buffer.from('once') };
+      await call('SendMessage', req);
+      const reused = await failure('SendMessage', { ...req, content: Buffer.from('twice?') });
+      assert.equal(reused.code, grpc.status.ALREADY_EXISTS);
+      assert.equal(reused.appCode, '2006');
+      const got = (await inbox('carol')).filter((m) => m.clientMsgId === 'notice-2');
+      assert.deepEqual(got.map((m) => Buffer.from(m.content).toString()), ['once']);
     });
 
     it('creates exactly one message when the same key arrives concurrently', async () => {

@@ -2,8 +2,10 @@
  * The client wire protocol in TypeScript: typed encode/decode of the messages in client.proto,
  * shared by the gateway (Frame and session messages only) and the SDK (everything).
  */
+import { isUtf8 } from 'node:buffer';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
+import { InvalidUtf8Error } from '../common/errors';
 
 export const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
 
@@ -77,10 +79,29 @@ export function encode<N extends WireTypeName>(name: N, value: Partial<WireTypes
   return t.encode(t.fromObject(value as Record<string, unknown>)).finish();
 }
 
-/** Decodes bytes into a plain object with every field present. Throws on malformed bytes. */
+/**
+ * A Reader whose string() refuses invalid UTF-8. protobufjs would replace bad bytes with U+FFFD,
+ * which makes distinct values equal (two client_msg_ids that differ only in bad bytes would
+ * deduplicate to one message). Nested messages are read through the same reader, so this covers
+ * every string field at any depth.
+ */
+export function strictReader(bytes: Uint8Array): protobuf.Reader {
+  const r = protobuf.Reader.create(bytes);
+  r.string = function strictString(this: protobuf.Reader): string {
+    const b = this.bytes();
+    if (!isUtf8(b)) throw new InvalidUtf8Error('a string field is not valid UTF-8');
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+  };
+  return r;
+}
+
+/**
+ * Decodes bytes into a plain object with every field present. Throws on malformed bytes, and
+ * InvalidUtf8Error (a BadRequestError) when a string field is not valid UTF-8.
+ */
 export function decode<N extends WireTypeName>(name: N, bytes: Uint8Array): WireTypes[N] {
   const t = type(name);
-  return t.toObject(t.decode(bytes), TO_OBJECT) as WireTypes[N];
+  return t.toObject(t.decode(strictReader(bytes)), TO_OBJECT) as WireTypes[N];
 }
 
 /**

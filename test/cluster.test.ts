@@ -13,6 +13,7 @@ import { dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '
 import { badInputSuite } from './suites/bad-input';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
+import { requestIntegritySuite } from './suites/request-integrity';
 import { restartSuite } from './suites/restart';
 
 /** One keyspace for the whole run (users are namespaced per test), dropped at the end. */
@@ -37,6 +38,7 @@ describe('distributed mode', function () {
   messagingSuite(clusterMode);
   badInputSuite(clusterMode);
   newOpSuite(clusterMode);
+  requestIntegritySuite(clusterMode);
   restartSuite(clusterMode);
 
   describe('across gateways and logic processes', () => {

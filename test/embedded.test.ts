@@ -3,9 +3,11 @@ import { embeddedMode } from './harness';
 import { badInputSuite } from './suites/bad-input';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
+import { requestIntegritySuite } from './suites/request-integrity';
 import { restartSuite } from './suites/restart';
 
 messagingSuite(embeddedMode);
 badInputSuite(embeddedMode);
 newOpSuite(embeddedMode);
+requestIntegritySuite(embeddedMode);
 restartSuite(embeddedMode);
