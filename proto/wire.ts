@@ -61,10 +61,14 @@ export type WireTypeName = keyof WireTypes;
 let root: protobuf.Root | undefined;
 const types = new Map<string, protobuf.Type>();
 
-function type(name: WireTypeName): protobuf.Type {
+/** A message type of client.proto, fields resolved (stripDefaults walks nested types). */
+export function type(name: WireTypeName): protobuf.Type {
   let t = types.get(name);
   if (!t) {
-    root ??= protobuf.loadSync(CLIENT_PROTO);
+    if (!root) {
+      root = protobuf.loadSync(CLIENT_PROTO);
+      root.resolveAll();
+    }
     t = root.lookupType(`im.client.v1.${name}`);
     types.set(name, t);
   }
@@ -73,10 +77,39 @@ function type(name: WireTypeName): protobuf.Type {
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
 
-/** Encodes a (possibly partial) message; missing fields take proto3 defaults. */
+/**
+ * Encodes a (possibly partial) message as canonical proto3: a scalar at its default (0, false,
+ * '', empty bytes) is not written even when given explicitly, so the bytes equal what any
+ * standard proto3 encoder produces (and the vectors in docs/protocol.md).
+ */
 export function encode<N extends WireTypeName>(name: N, value: Partial<WireTypes[N]>): Uint8Array {
   const t = type(name);
-  return t.encode(t.fromObject(value as Record<string, unknown>)).finish();
+  const m = t.fromObject(value as Record<string, unknown>);
+  stripDefaults(t, m as unknown as Record<string, unknown>);
+  return t.encode(m).finish();
+}
+
+/** protobufjs writes every field that is set, defaults included; drop those (recursively). */
+function stripDefaults(t: protobuf.Type, m: Record<string, unknown>): void {
+  for (const f of t.fieldsArray) {
+    const v = m[f.name];
+    if (v === null || v === undefined) continue;
+    if (f.resolvedType instanceof protobuf.Type) {
+      // Message fields have presence: an empty sub-message stays; its own fields are stripped.
+      const sub = f.resolvedType;
+      for (const e of f.repeated ? (v as Record<string, unknown>[]) : [v as Record<string, unknown>]) stripDefaults(sub, e);
+    } else if (!f.repeated && !f.map && !f.partOf && isDefaultScalar(v)) {
+      delete m[f.name];
+    }
+  }
+}
+
+function isDefaultScalar(v: unknown): boolean {
+  if (v === 0 || v === false || v === '') return true;
+  if (v instanceof Uint8Array) return v.length === 0;
+  // 64-bit fields arrive as Long objects from fromObject.
+  const long = v as { low?: unknown; high?: unknown };
+  return typeof v === 'object' && long.low === 0 && long.high === 0;
 }
 
 /**
