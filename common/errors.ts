@@ -29,6 +29,7 @@ export const Code = {
   GROUP_FULL: 2003,
   NOT_GROUP_OWNER: 2004,
   CONTENT_TOO_LARGE: 2005,
+  IDEMPOTENCY_CONFLICT: 2006,
 } as const;
 
 export type CodeName = keyof typeof Code;
@@ -90,6 +91,19 @@ export const NotGroupMemberError = errorClass('NotGroupMemberError', Code.NOT_GR
 export const GroupFullError = errorClass('GroupFullError', Code.GROUP_FULL);
 export const NotGroupOwnerError = errorClass('NotGroupOwnerError', Code.NOT_GROUP_OWNER);
 export const ContentTooLargeError = errorClass('ContentTooLargeError', Code.CONTENT_TOO_LARGE);
+/** A client_msg_id already used, within the dedup window, for a different message. */
+export const IdempotencyConflictError = errorClass('IdempotencyConflictError', Code.IDEMPOTENCY_CONFLICT);
+
+/**
+ * A protobuf string field whose bytes are not valid UTF-8. A BAD_REQUEST: replacing the bad bytes
+ * would make distinct values (two client_msg_ids) equal.
+ */
+export class InvalidUtf8Error extends BadRequestError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = 'InvalidUtf8Error';
+  }
+}
 
 /** Any thrown value as an ImError; unknown failures become INTERNAL (retryable). */
 export function toImError(err: unknown): ImError {

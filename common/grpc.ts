@@ -35,6 +35,7 @@ export function grpcStatusFor(code: number): grpc.status {
     case Code.NOT_GROUP_MEMBER:
     case Code.NOT_GROUP_OWNER: return grpc.status.PERMISSION_DENIED;
     case Code.GROUP_FULL: return grpc.status.FAILED_PRECONDITION;
+    case Code.IDEMPOTENCY_CONFLICT: return grpc.status.ALREADY_EXISTS;
     case Code.CONTENT_TOO_LARGE:
     case Code.OVERLOADED:
     case Code.RATE_LIMITED: return grpc.status.RESOURCE_EXHAUSTED;

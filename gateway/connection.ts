@@ -10,7 +10,7 @@
  * builds the same connection around the same socket (`adopt`).
  */
 import type * as net from 'node:net';
-import { Code, DisconnectCode, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
+import { Code, DisconnectCode, InvalidUtf8Error, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
 import { verifyToken } from '../common/jwt';
 import type { Logger } from '../common/log';
 import { metrics } from '../common/metrics';
@@ -261,8 +261,11 @@ export class Connection {
     let auth;
     try {
       auth = decode('Auth', frame.body);
-    } catch {
-      this.protocolError(Code.BAD_FRAME, 'Auth body does not decode');
+    } catch (err) {
+      // Well-formed but with a string that is not UTF-8: a bad request the client can fix, and
+      // the connection stays unauthenticated (the auth deadline still runs).
+      if (err instanceof InvalidUtf8Error) this.replyError(frame, Code.BAD_REQUEST, `Auth: ${err.message}`);
+      else this.protocolError(Code.BAD_FRAME, 'Auth body does not decode');
       return;
     }
     let uid: string;

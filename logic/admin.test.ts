@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import * as protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
 import type { IFileDescriptorProto } from 'protobufjs/ext/descriptor';
@@ -132,7 +133,7 @@ describe('LogicAdmin over gRPC', () => {
     it('answers a repeated idempotency_key with the same message, duplicate=true', async () => {
       const req = { from: 'system', to: 'carol', idempotency_key: 'notice-1', content: Buffer.from('once') };
       const first = await call('SendMessage', req);
-      const second = await call('SendMessage', { ...req, content: Buffer.from('twice?') });
+      const second = await call('SendMessage', req);
       assert.equal(first.duplicate, false);
       assert.equal(second.duplicate, true);
       assert.equal(second.msg_id, first.msg_id);
@@ -140,6 +141,29 @@ describe('LogicAdmin over gRPC', () => {
       const got = (await inbox('carol')).filter((m) => m.clientMsgId === 'notice-1');
       assert.equal(got.length, 1);
       assert.equal(Buffer.from(got[0].content).toString(), 'once');
+    });
+
+    it('refuses an idempotency_key that is not UTF-8 with INVALID_ARGUMENT and im-app-code 2000, sending nothing', async () => {
+      // SendMessageRequest{from: "system", to: "carol", idempotency_key: "k-\xff", content: "x"}, key as raw bytes.
+      const body = Buffer.from(protobuf.Writer.create().uint32(10).string('system').uint32(18).string('carol')
+        .uint32(34).bytes(Buffer.from([0x6b, 0x2d, 0xff])).uint32(50).bytes(Buffer.from('x')).finish());
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        admin.makeUnaryRequest('/im.internal.v1.LogicAdmin/SendMessage', (b: Buffer) => b, (b: Buffer) => b, body,
+          (e: grpc.ServiceError | null) => (e ? resolve(e) : reject(new Error('SendMessage was expected to fail'))));
+      });
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(String(err.metadata.get('im-app-code')[0]), '2000');
+      assert.equal((await inbox('carol')).filter((m) => m.clientMsgId.startsWith('k-')).length, 0);
+    });
+
+    it('refuses the same idempotency_key with other content: ALREADY_EXISTS, im-app-code 2006', async () => {
+      const req = { from: 'system', to: 'carol', idempotency_key: 'notice-2', content: Buffer.from('once') };
+      await call('SendMessage', req);
+      const reused = await failure('SendMessage', { ...req, content: Buffer.from('twice?') });
+      assert.equal(reused.code, grpc.status.ALREADY_EXISTS);
+      assert.equal(reused.appCode, '2006');
+      const got = (await inbox('carol')).filter((m) => m.clientMsgId === 'notice-2');
+      assert.deepEqual(got.map((m) => Buffer.from(m.content).toString()), ['once']);
     });
 
     it('creates exactly one message when the same key arrives concurrently', async () => {

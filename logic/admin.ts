@@ -21,6 +21,8 @@ import type { GroupInfo as StoredGroup } from '../storage/store';
 import type { Caller, LogicService } from './service';
 import { requireLength, requireUid, uidList } from './validate';
 
+import { rejectedRequest, withStrictRequests } from './admin-strict';
+
 export { addReflection } from './admin-reflection';
 
 /** admin.proto relative to PROTO_DIR (the form addReflection takes). */
@@ -52,6 +54,11 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 
   function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
+      const rejected = rejectedRequest(call.request);
+      if (rejected) {
+        callback(toGrpcError(rejected));
+        return;
+      }
       fn(call.request).then((res) => callback(null, res), (err: unknown) => {
         if (!(err instanceof ImError)) logger.error('admin: unexpected error', { method, err });
         callback(toGrpcError(err));
@@ -111,7 +118,7 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 
 /** Adds LogicAdmin to `server` (before it starts), usually LogicServer.server. */
 export function addAdminService(server: grpc.Server, options: AdminServiceOptions): void {
-  server.addService(loadAdminProto().im.internal.v1.LogicAdmin.service, adminHandlers(options));
+  server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service, ADMIN_PROTO_FILE), adminHandlers(options));
 }
 
 export function loadAdminProto(): AdminProto {

@@ -1,9 +1,14 @@
-/** Every test vector in docs/protocol.md decodes to what the page says, and re-encodes byte for byte. */
+/**
+ * Every test vector in docs/protocol.md decodes to what the page says, is canonical proto3 (no
+ * scalar at its default value on the wire, checked by walking the bytes, independently of our
+ * encoder), and equals our encoder's output byte for byte.
+ */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FrameDecoder } from './codec';
-import { decode, decodeFrame, encode, frameBytes, WireTypeName } from './wire';
+import * as protobuf from 'protobufjs';
+import { decode, decodeFrame, encode, frameBytes, type, WireTypeName } from './wire';
 
 interface Vector { name: string; bytes: Buffer; expected: any }
 
@@ -37,8 +42,43 @@ function pick(actual: any, expected: any): any {
   return actual;
 }
 
+/**
+ * Paths of singular scalar fields written with their default value (0, false, '', empty bytes).
+ * A proto3 encoder omits those, so a vector that has one cannot be reproduced by a third party.
+ */
+function defaultsOnWire(t: protobuf.Type, bytes: Uint8Array, at: string): string[] {
+  const r = protobuf.Reader.create(bytes);
+  const found: string[] = [];
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    const f = t.fieldsById[tag >>> 3];
+    const wireType = tag & 7;
+    if (!f) {
+      r.skipType(wireType);
+    } else if (f.resolvedType instanceof protobuf.Type) {
+      found.push(...defaultsOnWire(f.resolvedType, r.bytes(), `${at}.${f.name}`));
+    } else if (wireType === 0) {
+      if (String(r.uint64()) === '0' && !f.repeated) found.push(`${at}.${f.name}`);
+    } else if (wireType === 2) {
+      if (r.bytes().length === 0 && !f.repeated) found.push(`${at}.${f.name}`);
+    } else {
+      r.skipType(wireType);
+    }
+  }
+  return found;
+}
+
 describe('protocol test vectors (docs/protocol.md)', () => {
   const vectors = readVectors();
+
+  it('our encoder writes canonical proto3: explicit defaults are omitted at every depth', () => {
+    const explicit = encode('SyncResp', {
+      messages: [{ msgId: 'm', seq: 0, convId: '', sentAtMs: 0, content: new Uint8Array(), convSeq: 1 } as never],
+      hasMore: false, maxSeq: 0,
+    });
+    assert.equal(Buffer.from(explicit).toString('hex'), Buffer.from(encode('SyncResp', { messages: [{ msgId: 'm', convSeq: 1 } as never] })).toString('hex'));
+    assert.equal(encode('SendResp', { duplicate: false, seq: 0 }).length, 0);
+  });
 
   it('the page has a vector for every frame type', () => {
     const ops = new Set(vectors.map((v) => v.expected.op));
@@ -56,6 +96,9 @@ describe('protocol test vectors (docs/protocol.md)', () => {
       assert.equal(frame.requestId, v.expected.requestId);
       if (v.expected.error) assert.deepEqual(pick(frame.error, v.expected.error), v.expected.error);
       else assert.equal(frame.error, null);
+      const defaults = defaultsOnWire(type('Frame'), frames[0], 'Frame');
+      if (v.expected.bodyType) defaults.push(...defaultsOnWire(type(v.expected.bodyType), frame.body, v.expected.bodyType));
+      assert.deepEqual(defaults, [], 'default-valued fields written explicitly (not canonical proto3)');
       let body: Uint8Array = new Uint8Array();
       if (v.expected.bodyType) {
         const want = revive(v.expected.body);

@@ -2,8 +2,10 @@
  * The client wire protocol in TypeScript: typed encode/decode of the messages in client.proto,
  * shared by the gateway (Frame and session messages only) and the SDK (everything).
  */
+import { isUtf8 } from 'node:buffer';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
+import { InvalidUtf8Error } from '../common/errors';
 
 export const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
 
@@ -59,10 +61,14 @@ export type WireTypeName = keyof WireTypes;
 let root: protobuf.Root | undefined;
 const types = new Map<string, protobuf.Type>();
 
-function type(name: WireTypeName): protobuf.Type {
+/** A message type of client.proto, fields resolved (stripDefaults walks nested types). */
+export function type(name: WireTypeName): protobuf.Type {
   let t = types.get(name);
   if (!t) {
-    root ??= protobuf.loadSync(CLIENT_PROTO);
+    if (!root) {
+      root = protobuf.loadSync(CLIENT_PROTO);
+      root.resolveAll();
+    }
     t = root.lookupType(`im.client.v1.${name}`);
     types.set(name, t);
   }
@@ -71,16 +77,64 @@ function type(name: WireTypeName): protobuf.Type {
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
 
-/** Encodes a (possibly partial) message; missing fields take proto3 defaults. */
+/**
+ * Encodes a (possibly partial) message as canonical proto3: a scalar at its default (0, false,
+ * '', empty bytes) is not written even when given explicitly, so the bytes equal what any
+ * standard proto3 encoder produces (and the vectors in docs/protocol.md).
+ */
 export function encode<N extends WireTypeName>(name: N, value: Partial<WireTypes[N]>): Uint8Array {
   const t = type(name);
-  return t.encode(t.fromObject(value as Record<string, unknown>)).finish();
+  const m = t.fromObject(value as Record<string, unknown>);
+  stripDefaults(t, m as unknown as Record<string, unknown>);
+  return t.encode(m).finish();
 }
 
-/** Decodes bytes into a plain object with every field present. Throws on malformed bytes. */
+/** protobufjs writes every field that is set, defaults included; drop those (recursively). */
+function stripDefaults(t: protobuf.Type, m: Record<string, unknown>): void {
+  for (const f of t.fieldsArray) {
+    const v = m[f.name];
+    if (v === null || v === undefined) continue;
+    if (f.resolvedType instanceof protobuf.Type) {
+      // Message fields have presence: an empty sub-message stays; its own fields are stripped.
+      const sub = f.resolvedType;
+      for (const e of f.repeated ? (v as Record<string, unknown>[]) : [v as Record<string, unknown>]) stripDefaults(sub, e);
+    } else if (!f.repeated && !f.map && !f.partOf && isDefaultScalar(v)) {
+      delete m[f.name];
+    }
+  }
+}
+
+function isDefaultScalar(v: unknown): boolean {
+  if (v === 0 || v === false || v === '') return true;
+  if (v instanceof Uint8Array) return v.length === 0;
+  // 64-bit fields arrive as Long objects from fromObject.
+  const long = v as { low?: unknown; high?: unknown };
+  return typeof v === 'object' && long.low === 0 && long.high === 0;
+}
+
+/**
+ * A Reader whose string() refuses invalid UTF-8. protobufjs would replace bad bytes with U+FFFD,
+ * which makes distinct values equal (two client_msg_ids that differ only in bad bytes would
+ * deduplicate to one message). Nested messages are read through the same reader, so this covers
+ * every string field at any depth.
+ */
+export function strictReader(bytes: Uint8Array): protobuf.Reader {
+  const r = protobuf.Reader.create(bytes);
+  r.string = function strictString(this: protobuf.Reader): string {
+    const b = this.bytes();
+    if (!isUtf8(b)) throw new InvalidUtf8Error('a string field is not valid UTF-8');
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+  };
+  return r;
+}
+
+/**
+ * Decodes bytes into a plain object with every field present. Throws on malformed bytes, and
+ * InvalidUtf8Error (a BadRequestError) when a string field is not valid UTF-8.
+ */
 export function decode<N extends WireTypeName>(name: N, bytes: Uint8Array): WireTypes[N] {
   const t = type(name);
-  return t.toObject(t.decode(bytes), TO_OBJECT) as WireTypes[N];
+  return t.toObject(t.decode(strictReader(bytes)), TO_OBJECT) as WireTypes[N];
 }
 
 /**

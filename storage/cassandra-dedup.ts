@@ -15,6 +15,7 @@ import type { Client } from 'cassandra-driver';
 import { UnavailableError } from '../common/errors';
 import type { AppendInput } from './store';
 import { num, sleep } from './cassandra-util';
+import { checkSameSend, sendDigest } from './send-digest';
 
 export interface DedupRecord {
   msgId: string;
@@ -46,6 +47,7 @@ interface Row {
   convId: string | null;
   convSeq: number | null;
   senderSeq: number | null;
+  digest: Buffer | null;
 }
 
 export class Dedup {
@@ -54,14 +56,14 @@ export class Dedup {
   constructor(private readonly o: DedupOptions) {
     const t = `${o.keyspace}.dedup`;
     this.q = {
-      claim: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms)
-              VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
-      takeover: `UPDATE ${t} USING TTL ? SET msg_id = ?, expires_at_ms = ?, claimed_at_ms = ?,
+      claim: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest)
+              VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
+      takeover: `UPDATE ${t} USING TTL ? SET msg_id = ?, expires_at_ms = ?, claimed_at_ms = ?, digest = ?,
                  conv_id = null, conv_seq = null, sender_seq = null
                  WHERE from_uid = ? AND client_msg_id = ? IF msg_id = ?`,
       complete: `UPDATE ${t} USING TTL ? SET conv_id = ?, conv_seq = ?, sender_seq = ?
                  WHERE from_uid = ? AND client_msg_id = ? IF msg_id = ?`,
-      get: `SELECT msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq FROM ${t}
+      get: `SELECT msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest FROM ${t}
             WHERE from_uid = ? AND client_msg_id = ?`,
       release: `DELETE FROM ${t} WHERE from_uid = ? AND client_msg_id = ? IF msg_id = ?`,
     };
@@ -71,8 +73,12 @@ export class Dedup {
     return Math.max(1, Math.ceil(input.dedupWindowMs / 1000) + this.o.ttlSlackSeconds);
   }
 
-  /** Claims (from, clientMsgId) for input.msgId, or returns the accepted original. */
+  /**
+   * Claims (from, clientMsgId) for input.msgId, or returns the accepted original. Throws
+   * IdempotencyConflictError when the pair is held, within its window, by a different send.
+   */
   async claim(input: AppendInput): Promise<Claim> {
+    const digest = sendDigest(input);
     const expiresAtMs = input.sentAtMs + input.dedupWindowMs;
     const ttl = this.ttlSeconds(input);
     const deadline = Date.now() + this.o.waitMs;
@@ -83,7 +89,7 @@ export class Dedup {
       }
       if (row === 'free') {
         const rs = await this.o.client.execute(this.q.claim,
-          [input.from, input.clientMsgId, input.msgId, expiresAtMs, Date.now(), ttl], { prepare: true });
+          [input.from, input.clientMsgId, input.msgId, expiresAtMs, Date.now(), digest, ttl], { prepare: true });
         const r = rs.first();
         if (r?.['[applied]'] === true) return { won: true, expiresAtMs };
         row = toRow(r);
@@ -92,10 +98,12 @@ export class Dedup {
       if (row.msgId === input.msgId) return { won: true, expiresAtMs };
       const complete = row.senderSeq !== null && row.convId !== null && row.convSeq !== null;
       const expired = row.expiresAtMs <= input.sentAtMs;
+      // Checked before any takeover: even an abandoned claim may have been stored and acknowledged.
+      if (!expired) checkSameSend(row.digest, input, digest);
       const abandoned = !complete && Date.now() - row.claimedAtMs > this.o.claimLeaseMs;
       if (expired || abandoned) {
         const rs = await this.o.client.execute(this.q.takeover,
-          [ttl, input.msgId, expiresAtMs, Date.now(), input.from, input.clientMsgId, row.msgId], { prepare: true });
+          [ttl, input.msgId, expiresAtMs, Date.now(), digest, input.from, input.clientMsgId, row.msgId], { prepare: true });
         if (rs.first()?.['[applied]'] === true) return { won: true, expiresAtMs };
         row = await this.read(input);
         continue;
@@ -138,5 +146,6 @@ function toRow(r: Record<string, unknown> | null | undefined): Row {
     convId: (r?.conv_id as string | null | undefined) ?? null,
     convSeq: num(r?.conv_seq),
     senderSeq: num(r?.sender_seq),
+    digest: (r?.digest as Buffer | null | undefined) ?? null,
   };
 }

@@ -90,6 +90,12 @@ export const MIGRATIONS: readonly Migration[] = [
        )`,
     ],
   },
+  {
+    version: 2,
+    description: 'dedup remembers a digest of the accepted send, so a reused client_msg_id is refused',
+    // Null in rows claimed before this version: those cannot be checked and keep their old meaning.
+    statements: (ks) => [`ALTER TABLE ${ks}.dedup ADD IF NOT EXISTS digest blob`],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;

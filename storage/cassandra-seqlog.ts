@@ -15,7 +15,7 @@
  * common case needs no read before the LWT.
  */
 import type { Client } from 'cassandra-driver';
-import { OverloadedError, UnavailableError } from '../common/errors';
+import { OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { backoffMs, Gate, LruMap, num, outcomeUnknown, sleep, toStoreError } from './cassandra-util';
 
@@ -214,7 +214,11 @@ export class SeqLog<E> {
       // progress, so after it the row at `first` either is ours or will never be.
       this.o.logger.warn('seq log: LWT outcome unknown; checking', { kind: this.spec.kind, key, seq: first, err });
       const rs = await this.o.client.execute(this.q.rowId, [key, head.bucket, first],
-        { prepare: true, consistency: this.o.serialConsistency });
+        { prepare: true, consistency: this.o.serialConsistency }).catch((checkErr: unknown) => {
+        // Still unknown: say so (a TimeoutError), so the caller keeps its dedup claim instead of
+        // releasing it for a retry that could store the message twice.
+        throw new TimeoutError(`${this.spec.kind} append: outcome unknown, check failed: ${String(checkErr)}`, { cause: err });
+      });
       if (rs.first()?.msg_id === this.spec.idOf(part[0])) return true;
       return this.readHead(key, true);
     }

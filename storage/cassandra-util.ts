@@ -94,14 +94,32 @@ export class KeyedMutex {
  */
 export function outcomeUnknown(err: unknown): boolean {
   if (err instanceof driverErrors.OperationTimedOutError) return true;
+  // The connection died after the request was written: the node may still have applied it.
+  if (isSocketError(err) && !(err as { requestNotWritten?: boolean }).requestNotWritten) return true;
   return err instanceof driverErrors.ResponseError && err.code === types.responseErrorCodes.writeTimeout;
 }
 
-/** Driver failures as the project's retryable error classes. */
+/** The driver marks failures of the connection itself ("Socket was closed", reset, refused). */
+function isSocketError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { isSocketError?: unknown }).isSocketError === true;
+}
+
+/**
+ * True when the connection to Cassandra, not the request, failed: the socket closed or reset
+ * mid-request, or every connection busy (no host reachable is mapped just before). Another attempt, perhaps after the
+ * driver reconnects, can succeed, so these are UNAVAILABLE (the client retries for its whole
+ * window) rather than INTERNAL.
+ */
+function connectionLost(err: unknown): boolean {
+  return err instanceof driverErrors.BusyConnectionError || isSocketError(err);
+}
+
+/** Driver failures as the project's retryable error classes; this is the one place they are mapped. */
 export function toStoreError(err: unknown, what: string): ImError {
   if (err instanceof ImError) return err;
   const detail = err instanceof Error ? err.message : String(err);
   if (err instanceof driverErrors.NoHostAvailableError) return new UnavailableError(`${what}: no Cassandra host available`, { cause: err });
+  if (connectionLost(err)) return new UnavailableError(`${what}: connection to Cassandra lost (${detail})`, { cause: err });
   if (err instanceof driverErrors.OperationTimedOutError) return new TimeoutError(`${what}: ${detail}`, { cause: err });
   if (err instanceof driverErrors.ResponseError) {
     const c = types.responseErrorCodes;

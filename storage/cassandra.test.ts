@@ -11,7 +11,7 @@ import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
-import { readSettings } from './cassandra-schema';
+import { MIGRATIONS, readSettings } from './cassandra-schema';
 import { storeContract } from './contract';
 import type { AppendInput, Store } from './store';
 
@@ -75,7 +75,7 @@ describe('CassandraStore (real Cassandra)', function () {
       assert.deepEqual(await migrate(admin, TINY_KS, { inboxBucketSize: 999 }), []);
       assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3 });
       const rs = await admin.execute(`SELECT version FROM ${TINY_KS}.schema_migrations`);
-      assert.deepEqual(rs.rows.map((r) => r.version), [1]);
+      assert.deepEqual(rs.rows.map((r) => r.version as number).sort((x, y) => x - y), MIGRATIONS.map((m) => m.version));
     });
   });
 
@@ -121,13 +121,27 @@ describe('CassandraStore (real Cassandra)', function () {
     it('turns duplicate retries racing through both stores into exactly one message', async () => {
       const [alice, bob] = [uid('alice'), uid('bob')];
       const clientMsgId = newId();
-      const tries = Array.from({ length: 12 }, (_, i) => direct(alice, bob, `try${i}`, { clientMsgId }));
+      const tries = Array.from({ length: 12 }, () => direct(alice, bob, 'try', { clientMsgId }));
       const results = await Promise.all(tries.map((t, i) => (i % 2 ? a : b).appendMessage(t)));
       assert.equal(results.filter((r) => !r.duplicate).length, 1);
       assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
       assert.deepEqual(new Set(results.map((r) => r.senderSeq)), new Set([1]));
       assert.equal((await a.sync(bob, 0, 10)).items.length, 1);
       assert.equal((await b.history(peerConvId(alice, bob), 0, 10)).items.length, 1);
+    });
+
+    it('accepts one of different contents racing with one clientMsgId through both stores, refusing the rest', async () => {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      const clientMsgId = newId();
+      const tries = Array.from({ length: 12 }, (_, i) => direct(alice, bob, `try${i}`, { clientMsgId }));
+      const settled = await Promise.allSettled(tries.map((t, i) => (i % 2 ? a : b).appendMessage(t)));
+      const won = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      assert.equal(won.length, 1, 'exactly one accepted');
+      for (const r of settled) {
+        if (r.status === 'rejected') assert.equal((r.reason as { code?: number }).code, Code.IDEMPOTENCY_CONFLICT, String(r.reason));
+      }
+      const inbox = (await a.sync(bob, 0, 10)).items;
+      assert.deepEqual(inbox.map((m) => m.msgId), [won[0].message.msgId]);
     });
 
     it('never exceeds the member cap when adds race through both stores', async () => {

@@ -17,6 +17,7 @@ import { Dedup } from './cassandra-dedup';
 import { Groups } from './cassandra-groups';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, INBOX_COLUMNS, HISTORY_COLUMNS, toStoredMessage } from './cassandra-rows';
 import { Gate, num, toStoreError } from './cassandra-util';
+import { checkSameSend, sendDigest } from './send-digest';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export type { CassandraStoreOptions } from './cassandra-options';
@@ -24,6 +25,7 @@ export { migrate } from './cassandra-schema';
 
 interface LocalSend {
   expiresAtMs: number;
+  digest: Buffer;
   result: Promise<AppendResult>;
 }
 
@@ -245,11 +247,13 @@ export class CassandraStore implements Store {
   private async appendDeduped(input: AppendInput): Promise<AppendResult> {
     const key = `${input.from}\n${input.clientMsgId}`;
     const local = this.localSends.get(key);
+    const digest = sendDigest(input);
     if (local && local.expiresAtMs > input.sentAtMs) {
+      checkSameSend(local.digest, input, digest);
       const original = await local.result.catch(() => undefined);
       if (original) return { message: original.message, senderSeq: original.senderSeq, seqs: new Map(), duplicate: true };
     }
-    const mine: LocalSend = { expiresAtMs: input.sentAtMs + input.dedupWindowMs, result: this.appendClaimed(input) };
+    const mine: LocalSend = { expiresAtMs: input.sentAtMs + input.dedupWindowMs, digest, result: this.appendClaimed(input) };
     this.localSends.set(key, mine);
     try {
       return await mine.result;

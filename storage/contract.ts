@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Code, GroupFullError, GroupNotFoundError } from '../common/errors';
+import { Code, GroupFullError, GroupNotFoundError, IdempotencyConflictError } from '../common/errors';
 import { groupConvId, newId, peerConvId } from '../common/ids';
 import type { AppendInput, AppendResult, GroupInfo, Store } from './store';
 
@@ -216,7 +216,7 @@ export function storeContract(
         const [alice, bob] = [uid('alice'), uid('bob')];
         const first = direct(alice, bob, 'once');
         const a = await store.appendMessage(first);
-        const b = await store.appendMessage({ ...first, msgId: newId(), content: bytes('changed'), sentAtMs: nextMs() });
+        const b = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: nextMs() });
         assert.equal(a.duplicate, false);
         assert.equal(b.duplicate, true);
         assert.equal(b.message.msgId, a.message.msgId);
@@ -231,16 +231,49 @@ export function storeContract(
         assert.equal(other.duplicate, false, 'dedup is per sender');
       });
 
+      it('refuses a reused clientMsgId with other content or recipient (IDEMPOTENCY_CONFLICT), writing nothing', async () => {
+        const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+        const first = direct(alice, bob, 'first');
+        const a = await store.appendMessage(first);
+        const reuse = (over: Partial<AppendInput>) => store.appendMessage({ ...first, msgId: newId(), sentAtMs: nextMs(), ...over });
+        await rejectsWithCode(reuse({ content: bytes('second') }), Code.IDEMPOTENCY_CONFLICT, IdempotencyConflictError);
+        await rejectsWithCode(reuse({ contentType: 'application/json' }), Code.IDEMPOTENCY_CONFLICT);
+        await rejectsWithCode(reuse({ to: carol, convId: peerConvId(alice, carol), recipients: [alice, carol] }), Code.IDEMPOTENCY_CONFLICT);
+        const retry = await reuse({});
+        assert.equal(retry.duplicate, true, 'the same content is still a retry');
+        assert.equal(retry.message.msgId, a.message.msgId);
+        assert.equal(retry.senderSeq, a.senderSeq);
+        assert.equal(await store.maxSeq(alice), 1);
+        assert.deepEqual((await store.sync(bob, 0, 10)).items.map((m) => Buffer.from(m.content).toString()), ['first']);
+        assert.equal(await store.maxSeq(carol), 0);
+      });
+
       it('turns 10 concurrent sends with one clientMsgId into exactly one message', async () => {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const clientMsgId = newId();
-        const results = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-          store.appendMessage(direct(alice, bob, `try${i}`, { clientMsgId }))));
+        const results = await Promise.all(Array.from({ length: 10 }, () =>
+          store.appendMessage(direct(alice, bob, 'try', { clientMsgId }))));
         assert.equal(results.filter((r) => !r.duplicate).length, 1);
         assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
         assert.equal(new Set(results.map((r) => r.senderSeq)).size, 1);
         assert.equal((await store.sync(bob, 0, 100)).items.length, 1);
         assert.equal(await store.maxSeq(alice), 1);
+      });
+
+      it('accepts one of 10 concurrent sends of different content with one clientMsgId and refuses the rest', async () => {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const clientMsgId = newId();
+        const settled = await Promise.allSettled(Array.from({ length: 10 }, (_, i) =>
+          store.appendMessage(direct(alice, bob, `try${i}`, { clientMsgId }))));
+        const won = settled.filter((r): r is PromiseFulfilledResult<AppendResult> => r.status === 'fulfilled');
+        assert.equal(won.length, 1, 'exactly one accepted');
+        assert.equal(won[0].value.duplicate, false);
+        for (const r of settled) {
+          if (r.status === 'rejected') assert.equal((r.reason as { code?: number }).code, Code.IDEMPOTENCY_CONFLICT, String(r.reason));
+        }
+        const inbox = (await store.sync(bob, 0, 100)).items;
+        assert.equal(inbox.length, 1);
+        assertBytes(inbox[0].content, won[0].value.message.content);
       });
 
       it('accepts the same clientMsgId as new once the window has passed', async () => {
@@ -255,7 +288,7 @@ export function storeContract(
         assert.equal(expired.duplicate, false, 'the window is [sentAtMs, sentAtMs + dedupWindowMs)');
         assert.notEqual(expired.message.msgId, a.message.msgId);
         assert.equal(expired.senderSeq, 2);
-        const retry = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: t0 + 1500 });
+        const retry = await store.appendMessage({ ...first, msgId: newId(), content: bytes('v2'), sentAtMs: t0 + 1500 });
         assert.equal(retry.duplicate, true, 'the new message opened a new window');
         assert.equal(retry.message.msgId, expired.message.msgId);
         assertBytes(retry.message.content, bytes('v2'));

@@ -100,6 +100,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    description: 'dedup remembers a digest of the accepted send, so a reused client_msg_id is refused',
+    // Nullable: records written before this version have none and keep their old meaning.
+    sql: 'ALTER TABLE dedup ADD COLUMN digest BLOB;',
+  },
 ];
 
 /** The schema version a database is at (0 when it has none yet). */

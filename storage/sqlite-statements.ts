@@ -26,6 +26,7 @@ export interface DedupRow {
   msg_id: string;
   sender_seq: number;
   expires_at_ms: number;
+  digest: Buffer | null;
 }
 
 export interface GroupRow {
@@ -68,11 +69,12 @@ export function prepareStatements(db: Database.Database) {
   return {
     // Append path.
     dedupGet: db.prepare<[string, string], DedupRow>(
-      'SELECT msg_id, sender_seq, expires_at_ms FROM dedup WHERE from_uid = ? AND client_msg_id = ?'),
-    dedupPut: db.prepare<[string, string, string, number, number]>(
-      `INSERT INTO dedup (from_uid, client_msg_id, msg_id, sender_seq, expires_at_ms) VALUES (?, ?, ?, ?, ?)
+      'SELECT msg_id, sender_seq, expires_at_ms, digest FROM dedup WHERE from_uid = ? AND client_msg_id = ?'),
+    dedupPut: db.prepare<[string, string, string, number, number, Buffer]>(
+      `INSERT INTO dedup (from_uid, client_msg_id, msg_id, sender_seq, expires_at_ms, digest) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (from_uid, client_msg_id) DO UPDATE SET
-         msg_id = excluded.msg_id, sender_seq = excluded.sender_seq, expires_at_ms = excluded.expires_at_ms`),
+         msg_id = excluded.msg_id, sender_seq = excluded.sender_seq, expires_at_ms = excluded.expires_at_ms,
+         digest = excluded.digest`),
     // rowid subquery: SQLite's DELETE has no LIMIT in default builds; this bounds the work.
     dedupPurge: db.prepare<[number, number]>(
       'DELETE FROM dedup WHERE rowid IN (SELECT rowid FROM dedup WHERE expires_at_ms <= ? LIMIT ?)'),

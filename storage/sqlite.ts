@@ -14,6 +14,7 @@ import { BadRequestError, GroupFullError, GroupNotFoundError, ImError, InternalE
 import { ConfigError } from '../common/config';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate } from './sqlite-schema';
+import { checkSameSend, sendDigest } from './send-digest';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './sqlite-statements';
 import { TickBatcher, type Settled } from './tick-batcher';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
@@ -257,7 +258,9 @@ export class SqliteStore implements Store {
   private appendSync(input: AppendInput): AppendResult {
     const s = this.sql;
     const prior = s.dedupGet.get(input.from, input.clientMsgId);
+    const digest = sendDigest(input);
     if (prior && prior.expires_at_ms > input.sentAtMs) {
+      checkSameSend(prior.digest, input, digest);
       const original = s.messageGet.get(prior.msg_id);
       if (original) return { message: toMessage(original), senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true };
     }
@@ -273,7 +276,7 @@ export class SqliteStore implements Store {
       seqs.set(uid, seq);
     }
     const senderSeq = seqs.get(input.from)!;
-    s.dedupPut.run(input.from, input.clientMsgId, input.msgId, senderSeq, input.sentAtMs + input.dedupWindowMs);
+    s.dedupPut.run(input.from, input.clientMsgId, input.msgId, senderSeq, input.sentAtMs + input.dedupWindowMs, digest);
     const message: StoredMessage = {
       msgId: input.msgId, convId: input.convId, from: input.from, to: input.to, groupId: input.groupId,
       clientMsgId: input.clientMsgId, contentType: input.contentType, content: input.content,

@@ -14,6 +14,7 @@ import { badInputSuite } from './suites/bad-input';
 import { assertReplaced, deviceLoginSuite, nextDisconnect } from './suites/device-login';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
+import { requestIntegritySuite } from './suites/request-integrity';
 import { restartSuite } from './suites/restart';
 
 /** One keyspace for the whole run (users are namespaced per test), dropped at the end. */
@@ -39,6 +40,7 @@ describe('distributed mode', function () {
   badInputSuite(clusterMode);
   deviceLoginSuite(clusterMode);
   newOpSuite(clusterMode);
+  requestIntegritySuite(clusterMode);
   restartSuite(clusterMode);
 
   describe('across gateways and logic processes', () => {

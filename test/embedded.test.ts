@@ -4,10 +4,12 @@ import { badInputSuite } from './suites/bad-input';
 import { deviceLoginSuite } from './suites/device-login';
 import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
+import { requestIntegritySuite } from './suites/request-integrity';
 import { restartSuite } from './suites/restart';
 
 messagingSuite(embeddedMode);
 badInputSuite(embeddedMode);
 deviceLoginSuite(embeddedMode);
 newOpSuite(embeddedMode);
+requestIntegritySuite(embeddedMode);
 restartSuite(embeddedMode);
