@@ -120,8 +120,12 @@ describe(`e2e bad input (${mode.name})`, function () {
     const slow = await t.rawAuthed('slowpoke');
     slow.socket.pause();
     // It still pings (it writes, it just never reads), so the idle timeout is not what ends it.
-    const pinger = setInterval(() => { if (!slow.closed) slow.send(Op.PING, 'Ping', {}); }, 300);
     const sender = await t.rawAuthed('firehose');
+    // The sender pings too: while a loaded store holds its 32 sends, it writes nothing else, and the
+    // suite's short idle timeout would cut it for idling, which is not what this test is about.
+    const pinger = setInterval(() => {
+      for (const c of [slow, sender]) if (!c.closed) c.send(Op.PING, 'Ping', {});
+    }, 300);
     const content = Buffer.alloc(30 * 1024, 'x');
     const total = 600; // 18 MB: more than loopback kernel buffers plus the 1 MiB queue can hold
     const isSendReply = (f: { op: number }) => f.op === Op.SEND;
