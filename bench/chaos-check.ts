@@ -21,6 +21,8 @@ export interface ChaosSend {
   /** Set once acknowledged. */
   msgId?: string;
   ackedAtMs?: number;
+  /** Why the SDK gave up, when it did. */
+  error?: string;
 }
 
 /** An inbox entry (from sync) or an app's 'message' event. */
@@ -45,7 +47,7 @@ export interface FaultWindow {
   recoveryMs?: number;
 }
 
-export type ProblemKind = 'lost' | 'duplicated' | 'app-missed' | 'dropped';
+export type ProblemKind = 'failed' | 'lost' | 'duplicated' | 'app-missed' | 'dropped';
 
 /** One finding with its evidence, for the "why" lines. */
 export interface Problem { kind: ProblemKind; detail: string }
@@ -100,9 +102,14 @@ export function checkChaos(rec: ChaosRecord, windows: readonly FaultWindow[]): C
   for (const s of rec.sends) {
     const k = key(s.sender, s.n);
     known.add(k);
-    const row = rows[windowOf(windows, s.startedAtMs)];
+    const w = windowOf(windows, s.startedAtMs);
+    const row = rows[w];
+    const what = `send ${k} (started ${s.startedAtMs - windows[w].fromMs} ms into the window`;
     if (s.msgId !== undefined) row.acked++;
-    else row.failed++;
+    else {
+      row.failed++;
+      row.problems.push({ kind: 'failed', detail: `${what}): ${s.error ?? 'no outcome'}` });
+    }
     const tookMs = s.ackedAtMs !== undefined ? `, acked after ${s.ackedAtMs - s.startedAtMs} ms` : ', never acked';
     let lost = '';
     let dup = '';
@@ -115,10 +122,9 @@ export function checkChaos(rec: ChaosRecord, windows: readonly FaultWindow[]): C
       else if (shown.length > 1) dup ||= `user ${u}'s app got it ${shown.length}× (seqs ${shown.map((e) => e.seq).join(', ')})`;
       if (stored.length > 0 && shown.length === 0) missed ||= `user ${u}'s app never emitted seq ${stored[0].seq}`;
     }
-    const what = `send ${k} (started ${s.startedAtMs - windows[windowOf(windows, s.startedAtMs)].fromMs} ms into the window${tookMs})`;
-    if (lost) { row.lost++; row.problems.push({ kind: 'lost', detail: `${what}: ${lost}` }); }
-    if (dup) { row.duplicated++; row.problems.push({ kind: 'duplicated', detail: `${what}: ${dup}` }); }
-    if (missed) { row.appMissed++; row.problems.push({ kind: 'app-missed', detail: `${what}: ${missed}` }); }
+    if (lost) { row.lost++; row.problems.push({ kind: 'lost', detail: `${what}${tookMs}): ${lost}` }); }
+    if (dup) { row.duplicated++; row.problems.push({ kind: 'duplicated', detail: `${what}${tookMs}): ${dup}` }); }
+    if (missed) { row.appMissed++; row.problems.push({ kind: 'app-missed', detail: `${what}${tookMs}): ${missed}` }); }
   }
 
   let unexpected = 0;

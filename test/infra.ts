@@ -33,6 +33,16 @@ export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Pro
   ctx.skip();
 }
 
+/** Whether a process with this pid exists (signal 0 checks without signalling). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
 /** Spawns a test-owned nats-server on the port and waits until it accepts connections (or fails with its stderr). */
