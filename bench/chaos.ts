@@ -58,7 +58,11 @@ export const KNOWN_CAUSES: KnownCauses = {
     duplicated: 'a send in flight on the killed logic had its dedup claim taken; the retry waited out the 30 s claim lease, took the claim over and stored the message again under a new msgId (issue 9)',
   },
   'kill -9 both logic': {
-    duplicated: 'as for one logic: the retry takes over the dead writer\'s 30 s dedup claim and stores a second copy (issue 9)',
+    duplicated: 'as for one logic: the retry takes over the dead writer\'s 30 s dedup claim and stores a second copy (issue 9); with no logic for a while the retry can be acked close to the end of the SDK\'s 60 s retry window (see the ack times)',
+    failed: 'the SDK gave up at the end of its 60 s retry window (its last attempt had 1 ms left, hence "no reply within 1ms"); why these retries were not served within 60 s while others were after the 30 s lease is not analysed yet',
+  },
+  'kill -9 Cassandra': {
+    duplicated: 'a send in flight when Cassandra died kept its first copy (durable: commit-log group sync) but not its dedup result; the retry found the claim unfinished, waited out its 30 s lease and stored the message again under a new msgId (issue 9\'s takeover, with the writer alive but its write cut)',
   },
 };
 
