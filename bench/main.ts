@@ -1,17 +1,29 @@
 /**
  * `npm run bench -- <scenario> [options]` (see bench/options.ts for the options), plus
  * `report` (BENCHMARKS.md tables from bench/results) and `profile <file>` (top self time of a
- * V8 CPU profile). Exit codes: 0 done, 1 the run failed, 2 usage, 3 the run lost or duplicated
- * deliveries.
+ * V8 CPU profile), `chaos` (kill -9 under load, bench/chaos.ts). Exit codes: 0 done, 1 the run
+ * failed, 2 usage, 3 the run lost or duplicated deliveries (chaos: or dropped a survivor).
  */
 import * as path from 'node:path';
-import { DEFAULT_RESULTS_DIR, parseBenchOptions, REPO_ROOT, UsageError, USAGE } from './options';
+import { chaosMain } from './chaos';
+import { DEFAULT_RESULTS_DIR, parseBenchOptions, parseChaosOptions, REPO_ROOT, UsageError, USAGE } from './options';
 import { renderProfile, summarizeProfileFile } from './profile';
 import { writeReport } from './report';
 import { renderMarkdown, writeResult } from './results';
 import { runBench } from './run';
 import { storeCost } from './store-cost';
 import { sweepSvg } from './svg';
+
+/** Runs an option parser; a UsageError is printed with the usage text and yields undefined. */
+function parseOrUsage<T>(parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
+    return undefined;
+  }
+}
 
 export async function benchMain(argv: readonly string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
@@ -39,6 +51,14 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     out(renderProfile(summarizeProfileFile(file, top)));
     return 0;
   }
+  if (cmd === 'chaos') {
+    const chaos = parseOrUsage(() => parseChaosOptions(rest));
+    if (!chaos) return 2;
+    return chaosMain({
+      ...chaos, file: path.join(REPO_ROOT, 'RELIABILITY.md'), command: `npm run bench -- chaos ${rest.join(' ')}`,
+      repoRoot: REPO_ROOT, log: out,
+    });
+  }
   if (cmd === 'store-cost') {
     try {
       out(JSON.stringify(await storeCost(rest)));
@@ -51,16 +71,8 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     }
     return 0;
   }
-  let options;
-  try {
-    options = parseBenchOptions(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
+  const options = parseOrUsage(() => parseBenchOptions(argv));
+  if (!options) return 2;
   const result = await runBench(options, { log: out, env: process.env });
   out('');
   out(renderMarkdown(result));

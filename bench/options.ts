@@ -59,6 +59,8 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- report            rewrite the table in BENCHMARKS.md from bench/results
        npm run bench -- profile <file.cpuprofile> [--top N]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
+       npm run bench -- chaos --target distributed [--users 40] [--rate 100] [--no-write]
+                          kill -9 each component in turn under load; exactly-once check; RELIABILITY.md
 
 scenarios:
   one-to-one      N users in fixed pairs, each sends to its peer
@@ -245,5 +247,30 @@ export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()):
     pids: pidsFlag ? intList(pidsFlag, 'pids', 1, 2 ** 31) : [],
     keyspace: flags.get('keyspace') ?? 'im_bench',
     label: flags.get('label') ?? '',
+  };
+}
+
+export interface ChaosCliOptions {
+  users: number;
+  /** Total sends/s over all users. */
+  ratePerS: number;
+  write: boolean;
+}
+
+const CHAOS_FLAGS = new Set(['target', 'users', 'rate', 'no-write']);
+
+/** `chaos --target distributed [--users 40] [--rate 100] [--no-write]` (argv after "chaos"). */
+export function parseChaosOptions(argv: readonly string[]): ChaosCliOptions {
+  const { positionals, flags } = parseFlags(argv, CHAOS_FLAGS);
+  if (positionals.length > 0) throw new UsageError(`chaos takes no positional arguments, got "${positionals[0]}"`);
+  for (const name of flags.keys()) if (!CHAOS_FLAGS.has(name)) throw new UsageError(`option --${name} does not apply to chaos`);
+  if (flags.get('target') !== 'distributed') throw new UsageError('chaos needs --target distributed (it kills and restarts the services it starts)');
+  const rate = Number(flags.get('rate') ?? 100);
+  if (!Number.isFinite(rate) || rate <= 0 || rate > 10_000) throw new UsageError(`--rate must be a number of sends/s in (0, 10000], got "${flags.get('rate')}"`);
+  return {
+    // At least two groups' worth of users, so that pairs and groups both exist.
+    users: int(flags, 'users', 40, 20, 2000),
+    ratePerS: rate,
+    write: !(flags.has('no-write') && flags.get('no-write') !== 'false'),
   };
 }

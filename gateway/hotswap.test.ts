@@ -24,7 +24,7 @@ import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
 import { CassandraStore } from '../storage/cassandra';
 import { RawClient } from '../test/harness';
-import { CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
+import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
 
@@ -84,14 +84,6 @@ async function eventually(what: string, cond: () => boolean | Promise<boolean>, 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The SDK's socket (a private field): the test checks the TCP connection itself never changed. */
 function localPort(c: ImClient): number {

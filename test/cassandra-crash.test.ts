@@ -10,11 +10,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { newId, peerConvId } from '../common/ids';
 import { CassandraStore } from '../storage/cassandra';
 import type { AppendInput, AppendResult, Store } from '../storage/store';
-import { OwnCassandraNode } from './cassandra-node';
-import { needs } from './infra';
+import { CassandraNode } from './cassandra-node';
+import { freePort, needs } from './infra';
 
 const SENDERS = 6;
 const ACKS_BEFORE_KILL = 300;
@@ -57,23 +60,26 @@ async function missing(store: Store, acked: Acked[]): Promise<string[]> {
 
 describe('kill -9 of Cassandra under load (own node, real process)', function () {
   this.timeout(300_000);
-  let node: OwnCassandraNode | undefined;
+  let base = '';
+  let node: CassandraNode | undefined;
   let store: CassandraStore | undefined;
 
   before(async function () {
     await needs(this, 'cassandra'); // where CI provides Cassandra, it also has the jars start.sh needs
-    node = await OwnCassandraNode.create();
-    await node.start();
+    base = mkdtempSync(path.join(os.tmpdir(), 'im-cassandra-'));
+    node = new CassandraNode({ base, cqlPort: await freePort(), storagePort: await freePort() });
+    await node.start(true);
   });
 
   after(async () => {
     await store?.close().catch(() => undefined);
-    await node?.destroy();
+    if (node?.pid() !== undefined) await node.kill9().catch(() => undefined);
+    if (base) rmSync(base, { recursive: true, force: true });
   });
 
   it('loses no acknowledged append and hands out no seq twice', async () => {
     const keyspace = `im_crash_${randomBytes(4).toString('hex')}`;
-    const open = () => CassandraStore.open({ contactPoints: [node!.contactPoint], keyspace, consistency: 'ONE', requestTimeoutMs: 4000 });
+    const open = () => CassandraStore.open({ contactPoints: [node!.contact], keyspace, consistency: 'ONE', requestTimeoutMs: 4000 });
     store = await open();
     const run = randomBytes(3).toString('hex');
     const users = Array.from({ length: SENDERS }, (_, i) => `u${i}-${run}`);

@@ -1,54 +1,80 @@
 /**
- * A Cassandra node of a test's own, started by the project's cassandra/start.sh on free ports
- * with its own data folder, so the test may kill -9 and restart it without touching the shared
- * node other suites use.
+ * A private single-node Cassandra run with the project's own scripts (cassandra/start.sh and
+ * stop.sh) under its own CASSANDRA_BASE and ports, so that a kill -9 of it never touches the
+ * shared node on 9042. Restarts keep the data (the same commit log and sstables), as a machine
+ * whose Cassandra crashed would.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { freePort } from '../common/net';
+import { alive } from './infra';
 
-const run = promisify(execFile);
-const START = path.resolve(__dirname, '..', '..', 'cassandra', 'start.sh');
+const REPO = path.join(__dirname, '..', '..');
+const SCRIPTS = path.join(REPO, 'cassandra');
+/** Output kept from a script run for its failure message. */
+const MAX_OUTPUT_CHARS = 8000;
 
-export class OwnCassandraNode {
-  private constructor(readonly base: string, readonly cqlPort: number, private readonly storagePort: number) {}
-
-  static async create(): Promise<OwnCassandraNode> {
-    const base = mkdtempSync(path.join(os.tmpdir(), 'im-cassandra-'));
-    return new OwnCassandraNode(base, await freePort(), await freePort());
-  }
-
-  get contactPoint(): string { return `127.0.0.1:${this.cqlPort}`; }
-
-  /** start.sh: waits until CQL answers; keeps the data folder (a restart recovers from it). */
-  async start(): Promise<void> {
-    await run(START, [], {
-      env: { ...process.env, CASSANDRA_BASE: this.base, CQL_PORT: String(this.cqlPort), STORAGE_PORT: String(this.storagePort) },
-      timeout: 240_000,
-    });
-  }
-
-  pid(): number {
-    return Number(readFileSync(path.join(this.base, 'cassandra.pid'), 'utf8').trim());
-  }
-
-  /** SIGKILL, and waits until the process is gone. */
-  async kill9(): Promise<void> {
-    const pid = this.pid();
-    process.kill(pid, 'SIGKILL');
-    while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
-  }
-
-  /** Stops the node (if running) and removes its data folder. */
-  async destroy(): Promise<void> {
-    try { await this.kill9(); } catch { /* not running */ }
-    rmSync(this.base, { recursive: true, force: true });
-  }
+export interface CassandraNodeOptions {
+  /** Data, logs and pid file; wiped on the first start. */
+  base: string;
+  cqlPort: number;
+  storagePort: number;
+  /** Seconds start.sh waits for CQL. */
+  startTimeoutS?: number;  // 120
 }
 
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+export class CassandraNode {
+  constructor(private readonly o: CassandraNodeOptions) {}
+
+  get contact(): string {
+    return `127.0.0.1:${this.o.cqlPort}`;
+  }
+
+  /** Starts it (fresh: wipes the base first) and resolves once it answers CQL. */
+  start(fresh = false): Promise<void> {
+    return this.script('start.sh', fresh ? ['--fresh'] : []);
+  }
+
+  /** SIGTERM (drain), SIGKILL after a bound. Idempotent: a node that is not running is left alone. */
+  stop(): Promise<void> {
+    return this.script('stop.sh', []);
+  }
+
+  /** The JVM's pid while start.sh's pid file names one. */
+  pid(): number | undefined {
+    try {
+      const pid = Number(fs.readFileSync(path.join(this.o.base, 'cassandra.pid'), 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** kill -9, then waits (bounded) until the process is gone. */
+  async kill9(timeoutMs = 10_000): Promise<void> {
+    const pid = this.pid();
+    if (pid === undefined) throw new Error(`no Cassandra pid file under ${this.o.base}`);
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + timeoutMs;
+    while (alive(pid)) {
+      if (Date.now() > deadline) throw new Error(`Cassandra pid ${pid} still alive ${timeoutMs} ms after SIGKILL`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private script(name: string, args: string[]): Promise<void> {
+    const env = {
+      ...process.env, CASSANDRA_BASE: this.o.base, CQL_PORT: String(this.o.cqlPort), STORAGE_PORT: String(this.o.storagePort),
+      CASSANDRA_START_TIMEOUT: String(this.o.startTimeoutS ?? 120), CASSANDRA_STOP_TIMEOUT: '20',
+    };
+    const child = spawn('bash', [path.join(SCRIPTS, name), ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const keep = (d: Buffer) => { out = (out + d.toString()).slice(-MAX_OUTPUT_CHARS); };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    return new Promise((resolve, reject) => {
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cassandra/${name} exited ${code}:\n${out}`))));
+    });
+  }
 }

@@ -33,6 +33,16 @@ export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Pro
   ctx.skip();
 }
 
+/** Whether a process with this pid exists (signal 0 checks without signalling). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
 /** Spawns a test-owned nats-server on the port and waits until it accepts connections (or fails with its stderr). */
@@ -59,10 +69,10 @@ export function stopNatsServer(p: ChildProcess, signal: NodeJS.Signals = 'SIGTER
 }
 
 /** Drops a test keyspace; a Cassandra that is gone leaves nothing to drop. */
-export async function dropKeyspace(keyspace: string): Promise<void> {
+export async function dropKeyspace(keyspace: string, contact = CASSANDRA_CONTACT): Promise<void> {
   if (!/^[a-z][a-z0-9_]*$/.test(keyspace)) throw new Error(`not a keyspace name: ${keyspace}`);
-  if (!(await cassandraReachable())) return;
-  const admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
+  if (!(await reachable(...hostPort(contact, 9042)))) return;
+  const admin = new Client({ contactPoints: contact.split(','), localDataCenter: 'datacenter1' });
   try {
     await admin.connect();
     await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);

@@ -111,6 +111,8 @@ export interface ProcClusterOptions {
   gatewayEnv?: Record<string, string>;
   logicEnv?: Record<string, string>;
   routerEnv?: Record<string, string>;
+  /** The Cassandra the logic processes use (default IM_CASSANDRA_CONTACT_POINTS or 127.0.0.1:9042). */
+  cassandraContact?: string;
 }
 
 /**
@@ -152,6 +154,10 @@ export class ProcCluster {
     return `nats://${LOOPBACK}:${this.natsPort}`;
   }
 
+  get cassandraContact(): string {
+    return this.o.cassandraContact ?? CASSANDRA_CONTACT;
+  }
+
   gatewayAddr(i: number): string {
     return `${LOOPBACK}:${this.gatewayPorts[i]}`;
   }
@@ -185,7 +191,7 @@ export class ProcCluster {
   spawnLogic(i: number): Promise<ServiceProc> {
     return ServiceProc.spawn(`logic-${i}`, 'logic', {
       IM_LOGIC_ADDR: `${LOOPBACK}:${this.logicPorts[i]}`, IM_ROUTER_GRPC_ADDR: `${LOOPBACK}:${this.routerGrpcPort}`,
-      IM_STORE: 'cassandra', IM_CASSANDRA_CONTACT_POINTS: CASSANDRA_CONTACT, IM_CASSANDRA_KEYSPACE: this.keyspace,
+      IM_STORE: 'cassandra', IM_CASSANDRA_CONTACT_POINTS: this.cassandraContact, IM_CASSANDRA_KEYSPACE: this.keyspace,
       IM_CASSANDRA_CONSISTENCY: 'ONE', IM_BUS: 'nats', IM_NATS_URL: this.natsUrl,
       ...this.o.logicEnv,
     });
@@ -202,8 +208,20 @@ export class ProcCluster {
 
   /** Stops logic i with `sig` and starts it again at the same address. Returns its exit. */
   async restartLogic(i: number, sig: NodeJS.Signals): Promise<Exit> {
-    const exit = await this.logics[i].stop(sig);
-    this.logics[i] = await this.spawnLogic(i);
+    return (await this.restartLogics([i], sig))[0];
+  }
+
+  /** Stops these logic processes together (all down at once), then starts each at its address. */
+  async restartLogics(indices: number[], sig: NodeJS.Signals): Promise<Exit[]> {
+    const exits = await Promise.all(indices.map((i) => this.logics[i].stop(sig)));
+    for (const i of indices) this.logics[i] = await this.spawnLogic(i);
+    return exits;
+  }
+
+  /** Stops gateway i with `sig` and starts it again at the same address and node id. */
+  async restartGateway(i: number, sig: NodeJS.Signals): Promise<Exit> {
+    const exit = await this.gateways[i].stop(sig);
+    this.gateways[i] = await this.spawnGateway(i);
     return exit;
   }
 
@@ -260,7 +278,7 @@ export class ProcCluster {
     await Promise.all(all.map((p) => p.stop('SIGKILL', 5000)));
     if (this.nats) await stopNatsServer(this.nats, 'SIGKILL');
     this.nats = undefined;
-    await dropKeyspace(this.keyspace);
+    await dropKeyspace(this.keyspace, this.cassandraContact);
   }
 }
 
