@@ -6,8 +6,8 @@
  * - the sender records each send's outcome (SendStatus) by id;
  * - each recipient device counts the pushes it got per (sender, id).
  *
- * A recipient expects every ACCEPTED message of every sender whose target includes it (its own
- * sends too: the server pushes a copy to the sender's devices). Missing ones are then looked up by
+ * A recipient expects every ACCEPTED message of every other sender whose target includes it (not
+ * its own: the server does not push a send back to its connection). Missing ones are then looked up by
  * sync: found there means the push was lost but the message is stored; absent means it is lost.
  */
 

@@ -77,20 +77,23 @@ export function buildTopology(spec: TopologySpec): Topology {
   return { spec, role, peer, groupOf, groups };
 }
 
-/** The users whose sends reach `user` (itself included: senders get a copy of their own sends). */
+/**
+ * The users whose sends are pushed to `user`'s device. Not itself: a bench user has one device,
+ * and the server does not push a send back to the connection that sent it.
+ */
 export function sendersTo(t: Topology, user: number): number[] {
   switch (t.role[user]) {
-    case Role.PEER: return [user, t.peer[user]];
-    case Role.GROUP: return t.groups[t.groupOf[user]].members;
+    case Role.PEER: return [t.peer[user]];
+    case Role.GROUP: return t.groups[t.groupOf[user]].members.filter((m) => m !== user);
     default: return [];
   }
 }
 
-/** How many devices receive each send of `user` (itself included). */
+/** How many devices are pushed each send of `user` (not its own: see sendersTo). */
 export function fanoutOf(t: Topology, user: number): number {
   switch (t.role[user]) {
-    case Role.PEER: return 2;
-    case Role.GROUP: return t.groups[t.groupOf[user]].members.length;
+    case Role.PEER: return 1;
+    case Role.GROUP: return t.groups[t.groupOf[user]].members.length - 1;
     default: return 0;
   }
 }

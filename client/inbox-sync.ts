@@ -30,6 +30,7 @@ export class InboxSync {
   private running = false;
   private wanted = false;
   private gapSyncs = 0;
+  private ownSendsInFlight = 0;
   private readonly maxGapSyncs: number;
   private readonly maxSyncFailures: number;
 
@@ -47,7 +48,31 @@ export class InboxSync {
   /** A pushed message: deliver what is now in order; a gap asks for a sync. */
   onPush(msg: Message): void {
     this.o.deliver(this.o.inbox.push(msg));
-    if (this.o.inbox.hasGap) this.request();
+    this.syncIfGap();
+  }
+
+  /** A send of this client's is in flight: its seq arrives with the ack, not in a push. */
+  ownSendStarted(): void {
+    this.ownSendsInFlight++;
+  }
+
+  /**
+   * A send of this client's ended: `own` is the message built from its ack (none when it failed).
+   * It takes its seq's place in the inbox, so nobody waits or syncs for a push of it.
+   */
+  ownSendEnded(own?: Message): void {
+    this.ownSendsInFlight--;
+    if (own) this.o.deliver(this.o.inbox.push(own));
+    this.syncIfGap();
+  }
+
+  /**
+   * A push can overtake the ack of an own send (they travel different paths), which looks like a
+   * gap; while sends in flight could fill every missing seq, their acks are awaited instead of a sync.
+   */
+  private syncIfGap(): void {
+    const inbox = this.o.inbox;
+    if (inbox.hasGap && inbox.missingCount > this.ownSendsInFlight) this.request();
   }
 
   request(): void {

@@ -41,6 +41,16 @@ describe('client/inbox', () => {
     assert.equal(inbox.lastSeq, 3);
   });
 
+  it('counts the seqs missing below the highest held push', () => {
+    const inbox = new Inbox({ lastSeq: 1 });
+    assert.equal(inbox.missingCount, 0);
+    inbox.push(msg(4));
+    inbox.push(msg(6));
+    assert.equal(inbox.missingCount, 3); // 2, 3 and 5
+    inbox.push(msg(2));
+    assert.equal(inbox.missingCount, 2);
+  });
+
   it('a sync page fills the gap and releases held pushes without duplicates', () => {
     const inbox = new Inbox({ lastSeq: 1 });
     inbox.push(msg(5));

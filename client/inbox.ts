@@ -7,6 +7,8 @@
  * - seq <= lastSeq: already delivered, dropped.
  * - seq == lastSeq + 1: delivered, then any buffered successors that are now contiguous.
  * - seq > lastSeq + 1 from a push: a gap; buffered, and `hasGap` asks the owner to sync.
+ * - the client's own sends go in like pushes, built from their acks: the server pushes them to
+ *   the user's other connections only, never back to the sending one.
  * - a sync page is authoritative: it returns everything after the requested seq, so whatever it
  *   skips does not exist and its messages are delivered even when they are not contiguous.
  */
@@ -54,6 +56,13 @@ export class Inbox {
   /** True when a message after a missing seq is waiting: the owner should sync from lastSeq. */
   get hasGap(): boolean {
     return this.buffered.size > 0;
+  }
+
+  /** How many seqs are missing below the highest buffered one (0 without a gap). */
+  get missingCount(): number {
+    let highest = this.last;
+    for (const seq of this.buffered.keys()) if (seq > highest) highest = seq;
+    return highest - this.last - this.buffered.size;
   }
 
   /** A pushed message. Returns what is now deliverable, in order. */

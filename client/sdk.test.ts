@@ -78,7 +78,7 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(await c.connect(), ok, 'connect() on a connected client is a no-op');
   });
 
-  it('1:1 exchange: each side gets pushes in seq order, its own sends included', async () => {
+  it('1:1 exchange: each side gets its inbox in seq order, its own sends included', async () => {
     const ann = client('ann');
     const ben = client('ben');
     const atAnn = collect(ann);
@@ -133,6 +133,33 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(r.duplicate, true, 'answered by the first stored attempt');
     const hist = await gil.history({ with: 'hal' });
     assert.equal(hist.messages.length, 1, 'one message');
+  });
+
+  it('own sends come from their acks: no PUSH back to the sending connection, no sync for them; a second device is pushed', async () => {
+    const { proxy, routerUrl } = await proxied();
+    const seen: number[] = []; // ops of the server frames the sending connection gets
+    proxy.onServerFrame = (f) => { seen.push(f.op); return 'forward'; };
+    const ola = client('ola', { routerUrl });
+    const olaTablet = client('ola', { deviceId: 'ola-tablet' });
+    const pia = client('pia');
+    const atOla = collect(ola);
+    const atTablet = collect(olaTablet);
+    await ola.connect();
+    await waitEvent(ola, 'synced');
+    await olaTablet.connect();
+    await pia.connect();
+    const syncsBefore = seen.filter((op) => op === Op.SYNC).length;
+
+    const sent = [await ola.send('pia', 'one'), await ola.send('pia', 'two')];
+    assert.deepEqual(atOla.messages.map((m) => [m.seq, m.msgId, m.from, m.to, text(m)]),
+      sent.map((r, i) => [r.seq, r.msgId, 'ola', 'pia', ['one', 'two'][i]]), 'delivered from the ack, before send() resolved');
+    await pia.send('ola', 'three'); // pushed to ola at seq 3: only a missing 1 or 2 would make it sync
+    const got = await atOla.waitFor(3);
+    assert.deepEqual(got.map((m) => m.seq), [1, 2, 3]);
+    assert.deepEqual((await atTablet.waitFor(3)).map(text), ['one', 'two', 'three'], 'the other device is pushed the own sends');
+    assert.equal(seen.filter((op) => op === Op.PUSH).length, 1, 'the sending connection is pushed only what others sent');
+    assert.equal(seen.filter((op) => op === Op.SYNC).length, syncsBefore, 'no sync for the own seqs');
+    assert.equal(ola.lastSeq, 3);
   });
 
   it('an explicit clientMsgId makes repeated sends idempotent', async () => {

@@ -49,6 +49,8 @@ export class ImClient extends EventEmitter {
   private readonly inboxSync: InboxSync;
   private closing?: Promise<void>;
   private connectedAtMs = 0;
+  /** The token's uid, from AuthOk: the `from` of this client's own sends. */
+  private ownUid = '';
   /** The backoff window the route API last announced. */
   private routeBackoff?: { baseMs: number; maxMs: number };
 
@@ -290,6 +292,7 @@ export class ImClient extends EventEmitter {
     this.connectedAtMs = Date.now();
     this.currentState = 'connected';
     const ok = conn.authOk;
+    this.ownUid = ok.uid;
     this.safeEmit('connected', ok);
     if (this.options.receiveMessages) this.inboxSync.onConnected();
     return ok;
@@ -391,6 +394,19 @@ export class ImClient extends EventEmitter {
 
   private async sendMessage(target: Pick<SendReq, 'to' | 'groupId'>, content: MessageContent, opts: SendOptions): Promise<SendResp> {
     const req: SendReq = { ...target, clientMsgId: opts.clientMsgId ?? randomUUID(), ...toSendContent(content) };
+    const track = this.options.receiveMessages;
+    if (track) this.inboxSync.ownSendStarted();
+    let own: Message | undefined;
+    try {
+      const r = await this.sendWithRetries(req);
+      own = { ...req, msgId: r.msgId, seq: r.seq, convId: r.convId, convSeq: r.convSeq, sentAtMs: r.sentAtMs, from: this.ownUid };
+      return r;
+    } finally {
+      if (track && this.currentState !== 'closed') this.inboxSync.ownSendEnded(own);
+    }
+  }
+
+  private async sendWithRetries(req: SendReq): Promise<SendResp> {
     const deadline = Date.now() + this.options.sendRetryWindowMs;
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {

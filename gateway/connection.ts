@@ -174,10 +174,15 @@ export class Connection {
     return { uid: this._uid, deviceId: this._deviceId, node: this.opts.node, connId: this.connId };
   }
 
-  /** Writes an OP_PUSH frame carrying an encoded Message. False if the connection could not take it. */
-  pushMessage(body: Uint8Array): boolean {
+  /**
+   * Writes an OP_PUSH frame given as its start (proto/push.ts pushFrameHead, or a whole frame) and
+   * the Message bytes it shares with every other recipient, which are queued as they are: the
+   * tick's cork hands both, with the tick's other frames, to one writev. False if the connection
+   * could not take it.
+   */
+  pushFrame(head: Buffer, shared?: Uint8Array): boolean {
     if (this._state !== 'open') return false;
-    return this.write(frameBytes({ op: Op.PUSH, requestId: 0, body }));
+    return this.write(head, false, shared);
   }
 
   /**
@@ -369,14 +374,14 @@ export class Connection {
    * slow consumer: its Disconnect queues behind the (bounded) backlog, nothing else is accepted,
    * and the socket is destroyed after closeGraceMs unless the client drains and closes first.
    */
-  private write(buf: Buffer, force = false): boolean {
+  private write(buf: Buffer, force = false, tail?: Uint8Array): boolean {
     if (this._state === 'closed' || this._state === 'handed-off' || this.socket.destroyed || this.socket.writableEnded) return false;
     if (!force) {
       if (this._state === 'closing') return false;
       // An empty queue always takes one frame, so a reply larger than the bound (a big sync
       // page) still reaches a client that reads.
       const queued = this.socket.writableLength;
-      if (queued > 0 && queued + buf.length > this.limits.maxWriteQueueBytes) {
+      if (queued > 0 && queued + buf.length + (tail?.length ?? 0) > this.limits.maxWriteQueueBytes) {
         this.fail(Code.SLOW_CONSUMER, DisconnectCode.SLOW_CONSUMER, 'client is not reading');
         return false;
       }
@@ -387,6 +392,7 @@ export class Connection {
       process.nextTick(this.uncork);
     }
     this.socket.write(buf);
+    if (tail && tail.length > 0) this.socket.write(tail);
     metrics().gatewayFramesOut.inc();
     return true;
   }

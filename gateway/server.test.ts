@@ -9,6 +9,7 @@ import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient
 import { InProcessBus } from '../common/bus';
 
 const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });
+const withoutSeq = (msgId: string) => message(msgId, 0);
 
 describe('Gateway', () => {
   describe('downlink and routing', () => {
@@ -16,13 +17,15 @@ describe('Gateway', () => {
     before(async () => { h = await startGateway({ routerHeartbeatMs: 50 }); });
     after(async () => h.stop());
 
-    it('pushes each delivery to every connection of its uid on this node, and to no one else', async () => {
+    it('pushes each message to every connection of its targets on this node, each with its seq, and to no one else', async () => {
       const phone = await h.login('erin', 'phone');
       const laptop = await h.login('erin', 'laptop');
       const other = await h.login('frank');
       h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({
-        deliveries: [{ uid: 'erin', seq: 1, message: message('m1', 1) }, { uid: 'erin', seq: 2, message: message('m2', 2) },
-          { uid: 'nobody-here', seq: 1, message: message('m3', 1) }],
+        pushes: [
+          { message: withoutSeq('m1'), targets: [{ uid: 'erin', seq: 1 }, { uid: 'nobody-here', seq: 1 }] },
+          { message: withoutSeq('m2'), targets: [{ uid: 'erin', seq: 2 }] },
+        ],
       }));
       for (const c of [phone, laptop]) {
         for (const [id, seq] of [['m1', 1], ['m2', 2]] as const) {
@@ -31,6 +34,8 @@ describe('Gateway', () => {
           const m = decode('Message', f.body);
           assert.equal(m.msgId, id);
           assert.equal(m.seq, seq);
+          assert.equal(m.convId, 'p:a:b');
+          assert.deepEqual(Buffer.from(f.body), Buffer.concat([Buffer.from([0x10, seq]), withoutSeq(id)]), 'seq first, then the shared bytes');
         }
       }
       // A push to frank would have been written before this reply on the same socket.
@@ -39,11 +44,27 @@ describe('Gateway', () => {
       for (const c of [phone, laptop, other]) c.close();
     });
 
-    it('ignores an undecodable bus payload and keeps delivering', async () => {
+    it('skips the connection a target names (the sender\'s) and only it', async () => {
+      const phone = await h.connect();
+      const sending = await phone.authOk(token('olga'), 'phone');
+      const laptop = await h.login('olga', 'laptop');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({
+        pushes: [{ message: withoutSeq('own'), targets: [{ uid: 'olga', seq: 4, exceptConnId: sending.connId }] }],
+      }));
+      assert.equal(decode('Message', (await laptop.take((x) => x.op === Op.PUSH)).body).seq, 4);
+      // Written in the same loop as the laptop's copy: it would be ahead of this pong.
+      assert.equal((await phone.ping()).error, null);
+      assert.equal(phone.frames.filter((f) => f.op === Op.PUSH).length, 0);
+      phone.close();
+      laptop.close();
+    });
+
+    it('ignores an undecodable bus payload and keeps delivering; applies the deliveries of earlier logic releases', async () => {
       const c = await h.login('gina');
       h.bus.publish(gatewaySubject(h.node), Buffer.from([0xff, 0xff, 0xff]));
       h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ deliveries: [{ uid: 'gina', seq: 7, message: message('ok', 7) }] }));
-      assert.equal(decode('Message', (await c.take((x) => x.op === Op.PUSH)).body).msgId, 'ok');
+      const m = decode('Message', (await c.take((x) => x.op === Op.PUSH)).body);
+      assert.deepEqual([m.msgId, m.seq], ['ok', 7]);
       c.close();
     });
 

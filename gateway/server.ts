@@ -12,6 +12,7 @@ import { Logger, silentLogger } from '../common/log';
 import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
+import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
 import { Connection, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
@@ -311,18 +312,22 @@ export class Gateway {
       this.logger.warn('undecodable delivery batch dropped', { err, bytes: data.length });
       return;
     }
+    for (const p of batch.pushes) {
+      const shared = p.message;
+      for (const t of p.targets) {
+        // One head per uid, made on first use and shared by its connections here; the body is
+        // shared by every target.
+        let head: Buffer | undefined;
+        const write = (c: Connection) => c.pushFrame(head ??= pushFrameHead(t.seq, shared.length), shared);
+        this.push(t.uid, t.seq, t.exceptConnId ?? '', shared.length + PUSH_HEAD_MAX_BYTES, write, p, headers);
+      }
+    }
+    for (const d of batch.deliveries) {
+      const frame = frameBytes({ op: Op.PUSH, requestId: 0, body: d.message });
+      this.push(d.uid, d.seq, '', frame.length, (c) => c.pushFrame(frame), d, headers);
+    }
     // During a hot upgrade the tap sees every item first (handoff-overlap.ts); otherwise it is unset.
     const tap = this.tap;
-    for (const d of batch.deliveries) {
-      const set = this.byUid.get(d.uid);
-      const id = tap ? deliveryItemId(d.seq) : '';
-      tap?.observe(d.uid, id, d.message.length, (c) => { c.pushMessage(d.message); }, set);
-      if (!set) continue; // gone since logic looked it up: the client syncs on reconnect
-      const push = gatewayPush(this.opts.node, d, headers);
-      let pushed = 0;
-      for (const c of [...set]) if (!tap?.skip(c, id) && c.pushMessage(d.message)) pushed++;
-      push.end(pushed);
-    }
     for (const k of batch.kicks) {
       const set = this.byUid.get(k.uid);
       const id = tap ? kickItemId(k.deviceId, k.code, k.reason, k.connId) : '';
@@ -330,6 +335,23 @@ export class Gateway {
       if (!set) continue;
       for (const c of [...set]) if (!tap?.skip(c, id)) this.kickOne(k, c);
     }
+  }
+
+  /** Writes one uid's push (its inbox seq `seq`) to each of its connections here but `exceptConnId`. */
+  private push(
+    uid: string, seq: number, exceptConnId: string, bytes: number, write: (c: Connection) => boolean,
+    telemetry: { traceParent?: string; sentAtMs?: number }, headers: BusHeaders | undefined,
+  ): void {
+    const set = this.byUid.get(uid);
+    const tap = this.tap;
+    const id = tap ? deliveryItemId(seq) : '';
+    const apply = (c: Connection): boolean => c.connId !== exceptConnId && write(c);
+    tap?.observe(uid, id, bytes, (c) => { apply(c); }, set);
+    if (!set) return; // gone since logic looked it up: the client syncs on reconnect
+    const span = gatewayPush(this.opts.node, telemetry, headers);
+    let pushed = 0;
+    for (const c of [...set]) if (!tap?.skip(c, id) && apply(c)) pushed++;
+    span.end(pushed);
   }
 
   private sessions(): SessionRef[] {

@@ -21,6 +21,7 @@ import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import { LogicService } from './service';
 import type { Caller } from './service';
+import { pushedTo } from './test-support';
 
 const HOST = '127.0.0.1';
 const ADMIN_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'internal', 'admin.proto');
@@ -103,7 +104,12 @@ describe('LogicAdmin over gRPC', () => {
 
   describe('SendMessage', () => {
     it('sends as "system" into the recipient\'s inbox and pushes to their gateway', async () => {
-      await gatewayRouter.bind([{ uid: 'bob', deviceId: 'phone', node: 'gw-push', connId: 'c-bob' }]);
+      // "system" is online too: an admin send has no sending connection, so all its devices get it.
+      const sessions = [
+        { uid: 'bob', deviceId: 'phone', node: 'gw-push', connId: 'c-bob' },
+        { uid: 'system', deviceId: 'phone', node: 'gw-push', connId: 'c-system' },
+      ];
+      await gatewayRouter.bind(sessions);
       const batches: DeliveryBatch[] = [];
       const stop = bus.subscribe(gatewaySubject('gw-push'), (data) => batches.push(decodeDeliveryBatch(data)));
       try {
@@ -122,11 +128,11 @@ describe('LogicAdmin over gRPC', () => {
 
         await service.flushPushes();
         await new Promise((r) => setImmediate(r));
-        const pushed = batches.flatMap((b) => b.deliveries).filter((d) => d.uid === 'bob');
-        assert.equal(pushed.length, 1);
+        const pushed = pushedTo(batches).map((d) => [d.uid, d.seq > 0, d.exceptConnId]).sort();
+        assert.deepEqual(pushed, [['bob', true, ''], ['system', true, '']]);
       } finally {
         stop();
-        await gatewayRouter.unbind([{ uid: 'bob', deviceId: 'phone', node: 'gw-push', connId: 'c-bob' }]);
+        await gatewayRouter.unbind(sessions);
       }
     });
 

@@ -1,10 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { decode } from '../proto/wire';
-import { toWireMessage, withSeq } from './convert';
-import { Fanout } from './fanout';
-import { encode } from '../proto/wire';
+import { gatewaySubject } from '../common/bus';
+import { decodeDeliveryBatch } from '../proto/delivery';
+import { chunkByBytes, Fanout } from './fanout';
 import type { LogicEnv } from './test-support';
-import { caller, collectBatches, makeLogicEnv, settle } from './test-support';
+import { caller, collectBatches, makeLogicEnv, pushedTo, settle } from './test-support';
 
 const alice = caller('alice', 'gw1');
 
@@ -38,12 +37,14 @@ describe('fan-out', () => {
 
     assert.equal(gw1.batches.length, 1, 'one batch for gw1');
     assert.equal(gw2.batches.length, 1, 'one batch for gw2');
-    const sum = (b: typeof gw1.batches) => b[0].deliveries.map((d) => [d.uid, d.seq]).sort();
+    assert.equal(gw1.batches[0].pushes.length, 1, 'the message travels once to gw1');
+    assert.equal(gw2.batches[0].pushes.length, 1, 'the message travels once to gw2');
+    const sum = (b: typeof gw1.batches) => pushedTo(b).map((d) => [d.uid, d.seq]).sort();
     // bob has two connections on gw1 but appears once there; the gateway pushes to both.
     assert.deepEqual(sum(gw1.batches), [['alice', 1], ['bob', 2]]);
     assert.deepEqual(sum(gw2.batches), [['bob', 2], ['carol', 2]]);
-    for (const d of [...gw1.batches[0].deliveries, ...gw2.batches[0].deliveries]) {
-      const m = decode('Message', d.message);
+    for (const d of pushedTo([...gw1.batches, ...gw2.batches])) {
+      const m = d.message;
       assert.equal(m.seq, d.seq, 'the pushed Message carries the recipient\'s own seq');
       assert.equal(m.msgId, sent.msgId);
       assert.equal(m.from, 'alice');
@@ -62,7 +63,7 @@ describe('fan-out', () => {
     await settle(env.service);
     assert.equal(gw1.batches.length, 1);
     assert.equal(env.router.lookups - lookupsBefore, 1);
-    const deliveries = gw1.batches[0].deliveries;
+    const deliveries = pushedTo(gw1.batches);
     assert.equal(deliveries.length, 40); // alice and bob, 20 messages each
     const bobSeqs = deliveries.filter((d) => d.uid === 'bob').map((d) => d.seq).sort((a, b) => a - b);
     assert.deepEqual(bobSeqs, Array.from({ length: 20 }, (_, i) => i + 1));
@@ -86,10 +87,10 @@ describe('fan-out', () => {
     await new Promise((r) => setImmediate(r));
     assert.ok(gw1.batches.length > 1, `expected several bus messages, got ${gw1.batches.length}`);
     for (const b of gw1.batches) {
-      const bytes = b.deliveries.reduce((n, d) => n + d.message.length, 0);
+      const bytes = b.pushes.reduce((n, p) => n + p.message.length, 0);
       assert.ok(bytes <= 64 * 1024, `a bus message carried ${bytes} bytes`);
     }
-    const got = gw1.batches.flatMap((b) => b.deliveries.map((d) => `${d.uid}:${d.seq}`)).sort();
+    const got = pushedTo(gw1.batches).map((d) => `${d.uid}:${d.seq}`).sort();
     const want = sent.flatMap((r) => [...r.seqs].map(([uid, seq]) => `${uid}:${seq}`)).sort();
     assert.deepEqual(got, want);
     gw1.stop();
@@ -132,17 +133,76 @@ describe('fan-out', () => {
   });
 });
 
-describe('withSeq', () => {
-  it('sets the seq of an encoded Message, including seqs beyond 2^32', () => {
-    const base = encode('Message', toWireMessage({
-      msgId: 'm', convId: 'p:a:b', from: 'a', to: 'b', groupId: '', clientMsgId: 'c', contentType: 'text/plain',
-      content: Buffer.from('hi'), sentAtMs: 1, convSeq: 7,
-    }, 0));
-    for (const seq of [1, 127, 128, 300, 2 ** 31, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
-      const m = decode('Message', withSeq(base, seq));
-      assert.equal(m.seq, seq);
-      assert.equal(m.convSeq, 7);
-      assert.equal(Buffer.from(m.content).toString(), 'hi');
+describe('fan-out: one body per node, none to the sending connection', () => {
+  let env: LogicEnv;
+  beforeEach(() => { env = makeLogicEnv(); });
+  afterEach(async () => { await env.close(); });
+
+  it('puts a 100-member group message on the bus once for a node: one body plus 100 small targets', async () => {
+    const uids = Array.from({ length: 100 }, (_, i) => `member-${String(i).padStart(3, '0')}`);
+    await env.router.bind(uids.map((uid) => ({ uid, deviceId: 'phone', node: 'gw1', connId: `c-${uid}` })));
+    const payloads: Uint8Array[] = [];
+    const stop = env.bus.subscribe(gatewaySubject('gw1'), (data) => payloads.push(data));
+    const { group } = await env.service.createGroup(caller(uids[0]), { name: 'big', members: uids.slice(1) });
+    const content = Buffer.alloc(1000, 1);
+    await env.service.send(caller(uids[0]), { groupId: group!.groupId, clientMsgId: 'one-body', content });
+    await settle(env.service);
+    stop();
+
+    assert.equal(payloads.length, 1);
+    const batch = decodeDeliveryBatch(payloads[0]);
+    assert.equal(batch.pushes.length, 1);
+    assert.equal(batch.pushes[0].targets.length, 100);
+    const body = batch.pushes[0].message.length;
+    // A target is a uid (10 bytes here), a seq and three tag/length bytes: under 20 bytes each.
+    assert.ok(payloads[0].length <= body + 100 * 20 + 16, `bus payload ${payloads[0].length} bytes for a ${body}-byte body`);
+    assert.ok(body >= content.length && body < content.length + 200);
+  });
+
+  it('skips the sending connection: its other devices get a target naming it, a lone connection none', async () => {
+    const alice = caller('alice', 'gw1', 'phone');
+    await env.router.bind([
+      { uid: 'alice', deviceId: 'phone', node: 'gw1', connId: alice.connId },
+      { uid: 'alice', deviceId: 'desk', node: 'gw1', connId: 'alice-desk' },
+      { uid: 'alice', deviceId: 'tablet', node: 'gw2', connId: 'alice-tablet' },
+      { uid: 'bob', deviceId: 'phone', node: 'gw1', connId: 'bob-phone' },
+    ]);
+    const gw1 = collectBatches(env.bus, 'gw1');
+    const gw2 = collectBatches(env.bus, 'gw2');
+    await env.service.send(alice, { to: 'bob', clientMsgId: 'a1' });
+    await settle(env.service);
+    const targets = (b: typeof gw1.batches) => pushedTo(b).map((d) => [d.uid, d.exceptConnId]).sort();
+    assert.deepEqual(targets(gw1.batches), [['alice', alice.connId], ['bob', '']]);
+    assert.deepEqual(targets(gw2.batches), [['alice', '']], 'another node holds no sending connection');
+
+    await env.router.unbind([
+      { uid: 'alice', deviceId: 'desk', node: 'gw1', connId: 'alice-desk' },
+      { uid: 'alice', deviceId: 'tablet', node: 'gw2', connId: 'alice-tablet' },
+    ]);
+    gw1.batches.length = 0;
+    await env.service.send(alice, { to: 'bob', clientMsgId: 'a2' });
+    await settle(env.service);
+    assert.deepEqual(targets(gw1.batches), [['bob', '']], 'only the sending connection online: alice is not a target');
+    gw1.stop();
+    gw2.stop();
+  });
+});
+
+describe('chunkByBytes', () => {
+  const push = (bodyBytes: number, targets: number) => ({
+    message: new Uint8Array(bodyBytes), traceParent: '', sentAtMs: 1,
+    targets: Array.from({ length: targets }, (_, i) => ({ uid: `u${i}`, seq: i + 1 })),
+  });
+
+  it('keeps whole pushes together while they fit, and splits one push\'s targets when they do not', () => {
+    assert.equal(chunkByBytes([push(100, 3), push(100, 3)], 10_000).length, 1);
+    const chunks = chunkByBytes([push(1000, 200)], 2000);
+    assert.ok(chunks.length > 1, 'split');
+    const seqs = chunks.flatMap((c) => c.flatMap((p) => p.targets.map((t) => t.seq)));
+    assert.deepEqual(seqs, Array.from({ length: 200 }, (_, i) => i + 1), 'every target once, in order');
+    for (const c of chunks) {
+      assert.equal(c.length, 1);
+      assert.equal(c[0].message.length, 1000, 'each part carries the body');
     }
   });
 });

@@ -2,7 +2,10 @@
  * Downlink fan-out: after a message is durably written, find where its recipients are connected
  * and publish one DeliveryBatch per gateway node. Sends that complete in the same event-loop turn
  * are coalesced, so a burst of N sends costs one router lookup and one bus publish per node rather
- * than N of each. Push is best effort: clients heal any loss by sync, so failures are logged only.
+ * than N of each. Each message is encoded once and travels once per node, with the (uid, seq) of
+ * every recipient there: a 100-member group on one node is one body, not 100. The connection that
+ * sent the message is not pushed (its SendResp carries the seq); the sender's other devices are.
+ * Push is best effort: clients heal any loss by sync, so failures are logged only.
  */
 import type { Context } from '@opentelemetry/api';
 import type { Bus } from '../common/bus';
@@ -12,12 +15,12 @@ import { silentLogger } from '../common/log';
 import { metrics } from '../common/metrics';
 import { FanoutSpans, fanoutTrace } from '../common/telemetry-hooks';
 import { traceHeaders } from '../common/telemetry-spans';
-import type { Delivery } from '../proto/delivery';
+import type { Push, PushTarget } from '../proto/delivery';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { encode } from '../proto/wire';
 import type { RouterApi, SessionRef } from '../router/api';
 import type { StoredMessage } from '../storage/store';
-import { toWireMessage, withSeq } from './convert';
+import { toWireMessage } from './convert';
 
 export interface FanoutOptions {
   bus: Bus;
@@ -35,12 +38,18 @@ export interface FanoutOptions {
   maxBatchBytes?: number;
 }
 
-/** Bytes a Delivery adds to a batch besides its message and uid (tags, lengths, seq, time). */
-const DELIVERY_OVERHEAD_BYTES = 32;
+/** Bytes a Push adds to a batch besides its message and trace parent (tags, lengths, time). */
+const PUSH_OVERHEAD_BYTES = 24;
+/** Bytes a Target adds besides its uid and except_conn_id (tags, lengths, seq). */
+const TARGET_OVERHEAD_BYTES = 16;
+
+/** The connection a message was sent on: it gets no push of it. Empty connId (admin API): none. */
+export interface SendingConnection { uid: string; node: string; connId: string }
 
 interface Job {
   message: StoredMessage;
   seqs: ReadonlyMap<string, number>;
+  sender?: SendingConnection;
   /** The sender's trace (its publish span is a child of it); undefined when not tracing. */
   trace?: Context;
 }
@@ -69,10 +78,13 @@ export class Fanout {
     this.maxBatchBytes = positiveInt('maxBatchBytes', opts.maxBatchBytes ?? 512 * 1024);
   }
 
-  /** Queues the push of `message` to every uid in `seqs` (uid -> that uid's inbox seq). */
-  enqueue(message: StoredMessage, seqs: ReadonlyMap<string, number>): void {
+  /**
+   * Queues the push of `message` to every uid in `seqs` (uid -> that uid's inbox seq), except to
+   * the connection it was sent on.
+   */
+  enqueue(message: StoredMessage, seqs: ReadonlyMap<string, number>, sender?: SendingConnection): void {
     if (this.closed || seqs.size === 0) return;
-    this.pending.push({ message, seqs, trace: fanoutTrace() });
+    this.pending.push({ message, seqs, sender: sender?.connId ? sender : undefined, trace: fanoutTrace() });
     this.pendingDeliveries += seqs.size;
     metrics().fanoutPendingDeliveries.inc(seqs.size);
     if (this.pendingDeliveries >= this.maxPendingDeliveries) {
@@ -142,43 +154,51 @@ export class Fanout {
       return;
     }
 
-    // A uid with several connections on one node gets one delivery there: the gateway pushes
-    // it to all of that uid's connections.
-    const nodesByUid = new Map<string, Set<string>>();
+    // A uid with several connections on one node is one target there: the gateway pushes to all
+    // of that uid's connections (but the sending one).
+    const connsByUid = new Map<string, Map<string, string[]>>();
     for (const s of sessions) {
-      let nodes = nodesByUid.get(s.uid);
-      if (!nodes) nodesByUid.set(s.uid, (nodes = new Set()));
-      nodes.add(s.node);
+      let nodes = connsByUid.get(s.uid);
+      if (!nodes) connsByUid.set(s.uid, (nodes = new Map()));
+      const conns = nodes.get(s.node);
+      if (conns) conns.push(s.connId); else nodes.set(s.node, [s.connId]);
     }
-    if (nodesByUid.size === 0) return;
+    if (connsByUid.size === 0) return;
 
-    const byNode = new Map<string, Delivery[]>();
+    const byNode = new Map<string, Push[]>();
     for (const job of jobs) {
-      let base: Uint8Array | undefined;
-      const traceParent = spans.traceParent(job);
+      let body: Uint8Array | undefined;
+      const forNode = new Map<string, Push>();
       for (const [uid, seq] of job.seqs) {
-        const nodes = nodesByUid.get(uid);
+        const nodes = connsByUid.get(uid);
         if (!nodes) continue;
-        base ??= encode('Message', toWireMessage(job.message, 0));
-        const message = withSeq(base, seq);
-        for (const node of nodes) {
-          let list = byNode.get(node);
-          if (!list) byNode.set(node, (list = []));
-          list.push({ uid, seq, message, traceParent, sentAtMs: job.message.sentAtMs });
+        for (const [node, conns] of nodes) {
+          const target = targetFor(job, uid, seq, node, conns);
+          if (!target) continue;
+          let push = forNode.get(node);
+          if (!push) {
+            body ??= encode('Message', toWireMessage(job.message, 0));
+            push = { message: body, traceParent: spans.traceParent(job), sentAtMs: job.message.sentAtMs, targets: [] };
+            forNode.set(node, push);
+            const list = byNode.get(node);
+            if (list) list.push(push); else byNode.set(node, [push]);
+          }
+          push.targets.push(target);
         }
       }
     }
 
     for (const [node, all] of byNode) {
-      for (const deliveries of chunkByBytes(all, this.maxBatchBytes)) {
+      for (const pushes of chunkByBytes(all, this.maxBatchBytes)) {
+        const targets = pushes.reduce((n, p) => n + p.targets.length, 0);
         try {
-          // The header carries the first traced delivery's context; each delivery carries its own.
-          const headers = traceHeaders(deliveries.find((d) => d.traceParent)?.traceParent);
-          this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ deliveries }), headers);
-          metrics().logicDeliveries.inc(deliveries.length);
+          // The header carries the first traced push's context; each push carries its own.
+          const headers = traceHeaders(pushes.find((p) => p.traceParent)?.traceParent);
+          this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ pushes }), headers);
+          metrics().logicDeliveries.inc(targets);
         } catch (err) {
           this.logger.warn('fan-out publish failed', {
-            node, deliveries: deliveries.length, err: err instanceof Error ? err.message : String(err),
+            node, deliveries: targets, err: err instanceof Error ? err.message : String(err),
           });
         }
       }
@@ -186,20 +206,44 @@ export class Fanout {
   }
 }
 
-/** Consecutive runs of deliveries of at most maxBytes each (a single larger one stands alone). */
-export function chunkByBytes(deliveries: Delivery[], maxBytes: number): Delivery[][] {
-  const chunks: Delivery[][] = [];
-  let current: Delivery[] = [];
+/**
+ * The target for `uid` on `node`, whose connections there are `conns`; none when the only one is
+ * the connection the message was sent on.
+ */
+function targetFor(job: Job, uid: string, seq: number, node: string, conns: readonly string[]): PushTarget | undefined {
+  const s = job.sender;
+  if (!s || s.uid !== uid || s.node !== node || !conns.includes(s.connId)) return { uid, seq };
+  if (conns.every((c) => c === s.connId)) return undefined;
+  return { uid, seq, exceptConnId: s.connId };
+}
+
+/**
+ * Consecutive runs of pushes of at most about maxBytes each. A push whose targets do not fit is
+ * split, its body repeated in each part; a single target larger than maxBytes stands alone.
+ */
+export function chunkByBytes(pushes: readonly Push[], maxBytes: number): Push[][] {
+  const chunks: Push[][] = [];
+  let current: Push[] = [];
   let bytes = 0;
-  for (const d of deliveries) {
-    const size = d.message.length + d.uid.length + (d.traceParent?.length ?? 0) + DELIVERY_OVERHEAD_BYTES;
-    if (current.length > 0 && bytes + size > maxBytes) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
+  for (const p of pushes) {
+    const base = p.message.length + (p.traceParent?.length ?? 0) + PUSH_OVERHEAD_BYTES;
+    let part: Push | undefined;
+    for (const t of p.targets) {
+      const size = t.uid.length + (t.exceptConnId?.length ?? 0) + TARGET_OVERHEAD_BYTES;
+      if (current.length > 0 && bytes + (part ? 0 : base) + size > maxBytes) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+        part = undefined;
+      }
+      if (!part) {
+        part = { ...p, targets: [] };
+        current.push(part);
+        bytes += base;
+      }
+      part.targets.push(t);
+      bytes += size;
     }
-    current.push(d);
-    bytes += size;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;

@@ -108,7 +108,7 @@ export class LogicService {
       sentAtMs, recipients, dedupWindowMs: this.dedupWindowMs,
     }));
     countSend(res.duplicate);
-    if (!res.duplicate) this.fanout.enqueue(res.message, res.seqs);
+    if (!res.duplicate) this.fanout.enqueue(res.message, res.seqs, actor);
     const m = res.message;
     return { msgId: m.msgId, seq: res.senderSeq, sentAtMs: m.sentAtMs, duplicate: res.duplicate, convId: m.convId, convSeq: m.convSeq };
   }

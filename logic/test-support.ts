@@ -9,6 +9,9 @@ import { InProcessBus, gatewaySubject } from '../common/bus';
 import { ImError } from '../common/errors';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import type { DeliveryBatch } from '../proto/delivery';
+import { LENGTH_BYTES } from '../proto/codec';
+import { pushFrame } from '../proto/push';
+import { decode, decodeFrame, type Message } from '../proto/wire';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from '../router/api';
 import { SqliteStore } from '../storage/sqlite';
 import type { Caller, LogicServiceOptions } from './service';
@@ -92,6 +95,17 @@ export function collectBatches(bus: InProcessBus, node: string): { batches: Deli
   const batches: DeliveryBatch[] = [];
   const stop = bus.subscribe(gatewaySubject(node), (data) => batches.push(decodeDeliveryBatch(data)));
   return { batches, stop };
+}
+
+/** One recipient of a pushed message, with the Message as its client decodes it from the PUSH frame. */
+export interface PushedTo { uid: string; seq: number; exceptConnId: string; message: Message }
+
+/** Every (push, target) of `batches`, in order. */
+export function pushedTo(batches: readonly DeliveryBatch[]): PushedTo[] {
+  return batches.flatMap((b) => b.pushes.flatMap((p) => p.targets.map((t) => ({
+    uid: t.uid, seq: t.seq, exceptConnId: t.exceptConnId ?? '',
+    message: decode('Message', decodeFrame(pushFrame(t.seq, p.message).subarray(LENGTH_BYTES)).body),
+  }))));
 }
 
 /** Lets queued fan-out finish: waits for running flushes, then one macrotask for bus delivery. */

@@ -2,11 +2,27 @@
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 
-export interface Delivery {
-  uid: string; seq: number; message: Uint8Array;
+export interface PushTarget {
+  uid: string;
+  /** The message's seq in this uid's inbox. */
+  seq: number;
+  /** Every connection of the uid but this one (the sender's) gets the push; '' or absent: all. */
+  exceptConnId?: string;
+}
+/** One message body for every recipient of it on the node. */
+export interface Push {
+  /** An encoded Message without seq: the gateway puts each target's seq in front of it. */
+  message: Uint8Array;
   /** W3C traceparent of the publish span ('' when tracing is off); decoded as '' when absent. */
   traceParent?: string;
   /** The message's sentAtMs, for the gateway's send->push latency; 0 when absent. */
+  sentAtMs?: number;
+  targets: PushTarget[];
+}
+/** Legacy (logic before Push): one full Message per recipient, seq included. Still applied by gateways. */
+export interface Delivery {
+  uid: string; seq: number; message: Uint8Array;
+  traceParent?: string;
   sentAtMs?: number;
 }
 export interface Kick {
@@ -14,7 +30,7 @@ export interface Kick {
   /** Only this connection when set; decoded as '' when absent. */
   connId?: string;
 }
-export interface DeliveryBatch { deliveries: Delivery[]; kicks: Kick[] }
+export interface DeliveryBatch { pushes: Push[]; deliveries: Delivery[]; kicks: Kick[] }
 
 let batchType: protobuf.Type | undefined;
 function t(): protobuf.Type {

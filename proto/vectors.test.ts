@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FrameDecoder } from './codec';
 import * as protobuf from 'protobufjs';
-import { decode, decodeFrame, encode, frameBytes, type, WireTypeName } from './wire';
+import { pushFrame } from './push';
+import { decode, decodeFrame, encode, frameBytes, Op, type, WireTypeName } from './wire';
 
 interface Vector { name: string; bytes: Buffer; expected: any }
 
@@ -105,7 +106,10 @@ describe('protocol test vectors (docs/protocol.md)', () => {
         assert.deepEqual(pick(decode(v.expected.bodyType as WireTypeName, frame.body), want), want);
         body = encode(v.expected.bodyType as WireTypeName, want);
       }
-      const again = frameBytes({ op: v.expected.op, requestId: v.expected.requestId, body, error: v.expected.error });
+      // A push is written as the gateway frames it: seq first, then the shared Message bytes.
+      const again = v.expected.op === Op.PUSH
+        ? pushFrame(v.expected.body.seq, encode('Message', { ...revive(v.expected.body), seq: 0 }))
+        : frameBytes({ op: v.expected.op, requestId: v.expected.requestId, body, error: v.expected.error });
       assert.equal(again.toString('hex'), v.bytes.toString('hex'));
     });
   }

@@ -133,7 +133,7 @@ describe(`e2e bad input (${mode.name})`, function () {
       // At most 32 unanswered (the gateway allows 64 per connection): a slow store slows the sender.
       if (i >= 32) await sender.waitForCount(isSendReply, i - 31, 30_000);
       sender.send(Op.SEND, 'SendReq', { to: t.uid('slowpoke'), clientMsgId: `s${i}`, content });
-      // Small bursts: the sender's own devices get a copy of each message too, and it does read.
+      // Small bursts, so a slow store is not flooded.
       if (i % 5 === 4) await new Promise((r) => setTimeout(r, 40));
     }
     // Replies come back in any order (two logic processes in distributed mode): wait for all.

@@ -2,7 +2,7 @@
 import * as assert from 'node:assert/strict';
 import { Code } from '../../common/errors';
 import { peerConvId } from '../../common/ids';
-import { encode, frameBytes, Op } from '../../proto/wire';
+import { decode, encode, frameBytes, Op, textContent } from '../../proto/wire';
 import { Mode, TestSystem, text } from '../harness';
 import { needsAll } from './needs';
 
@@ -13,7 +13,7 @@ export function messagingSuite(mode: Mode): void {
     beforeEach(async () => { t = await TestSystem.start(mode); });
     afterEach(async () => { await t?.stop(); });
 
-    it('1:1: alice and bob exchange messages, pushed in seq order to both sides', async () => {
+    it('1:1: alice and bob exchange messages, delivered in seq order to both sides', async () => {
       const alice = await t.client('alice');
       const bob = await t.client('bob');
       const r1 = await alice.send(t.uid('bob'), 'hi bob');
@@ -29,6 +29,29 @@ export function messagingSuite(mode: Mode): void {
       assert.equal(aliceGot[1].msgId, r2.msgId);
       const hist = await alice.history({ with: t.uid('bob') });
       assert.deepEqual(hist.messages.map(text), ['hi alice', 'hi bob']);
+    });
+
+    it('the sending connection gets no PUSH of its own send; the same user\'s other device does', async () => {
+      const phone = await t.rawAuthed('alice', 'phone');
+      const laptop = await t.rawAuthed('alice', 'laptop');
+      const bob = await t.rawAuthed('bob', 'phone');
+      const pushes = (r: typeof phone) => r.frames.filter((f) => f.op === Op.PUSH).map((f) => decode('Message', f.body));
+      // Both of alice's sessions are bound once both get a push of bob's.
+      await bob.request(Op.SEND, 'SendReq', { to: t.uid('alice'), clientMsgId: 'warm-up', ...textContent('hi alice') });
+      await Promise.all([phone, laptop].map((r) => r.waitFor((f) => f.op === Op.PUSH, 10_000)));
+
+      const reply = await phone.request(Op.SEND, 'SendReq', { to: t.uid('bob'), clientMsgId: 'mine', ...textContent('hi bob') });
+      assert.equal(reply.error, null);
+      const sent = decode('SendResp', reply.body);
+      await laptop.waitForCount((f) => f.op === Op.PUSH, 2, 10_000);
+      await bob.waitFor((f) => f.op === Op.PUSH, 10_000);
+      const onLaptop = pushes(laptop)[1];
+      assert.deepEqual([onLaptop.msgId, onLaptop.seq, onLaptop.from], [sent.msgId, sent.seq, t.uid('alice')]);
+      // One gateway writes a uid's push to all its connections at once: a push owed to the phone
+      // would be on the wire before a pong asked for after the laptop got its copy.
+      await phone.request(Op.PING, 'Ping', { clientTimeMs: Date.now() });
+      assert.deepEqual(pushes(phone).map((m) => m.clientMsgId), ['warm-up'], 'the sending connection is not pushed its own send');
+      assert.deepEqual(pushes(bob).map((m) => m.clientMsgId), ['mine'], 'nor was bob pushed his warm-up');
     });
 
     it('a group of 3 users with 2 devices each: every device gets every message once, in order', async () => {
