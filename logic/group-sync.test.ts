@@ -48,6 +48,18 @@ describe('GroupSync: a change is acked only after every live logic process dropp
     assert.equal(a.fresh, false);
   });
 
+  it('a peer that closes says bye: a change then waits for nobody', async () => {
+    const a = start([]);
+    const b = start([]);
+    await until(() => a.fresh, 'lease');
+    b.close();
+    await new Promise((r) => setImmediate(r)); // the bye crosses the (in-process) bus
+    let done = false;
+    void a.changed('g1').then(() => { done = true; });
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(done, true, 'no wait for the closed peer');
+  });
+
   it('a peer that never acks is waited out for two leases, then the change goes on', async () => {
     const a = start([]);
     // A process that says hello but never answers a change.

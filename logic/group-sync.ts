@@ -23,7 +23,7 @@ import type { Logger } from '../common/log';
 export const GROUP_SUBJECT = 'im.logic.groups';
 const ackSubject = (id: string) => `im.logic.groups.ack.${id}`;
 
-type Msg = { t: 'hello'; from: string } | { t: 'change'; from: string; n: number; g: string };
+type Msg = { t: 'hello' | 'bye'; from: string } | { t: 'change'; from: string; n: number; g: string };
 
 export interface GroupSyncOptions {
   bus: Bus;
@@ -90,6 +90,8 @@ export class GroupSync {
 
   close(): void {
     if (this.closed) return;
+    // Peers stop waiting for this process's acks at once rather than after its lease.
+    this.publish({ t: 'bye', from: this.id });
     this.closed = true;
     clearInterval(this.timer);
     for (const u of this.unsubs) u();
@@ -113,6 +115,11 @@ export class GroupSync {
         if (this.firstEchoMs < 0) this.firstEchoMs = now;
         this.lastEchoMs = now;
       }
+      return;
+    }
+    if (m.t === 'bye') {
+      this.peers.delete(m.from);
+      for (const w of [...this.waiting.values()]) if (w.left.delete(m.from) && w.left.size === 0) w.done();
       return;
     }
     this.peers.set(m.from, now);
