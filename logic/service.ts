@@ -1,7 +1,8 @@
 /**
  * The business layer's domain API. Every method takes the authenticated caller first: the acting
  * uid always comes from the connection, never from a request body. Stateless apart from the
- * fan-out coalescing queue, so any number of logic processes can serve the same store.
+ * fan-out coalescing queue and the group cache (kept true across processes by GroupSync), so any
+ * number of logic processes can serve the same store.
  */
 import type { Bus } from '../common/bus';
 import { BadRequestError, ContentTooLargeError, GroupNotFoundError, NotGroupMemberError } from '../common/errors';
