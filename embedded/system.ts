@@ -33,7 +33,7 @@ export interface EmbeddedOptions {
   logicPort?: number;
   node?: string;
   gateway?: GatewayTuning;
-  logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes'>>;
+  logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes' | 'groupCacheEntries' | 'groupSyncIntervalMs'>>;
   /** Extra business ops, registered next to the built-in ones (a new op is a logic change only). */
   registerOps?: (registry: OpRegistry) => void;
   logger?: Logger;

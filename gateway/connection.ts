@@ -22,6 +22,7 @@ import type { ConnectionLimits } from './limits';
 import type { LogicCaller } from './logic-client';
 import { stopReading } from './handoff-socket';
 import { TokenBucket, WindowCounter } from './rate-limit';
+import type { TimerWheel, WheelItem } from './timer-wheel';
 
 export const MAX_DEVICE_ID_CHARS = 64;
 export const DEFAULT_DEVICE_ID = 'default';
@@ -48,33 +49,44 @@ export interface ConnectionSnapshot {
   authDeadlineMs: number;
 }
 
-export interface ConnectionOptions {
-  socket: net.Socket;
+/**
+ * What every connection of a gateway shares, built once: a connection holds a reference to it
+ * rather than its own copy, closures or timers (heap per idle connection is a goal; BENCHMARKS.md).
+ */
+export interface ConnectionContext {
   node: string;
-  /** Unique within the node. */
-  connId: string;
   authSecret: string;
   logic: LogicCaller;
   limits: ConnectionLimits;
   logger: Logger;
+  /** Auth deadline, idle timeout and rate state release of every connection. */
+  wheel: TimerWheel;
   /** Called once, right after AuthOk is written. */
   onAuthenticated?: (conn: Connection) => void;
   /** Called once when the connection starts closing (it stops counting as live). */
   onClosing?: (conn: Connection) => void;
   /** Called once when the socket has closed. */
   onClose?: (conn: Connection) => void;
-  /** Serve a connection another process handed over (same connId, no new handshake). */
-  adopt?: ConnectionSnapshot;
 }
 
-export class Connection {
+/** The socket's back reference: listeners are shared functions, called with the socket as this. */
+const CONN = Symbol('connection');
+type ConnSocket = net.Socket & { [CONN]?: Connection };
+
+export class Connection implements WheelItem {
   readonly socket: net.Socket;
   readonly connId: string;
-  private readonly opts: ConnectionOptions;
-  private readonly limits: ConnectionLimits;
-  private readonly decoder: FrameDecoder;
-  private readonly bucket: TokenBucket;
-  private readonly rejected: WindowCounter;
+  /** TimerWheel bookkeeping. */
+  wheelTick = -1;
+  private readonly opts: ConnectionContext;
+  /** Only while a frame is partly received (or the stream broke): between frames there is nothing to hold. */
+  private decoder: FrameDecoder | undefined;
+  /**
+   * Rate state exists only while it differs from a fresh one: created by the first frame, dropped
+   * by the wheel once the bucket is full again and no rejection counts in the current window.
+   */
+  private bucket: TokenBucket | undefined;
+  private rejected: WindowCounter | undefined;
   private _state: ConnectionState = 'awaiting-auth';
   private _uid = '';
   private _deviceId = '';
@@ -84,24 +96,19 @@ export class Connection {
   private corked = false;
   private paused = false;
   private readonly authDeadlineMs: number;
-  private authTimer: NodeJS.Timeout | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
 
-  constructor(options: ConnectionOptions) {
-    this.opts = options;
-    this.socket = options.socket;
-    this.connId = options.connId;
-    this.limits = options.limits;
-    this.decoder = new FrameDecoder(this.limits.maxFrameBytes);
+  /** `adopt`: serve a connection another process handed over (same connId, no new handshake). */
+  constructor(context: ConnectionContext, socket: net.Socket, connId: string, adopt?: ConnectionSnapshot) {
+    this.opts = context;
+    this.socket = socket;
+    this.connId = connId;
     const now = Date.now();
-    this.bucket = new TokenBucket(this.limits.rateLimitPerSec, this.limits.rateLimitBurst, now);
-    this.rejected = new WindowCounter(this.limits.rateLimitBurst);
     this.lastFrameAtMs = now;
     this.authDeadlineMs = now + this.limits.authTimeoutMs;
-    const snap = options.adopt;
+    const snap = adopt;
     if (snap) {
-      this.bucket.restore(snap.rateTokens, snap.rateRefilledAtMs);
+      if (snap.rateTokens < this.limits.rateLimitBurst) this.rateBucket(now).restore(snap.rateTokens, snap.rateRefilledAtMs);
       this.lastFrameAtMs = snap.lastFrameAtMs;
       this.authDeadlineMs = snap.authDeadlineMs;
       if (snap.state === 'open') {
@@ -112,16 +119,14 @@ export class Connection {
       }
     }
 
-    const s = this.socket;
+    const s = this.socket as ConnSocket;
     s.setNoDelay(true);
     s.setKeepAlive(true, 60_000);
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
-    s.on('error', (err) => this.opts.logger.debug('socket error', { connId: this.connId, err }));
-    s.on('close', () => this.onSocketClose());
-    if (this._state === 'awaiting-auth') {
-      this.authTimer = setTimeout(() => this.fail(Code.AUTH_TIMEOUT, DisconnectCode.AUTH_TIMEOUT, 'no Auth in time'), Math.max(0, this.authDeadlineMs - now));
-    }
-    this.idleTimer = setTimeout(this.onIdleTimer, Math.max(0, this.limits.idleTimeoutMs - (now - this.lastFrameAtMs)));
+    s[CONN] = this;
+    s.on('data', Connection.onSocketData);
+    s.on('error', Connection.onSocketError);
+    s.on('close', Connection.onSocketClose);
+    context.wheel.schedule(this, this.nextDeadline());
     const held = snap ? Buffer.from(snap.pendingBytes, 'base64') : undefined;
     // Next tick: after the gateway has registered this connection, and still before any newer
     // byte from the socket (I/O callbacks only run once the tick queue is empty).
@@ -129,6 +134,7 @@ export class Connection {
   }
 
   get state(): ConnectionState { return this._state; }
+  private get limits(): ConnectionLimits { return this.opts.limits; }
   get authenticated(): boolean { return this._uid !== ''; }
   /** The token's sub: the uid of everything on this connection. Empty before auth. */
   get uid(): string { return this._uid; }
@@ -136,7 +142,7 @@ export class Connection {
   /** The highest inbox seq the device reported in Auth. */
   get lastSeq(): number { return this._lastSeq; }
   /** Received bytes of a frame not yet complete. */
-  get pendingBytes(): number { return this.decoder.pendingBytes; }
+  get pendingBytes(): number { return this.decoder?.pendingBytes ?? 0; }
 
   /** Nothing owed to the socket: no logic call awaiting its reply, no byte waiting to be written. */
   get settled(): boolean { return this.pendingCalls === 0 && this.writesDrained; }
@@ -162,10 +168,10 @@ export class Connection {
     const state = this._state;
     this._state = 'handed-off';
     this.clearTimers();
-    const bucket = this.bucket.snapshot();
+    const bucket = this.bucket?.snapshot() ?? { tokens: this.limits.rateLimitBurst, lastMs: Date.now() };
     return {
       v: SNAPSHOT_VERSION, connId: this.connId, state, uid: this._uid, deviceId: this._deviceId, lastSeq: this._lastSeq,
-      pendingBytes: this.decoder.takeState().toString('base64'), rateTokens: bucket.tokens, rateRefilledAtMs: bucket.lastMs,
+      pendingBytes: this.decoder?.takeState().toString('base64') ?? '', rateTokens: bucket.tokens, rateRefilledAtMs: bucket.lastMs,
       lastFrameAtMs: this.lastFrameAtMs, authDeadlineMs: this.authDeadlineMs,
     };
   }
@@ -203,7 +209,7 @@ export class Connection {
     // Forced past the write bound: one small frame, and the socket takes nothing after it.
     this.write(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), true);
     this.socket.end();
-    this.graceTimer = setTimeout(() => this.socket.destroy(), this.limits.closeGraceMs);
+    this.graceTimer = setTimeout(destroySocket, this.limits.closeGraceMs, this.socket);
     this.graceTimer.unref();
     this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
     countDisconnect(code);
@@ -218,7 +224,9 @@ export class Connection {
   private onData(chunk: Buffer): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return; // discard, never buffer
     // Frames that arrived whole before a bad length prefix are served first, as if read separately.
-    const { frames, error } = this.decoder.push(chunk);
+    const decoder = this.decoder ?? new FrameDecoder(this.limits.maxFrameBytes);
+    const { frames, error } = decoder.push(chunk);
+    this.decoder = decoder.idle ? undefined : decoder;
     for (const body of frames) {
       if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
       this.onFrame(body);
@@ -237,7 +245,12 @@ export class Connection {
     }
     const now = Date.now();
     this.lastFrameAtMs = now;
-    if (!this.bucket.take(now)) {
+    const fresh = this.bucket === undefined;
+    const admitted = this.rateBucket(now).take(now);
+    // The wheel comes back when the bucket is full again, to drop it.
+    if (fresh) this.opts.wheel.scheduleEarlier(this, this.bucket!.fullAtMs());
+    if (!admitted) {
+      this.rejected ??= new WindowCounter(this.limits.rateLimitBurst);
       if (this.rejected.add(now)) {
         this.disconnect(DisconnectCode.RATE_LIMITED, 'too many frames');
       } else {
@@ -296,8 +309,6 @@ export class Connection {
     this._deviceId = deviceId;
     this._lastSeq = auth.lastSeq;
     this._state = 'open';
-    if (this.authTimer) clearTimeout(this.authTimer);
-    this.authTimer = undefined;
     const ok = encode('AuthOk', {
       uid, deviceId, heartbeatIntervalMs: this.limits.heartbeatIntervalMs, maxFrameBytes: this.limits.maxFrameBytes,
       serverTimeMs: Date.now(), node: this.opts.node, connId: this.connId,
@@ -389,7 +400,7 @@ export class Connection {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      process.nextTick(Connection.uncork, this);
     }
     this.socket.write(buf);
     if (tail && tail.length > 0) this.socket.write(tail);
@@ -397,31 +408,63 @@ export class Connection {
     return true;
   }
 
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
-
-  private readonly onIdleTimer = (): void => {
-    this.idleTimer = undefined;
-    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
-    const idleMs = Date.now() - this.lastFrameAtMs;
-    if (idleMs >= this.limits.idleTimeoutMs) {
-      this.fail(Code.IDLE_TIMEOUT, DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
-      return;
-    }
-    // One timer per connection, re-armed lazily: frames only record their arrival time.
-    this.idleTimer = setTimeout(this.onIdleTimer, this.limits.idleTimeoutMs - idleMs);
-  };
-
-  private clearTimers(): void {
-    if (this.authTimer) clearTimeout(this.authTimer);
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.authTimer = undefined;
-    this.idleTimer = undefined;
+  /** Uncorks at the end of the tick in which write() corked (a shared function, not a closure per connection). */
+  private static uncork(conn: Connection): void {
+    conn.corked = false;
+    conn.socket.uncork();
   }
 
-  private onSocketClose(): void {
+  /** The rate bucket, created full on first use. */
+  private rateBucket(nowMs: number): TokenBucket {
+    return (this.bucket ??= new TokenBucket(this.limits.rateLimitPerSec, this.limits.rateLimitBurst, nowMs));
+  }
+
+  /** The earliest moment the wheel has something to check: auth deadline, idle timeout, rate state release. */
+  private nextDeadline(): number {
+    let at = this.lastFrameAtMs + this.limits.idleTimeoutMs;
+    if (this._state === 'awaiting-auth') at = Math.min(at, this.authDeadlineMs);
+    if (this.bucket) at = Math.min(at, this.bucket.fullAtMs());
+    return at;
+  }
+
+  /** TimerWheel: the auth and idle timeouts. Frames only record their arrival time; this checks it. */
+  onDeadline(nowMs: number): number | undefined {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return undefined;
+    if (this._state === 'awaiting-auth' && nowMs >= this.authDeadlineMs) {
+      this.fail(Code.AUTH_TIMEOUT, DisconnectCode.AUTH_TIMEOUT, 'no Auth in time');
+      return undefined;
+    }
+    const idleMs = nowMs - this.lastFrameAtMs;
+    if (idleMs >= this.limits.idleTimeoutMs) {
+      this.fail(Code.IDLE_TIMEOUT, DisconnectCode.IDLE_TIMEOUT, `no frame for ${idleMs}ms`);
+      return undefined;
+    }
+    // A full bucket and an empty window are what a fresh connection has: forget them.
+    if (this.bucket && this.bucket.fullAtMs() <= nowMs && (!this.rejected || this.rejected.idle(nowMs))) {
+      this.bucket = undefined;
+      this.rejected = undefined;
+    }
+    return this.nextDeadline();
+  }
+
+  private clearTimers(): void {
+    this.opts.wheel.cancel(this);
+  }
+
+  private static onSocketData(this: ConnSocket, chunk: Buffer): void {
+    this[CONN]?.onData(chunk);
+  }
+
+  private static onSocketError(this: ConnSocket, err: Error): void {
+    const conn = this[CONN];
+    conn?.opts.logger.debug('socket error', { connId: conn.connId, err });
+  }
+
+  private static onSocketClose(this: ConnSocket): void {
+    this[CONN]?.onSocketClosed();
+  }
+
+  private onSocketClosed(): void {
     if (this._state === 'closed' || this._state === 'handed-off') return;
     const wasLive = this._state !== 'closing';
     this._state = 'closed';
@@ -430,4 +473,8 @@ export class Connection {
     if (wasLive) this.opts.onClosing?.(this);
     this.opts.onClose?.(this);
   }
+}
+
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
 }

@@ -8,7 +8,7 @@ const conn = (uid: string) => ({ uid }) as unknown as Connection;
 describe('hand-off overlap ledgers', () => {
   it('the old worker records what it applied, per uid it holds, up to its bound', () => {
     const r = new OverlapRecord(3);
-    const held = new Set([conn('ann')]);
+    const held = [conn('ann')];
     r.observe('ann', deliveryItemId(1), 10, () => undefined, held);
     r.observe('bob', deliveryItemId(1), 10, () => undefined, undefined); // nobody here: nothing to remember
     r.observe('ann', kickItemId('phone', 3005, 'x'), 0, () => undefined, held);

@@ -20,7 +20,7 @@ import type { Connection } from './connection';
 /** What the gateway's downlink calls for every item while a hand-off is being prepared or run. */
 export interface DownlinkTap {
   /** Every item, before it is applied to `conns` (the uid's connections here, if any). */
-  observe(uid: string, id: string, bytes: number, apply: (c: Connection) => void, conns: ReadonlySet<Connection> | undefined): void;
+  observe(uid: string, id: string, bytes: number, apply: (c: Connection) => void, conns: readonly Connection[] | undefined): void;
   /** True: the old worker already applied this item to this (adopted) connection. */
   skip(conn: Connection, id: string): boolean;
 }
@@ -43,8 +43,8 @@ export class OverlapRecord implements DownlinkTap {
 
   constructor(private readonly maxItems: number) {}
 
-  observe(uid: string, id: string, _bytes: number, _apply: unknown, conns: ReadonlySet<Connection> | undefined): void {
-    if (!conns || conns.size === 0 || this.overflowed) return;
+  observe(uid: string, id: string, _bytes: number, _apply: unknown, conns: readonly Connection[] | undefined): void {
+    if (!conns || conns.length === 0 || this.overflowed) return;
     if (this.count >= this.maxItems) {
       this.overflowed = true;
       return;

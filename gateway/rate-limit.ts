@@ -25,6 +25,11 @@ export class TokenBucket {
     return false;
   }
 
+  /** When the bucket will be full again if nothing more is taken. */
+  fullAtMs(): number {
+    return this.lastMs + Math.ceil(((this.burst - this.tokens) * 1000) / this.ratePerSec);
+  }
+
   /** Tokens and refill clock, so a connection handed to another process keeps its budget. */
   snapshot(): { tokens: number; lastMs: number } {
     return { tokens: this.tokens, lastMs: this.lastMs };
@@ -55,5 +60,10 @@ export class WindowCounter {
     }
     this.count++;
     return this.count > this.limit;
+  }
+
+  /** Nothing counted in the current window: forgetting this counter changes nothing. */
+  idle(nowMs: number): boolean {
+    return this.count === 0 || nowMs - this.windowStartMs >= this.windowMs;
   }
 }

@@ -14,7 +14,8 @@ import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
 import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
-import { Connection, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
+import { Connection, type ConnectionContext, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
+import { granuleFor, TimerWheel } from './timer-wheel';
 import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
 import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
@@ -98,7 +99,14 @@ export class Gateway {
   private readonly logger: Logger;
   private readonly server: net.Server;
   private readonly conns = new Set<Connection>();
-  private readonly byUid = new Map<string, Set<Connection>>();
+  /** One timer for every connection's deadlines, and the context they all share. */
+  private readonly wheel: TimerWheel;
+  private readonly connContext: ConnectionContext;
+  /**
+   * A uid's authenticated connections here. Arrays replaced on change (never mutated), so a loop
+   * over one is safe while kicks close connections; a 1-element array costs a third of a Set.
+   */
+  private readonly byUid = new Map<string, readonly Connection[]>();
   /** Distinguishes this process's connection ids from a previous run of the same node. */
   private readonly connPrefix = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   private connSeq = 0;
@@ -145,6 +153,13 @@ export class Gateway {
     if (this.awaitingAdoption) this.tap = new OverlapBuffer(this.maxOverlapItems, maxOverlapBytes);
     this.ownedLogic = options.logic ? undefined : new LogicClient({ addresses: options.logicAddresses!, logger: this.logger });
     this.logic = options.logic ?? this.ownedLogic!;
+    this.wheel = new TimerWheel({ granuleMs: granuleFor(Math.min(this.limits.authTimeoutMs, this.limits.idleTimeoutMs)) });
+    this.connContext = {
+      node: options.node, authSecret: options.authSecret, logic: this.logic, limits: this.limits, logger: this.logger, wheel: this.wheel,
+      onAuthenticated: (c) => this.onAuthenticated(c),
+      onClosing: () => this.live--,
+      onClose: (c) => this.onClose(c),
+    };
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
   }
@@ -220,6 +235,7 @@ export class Gateway {
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     this.unsubscribe?.();
     this.unwatchMetrics?.();
+    this.wheel.stop();
     await this.ownedLogic?.close();
     this.logger.info('gateway stopped', { node: this.opts.node });
   }
@@ -252,22 +268,16 @@ export class Gateway {
   }
 
   private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot): Connection {
-    const conn = new Connection({
-      socket, node: this.opts.node, connId, adopt,
-      authSecret: this.opts.authSecret, logic: this.logic, limits: this.limits, logger: this.logger,
-      onAuthenticated: (c) => this.onAuthenticated(c),
-      onClosing: () => this.live--,
-      onClose: (c) => this.onClose(c),
-    });
+    const conn = new Connection(this.connContext, socket, connId, adopt);
     this.conns.add(conn);
     this.live++;
     return conn;
   }
 
   private onAuthenticated(conn: Connection): void {
-    let set = this.byUid.get(conn.uid);
-    if (!set) this.byUid.set(conn.uid, (set = new Set()));
-    set.add(conn);
+    const held = this.byUid.get(conn.uid);
+    // A literal and concat size their arrays exactly (a spread leaves spare capacity).
+    this.byUid.set(conn.uid, held ? held.concat(conn) : [conn]);
     this.opts.router.bind([conn.session()]).then(
       (displaced) => this.kickDisplaced(displaced),
       (err) => this.logger.warn('router bind failed', { err, uid: conn.uid }),
@@ -407,11 +417,10 @@ export class Gateway {
   }
 
   private unindex(conn: Connection): void {
-    const set = this.byUid.get(conn.uid);
-    if (set) {
-      set.delete(conn);
-      if (set.size === 0) this.byUid.delete(conn.uid);
-    }
+    const rest = this.byUid.get(conn.uid)?.filter((c) => c !== conn);
+    if (!rest) return;
+    if (rest.length === 0) this.byUid.delete(conn.uid);
+    else this.byUid.set(conn.uid, rest);
   }
 
   /** Without a listener (listen: false) no server 'close' waits for the clients: this does. */
@@ -459,6 +468,7 @@ export class Gateway {
       const deadline = Date.now() + this.limits.closeGraceMs;
       while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       for (const c of [...this.conns]) c.destroy();
+      this.wheel.stop();
       this.unsubscribe?.();
       this.unwatchMetrics?.();
       await this.ownedLogic?.close();

@@ -5,6 +5,8 @@
 import { BadRequestError, GroupFullError, GroupNotFoundError, NotGroupMemberError, NotGroupOwnerError } from '../common/errors';
 import { newId } from '../common/ids';
 import type { GroupInfo, Store } from '../storage/store';
+import type { GroupCache } from './group-cache';
+import type { GroupSync } from './group-sync';
 import { requireLength, uidList } from './validate';
 
 export interface GroupRulesOptions {
@@ -12,6 +14,9 @@ export interface GroupRulesOptions {
   maxGroupMembers: number;
   maxUidsPerRequest: number;
   now: () => number;
+  /** Membership for sends from memory, kept true across logic processes by `sync`. */
+  cache: GroupCache;
+  sync: GroupSync;
 }
 
 const MAX_GROUP_ID_CHARS = 128;
@@ -40,7 +45,7 @@ export class GroupRules {
     const fresh = uids.filter((u) => !current.has(u));
     if (fresh.length === 0) return group;
     this.checkCap(group.members.length + fresh.length);
-    return this.opts.store.addMembers(group.groupId, fresh, this.opts.maxGroupMembers);
+    return this.changed(await this.opts.store.addMembers(group.groupId, fresh, this.opts.maxGroupMembers));
   }
 
   /** Only the owner removes others; anyone may remove themselves (that is leaving). */
@@ -62,17 +67,21 @@ export class GroupRules {
     return this.requireMember(actor, req.groupId);
   }
 
-  /** The group, if it exists. No membership check: for trusted internal callers. */
-  async require(groupIdIn: unknown): Promise<GroupInfo> {
+  /**
+   * The group, if it exists. No membership check: for trusted internal callers. `cached`: from
+   * memory when the cache's lease holds (sends); changes and listings always read the store.
+   */
+  async require(groupIdIn: unknown, cached = false): Promise<GroupInfo> {
     const groupId = requireLength('groupId', groupIdIn, 1, MAX_GROUP_ID_CHARS);
-    const group = await this.opts.store.getGroup(groupId);
+    const load = () => this.opts.store.getGroup(groupId);
+    const group = cached ? await this.opts.cache.get(groupId, this.opts.sync.fresh, load) : await load();
     if (!group) throw new GroupNotFoundError(`group ${groupId} not found`);
     return group;
   }
 
   /** The group, if it exists and `actor` is in it. */
-  async requireMember(actor: string, groupIdIn: unknown): Promise<GroupInfo> {
-    const group = await this.require(groupIdIn);
+  async requireMember(actor: string, groupIdIn: unknown, cached = false): Promise<GroupInfo> {
+    const group = await this.require(groupIdIn, cached);
     if (!group.members.includes(actor)) throw new NotGroupMemberError(`${actor} is not a member of group ${group.groupId}`);
     return group;
   }
@@ -82,7 +91,13 @@ export class GroupRules {
     if (gone.size === 0) return group;
     // Ownership passes to the longest-standing remaining member (members are in join order).
     const newOwner = gone.has(group.owner) ? group.members.find((m) => !gone.has(m)) : undefined;
-    return this.opts.store.removeMembers(group.groupId, [...gone], newOwner);
+    return this.changed(await this.opts.store.removeMembers(group.groupId, [...gone], newOwner));
+  }
+
+  /** Committed: no logic process may serve the old membership once the caller answers (group-sync.ts). */
+  private async changed(group: GroupInfo): Promise<GroupInfo> {
+    await this.opts.sync.changed(group.groupId);
+    return group;
   }
 
   private checkCap(count: number): void {

@@ -1,7 +1,8 @@
 /**
  * The business layer's domain API. Every method takes the authenticated caller first: the acting
  * uid always comes from the connection, never from a request body. Stateless apart from the
- * fan-out coalescing queue, so any number of logic processes can serve the same store.
+ * fan-out coalescing queue and the group cache (kept true across processes by GroupSync), so any
+ * number of logic processes can serve the same store.
  */
 import type { Bus } from '../common/bus';
 import { BadRequestError, ContentTooLargeError, GroupNotFoundError, NotGroupMemberError } from '../common/errors';
@@ -17,6 +18,8 @@ import type { RouterApi } from '../router/api';
 import type { Store } from '../storage/store';
 import { toWireGroup, toWireMessage, toWireUnread } from './convert';
 import { Fanout } from './fanout';
+import { GroupCache } from './group-cache';
+import { GroupSync } from './group-sync';
 import { GroupRules } from './groups';
 import { nonNegativeInt, pageLimit, requireActor, requireLength, requireUid, str } from './validate';
 
@@ -40,6 +43,10 @@ export interface LogicServiceOptions {
    */
   maxReplyBytes?: number;
   now?: () => number;
+  /** Groups whose membership a logic process keeps in memory for sends. 10000; 0 turns the cache off. */
+  groupCacheEntries?: number;
+  /** How often logic processes say hello on the bus (the group cache lease is 3 of these). 1000. */
+  groupSyncIntervalMs?: number;
 }
 
 const SYNC_DEFAULT_LIMIT = 100;
@@ -61,6 +68,7 @@ export class LogicService {
   private readonly now: () => number;
   private readonly fanout: Fanout;
   private readonly groups: GroupRules;
+  private readonly groupSync: GroupSync;
 
   constructor(opts: LogicServiceOptions) {
     this.store = opts.store;
@@ -70,8 +78,14 @@ export class LogicService {
     this.maxContentBytes = positiveInt('maxContentBytes', opts.maxContentBytes ?? 16_384);
     this.maxReplyBytes = positiveInt('maxReplyBytes', opts.maxReplyBytes ?? 512 * 1024);
     this.fanout = new Fanout({ bus: opts.bus, router: opts.router, logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }) });
+    const cache = new GroupCache(opts.groupCacheEntries ?? 10_000);
+    this.groupSync = new GroupSync({
+      bus: opts.bus, invalidate: (groupId) => cache.drop(groupId), helloIntervalMs: opts.groupSyncIntervalMs,
+      logger: (opts.logger ?? silentLogger).child({ part: 'group-sync' }),
+    });
     this.groups = new GroupRules({
       store: this.store, maxGroupMembers: this.maxGroupMembers, maxUidsPerRequest: MAX_UIDS_PER_REQUEST, now: this.now,
+      cache, sync: this.groupSync,
     });
   }
 
@@ -97,7 +111,7 @@ export class LogicService {
       convId = peerConvId(actor.uid, to);
       recipients = to === actor.uid ? [actor.uid] : [actor.uid, to];
     } else {
-      const group = await this.groups.requireMember(actor.uid, groupId);
+      const group = await this.groups.requireMember(actor.uid, groupId, true);
       convId = groupConvId(group.groupId);
       recipients = group.members;
     }
@@ -190,6 +204,11 @@ export class LogicService {
     return { group: toWireGroup(await this.groups.require(groupId)) };
   }
 
+  /** Group sends may be answered from memory now (the group cache's lease holds; group-sync.ts). */
+  get groupCacheReady(): boolean {
+    return this.groupSync.fresh;
+  }
+
   /** Resolves once every push queued so far has been handed to the bus (or given up on). */
   flushPushes(): Promise<void> {
     return this.fanout.idle();
@@ -197,6 +216,7 @@ export class LogicService {
 
   /** Flushes queued pushes and stops pushing. The store, bus and router are the caller's to close. */
   async close(): Promise<void> {
+    this.groupSync.close();
     await this.fanout.close();
   }
 

@@ -32,7 +32,7 @@ describe('FrameDecoder', () => {
     const r = d.push(prefix);
     assert.deepEqual(r.frames, []);
     assert.equal(r.error?.code, Code.FRAME_TOO_LARGE);
-    assert.equal(d.retainedBytes, 4, 'nothing held but the prefix scratch');
+    assert.equal(d.retainedBytes, 0, 'nothing held, not even the prefix');
   });
 
   it('returns the frames that came before an oversized prefix in the same chunk, then the error', () => {
@@ -68,7 +68,7 @@ describe('FrameDecoder', () => {
     assert.ok(worst <= 512, `held ${worst} bytes more than twice what was received`);
     assert.equal(out.length, 1);
     assert.deepEqual(out[0], body);
-    assert.equal(d.retainedBytes, 4, 'nothing kept once the frame is out');
+    assert.equal(d.retainedBytes, 0, 'nothing kept once the frame is out');
   });
 
   it('a peer that declares the limit and sends one byte holds about one byte, not the declared length', () => {
@@ -106,6 +106,18 @@ describe('FrameDecoder', () => {
     const d2 = new FrameDecoder();
     const out = [...d2.push(rest).frames, ...d2.push(all.subarray(7)).frames];
     assert.deepEqual(out.map((b) => decodeFrame(b).requestId), [1, 2]);
+  });
+
+  it('idle only between frames: not with a prefix complete and no body byte yet, nor once broken', () => {
+    const d = new FrameDecoder(1024);
+    assert.equal(d.idle, true);
+    d.push(Buffer.from([0, 0, 0, 2]));
+    assert.equal(d.pendingBytes, 0);
+    assert.equal(d.idle, false, 'a frame is under way');
+    d.push(Buffer.from([8, 1]));
+    assert.equal(d.idle, true);
+    d.push(Buffer.from([0, 1, 0, 0]));
+    assert.equal(d.idle, false, 'broken');
   });
 
   it('takeState hands over a prefix still being read', () => {

@@ -25,11 +25,15 @@ export interface Decoded {
   error?: FrameTooLarge;
 }
 
+/** What an idle decoder holds: one shared empty buffer, so a connection between frames costs no buffer. */
+const EMPTY = Buffer.alloc(0);
+
 export class FrameDecoder {
-  private readonly head = Buffer.alloc(LENGTH_BYTES);
+  /** A length prefix split across chunks, accumulated big-endian in a number rather than a buffer. */
+  private headValue = 0;
   private headBytes = 0;
   private need = -1; // body length of the frame in progress, -1 while reading its prefix
-  private body: Buffer = Buffer.alloc(0);
+  private body: Buffer = EMPTY;
   private bodyBytes = 0;
   private failed: FrameTooLarge | undefined;
 
@@ -40,9 +44,14 @@ export class FrameDecoder {
     return this.need < 0 ? this.headBytes : this.bodyBytes;
   }
 
+  /** Between frames: nothing received of a next one, and the stream is not broken. */
+  get idle(): boolean {
+    return this.need < 0 && this.headBytes === 0 && !this.failed;
+  }
+
   /** Bytes this decoder holds in memory for the frame in progress (its buffer's capacity). */
   get retainedBytes(): number {
-    return this.head.length + this.body.length;
+    return this.body.length;
   }
 
   /**
@@ -60,12 +69,12 @@ export class FrameDecoder {
         if (this.failed || at >= chunk.length) break;
       }
       if (this.need < 0) {
-        const n = Math.min(LENGTH_BYTES - this.headBytes, chunk.length - at);
-        chunk.copy(this.head, this.headBytes, at, at + n);
-        this.headBytes += n;
-        at += n;
+        while (this.headBytes < LENGTH_BYTES && at < chunk.length) {
+          this.headValue = this.headValue * 256 + chunk[at++];
+          this.headBytes++;
+        }
         if (this.headBytes < LENGTH_BYTES) break;
-        if (!this.start(this.head.readUInt32BE(0))) break;
+        if (!this.start(this.headValue)) break;
         if (this.need === 0) { frames.push(this.finish()); continue; }
       }
       const n = Math.min(this.need - this.bodyBytes, chunk.length - at);
@@ -82,7 +91,8 @@ export class FrameDecoder {
   takeState(): Buffer {
     let rest: Buffer;
     if (this.need < 0) {
-      rest = Buffer.from(this.head.subarray(0, this.headBytes));
+      rest = Buffer.alloc(this.headBytes);
+      for (let i = 0, v = this.headValue; i < this.headBytes; i++, v = Math.floor(v / 256)) rest[this.headBytes - 1 - i] = v % 256;
     } else {
       rest = Buffer.alloc(LENGTH_BYTES + this.bodyBytes);
       rest.writeUInt32BE(this.need, 0);
@@ -142,9 +152,10 @@ export class FrameDecoder {
   }
 
   private reset(): void {
+    this.headValue = 0;
     this.headBytes = 0;
     this.need = -1;
-    this.body = Buffer.alloc(0);
+    this.body = EMPTY;
     this.bodyBytes = 0;
   }
 }

@@ -52,7 +52,8 @@ describe('distributed mode', function () {
     before(async function () {
       await needs(this, 'nats');
       await needs(this, 'cassandra');
-      cluster = await startCluster({ keyspace: RUN_KEYSPACE, pinLogic: true });
+      // Short hellos: the group cache's lease holds within a second of start (group-sync.ts).
+      cluster = await startCluster({ keyspace: RUN_KEYSPACE, pinLogic: true, logic: { groupSyncIntervalMs: 100 } });
     });
     after(async () => {
       for (const c of clients.splice(0)) await c.close();
@@ -96,6 +97,25 @@ describe('distributed mode', function () {
       await dave.inbox.waitFor(2);
       await sleep(200);
       assert.deepEqual(dave.inbox.messages.map(text), ['only once', 'race']);
+    });
+
+    it('a removal acknowledged through one logic process is seen by the next send through the other (group cache)', async () => {
+      const ann = await clientOn(0, 'gc-ann');
+      const ben = await clientOn(1, 'gc-ben');
+      const cat = await clientOn(1, 'gc-cat');
+      const { group } = await ann.c.createGroup('gc', [uid('gc-ben'), uid('gc-cat')]);
+      const gid = group!.groupId;
+      // A precondition, not a figure: the test is about the cache, so wait until it may answer.
+      while (!cluster.logicServices.every((s) => s.groupCacheReady)) await sleep(10);
+      // Logic 1 (ben's) caches the membership with cat in it; then logic 0 (ann's) removes cat.
+      await ben.c.sendGroup(gid, 'before');
+      await cat.inbox.waitFor(1);
+      await ann.c.removeMembers(gid, [uid('gc-cat')]);
+      await ben.c.sendGroup(gid, 'after');
+      await ben.c.send(uid('gc-cat'), 'marker');
+      assert.deepEqual((await cat.inbox.waitFor(2)).map(text), ['before', 'marker']);
+      assert.deepEqual((await cat.c.sync(0)).messages.map(text), ['before', 'marker']);
+      assert.deepEqual((await ann.inbox.waitFor(2)).map(text), ['before', 'after']);
     });
 
     it('a login of a device on the other gateway replaces the session on this one (a kick over the bus)', async () => {

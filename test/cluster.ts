@@ -43,6 +43,8 @@ export interface Cluster {
   /** A route API that lists only gateway i, so a test can pin a client to it. */
   routeUrlFor(i: number): string;
   logicServers: LogicServer[];
+  /** The logic services behind logicServers, in the same order. */
+  logicServices: LogicService[];
   stop(): Promise<void>;
 }
 
@@ -69,6 +71,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     const logicAddrs: string[] = [];
     const logicServers: LogicServer[] = [];
+    const logicServices: LogicService[] = [];
     for (let i = 0; i < (options.logics ?? 2); i++) {
       const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', logger });
       stops.push(() => store.close());
@@ -78,6 +81,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       stops.push(() => routerClient.close());
       const service = new LogicService({ ...options.logic, store, bus, router: routerClient, logger });
       stops.push(() => service.close());
+      logicServices.push(service);
       const registry = new OpRegistry();
       registerClientOps(registry, service);
       options.registerOps?.(registry);
@@ -118,7 +122,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     let stopping: Promise<void> | undefined;
     return {
-      keyspace, authSecret, gatewayAddrs, logicServers,
+      keyspace, authSecret, gatewayAddrs, logicServers, logicServices,
       routerUrl: `http://${LOOPBACK}:${ports.httpPort}`,
       routeUrlFor: (i) => pinned[i],
       stop: () => (stopping ??= stopAll()),

@@ -74,6 +74,26 @@ export function messagingSuite(mode: Mode): void {
       assert.equal(members.group?.owner, t.uid('ann'));
     });
 
+    it('after a removal is acknowledged, the removed member receives nothing more of the group', async () => {
+      await t.stop();
+      // Short hellos: logic's group cache lease holds within 40 ms, so the sends below use it.
+      t = await TestSystem.start(mode, { logic: { groupSyncIntervalMs: 20 } });
+      const ann = await t.client('ann');
+      const ben = await t.client('ben');
+      const cat = await t.client('cat');
+      const { group } = await ann.createGroup('g', t.uids('ben', 'cat'));
+      // A send before the removal puts the membership in logic's cache (when its lease holds).
+      await ben.sendGroup(group!.groupId, 'before');
+      await t.inbox(cat).waitFor(1);
+      await ann.removeMembers(group!.groupId, [t.uid('cat')]);
+      await ben.sendGroup(group!.groupId, 'after');
+      // Sent after it: once cat has the marker, a push of 'after' would have come first (inbox seq order).
+      await ben.send(t.uid('cat'), 'marker');
+      assert.deepEqual((await t.inbox(cat).waitFor(2)).map(text), ['before', 'marker']);
+      assert.deepEqual((await cat.sync(0)).messages.map(text), ['before', 'marker'], 'nothing of the group after the removal is stored for cat');
+      assert.deepEqual((await t.inbox(ann).waitFor(2)).map(text), ['before', 'after']);
+    });
+
     it('idempotent send: sequential and concurrent retries, on one and on two connections, give one message', async () => {
       const a1 = await t.client('alice', 'phone');
       const a2 = await t.client('alice', 'laptop');
