@@ -118,7 +118,7 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 
 /** Adds LogicAdmin to `server` (before it starts), usually LogicServer.server. */
 export function addAdminService(server: grpc.Server, options: AdminServiceOptions): void {
-  server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service, ADMIN_PROTO_FILE), adminHandlers(options));
+  server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service), adminHandlers(options));
 }
 
 export function loadAdminProto(): AdminProto {
