@@ -11,6 +11,7 @@ import { writeReport } from './report';
 import { renderMarkdown, writeResult } from './results';
 import { runBench } from './run';
 import { storeCost } from './store-cost';
+import { codecBench, renderCodecBench } from './codec-bench';
 import { sweepSvg } from './svg';
 
 export async function benchMain(argv: readonly string[]): Promise<number> {
@@ -39,18 +40,8 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
     out(renderProfile(summarizeProfileFile(file, top)));
     return 0;
   }
-  if (cmd === 'store-cost') {
-    try {
-      out(JSON.stringify(await storeCost(rest)));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        process.stderr.write(`bench: ${err.message}\n`);
-        return 2;
-      }
-      throw err;
-    }
-    return 0;
-  }
+  if (cmd === 'store-cost') return withUsage(async () => out(JSON.stringify(await storeCost(rest))));
+  if (cmd === 'codec') return withUsage(async () => out(renderCodecBench(codecBench(rest))));
   let options;
   try {
     options = parseBenchOptions(argv);
@@ -80,9 +71,24 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
+/** Runs a sub-command whose only expected failure is a bad option: exit 2 with the message. */
+async function withUsage(run: () => Promise<unknown>): Promise<number> {
+  try {
+    await run();
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
 if (require.main === module) {
   benchMain(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);
   });
 }
+

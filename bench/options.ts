@@ -59,6 +59,7 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- report            rewrite the table in BENCHMARKS.md from bench/results
        npm run bench -- profile <file.cpuprofile> [--top N]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
+       npm run bench -- codec [--rounds 9] [--round-ms 100]   ns per protocol encode/decode (best of rounds)
 
 scenarios:
   one-to-one      N users in fixed pairs, each sends to its peer

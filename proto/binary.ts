@@ -56,22 +56,55 @@ export class WireReader extends BinaryReader {
   }
 }
 
-/**
- * One writer reused for every encode in this process: encoding is synchronous, and finish() copies
- * the bytes out and keeps the grown buffer, so steady state allocates only the result.
- */
-const shared = new BinaryWriter();
+const TWO_POW_28 = 0x10000000;
 
-/** Runs `write` on the shared writer and returns the bytes it wrote, as a Buffer. */
+/** The fields of BinaryWriter this file reads; private in its typings, stable in its code. */
+interface WriterInternals { buffer: Uint8Array; pos: number; stackPos: number[] }
+
+/**
+ * BinaryWriter with a number fast path for uint64 and a finish that copies into a pooled Buffer:
+ * the stock finish() allocates an unpooled Uint8Array, which costs more than encoding a Frame.
+ */
+export class WireWriter extends BinaryWriter {
+  override uint64(value: string | number | bigint): this {
+    if (typeof value !== 'number' || !(value >= 0 && value <= Number.MAX_SAFE_INTEGER) || !Number.isInteger(value)) {
+      return super.uint64(value);
+    }
+    if (value <= 0xffffffff) return this.uint32(value); // same varint bytes as a uint64
+    // The low 28 bits as four varint bytes with the continuation bit (little-endian, so one
+    // fixed32), then the rest (< 2^25) as the final varint bytes.
+    const lo = value % TWO_POW_28;
+    this.fixed32((((lo & 0x7f) | 0x80) | ((((lo >>> 7) & 0x7f) | 0x80) << 8)
+      | ((((lo >>> 14) & 0x7f) | 0x80) << 16) | ((((lo >>> 21) & 0x7f) | 0x80) << 24)) >>> 0);
+    return this.uint32((value - lo) / TWO_POW_28);
+  }
+
+  /** The bytes written, copied into a (pooled) Buffer, and the writer reset for reuse. */
+  finishBuffer(): Buffer {
+    const self = this as unknown as WriterInternals;
+    const out = Buffer.allocUnsafe(self.pos);
+    out.set(self.pos === self.buffer.length ? self.buffer : self.buffer.subarray(0, self.pos));
+    self.pos = 0;
+    self.stackPos.length = 0;
+    return out;
+  }
+}
+
+/**
+ * One writer reused for every encode in this process: encoding is synchronous, and the writer
+ * keeps its grown buffer, so steady state allocates only the result.
+ */
+const shared = new WireWriter();
+
+/** Runs `write` on the shared writer and returns the bytes it wrote. */
 export function encodeWith(write: (w: BinaryWriter) => unknown): Buffer {
   try {
     write(shared);
   } catch (err) {
-    shared.finish(); // drop the partial bytes so the next encode starts clean
+    shared.finishBuffer(); // drop the partial bytes so the next encode starts clean
     throw err;
   }
-  const out = shared.finish();
-  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  return shared.finishBuffer();
 }
 
 const LENGTH_PLACEHOLDER = new Uint8Array(4);
