@@ -9,7 +9,9 @@ const TEXT_PLAIN = 'text/plain';
 
 /** A whole SEND frame (length prefix included): to a peer (`to`) or a group (`groupId`). */
 export function sendFrame(requestId: number, target: { to?: string; groupId?: string }, clientMsgId: string, content: Uint8Array): Buffer {
-  return frameBytes({ op: Op.SEND, requestId, body: encode('SendReq', { ...target, clientMsgId, contentType: TEXT_PLAIN, content }) });
+  // One object shape for every call (no spread of `target`): this runs per send in the generator.
+  const req = { to: target.to ?? '', groupId: target.groupId ?? '', clientMsgId, contentType: TEXT_PLAIN, content };
+  return frameBytes({ op: Op.SEND, requestId, body: encode('SendReq', req) });
 }
 
 /**
