@@ -32,26 +32,18 @@ export const Op = {
 /** Ops at or above this go to logic untouched. */
 export const FIRST_BUSINESS_OP = 100;
 
-/** The generated codec of each message type in client.proto, by its name there. */
-const CODECS = {
-  Frame: gen.Frame, Error: gen.Error, Disconnect: gen.Disconnect, Auth: gen.Auth, AuthOk: gen.AuthOk,
-  Ping: gen.Ping, Pong: gen.Pong, Message: gen.Message, SendReq: gen.SendReq, SendResp: gen.SendResp,
-  SyncReq: gen.SyncReq, SyncResp: gen.SyncResp, HistoryReq: gen.HistoryReq, HistoryResp: gen.HistoryResp,
-  ReadReq: gen.ReadReq, ReadResp: gen.ReadResp, UnreadReq: gen.UnreadReq, UnreadResp: gen.UnreadResp,
-  Unread: gen.Unread, GroupCreateReq: gen.GroupCreateReq, GroupMembersReq: gen.GroupMembersReq,
-  GroupInfo: gen.GroupInfo, GroupResp: gen.GroupResp,
-} as const;
-
+type Generated = typeof gen;
+/** The message type names of client.proto (the generated exports that decode). */
+export type WireTypeName = { [K in keyof Generated]: Generated[K] extends { decode(...args: never[]): unknown } ? K : never }[keyof Generated];
 /** Message type names in client.proto, mapped to their (generated) TypeScript shapes. */
-export type WireTypes = { [N in keyof typeof CODECS]: ReturnType<(typeof CODECS)[N]['decode']> };
-export type WireTypeName = keyof WireTypes;
+export type WireTypes = { [N in WireTypeName]: Generated[N] extends { decode(...args: never[]): infer T } ? T : never };
 
 interface Codec<T> {
   encode(value: T, w: BinaryWriter): BinaryWriter;
   decode(r: WireReader): T;
   fromPartial(value: unknown): T;
 }
-const codec = <N extends WireTypeName>(name: N) => CODECS[name] as unknown as Codec<WireTypes[N]>;
+const codec = <N extends WireTypeName>(name: N) => gen[name] as unknown as Codec<WireTypes[N]>;
 
 /**
  * Encodes a (possibly partial) message as canonical proto3: a scalar at its default (0, false,
@@ -64,8 +56,9 @@ export function encode<N extends WireTypeName>(name: N, value: Partial<WireTypes
 }
 
 /**
- * Decodes bytes into a plain object with every field present (an absent sub-message is null). Throws on malformed bytes, and InvalidUtf8Error (a BadRequestError) when a string
- * field is not valid UTF-8. Bytes fields are views of `bytes`.
+ * Decodes bytes into a plain object with every field present (an absent sub-message is null).
+ * Throws on malformed bytes, and InvalidUtf8Error (a BadRequestError) when a string field is not
+ * valid UTF-8. Bytes fields are views of `bytes`.
  */
 export function decode<N extends WireTypeName>(name: N, bytes: Uint8Array): WireTypes[N] {
   return codec(name).decode(new WireReader(bytes));
