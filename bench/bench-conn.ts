@@ -7,13 +7,14 @@
 import * as net from 'node:net';
 import { Code } from '../common/errors';
 import { FrameDecoder } from '../proto/codec';
-import { decode, encode, Op } from '../proto/wire';
-import { FastFrame, readFrame, requestFrame } from './wire-fast';
+import { decode, decodeFrame, encode, Frame, frameBytes, Op } from '../proto/wire';
 
 /** Sync pages can be large; the generator trusts the server it measures. */
 const CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
-export type ReplyHandler = (frame: FastFrame) => void;
+/** A decoded reply Frame with its error code: 0 = ok, -1 = an error that carries no code. */
+export interface BenchReply extends Frame { errorCode: number }
+export type ReplyHandler = (frame: BenchReply) => void;
 
 export interface BenchConnOptions {
   /** Run-wide user number (0..N-1). */
@@ -83,7 +84,7 @@ export class BenchConn {
       s.on('data', (chunk: Buffer) => this.onData(chunk));
       s.on('close', () => {
         this.closed = true;
-        for (const h of this.waiting.values()) h({ op: 0, requestId: 0, body: undefined, errorCode: Code.UNAVAILABLE });
+        for (const h of this.waiting.values()) h({ op: 0, requestId: 0, body: new Uint8Array(0), error: null, errorCode: Code.UNAVAILABLE });
         this.waiting.clear();
         finish(new BenchConnError(`closed during auth (disconnect ${this.disconnectCode})`, this.disconnectCode || -1));
         this.opts.onClose(this, this.disconnectCode);
@@ -93,7 +94,7 @@ export class BenchConn {
         this.request(Op.AUTH, body, (f) => {
           if (f.errorCode) return finish(new BenchConnError(`auth refused (code ${f.errorCode})`, f.errorCode));
           try {
-            const ok = decode('AuthOk', f.body ?? new Uint8Array(0));
+            const ok = decode('AuthOk', f.body);
             this.heartbeatIntervalMs = ok.heartbeatIntervalMs || this.heartbeatIntervalMs;
           } catch (err) {
             return finish(err as Error);
@@ -116,10 +117,10 @@ export class BenchConn {
   }
 
   request(op: number, body: Uint8Array, onReply: ReplyHandler): boolean {
-    return this.sendBuilt((id) => requestFrame(op, id, body), onReply);
+    return this.sendBuilt((id) => frameBytes({ op, requestId: id, body }), onReply);
   }
 
-  requestAsync(op: number, body: Uint8Array, timeoutMs: number): Promise<FastFrame> {
+  requestAsync(op: number, body: Uint8Array, timeoutMs: number): Promise<BenchReply> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new BenchConnError(`op ${op} timed out after ${timeoutMs}ms`, Code.TIMEOUT)), timeoutMs);
       const sent = this.request(op, body, (f) => {
@@ -150,12 +151,13 @@ export class BenchConn {
       return;
     }
     for (const b of frames) {
-      const f = readFrame(b);
+      const f = decodeFrame(b) as BenchReply;
+      f.errorCode = f.error ? f.error.code || -1 : 0;
       if (f.op === Op.PUSH) {
-        if (f.body) this.opts.onPush(this, f.body);
+        if (f.body.length > 0) this.opts.onPush(this, f.body);
       } else if (f.op === Op.DISCONNECT) {
         try {
-          this.disconnectCode = decode('Disconnect', f.body ?? new Uint8Array(0)).code;
+          this.disconnectCode = decode('Disconnect', f.body).code;
         } catch {
           this.disconnectCode = -1;
         }

@@ -7,7 +7,7 @@
 import * as net from 'node:net';
 import { Histogram } from './histogram';
 import type { EchoResult, HostPort } from './ipc';
-import { nowUs } from './wire-fast';
+import { nowUs } from './stamp';
 
 function frame(bytes: number): Buffer {
   const body = Math.max(1, bytes - 4);

@@ -12,6 +12,7 @@ import { writeReport } from './report';
 import { renderMarkdown, writeResult } from './results';
 import { runBench } from './run';
 import { storeCost } from './store-cost';
+import { codecBench, renderCodecBench } from './codec-bench';
 import { sweepSvg } from './svg';
 
 /** Runs an option parser; a UsageError is printed with the usage text and yields undefined. */
@@ -59,18 +60,8 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
       repoRoot: REPO_ROOT, log: out,
     });
   }
-  if (cmd === 'store-cost') {
-    try {
-      out(JSON.stringify(await storeCost(rest)));
-    } catch (err) {
-      if (err instanceof UsageError) {
-        process.stderr.write(`bench: ${err.message}\n`);
-        return 2;
-      }
-      throw err;
-    }
-    return 0;
-  }
+  if (cmd === 'store-cost') return withUsage(async () => out(JSON.stringify(await storeCost(rest))));
+  if (cmd === 'codec') return withUsage(async () => out(renderCodecBench(codecBench(rest))));
   const options = parseOrUsage(() => parseBenchOptions(argv));
   if (!options) return 2;
   const result = await runBench(options, { log: out, env: process.env });
@@ -92,9 +83,24 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
+/** Runs a sub-command whose only expected failure is a bad option: exit 2 with the message. */
+async function withUsage(run: () => Promise<unknown>): Promise<number> {
+  try {
+    await run();
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
 if (require.main === module) {
   benchMain(process.argv.slice(2)).then((code) => process.exit(code), (err: unknown) => {
     process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exit(1);
   });
 }
+

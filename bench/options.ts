@@ -61,6 +61,7 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
        npm run bench -- chaos --target distributed [--users 40] [--rate 100] [--no-write]
                           kill -9 each component in turn under load; exactly-once check; RELIABILITY.md
+       npm run bench -- codec [--rounds 9] [--round-ms 100]   ns per protocol encode/decode (best of rounds)
 
 scenarios:
   one-to-one      N users in fixed pairs, each sends to its peer

@@ -20,7 +20,7 @@ import type { Ceiling, ConnectResultSummary, IdleResult, PhaseResult } from './r
 import { ServerProc, startEchoServer, startTarget, Target } from './servers';
 import { buildTopology, fanoutOf, isSender, Topology, TopologySpec, usersOfWorker } from './topology';
 import { Histogram, toMs } from './histogram';
-import { sendFrame, stampContent } from './wire-fast';
+import { sendFrame, stampContent } from './stamp';
 
 export interface RunIo {
   /** Progress and notices, one line at a time. */

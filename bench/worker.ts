@@ -12,7 +12,7 @@ import { holdEcho, releaseEcho, runEcho, runEchoConnect } from './echo-client';
 import { Histogram } from './histogram';
 import type { Command, ConnectResult, Envelope, InitCmd, LoadCmd, TickStats, VerifyResult } from './ipc';
 import { buildTopology, isSender, Role, sendersTo, Topology } from './topology';
-import { nowUs, readMessage, readStamp, readSyncResp, sendFrame, stampContent } from './wire-fast';
+import { nowUs, readStamp, sendFrame, stampContent } from './stamp';
 
 const TOKEN_TTL_S = 24 * 3600;
 const SYNC_PAGE = 500;
@@ -180,7 +180,7 @@ class LoadWorker {
       if (!conn) throw new Error(`group owner ${this.uid(g.owner)} is not connected`);
       const body = encode('GroupCreateReq', { name: `bench-${index}`, members: g.members.slice(1).map((m) => this.uid(m)) });
       const reply = await conn.requestAsync(Op.GROUP_CREATE, body, 30_000);
-      const group = decode('GroupResp', reply.body ?? new Uint8Array(0)).group;
+      const group = decode('GroupResp', reply.body).group;
       if (!group) throw new Error(`group ${index}: no group in the reply`);
       out.push([index, group.groupId]);
     }));
@@ -284,7 +284,7 @@ class LoadWorker {
 
   private onPush(conn: BenchConn, body: Uint8Array): void {
     this.pushesTotal++;
-    const m = readMessage(body);
+    const m = decode('Message', body);
     if (m.seq > conn.lastSeq) conn.lastSeq = m.seq;
     const from = this.userOfUid(m.from);
     const id = Number(m.clientMsgId);
@@ -350,7 +350,7 @@ class LoadWorker {
     let from = 0;
     for (;;) {
       const f = await conn.requestAsync(Op.SYNC, encode('SyncReq', { fromSeq: from, limit: SYNC_PAGE }), timeoutMs);
-      const page = readSyncResp(f.body ?? new Uint8Array(0));
+      const page = decode('SyncResp', f.body);
       for (const m of page.messages) {
         keys.add(`${this.userOfUid(m.from)}:${m.clientMsgId}`);
         if (m.seq > from) from = m.seq;

@@ -4,6 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as LogicProto } from '../proto/gen/logic';
 import type { ProtoGrpcType as RouterProto } from '../proto/gen/router';
+import * as logicCodecs from '../proto/gen-ts/internal/logic';
+import * as routerCodecs from '../proto/gen-ts/internal/router';
+import { withGeneratedCodecs } from '../proto/grpc-codecs';
 import { Code, codeName, ImError, InternalError, isRetryableCode, TimeoutError, toImError, UnavailableError } from './errors';
 
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
@@ -13,13 +16,14 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_DIR],
 };
 
-function load<T>(file: string): T {
+/** A file of proto/internal as grpc-js services, serialized by the codecs generated from it. */
+export function loadInternalProto<T>(file: string, codecs: object): T {
   const def = protoLoader.loadSync(path.join(PROTO_DIR, 'internal', file), LOADER_OPTIONS);
-  return grpc.loadPackageDefinition(def) as unknown as T;
+  return grpc.loadPackageDefinition(withGeneratedCodecs(def, codecs)) as unknown as T;
 }
 
-export const loadLogicProto = () => load<LogicProto>('logic.proto');
-export const loadRouterProto = () => load<RouterProto>('router.proto');
+export const loadLogicProto = () => loadInternalProto<LogicProto>('logic.proto', logicCodecs);
+export const loadRouterProto = () => loadInternalProto<RouterProto>('router.proto', routerCodecs);
 
 /** Metadata key carrying the app error code across gRPC (the status code stays canonical). */
 export const APP_CODE_KEY = 'im-app-code';

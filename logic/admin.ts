@@ -6,12 +6,12 @@
  */
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { Code, ImError } from '../common/errors';
-import { LOADER_OPTIONS, PROTO_DIR, toGrpcError } from '../common/grpc';
+import { loadInternalProto, toGrpcError } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import type { ProtoGrpcType as AdminProto } from '../proto/gen/admin';
+import * as adminCodecs from '../proto/gen-ts/internal/admin';
 import type { GroupInfo } from '../proto/gen/im/internal/v1/GroupInfo';
 import type { LogicAdminHandlers } from '../proto/gen/im/internal/v1/LogicAdmin';
 import type { OnlineDevice } from '../proto/gen/im/internal/v1/OnlineDevice';
@@ -118,12 +118,11 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 
 /** Adds LogicAdmin to `server` (before it starts), usually LogicServer.server. */
 export function addAdminService(server: grpc.Server, options: AdminServiceOptions): void {
-  server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service, ADMIN_PROTO_FILE), adminHandlers(options));
+  server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service), adminHandlers(options));
 }
 
 export function loadAdminProto(): AdminProto {
-  const def = protoLoader.loadSync(path.join(PROTO_DIR, ADMIN_PROTO_FILE), LOADER_OPTIONS);
-  return grpc.loadPackageDefinition(def) as unknown as AdminProto;
+  return loadInternalProto<AdminProto>(path.basename(ADMIN_PROTO_FILE), adminCodecs);
 }
 
 function adminCaller(uid: string): Caller {

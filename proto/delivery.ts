@@ -1,7 +1,13 @@
-/** Encoding of the bus payload (proto/internal/bus.proto): logic -> gateway downlink batches. */
-import * as path from 'node:path';
-import * as protobuf from 'protobufjs';
+/**
+ * Encoding of the bus payload (proto/internal/bus.proto): logic -> gateway downlink batches.
+ * A typed façade over the codec generated from bus.proto (proto/gen-ts/internal/bus).
+ */
+import * as gen from './gen-ts/internal/bus';
+import { encodeWith, WireReader } from './binary';
 
+export type { Delivery, DeliveryBatch, Kick } from './gen-ts/internal/bus';
+
+/** One recipient of a Push (what logic builds; decoded batches carry gen.Target, the same fields). */
 export interface PushTarget {
   uid: string;
   /** The message's seq in this uid's inbox. */
@@ -19,30 +25,14 @@ export interface Push {
   sentAtMs?: number;
   targets: PushTarget[];
 }
-/** Legacy (logic before Push): one full Message per recipient, seq included. Still applied by gateways. */
-export interface Delivery {
-  uid: string; seq: number; message: Uint8Array;
-  traceParent?: string;
-  sentAtMs?: number;
-}
-export interface Kick {
-  uid: string; deviceId: string; code: number; reason: string;
-  /** Only this connection when set; decoded as '' when absent. */
-  connId?: string;
-}
-export interface DeliveryBatch { pushes: Push[]; deliveries: Delivery[]; kicks: Kick[] }
 
-let batchType: protobuf.Type | undefined;
-function t(): protobuf.Type {
-  batchType ??= protobuf.loadSync(path.resolve(__dirname, '..', '..', 'proto', 'internal', 'bus.proto'))
-    .lookupType('im.internal.v1.DeliveryBatch');
-  return batchType;
+/** Fields left out take their proto3 defaults ('' trace_parent and conn_id, 0 sent_at_ms). */
+export interface DeliveryBatchInput { pushes?: Push[]; deliveries?: Partial<gen.Delivery>[]; kicks?: Partial<gen.Kick>[] }
+
+export function encodeDeliveryBatch(batch: DeliveryBatchInput): Buffer {
+  return encodeWith((w) => gen.DeliveryBatch.encode(gen.DeliveryBatch.fromPartial(batch as gen.DeliveryBatch), w));
 }
 
-export function encodeDeliveryBatch(batch: Partial<DeliveryBatch>): Uint8Array {
-  return t().encode(t().fromObject(batch)).finish();
-}
-
-export function decodeDeliveryBatch(bytes: Uint8Array): DeliveryBatch {
-  return t().toObject(t().decode(bytes), { longs: Number, defaults: true, arrays: true }) as DeliveryBatch;
+export function decodeDeliveryBatch(bytes: Uint8Array): gen.DeliveryBatch {
+  return gen.DeliveryBatch.decode(new WireReader(bytes));
 }

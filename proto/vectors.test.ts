@@ -9,7 +9,17 @@ import * as path from 'node:path';
 import { FrameDecoder } from './codec';
 import * as protobuf from 'protobufjs';
 import { pushFrame } from './push';
-import { decode, decodeFrame, encode, frameBytes, Op, type, WireTypeName } from './wire';
+import { CLIENT_PROTO, decode, decodeFrame, encode, frameBytes, Op, WireTypeName } from './wire';
+
+/** client.proto read by protobufjs reflection: a second opinion, independent of the generated codec. */
+let root: protobuf.Root | undefined;
+function type(name: WireTypeName): protobuf.Type {
+  if (!root) {
+    root = protobuf.loadSync(CLIENT_PROTO);
+    root.resolveAll();
+  }
+  return root.lookupType(`im.client.v1.${name}`);
+}
 
 interface Vector { name: string; bytes: Buffer; expected: any }
 
