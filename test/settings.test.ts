@@ -144,13 +144,16 @@ const ROWS: Row[] = [
     async probe(t) {
       const reader = await t.rawAuthed('paused');
       const sender = await t.rawAuthed('pusher');
+      // The sender's other device: the sending connection is not pushed its own messages.
+      const observer = await t.rawAuthed('pusher', 'observer');
       const isPush = (f: { op: number }) => f.op === Op.PUSH;
       // Both sessions are bound (distributed mode binds asynchronously) once a message reaches both.
-      for (let i = 0; !reader.frames.some(isPush) || !sender.frames.some(isPush); i++) {
+      for (let i = 0; !reader.frames.some(isPush) || !observer.frames.some(isPush); i++) {
+        if (i >= 100) throw new Error('no push reached the reader and the observer after 100 sends');
         sender.send(Op.SEND, 'SendReq', { to: t.uid('paused'), clientMsgId: `warm${i}`, content: Buffer.from('warm') });
-        await Promise.all([reader.waitFor(isPush, 500), sender.waitFor(isPush, 500)]).catch(() => undefined);
+        await Promise.all([reader.waitFor(isPush, 500), observer.waitFor(isPush, 500)]).catch(() => undefined);
       }
-      const [readerBase, senderBase] = [reader.frames.filter(isPush).length, sender.frames.filter(isPush).length];
+      const [readerBase, observerBase] = [reader.frames.filter(isPush).length, observer.frames.filter(isPush).length];
       reader.socket.pause();
       const total = 384; // x 16 KiB = 6 MiB
       const ids = new Set<number>();
@@ -159,9 +162,9 @@ const ROWS: Row[] = [
         if (i >= 32) await sender.waitForCount((f) => f.op === Op.SEND && ids.has(f.requestId), i - 31, 30_000);
         ids.add(sender.send(Op.SEND, 'SendReq', { to: t.uid('paused'), clientMsgId: `w${i}`, content: Buffer.alloc(16 * 1024, 'w') }));
       }
-      // The sender gets its own copy of each message in the same batch as the reader's: once it
-      // has all of them, the gateway has written (or queued) every push to the reader.
-      await sender.waitForCount(isPush, senderBase + total, 60_000);
+      // The sender's other device gets its copy of each message in the same batch as the reader's:
+      // once it has all of them, the gateway has written (or queued) every push to the reader.
+      await observer.waitForCount(isPush, observerBase + total, 60_000);
       reader.socket.resume();
       await reader.waitForCount(isPush, readerBase + total, 30_000);
       assert.equal(reader.frames.find((f) => f.op === Op.DISCONNECT), undefined);
