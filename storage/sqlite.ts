@@ -5,7 +5,13 @@
  * better-sqlite3 is synchronous, so each call runs to completion on the event loop and is
  * naturally atomic against every other call of this process; group and cursor updates are
  * still wrapped in transactions so a failure part-way leaves nothing behind. Appends, the hot
- * path, are batched: all appendMessage calls of one tick commit in one transaction.
+ * path, are batched: all appendMessage calls of one tick commit in one bounded transaction.
+ *
+ * This process is the file's only writer, which is what lets an append write only what must be
+ * durable before its ack (storage/sqlite-schema-v4.ts): seqs come from memory
+ * (storage/sqlite-seqs.ts), conversation summaries follow in their own batches
+ * (storage/sqlite-summaries.ts), and WAL checkpoints run on a worker thread
+ * (storage/sqlite-checkpoint.ts), so no commit copies the log into the database file.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,6 +20,9 @@ import { BadRequestError, GroupFullError, GroupNotFoundError, ImError, InternalE
 import { ConfigError } from '../common/config';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate } from './sqlite-schema';
+import { Checkpointer, type CheckpointStats } from './sqlite-checkpoint';
+import { SeqCache } from './sqlite-seqs';
+import { Summaries, type SummaryEntry } from './sqlite-summaries';
 import { checkSameSend, sendDigest } from './send-digest';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './sqlite-statements';
 import { TickBatcher, type Settled } from './tick-batcher';
@@ -24,12 +33,20 @@ export interface SqliteStoreOptions {
   path: string;
   /** How long a statement waits for another process's lock before failing. Default 5000. */
   busyTimeoutMs?: number;
-  /** Appends committed in one transaction at most. Default 512. */
+  /** Appends committed in one transaction at most; bounds how long one commit holds the event loop. Default 128. */
   maxBatchAppends?: number;
   /** Appends waiting for a transaction; beyond it appendMessage fails with OverloadedError. Default 20000. */
   maxPendingAppends?: number;
-  /** Expired dedup records deleted per append transaction at most. Default 1000. */
-  dedupPurgeBatch?: number;
+  /** Summary entries (one per recipient of a message) one write-behind transaction writes at most. Default 2048. */
+  maxSummaryBatch?: number;
+  /** Queued summary entries beyond which an append batch first writes some of them. Default 50000. */
+  maxPendingSummaries?: number;
+  /** User inboxes and conversations whose newest seq is kept in memory. Default 1000000. */
+  maxCachedSeqs?: number;
+  /** How often the worker thread checkpoints the WAL. Default 200. */
+  checkpointIntervalMs?: number;
+  /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
+  cacheSizeKiB?: number;
   /** Conversations unread() without convIds looks at, and accepts with them. Default 1000. */
   maxUnreadConvs?: number;
   /** Items one sync/history page returns at most (hasMore tells the caller to continue). Default 1000. */
@@ -40,9 +57,13 @@ type ResolvedOptions = Required<SqliteStoreOptions>;
 
 const DEFAULTS: Omit<ResolvedOptions, 'path'> = {
   busyTimeoutMs: 5000,
-  maxBatchAppends: 512,
+  maxBatchAppends: 128,
   maxPendingAppends: 20000,
-  dedupPurgeBatch: 1000,
+  maxSummaryBatch: 2048,
+  maxPendingSummaries: 50000,
+  maxCachedSeqs: 1_000_000,
+  checkpointIntervalMs: 200,
+  cacheSizeKiB: 65536,
   maxUnreadConvs: 1000,
   maxPageItems: 1000,
 };
@@ -72,6 +93,13 @@ export class SqliteStore implements Store {
   private readonly appends: TickBatcher<AppendInput, AppendResult>;
   private readonly appendOne: (input: AppendInput) => AppendResult;
   private readonly appendBatch: (inputs: AppendInput[]) => Settled<AppendResult>[];
+  private readonly userSeqs: SeqCache;
+  private readonly convSeqs: SeqCache;
+  private readonly summaries: Summaries;
+  private readonly checkpointer: Checkpointer | undefined;
+  /** Summary entries of the append transaction being built; queued once it commits. */
+  private batchEntries: SummaryEntry[] = [];
+  private summaryFlushScheduled = false;
   private closed = false;
   private batches = 0;
 
@@ -97,12 +125,25 @@ export class SqliteStore implements Store {
       // pay; operators who need power-loss durability run the Cassandra store.
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = OFF');
+      // Checkpoints run on the worker (storage/sqlite-checkpoint.ts), never inside a commit here.
+      this.db.pragma('wal_autocheckpoint = 0');
+      // After a checkpoint lets the WAL restart, its file is cut back to this size.
+      this.db.pragma('journal_size_limit = 67108864');
+      this.db.pragma(`cache_size = -${options.cacheSizeKiB}`);
       migrate(this.db);
       this.sql = prepareStatements(this.db);
     } catch (err) {
       this.db.close();
       throw err;
     }
+    this.summaries = new Summaries(this.db, { maxFlushEntries: options.maxSummaryBatch });
+    this.convSeqs = new SeqCache((convId) => this.sql.convMaxSeq.get(convId)?.s ?? 0, options.maxCachedSeqs);
+    this.userSeqs = new SeqCache((uid) => {
+      const max = this.sql.userMaxSeq.get(uid)?.s ?? 0;
+      this.summaries.noteLoaded(uid, max);
+      return max;
+    }, options.maxCachedSeqs);
+    this.checkpointer = options.path === ':memory:' ? undefined : new Checkpointer(options.path, options.checkpointIntervalMs);
     // A nested better-sqlite3 transaction is a SAVEPOINT: one failing item rolls back alone.
     this.appendOne = this.db.transaction((input: AppendInput) => this.appendSync(input));
     this.appendBatch = this.db.transaction((inputs: AppendInput[]) => this.appendBatchSync(inputs));
@@ -110,16 +151,24 @@ export class SqliteStore implements Store {
       name: 'sqlite store',
       maxBatch: options.maxBatchAppends,
       maxPending: options.maxPendingAppends,
-      run: (inputs) => {
-        this.batches++;
-        return this.appendBatch(inputs);
-      },
+      run: (inputs) => this.runAppendBatch(inputs),
     });
   }
 
-  /** Append transactions committed so far and appends waiting for one (for metrics and tests). */
-  appendStats(): { batches: number; pending: number } {
-    return { batches: this.batches, pending: this.appends.pending };
+  /**
+   * Append transactions committed so far, appends waiting for one, summary entries not yet
+   * written, and the checkpoint worker's counts (for metrics, tests and the bench).
+   */
+  appendStats(): { batches: number; pending: number; pendingSummaries: number; checkpoints?: CheckpointStats } {
+    return {
+      batches: this.batches, pending: this.appends.pending, pendingSummaries: this.summaries.pending,
+      checkpoints: this.checkpointer?.stats,
+    };
+  }
+
+  /** Asks the worker for a checkpoint now and waits for it (tests and tools). */
+  async checkpoint(): Promise<void> {
+    await this.checkpointer?.runNow();
   }
 
   async appendMessage(input: AppendInput): Promise<AppendResult> {
@@ -138,7 +187,7 @@ export class SqliteStore implements Store {
 
   async maxSeq(uid: string): Promise<number> {
     this.checkOpen();
-    return this.sql.maxSeq.get(uid)?.max_seq ?? 0;
+    return this.userSeqs.current(uid);
   }
 
   async history(convId: string, beforeConvSeq: number, limit: number): Promise<Page<StoredMessage>> {
@@ -203,6 +252,7 @@ export class SqliteStore implements Store {
   async setReadCursor(uid: string, convId: string, seq: number): Promise<UnreadInfo> {
     this.checkOpen();
     validateSeq('seq', seq);
+    this.summarizeFor(uid);
     return this.db.transaction(() => {
       this.sql.cursorPut.run(uid, convId, seq);
       return this.unreadOne(uid, convId);
@@ -211,6 +261,7 @@ export class SqliteStore implements Store {
 
   async unread(uid: string, convIds?: string[]): Promise<UnreadInfo[]> {
     this.checkOpen();
+    this.summarizeFor(uid);
     if (convIds !== undefined) {
       const unique = [...new Set(convIds)];
       if (unique.length > this.options.maxUnreadConvs) {
@@ -222,7 +273,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() =>
       this.sql.unreadCandidates.all(uid, this.options.maxUnreadConvs).map((r) => ({
         convId: r.conv_id,
-        count: this.sql.unreadCount.get(uid, r.conv_id, r.read_seq, uid)!.n,
+        count: this.sql.unreadCount.get(uid, r.conv_id, r.read_seq)!.n,
         readSeq: r.read_seq,
         lastSeq: r.last_seq,
       })).filter((u) => u.count > 0))();
@@ -233,6 +284,9 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.appends.close();
     this.closed = true;
+    // Summaries are rebuilt from the inbox after any stop, but a clean one leaves nothing to do.
+    this.summaries.flushAll();
+    await this.checkpointer?.stop();
     this.db.close();
   }
 
@@ -240,43 +294,69 @@ export class SqliteStore implements Store {
     if (this.closed) throw new UnavailableError('sqlite store is closed');
   }
 
+  private runAppendBatch(inputs: AppendInput[]): Settled<AppendResult>[] {
+    // Bounded memory: summaries that fell this far behind are written before more appends.
+    while (this.summaries.pending >= this.options.maxPendingSummaries && this.summaries.flushSome());
+    this.batchEntries = [];
+    let out: Settled<AppendResult>[];
+    try {
+      out = this.appendBatch(inputs);
+    } catch (err) {
+      // The commit failed: every seq this batch took is void.
+      this.forgetSeqs(inputs);
+      throw err;
+    }
+    this.batches++;
+    this.summaries.add(this.batchEntries);
+    this.batchEntries = [];
+    this.scheduleSummaryFlush();
+    return out;
+  }
+
   private appendBatchSync(inputs: AppendInput[]): Settled<AppendResult>[] {
-    const out = inputs.map((input): Settled<AppendResult> => {
+    return inputs.map((input): Settled<AppendResult> => {
+      const mark = this.batchEntries.length;
       try {
         return { ok: true, value: this.appendOne(input) };
       } catch (err) {
+        // Its savepoint rolled back: so do its seqs and its summary entries.
+        this.forgetSeqs([input]);
+        this.batchEntries.length = mark;
         return { ok: false, error: err instanceof ImError ? err : new InternalError(`append failed: ${String(err)}`, { cause: err }) };
       }
     });
-    // Purge only what every item of this batch (and the wall clock) already sees as expired, so
-    // a retry carrying an older sentAtMs never loses a record it would still match.
-    const nowMs = Math.min(Date.now(), ...inputs.map((i) => i.sentAtMs));
-    this.sql.dedupPurge.run(nowMs, this.options.dedupPurgeBatch);
-    return out;
+  }
+
+  private forgetSeqs(inputs: readonly AppendInput[]): void {
+    for (const input of inputs) {
+      this.convSeqs.forget([input.convId]);
+      this.userSeqs.forget(input.recipients);
+    }
   }
 
   private appendSync(input: AppendInput): AppendResult {
     const s = this.sql;
     const prior = s.dedupGet.get(input.from, input.clientMsgId);
-    const digest = sendDigest(input);
-    if (prior && prior.expires_at_ms > input.sentAtMs) {
-      checkSameSend(prior.digest, input, digest);
-      const original = s.messageGet.get(prior.msg_id);
-      if (original) return { message: toMessage(original), senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true };
+    let dedupGen = 0;
+    if (prior) {
+      if (prior.dedup_until_ms > input.sentAtMs) {
+        // The stored message is the accepted send: its digest is recomputed from it, not stored.
+        checkSameSend(sendDigest(toMessage(prior)), input);
+        return { message: toMessage(prior), senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true };
+      }
+      dedupGen = prior.dedup_gen + 1;
     }
-    const convSeq = s.convNextSeq.get(input.convId)!.max_conv_seq;
-    const content = Buffer.from(input.content.buffer, input.content.byteOffset, input.content.byteLength);
-    s.messagePut.run(input.msgId, input.convId, convSeq, input.from, input.to, input.groupId,
-      input.clientMsgId, input.contentType, content, input.sentAtMs);
+    const convSeq = this.convSeqs.next(input.convId);
     const seqs = new Map<string, number>();
-    for (const uid of input.recipients) {
-      const seq = s.userNextSeq.get(uid)!.max_seq;
-      s.inboxPut.run(uid, seq, input.msgId, input.convId, input.from);
-      s.userConvPut.run(uid, input.convId, seq, uid === input.from ? 0 : seq);
-      seqs.set(uid, seq);
-    }
+    for (const uid of input.recipients) seqs.set(uid, this.userSeqs.next(uid));
     const senderSeq = seqs.get(input.from)!;
-    s.dedupPut.run(input.from, input.clientMsgId, input.msgId, senderSeq, input.sentAtMs + input.dedupWindowMs, digest);
+    const content = Buffer.from(input.content.buffer, input.content.byteOffset, input.content.byteLength);
+    s.messagePut.run(input.convId, convSeq, input.msgId, input.from, input.to, input.groupId, input.clientMsgId,
+      input.contentType, content, input.sentAtMs, senderSeq, input.sentAtMs + input.dedupWindowMs, dedupGen);
+    for (const [uid, seq] of seqs) {
+      s.inboxPut.run(uid, seq, input.convId, convSeq, input.from);
+      this.batchEntries.push({ uid, seq, convId: input.convId, from: input.from });
+    }
     const message: StoredMessage = {
       msgId: input.msgId, convId: input.convId, from: input.from, to: input.to, groupId: input.groupId,
       clientMsgId: input.clientMsgId, contentType: input.contentType, content: input.content,
@@ -285,10 +365,27 @@ export class SqliteStore implements Store {
     return { message, senderSeq, seqs, duplicate: false };
   }
 
+  /** Before reading uid's summaries: any the inbox is ahead of, and every queued one, are written. */
+  private summarizeFor(uid: string): void {
+    this.userSeqs.current(uid);
+    this.summaries.flushAll();
+  }
+
+  /** Summaries follow on a later turn, after I/O the append batch held up has run. */
+  private scheduleSummaryFlush(): void {
+    if (this.summaryFlushScheduled || this.closed) return;
+    this.summaryFlushScheduled = true;
+    setImmediate(() => {
+      this.summaryFlushScheduled = false;
+      if (this.closed) return;
+      if (this.summaries.flushSome()) this.scheduleSummaryFlush();
+    });
+  }
+
   private unreadOne(uid: string, convId: string): UnreadInfo {
     const readSeq = this.sql.cursorGet.get(uid, convId)?.read_seq ?? 0;
     const lastSeq = this.sql.userConvLastSeq.get(uid, convId)?.last_seq ?? 0;
-    const count = lastSeq > readSeq ? this.sql.unreadCount.get(uid, convId, readSeq, uid)!.n : 0;
+    const count = lastSeq > readSeq ? this.sql.unreadCount.get(uid, convId, readSeq)!.n : 0;
     return { convId, count, readSeq, lastSeq };
   }
 

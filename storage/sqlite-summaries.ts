@@ -1,0 +1,109 @@
+/**
+ * Conversation summaries written behind: `user_convs` (each user's newest and newest incoming
+ * seq per conversation) and `unread_marks` (the seqs of incoming messages, for unread counts).
+ * They are derived from the inbox, so the append transaction leaves them out: committed inbox
+ * entries queue here and a later, bounded transaction writes a whole tick's worth at once, one
+ * upsert per (user, conversation) however many messages it got.
+ *
+ * Crash safety: every summary write is idempotent (MAX upserts, INSERT OR IGNORE), and a user's
+ * summaries are complete up to the largest `user_convs.last_seq` of that user, because a flush
+ * writes a prefix of each user's entries in one transaction. When a user is first used after
+ * opening (or after its seq was evicted from memory), `noteLoaded` compares that mark with the
+ * inbox and, when the inbox is ahead, the next flush re-reads the missing entries from the inbox.
+ * Until then the user's queued entries are dropped: the re-read covers them.
+ */
+import type Database from 'better-sqlite3';
+
+export interface SummaryEntry {
+  uid: string;
+  seq: number;
+  convId: string;
+  from: string;
+}
+
+export interface SummariesOptions {
+  /** Entries one flush transaction writes at most (bounds the time it holds the event loop). */
+  maxFlushEntries: number;
+}
+
+export class Summaries {
+  private queue: SummaryEntry[] = [];
+  /** uid -> the seq its summaries are complete to, for users whose inbox is ahead of them. */
+  private readonly catchUp = new Map<string, number>();
+  private readonly sql;
+
+  constructor(private readonly db: Database.Database, private readonly options: SummariesOptions) {
+    this.sql = {
+      summarizedTo: db.prepare<[string], { s: number | null }>('SELECT MAX(last_seq) AS s FROM user_convs WHERE uid = ?'),
+      inboxAfter: db.prepare<[string, number, number], { seq: number; conv_id: string; from_uid: string }>(
+        'SELECT seq, conv_id, from_uid FROM inbox WHERE uid = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      convPut: db.prepare<[string, string, number, number]>(
+        `INSERT INTO user_convs (uid, conv_id, last_seq, last_incoming_seq) VALUES (?, ?, ?, ?)
+         ON CONFLICT (uid, conv_id) DO UPDATE SET
+           last_seq = MAX(last_seq, excluded.last_seq),
+           last_incoming_seq = MAX(last_incoming_seq, excluded.last_incoming_seq)`),
+      markPut: db.prepare<[string, string, number]>('INSERT OR IGNORE INTO unread_marks (uid, conv_id, seq) VALUES (?, ?, ?)'),
+    };
+  }
+
+  /** Entries queued or users waiting for a re-read: work the next flush has. */
+  get pending(): number {
+    return this.queue.length + this.catchUp.size;
+  }
+
+  /** Queues entries of a committed append transaction. */
+  add(entries: readonly SummaryEntry[]): void {
+    for (const e of entries) this.queue.push(e);
+  }
+
+  /** Called when uid's newest inbox seq was loaded from disk: schedules a re-read if summaries lag. */
+  noteLoaded(uid: string, inboxMaxSeq: number): void {
+    if (this.catchUp.has(uid)) return;
+    const to = this.sql.summarizedTo.get(uid)?.s ?? 0;
+    if (inboxMaxSeq > to) this.catchUp.set(uid, to);
+  }
+
+  /** Writes up to maxFlushEntries entries in one transaction. Returns whether work is left. */
+  flushSome(): boolean {
+    if (this.pending === 0) return false;
+    this.db.transaction(() => {
+      let budget = this.options.maxFlushEntries;
+      const rows: SummaryEntry[] = [];
+      for (const [uid, from] of this.catchUp) {
+        if (budget <= 0) break;
+        const read = this.sql.inboxAfter.all(uid, from, budget);
+        for (const r of read) rows.push({ uid, seq: r.seq, convId: r.conv_id, from: r.from_uid });
+        budget -= read.length;
+        if (read.length === 0 || budget > 0) this.catchUp.delete(uid);
+        else this.catchUp.set(uid, read[read.length - 1].seq);
+      }
+      const take = Math.max(0, Math.min(budget, this.queue.length));
+      for (const e of this.queue.splice(0, take)) {
+        if (!this.catchUp.has(e.uid)) rows.push(e);
+      }
+      this.write(rows);
+    }).immediate();
+    return this.pending > 0;
+  }
+
+  /** Writes everything queued, for a read that must see every acknowledged append. */
+  flushAll(): void {
+    while (this.flushSome());
+  }
+
+  private write(rows: readonly SummaryEntry[]): void {
+    // One upsert per (user, conversation): the newest seq and newest incoming seq of the lot.
+    const convs = new Map<string, { uid: string; convId: string; last: number; incoming: number }>();
+    for (const r of rows) {
+      const key = `${r.uid}\u0000${r.convId}`;
+      let c = convs.get(key);
+      if (!c) convs.set(key, c = { uid: r.uid, convId: r.convId, last: 0, incoming: 0 });
+      c.last = Math.max(c.last, r.seq);
+      if (r.from !== r.uid) {
+        c.incoming = Math.max(c.incoming, r.seq);
+        this.sql.markPut.run(r.uid, r.convId, r.seq);
+      }
+    }
+    for (const c of convs.values()) this.sql.convPut.run(c.uid, c.convId, c.last, c.incoming);
+  }
+}
