@@ -41,7 +41,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   }
   if (cmd === 'store-cost') {
     try {
-      out(JSON.stringify(await storeCost(rest)));
+      out(JSON.stringify(await storeCost(rest, process.env, out)));
     } catch (err) {
       if (err instanceof UsageError) {
         process.stderr.write(`bench: ${err.message}\n`);

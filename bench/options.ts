@@ -59,6 +59,7 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- report            rewrite the table in BENCHMARKS.md from bench/results
        npm run bench -- profile <file.cpuprofile> [--top N]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
+                          [--rate max|half|N --duration 60 --interval 60]   paced: cost per interval as the database grows
 
 scenarios:
   one-to-one      N users in fixed pairs, each sends to its peer

@@ -12,6 +12,7 @@
  * inbox and, when the inbox is ahead, the next flush re-reads the missing entries from the inbox.
  * Until then the user's queued entries are dropped: the re-read covers them.
  */
+import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 
 export interface SummaryEntry {
@@ -27,6 +28,10 @@ export interface SummariesOptions {
 }
 
 export class Summaries {
+  /** Rows written so far (upserts that changed a row, marks inserted), for the bench's cost counts. */
+  readonly rowsWritten = { userConvs: 0, unreadMarks: 0 };
+  /** The longest flush transaction so far, ms. */
+  longestFlushMs = 0;
   private queue: SummaryEntry[] = [];
   /** uid -> the seq its summaries are complete to, for users whose inbox is ahead of them. */
   private readonly catchUp = new Map<string, number>();
@@ -66,6 +71,7 @@ export class Summaries {
   /** Writes up to maxFlushEntries entries in one transaction. Returns whether work is left. */
   flushSome(): boolean {
     if (this.pending === 0) return false;
+    const t0 = performance.now();
     this.db.transaction(() => {
       let budget = this.options.maxFlushEntries;
       const rows: SummaryEntry[] = [];
@@ -83,6 +89,7 @@ export class Summaries {
       }
       this.write(rows);
     }).immediate();
+    this.longestFlushMs = Math.max(this.longestFlushMs, performance.now() - t0);
     return this.pending > 0;
   }
 
@@ -101,9 +108,9 @@ export class Summaries {
       c.last = Math.max(c.last, r.seq);
       if (r.from !== r.uid) {
         c.incoming = Math.max(c.incoming, r.seq);
-        this.sql.markPut.run(r.uid, r.convId, r.seq);
+        this.rowsWritten.unreadMarks += this.sql.markPut.run(r.uid, r.convId, r.seq).changes;
       }
     }
-    for (const c of convs.values()) this.sql.convPut.run(c.uid, c.convId, c.last, c.incoming);
+    for (const c of convs.values()) this.rowsWritten.userConvs += this.sql.convPut.run(c.uid, c.convId, c.last, c.incoming).changes;
   }
 }

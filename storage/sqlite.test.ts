@@ -106,7 +106,7 @@ describe('SqliteStore', () => {
 
   describe('append batching', () => {
     it('commits all appends of one tick in one transaction', async () => {
-      const store = openStore();
+      const store = openStore({ clock: () => 0 });
       const before = store.appendStats().batches;
       const results = await Promise.all(Array.from({ length: 40 }, (_, i) => store.appendMessage(msg(`s${i}`, 'bob'))));
       assert.equal(store.appendStats().batches - before, 1);
@@ -124,26 +124,34 @@ describe('SqliteStore', () => {
       const store = openStore();
       await store.appendMessage(msg('alice', 'bob'));
       await store.appendMessage(msg('alice', 'carol'));
-      // Another writer put a row where alice-carol's next message goes: that item fails on insert,
-      // after it took its conv seq and alice's next seq in memory.
+      // carol's inbox refuses rows: that item fails after its message row and alice's inbox row
+      // are written and its seqs are taken.
       const other = new Database(store.path);
-      other.prepare(`INSERT INTO messages (conv_id, conv_seq, msg_id, from_uid, to_uid, group_id, client_msg_id,
-        content_type, content, sent_at_ms, sender_seq, dedup_until_ms, dedup_gen) VALUES (?, 2, 'x', 'x', 'x', '', 'x', 't', x'00', 0, 0, 0, 0)`)
-        .run(peerConvId('alice', 'carol'));
-      other.close();
+      other.exec(`CREATE TRIGGER refuse_carol BEFORE INSERT ON inbox WHEN NEW.uid = 'carol'
+        BEGIN SELECT RAISE(ABORT, 'injected'); END`);
       const outcomes = await Promise.allSettled([
         store.appendMessage(msg('alice', 'bob')),
         store.appendMessage(msg('alice', 'carol')),
         store.appendMessage(msg('alice', 'bob')),
       ]);
+      other.exec('DROP TRIGGER refuse_carol');
+      other.close();
       assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
       assert.equal(((outcomes[1] as PromiseRejectedResult).reason as { code?: number }).code, Code.INTERNAL);
       assert.deepEqual((await store.sync('alice', 0, 10)).items.map((e) => e.seq), [1, 2, 3, 4], 'no gap left by the failed item');
-      assert.equal(await store.maxSeq('carol'), 1);
-      const hist = await store.history(peerConvId('alice', 'bob'), 0, 10);
-      assert.deepEqual(hist.items.map((m) => m.convSeq), [3, 2, 1]);
+      assert.deepEqual((await store.history(peerConvId('alice', 'carol'), 0, 10)).items.map((m) => m.convSeq), [1], 'no half message');
+      assert.deepEqual((await store.history(peerConvId('alice', 'bob'), 0, 10)).items.map((m) => m.convSeq), [3, 2, 1]);
       const next = await store.appendMessage(msg('alice', 'carol'));
-      assert.deepEqual([next.message.convSeq, next.senderSeq, next.seqs.get('carol')], [3, 5, 2], 'seqs reloaded from what is written');
+      assert.deepEqual([next.message.convSeq, next.senderSeq, next.seqs.get('carol')], [2, 5, 2]);
+    });
+
+    it('ends a transaction at its time budget and commits the rest in the next', async () => {
+      let nowMs = 0;
+      // Each item reads the clock once: 1 ms per item against a 3 ms budget.
+      const store = openStore({ maxBatchMs: 3, clock: () => nowMs++ });
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.appendMessage(msg(`s${i}`, 'bob'))));
+      assert.ok(store.appendStats().batches >= 3, `${store.appendStats().batches} transactions`);
+      assert.deepEqual(results.map((r) => r.seqs.get('bob')), Array.from({ length: 10 }, (_, i) => i + 1));
     });
 
     it('refuses appends beyond maxPendingAppends with OVERLOADED', async () => {

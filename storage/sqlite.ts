@@ -15,6 +15,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { BadRequestError, GroupFullError, GroupNotFoundError, ImError, InternalError, UnavailableError } from '../common/errors';
 import { ConfigError } from '../common/config';
@@ -33,11 +34,15 @@ export interface SqliteStoreOptions {
   path: string;
   /** How long a statement waits for another process's lock before failing. Default 5000. */
   busyTimeoutMs?: number;
-  /** Appends committed in one transaction at most; bounds how long one commit holds the event loop. Default 128. */
+  /** Milliseconds for the batch time budget; tests inject one. Default performance.now. */
+  clock?: () => number;
+  /** Appends committed in one transaction at most. Default 512. */
   maxBatchAppends?: number;
+  /** Time one append transaction may take before it stops taking items (the rest go next). Default 3. */
+  maxBatchMs?: number;
   /** Appends waiting for a transaction; beyond it appendMessage fails with OverloadedError. Default 20000. */
   maxPendingAppends?: number;
-  /** Summary entries (one per recipient of a message) one write-behind transaction writes at most. Default 2048. */
+  /** Summary entries (one per recipient of a message) one write-behind transaction writes at most. Default 512. */
   maxSummaryBatch?: number;
   /** Queued summary entries beyond which an append batch first writes some of them. Default 50000. */
   maxPendingSummaries?: number;
@@ -45,6 +50,8 @@ export interface SqliteStoreOptions {
   maxCachedSeqs?: number;
   /** How often the worker thread checkpoints the WAL. Default 200. */
   checkpointIntervalMs?: number;
+  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 4096 (16 MiB). */
+  walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
   /** Conversations unread() without convIds looks at, and accepts with them. Default 1000. */
@@ -53,16 +60,29 @@ export interface SqliteStoreOptions {
   maxPageItems?: number;
 }
 
-type ResolvedOptions = Required<SqliteStoreOptions>;
+type ResolvedOptions = Required<Omit<SqliteStoreOptions, 'clock'>> & { clock: () => number };
 
-const DEFAULTS: Omit<ResolvedOptions, 'path'> = {
+export interface AppendStats {
+  batches: number;
+  pending: number;
+  pendingSummaries: number;
+  rowsWritten: { messages: number; inbox: number; userConvs: number; unreadMarks: number };
+  /** The longest append transaction and write-behind transaction so far, ms of wall time on the event loop. */
+  longestAppendBatchMs: number;
+  longestSummaryBatchMs: number;
+  checkpoints?: CheckpointStats;
+}
+
+const DEFAULTS: Omit<ResolvedOptions, 'path' | 'clock'> = {
   busyTimeoutMs: 5000,
-  maxBatchAppends: 128,
+  maxBatchAppends: 512,
+  maxBatchMs: 3,
   maxPendingAppends: 20000,
-  maxSummaryBatch: 2048,
+  maxSummaryBatch: 512,
   maxPendingSummaries: 50000,
   maxCachedSeqs: 1_000_000,
   checkpointIntervalMs: 200,
+  walRestartFrames: 4096,
   cacheSizeKiB: 65536,
   maxUnreadConvs: 1000,
   maxPageItems: 1000,
@@ -72,7 +92,7 @@ function resolveOptions(options: SqliteStoreOptions): ResolvedOptions {
   if (typeof options.path !== 'string' || options.path === '') {
     throw new ConfigError('path', 'expected a file path or ":memory:"');
   }
-  const out: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(options) } as ResolvedOptions;
+  const out: ResolvedOptions = { ...DEFAULTS, clock: () => performance.now(), ...stripUndefined(options) } as ResolvedOptions;
   for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
     const v = out[key];
     const min = key === 'busyTimeoutMs' ? 0 : 1;
@@ -85,6 +105,13 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+/** A write failed inside an append transaction without savepoints: it is rolled back and re-run with them. */
+class WriteFailed extends Error {
+  constructor(cause: unknown) {
+    super('append write failed', { cause });
+  }
+}
+
 export class SqliteStore implements Store {
   readonly path: string;
   private readonly db: Database.Database;
@@ -92,7 +119,7 @@ export class SqliteStore implements Store {
   private readonly options: ResolvedOptions;
   private readonly appends: TickBatcher<AppendInput, AppendResult>;
   private readonly appendOne: (input: AppendInput) => AppendResult;
-  private readonly appendBatch: (inputs: AppendInput[]) => Settled<AppendResult>[];
+  private readonly appendBatch: (inputs: AppendInput[], savepoints: boolean) => Settled<AppendResult>[];
   private readonly userSeqs: SeqCache;
   private readonly convSeqs: SeqCache;
   private readonly summaries: Summaries;
@@ -100,6 +127,11 @@ export class SqliteStore implements Store {
   /** Summary entries of the append transaction being built; queued once it commits. */
   private batchEntries: SummaryEntry[] = [];
   private summaryFlushScheduled = false;
+  /** A checkpoint's quiet window: appends and write-behind wait (reads that need summaries do not). */
+  private writesHeld = false;
+  /** Rows of committed appends; counted per batch, so rolled-back items are not in them. */
+  private readonly rowsWritten = { messages: 0, inbox: 0 };
+  private longestAppendBatchMs = 0;
   private closed = false;
   private batches = 0;
 
@@ -143,25 +175,41 @@ export class SqliteStore implements Store {
       this.summaries.noteLoaded(uid, max);
       return max;
     }, options.maxCachedSeqs);
-    this.checkpointer = options.path === ':memory:' ? undefined : new Checkpointer(options.path, options.checkpointIntervalMs);
+
     // A nested better-sqlite3 transaction is a SAVEPOINT: one failing item rolls back alone.
     this.appendOne = this.db.transaction((input: AppendInput) => this.appendSync(input));
-    this.appendBatch = this.db.transaction((inputs: AppendInput[]) => this.appendBatchSync(inputs));
+    this.appendBatch = this.db.transaction((inputs: AppendInput[], savepoints: boolean) => this.appendBatchSync(inputs, savepoints));
     this.appends = new TickBatcher<AppendInput, AppendResult>({
       name: 'sqlite store',
       maxBatch: options.maxBatchAppends,
       maxPending: options.maxPendingAppends,
       run: (inputs) => this.runAppendBatch(inputs),
     });
+    this.checkpointer = options.path === ':memory:' ? undefined : new Checkpointer({
+      file: options.path, intervalMs: options.checkpointIntervalMs, restartFrames: options.walRestartFrames,
+      maxQuietMs: 1000,
+      hold: () => {
+        this.writesHeld = true;
+        this.appends.hold();
+      },
+      resume: () => {
+        this.writesHeld = false;
+        this.appends.resume();
+        this.scheduleSummaryFlush();
+      },
+    });
   }
 
   /**
    * Append transactions committed so far, appends waiting for one, summary entries not yet
-   * written, and the checkpoint worker's counts (for metrics, tests and the bench).
+   * written, rows written per table, and the checkpoint worker's counts (for metrics, tests and
+   * the bench, which turns rows into B-tree entries: see storage/sqlite-schema-v4.ts).
    */
-  appendStats(): { batches: number; pending: number; pendingSummaries: number; checkpoints?: CheckpointStats } {
+  appendStats(): AppendStats {
     return {
       batches: this.batches, pending: this.appends.pending, pendingSummaries: this.summaries.pending,
+      rowsWritten: { ...this.rowsWritten, ...this.summaries.rowsWritten },
+      longestAppendBatchMs: this.longestAppendBatchMs, longestSummaryBatchMs: this.summaries.longestFlushMs,
       checkpoints: this.checkpointer?.stats,
     };
   }
@@ -297,34 +345,62 @@ export class SqliteStore implements Store {
   private runAppendBatch(inputs: AppendInput[]): Settled<AppendResult>[] {
     // Bounded memory: summaries that fell this far behind are written before more appends.
     while (this.summaries.pending >= this.options.maxPendingSummaries && this.summaries.flushSome());
-    this.batchEntries = [];
+    const t0 = performance.now();
     let out: Settled<AppendResult>[];
     try {
-      out = this.appendBatch(inputs);
+      out = this.tryAppendBatch(inputs, false);
     } catch (err) {
-      // The commit failed: every seq this batch took is void.
-      this.forgetSeqs(inputs);
-      throw err;
+      if (!(err instanceof WriteFailed)) throw err;
+      // Rare: a write failed part-way. Again, with a savepoint per item so only that one fails.
+      out = this.tryAppendBatch(inputs, true);
     }
+    this.longestAppendBatchMs = Math.max(this.longestAppendBatchMs, performance.now() - t0);
     this.batches++;
+    for (const r of out) {
+      if (r.ok && !r.value.duplicate) {
+        this.rowsWritten.messages++;
+        this.rowsWritten.inbox += r.value.seqs.size;
+      }
+    }
     this.summaries.add(this.batchEntries);
     this.batchEntries = [];
     this.scheduleSummaryFlush();
     return out;
   }
 
-  private appendBatchSync(inputs: AppendInput[]): Settled<AppendResult>[] {
-    return inputs.map((input): Settled<AppendResult> => {
+  /** One append transaction; on any failure of it, every seq it took is forgotten. */
+  private tryAppendBatch(inputs: AppendInput[], savepoints: boolean): Settled<AppendResult>[] {
+    this.batchEntries = [];
+    try {
+      return this.appendBatch(inputs, savepoints);
+    } catch (err) {
+      // Rolled back: forgetting keys it did not touch is harmless.
+      this.forgetSeqs(inputs);
+      this.batchEntries = [];
+      throw err;
+    }
+  }
+
+  private appendBatchSync(inputs: AppendInput[], savepoints: boolean): Settled<AppendResult>[] {
+    // Past the budget the rest waits for the next transaction: I/O gets a turn in between.
+    const deadline = this.options.clock() + this.options.maxBatchMs;
+    const out: Settled<AppendResult>[] = [];
+    for (const input of inputs) {
+      if (out.length > 0 && this.options.clock() > deadline) break;
       const mark = this.batchEntries.length;
       try {
-        return { ok: true, value: this.appendOne(input) };
+        // A savepoint is two more statements per item, so the first attempt goes without.
+        out.push({ ok: true, value: savepoints ? this.appendOne(input) : this.appendSync(input) });
       } catch (err) {
-        // Its savepoint rolled back: so do its seqs and its summary entries.
+        // Refusals (ImError) come before the first write; anything else may leave half an item.
+        if (!savepoints && !(err instanceof ImError)) throw new WriteFailed(err);
+        // Its savepoint rolled back (or it wrote nothing): so do its seqs and summary entries.
         this.forgetSeqs([input]);
         this.batchEntries.length = mark;
-        return { ok: false, error: err instanceof ImError ? err : new InternalError(`append failed: ${String(err)}`, { cause: err }) };
+        out.push({ ok: false, error: err instanceof ImError ? err : new InternalError(`append failed: ${String(err)}`, { cause: err }) });
       }
-    });
+    }
+    return out;
   }
 
   private forgetSeqs(inputs: readonly AppendInput[]): void {
@@ -377,7 +453,7 @@ export class SqliteStore implements Store {
     this.summaryFlushScheduled = true;
     setImmediate(() => {
       this.summaryFlushScheduled = false;
-      if (this.closed) return;
+      if (this.closed || this.writesHeld) return;
       if (this.summaries.flushSome()) this.scheduleSummaryFlush();
     });
   }
