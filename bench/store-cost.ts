@@ -26,6 +26,8 @@ export interface StoreCostInterval {
   /** End of the interval, seconds since the paced run started. */
   atS: number;
   messages: number;
+  /** Appends due that were not made because maxInFlight were outstanding (the store fell behind). */
+  skipped: number;
   cpuUsPerMessage: number;
   eventLoopMaxMs: number;
 }
@@ -179,33 +181,34 @@ async function paced(
   const out: StoreCostInterval[] = [];
   const start = Date.now();
   let issued = 0;
+  let skipped = 0;
   let inFlight = 0;
-  let mark = { atMs: start, issued: 0, cpu: process.cpuUsage() };
+  let mark = { atMs: start, issued: 0, skipped: 0, cpu: process.cpuUsage() };
   const tickMs = 10;
   for (let tick = 1; ; tick++) {
     await new Promise((r) => setTimeout(r, Math.max(0, start + tick * tickMs - Date.now())));
     const now = Date.now();
     const due = Math.min(Math.floor(((now - start) / 1000) * rate), Math.floor(durationS * rate));
     // A store that cannot keep up is not queued without bound: those sends are simply not made.
-    while (issued < due && inFlight < maxInFlight) {
+    while (issued + skipped < due && inFlight < maxInFlight) {
       issued++;
       inFlight++;
       void appendNext().finally(() => { inFlight--; });
     }
-    if (issued < due) issued = due;
+    skipped = due - issued;
     const ended = now - start >= durationS * 1000;
     if (now - mark.atMs >= intervalS * 1000 || ended) {
       while (inFlight > 0) await new Promise((r) => setImmediate(r));
       const cpu = process.cpuUsage(mark.cpu);
       const n = issued - mark.issued;
       const line: StoreCostInterval = {
-        atS: round2((Date.now() - start) / 1000), messages: n,
+        atS: round2((Date.now() - start) / 1000), messages: n, skipped: skipped - mark.skipped,
         cpuUsPerMessage: round2((cpu.user + cpu.system) / Math.max(1, n)), eventLoopMaxMs: loop.maxMsSinceReset(),
       };
       out.push(line);
-      progress(`store-cost: ${line.atS}s  ${n} appends  ${line.cpuUsPerMessage} µs CPU each  longest loop block ${line.eventLoopMaxMs} ms`);
+      progress(`store-cost: ${line.atS}s  ${n} appends (${line.skipped} skipped)  ${line.cpuUsPerMessage} µs CPU each  longest loop block ${line.eventLoopMaxMs} ms`);
       loop.reset();
-      mark = { atMs: Date.now(), issued, cpu: process.cpuUsage() };
+      mark = { atMs: Date.now(), issued, skipped, cpu: process.cpuUsage() };
     }
     if (ended) return out;
   }

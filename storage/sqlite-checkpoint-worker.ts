@@ -43,8 +43,8 @@ function round(): void {
     parentPort!.postMessage({ want: 'quiet' });
     return; // the next round starts after the quiet one
   }
-  // Behind: go again at once rather than let the backlog grow for another interval.
-  timer = setTimeout(round, backlog > restartFrames / 4 ? 0 : intervalMs);
+  // Behind: go again soon rather than let the backlog grow for another interval.
+  timer = setTimeout(round, backlog > restartFrames / 4 ? Math.min(intervalMs, 20) : intervalMs);
 }
 
 parentPort!.on('message', (m: string) => {
