@@ -30,6 +30,8 @@ export interface StoreCostInterval {
   skipped: number;
   cpuUsPerMessage: number;
   eventLoopMaxMs: number;
+  /** SQLite: WAL pages written per append (counted by the checkpoints, so it lags by up to one). */
+  walPagesPerMessage?: number;
 }
 
 export interface StoreCostResult {
@@ -47,6 +49,9 @@ export interface StoreCostResult {
   /** SQLite: the longest append and write-behind transactions (wall ms; load on the machine inflates them). */
   longestAppendBatchMs?: number;
   longestSummaryBatchMs?: number;
+  /** SQLite: share of append and write-behind transactions that held the loop over 5 ms. */
+  appendBatchesOver5MsPct?: number;
+  summaryBatchesOver5MsPct?: number;
   /** SQLite: WAL frames the last checkpoint saw (the log's length), and checkpoints run. */
   walFrames?: number;
   checkpoints?: number;
@@ -139,7 +144,10 @@ export async function storeCost(
     loop.restart();
     let intervals: StoreCostInterval[] | undefined;
     if (rate === undefined) await closedLoop(() => k - k0 >= messages);
-    else intervals = await paced(rate, durationS, intervalS, batch, appendNext, loop, progress);
+    else {
+      const framesWritten = kind === 'sqlite' ? () => (store as SqliteStore).appendStats().checkpoints?.framesWritten ?? 0 : undefined;
+      intervals = await paced(rate, durationS, intervalS, batch, appendNext, loop, progress, framesWritten);
+    }
     const count = k - k0;
     const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
@@ -158,6 +166,8 @@ export async function storeCost(
       const rows = st.rowsWritten;
       result.longestAppendBatchMs = round2(st.longestAppendBatchMs);
       result.longestSummaryBatchMs = round2(st.longestSummaryBatchMs);
+      result.appendBatchesOver5MsPct = round2((100 * st.appendBatchesOver5Ms) / Math.max(1, st.batches));
+      result.summaryBatchesOver5MsPct = round2((100 * st.summaryBatchesOver5Ms) / Math.max(1, st.summaryBatches));
       result.walFrames = st.checkpoints?.walFrames;
       result.checkpoints = st.checkpoints?.runs;
       result.walQuietWindows = st.checkpoints?.quietWindows;
@@ -176,14 +186,14 @@ export async function storeCost(
 /** Open loop at `rate` appends/s for durationS, at most `maxInFlight` outstanding; one line per interval. */
 async function paced(
   rate: number, durationS: number, intervalS: number, maxInFlight: number,
-  appendNext: () => Promise<unknown>, loop: LoopWatch, progress: (line: string) => void,
+  appendNext: () => Promise<unknown>, loop: LoopWatch, progress: (line: string) => void, framesWritten?: () => number,
 ): Promise<StoreCostInterval[]> {
   const out: StoreCostInterval[] = [];
   const start = Date.now();
   let issued = 0;
   let skipped = 0;
   let inFlight = 0;
-  let mark = { atMs: start, issued: 0, skipped: 0, cpu: process.cpuUsage() };
+  let mark = { atMs: start, issued: 0, skipped: 0, frames: framesWritten?.() ?? 0, cpu: process.cpuUsage() };
   const tickMs = 10;
   for (let tick = 1; ; tick++) {
     await new Promise((r) => setTimeout(r, Math.max(0, start + tick * tickMs - Date.now())));
@@ -204,11 +214,13 @@ async function paced(
       const line: StoreCostInterval = {
         atS: round2((Date.now() - start) / 1000), messages: n, skipped: skipped - mark.skipped,
         cpuUsPerMessage: round2((cpu.user + cpu.system) / Math.max(1, n)), eventLoopMaxMs: loop.maxMsSinceReset(),
+        walPagesPerMessage: framesWritten ? round2((framesWritten() - mark.frames) / Math.max(1, n)) : undefined,
       };
       out.push(line);
-      progress(`store-cost: ${line.atS}s  ${n} appends (${line.skipped} skipped)  ${line.cpuUsPerMessage} µs CPU each  longest loop block ${line.eventLoopMaxMs} ms`);
+      progress(`store-cost: ${line.atS}s  ${n} appends (${line.skipped} skipped)  ${line.cpuUsPerMessage} µs CPU each  longest loop block ${line.eventLoopMaxMs} ms` +
+        (line.walPagesPerMessage === undefined ? '' : `  ${line.walPagesPerMessage} WAL pages each`));
       loop.reset();
-      mark = { atMs: Date.now(), issued, skipped, cpu: process.cpuUsage() };
+      mark = { atMs: Date.now(), issued, skipped, frames: framesWritten?.() ?? 0, cpu: process.cpuUsage() };
     }
     if (ended) return out;
   }

@@ -11,6 +11,8 @@ import { Worker } from 'node:worker_threads';
 export interface CheckpointStats {
   /** Checkpoints finished; the WAL frames the last one saw and copied; quiet windows granted. */
   runs: number;
+  /** WAL frames (pages) appended since open, as seen by the checkpoints: a load-independent cost. */
+  framesWritten: number;
   walFrames: number;
   checkpointed: number;
   quietWindows: number;
@@ -30,7 +32,7 @@ export interface CheckpointerOptions {
 }
 
 export class Checkpointer {
-  readonly stats: CheckpointStats = { runs: 0, walFrames: 0, checkpointed: 0, quietWindows: 0, errors: 0 };
+  readonly stats: CheckpointStats = { runs: 0, framesWritten: 0, walFrames: 0, checkpointed: 0, quietWindows: 0, errors: 0 };
   private readonly worker: Worker;
   private stopped: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
@@ -48,7 +50,10 @@ export class Checkpointer {
       if (m.error !== undefined) this.stats.errors++;
       else {
         this.stats.runs++;
-        this.stats.walFrames = m.log ?? 0;
+        const log = m.log ?? 0;
+        // A shorter log than last time means it restarted: everything in it is new.
+        this.stats.framesWritten += log >= this.stats.walFrames ? log - this.stats.walFrames : log;
+        this.stats.walFrames = log;
         this.stats.checkpointed = m.checkpointed ?? 0;
       }
       this.wake();

@@ -30,8 +30,10 @@ export interface SummariesOptions {
 export class Summaries {
   /** Rows written so far (upserts that changed a row, marks inserted), for the bench's cost counts. */
   readonly rowsWritten = { userConvs: 0, unreadMarks: 0 };
-  /** The longest flush transaction so far, ms. */
+  /** Flush transactions so far, the longest (ms), and how many took over 5 ms. */
+  flushes = 0;
   longestFlushMs = 0;
+  flushesOver5Ms = 0;
   private queue: SummaryEntry[] = [];
   /** uid -> the seq its summaries are complete to, for users whose inbox is ahead of them. */
   private readonly catchUp = new Map<string, number>();
@@ -89,7 +91,10 @@ export class Summaries {
       }
       this.write(rows);
     }).immediate();
-    this.longestFlushMs = Math.max(this.longestFlushMs, performance.now() - t0);
+    const tookMs = performance.now() - t0;
+    this.flushes++;
+    this.longestFlushMs = Math.max(this.longestFlushMs, tookMs);
+    if (tookMs > 5) this.flushesOver5Ms++;
     return this.pending > 0;
   }
 
