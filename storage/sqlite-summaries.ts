@@ -10,7 +10,8 @@
  * writes a prefix of each user's entries in one transaction. When a user is first used after
  * opening (or after its seq was evicted from memory), `noteLoaded` compares that mark with the
  * inbox and, when the inbox is ahead, the next flush re-reads the missing entries from the inbox.
- * Until then the user's queued entries are dropped: the re-read covers them.
+ * Until then the user's queued entries are dropped: the re-read covers them. Queued entries are
+ * folded per user and conversation as they arrive, so a flush writes one upsert per pair.
  */
 import { performance } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
@@ -34,7 +35,9 @@ export class Summaries {
   flushes = 0;
   longestFlushMs = 0;
   flushesOver5Ms = 0;
-  private queue: SummaryEntry[] = [];
+  /** What is queued, already folded per user and conversation: one upsert each however many messages. */
+  private readonly queued = new Map<string, UserSummary>();
+  private queuedEntries = 0;
   /** uid -> the seq its summaries are complete to, for users whose inbox is ahead of them. */
   private readonly catchUp = new Map<string, number>();
   private readonly sql;
@@ -55,12 +58,17 @@ export class Summaries {
 
   /** Entries queued or users waiting for a re-read: work the next flush has. */
   get pending(): number {
-    return this.queue.length + this.catchUp.size;
+    return this.queuedEntries + this.catchUp.size;
   }
 
   /** Queues entries of a committed append transaction. */
   add(entries: readonly SummaryEntry[]): void {
-    for (const e of entries) this.queue.push(e);
+    for (const e of entries) {
+      let u = this.queued.get(e.uid);
+      if (!u) this.queued.set(e.uid, u = new UserSummary());
+      u.add(e);
+    }
+    this.queuedEntries += entries.length;
   }
 
   /** Called when uid's newest inbox seq was loaded from disk: schedules a re-read if summaries lag. */
@@ -70,26 +78,32 @@ export class Summaries {
     if (inboxMaxSeq > to) this.catchUp.set(uid, to);
   }
 
-  /** Writes up to maxFlushEntries entries in one transaction. Returns whether work is left. */
+  /**
+   * One transaction of about maxFlushEntries rows. Returns whether work is left. A user's queued
+   * summaries are written whole, in one transaction: that keeps "complete up to the user's
+   * largest last_seq" true at every commit.
+   */
   flushSome(): boolean {
     if (this.pending === 0) return false;
     const t0 = performance.now();
     this.db.transaction(() => {
       let budget = this.options.maxFlushEntries;
-      const rows: SummaryEntry[] = [];
       for (const [uid, from] of this.catchUp) {
         if (budget <= 0) break;
         const read = this.sql.inboxAfter.all(uid, from, budget);
-        for (const r of read) rows.push({ uid, seq: r.seq, convId: r.conv_id, from: r.from_uid });
-        budget -= read.length;
+        const u = new UserSummary();
+        for (const r of read) u.add({ uid, seq: r.seq, convId: r.conv_id, from: r.from_uid });
+        budget -= this.write(uid, u);
         if (read.length === 0 || budget > 0) this.catchUp.delete(uid);
         else this.catchUp.set(uid, read[read.length - 1].seq);
       }
-      const take = Math.max(0, Math.min(budget, this.queue.length));
-      for (const e of this.queue.splice(0, take)) {
-        if (!this.catchUp.has(e.uid)) rows.push(e);
+      for (const [uid, u] of this.queued) {
+        if (budget <= 0) break;
+        this.queued.delete(uid);
+        this.queuedEntries -= u.entries;
+        // A user still being re-read from the inbox gets these entries from there.
+        if (!this.catchUp.has(uid)) budget -= this.write(uid, u);
       }
-      this.write(rows);
     }).immediate();
     const tookMs = performance.now() - t0;
     this.flushes++;
@@ -103,19 +117,28 @@ export class Summaries {
     while (this.flushSome());
   }
 
-  private write(rows: readonly SummaryEntry[]): void {
-    // One upsert per (user, conversation): the newest seq and newest incoming seq of the lot.
-    const convs = new Map<string, { uid: string; convId: string; last: number; incoming: number }>();
-    for (const r of rows) {
-      const key = `${r.uid}\u0000${r.convId}`;
-      let c = convs.get(key);
-      if (!c) convs.set(key, c = { uid: r.uid, convId: r.convId, last: 0, incoming: 0 });
-      c.last = Math.max(c.last, r.seq);
-      if (r.from !== r.uid) {
-        c.incoming = Math.max(c.incoming, r.seq);
-        this.rowsWritten.unreadMarks += this.sql.markPut.run(r.uid, r.convId, r.seq).changes;
-      }
+  /** Writes one user's summaries; returns the rows written. */
+  private write(uid: string, u: UserSummary): number {
+    for (const m of u.marks) this.rowsWritten.unreadMarks += this.sql.markPut.run(uid, m.convId, m.seq).changes;
+    for (const [convId, c] of u.convs) this.rowsWritten.userConvs += this.sql.convPut.run(uid, convId, c.last, c.incoming).changes;
+    return u.marks.length + u.convs.size;
+  }
+}
+
+/** One user's queued summaries: newest seq and newest incoming seq per conversation, and the incoming seqs. */
+class UserSummary {
+  readonly convs = new Map<string, { last: number; incoming: number }>();
+  readonly marks: { convId: string; seq: number }[] = [];
+  entries = 0;
+
+  add(e: SummaryEntry): void {
+    this.entries++;
+    let c = this.convs.get(e.convId);
+    if (!c) this.convs.set(e.convId, c = { last: 0, incoming: 0 });
+    c.last = Math.max(c.last, e.seq);
+    if (e.from !== e.uid) {
+      c.incoming = Math.max(c.incoming, e.seq);
+      this.marks.push({ convId: e.convId, seq: e.seq });
     }
-    for (const c of convs.values()) this.rowsWritten.userConvs += this.sql.convPut.run(c.uid, c.convId, c.last, c.incoming).changes;
   }
 }
