@@ -56,7 +56,7 @@ export interface SqliteStoreOptions {
   maxCachedSeqs?: number;
   /** How often the worker thread checkpoints the WAL. Default 200. */
   checkpointIntervalMs?: number;
-  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 16384 (64 MiB). */
+  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 4096 (16 MiB). */
   walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
