@@ -9,6 +9,7 @@ import { chaosMain } from './chaos';
 import { DEFAULT_RESULTS_DIR, parseBenchOptions, parseChaosOptions, REPO_ROOT, UsageError, USAGE } from './options';
 import { renderProfile, summarizeProfileFile } from './profile';
 import { writeReport } from './report';
+import { costDrift, costTrend } from './cost-trend';
 import { renderMarkdown, writeResult } from './results';
 import { runBench } from './run';
 import { storeCost } from './store-cost';
@@ -60,13 +61,20 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
       repoRoot: REPO_ROOT, log: out,
     });
   }
-  if (cmd === 'store-cost') return withUsage(async () => out(JSON.stringify(await storeCost(rest))));
+  if (cmd === 'store-cost') return withUsage(async () => out(JSON.stringify(await storeCost(rest, process.env, out))));
   if (cmd === 'codec') return withUsage(async () => out(renderCodecBench(codecBench(rest))));
   const options = parseOrUsage(() => parseBenchOptions(argv));
   if (!options) return 2;
   const result = await runBench(options, { log: out, env: process.env });
   out('');
   out(renderMarkdown(result));
+  for (const p of result.phases) {
+    // Long phases (issue 10's flat-cost run: --rate <half the max> --duration 10m): CPU per send by minute.
+    if (p.perSecond.length < 120) continue;
+    const trend = costTrend(p.perSecond);
+    out(`${p.name}: server CPU per accepted send by minute: ${trend.map((w) => `${w.cpuUsPerSend} µs`).join(', ')}; ` +
+      `last/first ${costDrift(trend)}`);
+  }
   if (options.write) {
     const rate = result.phases.filter((p) => p.perSecond.length > 0);
     const svg = rate.length > 1 ? sweepSvg(`${result.scenario}, ${result.target.description}`, rate.map((p) => ({

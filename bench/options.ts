@@ -59,6 +59,7 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- report            rewrite the table in BENCHMARKS.md from bench/results
        npm run bench -- profile <file.cpuprofile> [--top N]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--messages 20000] [--batch 100]
+                          [--rate max|half|N --duration 60 --interval 60]   paced: cost per interval as the database grows
        npm run bench -- chaos --target distributed [--users 40] [--rate 100] [--no-write]
                           kill -9 each component in turn under load; exactly-once check; RELIABILITY.md
        npm run bench -- codec [--rounds 9] [--round-ms 100]   ns per protocol encode/decode (best of rounds)
@@ -193,6 +194,8 @@ export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()):
   } else throw new UsageError(`--target must be embedded, distributed or an http(s) route API URL, got "${t}"`);
   const noDb = bool('no-db');
   if (noDb && target !== 'distributed') throw new UsageError('--no-db applies to --target distributed only');
+  // The SQLite store takes one writing process (storage/sqlite-lock.ts).
+  if (noDb && int(flags, 'logics', 1, 1, 16) > 1) throw new UsageError('--no-db runs logic on SQLite, which takes one logic process: drop --logics');
 
   const users = int(flags, 'users', DEFAULT_USERS[scenario], scenario === 'one-to-one' ? 2 : 1);
   const perProcess = Math.ceil(users / MAX_SOCKETS_PER_PROCESS);

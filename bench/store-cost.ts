@@ -1,17 +1,38 @@
 /**
  * `npm run bench -- store-cost`: what the store alone costs per message, in this process, with
- * no network in between — the floor under the send path. Appends `--messages` messages with
- * `--recipients` inbox writes each (2 = a 1:1 message: sender and peer; 100 = a full group),
- * `--batch` in flight at a time, and reports CPU-µs per message and per recipient: this process's
- * CPU, plus the Cassandra server's when it runs on this box.
+ * no network in between — the floor under the send path. Appends messages with `--recipients`
+ * inbox writes each (2 = a 1:1 message: sender and peer; 100 = a full group) and reports CPU-µs
+ * per message and per recipient: this process's CPU, plus the Cassandra server's when it runs on
+ * this box. It also reports the longest event-loop block seen (perf_hooks), and for SQLite the
+ * B-tree entries written per message, a count that does not depend on the machine's load.
+ *
+ * Closed loop by default: `--messages` messages, `--batch` in flight at a time. With `--rate N`
+ * (appends/s) or `--rate half` (half of a 5 s closed-loop maximum measured first) it runs open
+ * loop for `--duration` and reports each `--interval` on its own, so cost that grows with the
+ * database shows up as a rising line (issue 10: the last minute within 15 % of the first).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
+import { SqliteStore, type AppendStats } from '../storage/sqlite';
+import type { Store } from '../storage/store';
+import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
 import { pidListeningOn, round2, sampleProc } from './proc-stats';
+
+export interface StoreCostInterval {
+  /** End of the interval, seconds since the paced run started. */
+  atS: number;
+  messages: number;
+  /** Appends due that were not made because maxInFlight were outstanding (the store fell behind). */
+  skipped: number;
+  cpuUsPerMessage: number;
+  eventLoopMaxMs: number;
+  /** SQLite: WAL pages written per append (counted by the checkpoints, so it lags by up to one). */
+  walPagesPerMessage?: number;
+}
 
 export interface StoreCostResult {
   store: string;
@@ -20,12 +41,37 @@ export interface StoreCostResult {
   cpuUsPerMessage: number;
   cpuUsPerRecipient: number;
   wallUsPerMessage: number;
+  /** The longest the event loop was held (monitorEventLoopDelay max), over the whole run. */
+  eventLoopMaxMs: number;
+  /** SQLite: rows written per message by table, and B-tree entries (rows + index entries). */
+  rowsPerMessage?: Record<string, number>;
+  btreeEntriesPerMessage?: number;
+  /** SQLite: the longest append and write-behind transactions (wall ms; load on the machine inflates them). */
+  longestAppendBatchMs?: number;
+  longestSummaryBatchMs?: number;
+  /** SQLite: share of append and write-behind transactions that held the loop over 5 ms. */
+  appendBatchesOver5MsPct?: number;
+  summaryBatchesOver5MsPct?: number;
+  /** SQLite: WAL frames the last checkpoint saw (the log's length), and checkpoints run. */
+  walFrames?: number;
+  checkpoints?: number;
+  walQuietWindows?: number;
+  /** Paced runs: the rate and one line per interval. */
+  rate?: number;
+  intervals?: StoreCostInterval[];
   /** Cassandra's own CPU, when its server runs on this machine. */
   serverCpuUsPerMessage?: number;
 }
 
-export async function storeCost(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<StoreCostResult> {
-  const { flags, positionals } = parseFlags(argv, new Set(['store', 'recipients', 'messages', 'batch', 'keyspace']));
+/** Secondary indexes per table (storage/sqlite-schema-v4.ts): each row written costs 1 + this. */
+const SQLITE_INDEXES: Record<keyof AppendStats['rowsWritten'], number> = { messages: 1, inbox: 0, userConvs: 0, unreadMarks: 0 };
+
+const FLAGS = new Set(['store', 'recipients', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval']);
+
+export async function storeCost(
+  argv: readonly string[], env: NodeJS.ProcessEnv = process.env, progress: (line: string) => void = () => undefined,
+): Promise<StoreCostResult> {
+  const { flags, positionals } = parseFlags(argv, FLAGS);
   if (positionals.length) throw new UsageError(`store-cost takes no positional arguments, got "${positionals[0]}"`);
   const kind = flags.get('store') ?? 'sqlite';
   if (kind !== 'sqlite' && kind !== 'cassandra') throw new UsageError('--store must be sqlite or cassandra');
@@ -37,11 +83,16 @@ export async function storeCost(argv: readonly string[], env: NodeJS.ProcessEnv 
   const recipients = num('recipients', 2, 100);
   const messages = num('messages', 20_000, 10_000_000);
   const batch = num('batch', 100, 10_000);
-  const users = 1000;
+  const rateFlag = flags.get('rate') ?? 'max';
+  if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
+    throw new UsageError('--rate must be max, half or a positive integer (appends/s)');
+  }
+  const durationS = num('duration', 60, 86_400);
+  const intervalS = num('interval', 60, 86_400);
 
   let dir: string | undefined;
   let serverPid: number | undefined;
-  let store;
+  let store: Store;
   if (kind === 'sqlite') {
     dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'im-bench-store-'));
     store = await openStore({ kind: 'sqlite', dataDir: dir });
@@ -54,34 +105,123 @@ export async function storeCost(argv: readonly string[], env: NodeJS.ProcessEnv 
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
   }
   const run = `s${newId().slice(-8)}`;
-  try {
-    const server0 = serverPid ? sampleProc(serverPid) : undefined;
-    const cpu0 = process.cpuUsage();
-    const t0 = process.hrtime.bigint();
-    for (let k = 0; k < messages;) {
+  const users = 1000;
+  let k = 0;
+  const appendNext = () => {
+    const n = k++;
+    const from = `${run}u${n % users}`;
+    const rcpt = recipients === 1 ? [from] : [from, ...Array.from({ length: recipients - 1 }, (_, i) => `${run}u${(n + 1 + i) % users}`)];
+    return store.appendMessage({
+      msgId: newId(), convId: `g:${run}-${n % 500}`, from, to: '', groupId: `${run}-${n % 500}`, clientMsgId: `c${n}`,
+      contentType: 'text/plain', content: Buffer.alloc(100, 0x61), sentAtMs: Date.now(), recipients: [...new Set(rcpt)],
+      dedupWindowMs: 86_400_000,
+    });
+  };
+  const closedLoop = async (until: () => boolean) => {
+    while (!until()) {
       const inflight: Promise<unknown>[] = [];
-      for (let j = 0; j < batch && k < messages; j++, k++) {
-        const from = `${run}u${k % users}`;
-        const rcpt = recipients === 1 ? [from] : [from, ...Array.from({ length: recipients - 1 }, (_, i) => `${run}u${(k + 1 + i) % users}`)];
-        inflight.push(store.appendMessage({
-          msgId: newId(), convId: `g:${run}-${k % 500}`, from, to: '', groupId: `${run}-${k % 500}`, clientMsgId: `c${k}`,
-          contentType: 'text/plain', content: Buffer.alloc(100, 0x61), sentAtMs: Date.now(), recipients: [...new Set(rcpt)],
-          dedupWindowMs: 86_400_000,
-        }));
-      }
+      for (let j = 0; j < batch && !until(); j++) inflight.push(appendNext());
       await Promise.all(inflight);
     }
+  };
+
+  const loop = new LoopWatch();
+  try {
+    let rate: number | undefined;
+    if (rateFlag === 'half') {
+      const t = Date.now();
+      const k0 = k;
+      await closedLoop(() => Date.now() - t >= 5000);
+      rate = Math.max(1, Math.round((k - k0) / ((Date.now() - t) / 1000) / 2));
+      progress(`store-cost: closed-loop max ${rate * 2}/s; pacing at ${rate}/s for ${durationS}s`);
+    } else if (rateFlag !== 'max') rate = Number(rateFlag);
+
+    const stats0 = kind === 'sqlite' ? (store as SqliteStore).appendStats().rowsWritten : undefined;
+    const server0 = serverPid ? sampleProc(serverPid) : undefined;
+    const cpu0 = process.cpuUsage();
+    const k0 = k;
+    const t0 = process.hrtime.bigint();
+    loop.restart();
+    let intervals: StoreCostInterval[] | undefined;
+    if (rate === undefined) await closedLoop(() => k - k0 >= messages);
+    else {
+      const framesWritten = kind === 'sqlite' ? () => (store as SqliteStore).appendStats().checkpoints?.framesWritten ?? 0 : undefined;
+      intervals = await paced(rate, durationS, intervalS, batch, appendNext, loop, progress, framesWritten);
+    }
+    const count = k - k0;
     const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const server1 = serverPid ? sampleProc(serverPid) : undefined;
-    const cpuUs = (cpu.user + cpu.system) / messages;
-    return {
-      store: kind, recipients, messages,
-      cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / messages),
-      serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / messages) : undefined,
+    const cpuUs = (cpu.user + cpu.system) / count;
+    const result: StoreCostResult = {
+      store: kind, recipients, messages: count,
+      cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / count),
+      eventLoopMaxMs: loop.maxMsSinceStart(), rate, intervals,
+      serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / count) : undefined,
     };
+    if (stats0) {
+      // Summaries are written behind: count them once everything queued is written.
+      await store.unread(`${run}u0`);
+      const st = (store as SqliteStore).appendStats();
+      const rows = st.rowsWritten;
+      result.longestAppendBatchMs = round2(st.longestAppendBatchMs);
+      result.longestSummaryBatchMs = round2(st.longestSummaryBatchMs);
+      result.appendBatchesOver5MsPct = round2((100 * st.appendBatchesOver5Ms) / Math.max(1, st.batches));
+      result.summaryBatchesOver5MsPct = round2((100 * st.summaryBatchesOver5Ms) / Math.max(1, st.summaryBatches));
+      result.walFrames = st.checkpoints?.walFrames;
+      result.checkpoints = st.checkpoints?.runs;
+      result.walQuietWindows = st.checkpoints?.quietWindows;
+      const per = Object.fromEntries((Object.keys(rows) as (keyof typeof rows)[]).map((t) => [t, round2((rows[t] - stats0[t]) / count)]));
+      result.rowsPerMessage = per;
+      result.btreeEntriesPerMessage = round2((Object.keys(per) as (keyof typeof rows)[]).reduce((a, t) => a + per[t] * (1 + SQLITE_INDEXES[t]), 0));
+    }
+    return result;
   } finally {
+    loop.stop();
     await store.close();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Open loop at `rate` appends/s for durationS, at most `maxInFlight` outstanding; one line per interval. */
+async function paced(
+  rate: number, durationS: number, intervalS: number, maxInFlight: number,
+  appendNext: () => Promise<unknown>, loop: LoopWatch, progress: (line: string) => void, framesWritten?: () => number,
+): Promise<StoreCostInterval[]> {
+  const out: StoreCostInterval[] = [];
+  const start = Date.now();
+  let issued = 0;
+  let skipped = 0;
+  let inFlight = 0;
+  let mark = { atMs: start, issued: 0, skipped: 0, frames: framesWritten?.() ?? 0, cpu: process.cpuUsage() };
+  const tickMs = 10;
+  for (let tick = 1; ; tick++) {
+    await new Promise((r) => setTimeout(r, Math.max(0, start + tick * tickMs - Date.now())));
+    const now = Date.now();
+    const due = Math.min(Math.floor(((now - start) / 1000) * rate), Math.floor(durationS * rate));
+    // A store that cannot keep up is not queued without bound: those sends are simply not made.
+    while (issued + skipped < due && inFlight < maxInFlight) {
+      issued++;
+      inFlight++;
+      void appendNext().finally(() => { inFlight--; });
+    }
+    skipped = due - issued;
+    const ended = now - start >= durationS * 1000;
+    if (now - mark.atMs >= intervalS * 1000 || ended) {
+      while (inFlight > 0) await new Promise((r) => setImmediate(r));
+      const cpu = process.cpuUsage(mark.cpu);
+      const n = issued - mark.issued;
+      const line: StoreCostInterval = {
+        atS: round2((Date.now() - start) / 1000), messages: n, skipped: skipped - mark.skipped,
+        cpuUsPerMessage: round2((cpu.user + cpu.system) / Math.max(1, n)), eventLoopMaxMs: loop.maxMsSinceReset(),
+        walPagesPerMessage: framesWritten ? round2((framesWritten() - mark.frames) / Math.max(1, n)) : undefined,
+      };
+      out.push(line);
+      progress(`store-cost: ${line.atS}s  ${n} appends (${line.skipped} skipped)  ${line.cpuUsPerMessage} µs CPU each  longest loop block ${line.eventLoopMaxMs} ms` +
+        (line.walPagesPerMessage === undefined ? '' : `  ${line.walPagesPerMessage} WAL pages each`));
+      loop.reset();
+      mark = { atMs: Date.now(), issued, skipped, frames: framesWritten?.() ?? 0, cpu: process.cpuUsage() };
+    }
+    if (ended) return out;
   }
 }

@@ -13,7 +13,7 @@
 # scripts/down.sh (`make down`) stops exactly that. `scripts/up.sh --infra-only` (`make infra-up`)
 # starts NATS and Cassandra alone.
 #
-#   IM_STORE=sqlite         run logic on SQLite (.run/data) instead of Cassandra; skips Cassandra
+#   IM_STORE=sqlite         run one logic on SQLite (.run/data) instead of two on Cassandra; skips Cassandra
 #   UP_START_TIMEOUT_S      how long each service may take to print its listening line (default 60)
 #   NATS_PORT / CQL_PORT    as for scripts/nats-start.sh / cassandra/start.sh (default 4222 / 9042)
 #   OTEL_TRACES_EXPORTER    default none here (no collector runs locally); set otlp and
@@ -159,6 +159,9 @@ if [[ "$store" == cassandra ]]; then
     "IM_CASSANDRA_CONSISTENCY=${IM_CASSANDRA_CONSISTENCY:-ONE}" "IM_CASSANDRA_KEYSPACE=${IM_CASSANDRA_KEYSPACE:-im}")
 else
   store_env=(IM_STORE=sqlite "IM_DATA_DIR=$root/.run/data")
+  # The SQLite store takes one writing process (it keeps seqs in memory): one logic process.
+  logic_addrs=("${logic_addrs[0]}")
+  logic_admins=("${logic_admins[0]}")
 fi
 
 # start_service <name> <addr> <env...>: runs node dist/<svc>/main.js in its own session, logs and

@@ -8,6 +8,7 @@
  */
 import type Database from 'better-sqlite3';
 import { InternalError } from '../common/errors';
+import { MINIMAL_WRITES_SQL } from './sqlite-schema-v4';
 
 export interface Migration {
   version: number;
@@ -105,6 +106,11 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'dedup remembers a digest of the accepted send, so a reused client_msg_id is refused',
     // Nullable: records written before this version have none and keep their old meaning.
     sql: 'ALTER TABLE dedup ADD COLUMN digest BLOB;',
+  },
+  {
+    version: 4,
+    description: 'minimal writes: seqs kept in memory, dedup as a unique key of messages, summaries written behind',
+    sql: MINIMAL_WRITES_SQL,
   },
 ];
 

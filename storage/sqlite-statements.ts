@@ -22,11 +22,11 @@ export interface InboxRow extends MessageRow {
   seq: number;
 }
 
-export interface DedupRow {
-  msg_id: string;
+/** The newest message a (sender, clientMsgId) was accepted as, with what its dedup check needs. */
+export interface DedupRow extends MessageRow {
   sender_seq: number;
-  expires_at_ms: number;
-  digest: Buffer | null;
+  dedup_until_ms: number;
+  dedup_gen: number;
 }
 
 export interface GroupRow {
@@ -69,38 +69,22 @@ export function prepareStatements(db: Database.Database) {
   return {
     // Append path.
     dedupGet: db.prepare<[string, string], DedupRow>(
-      'SELECT msg_id, sender_seq, expires_at_ms, digest FROM dedup WHERE from_uid = ? AND client_msg_id = ?'),
-    dedupPut: db.prepare<[string, string, string, number, number, Buffer]>(
-      `INSERT INTO dedup (from_uid, client_msg_id, msg_id, sender_seq, expires_at_ms, digest) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (from_uid, client_msg_id) DO UPDATE SET
-         msg_id = excluded.msg_id, sender_seq = excluded.sender_seq, expires_at_ms = excluded.expires_at_ms,
-         digest = excluded.digest`),
-    // rowid subquery: SQLite's DELETE has no LIMIT in default builds; this bounds the work.
-    dedupPurge: db.prepare<[number, number]>(
-      'DELETE FROM dedup WHERE rowid IN (SELECT rowid FROM dedup WHERE expires_at_ms <= ? LIMIT ?)'),
-    messageGet: db.prepare<[string], MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE msg_id = ?`),
-    messagePut: db.prepare<[string, string, number, string, string, string, string, string, Buffer, number]>(
-      `INSERT INTO messages (${MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    convNextSeq: db.prepare<[string], { max_conv_seq: number }>(
-      `INSERT INTO convs (conv_id, max_conv_seq) VALUES (?, 1)
-       ON CONFLICT (conv_id) DO UPDATE SET max_conv_seq = max_conv_seq + 1 RETURNING max_conv_seq`),
-    userNextSeq: db.prepare<[string], { max_seq: number }>(
-      `INSERT INTO users (uid, max_seq) VALUES (?, 1)
-       ON CONFLICT (uid) DO UPDATE SET max_seq = max_seq + 1 RETURNING max_seq`),
-    inboxPut: db.prepare<[string, number, string, string, string]>(
-      'INSERT INTO inbox (uid, seq, msg_id, conv_id, from_uid) VALUES (?, ?, ?, ?, ?)'),
-    userConvPut: db.prepare<[string, string, number, number]>(
-      `INSERT INTO user_convs (uid, conv_id, last_seq, last_incoming_seq) VALUES (?, ?, ?, ?)
-       ON CONFLICT (uid, conv_id) DO UPDATE SET
-         last_seq = excluded.last_seq,
-         last_incoming_seq = MAX(last_incoming_seq, excluded.last_incoming_seq)`),
+      `SELECT ${MESSAGE_COLUMNS}, sender_seq, dedup_until_ms, dedup_gen FROM messages
+       WHERE from_uid = ? AND client_msg_id = ? ORDER BY dedup_gen DESC LIMIT 1`),
+    messagePut: db.prepare<[string, number, string, string, string, string, string, string, Buffer, number, number, number, number]>(
+      `INSERT INTO messages (conv_id, conv_seq, msg_id, from_uid, to_uid, group_id, client_msg_id, content_type, content,
+         sent_at_ms, sender_seq, dedup_until_ms, dedup_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    inboxPut: db.prepare<[string, number, string, number, string]>(
+      'INSERT INTO inbox (uid, seq, conv_id, conv_seq, from_uid) VALUES (?, ?, ?, ?, ?)'),
+    // Newest seqs, read once per key into memory (storage/sqlite-seqs.ts).
+    convMaxSeq: db.prepare<[string], { s: number | null }>('SELECT MAX(conv_seq) AS s FROM messages WHERE conv_id = ?'),
+    userMaxSeq: db.prepare<[string], { s: number | null }>('SELECT MAX(seq) AS s FROM inbox WHERE uid = ?'),
 
     // Reads.
     sync: db.prepare<[string, number, number], InboxRow>(
       `SELECT i.seq AS seq, ${MESSAGE_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
-       FROM inbox i JOIN messages m ON m.msg_id = i.msg_id
+       FROM inbox i JOIN messages m ON m.conv_id = i.conv_id AND m.conv_seq = i.conv_seq
        WHERE i.uid = ? AND i.seq > ? ORDER BY i.seq ASC LIMIT ?`),
-    maxSeq: db.prepare<[string], { max_seq: number }>('SELECT max_seq FROM users WHERE uid = ?'),
     history: db.prepare<[string, number, number], MessageRow>(
       `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE conv_id = ? AND conv_seq < ? ORDER BY conv_seq DESC LIMIT ?`),
 
@@ -126,9 +110,8 @@ export function prepareStatements(db: Database.Database) {
        ON CONFLICT (uid, conv_id) DO UPDATE SET read_seq = MAX(read_seq, excluded.read_seq)`),
     userConvLastSeq: db.prepare<[string, string], { last_seq: number }>(
       'SELECT last_seq FROM user_convs WHERE uid = ? AND conv_id = ?'),
-    unreadCount: db.prepare<[string, string, number, string], { n: number }>(
-      `SELECT COUNT(*) AS n FROM inbox
-       WHERE uid = ? AND conv_id = ? AND seq > ? AND from_uid <> ?`),
+    unreadCount: db.prepare<[string, string, number], { n: number }>(
+      'SELECT COUNT(*) AS n FROM unread_marks WHERE uid = ? AND conv_id = ? AND seq > ?'),
     unreadCandidates: db.prepare<[string, number], UnreadCandidateRow>(
       `SELECT uc.conv_id AS conv_id, uc.last_seq AS last_seq, COALESCE(rc.read_seq, 0) AS read_seq
        FROM user_convs uc LEFT JOIN read_cursors rc ON rc.uid = uc.uid AND rc.conv_id = uc.conv_id

@@ -106,7 +106,7 @@ describe('SqliteStore', () => {
 
   describe('append batching', () => {
     it('commits all appends of one tick in one transaction', async () => {
-      const store = openStore();
+      const store = openStore({ clock: () => 0 });
       const before = store.appendStats().batches;
       const results = await Promise.all(Array.from({ length: 40 }, (_, i) => store.appendMessage(msg(`s${i}`, 'bob'))));
       assert.equal(store.appendStats().batches - before, 1);
@@ -120,22 +120,38 @@ describe('SqliteStore', () => {
       assert.equal(await store.maxSeq('bob'), 20);
     });
 
-    it('fails only the bad item of a batch and rolls back all of its writes', async () => {
+    it('fails only the bad item of a batch and rolls back all of its writes and seqs', async () => {
       const store = openStore();
-      const taken = await store.appendMessage(msg('alice', 'bob'));
-      // Same msgId as a stored message: fails on insert, after its conv seq was taken.
+      await store.appendMessage(msg('alice', 'bob'));
+      await store.appendMessage(msg('alice', 'carol'));
+      // carol's inbox refuses rows: that item fails after its message row and alice's inbox row
+      // are written and its seqs are taken.
+      const other = new Database(store.path);
+      other.exec(`CREATE TRIGGER refuse_carol BEFORE INSERT ON inbox WHEN NEW.uid = 'carol'
+        BEGIN SELECT RAISE(ABORT, 'injected'); END`);
       const outcomes = await Promise.allSettled([
         store.appendMessage(msg('alice', 'bob')),
-        store.appendMessage(msg('alice', 'bob', { msgId: taken.message.msgId })),
+        store.appendMessage(msg('alice', 'carol')),
         store.appendMessage(msg('alice', 'bob')),
       ]);
+      other.exec('DROP TRIGGER refuse_carol');
+      other.close();
       assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
       assert.equal(((outcomes[1] as PromiseRejectedResult).reason as { code?: number }).code, Code.INTERNAL);
-      const page = await store.sync('bob', 0, 10);
-      assert.deepEqual(page.items.map((e) => e.seq), [1, 2, 3]);
-      const hist = await store.history(peerConvId('alice', 'bob'), 0, 10);
-      assert.deepEqual(hist.items.map((m) => m.convSeq), [3, 2, 1], 'no gap left by the failed item');
-      assert.equal(await store.maxSeq('alice'), 3);
+      assert.deepEqual((await store.sync('alice', 0, 10)).items.map((e) => e.seq), [1, 2, 3, 4], 'no gap left by the failed item');
+      assert.deepEqual((await store.history(peerConvId('alice', 'carol'), 0, 10)).items.map((m) => m.convSeq), [1], 'no half message');
+      assert.deepEqual((await store.history(peerConvId('alice', 'bob'), 0, 10)).items.map((m) => m.convSeq), [3, 2, 1]);
+      const next = await store.appendMessage(msg('alice', 'carol'));
+      assert.deepEqual([next.message.convSeq, next.senderSeq, next.seqs.get('carol')], [2, 5, 2]);
+    });
+
+    it('ends a transaction at its time budget and commits the rest in the next', async () => {
+      let nowMs = 0;
+      // Each item reads the clock once: 1 ms per item against a 3 ms budget.
+      const store = openStore({ maxBatchMs: 3, clock: () => nowMs++ });
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.appendMessage(msg(`s${i}`, 'bob'))));
+      assert.ok(store.appendStats().batches >= 3, `${store.appendStats().batches} transactions`);
+      assert.deepEqual(results.map((r) => r.seqs.get('bob')), Array.from({ length: 10 }, (_, i) => i + 1));
     });
 
     it('refuses appends beyond maxPendingAppends with OVERLOADED', async () => {
@@ -154,27 +170,54 @@ describe('SqliteStore', () => {
     });
   });
 
-  describe('dedup purge', () => {
-    it('deletes expired records in bounded chunks, keeping live ones', async () => {
-      const store = openStore({ dedupPurgeBatch: 2 });
-      for (let i = 0; i < 5; i++) await store.appendMessage(msg('alice', 'bob', { sentAtMs: 1000 + i, dedupWindowMs: 10 }));
-      const countDedup = () => {
-        const db = new Database(store.path, { readonly: true });
-        try {
-          return (db.prepare('SELECT COUNT(*) AS n FROM dedup').get() as { n: number }).n;
-        } finally {
-          db.close();
-        }
-      };
-      assert.equal(countDedup(), 5);
-      const live = msg('alice', 'bob', { sentAtMs: 5000 });
-      await store.appendMessage(live);
-      assert.equal(countDedup(), 6 - 2, 'at most dedupPurgeBatch removed per transaction');
-      await store.appendMessage(msg('alice', 'bob', { sentAtMs: 5001 }));
-      await store.appendMessage(msg('alice', 'bob', { sentAtMs: 5002 }));
-      assert.equal(countDedup(), 3, 'only the three live records remain');
-      const retry = await store.appendMessage({ ...live, msgId: newId(), sentAtMs: 5003 });
-      assert.equal(retry.duplicate, true);
+  describe('summaries written behind', () => {
+    function crashImage(store: SqliteStore): string {
+      // What kill -9 leaves: the database and WAL files as they are between two ticks.
+      const copy = freshPath();
+      fs.mkdirSync(path.dirname(copy), { recursive: true });
+      for (const suffix of ['', '-wal']) {
+        if (fs.existsSync(store.path + suffix)) fs.copyFileSync(store.path + suffix, copy + suffix);
+      }
+      return copy;
+    }
+
+    it('rebuilds unread counts and last seqs from the inbox after a crash', async () => {
+      const store = openStore();
+      const conv = peerConvId('alice', 'bob');
+      await store.appendMessage(msg('alice', 'bob'));
+      await store.unread('bob'); // summaries up to here are written
+      await store.appendMessage(msg('alice', 'bob'));
+      const last = await store.appendMessage(msg('bob', 'alice'));
+      assert.ok(store.appendStats().pendingSummaries > 0, 'the crash image must lack some summaries');
+      const reopened = openStore({ path: crashImage(store) });
+      assert.deepEqual(await reopened.unread('bob'), [{ convId: conv, count: 2, readSeq: 0, lastSeq: 3 }]);
+      assert.deepEqual(await reopened.unread('alice', [conv]), [{ convId: conv, count: 1, readSeq: 0, lastSeq: last.senderSeq }]);
+      const next = await reopened.appendMessage(msg('alice', 'bob'));
+      assert.equal(next.seqs.get('bob'), 4);
+      assert.deepEqual(await reopened.setReadCursor('bob', conv, 1), { convId: conv, count: 2, readSeq: 1, lastSeq: 4 });
+    });
+  });
+
+  describe('version 3 data', () => {
+    it('opens a version-3 data dir and keeps its messages, seqs, dedup records and unread state', async () => {
+      // storage/fixtures/schema-v3.sqlite was written by the version-3 store (see storage/fixtures/README.md).
+      const file = freshPath();
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.copyFileSync(path.join(__dirname, '..', '..', 'storage', 'fixtures', 'schema-v3.sqlite'), file);
+      const store = openStore({ path: file });
+      const ab = peerConvId('alice', 'bob');
+      const bob = await store.sync('bob', 0, 10);
+      assert.deepEqual(bob.items.map((e) => [e.seq, e.msgId, e.convSeq, Buffer.from(e.content).toString()]), [
+        [1, 'm1', 1, 'hi bob'], [2, 'm2', 2, 'hi alice'], [3, 'm3', 1, 'hello group'], [4, 'm4', 3, 'first'], [5, 'm5', 4, 'second']]);
+      assert.deepEqual((await store.history('g:g1', 0, 10)).items.map((m) => m.msgId), ['m3']);
+      assert.deepEqual(await store.unread('bob', [ab]), [{ convId: ab, count: 2, readSeq: 1, lastSeq: 5 }]);
+      const dup = await store.appendMessage({ ...msg('alice', 'bob'), clientMsgId: 'c5', content: Buffer.from('second'), sentAtMs: 7000 });
+      assert.deepEqual([dup.duplicate, dup.message.msgId, dup.senderSeq], [true, 'm5', 5], 'the newest reuse answers');
+      await assert.rejects(store.appendMessage({ ...msg('alice', 'bob'), clientMsgId: 'c5', content: Buffer.from('other'), sentAtMs: 7000 }),
+        (e: unknown) => (e as { code?: number }).code === Code.IDEMPOTENCY_CONFLICT);
+      const next = await store.appendMessage(msg('carol', 'bob', { sentAtMs: 8000 }));
+      assert.deepEqual([next.senderSeq, next.seqs.get('bob')], [2, 6]);
+      assert.equal(await store.maxSeq('alice'), 5);
     });
   });
 });

@@ -13,7 +13,10 @@ export interface TickBatcherOptions<I, R> {
   maxPending: number;
   /** Items handed to one `run`; the rest run on the next turn so I/O can interleave. */
   maxBatch: number;
-  /** Runs one batch synchronously; returns one outcome per item, in order. */
+  /**
+   * Runs one batch synchronously; returns one outcome per item it ran, in order. Items past the
+   * last outcome (a batch that ran out of its time budget) go back to the head of the queue.
+   */
   run: (items: I[]) => Settled<R>[];
   /** What closed-batcher rejections say. */
   name: string;
@@ -29,6 +32,7 @@ export class TickBatcher<I, R> {
   private queue: Pending<I, R>[] = [];
   private scheduled = false;
   private closed = false;
+  private held = false;
 
   constructor(private readonly options: TickBatcherOptions<I, R>) {}
 
@@ -47,7 +51,17 @@ export class TickBatcher<I, R> {
     });
   }
 
-  /** Refuses new calls and runs everything already queued, synchronously. Idempotent. */
+  /** Runs no batch until resume(); calls keep queueing (bounded by maxPending as always). */
+  hold(): void {
+    this.held = true;
+  }
+
+  resume(): void {
+    this.held = false;
+    if (this.queue.length > 0) this.schedule();
+  }
+
+  /** Refuses new calls and runs everything already queued, synchronously, held or not. Idempotent. */
   close(): void {
     this.closed = true;
     while (this.queue.length > 0) this.runOne();
@@ -58,6 +72,7 @@ export class TickBatcher<I, R> {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
+      if (this.held) return;
       this.runOne();
       if (this.queue.length > 0) this.schedule();
     });
@@ -73,10 +88,14 @@ export class TickBatcher<I, R> {
       for (const p of batch) p.reject(err);
       return;
     }
-    batch.forEach((p, i) => {
+    if (outcomes.length === 0 && batch.length > 0) {
+      for (const p of batch) p.reject(new Error(`${this.options.name}: a batch ran no item`));
+      return;
+    }
+    this.queue.unshift(...batch.slice(outcomes.length));
+    batch.slice(0, outcomes.length).forEach((p, i) => {
       const o = outcomes[i];
-      if (o === undefined) p.reject(new Error(`${this.options.name}: no outcome for item ${i}`));
-      else if (o.ok) p.resolve(o.value);
+      if (o.ok) p.resolve(o.value);
       else p.reject(o.error);
     });
   }
