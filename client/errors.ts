@@ -37,3 +37,17 @@ export function clientClosed(reason: string, op?: number): ImClientError {
 export function requestTimeout(timeoutMs: number, op?: number): ImClientError {
   return new ImClientError(Code.TIMEOUT, `no reply within ${timeoutMs}ms`, { retryable: true, op });
 }
+
+/**
+ * A send not acknowledged within its retry window. The last attempt is often cut short by the
+ * window itself ("no reply within 1ms"), which says nothing: the message names the window, the
+ * attempts and the failure before that one. Still retryable: the app may send again later with
+ * the same clientMsgId and get the original message if one was stored.
+ */
+export function retryWindowRanOut(final: ImClientError, before: ImClientError | undefined, attempts: number,
+  windowMs: number): ImClientError {
+  const cause = before && final.code === Code.TIMEOUT ? before : final;
+  return new ImClientError(cause.code,
+    `send not acknowledged within its ${windowMs} ms retry window (${attempts} attempts); last failure: ${cause.message}`,
+    { retryable: true, cause: final, op: final.op });
+}

@@ -135,6 +135,20 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(hist.messages.length, 1, 'one message');
   });
 
+  it('a send whose retry window runs out says so, with the failure before the last, cut-short attempt', async () => {
+    const { proxy, routerUrl } = await proxied();
+    proxy.onServerFrame = (f) => (f.op === Op.SEND ? 'drop' : 'forward');
+    const una = client('una', { routerUrl, requestTimeoutMs: 200, sendRetryWindowMs: 700, backoffBaseMs: 10, backoffMaxMs: 20 });
+    await una.connect();
+    await assert.rejects(una.send('xen', 'never answered'), (err: unknown) => {
+      assert.ok(err instanceof ImClientError);
+      assert.match(err.message, /^send not acknowledged within its 700 ms retry window \(\d+ attempts\); last failure: no reply within 200ms$/);
+      assert.equal(err.code, Code.TIMEOUT);
+      assert.equal(err.retryable, true);
+      return true;
+    });
+  });
+
   it('own sends come from their acks: no PUSH back to the sending connection, no sync for them; a second device is pushed', async () => {
     const { proxy, routerUrl } = await proxied();
     const seen: number[] = []; // ops of the server frames the sending connection gets

@@ -13,7 +13,7 @@ import {
 } from '../proto/wire';
 import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs, sleep } from './backoff';
 import { CloseInfo, Connection } from './connection';
-import { ImClientError, clientClosed } from './errors';
+import { ImClientError, clientClosed, retryWindowRanOut } from './errors';
 import { Inbox } from './inbox';
 import { InboxSync } from './inbox-sync';
 import { ImClientOptions, ResolvedOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, resolveOptions } from './options';
@@ -409,13 +409,16 @@ export class ImClient extends EventEmitter {
   private async sendWithRetries(req: SendReq): Promise<SendResp> {
     const deadline = Date.now() + this.options.sendRetryWindowMs;
     let refusals = 0;
+    let last: ImClientError | undefined; // the failure before the current attempt
     for (let attempt = 1; ; attempt++) {
       const timeoutMs = Math.max(1, Math.min(this.options.requestTimeoutMs, deadline - Date.now()));
       try {
         return await this.request(Op.SEND, 'SendReq', 'SendResp', req, { timeoutMs });
       } catch (err) {
         const e = asClientError(err);
-        if (!e.retryable || Date.now() >= deadline) throw e;
+        if (!e.retryable) throw e;
+        if (Date.now() >= deadline) throw retryWindowRanOut(e, last, attempt, this.options.sendRetryWindowMs);
+        last = e;
         // Only a verdict counts as an attempt (overloaded, rate limited, internal). No verdict
         // (UNAVAILABLE, TIMEOUT, connection lost) means a server or the path to it is away — a
         // release, or a crash whose claim on this clientMsgId the store holds until its lease ends
