@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FrameDecoder } from '../proto/codec';
-import { Frame, decodeFrame } from '../proto/wire';
+import { Frame, Message, decodeFrame } from '../proto/wire';
+import type { ImClient } from './sdk';
 import { parseHostPort } from '../common/config';
 
 export function tempDir(prefix = 'im-client-test-'): string {
@@ -169,4 +170,15 @@ export function waitEvent<T = unknown>(emitter: NodeJS.EventEmitter, event: stri
     }
     emitter.on(event, on);
   });
+}
+
+/** Every message of the client's inbox, paging through sync from seq 0. */
+export async function syncAll(c: ImClient): Promise<Message[]> {
+  const all: Message[] = [];
+  for (let from = 0; ;) {
+    const page = await c.sync(from, 500);
+    all.push(...page.messages);
+    if (!page.hasMore || page.messages.length === 0) return all;
+    from = page.messages[page.messages.length - 1].seq;
+  }
 }

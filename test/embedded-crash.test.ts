@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { ImClient } from '../client/sdk';
 import type { Message, SendResp } from '../proto/wire';
 import { signToken } from '../common/jwt';
+import { syncAll } from '../client/test-support';
 import { tempDir } from './harness';
 import { freePort } from './infra';
 import { ServiceProc } from './procs';
@@ -56,15 +57,6 @@ describe('embedded process: kill -9 under load', function () {
     c.on('error', () => undefined);
     await c.connect();
     return c;
-  };
-  const syncAll = async (c: ImClient): Promise<Message[]> => {
-    const out: Message[] = [];
-    for (let from = 0; ;) {
-      const page = await c.sync(from, 500);
-      out.push(...page.messages);
-      if (!page.hasMore || page.messages.length === 0) return out;
-      from = page.messages[page.messages.length - 1].seq;
-    }
   };
 
   it('keeps every acknowledged message, its seqs and its unread count', async () => {

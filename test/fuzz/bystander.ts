@@ -5,6 +5,7 @@
  */
 import { ImClient } from '../../client/sdk';
 import { signToken } from '../../common/jwt';
+import { syncAll } from '../../client/test-support';
 import type { Message } from '../../proto/wire';
 
 export interface BystanderResult {
@@ -85,15 +86,6 @@ export class Bystanders {
   }
 }
 
-async function syncAll(c: ImClient): Promise<Message[]> {
-  const all: Message[] = [];
-  for (let from = 0; ;) {
-    const page = await c.sync(from, 500);
-    all.push(...page.messages);
-    if (!page.hasMore || page.messages.length === 0) return all;
-    from = page.messages[page.messages.length - 1].seq;
-  }
-}
 
 function firstDiff(a: string[], b: string[]): number {
   let i = 0;
