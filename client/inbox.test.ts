@@ -1,13 +1,8 @@
 import * as assert from 'node:assert/strict';
 import type { Message } from '../proto/wire';
 import { Inbox } from './inbox';
+import { inboxMessage as msg } from './test-support';
 
-function msg(seq: number): Message {
-  return {
-    msgId: `m${seq}`, seq, convId: 'p:a:b', from: 'a', to: 'b', groupId: '', clientMsgId: `c${seq}`,
-    sentAtMs: 0, contentType: 'text/plain', content: Buffer.from(String(seq)), convSeq: seq,
-  };
-}
 const seqs = (ms: Message[]) => ms.map((m) => m.seq);
 
 describe('client/inbox', () => {

@@ -172,6 +172,14 @@ export function waitEvent<T = unknown>(emitter: NodeJS.EventEmitter, event: stri
   });
 }
 
+/** A 1:1 message at inbox seq `seq`, for the ordering tests that need no server. */
+export function inboxMessage(seq: number): Message {
+  return {
+    msgId: `m${seq}`, seq, convId: 'p:a:b', from: 'a', to: 'b', groupId: '', clientMsgId: `c${seq}`,
+    sentAtMs: 0, contentType: 'text/plain', content: Buffer.from(String(seq)), convSeq: seq,
+  };
+}
+
 /** Every message of the client's inbox, paging through sync from seq 0. */
 export async function syncAll(c: ImClient): Promise<Message[]> {
   const all: Message[] = [];
