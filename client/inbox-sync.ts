@@ -1,8 +1,14 @@
 /**
  * Drives the Inbox over a connection: the catch-up sync after every (re)connect and the
  * gap-filling sync when a push skips ahead. Single-flight (a trigger while a sync runs makes it go
- * round once more) and bounded (failed syncs back off and stop after a few; gaps that sync cannot
- * fill are given up after a few tries).
+ * round once more, unless that sync closed the gap the trigger was for) and bounded (failed syncs
+ * back off and stop after a few).
+ *
+ * One sync settles a gap (docs/protocol.md, "Gaps in inbox seqs"): the server's answer is
+ * authoritative for every seq above the one asked from, so seqs its pages jump over were never
+ * written and never will be; lastSeq moves to the highest seq they returned. Only an answer that
+ * leaves out a message pushed before it was asked says nothing about the gap below it (a stale
+ * read): that one is retried with backoff, and after a few the held messages are delivered.
  */
 import { Op, Message, decode, encode } from '../proto/wire';
 import { sleep } from './backoff';
@@ -17,10 +23,10 @@ export interface InboxSyncOptions {
   deliver: (messages: Message[]) => void;
   onSynced: (lastSeq: number) => void;
   onError: (err: unknown) => void;
-  /** Pause before retry number `attempt` (1-based) of a failed sync or an unfilled gap. */
+  /** Pause before retry number `attempt` (1-based) of a failed sync or a stale answer. */
   retryDelayMs: (attempt: number) => number;
   signal: AbortSignal;
-  /** Gap-filling syncs before a gap is declared permanent (its seqs were never written). 3. */
+  /** Stale answers in a row (below) before the gap under the held messages is accepted. 3. */
   maxGapSyncs?: number;
   /** Consecutive failed syncs on one connection before waiting for the next trigger. 5. */
   maxSyncFailures?: number;
@@ -28,7 +34,10 @@ export interface InboxSyncOptions {
 
 export class InboxSync {
   private running = false;
-  private wanted = false;
+  /** A catch-up is owed whatever the inbox holds: a (re)connect, a SYNC_HINT, a failed sync. */
+  private catchUpWanted = false;
+  /** A push opened a gap no send in flight can fill; owed only while that is still so. */
+  private gapWanted = false;
   private gapSyncs = 0;
   private ownSendsInFlight = 0;
   private readonly maxGapSyncs: number;
@@ -39,7 +48,7 @@ export class InboxSync {
     this.maxSyncFailures = o.maxSyncFailures ?? 5;
   }
 
-  /** A new connection: forget gap attempts made on the old one and catch up. */
+  /** A new connection: forget stale answers seen on the old one and catch up. */
   onConnected(): void {
     this.gapSyncs = 0;
     this.request();
@@ -71,12 +80,29 @@ export class InboxSync {
    * gap; while sends in flight could fill every missing seq, their acks are awaited instead of a sync.
    */
   private syncIfGap(): void {
-    const inbox = this.o.inbox;
-    if (inbox.hasGap && inbox.missingCount > this.ownSendsInFlight) this.request();
+    if (!this.gapNeedsSync()) return;
+    this.gapWanted = true;
+    this.start();
   }
 
+  private gapNeedsSync(): boolean {
+    const inbox = this.o.inbox;
+    return inbox.hasGap && inbox.missingCount > this.ownSendsInFlight;
+  }
+
+  /** Whether a sync is owed; a gap's request lapses once the gap is closed (by a sync or an ack). */
+  private owed(): boolean {
+    if (this.gapWanted && !this.gapNeedsSync()) this.gapWanted = false;
+    return this.catchUpWanted || this.gapWanted;
+  }
+
+  /** Catch up from lastSeq: after a (re)connect, or when the gateway says pushes may be lost. */
   request(): void {
-    this.wanted = true;
+    this.catchUpWanted = true;
+    this.start();
+  }
+
+  private start(): void {
     if (this.running) return;
     this.running = true;
     this.run()
@@ -84,14 +110,14 @@ export class InboxSync {
       .finally(() => {
         this.running = false;
         const conn = this.o.connection();
-        if (this.wanted && conn && !conn.closed && !this.o.signal.aborted) this.request();
+        if (conn && !conn.closed && !this.o.signal.aborted && this.owed()) this.start();
       });
   }
 
   private async run(): Promise<void> {
     let failures = 0;
-    while (this.wanted && !this.o.signal.aborted) {
-      this.wanted = false;
+    while (this.owed() && !this.o.signal.aborted) {
+      this.catchUpWanted = false;
       const conn = this.o.connection();
       if (!conn || conn.closed) return;
       try {
@@ -101,28 +127,35 @@ export class InboxSync {
         if (conn !== this.o.connection() || conn.closed) continue; // lost with its connection
         this.o.onError(err);
         if (++failures >= this.maxSyncFailures) return; // the next gap or reconnect tries again
-        this.wanted = true;
+        this.catchUpWanted = true;
         await sleep(this.o.retryDelayMs(failures), this.o.signal);
       }
     }
   }
 
-  /** Pages from lastSeq until the server has no more, then checks for a gap left by pushes. */
+  /**
+   * Pages from lastSeq until the server has no more; the pages settle every gap below the
+   * messages this inbox had seen when the last one was asked for.
+   */
   private async catchUp(conn: Connection): Promise<void> {
     const inbox = this.o.inbox;
+    let seenWhenAsked: number;
     for (;;) {
       const fromSeq = inbox.lastSeq;
+      seenWhenAsked = inbox.highestSeq;
+      this.gapWanted = false; // this page answers for every push received so far
       const reply = await conn.request(Op.SYNC, encode('SyncReq', { fromSeq, limit: this.o.pageLimit }));
       const page = decode('SyncResp', reply);
       this.o.deliver(inbox.syncPage(page.messages));
       if (!page.hasMore || inbox.lastSeq === fromSeq) break; // no progress: never spin
     }
-    if (!inbox.hasGap) {
+    if (inbox.lastSeq >= seenWhenAsked) {
+      // A gap still open is below pushes that came during the last page: they asked for a sync.
       this.gapSyncs = 0;
-      this.o.onSynced(inbox.lastSeq);
+      if (!this.owed()) this.o.onSynced(inbox.lastSeq);
       return;
     }
-    // A push is ahead of what sync can see: the missing seqs may still be committing.
+    // The answer left out a message pushed before it was asked for: a stale read.
     if (++this.gapSyncs > this.maxGapSyncs) {
       this.gapSyncs = 0;
       this.o.deliver(inbox.skipGap());
@@ -130,6 +163,6 @@ export class InboxSync {
       return;
     }
     await sleep(this.o.retryDelayMs(this.gapSyncs), this.o.signal);
-    this.wanted = true;
+    this.gapWanted = true;
   }
 }

@@ -10,7 +10,8 @@
  * - the client's own sends go in like pushes, built from their acks: the server pushes them to
  *   the user's other connections only, never back to the sending one.
  * - a sync page is authoritative: it returns everything after the requested seq, so whatever it
- *   skips does not exist and its messages are delivered even when they are not contiguous.
+ *   skips does not exist and its messages are delivered even when they are not contiguous (seqs
+ *   jump across a change of the shard's owner: docs/protocol.md, "Gaps in inbox seqs").
  */
 import type { Message } from '../proto/wire';
 
@@ -58,11 +59,16 @@ export class Inbox {
     return this.buffered.size > 0;
   }
 
-  /** How many seqs are missing below the highest buffered one (0 without a gap). */
-  get missingCount(): number {
+  /** The highest seq this inbox holds or has delivered. */
+  get highestSeq(): number {
     let highest = this.last;
     for (const seq of this.buffered.keys()) if (seq > highest) highest = seq;
-    return highest - this.last - this.buffered.size;
+    return highest;
+  }
+
+  /** How many seqs are missing below the highest buffered one (0 without a gap). */
+  get missingCount(): number {
+    return this.highestSeq - this.last - this.buffered.size;
   }
 
   /** A pushed message. Returns what is now deliverable, in order. */
@@ -94,8 +100,8 @@ export class Inbox {
   }
 
   /**
-   * Gives up on a gap that syncing could not fill (the missing seqs were never written, e.g. a
-   * failed write burned them): delivers everything buffered, in order.
+   * Gives up on a gap that syncs kept leaving open although the server had pushed what lies
+   * above it (stale answers): delivers everything buffered, in order.
    */
   skipGap(): Message[] {
     const out = [...this.buffered.values()].sort((a, b) => a.seq - b.seq);
