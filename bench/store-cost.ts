@@ -100,7 +100,7 @@ export async function storeCost(
     const contact = env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
     store = await openStore({
       kind: 'cassandra', contactPoints: contact.split(','), localDataCenter: env.IM_CASSANDRA_DC ?? 'datacenter1',
-      keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1,
+      keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1, leaseMs: 10_000,
     });
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
   }

@@ -37,6 +37,8 @@ export interface CassandraStoreConfig {
   replication: number;
   /** Password authentication, when the cluster requires it (IM_CASSANDRA_USERNAME / _PASSWORD). */
   credentials?: { username: string; password: string };
+  /** Shard lease of a logic process (docs/sequencer.md), ms: how long its shards wait after a kill -9. */
+  leaseMs: number;
 }
 
 export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
@@ -81,6 +83,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   if (!KEYSPACE_RE.test(keyspace)) throw new ConfigError('IM_CASSANDRA_KEYSPACE', `must match ${KEYSPACE_RE}, got "${keyspace}"`);
   const consistency = s.oneOf('IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
+  const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {
@@ -88,7 +91,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
       'IM_CASSANDRA_USERNAME and IM_CASSANDRA_PASSWORD go together');
   }
   const credentials = username !== undefined ? { username, password: password! } : undefined;
-  return { kind, contactPoints, localDataCenter, keyspace, consistency, replication, ...(credentials && { credentials }) };
+  return { kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, ...(credentials && { credentials }) };
 }
 
 /** IM_BUS (--bus) and, for nats, IM_NATS_URL (--nats-url; comma-separated for a cluster). */

@@ -19,15 +19,17 @@ serviceMain({
   shutdownTimeoutMs: 15_000,
   loadConfig: () => loadLogicProcessConfig(),
   logLevel: (c) => c.logLevel,
-  // Closed in reverse: server (drains running calls), service (flushes pushes), router, bus, store.
+  // Closed in reverse: server (drains running calls), service (flushes pushes), router, store (hands
+  // its shards back), bus.
   async start(proc, config) {
     const { logger } = proc;
     const addr = formatHostPort({ host: config.logic.host, port: config.logic.port });
-    const store = await openStore(config.store, { logger: logger.child({ component: 'store' }) });
-    proc.onStop('store', () => store.close());
-    if (proc.stopping) return;
+    // The bus first: Cassandra stores of the logic processes forward writes to each other over it.
     const bus = await openBus(config.bus, { name: `logic-${addr}`, logger: logger.child({ component: 'bus' }) });
     proc.onStop('bus', () => bus.close());
+    if (proc.stopping) return;
+    const store = await openStore(config.store, { logger: logger.child({ component: 'store' }), bus });
+    proc.onStop('store', () => store.close());
     if (proc.stopping) return;
     const router = new RouterClient({ address: config.routerAddr, logger });
     proc.onStop('router', () => router.close());

@@ -122,7 +122,9 @@ export class LogicService {
       sentAtMs, recipients, dedupWindowMs: this.dedupWindowMs,
     }));
     countSend(res.duplicate);
-    if (!res.duplicate) this.fanout.enqueue(res.message, res.seqs, actor);
+    // A re-driven send (its first attempt died part way) reports seqs: pushing them again is
+    // harmless, clients drop seqs they already have, and it reaches whoever the first attempt missed.
+    if (res.seqs.size > 0) this.fanout.enqueue(res.message, res.seqs, actor);
     const m = res.message;
     return { msgId: m.msgId, seq: res.senderSeq, sentAtMs: m.sentAtMs, duplicate: res.duplicate, convId: m.convId, convSeq: m.convSeq };
   }

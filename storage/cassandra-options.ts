@@ -4,8 +4,9 @@
  */
 import { types } from 'cassandra-driver';
 import { ConfigError } from '../common/config';
+import type { Bus } from '../common/bus';
 import { silentLogger, type Logger } from '../common/log';
-import { DEFAULT_BUCKET_SIZE, validateKeyspace } from './cassandra-schema';
+import { DEFAULT_BUCKET_SIZE, DEFAULT_SHARD_COUNT, validateKeyspace } from './cassandra-schema';
 
 export type ConsistencyName = 'ONE' | 'LOCAL_QUORUM' | 'QUORUM';
 
@@ -23,6 +24,12 @@ export interface CassandraStoreOptions {
   /** Password authentication (PlainTextAuthProvider); none by default. */
   credentials?: { username: string; password: string };
   logger?: Logger;
+  /**
+   * How stores of one keyspace reach each other: a write for a key whose shard another process
+   * owns is forwarded to it (docs/sequencer.md). NATS in a deployment. Without one, a private
+   * in-process bus: right only when this is the one process writing the keyspace.
+   */
+  bus?: Bus;
 
   /** Inbox / history seqs per partition; only used when the keyspace is created. Default 10000. */
   inboxBucketSize?: number;
@@ -31,21 +38,30 @@ export interface CassandraStoreOptions {
   maxInFlight?: number;
   /** Appends accepted but not yet stored; one more fails with OverloadedError. Default 20000. */
   maxPendingAppends?: number;
-  /** Entries one LWT round of a timeline takes at most. Default 100. */
+  /** Entries of one timeline written in one round at most. Default 100. */
   maxBatchEntries?: number;
-  /** Content bytes one LWT round takes at most (one entry always fits). Default 256 KiB. */
+  /** Content bytes of one timeline round at most (one entry always fits). Default 256 KiB. */
   maxBatchBytes?: number;
-  /** Tries of a contended LWT before UnavailableError. Default 50. */
+  /** Rows of one unlogged batch (one replica, one tick) at most. Default 200. */
+  maxWriteBatchRows?: number;
+  /** Bytes of one unlogged batch at most; keep under the cluster's batch_size_fail_threshold. Default 48 KiB. */
+  maxWriteBatchBytes?: number;
+  /** Tries of a contended group LWT before UnavailableError. Default 50. */
   maxCasAttempts?: number;
-  /** Timelines whose end this process remembers (saves a read before each LWT). Default 100000. */
+  /** Timelines whose end (and recent msgIds) the owner remembers. Default 100000. */
   maxCachedHeads?: number;
-  /** How long a duplicate send waits for the original attempt to finish. Default 5000. */
-  dedupWaitMs?: number;
-  dedupPollMs?: number;
-  /** An unfinished send claim older than this is presumed abandoned. Default 30000. */
-  claimLeaseMs?: number;
   /** Extra TTL on dedup rows beyond the window, for clock skew. Default 300. */
   dedupTtlSlackSeconds?: number;
+  /** Shard lease of this process (docs/sequencer.md): a retry after a kill -9 waits at most this plus clockSkewMs. Default 10000. */
+  leaseMs?: number;
+  /** Wall-clock skew tolerated between processes; a takeover waits this beyond a lease's end. Default 500. */
+  clockSkewMs?: number;
+  /** Seqs per persisted bound advance of a shard (one LWT per step). Default 1000. */
+  seqStep?: number;
+  /** Sequencer shards, used only when the keyspace is created. Default 1024. */
+  shardCount?: number;
+  /** How long a call forwarded to another store waits for its answer. Default leaseMs / 2. */
+  peerTimeoutMs?: number;
   /** Items one sync/history page returns at most. Default 1000. */
   maxPageItems?: number;
   /** Conversations unread() accepts, and returns at most without convIds. Default 1000. */
@@ -59,8 +75,8 @@ export interface CassandraStoreOptions {
   requestTimeoutMs?: number;
 }
 
-export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials'>>
-  & Pick<CassandraStoreOptions, 'credentials'> & { logger: Logger };
+export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials' | 'bus'>>
+  & Pick<CassandraStoreOptions, 'credentials' | 'bus'> & { logger: Logger };
 
 const NUMERIC_DEFAULTS = {
   replication: 1,
@@ -70,12 +86,16 @@ const NUMERIC_DEFAULTS = {
   maxPendingAppends: 20_000,
   maxBatchEntries: 100,
   maxBatchBytes: 256 * 1024,
+  maxWriteBatchRows: 200,
+  maxWriteBatchBytes: 48 * 1024,
   maxCasAttempts: 50,
   maxCachedHeads: 100_000,
-  dedupWaitMs: 5000,
-  dedupPollMs: 20,
-  claimLeaseMs: 30_000,
   dedupTtlSlackSeconds: 300,
+  leaseMs: 10_000,
+  clockSkewMs: 500,
+  seqStep: 1000,
+  shardCount: DEFAULT_SHARD_COUNT,
+  peerTimeoutMs: 0,
   maxPageItems: 1000,
   maxUnreadConvs: 1000,
   maxUnreadScanConvs: 10_000,
@@ -84,7 +104,9 @@ const NUMERIC_DEFAULTS = {
   requestTimeoutMs: 12_000,
 };
 
-const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = { inboxBucketSize: 2, historyBucketSize: 2 };
+const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = {
+  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0,
+};
 
 export function resolveCassandraOptions(options: CassandraStoreOptions): ResolvedCassandraOptions {
   if (!Array.isArray(options.contactPoints) || options.contactPoints.length === 0
@@ -101,6 +123,7 @@ export function resolveCassandraOptions(options: CassandraStoreOptions): Resolve
     keyspace: validateKeyspace(options.keyspace ?? 'im'),
     consistency,
     credentials: options.credentials,
+    bus: options.bus,
     logger: options.logger ?? silentLogger,
   } as ResolvedCassandraOptions;
   for (const [key, def] of Object.entries(NUMERIC_DEFAULTS) as [keyof typeof NUMERIC_DEFAULTS, number][]) {
@@ -109,6 +132,7 @@ export function resolveCassandraOptions(options: CassandraStoreOptions): Resolve
     if (!Number.isSafeInteger(v) || v < min) throw new ConfigError(key, `must be an integer >= ${min}, got ${v}`);
     out[key] = v;
   }
+  if (out.peerTimeoutMs === 0) out.peerTimeoutMs = Math.floor(out.leaseMs / 2);
   return out;
 }
 

@@ -1,7 +1,7 @@
 /**
- * How messages map to inbox and history rows, and the SeqLog specs of those two tables.
+ * How messages map to inbox and history rows, and the timeline specs of those two tables.
  */
-import type { SeqLogSpec } from './cassandra-seqlog';
+import type { TimelineSpec } from './cassandra-timeline';
 import type { AppendInput, InboxEntry, StoredMessage } from './store';
 import { bytesOf, num } from './cassandra-util';
 
@@ -11,7 +11,7 @@ const ROW_OVERHEAD_BYTES = 200;
 export const HISTORY_COLUMNS = ['msg_id', 'from_uid', 'to_uid', 'group_id', 'client_msg_id', 'content_type', 'content', 'sent_at_ms'] as const;
 export const INBOX_COLUMNS = ['msg_id', 'conv_id', 'conv_seq', 'from_uid', 'to_uid', 'group_id', 'client_msg_id', 'content_type', 'content', 'sent_at_ms'] as const;
 
-export function historySpec(bucketSize: number): SeqLogSpec<AppendInput> {
+export function historySpec(bucketSize: number): TimelineSpec<AppendInput> {
   return {
     kind: 'history', table: 'history', keyColumn: 'conv_id', columns: HISTORY_COLUMNS, bucketSize,
     values: (m) => [m.msgId, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, bytesOf(m.content), m.sentAtMs],
@@ -20,7 +20,7 @@ export function historySpec(bucketSize: number): SeqLogSpec<AppendInput> {
   };
 }
 
-export function inboxSpec(bucketSize: number): SeqLogSpec<StoredMessage> {
+export function inboxSpec(bucketSize: number): TimelineSpec<StoredMessage> {
   return {
     kind: 'inbox', table: 'inbox', keyColumn: 'uid', columns: INBOX_COLUMNS, bucketSize,
     values: (m) => [m.msgId, m.convId, m.convSeq, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, bytesOf(m.content), m.sentAtMs],

@@ -19,14 +19,19 @@ export interface MigrateOptions {
   inboxBucketSize?: number;
   /** Conversation seqs per (conv_id, bucket) partition, used only when the keyspace is new. Default 10000. */
   historyBucketSize?: number;
+  /** Sequencer shards, used only when the keyspace is new. Default 1024. */
+  shardCount?: number;
 }
 
 export interface StoreSettings {
   inboxBucketSize: number;
   historyBucketSize: number;
+  /** Sequencer shards (docs/sequencer.md); fixed when the keyspace is created. */
+  shardCount: number;
 }
 
 export const DEFAULT_BUCKET_SIZE = 10_000;
+export const DEFAULT_SHARD_COUNT = 1024;
 
 interface Migration {
   version: number;
@@ -96,6 +101,22 @@ export const MIGRATIONS: readonly Migration[] = [
     // Null in rows claimed before this version: those cannot be checked and keep their old meaning.
     statements: (ks) => [`ALTER TABLE ${ks}.dedup ADD IF NOT EXISTS digest blob`],
   },
+  {
+    version: 3,
+    description: 'owned sequencers: process leases, shard owners with epochs and seq bounds, bucket sets',
+    statements: (ks) => [
+      // One row per running store (logic process), renewed with a plain write every lease/3 and
+      // expiring by TTL; until_ms is what a taker waits out (plus the clock-skew margin).
+      `CREATE TABLE IF NOT EXISTS ${ks}.logic_leases (process text PRIMARY KEY, until_ms bigint, started_ms bigint)`,
+      // Who allocates seqs (and writes rows) for the inboxes, histories and dedup records of a
+      // shard. Changed only by LWTs: taking (epoch + 1), advancing bound, releasing (owner = null).
+      // Every seq of the shard handed out in epochs before the current one is <= start_bound.
+      `CREATE TABLE IF NOT EXISTS ${ks}.shard_owners (
+         shard int PRIMARY KEY, owner text, epoch bigint, start_bound bigint, bound bigint, fence_ts bigint)`,
+      // Buckets a timeline has rows in: seqs jump across an ownership change, so buckets may be skipped.
+      `ALTER TABLE ${ks}.seq_heads ADD IF NOT EXISTS buckets set<int>`,
+    ],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
@@ -117,9 +138,11 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   const sizes: StoreSettings = {
     inboxBucketSize: options.inboxBucketSize ?? DEFAULT_BUCKET_SIZE,
     historyBucketSize: options.historyBucketSize ?? DEFAULT_BUCKET_SIZE,
+    shardCount: options.shardCount ?? DEFAULT_SHARD_COUNT,
   };
   for (const [k, v] of Object.entries(sizes)) {
-    if (!Number.isSafeInteger(v) || v < 2) throw new ConfigError(k, `must be an integer >= 2, got ${v}`);
+    const min = k === 'shardCount' ? 1 : 2;
+    if (!Number.isSafeInteger(v) || v < min) throw new ConfigError(k, `must be an integer >= ${min}, got ${v}`);
   }
 
   await client.execute(`CREATE KEYSPACE IF NOT EXISTS ${ks}
@@ -151,8 +174,10 @@ export async function readSettings(client: Client, keyspace: string): Promise<St
   const out = {
     inboxBucketSize: byName.get('inboxBucketSize'),
     historyBucketSize: byName.get('historyBucketSize'),
+    // Keyspaces created before version 3 get the default on their first open (migrate records it).
+    shardCount: byName.get('shardCount'),
   };
-  if (!out.inboxBucketSize || !out.historyBucketSize) {
+  if (!out.inboxBucketSize || !out.historyBucketSize || !out.shardCount) {
     throw new ConfigError('keyspace', `${keyspace}.store_settings has no bucket sizes (run migrate first)`);
   }
   return out as StoreSettings;

@@ -43,10 +43,10 @@ export class Gate {
   }
 }
 
-/** A Map that forgets its least recently used key beyond `max` entries. */
+/** A Map that forgets its least recently used key beyond `max` entries (never one `keep` pins). */
 export class LruMap<K, V> {
   private readonly map = new Map<K, V>();
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly keep?: (value: V) => boolean) {}
 
   get(key: K): V | undefined {
     const v = this.map.get(key);
@@ -60,11 +60,19 @@ export class LruMap<K, V> {
   set(key: K, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+    if (this.map.size <= this.max) return;
+    for (const [k, v] of this.map) {
+      if (this.map.size <= this.max) break;
+      if (!this.keep?.(v)) this.map.delete(k);
+    }
   }
 
   delete(key: K): void {
     this.map.delete(key);
+  }
+
+  deleteWhere(test: (value: V) => boolean): void {
+    for (const [k, v] of this.map) if (test(v)) this.map.delete(k);
   }
 }
 

@@ -7,12 +7,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'cassandra-driver';
 import { ConfigError } from '../common/config';
+import { InProcessBus } from '../common/bus';
 import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
 import { MIGRATIONS, readSettings } from './cassandra-schema';
 import { storeContract } from './contract';
+import { sendDigest } from './send-digest';
 import type { AppendInput, Store } from './store';
 
 const runId = randomBytes(4).toString('hex');
@@ -73,7 +75,7 @@ describe('CassandraStore (real Cassandra)', function () {
   describe('schema', () => {
     it('re-applies nothing on a second migrate and keeps the bucket sizes it was created with', async () => {
       assert.deepEqual(await migrate(admin, TINY_KS, { inboxBucketSize: 999 }), []);
-      assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3 });
+      assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3, shardCount: 1024 });
       const rs = await admin.execute(`SELECT version FROM ${TINY_KS}.schema_migrations`);
       assert.deepEqual(rs.rows.map((r) => r.version as number).sort((x, y) => x - y), MIGRATIONS.map((m) => m.version));
     });
@@ -83,13 +85,15 @@ describe('CassandraStore (real Cassandra)', function () {
     let a: Store;
     let b: Store;
     beforeEach(async () => {
-      [a, b] = await Promise.all([CassandraStore.open(tiny()), CassandraStore.open(tiny())]);
+      // Two stores reach each other over a bus, as two logic processes do over NATS.
+      const bus = new InProcessBus();
+      [a, b] = await Promise.all([CassandraStore.open(tiny({ bus })), CassandraStore.open(tiny({ bus }))]);
     });
     afterEach(async () => {
       await Promise.all([a.close(), b.close()]);
     });
 
-    it('gives concurrent appends from both one strictly increasing, gap-free seq per user and conv', async () => {
+    it('gives concurrent appends from both one strictly increasing seq per user and conv, gap-free within an owner', async () => {
       const [alice, bob] = [uid('alice'), uid('bob')];
       const others = Array.from({ length: 10 }, (_, i) => uid(`s${i}`));
       const inputs: AppendInput[] = [];
@@ -98,12 +102,15 @@ describe('CassandraStore (real Cassandra)', function () {
       // Interleaved across both stores, all at once.
       const results = await Promise.all(inputs.map((input, i) => (i % 2 ? a : b).appendMessage(input)));
 
+      // One owner per timeline and no change of owner during the test: consecutive seqs (they
+      // start above the bound of earlier epochs when an earlier test's store owned the shard).
+      const run = (n: number, from: number) => Array.from({ length: n }, (_, i) => from + i);
       const bobSeqs = results.map((r) => r.seqs.get(bob)!).sort((x, y) => x - y);
-      assert.deepEqual(bobSeqs, Array.from({ length: 60 }, (_, i) => i + 1), 'unique and gap-free');
+      assert.deepEqual(bobSeqs, run(60, bobSeqs[0]), 'unique and gap-free');
       const aliceSeqs = results.slice(0, 30).map((r) => r.senderSeq).sort((x, y) => x - y);
-      assert.deepEqual(aliceSeqs, Array.from({ length: 30 }, (_, i) => i + 1));
+      assert.deepEqual(aliceSeqs, run(30, aliceSeqs[0]));
       const convSeqs = results.slice(0, 30).map((r) => r.message.convSeq).sort((x, y) => x - y);
-      assert.deepEqual(convSeqs, Array.from({ length: 30 }, (_, i) => i + 1));
+      assert.deepEqual(convSeqs, run(30, convSeqs[0]));
 
       // Both stores read the same timeline, each seq holding the message it was acked with.
       const bySeq = new Map(results.map((r) => [r.seqs.get(bob)!, r.message.msgId]));
@@ -112,9 +119,9 @@ describe('CassandraStore (real Cassandra)', function () {
         assert.equal(page.hasMore, false);
         assert.deepEqual(page.items.map((e) => e.seq), bobSeqs);
         for (const e of page.items) assert.equal(e.msgId, bySeq.get(e.seq));
-        assert.equal(await s.maxSeq(bob), 60);
+        assert.equal(await s.maxSeq(bob), bobSeqs[59]);
         const hist = await s.history(peerConvId(alice, bob), 0, 100);
-        assert.deepEqual(hist.items.map((m) => m.convSeq), Array.from({ length: 30 }, (_, i) => 30 - i));
+        assert.deepEqual(hist.items.map((m) => m.convSeq), [...convSeqs].reverse());
       }
     });
 
@@ -125,7 +132,7 @@ describe('CassandraStore (real Cassandra)', function () {
       const results = await Promise.all(tries.map((t, i) => (i % 2 ? a : b).appendMessage(t)));
       assert.equal(results.filter((r) => !r.duplicate).length, 1);
       assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
-      assert.deepEqual(new Set(results.map((r) => r.senderSeq)), new Set([1]));
+      assert.equal(new Set(results.map((r) => r.senderSeq)).size, 1);
       assert.equal((await a.sync(bob, 0, 10)).items.length, 1);
       assert.equal((await b.history(peerConvId(alice, bob), 0, 10)).items.length, 1);
     });
@@ -159,39 +166,49 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
-  describe('abandoned and in-progress send claims', () => {
-    it('takes over a claim whose writer died before completing it, once its lease has passed', async () => {
-      const store = await CassandraStore.open(tiny({ claimLeaseMs: 50 }));
+  describe('a send whose first attempt died part way', () => {
+    it('re-drives a journal entry left without its appends: the retry stores the message once, under the original msgId', async () => {
+      const store = await CassandraStore.open(tiny());
       try {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const input = direct(alice, bob, 'after a crash');
-        // What a process that crashed right after claiming leaves behind.
-        await admin.execute(`INSERT INTO ${TINY_KS}.dedup (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms) VALUES (?, ?, ?, ?, ?)`,
-          [alice, input.clientMsgId, newId(), input.sentAtMs + 60_000, Date.now() - 1000], { prepare: true });
+        const original = newId();
+        // What an owner that died right after journaling leaves behind (it wrote nothing else).
+        await admin.execute(`INSERT INTO ${TINY_KS}.dedup (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest) VALUES (?, ?, ?, ?, ?, ?)`,
+          [alice, input.clientMsgId, original, input.sentAtMs + 60_000, Date.now() - 1000, sendDigest(input)], { prepare: true });
         const res = await store.appendMessage(input);
-        assert.equal(res.duplicate, false);
-        assert.equal(res.message.msgId, input.msgId);
+        assert.equal(res.message.msgId, original);
+        assert.equal(res.duplicate, true);
         const retry = await store.appendMessage({ ...input, msgId: newId() });
-        assert.equal(retry.duplicate, true);
-        assert.equal(retry.message.msgId, input.msgId);
+        assert.equal(retry.message.msgId, original);
+        assert.equal(retry.senderSeq, res.senderSeq);
+        assert.deepEqual((await store.sync(bob, 0, 10)).items.map((m) => m.msgId), [original]);
+        assert.deepEqual((await store.sync(alice, 0, 10)).items.map((m) => m.msgId), [original]);
       } finally {
         await store.close();
       }
     });
 
-    it('answers UNAVAILABLE (retryable) while another attempt holds a fresh claim past the wait bound', async () => {
-      const store = await CassandraStore.open(tiny({ dedupWaitMs: 200 }));
+    it('re-drives a send whose appends half landed: the inbox that has it keeps its seq, the other gets it once', async () => {
+      const store = await CassandraStore.open(tiny());
       try {
         const [alice, bob] = [uid('alice'), uid('bob')];
-        const input = direct(alice, bob, 'racing a live writer');
-        await admin.execute(`INSERT INTO ${TINY_KS}.dedup (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms) VALUES (?, ?, ?, ?, ?)`,
-          [alice, input.clientMsgId, newId(), input.sentAtMs + 60_000, Date.now()], { prepare: true });
-        await assert.rejects(store.appendMessage(input), (err: unknown) => {
-          assert.equal((err as { code?: number }).code, Code.UNAVAILABLE);
-          assert.equal((err as { retryable?: boolean }).retryable, true);
-          return true;
-        });
-        assert.equal(await store.maxSeq(bob), 0, 'nothing written');
+        const first = await store.appendMessage(direct(alice, bob, 'before'));
+        const input = direct(alice, bob, 'half');
+        const res = await store.appendMessage(input);
+        // As if the journal's completion never happened: the retry finds an incomplete entry.
+        await admin.execute(`UPDATE ${TINY_KS}.dedup SET conv_id = null, conv_seq = null, sender_seq = null WHERE from_uid = ? AND client_msg_id = ?`,
+          [alice, input.clientMsgId], { prepare: true });
+        await store.close();
+        const again = await CassandraStore.open(tiny());
+        try {
+          const retry = await again.appendMessage({ ...input, msgId: newId() });
+          assert.equal(retry.message.msgId, res.message.msgId);
+          assert.equal(retry.senderSeq, res.senderSeq);
+          assert.deepEqual((await again.sync(bob, 0, 10)).items.map((m) => m.msgId), [first.message.msgId, res.message.msgId]);
+        } finally {
+          await again.close();
+        }
       } finally {
         await store.close();
       }

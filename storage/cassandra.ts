@@ -1,49 +1,58 @@
 /**
- * The distributed Store: Apache Cassandra through cassandra-driver. Any number of processes may
- * open it over one keyspace at once; everything the contract promises "atomically" is settled
- * by single-partition lightweight transactions, never by this process's memory:
- * - inbox and history seqs: SeqLog (allocation and rows in one conditional write per partition),
- * - idempotent send: Dedup (an LWT claim on (sender, clientMsgId) before anything is written),
- * - group member cap: Groups (a conditional batch guarded by the group's version).
- * See docs/storage.md for the tables and why their partitions are shaped as they are.
+ * The distributed Store: Apache Cassandra through cassandra-driver, with owned sequencers
+ * (docs/sequencer.md). Any number of processes open it over one keyspace; each key (an inbox, a
+ * conversation history, a sender's dedup journal) belongs to a shard, and a shard to one process
+ * at a time under a lease and an epoch. The owner allocates seqs in memory (persisting a bound
+ * every `seqStep` seqs) and writes the rows with plain writes, batched per replica per tick. A
+ * process asked to write a key it does not own forwards the call to the owner over the bus.
+ * No lightweight transaction per message: LWTs only take, advance and release shards, and keep
+ * the group member cap (Groups).
  */
 import { Client } from 'cassandra-driver';
-import { BadRequestError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+import { InProcessBus } from '../common/bus';
+import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate, readSettings } from './cassandra-schema';
 import { consistencyLevels, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
-import { SeqLog } from './cassandra-seqlog';
-import { Dedup } from './cassandra-dedup';
 import { Groups } from './cassandra-groups';
-import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, INBOX_COLUMNS, HISTORY_COLUMNS, toStoredMessage } from './cassandra-rows';
-import { Gate, num, toStoreError } from './cassandra-util';
-import { checkSameSend, sendDigest } from './send-digest';
+import { Journal, type Completion, type JournalAnswer } from './cassandra-journal';
+import { Lease } from './cassandra-lease';
+import { Peers, PeerTimeoutError } from './cassandra-peers';
+import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './cassandra-rows';
+import { NotOwnerError, Shards } from './cassandra-shards';
+import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
+import { Gate, num, sleep, toStoreError } from './cassandra-util';
+import { routingKey, RowWriter, type Row } from './cassandra-writer';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export type { CassandraStoreOptions } from './cassandra-options';
 export { migrate } from './cassandra-schema';
 
-interface LocalSend {
-  expiresAtMs: number;
-  digest: Buffer;
-  result: Promise<AppendResult>;
-}
+/** Tries of one owner call (re-resolving the owner in between) before UNAVAILABLE. */
+const OWNER_ATTEMPTS = 6;
+
+interface AppendArgs { t: 'i' | 'h'; key: string; e: unknown; s?: number }
 
 export class CassandraStore implements Store {
   readonly keyspace: string;
   private readonly o: ResolvedCassandraOptions;
   private readonly gate: Gate;
-  private readonly inbox: SeqLog<StoredMessage>;
-  private readonly historyLog: SeqLog<AppendInput>;
-  private readonly dedup: Dedup;
+  private readonly lease: Lease;
+  private readonly shards: Shards;
+  private readonly peers: Peers;
+  private readonly inboxReader: TimelineReader<StoredMessage>;
+  private readonly historyReader: TimelineReader<AppendInput>;
+  private readonly inbox: OwnedTimeline<StoredMessage>;
+  private readonly historyLog: OwnedTimeline<AppendInput>;
+  private readonly journal: Journal;
+  private readonly indexWriter: RowWriter;
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
-  /** Sends of this process still running, by sender and clientMsgId: a local retry waits for it. */
-  private readonly localSends = new Map<string, LocalSend>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  private lastTs = 0;
   private closing: Promise<void> | undefined;
 
-  /** Connects, creates or upgrades the schema, and returns a ready store. */
+  /** Connects, creates or upgrades the schema, takes a process lease and returns a ready store. */
   static async open(options: CassandraStoreOptions): Promise<CassandraStore> {
     const o = resolveCassandraOptions(options);
     const levels = consistencyLevels(o.consistency);
@@ -63,13 +72,15 @@ export class CassandraStore implements Store {
       await client.connect();
       await migrate(client, o.keyspace, {
         replication: o.replication, localDataCenter: o.localDataCenter,
-        inboxBucketSize: o.inboxBucketSize, historyBucketSize: o.historyBucketSize,
+        inboxBucketSize: o.inboxBucketSize, historyBucketSize: o.historyBucketSize, shardCount: o.shardCount,
       });
       const settings = await readSettings(client, o.keyspace);
-      if (settings.inboxBucketSize !== o.inboxBucketSize || settings.historyBucketSize !== o.historyBucketSize) {
-        o.logger.info('cassandra store: keyspace keeps the bucket sizes it was created with', { ...settings });
+      if (settings.inboxBucketSize !== o.inboxBucketSize || settings.historyBucketSize !== o.historyBucketSize || settings.shardCount !== o.shardCount) {
+        o.logger.info('cassandra store: keyspace keeps the bucket sizes and shard count it was created with', { ...settings });
       }
-      return new CassandraStore(client, { ...o, ...settings }, levels.serial);
+      const store = new CassandraStore(client, { ...o, ...settings }, levels.serial);
+      await store.start();
+      return store;
     } catch (err) {
       await client.shutdown().catch(() => undefined);
       throw err instanceof Error && err.name === 'ConfigError' ? err : toStoreError(err, 'cassandra store open');
@@ -81,22 +92,43 @@ export class CassandraStore implements Store {
     this.keyspace = o.keyspace;
     this.gate = new Gate(o.maxInFlight);
     const ks = o.keyspace;
-    const logOptions = {
-      client, keyspace: ks, gate: this.gate, serialConsistency: serial, logger: o.logger,
-      maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxCasAttempts: o.maxCasAttempts,
-      maxPendingEntries: o.maxPendingAppends * 4, maxCachedKeys: o.maxCachedHeads,
+    this.lease = new Lease({
+      client, keyspace: ks, leaseMs: o.leaseMs, logger: o.logger,
+      onLapse: (_old, now) => this.onLapse(now),
+    });
+    const nextTs = () => this.nextTs();
+    this.shards = new Shards({
+      client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
+      serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
+    });
+    const batchBounds = { client, keyspace: ks, gate: this.gate, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes };
+    // Owner writes: at this process's clock, above every fence of its epochs, and only while its lease holds.
+    const ownerWriter = new RowWriter({
+      ...batchBounds, what: 'owner write', timestamp: nextTs,
+      beforeSend: () => this.lease.check(this.lease.writeTimeoutMs, 'owner write'),
+      timeoutMs: () => this.lease.writeTimeoutMs,
+    });
+    // Index rows carry their own timestamps (USING TIMESTAMP = seq: the largest value wins).
+    this.indexWriter = new RowWriter({ ...batchBounds, what: 'append index', timeoutMs: () => o.requestTimeoutMs });
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize), client, ks);
+    this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
+    const owned = {
+      lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
+      maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
+      maxLanes: o.maxCachedHeads, recentPerKey: 32,
     };
-    this.inbox = new SeqLog(inboxSpec(o.inboxBucketSize), logOptions);
-    this.historyLog = new SeqLog(historySpec(o.historyBucketSize), logOptions);
-    this.dedup = new Dedup({
-      client, keyspace: ks, serialConsistency: serial, waitMs: o.dedupWaitMs, pollMs: o.dedupPollMs,
-      claimLeaseMs: o.claimLeaseMs, ttlSlackSeconds: o.dedupTtlSlackSeconds,
+    this.inbox = new OwnedTimeline(this.inboxReader, client, owned);
+    this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
+    this.journal = new Journal({
+      client, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
+      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds,
+    });
+    this.peers = new Peers({
+      bus: o.bus ?? new InProcessBus(), prefix: `im.store.${ks}`, timeoutMs: o.peerTimeoutMs, logger: o.logger,
+      serve: (op, args) => this.serve(op, args),
     });
     this.groups = new Groups({ client, keyspace: ks, serialConsistency: serial, maxCasAttempts: o.maxCasAttempts });
     this.q = {
-      sync: `SELECT seq, ${INBOX_COLUMNS.join(', ')} FROM ${ks}.inbox WHERE uid = ? AND bucket = ? AND seq > ? LIMIT ?`,
-      history: `SELECT seq, ${HISTORY_COLUMNS.join(', ')} FROM ${ks}.history WHERE conv_id = ? AND bucket = ? AND seq < ? LIMIT ?`,
-      historyOne: `SELECT seq, ${HISTORY_COLUMNS.join(', ')} FROM ${ks}.history WHERE conv_id = ? AND bucket = ? AND seq = ?`,
       convOwn: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET last_seq = ? WHERE uid = ? AND conv_id = ?`,
       convIncoming: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET last_seq = ?, last_incoming_seq = ? WHERE uid = ? AND conv_id = ?`,
       unreadPut: `INSERT INTO ${ks}.conv_unread (uid, conv_id, bucket, seq) VALUES (?, ?, ?, ?)`,
@@ -105,6 +137,21 @@ export class CassandraStore implements Store {
       convGet: `SELECT last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? AND conv_id = ?`,
       convList: `SELECT conv_id, last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? LIMIT ?`,
     };
+  }
+
+  private async start(): Promise<void> {
+    await this.lease.start();
+    this.peers.listen(this.lease.processId);
+  }
+
+  /** This process's id in logic_leases and shard_owners (changes after a lease lapse). */
+  get processId(): string {
+    return this.lease.processId;
+  }
+
+  /** Shards this process owns now. */
+  get ownedShards(): number {
+    return this.shards.ownedCount;
   }
 
   appendMessage(input: AppendInput): Promise<AppendResult> {
@@ -118,42 +165,29 @@ export class CassandraStore implements Store {
       return Promise.reject(err);
     }
     // Registered before the first await, so close() always waits for it.
-    return this.track(this.appendDeduped(input));
+    return this.track(this.append(input));
   }
 
   async sync(uid: string, afterSeq: number, limit: number): Promise<Page<InboxEntry>> {
     this.checkOpen();
     validateSeq('afterSeq', afterSeq);
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
-    const items: InboxEntry[] = [];
-    // Seqs are gap-free, so a bucket read that ends exactly at the bucket's last seq means the
-    // timeline continues in the next bucket; anything shorter is the end of it.
-    for (let bucket = this.inbox.bucketOf(afterSeq + 1), after = afterSeq; items.length <= n; bucket++) {
-      const rs = await this.read(this.q.sync, [uid, bucket, after, n + 1 - items.length], 'sync');
-      items.push(...rs.map(inboxRowToEntry));
-      after = items.length > 0 ? items[items.length - 1].seq : after;
-      if (after !== this.inbox.bucketEnd(bucket)) break;
-    }
+    const rows = await this.wrap(this.gate.run(() => this.inboxReader.after(uid, afterSeq, n + 1)), 'sync');
+    const items = rows.map(inboxRowToEntry);
     return { items: items.slice(0, n), hasMore: items.length > n };
   }
 
   async maxSeq(uid: string): Promise<number> {
     this.checkOpen();
-    return (await this.wrap(this.inbox.readHead(uid), 'maxSeq')).maxSeq;
+    return this.wrap(this.gate.run(() => this.inboxReader.newest(uid)), 'maxSeq');
   }
 
   async history(convId: string, beforeConvSeq: number, limit: number): Promise<Page<StoredMessage>> {
     this.checkOpen();
     validateSeq('beforeConvSeq', beforeConvSeq);
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
-    const head = await this.wrap(this.historyLog.readHead(convId), 'history');
-    // Clamped to the newest seq, so a huge cursor never walks empty future buckets.
-    const before = beforeConvSeq === 0 ? head.maxSeq + 1 : Math.min(beforeConvSeq, head.maxSeq + 1);
-    const items: StoredMessage[] = [];
-    for (let bucket = this.historyLog.bucketOf(before - 1); bucket >= 0 && before > 1 && items.length <= n; bucket--) {
-      const rs = await this.read(this.q.history, [convId, bucket, before, n + 1 - items.length], 'history');
-      items.push(...rs.map((r) => historyRowToMessage(convId, r)));
-    }
+    const rows = await this.wrap(this.gate.run(() => this.historyReader.before(convId, beforeConvSeq, n + 1)), 'history');
+    const items = rows.map((r) => historyRowToMessage(convId, r));
     return { items: items.slice(0, n), hasMore: items.length > n };
   }
 
@@ -210,10 +244,16 @@ export class CassandraStore implements Store {
     return out.filter((u) => u.count > 0);
   }
 
-  /** Waits for appends in flight, then closes the driver. Idempotent. */
+  /**
+   * Waits for appends in flight, hands every owned shard back (so the next owner takes it at
+   * once, without waiting out the lease), ends the lease and closes the driver. Idempotent.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      this.peers.close();
+      await this.shards.releaseAll();
+      await this.lease.close();
       await this.client.shutdown();
     })();
     return this.closing;
@@ -221,6 +261,19 @@ export class CassandraStore implements Store {
 
   private checkOpen(): void {
     if (this.closing) throw new UnavailableError('cassandra store is closed');
+  }
+
+  private nextTs(): number {
+    this.lastTs = Math.max(this.lastTs + 1, Date.now() * 1000);
+    return this.lastTs;
+  }
+
+  private onLapse(newId: string): void {
+    this.shards.forgetAll();
+    this.inbox.forget();
+    this.historyLog.forget();
+    this.journal.forget();
+    this.peers.listen(newId);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -243,66 +296,93 @@ export class CassandraStore implements Store {
     return rs.rows;
   }
 
-  /** In-process retries of a send still running wait for it instead of racing it through LWTs. */
-  private async appendDeduped(input: AppendInput): Promise<AppendResult> {
-    const key = `${input.from}\n${input.clientMsgId}`;
-    const local = this.localSends.get(key);
-    const digest = sendDigest(input);
-    if (local && local.expiresAtMs > input.sentAtMs) {
-      checkSameSend(local.digest, input, digest);
-      const original = await local.result.catch(() => undefined);
-      if (original) return { message: original.message, senderSeq: original.senderSeq, seqs: new Map(), duplicate: true };
+  /**
+   * The send: the sender's shard owner opens (or finds) its journal entry; the history and every
+   * inbox owner append the message, idempotently by msgId; the journal entry is completed.
+   */
+  private async append(input: AppendInput): Promise<AppendResult> {
+    const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
+    if (j.state === 'done') {
+      const rows = await this.wrap(this.historyReader.before(j.convId, j.convSeq + 1, 1), 'append dedup');
+      const original = rows[0] && num(rows[0].seq) === j.convSeq ? historyRowToMessage(j.convId, rows[0]) : undefined;
+      if (!original) throw new UnavailableError(`send ${input.clientMsgId}: original ${j.convId}#${j.convSeq} not readable yet; retry`);
+      return { message: original, senderSeq: j.senderSeq, seqs: new Map(), duplicate: true };
     }
-    const mine: LocalSend = { expiresAtMs: input.sentAtMs + input.dedupWindowMs, digest, result: this.appendClaimed(input) };
-    this.localSends.set(key, mine);
-    try {
-      return await mine.result;
-    } finally {
-      if (this.localSends.get(key) === mine) this.localSends.delete(key);
-    }
-  }
-
-  private async appendClaimed(input: AppendInput): Promise<AppendResult> {
-    const claim = await this.wrap(this.dedup.claim(input), 'append dedup');
-    if (!claim.won) {
-      const r = claim.record;
-      const rows = await this.read(this.q.historyOne, [r.convId, this.historyLog.bucketOf(r.convSeq), r.convSeq], 'append dedup');
-      if (rows.length === 0) throw new InternalError(`dedup record of ${input.clientMsgId} points at missing ${r.convId}#${r.convSeq}`);
-      return { message: historyRowToMessage(r.convId, rows[0]), senderSeq: r.senderSeq, seqs: new Map(), duplicate: true };
-    }
-    let convSeq: number;
-    try {
-      convSeq = await this.historyLog.append(input.convId, input);
-    } catch (err) {
-      // Definitely nothing written: free the claim so the client's retry goes ahead at once.
-      // (After a timeout the write may have landed; the claim then stays until its lease ends.)
-      if (!(err instanceof TimeoutError)) await this.dedup.release(input).catch(() => undefined);
-      throw err;
-    }
-    const message = toStoredMessage(input, convSeq);
-    // Every recipient's timeline is its own SeqLog lane: they proceed concurrently, each
-    // coalescing with other sends to the same user.
-    const seqList = await Promise.all(input.recipients.map((uid) => this.inbox.append(uid, message)));
+    const redrive = j.state === 'redrive' ? j : undefined;
+    const msg: AppendInput = redrive ? { ...input, msgId: redrive.msgId } : input;
+    const since = redrive?.sinceMs;
+    const convSeq = await this.onOwner(input.convId, 'append', { t: 'h', key: input.convId, e: msg, s: since }) as number;
+    const message = toStoredMessage(msg, convSeq);
+    const seqList = await Promise.all(input.recipients.map((uid) =>
+      this.onOwner(uid, 'append', { t: 'i', key: uid, e: message, s: since }) as Promise<number>));
     const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
-    await Promise.all(input.recipients.map((uid, i) => this.indexForUnread(uid, input, seqList[i])));
+    await this.indexWriter.write(input.recipients.flatMap((uid, i) => this.indexRows(uid, input, seqList[i])));
     const senderSeq = seqs.get(input.from)!;
-    await this.dedup.complete(input, convSeq, senderSeq).catch((err) => {
-      // The message is stored; a duplicate arriving now waits, then takes the claim over after its lease.
-      this.o.logger.warn('cassandra store: could not complete dedup record', { from: input.from, clientMsgId: input.clientMsgId, err });
-    });
-    return { message, senderSeq, seqs, duplicate: false };
+    const done: Completion = {
+      from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq, senderSeq,
+      ttlSeconds: this.journal.ttlSeconds(input),
+    };
+    await this.onOwner(input.from, 'complete', done);
+    // A re-driven send that finds everything stored is still the original's answer to give.
+    return { message, senderSeq, seqs, duplicate: redrive !== undefined };
   }
 
-  private async indexForUnread(uid: string, input: AppendInput, seq: number): Promise<void> {
-    const x = (query: string, params: unknown[]) => this.gate.run(() => this.client.execute(query, params, { prepare: true }));
-    if (uid === input.from) {
-      await this.wrap(x(this.q.convOwn, [seq, seq, uid, input.convId]), 'append index');
-      return;
+  /** Serves a call forwarded by another store (or made here) on a key this process must own. */
+  private serve(op: string, args: unknown): Promise<unknown> {
+    // Served while closing too: sends in flight here or elsewhere finish before shards are released.
+    switch (op) {
+      case 'open': return this.journal.open(args as AppendInput);
+      case 'complete': return this.journal.complete(args as Completion);
+      case 'append': {
+        const a = args as AppendArgs;
+        return a.t === 'i'
+          ? this.inbox.append(a.key, a.e as StoredMessage, a.s)
+          : this.historyLog.append(a.key, a.e as AppendInput, a.s);
+      }
+      default: return Promise.reject(new BadRequestError(`unknown store peer op ${op}`));
     }
-    await this.wrap(Promise.all([
-      x(this.q.convIncoming, [seq, seq, seq, uid, input.convId]),
-      x(this.q.unreadPut, [uid, input.convId, this.inbox.bucketOf(seq), seq]),
-    ]), 'append index');
+  }
+
+  /**
+   * Runs op on the owner of key's shard: here when this process owns it (taking it when free or
+   * abandoned), else forwarded. An owner that does not answer is waited out: after its lease
+   * ends (at most leaseMs + clockSkewMs) this process takes the shard over.
+   */
+  private async onOwner(key: string, op: string, args: unknown): Promise<unknown> {
+    const shard = this.shards.of(key);
+    let last: unknown;
+    for (let attempt = 1; attempt <= OWNER_ATTEMPTS; attempt++) {
+      const where = await this.wrap(this.shards.resolve(shard), 'shard owner');
+      try {
+        return 'mine' in where ? await this.serve(op, args) : await this.peers.call(where.owner, op, args);
+      } catch (err) {
+        last = err;
+        if (err instanceof NotOwnerError) {
+          this.shards.forget(shard);
+          continue;
+        }
+        if (err instanceof PeerTimeoutError && !('mine' in where)) {
+          this.shards.forget(shard);
+          const wait = where.untilMs + this.o.clockSkewMs - Date.now();
+          if (wait > 0) await sleep(Math.min(wait + 5, this.o.leaseMs + this.o.clockSkewMs));
+          continue;
+        }
+        throw toStoreError(err, `store ${op}`);
+      }
+    }
+    throw toStoreError(last, `store ${op}: owner of shard ${shard} kept changing`);
+  }
+
+  private indexRows(uid: string, input: AppendInput, seq: number): Row[] {
+    const ks = routingKey(uid);
+    if (uid === input.from) return [{ query: this.q.convOwn, params: [seq, seq, uid, input.convId], routingKey: ks, bytes: 64 }];
+    return [
+      { query: this.q.convIncoming, params: [seq, seq, seq, uid, input.convId], routingKey: ks, bytes: 64 },
+      {
+        query: this.q.unreadPut, params: [uid, input.convId, this.inboxReader.bucketOf(seq), seq],
+        routingKey: routingKey(uid, input.convId, this.inboxReader.bucketOf(seq)), bytes: 64,
+      },
+    ];
   }
 
   private async unreadOne(uid: string, convId: string): Promise<UnreadInfo> {
@@ -314,10 +394,14 @@ export class CassandraStore implements Store {
     return { convId, count, readSeq, lastSeq };
   }
 
-  /** Incoming messages in (readSeq, lastIncoming], bucket by bucket, stopping at maxUnreadCount. */
+  /** Incoming messages in (readSeq, lastIncoming], over the inbox's buckets, stopping at maxUnreadCount. */
   private async countUnread(uid: string, convId: string, readSeq: number, lastIncoming: number): Promise<number> {
+    const lo = this.inboxReader.bucketOf(readSeq + 1);
+    const hi = this.inboxReader.bucketOf(lastIncoming);
+    const buckets = (await this.wrap(this.inboxReader.buckets(uid), 'unread')).filter((b) => b >= lo && b <= hi).reverse();
     let count = 0;
-    for (let b = this.inbox.bucketOf(lastIncoming); b >= this.inbox.bucketOf(readSeq + 1) && count < this.o.maxUnreadCount; b--) {
+    for (const b of buckets) {
+      if (count >= this.o.maxUnreadCount) break;
       const [r] = await this.read(this.q.unreadCount, [uid, convId, b, readSeq], 'unread');
       count += num(r?.n) ?? 0;
     }

@@ -11,6 +11,12 @@ import type { AppendInput, AppendResult, GroupInfo, Store } from './store';
 export interface StoreContractOptions {
   /** Closes `store` and opens a new one over the same data; enables the durability tests. */
   reopen?: (store: Store) => Promise<Store>;
+  /**
+   * A new timeline starts at seq 1 and never skips one (SQLite). Without it (Cassandra's owned
+   * sequencers, docs/sequencer.md) a timeline may start higher and jump across a change of owner;
+   * within one owner, as in every test here, seqs are still consecutive.
+   */
+  seqsFromOne?: boolean;
 }
 
 const MAX_MEMBERS = 100;
@@ -71,6 +77,14 @@ export function storeContract(
 ): void {
   describe(`Store contract: ${name}`, () => {
     let store: Store;
+    /** Asserts seqs are consecutive (and start at 1 where the store promises it); returns the first. */
+    const run = (seqs: (number | undefined)[], what = 'seqs'): number => {
+      const first = seqs[0] ?? 0;
+      assert.ok(first >= 1, `${what} start at 1 or above`);
+      if (options.seqsFromOne) assert.equal(first, 1, `${what} start at 1`);
+      assert.deepEqual(seqs, seqs.map((_, i) => first + i), `${what} consecutive`);
+      return first;
+    };
     beforeEach(async () => {
       store = await openStore();
     });
@@ -79,23 +93,22 @@ export function storeContract(
     });
 
     describe('inbox timelines', () => {
-      it('gives each user seqs strictly increasing from 1, independent of other users', async () => {
+      it('gives each user consecutive seqs, independent of other users', async () => {
         const [alice, bob, carol, dave] = [uid('alice'), uid('bob'), uid('carol'), uid('dave')];
         assert.equal(await store.maxSeq(alice), 0);
         const ab: AppendResult[] = [];
         for (let i = 0; i < 3; i++) ab.push(await store.appendMessage(direct(alice, bob, `ab${i}`)));
         const cd1 = await store.appendMessage(direct(carol, dave, 'cd'));
         const ba = await store.appendMessage(direct(bob, alice, 'ba'));
-        assert.deepEqual(ab.map((r) => r.senderSeq), [1, 2, 3]);
-        assert.deepEqual(ab.map((r) => r.seqs.get(bob)), [1, 2, 3]);
-        assert.deepEqual(ab.map((r) => r.message.convSeq), [1, 2, 3]);
-        assert.equal(cd1.senderSeq, 1);
-        assert.equal(cd1.seqs.get(dave), 1);
-        assert.equal(ba.senderSeq, 4);
-        assert.equal(ba.seqs.get(alice), 4);
-        assert.equal(ba.message.convSeq, 4, 'both directions share one conversation');
-        assert.equal(await store.maxSeq(alice), 4);
-        assert.equal(await store.maxSeq(carol), 1);
+        const a0 = run([...ab.map((r) => r.senderSeq), ba.senderSeq], 'alice');
+        run([...ab.map((r) => r.seqs.get(bob)), ba.seqs.get(bob)], 'bob');
+        const c0 = run([...ab.map((r) => r.message.convSeq), ba.message.convSeq], 'both directions share one conversation');
+        run([cd1.senderSeq], 'carol');
+        run([cd1.seqs.get(dave)], 'dave');
+        assert.equal(ba.seqs.get(alice), a0 + 3);
+        assert.equal(ba.message.convSeq, c0 + 3);
+        assert.equal(await store.maxSeq(alice), a0 + 3);
+        assert.equal(await store.maxSeq(carol), cd1.senderSeq);
       });
 
       it('writes a 1:1 message to both inboxes with the same bytes and fields', async () => {
@@ -105,13 +118,14 @@ export function storeContract(
         const res = await store.appendMessage(input);
         assert.equal(res.duplicate, false);
         assert.equal(res.message.msgId, input.msgId);
-        assert.deepEqual([...res.seqs.entries()].sort(), [[alice, 1], [bob, 1]].sort());
+        assert.deepEqual([...res.seqs.keys()].sort(), [alice, bob].sort());
+        run([res.message.convSeq], 'conv');
         for (const who of [alice, bob]) {
           const page = await store.sync(who, 0, 10);
           assert.equal(page.items.length, 1);
           assert.equal(page.hasMore, false);
           const e = page.items[0];
-          assert.equal(e.seq, 1);
+          assert.equal(e.seq, run([res.seqs.get(who)], who));
           assert.equal(e.msgId, input.msgId);
           assert.equal(e.convId, peerConvId(alice, bob));
           assert.equal(e.from, alice);
@@ -120,17 +134,20 @@ export function storeContract(
           assert.equal(e.clientMsgId, input.clientMsgId);
           assert.equal(e.contentType, 'application/octet-stream');
           assert.equal(e.sentAtMs, input.sentAtMs);
-          assert.equal(e.convSeq, 1);
+          assert.equal(e.convSeq, res.message.convSeq);
           assertBytes(e.content, content);
         }
       });
 
       it('fans a group message out to every recipient inbox', async () => {
         const [a, b, c] = [uid('a'), uid('b'), uid('c')];
-        await store.appendMessage(direct(b, c, 'first, so seqs differ'));
+        const before = await store.appendMessage(direct(b, c, 'first, so seqs differ'));
         const g = await store.createGroup(group(a, [b, c]), MAX_MEMBERS);
         const res = await store.appendMessage(toGroup(a, g.groupId, [a, b, c], 'hi all'));
-        assert.deepEqual(Object.fromEntries(res.seqs), { [a]: 1, [b]: 2, [c]: 2 });
+        assert.deepEqual([...res.seqs.keys()].sort(), [a, b, c].sort());
+        run([res.seqs.get(a)], a);
+        run([before.senderSeq, res.seqs.get(b)], b);
+        run([before.seqs.get(c), res.seqs.get(c)], c);
         for (const who of [a, b, c]) {
           const [e] = (await store.sync(who, res.seqs.get(who)! - 1, 10)).items;
           assert.equal(e.msgId, res.message.msgId);
@@ -146,11 +163,11 @@ export function storeContract(
         const senders = Array.from({ length: 50 }, (_, i) => uid(`s${i}`));
         const results = await Promise.all(senders.map((s, i) => store.appendMessage(direct(s, bob, `m${i}`))));
         const seqs = results.map((r) => r.seqs.get(bob)!).sort((x, y) => x - y);
-        assert.deepEqual(seqs, Array.from({ length: 50 }, (_, i) => i + 1));
+        run(seqs, 'bob');
         const page = await store.sync(bob, 0, 100);
         assert.deepEqual(page.items.map((e) => e.seq), seqs);
         assert.equal(new Set(page.items.map((e) => e.msgId)).size, 50);
-        for (const r of results) assert.equal(r.senderSeq, 1, 'each sender has its own timeline');
+        for (const [i, r] of results.entries()) assert.equal(await store.maxSeq(senders[i]), run([r.senderSeq]), 'each sender has its own timeline');
       });
 
       it('pages sync forward with hasMore', async () => {
@@ -159,21 +176,24 @@ export function storeContract(
         const seen: number[] = [];
         let after = 0;
         const more: boolean[] = [];
+        let s0 = 0;
         for (;;) {
           const page = await store.sync(bob, after, 10);
           seen.push(...page.items.map((e) => e.seq));
+          s0 ||= seen[0];
           more.push(page.hasMore);
           assert.deepEqual(page.items.map((e) => new TextDecoder().decode(e.content)),
-            page.items.map((e) => `m${e.seq - 1}`));
+            page.items.map((e) => `m${e.seq - s0}`));
           if (!page.hasMore) break;
           after = page.items[page.items.length - 1].seq;
         }
-        assert.deepEqual(seen, Array.from({ length: 25 }, (_, i) => i + 1));
+        assert.equal(seen.length, 25);
+        run(seen, 'bob');
         assert.deepEqual(more, [true, true, false]);
-        const exact = await store.sync(bob, 15, 10);
+        const exact = await store.sync(bob, s0 + 14, 10);
         assert.equal(exact.items.length, 10);
         assert.equal(exact.hasMore, false, 'exactly `limit` left is not "more"');
-        assert.deepEqual(await store.sync(bob, 25, 10), { items: [], hasMore: false });
+        assert.deepEqual(await store.sync(bob, s0 + 24, 10), { items: [], hasMore: false });
       });
 
       it('pages history backwards in convSeq order with hasMore', async () => {
@@ -184,18 +204,22 @@ export function storeContract(
           if (i % 5 === 0) await store.appendMessage(direct(alice, carol, 'elsewhere'));
         }
         const conv = peerConvId(alice, bob);
+        const all = await store.history(conv, 0, 100);
+        const c0 = run([...all.items.map((m) => m.convSeq)].reverse(), 'conv') - 1;
+        const down = (hi: number, n: number) => Array.from({ length: n }, (_, i) => c0 + hi - i);
         const p1 = await store.history(conv, 0, 10);
-        assert.deepEqual(p1.items.map((m) => m.convSeq), [25, 24, 23, 22, 21, 20, 19, 18, 17, 16]);
+        assert.deepEqual(p1.items.map((m) => m.convSeq), down(25, 10));
         assert.equal(p1.hasMore, true);
-        assert.deepEqual(p1.items.map((m) => new TextDecoder().decode(m.content)), p1.items.map((m) => `h${m.convSeq}`));
-        const p2 = await store.history(conv, 16, 10);
-        assert.deepEqual(p2.items.map((m) => m.convSeq), [15, 14, 13, 12, 11, 10, 9, 8, 7, 6]);
+        assert.deepEqual(p1.items.map((m) => new TextDecoder().decode(m.content)), p1.items.map((m) => `h${m.convSeq - c0}`));
+        const p2 = await store.history(conv, c0 + 16, 10);
+        assert.deepEqual(p2.items.map((m) => m.convSeq), down(15, 10));
         assert.equal(p2.hasMore, true);
-        const p3 = await store.history(conv, 6, 10);
-        assert.deepEqual(p3.items.map((m) => m.convSeq), [5, 4, 3, 2, 1]);
+        const p3 = await store.history(conv, c0 + 6, 10);
+        assert.deepEqual(p3.items.map((m) => m.convSeq), down(5, 5));
         assert.equal(p3.hasMore, false);
         const other = await store.history(peerConvId(alice, carol), 0, 100);
-        assert.deepEqual(other.items.map((m) => m.convSeq), [5, 4, 3, 2, 1]);
+        assert.equal(other.items.length, 5);
+        run([...other.items.map((m) => m.convSeq)].reverse(), 'other conv');
         assert.deepEqual(await store.history(`p:${uid('x')}:${uid('y')}`, 0, 10), { items: [], hasMore: false });
       });
 
@@ -225,7 +249,7 @@ export function storeContract(
         assert.equal(b.message.convSeq, a.message.convSeq);
         assertBytes(b.message.content, bytes('once'));
         assert.equal((await store.sync(bob, 0, 10)).items.length, 1);
-        assert.equal(await store.maxSeq(alice), 1);
+        assert.equal(await store.maxSeq(alice), a.senderSeq);
         assert.equal((await store.history(first.convId, 0, 10)).items.length, 1);
         const other = await store.appendMessage(direct(bob, alice, 'same clientMsgId, other sender', { clientMsgId: first.clientMsgId }));
         assert.equal(other.duplicate, false, 'dedup is per sender');
@@ -243,7 +267,7 @@ export function storeContract(
         assert.equal(retry.duplicate, true, 'the same content is still a retry');
         assert.equal(retry.message.msgId, a.message.msgId);
         assert.equal(retry.senderSeq, a.senderSeq);
-        assert.equal(await store.maxSeq(alice), 1);
+        assert.equal(await store.maxSeq(alice), a.senderSeq);
         assert.deepEqual((await store.sync(bob, 0, 10)).items.map((m) => Buffer.from(m.content).toString()), ['first']);
         assert.equal(await store.maxSeq(carol), 0);
       });
@@ -257,7 +281,7 @@ export function storeContract(
         assert.equal(new Set(results.map((r) => r.message.msgId)).size, 1);
         assert.equal(new Set(results.map((r) => r.senderSeq)).size, 1);
         assert.equal((await store.sync(bob, 0, 100)).items.length, 1);
-        assert.equal(await store.maxSeq(alice), 1);
+        assert.equal(await store.maxSeq(alice), results[0].senderSeq);
       });
 
       it('accepts one of 10 concurrent sends of different content with one clientMsgId and refuses the rest', async () => {
@@ -287,7 +311,7 @@ export function storeContract(
         const expired = await store.appendMessage({ ...first, msgId: newId(), content: bytes('v2'), sentAtMs: t0 + 1000 });
         assert.equal(expired.duplicate, false, 'the window is [sentAtMs, sentAtMs + dedupWindowMs)');
         assert.notEqual(expired.message.msgId, a.message.msgId);
-        assert.equal(expired.senderSeq, 2);
+        assert.equal(expired.senderSeq, a.senderSeq + 1);
         const retry = await store.appendMessage({ ...first, msgId: newId(), content: bytes('v2'), sentAtMs: t0 + 1500 });
         assert.equal(retry.duplicate, true, 'the new message opened a new window');
         assert.equal(retry.message.msgId, expired.message.msgId);
@@ -367,15 +391,18 @@ export function storeContract(
       it('never moves a cursor back and does not count own messages', async () => {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const conv = peerConvId(alice, bob);
-        for (let i = 0; i < 3; i++) await store.appendMessage(direct(alice, bob, `a${i}`));
-        await store.appendMessage(direct(bob, alice, 'reply'));
-        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 3, readSeq: 0, lastSeq: 4 }]);
-        assert.deepEqual(await store.unread(alice, [conv]), [{ convId: conv, count: 1, readSeq: 0, lastSeq: 4 }]);
-        assert.deepEqual(await store.setReadCursor(bob, conv, 2), { convId: conv, count: 1, readSeq: 2, lastSeq: 4 });
-        assert.deepEqual(await store.setReadCursor(bob, conv, 1), { convId: conv, count: 1, readSeq: 2, lastSeq: 4 });
-        assert.deepEqual(await store.setReadCursor(bob, conv, 4), { convId: conv, count: 0, readSeq: 4, lastSeq: 4 });
+        const sent: AppendResult[] = [];
+        for (let i = 0; i < 3; i++) sent.push(await store.appendMessage(direct(alice, bob, `a${i}`)));
+        const reply = await store.appendMessage(direct(bob, alice, 'reply'));
+        const b0 = run([...sent.map((r) => r.seqs.get(bob)), reply.senderSeq], 'bob') - 1;
+        const a4 = reply.seqs.get(alice)!;
+        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 3, readSeq: 0, lastSeq: b0 + 4 }]);
+        assert.deepEqual(await store.unread(alice, [conv]), [{ convId: conv, count: 1, readSeq: 0, lastSeq: a4 }]);
+        assert.deepEqual(await store.setReadCursor(bob, conv, b0 + 2), { convId: conv, count: 1, readSeq: b0 + 2, lastSeq: b0 + 4 });
+        assert.deepEqual(await store.setReadCursor(bob, conv, b0 + 1), { convId: conv, count: 1, readSeq: b0 + 2, lastSeq: b0 + 4 });
+        assert.deepEqual(await store.setReadCursor(bob, conv, b0 + 4), { convId: conv, count: 0, readSeq: b0 + 4, lastSeq: b0 + 4 });
         await store.appendMessage(direct(alice, bob, 'more'));
-        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 1, readSeq: 4, lastSeq: 5 }]);
+        assert.deepEqual(await store.unread(bob, [conv]), [{ convId: conv, count: 1, readSeq: b0 + 4, lastSeq: b0 + 5 }]);
         const unknown = `p:${uid('x')}:${uid('y')}`;
         assert.deepEqual(await store.unread(bob, [unknown]), [{ convId: unknown, count: 0, readSeq: 0, lastSeq: 0 }]);
       });
@@ -403,7 +430,7 @@ export function storeContract(
         const pending = store.appendMessage(direct(alice, bob, 'in flight'));
         await store.close();
         const res = await pending;
-        assert.equal(res.senderSeq, 1);
+        run([res.senderSeq], 'alice');
         await store.close();
         if (options.reopen) {
           store = await options.reopen(store);
@@ -416,27 +443,31 @@ export function storeContract(
         it('keeps messages, seqs, groups and cursors across reopen', async () => {
           const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
           const first = direct(alice, bob, 'before');
-          await store.appendMessage(first);
-          await store.appendMessage(direct(bob, alice, 'reply'));
+          const r1 = await store.appendMessage(first);
+          const r2 = await store.appendMessage(direct(bob, alice, 'reply'));
           const g = await store.createGroup(group(alice, [bob, carol], 'kept'), MAX_MEMBERS);
           await store.removeMembers(g.groupId, [carol]);
-          await store.setReadCursor(alice, first.convId, 1);
+          await store.setReadCursor(alice, first.convId, r1.senderSeq);
           const groupBefore = await store.getGroup(g.groupId);
 
           store = await reopen(store);
 
           const page = await store.sync(bob, 0, 10);
-          assert.deepEqual(page.items.map((e) => e.seq), [1, 2]);
+          assert.deepEqual(page.items.map((e) => e.seq), [r1.seqs.get(bob), r2.senderSeq]);
           assertBytes(page.items[0].content, bytes('before'));
-          assert.equal(await store.maxSeq(alice), 2);
+          assert.equal(await store.maxSeq(alice), r2.seqs.get(alice));
           assert.deepEqual(await store.getGroup(g.groupId), groupBefore);
-          assert.deepEqual(await store.unread(alice, [first.convId]), [{ convId: first.convId, count: 1, readSeq: 1, lastSeq: 2 }]);
+          assert.deepEqual(await store.unread(alice, [first.convId]),
+            [{ convId: first.convId, count: 1, readSeq: r1.senderSeq, lastSeq: r2.seqs.get(alice) }]);
           const retry = await store.appendMessage({ ...first, msgId: newId(), sentAtMs: nextMs() });
           assert.equal(retry.duplicate, true, 'dedup records survive too');
+          assert.equal(retry.senderSeq, r1.senderSeq);
           const next = await store.appendMessage(direct(alice, bob, 'after'));
-          assert.equal(next.senderSeq, 3);
-          assert.equal(next.seqs.get(bob), 3);
-          assert.equal(next.message.convSeq, 3);
+          // After a reopen the next seq is above every earlier one; a store may skip (a new owner).
+          assert.ok(next.senderSeq > r2.seqs.get(alice)!);
+          assert.ok(next.seqs.get(bob)! > r2.senderSeq);
+          assert.ok(next.message.convSeq > r2.message.convSeq);
+          if (options.seqsFromOne) assert.deepEqual([next.senderSeq, next.seqs.get(bob), next.message.convSeq], [3, 3, 3]);
           const added = await store.addMembers(g.groupId, [carol], MAX_MEMBERS);
           assert.deepEqual(added.members, [alice, bob, carol]);
         });

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import type { CassandraConsistency, StoreConfig } from '../common/backends';
 import { ConfigError } from '../common/config';
+import type { Bus } from '../common/bus';
 import { silentLogger, type Logger } from '../common/log';
 import { CassandraStore } from './cassandra';
 import type { ConsistencyName } from './cassandra-options';
@@ -20,6 +21,7 @@ const CASSANDRA_FIELDS: Record<string, string> = {
   keyspace: 'IM_CASSANDRA_KEYSPACE',
   consistency: 'IM_CASSANDRA_CONSISTENCY',
   replication: 'IM_CASSANDRA_REPLICATION',
+  leaseMs: 'IM_CASSANDRA_LEASE_MS',
 };
 
 // Compile-time check: every level the config accepts is one the store accepts.
@@ -27,6 +29,8 @@ const consistencyFits = (c: CassandraConsistency): ConsistencyName => c;
 
 export interface OpenStoreOptions {
   logger?: Logger;
+  /** How Cassandra stores of one keyspace reach each other (the logic processes' NATS bus). */
+  bus?: Bus;
 }
 
 /**
@@ -46,6 +50,8 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       consistency: consistencyFits(config.consistency),
       replication: config.replication,
       credentials: config.credentials,
+      leaseMs: config.leaseMs,
+      bus: options.bus,
       logger,
     });
   } catch (err) {

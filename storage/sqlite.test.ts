@@ -26,9 +26,10 @@ storeContract('sqlite', async () => SqliteStore.open({ path: freshPath() }), {
     await store.close();
     return SqliteStore.open({ path: file });
   },
+  seqsFromOne: true,
 });
 
-storeContract('sqlite :memory:', async () => SqliteStore.open({ path: ':memory:' }));
+storeContract('sqlite :memory:', async () => SqliteStore.open({ path: ':memory:' }), { seqsFromOne: true });
 
 function msg(from: string, to: string, over: Partial<AppendInput> = {}): AppendInput {
   return {

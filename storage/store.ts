@@ -42,7 +42,11 @@ export interface AppendResult {
   message: StoredMessage;
   /** The sender's inbox seq for the message (the original's on a duplicate). */
   senderSeq: number;
-  /** uid -> inbox seq of every recipient written now; empty on a duplicate. */
+  /**
+   * uid -> inbox seq of every recipient. Empty on a duplicate of a finished send; full on a
+   * duplicate that finished an earlier attempt which died part way (push again: clients drop
+   * seqs they already have).
+   */
   seqs: Map<string, number>;
   /** True when (from, clientMsgId) was already accepted within the window: nothing was written. */
   duplicate: boolean;

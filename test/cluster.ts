@@ -14,7 +14,7 @@ import { LogicServer } from '../logic/server';
 import { LogicService } from '../logic/service';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { CassandraStore } from '../storage/cassandra';
+import { CassandraStore, type CassandraStoreOptions } from '../storage/cassandra';
 import type { EmbeddedOptions, GatewayTuning } from '../embedded/system';
 import { CASSANDRA_CONTACT, NATS_URL } from './infra';
 
@@ -30,6 +30,8 @@ export interface ClusterOptions {
   registerOps?: EmbeddedOptions['registerOps'];
   /** Default IM_NATS_URL; a test that restarts NATS passes its own server. */
   natsUrl?: string;
+  /** Extra Cassandra store options of every logic (e.g. a short leaseMs). */
+  store?: Partial<CassandraStoreOptions>;
   /** Gateway i talks to logic i only (so a retry through the other gateway also crosses logic). */
   pinLogic?: boolean;
   logger?: Logger;
@@ -73,10 +75,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const logicServers: LogicServer[] = [];
     const logicServices: LogicService[] = [];
     for (let i = 0; i < (options.logics ?? 2); i++) {
-      const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', logger });
-      stops.push(() => store.close());
       const bus = await NatsBus.connect({ servers: natsUrl, name: `logic-${i}`, logger });
       stops.push(() => bus.close());
+      const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', logger, bus, ...options.store });
+      stops.push(() => store.close());
       const routerClient = new RouterClient({ address: routerAddr, logger });
       stops.push(() => routerClient.close());
       const service = new LogicService({ ...options.logic, store, bus, router: routerClient, logger });
