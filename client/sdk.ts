@@ -418,12 +418,13 @@ export class ImClient extends EventEmitter {
         const e = asClientError(err);
         if (!e.retryable) throw e;
         if (Date.now() >= deadline) throw retryWindowRanOut(e, last, attempt, this.options.sendRetryWindowMs);
-        last = e;
+        // A timeout of an attempt the window cut short says little: name the one before it.
+        if (e.code !== Code.TIMEOUT || timeoutMs >= this.options.requestTimeoutMs || !last) last = e;
         // Only a verdict counts as an attempt (overloaded, rate limited, internal). No verdict
         // (UNAVAILABLE, TIMEOUT, connection lost) means a server or the path to it is away — a
-        // release, or a crash whose claim on this clientMsgId the store holds until its lease ends
-        // (30 s) — and is retried for the whole window: few attempts spent waiting 5 s each at the
-        // store would give up on a message that is about to go through.
+        // release, or a crash whose shards the store takes over when their lease ends (10 s by
+        // default) — and is retried for the whole window: few attempts spent waiting at the store
+        // would give up on a message that is about to go through.
         const noVerdict = e.code === Code.UNAVAILABLE || e.code === Code.TIMEOUT;
         if (!noVerdict && ++refusals >= this.options.sendMaxAttempts) throw e;
         // A lost connection is waited out inside request(); the pause spaces out retries of

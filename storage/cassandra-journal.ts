@@ -86,13 +86,14 @@ export class Journal {
         return { state: 'redrive', msgId: rec.msgId, sinceMs: rec.createdMs };
       }
       const fresh: Record = { shard, msgId: input.msgId, expiresAtMs: input.sentAtMs + input.dedupWindowMs, createdMs: Date.now(), digest };
-      this.owned(input.from);
+      const stillMine = this.guard(input.from);
       await this.o.writer.write([{
         query: this.q.open,
         params: [input.from, input.clientMsgId, fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest, this.ttlSeconds(input)],
         routingKey: routingKey(input.from, input.clientMsgId), bytes: 160,
-      }]);
+      }], stillMine);
       this.o.lease.check(0, 'send journal');
+      stillMine();
       this.mem.set(key, fresh);
       return { state: 'new' };
     });
@@ -106,16 +107,29 @@ export class Journal {
       const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId));
       if (!rec || rec.msgId !== c.msgId) return;
       if (!rec.done) {
+        const stillMine = this.guard(c.from);
         await this.o.writer.write([{
           query: this.q.complete,
           params: [c.ttlSeconds, c.convId, c.convSeq, c.senderSeq, c.from, c.clientMsgId],
           routingKey: routingKey(c.from, c.clientMsgId), bytes: 96,
-        }]);
+        }], stillMine);
         this.o.lease.check(0, 'send journal');
+        stillMine();
         rec.done = { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
       }
       this.mem.set(key, rec);
     });
+  }
+
+  /** A check that the sender's shard is still owned here in the epoch it is owned in now. */
+  private guard(from: string): () => void {
+    const shard = this.o.shards.of(from);
+    const epoch = this.o.shards.mine(shard)?.epoch;
+    return () => {
+      if (epoch === undefined || this.o.shards.mine(shard)?.epoch !== epoch) {
+        throw new NotOwnerError(`send journal of ${from}: shard ${shard} changed owner`);
+      }
+    };
   }
 
   private owned(from: string): number {

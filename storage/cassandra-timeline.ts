@@ -303,13 +303,21 @@ export class OwnedTimeline<E> {
    * one might still land.
    */
   private async durably(lane: Lane<E>, rows: Row[], callers: Pending<E>[]): Promise<void> {
+    // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
+    // under a new incarnation) they must never be sent, nor count if acknowledged.
+    const stillMine = () => {
+      const st = this.o.shards.mine(lane.shard);
+      if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.o.writer.write(rows);
+        await this.o.writer.write(rows, stillMine);
         this.o.lease.check(0, `${this.reader.spec.kind} ${lane.key}`);
+        stillMine();
         return;
       } catch (err) {
-        if (err instanceof NotOwnerError || this.o.lease.remainingMs() <= 0) throw err;
+        if (err instanceof NotOwnerError) throw err;
+        stillMine();
         if (attempt === 1) {
           this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
           for (const p of callers) {

@@ -41,6 +41,8 @@ export interface WriterOptions {
 }
 
 interface Waiter {
+  /** Throws when the rows must no longer be sent (their writer lost the right to write them). */
+  check?: () => void;
   remaining: number;
   failed: unknown;
   resolve: () => void;
@@ -76,11 +78,15 @@ export class RowWriter {
 
   constructor(private readonly o: WriterOptions) {}
 
-  /** Writes rows (in whatever batches the tick makes); resolves when all are acknowledged. */
-  write(rows: Row[]): Promise<void> {
+  /**
+   * Writes rows (in whatever batches the tick makes); resolves when all are acknowledged. `check`
+   * runs again just before each batch holding these rows is sent; if it throws, that batch is
+   * not sent and every write with rows in it fails.
+   */
+  write(rows: Row[], check?: () => void): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { remaining: rows.length, failed: undefined, resolve, reject };
+      const waiter: Waiter = { check, remaining: rows.length, failed: undefined, resolve, reject };
       for (const row of rows) this.queue.push({ row, waiter });
       if (!this.scheduled) {
         this.scheduled = true;
@@ -120,6 +126,7 @@ export class RowWriter {
     try {
       await this.o.gate.run(async () => {
         this.o.beforeSend?.();
+        for (const q of batch) q.waiter.check?.();
         const ts = this.o.timestamp?.();
         const queries = batch.map((q) => ({ query: q.row.query, params: q.row.params }));
         const options = { prepare: true, readTimeout: this.o.timeoutMs(), ...(ts !== undefined && { timestamp: ts }) };

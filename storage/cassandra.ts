@@ -65,8 +65,17 @@ export class CassandraStore implements Store {
       socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs },
       queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
     });
+    // Server warnings come back on every request that earns one (a cluster with the stock batch
+    // thresholds warns on most of this store's batches): one line per kind of warning a minute.
+    const lastLogged = new Map<string, number>();
     client.on('log', (level: string, className: string, message: string) => {
-      if (level === 'warning' || level === 'error') o.logger.warn('cassandra driver', { level, className, message });
+      if (level !== 'warning' && level !== 'error') return;
+      const kind = message.replace(/[0-9]+/g, '#').slice(0, 120);
+      const now = Date.now();
+      if (now - (lastLogged.get(kind) ?? -Infinity) < 60_000) return;
+      if (lastLogged.size > 1000) lastLogged.clear();
+      lastLogged.set(kind, now);
+      o.logger.warn('cassandra driver', { level, className, message, note: 'repeats of this warning are not logged for a minute' });
     });
     try {
       await client.connect();
@@ -364,6 +373,7 @@ export class CassandraStore implements Store {
         if (err instanceof PeerTimeoutError && !('mine' in where)) {
           this.shards.forget(shard);
           const wait = where.untilMs + this.o.clockSkewMs - Date.now();
+          this.o.logger.debug('cassandra store: shard owner did not answer; waiting for its lease', { shard, owner: where.owner, waitMs: wait, op });
           if (wait > 0) await sleep(Math.min(wait + 5, this.o.leaseMs + this.o.clockSkewMs));
           continue;
         }
