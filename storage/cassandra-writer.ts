@@ -1,12 +1,15 @@
 /**
- * Plain (non-conditional) writes of one event-loop tick, sent as unlogged batches grouped by the
- * replica that owns their partitions (token-aware): one request per replica per tick instead of
- * one per row. A batch of rows on one replica is applied as local mutations there, which is what
- * makes a row cost tens of microseconds of Cassandra CPU instead of a whole request's.
+ * Plain (non-conditional) writes of one event-loop tick, grouped by PARTITION: the rows of one
+ * partition go as one unlogged single-partition batch (one mutation), every partition as its own
+ * request, all concurrently. Measured on this box (docs/sequencer.md, "Cost"): Cassandra spends
+ * ~170-200 µs of CPU per partition mutation whether it comes alone or inside a multi-partition
+ * batch, and 12.5 µs per row inside a single-partition batch; multi-partition batches only add
+ * latency (their mutations queue behind each other at the coordinator). So rows are grouped by
+ * partition and nothing else.
  *
- * Unlogged batches are not atomic across partitions, and need not be: the owner serializes every
- * timeline (docs/sequencer.md), so a caller issues a timeline's next rows only after the previous
- * write() resolved. Each write() resolves when every batch holding its rows is acknowledged.
+ * The owner serializes every timeline (docs/sequencer.md), so a caller issues a timeline's next
+ * rows only after the previous write() resolved. Each write() resolves when every request holding
+ * its rows is acknowledged.
  */
 import type { Client } from 'cassandra-driver';
 import { Gate, toStoreError } from './cassandra-util';
@@ -22,7 +25,6 @@ export interface Row {
 
 export interface WriterOptions {
   client: Client;
-  keyspace: string;
   gate: Gate;
   /** Rows per batch at most. */
   maxRows: number;
@@ -72,6 +74,17 @@ export function routingKey(...parts: (string | number)[]): Buffer {
   return Buffer.concat(out);
 }
 
+const tables = new Map<string, string>();
+/** The table a write statement changes (rows of two tables never share a partition). */
+function tableOf(query: string): string {
+  let t = tables.get(query);
+  if (t === undefined) {
+    t = /^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([\w.]+)/i.exec(query)?.[1] ?? query;
+    tables.set(query, t);
+  }
+  return t;
+}
+
 export class RowWriter {
   private queue: Queued[] = [];
   private scheduled = false;
@@ -101,8 +114,7 @@ export class RowWriter {
     this.queue = [];
     const groups = new Map<string, Queued[]>();
     for (const q of items) {
-      const replicas = this.o.client.getReplicas(this.o.keyspace, q.row.routingKey) as { address: string }[] | null;
-      const where = replicas?.[0]?.address ?? '';
+      const where = `${tableOf(q.row.query)}\0${q.row.routingKey.toString('latin1')}`;
       const g = groups.get(where);
       if (g) g.push(q);
       else groups.set(where, [q]);

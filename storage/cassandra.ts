@@ -110,7 +110,7 @@ export class CassandraStore implements Store {
       client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
       serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
     });
-    const batchBounds = { client, keyspace: ks, gate: this.gate, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes };
+    const batchBounds = { client, gate: this.gate, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes };
     // Owner writes: at this process's clock, above every fence of its epochs, and only while its lease holds.
     const ownerWriter = new RowWriter({
       ...batchBounds, what: 'owner write', timestamp: nextTs,
