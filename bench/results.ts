@@ -132,6 +132,9 @@ export interface BenchResult {
   goals: Goal[];
 }
 
+/** Names the distributed store's design in run descriptions: im plan fits only runs of the current one. */
+export const STORE_DESIGN = 'owned sequencers';
+
 export function resultId(startedAt: Date, scenario: string, target: string): string {
   const ts = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return `${ts}-${scenario}-${target}`;

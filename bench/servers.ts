@@ -14,6 +14,7 @@ import * as readline from 'node:readline';
 import { parseHostPort } from '../common/config';
 import type { HostPort } from './ipc';
 import { pidListeningOn } from './proc-stats';
+import { STORE_DESIGN } from './results';
 import { freePort, reachable, tcpTarget } from './net-util';
 
 export type TargetKind = 'embedded' | 'distributed' | 'url';
@@ -203,7 +204,7 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
       servers.push(gw.proc);
       gateways.push(tcpTarget(String(gw.fields.addr)));
     }
-    const description = `distributed (router + ${o.logics} logic + ${o.gateways} gateway, NATS, ${o.noDb ? 'SQLite stand-in, no database' : 'Cassandra'})`;
+    const description = `distributed (router + ${o.logics} logic + ${o.gateways} gateway, NATS, ${o.noDb ? 'SQLite stand-in, no database' : `Cassandra, ${STORE_DESIGN}`})`;
     return { kind: 'distributed', description, gateways, routerUrl: `http://${router.fields.http}`, secret, servers, infra, notes, stop };
   } catch (err) {
     await stop();
