@@ -69,6 +69,8 @@ export interface ChaosVerdict {
   rows: FaultRow[];
   /** Inbox entries or app events that match no send of this run or reached a non-recipient. */
   unexpected: number;
+  /** A few of them, for the report: `inbox|app of user U: key K (why)`. */
+  unexpectedExamples: string[];
 }
 
 const key = (sender: number, n: number) => `${sender}:${n}`;
@@ -128,11 +130,15 @@ export function checkChaos(rec: ChaosRecord, windows: readonly FaultWindow[]): C
   }
 
   let unexpected = 0;
-  for (const book of [inboxes, apps]) {
+  const unexpectedExamples: string[] = [];
+  for (const [name, book] of [['inbox', inboxes], ['app', apps]] as const) {
     for (const [u, byKey] of book) {
       for (const [k, list] of byKey) {
         const sender = Number(k.split(':')[0]);
-        if (!known.has(k) || !rec.recipients(sender).includes(u)) unexpected += list.length;
+        const why = !known.has(k) ? 'no such send' : !rec.recipients(sender).includes(u) ? 'not a recipient' : '';
+        if (!why) continue;
+        unexpected += list.length;
+        if (unexpectedExamples.length < 3) unexpectedExamples.push(`${name} of user ${u}: send ${k} × ${list.length} (${why})`);
       }
     }
   }
@@ -146,5 +152,5 @@ export function checkChaos(rec: ChaosRecord, windows: readonly FaultWindow[]): C
     rows[i].survivorsDropped = dropped.size;
     for (const detail of dropped.values()) rows[i].problems.push({ kind: 'dropped', detail });
   });
-  return { rows, unexpected };
+  return { rows, unexpected, unexpectedExamples };
 }

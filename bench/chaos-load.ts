@@ -162,8 +162,9 @@ export class ChaosLoad {
   }
 
   /** Who stores `sender`'s messages (itself included). */
+  /** The sender itself (its own inbox and app hold its sends) and whoever it sends to. */
   recipients(sender: number): number[] {
-    return sendersTo(this.o.topology, sender);
+    return [sender, ...sendersTo(this.o.topology, sender)];
   }
 
   async close(): Promise<void> {

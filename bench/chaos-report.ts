@@ -27,6 +27,7 @@ export interface ChaosReport {
   setup: string;
   rows: readonly FaultRow[];
   unexpected: number;
+  unexpectedExamples?: string[];
   durationS: number;
 }
 
@@ -77,7 +78,7 @@ export function renderSection(rep: ChaosReport, causes: KnownCauses): string {
     '',
     why.length > 0 ? 'Why each non-zero cell:' : 'Every cell that must be zero is zero.',
     ...why,
-    ...(rep.unexpected > 0 ? [`- ${rep.unexpected} inbox entries or app events matched no send of this run.`] : []),
+    ...(rep.unexpected > 0 ? [`- ${rep.unexpected} inbox entries or app events matched no send of this run, e.g. ${(rep.unexpectedExamples ?? []).join('; ')}.`] : []),
     MARK_END,
   ].join('\n');
 }

@@ -185,7 +185,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }, windows);
     return {
       dateIso: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC', command: o.command,
-      loadAvgStart, loadAvgEnd: os.loadavg(), setup, rows: verdict.rows, unexpected: verdict.unexpected,
+      loadAvgStart, loadAvgEnd: os.loadavg(), setup, rows: verdict.rows, unexpected: verdict.unexpected, unexpectedExamples: verdict.unexpectedExamples,
       durationS: (Date.now() - t0) / 1000,
     };
   } finally {
