@@ -15,7 +15,7 @@ import { checkSameSend, sendDigest } from './send-digest';
 import type { AppendInput } from './store';
 
 export type JournalAnswer =
-  | { state: 'new' }
+  | { state: 'new'; createdMs: number }
   | { state: 'redrive'; msgId: string; sinceMs: number }
   | { state: 'done'; msgId: string; convId: string; convSeq: number; senderSeq: number };
 
@@ -95,7 +95,7 @@ export class Journal {
       this.o.lease.check(0, 'send journal');
       stillMine();
       this.mem.set(key, fresh);
-      return { state: 'new' };
+      return { state: 'new', createdMs: fresh.createdMs };
     });
   }
 

@@ -34,6 +34,9 @@ export interface TimelineSpec<E> {
 
 type DbRow = Record<string, unknown>;
 
+/** Clock difference allowed between the journal owner (sinceMs) and a timeline owner. */
+const CLOCK_MARGIN_MS = 5000;
+
 export class TimelineReader<E> {
   private readonly q: Record<string, string>;
 
@@ -119,7 +122,11 @@ export class TimelineReader<E> {
 
 interface Pending<E> {
   entry: E;
-  /** Set on a re-driven send: look for the entry's msgId in rows written since this time (ms). */
+  /**
+   * When the send was journaled (ms, the journal owner's clock): the entry cannot have been
+   * written to this key before then, so memory answers "not written yet" when it holds every
+   * append since then; otherwise the tail is read back to this time.
+   */
   sinceMs?: number;
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
@@ -130,10 +137,12 @@ interface Lane<E> {
   shard: number;
   epoch: number;
   loaded: boolean;
+  /** Wall time of the first touch: memory knows every append of this key since. */
+  loadedAtMs: number;
   cur: number;
   buckets: Set<number>;
-  /** msgId -> seq of the newest entries (bounded). */
-  recent: Map<string, number>;
+  /** msgId -> seq and append time of the entries of the last `recentMs` (at least `recentPerKey`), oldest first. */
+  recent: Map<string, { seq: number; atMs: number }>;
   queue: Pending<E>[];
   busy: boolean;
 }
@@ -147,8 +156,10 @@ export interface OwnedOptions {
   maxBatchBytes: number;
   maxPending: number;
   maxLanes: number;
-  /** msgIds remembered per key. */
+  /** msgIds remembered per key at least, whatever their age. */
   recentPerKey: number;
+  /** msgIds appended this recently are all remembered (a retried or raced append is answered from memory). */
+  recentMs: number;
 }
 
 export class OwnedTimeline<E> {
@@ -179,7 +190,7 @@ export class OwnedTimeline<E> {
     let lane = this.lanes.get(key);
     if (lane && lane.epoch !== st.epoch && !lane.busy) lane = undefined;
     if (!lane) {
-      lane = { key, shard, epoch: st.epoch, loaded: false, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
+      lane = { key, shard, epoch: st.epoch, loaded: false, loadedAtMs: 0, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
       this.lanes.set(key, lane);
     }
     this.pending++;
@@ -227,8 +238,21 @@ export class OwnedTimeline<E> {
   }
 
   private remember(lane: Lane<E>, id: string, seq: number): void {
-    lane.recent.set(id, seq);
-    if (lane.recent.size > this.o.recentPerKey) lane.recent.delete(lane.recent.keys().next().value as string);
+    const now = Date.now();
+    lane.recent.delete(id);
+    lane.recent.set(id, { seq, atMs: now });
+    for (const [old, r] of lane.recent) {
+      if (lane.recent.size <= this.o.recentPerKey || r.atMs > now - this.o.recentMs) break;
+      lane.recent.delete(old);
+    }
+  }
+
+  /**
+   * Whether memory can say an entry journaled at sinceMs was never appended here: it holds every
+   * append since the lane's first touch and of the last recentMs (less a clock-skew margin).
+   */
+  private memoryCovers(lane: Lane<E>, sinceMs: number): boolean {
+    return sinceMs - CLOCK_MARGIN_MS >= Math.max(lane.loadedAtMs, Date.now() - this.o.recentMs);
   }
 
   /** One round: answers known msgIds, allocates seqs for the rest, writes them, acknowledges. */
@@ -238,8 +262,8 @@ export class OwnedTimeline<E> {
     const dupes: { p: Pending<E>; id: string }[] = [];
     for (const p of batch) {
       const id = spec.idOf(p.entry);
-      let seq = lane.recent.get(id);
-      if (seq === undefined && p.sinceMs !== undefined) {
+      let seq = lane.recent.get(id)?.seq;
+      if (seq === undefined && p.sinceMs !== undefined && !this.memoryCovers(lane, p.sinceMs)) {
         seq = await this.findSince(lane, id, p.sinceMs).catch((err: unknown) => {
           this.settle(p, undefined, toStoreError(err, `${spec.kind} append`));
           return -1;
@@ -259,7 +283,7 @@ export class OwnedTimeline<E> {
       fresh.push({ p, seq: next });
     }
     if (fresh.length === 0) {
-      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
       return;
     }
     await this.o.shards.ensureBound(st, lane.cur);
@@ -290,7 +314,7 @@ export class OwnedTimeline<E> {
       if (this.settledEarly.delete(p)) continue;
       this.settle(p, seq);
     }
-    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
   }
 
   /** Callers told of a failed first attempt while the lane kept retrying their rows. */
@@ -332,6 +356,7 @@ export class OwnedTimeline<E> {
 
   /** First touch in this epoch: where the key ends, its recent msgIds, and the fence. */
   private async load(lane: Lane<E>, st: OwnedShard): Promise<void> {
+    lane.loadedAtMs = Date.now();
     const { listed } = await this.reader.listed(lane.key);
     const buckets = await this.reader.buckets(lane.key);
     let tail = 0;
@@ -355,7 +380,7 @@ export class OwnedTimeline<E> {
     lane.loaded = true;
   }
 
-  /** A re-driven send: was msgId written to this key since sinceMs? Pages back through the tail. */
+  /** Was msgId written to this key since sinceMs (memory could not tell)? Pages back through the tail. */
   private async findSince(lane: Lane<E>, msgId: string, sinceMs: number): Promise<number | undefined> {
     const sinceUs = (sinceMs - 60_000) * 1000; // generous: write timestamps come from other clocks
     let before = Number.MAX_SAFE_INTEGER;

@@ -189,6 +189,34 @@ describe('CassandraStore (real Cassandra)', function () {
       }
     });
 
+    it('answers a repeated append of one msgId with its first seq, also after more than 32 later appends', async () => {
+      const store = await CassandraStore.open(tiny());
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const first = await store.appendMessage(direct(alice, bob, 'first'));
+        // What a coordinator whose forwarded call timed out sends again, seconds later: the same
+        // append, journaled before it; in between bob's inbox took 40 other messages.
+        const inner = store as unknown as { serve(op: string, args: unknown): Promise<number> };
+        const serve = inner.serve.bind(store);
+        // Every append a send makes says when it was journaled, fresh sends included: that is what
+        // lets an owner check the tail instead of appending a repeated call twice.
+        const seen: unknown[] = [];
+        inner.serve = (op, args) => { if (op === 'append') seen.push((args as { s?: unknown }).s); return serve(op, args); };
+        await store.appendMessage(direct(alice, bob, 'fresh'));
+        inner.serve = serve;
+        assert.equal(seen.length, 3);
+        for (const since of seen) assert.equal(typeof since, 'number');
+        const again = { t: 'i', key: bob, e: { ...first.message }, s: Date.now() - 1000 };
+        for (let i = 0; i < 40; i++) await store.appendMessage(direct(uid('x'), bob, `other ${i}`));
+        assert.equal(await serve('append', again), first.seqs.get(bob));
+        assert.equal(await serve('append', { ...again, s: Date.now() - 200_000 }), first.seqs.get(bob), 'older than memory: read from the tail');
+        const inbox = (await store.sync(bob, 0, 100)).items;
+        assert.equal(inbox.filter((m) => m.msgId === first.message.msgId).length, 1);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('re-drives a send whose appends half landed: the inbox that has it keeps its seq, the other gets it once', async () => {
       const store = await CassandraStore.open(tiny());
       try {

@@ -124,7 +124,7 @@ export class CassandraStore implements Store {
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
-      maxLanes: o.maxCachedHeads, recentPerKey: 32,
+      maxLanes: o.maxCachedHeads, recentPerKey: 32, recentMs: 120_000,
     };
     this.inbox = new OwnedTimeline(this.inboxReader, client, owned);
     this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
@@ -319,7 +319,10 @@ export class CassandraStore implements Store {
     }
     const redrive = j.state === 'redrive' ? j : undefined;
     const msg: AppendInput = redrive ? { ...input, msgId: redrive.msgId } : input;
-    const since = redrive?.sinceMs;
+    // Every append says when the send was journaled: an owner that cannot tell from memory
+    // whether msgId is already in the timeline (a retried call, a re-drive racing the first
+    // attempt, a new owner) reads the tail back to then instead of appending it twice.
+    const since = j.state === 'redrive' ? j.sinceMs : j.createdMs;
     const convSeq = await this.onOwner(input.convId, 'append', { t: 'h', key: input.convId, e: msg, s: since }) as number;
     const message = toStoredMessage(msg, convSeq);
     const seqList = await Promise.all(input.recipients.map((uid) =>

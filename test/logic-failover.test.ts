@@ -23,7 +23,7 @@ const LEASE_MS = 3000;
 const PAIRS = 20;
 /** Load of test a and b: PAIRS senders together at this many sends per second. */
 const SENDS_PER_SEC = 100;
-/** SDK send retry window: longer than any lease, and than today's 30 s claim lease. */
+/** SDK send retry window: longer than any lease (the old store's claim lease was 30 s). */
 const SEND_RETRY_WINDOW_MS = 45_000;
 /** How long the system may take to carry new sends again after a logic process goes away. */
 const RECOVERY_MS = 5 * LEASE_MS;
@@ -31,7 +31,7 @@ const RECOVERY_MS = 5 * LEASE_MS;
 const CLOSING_MS = 20_000;
 
 describe('logic failover under load (service processes on NATS + Cassandra, issue 9 item 6 a-c)', function () {
-  // Setup aside; today's store makes a retry after kill -9 wait out its 30 s claim lease.
+  // Setup aside, each case takes 10-50 s.
   this.timeout(120_000);
   let cluster: ProcCluster | undefined;
   let apps: Apps | undefined;
@@ -173,6 +173,11 @@ describe('logic failover under load (service processes on NATS + Cassandra, issu
     facts.push(`first ack at +${acks[0]}ms; ack time median ${acks[acks.length >> 1]}ms, max ${acks[acks.length - 1]}ms`);
     assert.equal(cluster!.logics[0].running, true, 'logic 0 kept running');
     await finish(title, control, facts);
+    // Item 4: no retry waits more than one lease. A send caught by the kill waits for the dead
+    // owner's shards (lease + 0.5 s skew, after a forwarded call's L/2 timeout) on top of its
+    // own first attempt; the old store made it wait out a 30 s claim. Bounded here with slack
+    // for a loaded 2-core box.
+    assert.ok(acks[acks.length - 1] <= 4 * LEASE_MS, `slowest ack ${acks[acks.length - 1]} ms, over 4 leases (${4 * LEASE_MS} ms)`);
   }
 
   it('c: 20 senders fire 30 sends each, logic 1 killed -9 100 ms in and left dead: every send acked, 0 duplicates', async () => {

@@ -175,7 +175,8 @@ export class Traffic {
     const ackedIds = new Map(this.acked.map((a) => [a.msgId, a]));
     for (const d of this.devices) {
       const ids = d.got.map((m) => m.msgId);
-      assert.equal(new Set(ids).size, ids.length, `${d.label} received a message twice`);
+      const twice = d.got.filter((m, i) => ids.indexOf(m.msgId) !== i).map((m) => `${m.msgId} at seqs ${d.got.filter((x) => x.msgId === m.msgId).map((x) => x.seq).join(', ')}`);
+      assert.equal(new Set(ids).size, ids.length, `${d.label} received a message twice: ${twice.join('; ')}`);
       for (let i = 1; i < d.got.length; i++) {
         assert.ok(d.got[i].seq > d.got[i - 1].seq, `${d.label}: seq ${d.got[i].seq} after ${d.got[i - 1].seq}`);
       }
