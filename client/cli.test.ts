@@ -48,7 +48,7 @@ describe('client/cli (im) against the embedded system', function () {
   it('token: mints a token the server accepts, with its expiry', async () => {
     const [t] = await ok('token', 'alice', '--ttl', '2m');
     assert.equal(t.uid, 'alice');
-    const claims = verifyToken(sys.authSecret, t.token);
+    const claims = verifyToken({ secret: sys.authSecret }, t.token);
     assert.equal(claims.sub, 'alice');
     assert.equal(claims.exp - claims.iat, 120);
     assert.equal(new Date(t.expiresAt).getTime(), claims.exp * 1000);
