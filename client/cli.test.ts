@@ -54,6 +54,19 @@ describe('client/cli (im) against the embedded system', function () {
     assert.equal(new Date(t.expiresAt).getTime(), claims.exp * 1000);
   });
 
+  it('token: signs with the key IM_AUTH_SIGNING_KID names (kid in the header) and sets aud/iss as configured', async () => {
+    const keys = { IM_AUTH_KEYS: 'k1:cli-old-key-0123456789,k2:cli-new-key-0123456789', IM_AUTH_AUDIENCE: 'im', IM_AUTH_ISSUER: 'ops' };
+    const r = await start(['token', 'alice'], { ...keys, IM_AUTH_SIGNING_KID: 'k2' }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const token: string = r.lines[0].token;
+    assert.equal(JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()).kid, 'k2');
+    const auth = { keys: new Map([['k2', 'cli-new-key-0123456789']]), audience: 'im', issuer: 'ops' };
+    assert.equal(verifyToken(auth, token).sub, 'alice');
+    const unknown = await start(['token', 'alice'], { ...keys, IM_AUTH_SIGNING_KID: 'k3' }).done;
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /IM_AUTH_SIGNING_KID/);
+  });
+
   it('send, then listen --count: synced messages first, then pushed ones, in seq order', async () => {
     const [s1] = await ok('send', 'amy', 'bob', 'first');
     assert.equal(s1.seq, 1);
