@@ -48,10 +48,23 @@ describe('client/cli (im) against the embedded system', function () {
   it('token: mints a token the server accepts, with its expiry', async () => {
     const [t] = await ok('token', 'alice', '--ttl', '2m');
     assert.equal(t.uid, 'alice');
-    const claims = verifyToken(sys.authSecret, t.token);
+    const claims = verifyToken({ secret: sys.authSecret }, t.token);
     assert.equal(claims.sub, 'alice');
     assert.equal(claims.exp - claims.iat, 120);
     assert.equal(new Date(t.expiresAt).getTime(), claims.exp * 1000);
+  });
+
+  it('token: signs with the key IM_AUTH_SIGNING_KID names (kid in the header) and sets aud/iss as configured', async () => {
+    const keys = { IM_AUTH_KEYS: 'k1:cli-old-key-0123456789,k2:cli-new-key-0123456789', IM_AUTH_AUDIENCE: 'im', IM_AUTH_ISSUER: 'ops' };
+    const r = await start(['token', 'alice'], { ...keys, IM_AUTH_SIGNING_KID: 'k2' }).done;
+    assert.equal(r.code, 0, r.stderr);
+    const token: string = r.lines[0].token;
+    assert.equal(JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString()).kid, 'k2');
+    const auth = { keys: new Map([['k2', 'cli-new-key-0123456789']]), audience: 'im', issuer: 'ops' };
+    assert.equal(verifyToken(auth, token).sub, 'alice');
+    const unknown = await start(['token', 'alice'], { ...keys, IM_AUTH_SIGNING_KID: 'k3' }).done;
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /IM_AUTH_SIGNING_KID/);
   });
 
   it('send, then listen --count: synced messages first, then pushed ones, in seq order', async () => {

@@ -2,14 +2,15 @@
 /**
  * `im`: a command-line client over the SDK, for trying the system and for scripts. Output is JSON
  * lines on stdout; failures are one line on stderr and exit code 1 (2 for usage errors).
- * Tokens are minted locally with the operator secret (IM_AUTH_SECRET, or IM_DATA_DIR/auth.secret).
+ * Tokens are minted locally with the operator secret (IM_AUTH_SECRET, or IM_DATA_DIR/auth.secret),
+ * or the key IM_AUTH_SIGNING_KID names in IM_AUTH_KEYS.
  */
 import * as path from 'node:path';
-import { parseDurationMs } from '../common/config';
+import { parseDurationMs, Settings } from '../common/config';
 import { ImError, codeName } from '../common/errors';
 import { isValidUid } from '../common/ids';
 import { signToken } from '../common/jwt';
-import { readSecretFromDataDir } from '../common/secret';
+import { loadSigningKey, readSecretFromDataDir } from '../common/secret';
 import type { GroupResp, Message } from '../proto/wire';
 import { UsageError, arity, intArg, intFlag, parseArgs } from './cli-args';
 import { ImClient, ImClientOptions } from './sdk';
@@ -37,7 +38,9 @@ export const USAGE = `usage: im <command> [args] [--router URL]
   im help
 
   --router URL   route API (default: $IM_ROUTER_URL, else ${DEFAULT_ROUTER_URL})
-  Tokens are signed with $IM_AUTH_SECRET, else the file auth.secret in $IM_DATA_DIR (default ./data).
+  Tokens are signed with $IM_AUTH_SECRET, else the file auth.secret in $IM_DATA_DIR (default ./data);
+  with $IM_AUTH_SIGNING_KID, with that key of $IM_AUTH_KEYS (kid:secret,...) and its kid in the header.
+  $IM_AUTH_AUDIENCE and $IM_AUTH_ISSUER, when set, become the aud and iss claims.
   Output: one JSON object per line on stdout. Exit 0 ok, 1 error, 2 usage.
 `;
 
@@ -133,7 +136,7 @@ const COMMANDS: Record<string, (args: string[], ctx: Ctx) => Promise<void>> = {
     const ttlMs = durationFlag(ctx.flags, 'ttl', DEFAULT_TTL_MS);
     const ttlSeconds = Math.max(1, Math.round(ttlMs / 1000));
     const nowMs = Date.now();
-    const token = signToken(loadSecret(ctx.io.env), uid, ttlSeconds, nowMs);
+    const token = tokenSigner(ctx.io.env)(uid, ttlSeconds, nowMs);
     const expiresAt = new Date((Math.floor(nowMs / 1000) + ttlSeconds) * 1000).toISOString();
     out(ctx, { uid, token, expiresAt });
   },
@@ -271,9 +274,18 @@ function secondsFlag(flags: Map<string, string>, name: string): number {
   return ms;
 }
 
-/** The operator secret: $IM_AUTH_SECRET, else auth.secret in $IM_DATA_DIR (default ./data). */
-export function loadSecret(env: Record<string, string | undefined>): string {
-  if (env.IM_AUTH_SECRET) return env.IM_AUTH_SECRET;
+/**
+ * Mints tokens the way the server's settings say: the key IM_AUTH_SIGNING_KID names in
+ * IM_AUTH_KEYS (kid in the header), else the operator secret; aud/iss from IM_AUTH_AUDIENCE and
+ * IM_AUTH_ISSUER.
+ */
+export function tokenSigner(env: Record<string, string | undefined>): (uid: string, ttlSeconds: number, nowMs?: number) => string {
+  const { secret, opts } = loadSigningKey(new Settings(env), () => loadSecret(env));
+  return (uid, ttlSeconds, nowMs = Date.now()) => signToken(secret, uid, ttlSeconds, nowMs, opts);
+}
+
+/** The operator secret (IM_AUTH_SECRET is read by tokenSigner): auth.secret in $IM_DATA_DIR (default ./data). */
+function loadSecret(env: Record<string, string | undefined>): string {
   const dataDir = path.resolve(env.IM_DATA_DIR || './data');
   try {
     return readSecretFromDataDir(dataDir);
@@ -288,10 +300,10 @@ export function loadSecret(env: Record<string, string | undefined>): string {
 
 function clientOptions(uid: string, ctx: Ctx, extra: Partial<ImClientOptions>): ImClientOptions {
   checkUid(uid);
-  const secret = loadSecret(ctx.io.env);
+  const sign = tokenSigner(ctx.io.env);
   return {
     routerUrl: ctx.routerUrl,
-    token: () => signToken(secret, uid, DEFAULT_TTL_MS / 1000),
+    token: () => sign(uid, DEFAULT_TTL_MS / 1000),
     deviceId: ctx.io.deviceId ?? `cli-${process.pid}`,
     // A one-shot command fails fast and clearly rather than waiting out a long backoff.
     autoReconnect: false,

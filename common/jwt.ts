@@ -1,4 +1,7 @@
-/** JWT HS256: the token a client presents in Auth. Small on purpose: one algorithm, no options. */
+/**
+ * JWT HS256: the token a client presents in Auth. Small on purpose: one algorithm, a set of keys
+ * told apart by the header's `kid` (so the signing key can be rotated), optional aud/iss checks.
+ */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { TokenExpiredError, TokenInvalidError } from './errors';
 import { isValidUid } from './ids';
@@ -27,25 +30,59 @@ function timeClaim(claims: Record<string, unknown>, name: 'exp' | 'iat' | 'nbf')
 /** Clock skew allowed for nbf between the server that minted a token and the gateway. */
 const NBF_LEEWAY_MS = 60_000;
 
-const b64url = (buf: Buffer | string) => Buffer.from(buf).toString('base64url');
-const HEADER = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+/** What a gateway accepts tokens with (IM_AUTH_SECRET, IM_AUTH_KEYS, IM_AUTH_AUDIENCE, IM_AUTH_ISSUER). */
+export interface TokenAuth {
+  /** The key of tokens without `kid`; unset, such tokens are refused. */
+  secret?: string;
+  /** The keys of tokens with a `kid`, by kid; a kid not here is refused. */
+  keys?: ReadonlyMap<string, string>;
+  /** Set: `aud` (a string or an array of strings) must contain it. */
+  audience?: string;
+  /** Set: `iss` must equal it. */
+  issuer?: string;
+}
 
-export function signToken(secret: string, uid: string, ttlSeconds: number, nowMs = Date.now()): string {
+/** What signToken puts in the header (`kid`) and claims (`aud`, `iss`) beyond sub/iat/exp. */
+export interface SignOptions {
+  kid?: string;
+  audience?: string;
+  issuer?: string;
+}
+
+const b64url = (buf: Buffer | string) => Buffer.from(buf).toString('base64url');
+const hs256 = (secret: string, signed: string) => createHmac('sha256', secret).update(signed).digest();
+
+export function signToken(secret: string, uid: string, ttlSeconds: number, nowMs = Date.now(), opts: SignOptions = {}): string {
   const iat = Math.floor(nowMs / 1000);
-  const payload = b64url(JSON.stringify({ sub: uid, iat, exp: iat + ttlSeconds }));
-  const sig = createHmac('sha256', secret).update(`${HEADER}.${payload}`).digest('base64url');
-  return `${HEADER}.${payload}.${sig}`;
+  const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT', ...(opts.kid !== undefined && { kid: opts.kid }) }));
+  const payload = b64url(JSON.stringify({
+    sub: uid, iat, exp: iat + ttlSeconds,
+    ...(opts.audience !== undefined && { aud: opts.audience }),
+    ...(opts.issuer !== undefined && { iss: opts.issuer }),
+  }));
+  return `${header}.${payload}.${hs256(secret, `${header}.${payload}`).toString('base64url')}`;
+}
+
+/** The key a token's `kid` names: the default key when it has none. */
+function keyFor(auth: TokenAuth, kid: unknown): string {
+  if (kid === undefined) {
+    if (auth.secret === undefined) throw new TokenInvalidError('token has no kid');
+    return auth.secret;
+  }
+  const key = typeof kid === 'string' ? auth.keys?.get(kid) : undefined;
+  if (key === undefined) throw new TokenInvalidError('token kid is not a known key');
+  return key;
 }
 
 /**
  * Returns the claims or throws TokenInvalidError / TokenExpiredError. The HMAC key is the UTF-8
- * bytes of `secret` as given (docs/protocol.md, Tokens): never hex- or base64-decoded.
+ * bytes of the secret as given (docs/protocol.md, Tokens): never hex- or base64-decoded.
  */
-export function verifyToken(secret: string, token: string, nowMs = Date.now()): TokenClaims {
+export function verifyToken(auth: TokenAuth, token: string, nowMs = Date.now()): TokenClaims {
   const parts = token.split('.');
   if (parts.length !== 3) throw new TokenInvalidError('token is not a JWT');
   const [h, p, s] = parts;
-  let header: { alg?: string };
+  let header: { alg?: string; kid?: unknown };
   let claims: Record<string, unknown>;
   try {
     header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
@@ -53,8 +90,9 @@ export function verifyToken(secret: string, token: string, nowMs = Date.now()): 
   } catch (cause) {
     throw new TokenInvalidError('token is not valid JSON', { cause });
   }
-  if (header?.alg !== 'HS256') throw new TokenInvalidError('token algorithm must be HS256');
-  const want = createHmac('sha256', secret).update(`${h}.${p}`).digest();
+  if (header === null || typeof header !== 'object') throw new TokenInvalidError('token header is not a JSON object');
+  if (header.alg !== 'HS256') throw new TokenInvalidError('token algorithm must be HS256');
+  const want = hs256(keyFor(auth, header.kid), `${h}.${p}`);
   const got = Buffer.from(s, 'base64url');
   if (got.length !== want.length || !timingSafeEqual(got, want)) throw new TokenInvalidError('token signature mismatch');
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new TokenInvalidError('token claims are not a JSON object');
@@ -64,6 +102,10 @@ export function verifyToken(secret: string, token: string, nowMs = Date.now()): 
   const nbf = timeClaim(claims, 'nbf');
   if (exp === undefined) throw new TokenInvalidError('token has no exp');
   if (nbf !== undefined && nbf * 1000 > nowMs + NBF_LEEWAY_MS) throw new TokenInvalidError('token not valid yet (nbf)');
+  if (auth.audience !== undefined && !(claims.aud === auth.audience || (Array.isArray(claims.aud) && claims.aud.includes(auth.audience)))) {
+    throw new TokenInvalidError('token aud does not name this service');
+  }
+  if (auth.issuer !== undefined && claims.iss !== auth.issuer) throw new TokenInvalidError('token iss is not the configured issuer');
   if (exp * 1000 <= nowMs) throw new TokenExpiredError('token expired');
   return { sub: claims.sub, exp, iat: iat ?? 0 };
 }

@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { Env, parseFlags, Settings } from '../common/config';
 import { Level } from '../common/log';
+import { loadTokenAuth } from '../common/secret';
 import { loadGatewayLimits } from '../gateway/config';
 import { loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
@@ -16,9 +17,10 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
   const routerHttp = s.addr('IM_ROUTER_HTTP_ADDR', '127.0.0.1:7180', 'router-http-addr');
   const logicPort = s.int('IM_LOGIC_PORT', 7190, { min: 0, max: 65535, flag: 'logic-port' });
   const logLevel = s.logLevel();
+  const { secret: authSecret, ...auth } = loadTokenAuth(s);
   return {
     dataDir: path.resolve(s.str('IM_DATA_DIR', './data', 'data-dir')),
-    authSecret: s.raw('IM_AUTH_SECRET'),
+    authSecret, auth,
     gatewayHost: gateway.host, gatewayPort: gateway.port,
     routerHttpHost: routerHttp.host, routerHttpPort: routerHttp.port,
     logicPort,

@@ -7,6 +7,7 @@
 import { InProcessBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { Logger, silentLogger } from '../common/log';
+import type { TokenAuth } from '../common/jwt';
 import { loadOrCreateSecret } from '../common/secret';
 import { resolveLimits } from '../gateway/limits';
 import { Gateway, GatewayOptions } from '../gateway/server';
@@ -19,12 +20,14 @@ import { openStore } from '../storage/open';
 import { InProcessLogic, InProcessRouter } from './in-process';
 
 /** Gateway settings an embedded system passes through (everything but wiring). */
-export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'authSecret' | 'logic' | 'router' | 'bus' | 'logger'>>;
+export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'auth' | 'logic' | 'router' | 'bus' | 'logger'>>;
 
 export interface EmbeddedOptions {
   dataDir: string;
-  /** Given secret; otherwise dataDir/auth.secret, created on first start. */
+  /** The key of tokens without kid: given, otherwise dataDir/auth.secret, created on first start. */
   authSecret?: string;
+  /** Keys by kid (rotation) and the aud/iss checks. */
+  auth?: Omit<TokenAuth, 'secret'>;
   gatewayHost?: string;
   gatewayPort?: number;     // 0 = ephemeral
   routerHttpHost?: string;
@@ -107,7 +110,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       ...options.gateway,
       node: options.node ?? 'gw-embedded',
       host: gatewayHost, port: options.gatewayPort ?? 0,
-      authSecret, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
+      auth: { ...options.auth, secret: authSecret }, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
       logger: logger.child({ svc: 'gateway' }),
     });
     const { port: gatewayPort } = await gateway.start();

@@ -2,9 +2,11 @@ import * as assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { gatewayShutdownTimeoutMs, loadGatewayConfig, SHUTDOWN_MARGIN_MS } from './config';
 
+const S = 'gateway-config-secret';
+
 describe('loadGatewayConfig', () => {
   it('applies defaults', () => {
-    const c = loadGatewayConfig({ IM_AUTH_SECRET: 's' }, []);
+    const c = loadGatewayConfig({ IM_AUTH_SECRET: S }, []);
     assert.equal(c.node, `gw-${os.hostname()}`);
     assert.deepEqual(c.listen, { host: '127.0.0.1', port: 7100 });
     assert.equal(c.publicAddr, undefined);
@@ -22,18 +24,18 @@ describe('loadGatewayConfig', () => {
   });
 
   it('IM_DRAIN_WINDOW sets the drain window, and the process shutdown bound follows it', () => {
-    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: '2m' }, []).drainWindowMs, 120_000);
-    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: 's' }, ['--drain-window', '500ms']).drainWindowMs, 500);
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S, IM_DRAIN_WINDOW: '2m' }, []).drainWindowMs, 120_000);
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, ['--drain-window', '500ms']).drainWindowMs, 500);
     assert.equal(gatewayShutdownTimeoutMs({ IM_DRAIN_WINDOW: '2m' }, []), 120_000 + SHUTDOWN_MARGIN_MS);
     assert.equal(gatewayShutdownTimeoutMs({}, []), 30_000 + SHUTDOWN_MARGIN_MS);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: 'soon' }, []), /IM_DRAIN_WINDOW/);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_DRAIN_WINDOW: '10ms' }, []), /IM_DRAIN_WINDOW/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_DRAIN_WINDOW: 'soon' }, []), /IM_DRAIN_WINDOW/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_DRAIN_WINDOW: '10ms' }, []), /IM_DRAIN_WINDOW/);
     assert.equal(gatewayShutdownTimeoutMs({ IM_DRAIN_WINDOW: 'soon' }, []), 30_000 + SHUTDOWN_MARGIN_MS, 'never throws');
   });
 
   it('reads env and lets flags override it', () => {
     const c = loadGatewayConfig({
-      IM_AUTH_SECRET: 's', IM_NODE_ID: 'gw-a', IM_GATEWAY_ADDR: '0.0.0.0:9000', IM_GATEWAY_PUBLIC_ADDR: 'gw.example.com:443',
+      IM_AUTH_SECRET: S, IM_NODE_ID: 'gw-a', IM_GATEWAY_ADDR: '0.0.0.0:9000', IM_GATEWAY_PUBLIC_ADDR: 'gw.example.com:443',
       IM_LOGIC_ADDRS: 'l1:7190, l2:7190', IM_HEARTBEAT_INTERVAL: '10s', IM_REGION: 'eu', IM_ZONE: 'eu-1a',
     }, ['--node', 'gw-b', '--max-connections=10']);
     assert.equal(c.node, 'gw-b');
@@ -46,11 +48,21 @@ describe('loadGatewayConfig', () => {
     assert.deepEqual([c.region, c.zone], ['eu', 'eu-1a']);
   });
 
+  it('reads the token keys and aud/iss; IM_AUTH_KEYS alone is enough', () => {
+    const c = loadGatewayConfig({ IM_AUTH_KEYS: 'k1:old-secret-0123456789,k2:new-secret-0123456789', IM_AUTH_AUDIENCE: 'im', IM_AUTH_ISSUER: 'me' }, []);
+    assert.equal(c.auth.secret, undefined);
+    assert.deepEqual([...c.auth.keys!.keys()], ['k1', 'k2']);
+    assert.deepEqual([c.auth.audience, c.auth.issuer], ['im', 'me']);
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, []).auth.secret, S);
+  });
+
   it('fails naming the setting', () => {
     assert.throws(() => loadGatewayConfig({}, []), /IM_AUTH_SECRET/);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_LOGIC_ADDRS: 'nope' }, []), /IM_LOGIC_ADDRS/);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_RATE_LIMIT: 'lots' }, []), /IM_RATE_LIMIT/);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_IDLE_TIMEOUT: '5s', IM_HEARTBEAT_INTERVAL: '10s' }, []), /IM_IDLE_TIMEOUT/);
-    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 's', IM_GATEWAY_PUBLIC_ADDR: 'x' }, []), /IM_GATEWAY_PUBLIC_ADDR/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: 'short' }, []), /config IM_AUTH_SECRET: secret shorter than 16/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_KEYS: 'k1:short' }, []), /config IM_AUTH_KEYS:/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_LOGIC_ADDRS: 'nope' }, []), /IM_LOGIC_ADDRS/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_RATE_LIMIT: 'lots' }, []), /IM_RATE_LIMIT/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_IDLE_TIMEOUT: '5s', IM_HEARTBEAT_INTERVAL: '10s' }, []), /IM_IDLE_TIMEOUT/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_PUBLIC_ADDR: 'x' }, []), /IM_GATEWAY_PUBLIC_ADDR/);
   });
 });

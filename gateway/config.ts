@@ -4,6 +4,8 @@
  */
 import * as os from 'node:os';
 import { ConfigError, Env, formatHostPort, HostPort, parseFlags, parseHostPort, Settings } from '../common/config';
+import type { TokenAuth } from '../common/jwt';
+import { loadTokenAuth } from '../common/secret';
 import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, type ConnectionLimits } from './limits';
 
@@ -17,7 +19,8 @@ export interface GatewayConfig extends GatewayLimitSettings {
   listen: HostPort;
   /** Advertised to clients via the router; undefined = the listen address with the bound port. */
   publicAddr: string | undefined;
-  authSecret: string;
+  /** The keys and aud/iss client tokens are checked with. */
+  auth: TokenAuth;
   logicAddresses: string[];
   routerAddr: string;
   /** SIGTERM spreads the DRAINING disconnects over this window (IM_DRAIN_WINDOW). */
@@ -28,9 +31,11 @@ export interface GatewayConfig extends GatewayLimitSettings {
 
 export function loadGatewayConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): GatewayConfig {
   const s = new Settings(env, parseFlags(argv));
-  const authSecret = s.str('IM_AUTH_SECRET', '', 'auth-secret');
+  const auth = loadTokenAuth(s);
   // No default secret: a gateway that accepts tokens signed with a well-known key is open to anyone.
-  if (!authSecret) throw new ConfigError('IM_AUTH_SECRET', 'required (the HS256 key tokens are signed with)');
+  if (auth.secret === undefined && auth.keys?.size === 0) {
+    throw new ConfigError('IM_AUTH_SECRET', 'required unless IM_AUTH_KEYS is set (the HS256 key tokens are signed with)');
+  }
   const publicAddr = s.raw('IM_GATEWAY_PUBLIC_ADDR', 'public-addr');
   if (publicAddr !== undefined && !parseHostPort(publicAddr)) {
     throw new ConfigError('IM_GATEWAY_PUBLIC_ADDR', `expected host:port, got "${publicAddr}"`);
@@ -44,7 +49,7 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
     listen: s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'addr'),
     publicAddr,
-    authSecret,
+    auth,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
     ...loadGatewayLimits(s),

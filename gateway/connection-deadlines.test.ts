@@ -23,7 +23,7 @@ describe('Connection deadlines and rate state (timer wheel, injected clock)', ()
   beforeEach(async () => {
     wheel = new TimerWheel({ granuleMs: 100, now: () => 0, autoAdvance: false });
     const context: ConnectionContext = {
-      node: 'n1', authSecret: SECRET, limits, logger: silentLogger, wheel,
+      node: 'n1', auth: { secret: SECRET }, limits, logger: silentLogger, wheel,
       // Business ops are not under test: nothing here sends one.
       logic: { call: async () => ({ code: Code.INTERNAL, body: new Uint8Array(0), message: 'unused', retryable: false }) },
     };

@@ -11,7 +11,7 @@
  */
 import type * as net from 'node:net';
 import { Code, DisconnectCode, InvalidUtf8Error, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
-import { verifyToken } from '../common/jwt';
+import { type TokenAuth, verifyToken } from '../common/jwt';
 import type { Logger } from '../common/log';
 import { metrics } from '../common/metrics';
 import { countDisconnect, countGatewayError, gatewayRequest } from '../common/telemetry-hooks';
@@ -55,7 +55,7 @@ export interface ConnectionSnapshot {
  */
 export interface ConnectionContext {
   node: string;
-  authSecret: string;
+  auth: TokenAuth;
   logic: LogicCaller;
   limits: ConnectionLimits;
   logger: Logger;
@@ -288,7 +288,7 @@ export class Connection implements WheelItem {
     }
     let uid: string;
     try {
-      uid = verifyToken(this.opts.authSecret, auth.token).sub;
+      uid = verifyToken(this.opts.auth, auth.token).sub;
     } catch (err) {
       if (err instanceof TokenExpiredError) {
         this.replyError(frame, Code.TOKEN_EXPIRED, 'token expired');

@@ -87,7 +87,7 @@ describe('Gateway drain (stop)', () => {
 
   it('stop() before start() resolves, and the gateway never reports ready', async () => {
     const g = new Gateway({
-      node: 'never-started', host: '127.0.0.1', port: 0, authSecret: SECRET, logicAddresses: ['127.0.0.1:1'],
+      node: 'never-started', host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logicAddresses: ['127.0.0.1:1'],
       router: new MemoryRouter(), bus: new InProcessBus(),
     });
     assert.equal(g.ready, false);

@@ -88,7 +88,7 @@ describe('hand-off inside one process', () => {
     // The successor: same node, same bus, no listener of its own.
     const next = new Gateway({
       node: h.node, host: '127.0.0.1', port: 0, listen: false, publicAddr: '127.0.0.1:1', successor: true,
-      authSecret: SECRET, logic: h.logic, router: h.router, bus: h.bus,
+      auth: { secret: SECRET }, logic: h.logic, router: h.router, bus: h.bus,
     });
     await next.start();
     try {

@@ -204,8 +204,8 @@ describe('Gateway', () => {
   });
 
   it('rejects bad options naming the field', async () => {
-    const base = { node: 'n', host: '127.0.0.1', port: 0, authSecret: SECRET, logicAddresses: ['127.0.0.1:1'], router: new MemoryRouter(), bus: new InProcessBus() };
-    assert.throws(() => new Gateway({ ...base, authSecret: '' }), /authSecret/);
+    const base = { node: 'n', host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logicAddresses: ['127.0.0.1:1'], router: new MemoryRouter(), bus: new InProcessBus() };
+    assert.throws(() => new Gateway({ ...base, auth: {} }), /config auth:/);
     assert.throws(() => new Gateway({ ...base, logicAddresses: undefined }), /logic/);
     assert.throws(() => new Gateway({ ...base, maxFrameBytes: -1 }), /maxFrameBytes/);
     assert.throws(() => new Gateway({ ...base, heartbeatIntervalMs: 1000, idleTimeoutMs: 500 }), /idleTimeoutMs/);

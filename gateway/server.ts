@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Bus, BusHeaders, gatewaySubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
+import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
@@ -29,7 +30,8 @@ export interface GatewayOptions {
   port: number;
   /** Advertised host:port; default host:boundPort. */
   publicAddr?: string;
-  authSecret: string;
+  /** The keys and aud/iss client tokens are checked with (common/jwt). */
+  auth: TokenAuth;
   /**
    * Logic: a LogicBackend the caller owns (a LogicClient, or in-process logic in embedded mode), or
    * `logicAddresses`, from which the gateway builds, starts and closes its own. Exactly one.
@@ -131,7 +133,7 @@ export class Gateway {
 
   constructor(options: GatewayOptions) {
     if (!options.node) throw new ConfigError('node', 'required');
-    if (!options.authSecret) throw new ConfigError('authSecret', 'required');
+    if (!options.auth?.secret && !options.auth?.keys?.size) throw new ConfigError('auth', 'a secret or keys are required');
     if (!options.router) throw new ConfigError('router', 'required');
     if (!options.bus) throw new ConfigError('bus', 'required');
     if (!!options.logic === !!options.logicAddresses) throw new ConfigError('logic', 'give exactly one of logic or logicAddresses');
@@ -155,7 +157,7 @@ export class Gateway {
     this.logic = options.logic ?? this.ownedLogic!;
     this.wheel = new TimerWheel({ granuleMs: granuleFor(Math.min(this.limits.authTimeoutMs, this.limits.idleTimeoutMs)) });
     this.connContext = {
-      node: options.node, authSecret: options.authSecret, logic: this.logic, limits: this.limits, logger: this.logger, wheel: this.wheel,
+      node: options.node, auth: options.auth, logic: this.logic, limits: this.limits, logger: this.logger, wheel: this.wheel,
       onAuthenticated: (c) => this.onAuthenticated(c),
       onClosing: () => this.live--,
       onClose: (c) => this.onClose(c),

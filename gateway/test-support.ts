@@ -256,7 +256,7 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   const router = new MemoryRouter();
   const bus = new InProcessBus();
   const node = `gw-test-${++nodeSeq}`;
-  const gateway = new Gateway({ node, host: '127.0.0.1', port: 0, authSecret: SECRET, logic, router, bus, ...overrides });
+  const gateway = new Gateway({ node, host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logic, router, bus, ...overrides });
   const { port } = await gateway.start();
   const clients: TestClient[] = [];
   const connect = async () => {

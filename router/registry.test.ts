@@ -73,7 +73,7 @@ describe('gateway registry (real gateways, real router)', function () {
   async function startGateway(node: string, region: string, capacity: number): Promise<{ gateway: Gateway; link: RouterClient; port: number }> {
     const link = new RouterClient({ address: grpcAddr, callTimeoutMs: 1000 });
     const gateway = new Gateway({
-      node, host: HOST, port: 0, authSecret: SECRET, logicAddresses: [`${HOST}:${logic.port}`],
+      node, host: HOST, port: 0, auth: { secret: SECRET }, logicAddresses: [`${HOST}:${logic.port}`],
       router: link, bus, region, zone: `${region}-1a`, capacity, routerHeartbeatMs: GATEWAY_HEARTBEAT_MS, drainTimeoutMs: 1000,
     });
     const { port } = await gateway.start();

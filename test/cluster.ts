@@ -104,7 +104,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       stops.push(() => logic.close());
       const gateway = new Gateway({
         ...options.gateway, node: `gw-${keyspace}-${i}`, host: LOOPBACK, port: 0,
-        authSecret, logic, router: routerClient, bus, logger,
+        auth: { secret: authSecret }, logic, router: routerClient, bus, logger,
       });
       const { port } = await gateway.start();
       await bus.flush(); // its subscription is live before any client can be routed to it

@@ -7,6 +7,7 @@
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { Code, DisconnectCode } from '../common/errors';
+import { signToken } from '../common/jwt';
 import { loadEmbeddedConfig } from '../embedded/config';
 import { startEmbedded } from '../embedded/system';
 import { decode, Op } from '../proto/wire';
@@ -134,6 +135,20 @@ const ROWS: Row[] = [
         assert.ok(tries < 100, 'still a duplicate long after a 1 s window');
         await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, within the rate limit
       }
+    },
+  },
+  {
+    // Tokens (docs/protocol.md Tokens): keys by kid beside the default key, aud and iss checked.
+    setting: 'IM_AUTH_AUDIENCE, IM_AUTH_ISSUER, IM_AUTH_KEYS', group: 'tokens',
+    env: { IM_AUTH_AUDIENCE: 'im', IM_AUTH_ISSUER: 'https://login.example.com', IM_AUTH_KEYS: 'k1:settings-key-0123456789' },
+    async probe(t) {
+      const claims = { audience: 'im', issuer: 'https://login.example.com' };
+      const authCode = async (token: string) => (await (await t.raw()).request(Op.AUTH, 'Auth', { token, deviceId: 'd' })).error?.code ?? 0;
+      assert.equal(await authCode(signToken(t.sys.authSecret, t.uid('aud'), 3600, undefined, claims)), 0);
+      assert.equal(await authCode(signToken('settings-key-0123456789', t.uid('aud'), 3600, undefined, { ...claims, kid: 'k1' })), 0);
+      assert.equal(await authCode(t.token('aud')), Code.TOKEN_INVALID, 'no aud and iss');
+      assert.equal(await authCode(signToken(t.sys.authSecret, t.uid('aud'), 3600, undefined, { ...claims, issuer: 'x' })), Code.TOKEN_INVALID);
+      assert.equal(await authCode(signToken('settings-key-0123456789', t.uid('aud'), 3600, undefined, { ...claims, kid: 'k2' })), Code.TOKEN_INVALID);
     },
   },
   {

@@ -108,7 +108,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
       const logic = new LogicClient({ addresses: [logicAddr] });
       logic.start();
       stops.push(() => logic.close());
-      const gateway = new Gateway({ node, host: HOST, port: 0, authSecret: SECRET, logic, router: routerClient, bus });
+      const gateway = new Gateway({ node, host: HOST, port: 0, auth: { secret: SECRET }, logic, router: routerClient, bus });
       gatewayPorts.set(gateway, (await gateway.start()).port);
       stops.push(() => gateway.stop());
       await bus.flush();
@@ -254,7 +254,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     const bus = await NatsBus.connect({ servers: natsUrl, name: 'gw-drain' });
     const routerClient = new RouterClient({ address: routerAddr });
     const gateway = new Gateway({
-      node: `gw-tel-${ns}-drain`, host: HOST, port: 0, authSecret: SECRET, logicAddresses: [logicAddr],
+      node: `gw-tel-${ns}-drain`, host: HOST, port: 0, auth: { secret: SECRET }, logicAddresses: [logicAddr],
       router: routerClient, bus, drainTimeoutMs: 2000,
     });
     const a = new AdminServer({ host: HOST, port: 0, readiness: () => gateway.readinessChecks() });

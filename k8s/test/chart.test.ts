@@ -207,7 +207,8 @@ describe('Helm chart k8s/im', function () {
         .replace(/<fieldRef:metadata\.namespace>/g, 'chat')
         .replace(/<fieldRef:status\.hostIP>/g, '10.1.2.3')
         .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
-        .replace(/^<secret:[^>]*>$/, 'a-secret-value')]));
+        .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
+        .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')]));
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
@@ -230,7 +231,7 @@ describe('Helm chart k8s/im', function () {
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
       for (const [label, m] of Object.entries(renders)) {
         // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
-        const given = new Set(['my-auth', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra']);
+        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra']);
         for (const comp of COMPONENTS) {
           const c = mainContainer(m.workload(comp));
           for (const src of c.envFrom ?? []) assert.ok(m.find('ConfigMap', src.configMapRef!.name!), `${label} ${comp}: ConfigMap ${src.configMapRef!.name}`);

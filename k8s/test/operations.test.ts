@@ -185,6 +185,16 @@ describe('Helm chart k8s/im: operations', function () {
       assert.equal(effectiveEnv(renders.default, mainContainer(renders.default.workload('router'))).get('IM_TRUSTED_PROXIES'), undefined);
     });
 
+    it('gives the gateways their token keys from Secrets only, and aud/iss from values', () => {
+      const gw = (v: 'default' | 'extras') => effectiveEnv(renders[v], mainContainer(renders[v].workload('gateway')));
+      const extras = gw('extras');
+      assert.equal(extras.get('IM_AUTH_SECRET'), '<secret:my-auth/auth-secret>');
+      assert.equal(extras.get('IM_AUTH_KEYS'), '<secret:my-auth-keys/keys>');
+      assert.deepEqual([extras.get('IM_AUTH_AUDIENCE'), extras.get('IM_AUTH_ISSUER')], ['im', 'https://login.example.com']);
+      const plain = gw('default');
+      assert.deepEqual(['IM_AUTH_KEYS', 'IM_AUTH_AUDIENCE', 'IM_AUTH_ISSUER'].map((n) => plain.get(n)), [undefined, undefined, undefined]);
+    });
+
     it('wires logic to Cassandra and NATS from values and secrets', () => {
       const env = effectiveEnv(renders.ha, mainContainer(renders.ha.workload('logic')));
       assert.equal(env.get('IM_STORE'), 'cassandra');
