@@ -62,13 +62,27 @@ export function readAdminTokenFile(file: string, readFile: (p: string) => string
 
 const digest = (token: string) => createHash('sha256').update(token).digest();
 
+/**
+ * What changes when the file does. stat follows symlinks, so the swap of a Kubernetes Secret
+ * volume's ..data link (a new inode) is seen too; '' while the file is missing.
+ */
+function fileVersion(file: string): string {
+  try {
+    const st = fs.statSync(file);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return '';
+  }
+}
+
 /** The accepted admin tokens, kept as SHA-256 digests so every comparison is the same length. */
 export class AdminTokens {
   private digests: Buffer[];
   private readonly fromEnv: string[];
   private readonly file?: string;
   private readonly logger: Logger;
-  private readonly onFileChange = () => this.reload();
+  private readonly timer?: NodeJS.Timeout;
+  private seen = '';
 
   constructor(settings: AdminAuthSettings, options: { logger?: Logger; pollMs?: number } = {}) {
     if (!adminApiEnabled(settings)) throw new RangeError('AdminTokens needs at least one token');
@@ -78,8 +92,8 @@ export class AdminTokens {
     this.digests = [...settings.tokens, ...settings.tokenFile?.tokens ?? []].map(digest);
     this.file = settings.tokenFile?.path;
     if (this.file !== undefined) {
-      // stat polling follows symlinks, so the swap of a Secret volume's ..data link is seen too.
-      fs.watchFile(this.file, { interval: options.pollMs ?? FILE_POLL_MS, persistent: false }, this.onFileChange);
+      this.seen = fileVersion(this.file);
+      this.timer = setInterval(() => this.poll(), options.pollMs ?? FILE_POLL_MS).unref();
     }
   }
 
@@ -97,10 +111,13 @@ export class AdminTokens {
 
   /** Stops watching the token file. */
   close(): void {
-    if (this.file !== undefined) fs.unwatchFile(this.file, this.onFileChange);
+    clearInterval(this.timer);
   }
 
-  private reload(): void {
+  private poll(): void {
+    const version = fileVersion(this.file!);
+    if (version === this.seen) return;
+    this.seen = version;
     try {
       const tokens = [...this.fromEnv, ...readAdminTokenFile(this.file!)];
       this.digests = tokens.map(digest);

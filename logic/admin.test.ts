@@ -20,6 +20,7 @@ import { SqliteStore } from '../storage/sqlite';
 import { LogicClient } from '../gateway/logic-client';
 import { encode, Op } from '../proto/wire';
 import { addInternalApis } from './admin';
+import { adminClient, bearerMetadata, failedStatus, LOADER, type Reply, unary } from './admin-test-client';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import { LogicService } from './service';
@@ -27,40 +28,14 @@ import type { Caller } from './service';
 import { pushedTo } from './test-support';
 
 const HOST = '127.0.0.1';
-const ADMIN_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'internal', 'admin.proto');
 const REFLECTION_PROTO = path.join(
   path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
 
-/** What an outside team would write: proto-loader on the one file, snake_case fields, no project code. */
-const LOADER = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
-
-type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** Two admin tokens accepted at once, as during a rotation. */
 const TOKEN = randomBytes(24).toString('hex');
 const NEXT_TOKEN = randomBytes(24).toString('hex');
-
-/** `authorization: Bearer <token>` metadata. */
-function bearer(token = TOKEN, scheme = 'Bearer'): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('authorization', `${scheme} ${token}`);
-  return md;
-}
-
-/** LogicAdmin from admin.proto alone, as an outside team builds it. */
-function adminClient(port: number): grpc.Client {
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ADMIN_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new pkg.im.internal.v1.LogicAdmin(`${HOST}:${port}`, grpc.credentials.createInsecure());
-}
-
-/** One unary call; rejects with the grpc ServiceError. */
-function unary(client: grpc.Client, method: string, req: object, md: grpc.Metadata): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    (client as any)[method](req, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Reply) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-      if (err) reject(err); else resolve(res);
-    });
-  });
-}
+const bearer = (token = TOKEN, scheme = 'Bearer') => bearerMetadata(token, scheme);
 
 function caller(uid: string): Caller {
   return { uid, deviceId: 'd1', connId: `${uid}-c1`, node: 'gw1' };
@@ -92,7 +67,7 @@ describe('LogicAdmin over gRPC', () => {
     const internal = addInternalApis(logic.server, { service, router, admin: { tokens: [TOKEN, NEXT_TOKEN] } });
     closeInternal = () => internal.close();
     port = await logic.start();
-    admin = adminClient(port);
+    admin = adminClient(`${HOST}:${port}`);
   });
 
   after(async () => {
@@ -110,13 +85,8 @@ describe('LogicAdmin over gRPC', () => {
   const call = (method: string, req: object, md = bearer()) => unary(admin, method, req, md);
 
   async function failure(method: string, req: object, md = bearer()): Promise<{ code: grpc.status; appCode: string; details: string }> {
-    try {
-      await call(method, req, md);
-    } catch (err) {
-      const e = err as grpc.ServiceError;
-      return { code: e.code, appCode: String(e.metadata.get('im-app-code')[0]), details: e.details };
-    }
-    throw new Error(`${method} was expected to fail`);
+    const e = await failedStatus(admin, method, req, md);
+    return { code: e.code, appCode: String(e.metadata.get('im-app-code')[0]), details: e.details };
   }
 
   async function inbox(uid: string): Promise<Array<{ msgId: string; from: string; clientMsgId: string; content: Uint8Array }>> {
@@ -404,12 +374,11 @@ describe('LogicAdmin over gRPC', () => {
       const bare = new LogicServer({ registry, host: HOST, port: 0 });
       const internal = addInternalApis(bare.server, { service, router, admin: { tokens: [] } });
       const barePort = await bare.start();
-      const client = adminClient(barePort);
+      const client = adminClient(`${HOST}:${barePort}`);
       try {
         assert.equal(internal.admin, false);
         for (const md of [new grpc.Metadata(), bearer()]) {
-          const err = await unary(client, 'GetGroup', { group_id: 'g' }, md).then(() => undefined, (e: grpc.ServiceError) => e);
-          assert.equal(err?.code, grpc.status.UNIMPLEMENTED);
+          assert.equal((await failedStatus(client, 'GetGroup', { group_id: 'g' }, md)).code, grpc.status.UNIMPLEMENTED);
         }
         const res = await reflect({ list_services: '*' }, barePort);
         assert.deepEqual(res.list_services_response.service.map((x: Reply) => x.name).filter((n: string) => n.startsWith('im.')),
