@@ -65,16 +65,19 @@ export interface LogicProcessConfig {
 
 /**
  * loadLogicConfig plus IM_STORE / IM_BUS and their settings (common/backends.ts),
- * IM_ROUTER_GRPC_ADDR, the admin tokens and IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
+ * IM_ROUTER_GRPC_ADDR, the admin tokens (`readFile` reads IM_LOGIC_ADMIN_TOKEN_FILE; for tests) and
+ * IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
  */
-export function loadLogicProcessConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicProcessConfig {
+export function loadLogicProcessConfig(
+  env: Env = process.env, argv: readonly string[] = process.argv.slice(2), readFile?: (path: string) => string,
+): LogicProcessConfig {
   const s = new Settings(env, parseFlags(argv));
   return {
     logic: loadLogicConfig(env, argv),
     store: loadStoreConfig(env, argv),
     bus: loadBusConfig(env, argv, { allowInProcessBus: false }),
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
-    admin: loadAdminAuth(s),
+    admin: loadAdminAuth(s, readFile),
     logLevel: loadLogLevel(env, argv),
   };
 }
