@@ -4,7 +4,7 @@ import { Env, parseFlags, Settings } from '../common/config';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
 import { loadGatewayLimits } from '../gateway/config';
-import { loadLogicLimits } from '../logic/config';
+import { loadAdminAuth, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
 export interface EmbeddedConfig extends EmbeddedOptions {
@@ -28,6 +28,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     // The same readers as the gateway and logic processes: every documented limit works here too.
     gateway: loadGatewayLimits(s),
     logic: loadLogicLimits(s),
+    admin: loadAdminAuth(s),
     logLevel,
   };
 }

@@ -11,7 +11,8 @@ import type { TokenAuth } from '../common/jwt';
 import { loadOrCreateSecret } from '../common/secret';
 import { resolveLimits } from '../gateway/limits';
 import { Gateway, GatewayOptions } from '../gateway/server';
-import { ADMIN_PROTO_FILE, addAdminService, addReflection } from '../logic/admin';
+import { addInternalApis } from '../logic/admin';
+import type { AdminAuthSettings } from '../logic/admin-auth';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
@@ -35,6 +36,8 @@ export interface EmbeddedOptions {
   /** Loopback port of logic's gRPC (gateway stream and the internal admin API); 0 = ephemeral. */
   logicPort?: number;
   node?: string;
+  /** Tokens the internal admin API accepts; none (the default): the admin API is not served. */
+  admin?: AdminAuthSettings;
   gateway?: GatewayTuning;
   logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes' | 'groupCacheEntries' | 'groupSyncIntervalMs'>>;
   /** Extra business ops, registered next to the built-in ones (a new op is a logic change only). */
@@ -44,8 +47,10 @@ export interface EmbeddedOptions {
 
 export interface EmbeddedSystem {
   gatewayAddr: string;
-  /** Logic's gRPC address: the internal admin API (LogicAdmin) for other backends. */
+  /** Logic's gRPC address: the internal admin API (LogicAdmin, when admin tokens are set) for other backends. */
   logicAddr: string;
+  /** Whether logicAddr serves LogicAdmin (an admin token is configured). */
+  adminApi: boolean;
   routerUrl: string;
   authSecret: string;
   dataDir: string;
@@ -97,8 +102,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     options.registerOps?.(registry);
     const logic = new LogicServer({ registry, host: LOOPBACK, port: options.logicPort ?? 0, logger: logger.child({ svc: 'logic' }) });
     // The internal API for other backends (grpcurl-friendly: reflection on), on the same port.
-    addAdminService(logic.server, { service, router: routes, logger });
-    addReflection(logic.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+    const internal = addInternalApis(logic.server, { service, router: routes, logger, admin: options.admin ?? { tokens: [] } });
+    stops.push(() => internal.close());
     const logicPort = await logic.start();
     stops.push(() => logic.stop());
 
@@ -120,6 +125,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     return {
       gatewayAddr: formatHostPort({ host: gatewayHost, port: gatewayPort }),
       logicAddr: `${LOOPBACK}:${logicPort}`,
+      adminApi: internal.admin,
       routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
       authSecret,
       dataDir: options.dataDir,

@@ -4,6 +4,7 @@
  * admin.proto alone, as another team's backend would.
  */
 import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
@@ -16,7 +17,10 @@ import type { DeliveryBatch } from '../proto/delivery';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
 import { SqliteStore } from '../storage/sqlite';
-import { addAdminService, addReflection, ADMIN_PROTO_FILE } from './admin';
+import { LogicClient } from '../gateway/logic-client';
+import { encode, Op } from '../proto/wire';
+import { addInternalApis } from './admin';
+import { adminClient, bearerMetadata, failedStatus, LOADER, type Reply, unary } from './admin-test-client';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import { LogicService } from './service';
@@ -24,14 +28,14 @@ import type { Caller } from './service';
 import { pushedTo } from './test-support';
 
 const HOST = '127.0.0.1';
-const ADMIN_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'internal', 'admin.proto');
 const REFLECTION_PROTO = path.join(
   path.dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
 
-/** What an outside team would write: proto-loader on the one file, snake_case fields, no project code. */
-const LOADER = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
 
-type Reply = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** Two admin tokens accepted at once, as during a rotation. */
+const TOKEN = randomBytes(24).toString('hex');
+const NEXT_TOKEN = randomBytes(24).toString('hex');
+const bearer = (token = TOKEN, scheme = 'Bearer') => bearerMetadata(token, scheme);
 
 function caller(uid: string): Caller {
   return { uid, deviceId: 'd1', connId: `${uid}-c1`, node: 'gw1' };
@@ -47,6 +51,7 @@ describe('LogicAdmin over gRPC', () => {
   let logic: LogicServer;
   let admin: grpc.Client;
   let port: number;
+  let closeInternal: () => void;
 
   before(async () => {
     routerService = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
@@ -59,16 +64,15 @@ describe('LogicAdmin over gRPC', () => {
     const registry = new OpRegistry();
     registerClientOps(registry, service);
     logic = new LogicServer({ registry, host: HOST, port: 0 });
-    addAdminService(logic.server, { service, router });
-    addReflection(logic.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+    const internal = addInternalApis(logic.server, { service, router, admin: { tokens: [TOKEN, NEXT_TOKEN] } });
+    closeInternal = () => internal.close();
     port = await logic.start();
-
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ADMIN_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-    admin = new pkg.im.internal.v1.LogicAdmin(`${HOST}:${port}`, grpc.credentials.createInsecure());
+    admin = adminClient(`${HOST}:${port}`);
   });
 
   after(async () => {
     admin?.close();
+    closeInternal?.();
     await logic?.stop();
     await service?.close();
     router?.close();
@@ -78,22 +82,11 @@ describe('LogicAdmin over gRPC', () => {
     await store?.close();
   });
 
-  function call(method: string, req: object): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      (admin as any)[method](req, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: Reply) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-        if (err) reject(err); else resolve(res);
-      });
-    });
-  }
+  const call = (method: string, req: object, md = bearer()) => unary(admin, method, req, md);
 
-  async function failure(method: string, req: object): Promise<{ code: grpc.status; appCode: string; details: string }> {
-    try {
-      await call(method, req);
-    } catch (err) {
-      const e = err as grpc.ServiceError;
-      return { code: e.code, appCode: String(e.metadata.get('im-app-code')[0]), details: e.details };
-    }
-    throw new Error(`${method} was expected to fail`);
+  async function failure(method: string, req: object, md = bearer()): Promise<{ code: grpc.status; appCode: string; details: string }> {
+    const e = await failedStatus(admin, method, req, md);
+    return { code: e.code, appCode: String(e.metadata.get('im-app-code')[0]), details: e.details };
   }
 
   async function inbox(uid: string): Promise<Array<{ msgId: string; from: string; clientMsgId: string; content: Uint8Array }>> {
@@ -101,6 +94,50 @@ describe('LogicAdmin over gRPC', () => {
   }
 
   const uids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+  describe('credentials', () => {
+    it('refuses a call without credentials: UNAUTHENTICATED, im-app-code 1003, nothing sent', async () => {
+      const req = { from: 'system', to: 'cred-a', idempotency_key: 'no-token', content: Buffer.from('x') };
+      const refused = await failure('SendMessage', req, new grpc.Metadata());
+      assert.equal(refused.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(refused.appCode, '1003');
+      assert.match(refused.details, /Bearer <admin token>/);
+      assert.equal((await inbox('cred-a')).length, 0);
+    });
+
+    it('refuses a wrong token or another scheme: UNAUTHENTICATED (1004, 1003), nothing done', async () => {
+      const req = { from: 'system', to: 'cred-b', idempotency_key: 'wrong-token', content: Buffer.from('x') };
+      const wrong = await failure('SendMessage', req, bearer(randomBytes(24).toString('hex')));
+      assert.equal(wrong.code, grpc.status.UNAUTHENTICATED);
+      assert.equal(wrong.appCode, '1004');
+      assert.match(wrong.details, /not an accepted admin token/);
+      assert.equal((await failure('GetGroup', { group_id: 'g' }, bearer(TOKEN, 'Basic'))).appCode, '1003');
+      assert.equal((await failure('GetGroup', { group_id: 'g' }, bearer(`${TOKEN}x`))).appCode, '1004');
+      assert.equal((await inbox('cred-b')).length, 0);
+    });
+
+    it('accepts each configured token (rotation): the send reaches the inbox', async () => {
+      for (const [i, token] of [TOKEN, NEXT_TOKEN].entries()) {
+        const res = await call('SendMessage', { from: 'system', to: 'cred-c', idempotency_key: `rot-${i}`, content: Buffer.from(`t${i}`) }, bearer(token));
+        assert.equal((await inbox('cred-c')).filter((m) => m.msgId === res.msg_id).length, 1);
+      }
+      // The scheme is case-insensitive (RFC 6750).
+      await call('GetGroup', { group_id: (await call('CreateGroup', { owner: 'cred-c', name: 'g' })).group_id }, bearer(TOKEN, 'bearer'));
+    });
+
+    it('leaves the gateway stream on the same port alone: a gateway holds no admin token', async () => {
+      const gateway = new LogicClient({ addresses: [`${HOST}:${port}`] });
+      gateway.start();
+      try {
+        const body = encode('SendReq', { to: 'cred-d', clientMsgId: 'via-gateway', content: Buffer.from('hi') });
+        const r = await gateway.call({ op: Op.SEND, uid: 'cred-e', deviceId: 'd1', connId: 'c1', node: 'gw1', body });
+        assert.equal(r.code, 0, r.message);
+        assert.equal((await inbox('cred-d')).filter((m) => m.clientMsgId === 'via-gateway').length, 1);
+      } finally {
+        await gateway.close();
+      }
+    });
+  });
 
   describe('SendMessage', () => {
     it('sends as "system" into the recipient\'s inbox and pushes to their gateway', async () => {
@@ -154,7 +191,7 @@ describe('LogicAdmin over gRPC', () => {
       const body = Buffer.from(protobuf.Writer.create().uint32(10).string('system').uint32(18).string('carol')
         .uint32(34).bytes(Buffer.from([0x6b, 0x2d, 0xff])).uint32(50).bytes(Buffer.from('x')).finish());
       const err = await new Promise<grpc.ServiceError>((resolve, reject) => {
-        admin.makeUnaryRequest('/im.internal.v1.LogicAdmin/SendMessage', (b: Buffer) => b, (b: Buffer) => b, body,
+        admin.makeUnaryRequest('/im.internal.v1.LogicAdmin/SendMessage', (b: Buffer) => b, (b: Buffer) => b, body, bearer(),
           (e: grpc.ServiceError | null) => (e ? resolve(e) : reject(new Error('SendMessage was expected to fail'))));
       });
       assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
@@ -298,9 +335,9 @@ describe('LogicAdmin over gRPC', () => {
 
   describe('server reflection', () => {
     /** One request on a fresh v1 ServerReflectionInfo stream. */
-    function reflect(req: object): Promise<Reply> {
+    function reflect(req: object, at = port): Promise<Reply> {
       const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(REFLECTION_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-      const client = new pkg.grpc.reflection.v1.ServerReflection(`${HOST}:${port}`, grpc.credentials.createInsecure());
+      const client = new pkg.grpc.reflection.v1.ServerReflection(`${HOST}:${at}`, grpc.credentials.createInsecure());
       return new Promise((resolve, reject) => {
         const stream = client.ServerReflectionInfo();
         stream.on('data', (res: Reply) => { resolve(res); stream.end(); });
@@ -310,7 +347,7 @@ describe('LogicAdmin over gRPC', () => {
       });
     }
 
-    it('lists LogicAdmin and LogicGateway', async () => {
+    it('needs no token (it tells only what admin.proto says) and lists LogicAdmin and LogicGateway', async () => {
       const res = await reflect({ list_services: '*' });
       const names = res.list_services_response.service.map((s: Reply) => s.name);
       assert.ok(names.includes('im.internal.v1.LogicAdmin'), names.join());
@@ -329,6 +366,28 @@ describe('LogicAdmin over gRPC', () => {
       // The .proto's own field names, so grpcurl accepts {"group_id": ...} as written in the docs.
       assert.deepEqual((sendReq?.field ?? []).map((f) => f.name),
         ['from', 'to', 'group_id', 'idempotency_key', 'content_type', 'content']);
+    });
+
+    it('does not serve LogicAdmin when no admin token is configured: UNIMPLEMENTED, not listed', async () => {
+      const registry = new OpRegistry();
+      registerClientOps(registry, service);
+      const bare = new LogicServer({ registry, host: HOST, port: 0 });
+      const internal = addInternalApis(bare.server, { service, router, admin: { tokens: [] } });
+      const barePort = await bare.start();
+      const client = adminClient(`${HOST}:${barePort}`);
+      try {
+        assert.equal(internal.admin, false);
+        for (const md of [new grpc.Metadata(), bearer()]) {
+          assert.equal((await failedStatus(client, 'GetGroup', { group_id: 'g' }, md)).code, grpc.status.UNIMPLEMENTED);
+        }
+        const res = await reflect({ list_services: '*' }, barePort);
+        assert.deepEqual(res.list_services_response.service.map((x: Reply) => x.name).filter((n: string) => n.startsWith('im.')),
+          ['im.internal.v1.LogicGateway']);
+      } finally {
+        client.close();
+        internal.close();
+        await bare.stop();
+      }
     });
   });
 });

@@ -21,9 +21,11 @@ import type { GroupInfo as StoredGroup } from '../storage/store';
 import type { Caller, LogicService } from './service';
 import { requireLength, requireUid, uidList } from './validate';
 
+import { adminApiEnabled, AdminTokens, type AdminAuthSettings } from './admin-auth';
+import { addReflection } from './admin-reflection';
 import { rejectedRequest, withStrictRequests } from './admin-strict';
 
-export { addReflection } from './admin-reflection';
+export { addReflection };
 
 /** admin.proto relative to PROTO_DIR (the form addReflection takes). */
 export const ADMIN_PROTO_FILE = 'internal/admin.proto';
@@ -34,6 +36,8 @@ export const ADMIN_DEVICE_ID = 'admin';
 export interface AdminServiceOptions {
   service: LogicService;
   router: RouterApi;
+  /** Every call must carry one of its tokens (logic/admin-auth.ts). */
+  auth: Pick<AdminTokens, 'check'>;
   logger?: Logger;
   /** Uids per OnlineDevices call. Default 1000. */
   maxUidsPerLookup?: number;
@@ -54,6 +58,12 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 
   function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
+      const refused = options.auth.check(call.metadata);
+      if (refused) {
+        logger.warn('admin: call refused', { method, peer: call.getPeer(), reason: refused.message });
+        callback(toGrpcError(refused));
+        return;
+      }
       const rejected = rejectedRequest(call.request);
       if (rejected) {
         callback(toGrpcError(rejected));
@@ -119,6 +129,23 @@ export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers 
 /** Adds LogicAdmin to `server` (before it starts), usually LogicServer.server. */
 export function addAdminService(server: grpc.Server, options: AdminServiceOptions): void {
   server.addService(withStrictRequests(loadAdminProto().im.internal.v1.LogicAdmin.service), adminHandlers(options));
+}
+
+/**
+ * What logic serves next to LogicGateway on its port, added before it starts: LogicAdmin only when
+ * an admin token is configured (none: not served, so calls get UNIMPLEMENTED), and reflection
+ * for the services served. Reflection needs no token: it tells only what admin.proto says.
+ * `close` stops watching IM_LOGIC_ADMIN_TOKEN_FILE.
+ */
+export function addInternalApis(server: grpc.Server, options: Omit<AdminServiceOptions, 'auth'> & { admin: AdminAuthSettings }): { admin: boolean; close(): void } {
+  if (!adminApiEnabled(options.admin)) {
+    addReflection(server, ['internal/logic.proto']);
+    return { admin: false, close: () => undefined };
+  }
+  const auth = new AdminTokens(options.admin, { logger: options.logger });
+  addAdminService(server, { ...options, auth });
+  addReflection(server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+  return { admin: true, close: () => auth.close() };
 }
 
 export function loadAdminProto(): AdminProto {

@@ -3,6 +3,7 @@ import { loadBusConfig, loadLogLevel, loadStoreConfig, type BusConfig, type Stor
 import type { Env } from '../common/config';
 import { formatHostPort, parseFlags, Settings } from '../common/config';
 import type { Level } from '../common/log';
+import { parseAdminTokens, readAdminTokenFile, type AdminAuthSettings } from './admin-auth';
 
 /** The business limits logic enforces, wherever it runs. */
 export interface LogicLimitSettings {
@@ -28,6 +29,17 @@ export function loadLogicLimits(s: Settings): LogicLimitSettings {
   };
 }
 
+/**
+ * The admin API's tokens, read the same way by logic's process and embedded mode:
+ * IM_LOGIC_ADMIN_TOKENS (comma-separated) and IM_LOGIC_ADMIN_TOKEN_FILE (one per line). Neither set: the
+ * admin API is off. `readFile` is for tests.
+ */
+export function loadAdminAuth(s: Settings, readFile?: (path: string) => string): AdminAuthSettings {
+  const tokens = parseAdminTokens('IM_LOGIC_ADMIN_TOKENS', s.raw('IM_LOGIC_ADMIN_TOKENS') ?? '', ',');
+  const file = s.raw('IM_LOGIC_ADMIN_TOKEN_FILE');
+  return { tokens, tokenFile: file === undefined ? undefined : { path: file, tokens: readAdminTokenFile(file, readFile) } };
+}
+
 export function loadLogicConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicConfig {
   const s = new Settings(env, parseFlags(argv));
   const { host, port } = s.addr('IM_LOGIC_ADDR', '127.0.0.1:7190', 'addr');
@@ -46,20 +58,26 @@ export interface LogicProcessConfig {
   bus: BusConfig;
   /** Router gRPC host:port (IM_ROUTER_GRPC_ADDR, --router-addr). */
   routerAddr: string;
+  /** LogicAdmin's credentials (IM_LOGIC_ADMIN_TOKENS, IM_LOGIC_ADMIN_TOKEN_FILE); none: the admin API is off. */
+  admin: AdminAuthSettings;
   logLevel: Level;
 }
 
 /**
  * loadLogicConfig plus IM_STORE / IM_BUS and their settings (common/backends.ts),
- * IM_ROUTER_GRPC_ADDR and IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
+ * IM_ROUTER_GRPC_ADDR, the admin tokens (`readFile` reads IM_LOGIC_ADMIN_TOKEN_FILE; for tests) and
+ * IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
  */
-export function loadLogicProcessConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): LogicProcessConfig {
+export function loadLogicProcessConfig(
+  env: Env = process.env, argv: readonly string[] = process.argv.slice(2), readFile?: (path: string) => string,
+): LogicProcessConfig {
   const s = new Settings(env, parseFlags(argv));
   return {
     logic: loadLogicConfig(env, argv),
     store: loadStoreConfig(env, argv),
     bus: loadBusConfig(env, argv, { allowInProcessBus: false }),
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
+    admin: loadAdminAuth(s, readFile),
     logLevel: loadLogLevel(env, argv),
   };
 }

@@ -16,6 +16,8 @@ describe('logic main (process)', () => {
     ['IM_LOGIC_ADDR', { IM_LOGIC_ADDR: 'nowhere' }],
     ['IM_ROUTER_GRPC_ADDR', { IM_ROUTER_GRPC_ADDR: 'router' }],
     ['IM_LOG_LEVEL', { IM_LOG_LEVEL: 'chatty' }],
+    ['IM_LOGIC_ADMIN_TOKENS', { IM_LOGIC_ADMIN_TOKENS: 'too-short-for-an-admin-token' }],
+    ['IM_LOGIC_ADMIN_TOKEN_FILE', { IM_LOGIC_ADMIN_TOKEN_FILE: '/nonexistent/admin-tokens' }],
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad`, async () => {

@@ -1,13 +1,14 @@
 /**
  * `node dist/logic/main.js`: one stateless logic process. Opens the store and the bus, connects to
- * the router, serves the gateway stream and the internal admin API (with reflection) on IM_LOGIC_ADDR.
+ * the router, serves the gateway stream and, when an admin token is configured, the internal admin API (with
+ * reflection) on IM_LOGIC_ADDR.
  */
 import { describeBackends, openBus } from '../common/backends';
 import { formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
 import { openStore } from '../storage/open';
-import { ADMIN_PROTO_FILE, addAdminService, addReflection } from './admin';
+import { addInternalApis } from './admin';
 import { loadLogicProcessConfig } from './config';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
@@ -38,8 +39,8 @@ serviceMain({
     const registry = new OpRegistry();
     registerClientOps(registry, service);
     const server = new LogicServer({ registry, host: config.logic.host, port: config.logic.port, logger });
-    addAdminService(server.server, { service, router, logger });
-    addReflection(server.server, ['internal/logic.proto', ADMIN_PROTO_FILE]);
+    const internal = addInternalApis(server.server, { service, router, logger, admin: config.admin });
+    proc.onStop('admin tokens', () => internal.close());
     proc.onStop('server', () => server.stop());
     // The store is open once openStore returned (start() finishing is a readiness check of its own).
     proc.readiness(() => ({ bus: bus.connected }));
@@ -47,6 +48,7 @@ serviceMain({
     if (proc.stopping) return;
     proc.listening({
       addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr,
+      adminApi: internal.admin ? 'on' : 'off (no IM_LOGIC_ADMIN_TOKENS or IM_LOGIC_ADMIN_TOKEN_FILE)',
       ...describeBackends(config.store, config.bus),
     });
   },

@@ -21,6 +21,9 @@ import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template, type
 import { typecheckObjects } from './typecheck';
 import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } from './variants';
 
+/** The Secret volume logic reads its admin tokens from (logic.adminTokens). */
+const ADMIN_TOKENS_VOLUME = 'admin-tokens';
+
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
 const ENV_PENDING_IN_CODE = new Set<string>();
 
@@ -140,10 +143,13 @@ describe('Helm chart k8s/im', function () {
             assert.equal(sc?.runAsNonRoot, true, what);
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
-            assert.deepEqual(c.volumeMounts, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
+            // The admin-token Secret (logic, when given) is the one other volume, read-only.
+            const writable = (c.volumeMounts ?? []).filter((v) => !(v.name === ADMIN_TOKENS_VOLUME && v.readOnly));
+            assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
-          assert.equal(spec.volumes?.length, 1, what);
-          const tmp = spec.volumes![0];
+          const volumes = (spec.volumes ?? []).filter((v) => !(v.name === ADMIN_TOKENS_VOLUME && v.secret));
+          assert.equal(volumes.length, 1, what);
+          const tmp = volumes[0];
           assert.equal(tmp.name, 'tmp');
           assert.ok(tmp.emptyDir?.sizeLimit, `${what}: /tmp is a bounded emptyDir`);
           if (w.kind === 'StatefulSet') assert.equal(w.spec?.volumeClaimTemplates, undefined, `${what}: no per-pod volumes to lose`);
@@ -215,7 +221,7 @@ describe('Helm chart k8s/im', function () {
         assert.equal(gw.listen.host, '0.0.0.0', label);
         assert.equal(gw.logicAddresses.length, maxPods(m.workload('logic'), m), label);
         assert.ok(gw.publicAddr, `${label}: a public address is advertised`);
-        const logic = loadLogicProcessConfig(env('logic'), []);
+        const logic = loadLogicProcessConfig(env('logic'), [], () => `${'t'.repeat(40)}\n`);
         assert.equal(logic.store.kind, 'cassandra', label);
         assert.equal(logic.bus.kind, 'nats', label);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
@@ -225,6 +231,28 @@ describe('Helm chart k8s/im', function () {
           const tracing = loadTelemetryConfig(comp, env(comp));
           assert.equal(tracing.enabled, label === 'extras', `${label} ${comp}: tracing ${tracing.reason}`);
         }
+      }
+    });
+
+    it('serves the admin API only with a token Secret, mounted read-only as a file, never in a ConfigMap', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        const spec = podSpec(m.workload('logic'));
+        const c = mainContainer(m.workload('logic'));
+        const env = effectiveEnv(m, c);
+        assert.equal(env.get('IM_LOGIC_ADMIN_TOKENS'), undefined, `${label}: no token in the environment`);
+        const volume = spec.volumes?.find((v) => v.name === ADMIN_TOKENS_VOLUME);
+        if (label !== 'extras') {
+          assert.equal(env.get('IM_LOGIC_ADMIN_TOKEN_FILE'), undefined, `${label}: no Secret named, no admin API`);
+          assert.equal(volume, undefined, label);
+          continue;
+        }
+        assert.equal(volume?.secret?.secretName, 'my-admin-tokens');
+        const mount = c.volumeMounts?.find((v) => v.name === ADMIN_TOKENS_VOLUME);
+        assert.equal(mount?.readOnly, true);
+        assert.equal(mount?.subPath, undefined, 'a subPath mount would never see the Secret change');
+        assert.equal(env.get('IM_LOGIC_ADMIN_TOKEN_FILE'), `${mount?.mountPath}/${volume?.secret?.items?.[0].path}`);
+        const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
+        assert.ok(!Object.keys(cm).some((k) => k.startsWith('IM_LOGIC_ADMIN_TOKEN')), 'not from the ConfigMap');
       }
     });
 
