@@ -88,12 +88,16 @@ export class Lease {
     return v === undefined || v === null ? 0 : Number(v);
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops renewing. The row is deleted (others take this process's shards at once) unless
+   * `keepRow`: then it expires at its until_ms, as after a crash.
+   */
+  async close(options: { keepRow?: boolean } = {}): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.renewing?.catch(() => undefined);
     this.validUntilMono = 0;
-    await this.o.client.execute(this.q.del, [this.id], { prepare: true }).catch(() => undefined);
+    if (!options.keepRow) await this.o.client.execute(this.q.del, [this.id], { prepare: true }).catch(() => undefined);
   }
 
   private renew(): Promise<void> {

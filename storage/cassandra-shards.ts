@@ -128,11 +128,19 @@ export class Shards {
     }
   }
 
-  /** Releases every owned shard (a clean stop): the next owner takes them at once, without a fence wait. */
-  async releaseAll(): Promise<void> {
-    const me = this.o.lease.processId;
+  /** Stops owning every shard here (calls for them now get "not the owner"); returns them for release(). */
+  surrender(): OwnedShard[] {
     const all = [...this.owned.values()];
     this.owned.clear();
+    return all;
+  }
+
+  /**
+   * Hands surrendered shards back (a clean stop, after their last write): the next owner takes
+   * them at once, without a fence wait.
+   */
+  async release(all: OwnedShard[]): Promise<void> {
+    const me = this.o.lease.processId;
     for (let i = 0; i < all.length; i += 32) {
       await Promise.all(all.slice(i, i + 32).map((st) => this.o.client.execute(this.q.release, [st.shard, st.epoch, me],
         { prepare: true, serialConsistency: this.o.serialConsistency }).catch((err) => {

@@ -28,6 +28,18 @@ import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, va
 export type { CassandraStoreOptions } from './cassandra-options';
 export { migrate } from './cassandra-schema';
 
+/** Waits until `set` is empty or the deadline passes. */
+async function drain(set: Set<Promise<unknown>>, deadline: number): Promise<void> {
+  while (set.size > 0 && Date.now() < deadline) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...set]),
+      new Promise<void>((r) => { timer = setTimeout(r, Math.max(1, deadline - Date.now())); }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
 /** Tries of one owner call (re-resolving the owner in between) before UNAVAILABLE. */
 const OWNER_ATTEMPTS = 6;
 
@@ -49,6 +61,8 @@ export class CassandraStore implements Store {
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Calls other stores forwarded here, still running. */
+  private readonly serving = new Set<Promise<unknown>>();
   private lastTs = 0;
   private closing: Promise<void> | undefined;
 
@@ -134,7 +148,7 @@ export class CassandraStore implements Store {
     });
     this.peers = new Peers({
       bus: o.bus ?? new InProcessBus(), prefix: `im.store.${ks}`, timeoutMs: o.peerTimeoutMs, logger: o.logger,
-      serve: (op, args) => this.serve(op, args),
+      serve: (op, args) => this.track(this.serve(op, args), this.serving),
     });
     this.groups = new Groups({ client, keyspace: ks, serialConsistency: serial, maxCasAttempts: o.maxCasAttempts });
     this.q = {
@@ -254,15 +268,28 @@ export class CassandraStore implements Store {
   }
 
   /**
-   * Waits for appends in flight, hands every owned shard back (so the next owner takes it at
-   * once, without waiting out the lease), ends the lease and closes the driver. Idempotent.
+   * Waits for appends in flight (at most `closeWaitMs`), hands every owned shard back (so the next
+   * owner takes it at once, without waiting out the lease), ends the lease and closes the driver.
+   * Appends still running after the wait keep their shards: those are left to expire with the
+   * lease, as after a crash, because a shard is handed back only after its last write. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+      const deadline = Date.now() + Math.max(2000, Math.floor(this.o.leaseMs / 2));
+      await drain(this.inFlight, deadline);
+      // From here a peer's call for any of these shards gets "not the owner" at once; the calls
+      // already running here finish before the shards are handed back.
+      const owned = this.shards.surrender();
+      await drain(this.serving, deadline);
+      if (this.inFlight.size === 0 && this.serving.size === 0) {
+        await this.shards.release(owned);
+        await this.lease.close();
+      } else {
+        this.o.logger.warn('cassandra store: writes still running at close; keeping shards until the lease ends',
+          { appends: this.inFlight.size, served: this.serving.size });
+        await this.lease.close({ keepRow: true });
+      }
       this.peers.close();
-      await this.shards.releaseAll();
-      await this.lease.close();
       await this.client.shutdown();
     })();
     return this.closing;
@@ -285,9 +312,9 @@ export class CassandraStore implements Store {
     this.peers.listen(newId);
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
-    this.inFlight.add(p);
-    const done = () => this.inFlight.delete(p);
+  private track<T>(p: Promise<T>, set = this.inFlight): Promise<T> {
+    set.add(p);
+    const done = () => set.delete(p);
     p.then(done, done);
     return p;
   }
@@ -375,6 +402,8 @@ export class CassandraStore implements Store {
         }
         if (err instanceof PeerTimeoutError && !('mine' in where)) {
           this.shards.forget(shard);
+          // Closing: no waiting out another process's lease; the client retries elsewhere.
+          if (this.closing) throw toStoreError(err, `store ${op}`);
           const wait = where.untilMs + this.o.clockSkewMs - Date.now();
           this.o.logger.debug('cassandra store: shard owner did not answer; waiting for its lease', { shard, owner: where.owner, waitMs: wait, op });
           if (wait > 0) await sleep(Math.min(wait + 5, this.o.leaseMs + this.o.clockSkewMs));
