@@ -195,7 +195,9 @@ describe('distributed mode', function () {
       const got = await bob.inbox.waitFor(acked.length, 15_000);
       await sleep(300);
       assert.deepEqual(bob.inbox.messages.map((m) => m.msgId), acked, 'every acknowledged message exactly once, in order');
-      assert.deepEqual(got.map((m) => m.seq), acked.map((_, i) => i + 1));
+      // Strictly increasing; they start above the bound of earlier owners of bob's shard (the
+      // keyspace is shared with the tests before), so not necessarily at 1 (docs/sequencer.md).
+      for (let i = 1; i < got.length; i++) assert.ok(got[i].seq > got[i - 1].seq, `seq ${got[i].seq} after ${got[i - 1].seq}`);
       // No later push reveals carol's gap: the gateway's sync hint after the bus came back does.
       const [c1] = await carol.inbox.waitFor(1, 15_000);
       assert.equal(c1.msgId, toCarol.msgId);
