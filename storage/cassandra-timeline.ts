@@ -137,8 +137,8 @@ interface Lane<E> {
   shard: number;
   epoch: number;
   loaded: boolean;
-  /** Wall time of the first touch: memory knows every append of this key since. */
-  loadedAtMs: number;
+  /** Memory (`recent`) holds every append of this key written since this time (ms). */
+  coveredFromMs: number;
   cur: number;
   buckets: Set<number>;
   /** msgId -> seq and append time of the entries of the last `recentMs` (at least `recentPerKey`), oldest first. */
@@ -190,7 +190,7 @@ export class OwnedTimeline<E> {
     let lane = this.lanes.get(key);
     if (lane && lane.epoch !== st.epoch && !lane.busy) lane = undefined;
     if (!lane) {
-      lane = { key, shard, epoch: st.epoch, loaded: false, loadedAtMs: 0, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
+      lane = { key, shard, epoch: st.epoch, loaded: false, coveredFromMs: Number.MAX_SAFE_INTEGER, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
       this.lanes.set(key, lane);
     }
     this.pending++;
@@ -237,22 +237,23 @@ export class OwnedTimeline<E> {
     return queue.splice(0, n);
   }
 
-  private remember(lane: Lane<E>, id: string, seq: number): void {
+  private remember(lane: Lane<E>, id: string, seq: number, atMs = Date.now()): void {
     const now = Date.now();
     lane.recent.delete(id);
-    lane.recent.set(id, { seq, atMs: now });
+    lane.recent.set(id, { seq, atMs });
     for (const [old, r] of lane.recent) {
       if (lane.recent.size <= this.o.recentPerKey || r.atMs > now - this.o.recentMs) break;
       lane.recent.delete(old);
+      lane.coveredFromMs = Math.max(lane.coveredFromMs, r.atMs);
     }
   }
 
   /**
    * Whether memory can say an entry journaled at sinceMs was never appended here: it holds every
-   * append since the lane's first touch and of the last recentMs (less a clock-skew margin).
+   * append written since coveredFromMs (with a clock-skew margin between the two owners' clocks).
    */
   private memoryCovers(lane: Lane<E>, sinceMs: number): boolean {
-    return sinceMs - CLOCK_MARGIN_MS >= Math.max(lane.loadedAtMs, Date.now() - this.o.recentMs);
+    return sinceMs - CLOCK_MARGIN_MS >= lane.coveredFromMs;
   }
 
   /** One round: answers known msgIds, allocates seqs for the rest, writes them, acknowledges. */
@@ -356,15 +357,20 @@ export class OwnedTimeline<E> {
 
   /** First touch in this epoch: where the key ends, its recent msgIds, and the fence. */
   private async load(lane: Lane<E>, st: OwnedShard): Promise<void> {
-    lane.loadedAtMs = Date.now();
     const { listed } = await this.reader.listed(lane.key);
     const buckets = await this.reader.buckets(lane.key);
     let tail = 0;
-    for (const b of [...buckets].reverse()) {
+    // Memory covers the whole timeline when it is empty or all of it was read; else from the
+    // oldest row read on (seqs, and so rows, are written in time order).
+    lane.coveredFromMs = 0;
+    for (const [i, b] of [...buckets].reverse().entries()) {
       const rs = await this.client.execute(this.reader.queries.tail, [lane.key, b, Number.MAX_SAFE_INTEGER, this.o.recentPerKey], { prepare: true });
       if (rs.rows.length === 0) continue;
       tail = num(rs.rows[0].seq) ?? 0;
-      for (const r of [...rs.rows].reverse()) this.remember(lane, r.msg_id as string, num(r.seq) ?? 0);
+      const rows = [...rs.rows].reverse();
+      for (const r of rows) this.remember(lane, r.msg_id as string, num(r.seq) ?? 0, Math.floor((num(r.wt) ?? 0) / 1000));
+      const whole = rs.rows.length < this.o.recentPerKey && i === buckets.length - 1;
+      lane.coveredFromMs = whole ? 0 : Math.floor((num(rows[0].wt) ?? Date.now() * 1000) / 1000);
       break;
     }
     if (tail < st.startBound) {

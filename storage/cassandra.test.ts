@@ -189,13 +189,11 @@ describe('CassandraStore (real Cassandra)', function () {
       }
     });
 
-    it('answers a repeated append of one msgId with its first seq, also after more than 32 later appends', async () => {
-      const store = await CassandraStore.open(tiny());
+    it('answers a repeated append of one msgId with its first seq, also after more than 32 later appends and a new owner', async () => {
+      let store = await CassandraStore.open(tiny());
       try {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const first = await store.appendMessage(direct(alice, bob, 'first'));
-        // What a coordinator whose forwarded call timed out sends again, seconds later: the same
-        // append, journaled before it; in between bob's inbox took 40 other messages.
         const inner = store as unknown as { serve(op: string, args: unknown): Promise<number> };
         const serve = inner.serve.bind(store);
         // Every append a send makes says when it was journaled, fresh sends included: that is what
@@ -206,10 +204,18 @@ describe('CassandraStore (real Cassandra)', function () {
         inner.serve = serve;
         assert.equal(seen.length, 3);
         for (const since of seen) assert.equal(typeof since, 'number');
+        // What a coordinator whose forwarded call timed out sends again, seconds later: the same
+        // append, journaled before it; in between bob's inbox took 40 other messages.
         const again = { t: 'i', key: bob, e: { ...first.message }, s: Date.now() - 1000 };
         for (let i = 0; i < 40; i++) await store.appendMessage(direct(uid('x'), bob, `other ${i}`));
-        assert.equal(await serve('append', again), first.seqs.get(bob));
-        assert.equal(await serve('append', { ...again, s: Date.now() - 200_000 }), first.seqs.get(bob), 'older than memory: read from the tail');
+        assert.equal(await serve('append', again), first.seqs.get(bob), 'from memory');
+        // A new owner remembers only the newest 32 rows: it finds the message in the tail.
+        await store.close();
+        store = await CassandraStore.open(tiny());
+        // Through onOwner, which takes bob's shard (handed back by the first store) before serving.
+        const owner = store as unknown as { onOwner(key: string, op: string, args: unknown): Promise<number> };
+        assert.equal(await owner.onOwner(bob, 'append', again), first.seqs.get(bob), 'from the tail');
+        assert.equal(await owner.onOwner(bob, 'append', { ...again, s: Date.now() - 200_000 }), first.seqs.get(bob), 'journaled long ago');
         const inbox = (await store.sync(bob, 0, 100)).items;
         assert.equal(inbox.filter((m) => m.msgId === first.message.msgId).length, 1);
       } finally {
