@@ -13,7 +13,7 @@ import { InProcessBus } from '../common/bus';
 import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate, readSettings } from './cassandra-schema';
-import { consistencyLevels, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
+import { consistencyLevels, driverSslOptions, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
 import { Groups } from './cassandra-groups';
 import { Journal, type Completion, type JournalAnswer } from './cassandra-journal';
 import { Lease } from './cassandra-lease';
@@ -62,6 +62,7 @@ export class CassandraStore implements Store {
       // prepared statements carry their routing key, so each goes straight to a replica.
       localDataCenter: o.localDataCenter,
       ...(o.credentials && { credentials: o.credentials }),
+      ...(o.tls && { sslOptions: driverSslOptions(o.tls) }),
       socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs },
       queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
     });
