@@ -21,7 +21,7 @@ import { Peers, PeerTimeoutError } from './cassandra-peers';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './cassandra-rows';
 import { NotOwnerError, Shards } from './cassandra-shards';
 import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
-import { Gate, num, sleep, toStoreError } from './cassandra-util';
+import { Gate, num, sleep, toOpenError, toStoreError } from './cassandra-util';
 import { routingKey, RowWriter, type Row } from './cassandra-writer';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
@@ -93,7 +93,7 @@ export class CassandraStore implements Store {
       return store;
     } catch (err) {
       await client.shutdown().catch(() => undefined);
-      throw err instanceof Error && err.name === 'ConfigError' ? err : toStoreError(err, 'cassandra store open');
+      throw err instanceof Error && err.name === 'ConfigError' ? err : toOpenError(err);
     }
   }
 
