@@ -2,14 +2,18 @@
  * Cassandra over TLS (issue 14, item 4) against a real node of its own whose CQL port speaks TLS
  * only (start.sh with CASSANDRA_CLIENT_KEYSTORE; certificates made by openssl at test time): the
  * settings an operator sets (IM_CASSANDRA_TLS, IM_CASSANDRA_TLS_CA) reach the driver, a message is
- * stored and read back; a plaintext client and a client trusting another CA are refused, quickly
- * and saying why.
+ * stored and read back, `im migrate` runs; a plaintext client and a client trusting another CA are
+ * refused, quickly and saying why. The hostname check is shown against a plain TLS listener.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { main as cli } from '../client/cli';
 import { loadStoreConfig } from '../common/backends';
 import { ImError } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
@@ -92,6 +96,17 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
     assert.deepEqual(page.items.map((e) => e.msgId), [res.message.msgId]);
   });
 
+  it('runs `im migrate` over TLS from the same settings', async () => {
+    let stdout = '';
+    let stderr = '';
+    const code = await cli(['migrate'], {
+      stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; },
+      env: settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem }),
+    });
+    assert.equal(code, 0, stderr);
+    assert.match(JSON.parse(stdout.trim()).store, / tls$/);
+  });
+
   it('refuses a plaintext client on the TLS-only port with UNAVAILABLE, not a hang', async () => {
     const err = await refusal(settings({}));
     assert.equal(err.name, 'UnavailableError');
@@ -104,5 +119,36 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
     // Without IM_CASSANDRA_TLS_CA only Node's public CAs are trusted: the private CA is not either.
     const err2 = await refusal(settings({ IM_CASSANDRA_TLS: 'true' }));
     assert.match(err2.message, /certificate/i);
+  });
+
+  it('checks that the certificate names the node unless IM_CASSANDRA_TLS_VERIFY_HOSTNAME=false', async () => {
+    // A TLS listener with a CA-signed certificate for another name: the handshake is all this
+    // needs (a node would present the same certificate), so no second Cassandra node is started.
+    const context = tls.createSecureContext({ cert: fs.readFileSync(pki.otherNameCert), key: fs.readFileSync(pki.otherNameKey) });
+    let handshakes = 0;
+    const server = net.createServer((raw) => {
+      const sock = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+      sock.on('error', () => undefined);
+      // A reset right after the handshake fails the client's open at once (a clean close would
+      // leave it waiting for its read timeout).
+      sock.on('secure', () => { handshakes++; raw.resetAndDestroy(); });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as { port: number }).port;
+    try {
+      const env = (extra: Record<string, string>) => ({
+        ...settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem, ...extra }),
+        IM_CASSANDRA_CONTACT_POINTS: `127.0.0.1:${port}`,
+      });
+      const err = await refusal(env({}));
+      assert.match(err.message, /Hostname\/IP does not match certificate's altnames/);
+      // Unchecked name, checked chain: the handshake completes, and only the listener's reset fails the open.
+      const other = await refusal(env({ IM_CASSANDRA_TLS_VERIFY_HOSTNAME: 'false' }));
+      assert.doesNotMatch(other.message, /altnames|certificate/);
+      assert.ok(handshakes > 0, 'no handshake completed with hostname verification off');
+    } finally {
+      server.close();
+    }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Throwaway PKI for TLS tests, made with openssl: a CA, a server certificate for 127.0.0.1 /
- * localhost signed by it (PEM and a PKCS12 keystore, which Cassandra reads), a client certificate,
- * and a second, unrelated CA that must not be trusted.
+ * localhost signed by it (PEM and a PKCS12 keystore, which Cassandra reads), one signed by it that
+ * names neither (for hostname checks), a client certificate, and a second, unrelated CA that must
+ * not be trusted.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -12,6 +13,9 @@ export interface TestPki {
   caPem: string;
   otherCaPem: string;
   serverKeystore: string;
+  /** CA-signed, but for cassandra.invalid only: the chain verifies, the name of 127.0.0.1 does not. */
+  otherNameCert: string;
+  otherNameKey: string;
   keystorePassword: string;
   clientCert: string;
   clientKey: string;
@@ -38,6 +42,7 @@ export function makeTestPki(dir: string): TestPki {
   ca(dir, 'ca');
   ca(dir, 'other-ca');
   signed(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  signed(dir, 'other-name', 'ca', 'subjectAltName=DNS:cassandra.invalid\nextendedKeyUsage=serverAuth\n');
   signed(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n');
   const keystorePassword = 'test-keystore';
   openssl(dir, ['pkcs12', '-export', '-in', 'server.pem', '-inkey', 'server.key', '-name', 'cassandra',
@@ -45,6 +50,7 @@ export function makeTestPki(dir: string): TestPki {
   const p = (f: string) => path.join(dir, f);
   return {
     dir, caPem: p('ca.pem'), otherCaPem: p('other-ca.pem'), serverKeystore: p('server.p12'), keystorePassword,
+    otherNameCert: p('other-name.pem'), otherNameKey: p('other-name.key'),
     clientCert: p('client.pem'), clientKey: p('client.key'),
   };
 }
