@@ -73,6 +73,13 @@ describe('Helm chart k8s/im', function () {
       assert.match(renderError({ set: { 'securityContext.readOnlyRootFilesystem': false } }), /readOnlyRootFilesystem/);
       assert.match(renderError({ set: { 'gateway.service.type': 'ExternalName' } }), /type/);
     });
+
+    it('rejects Cassandra TLS keys without their Secret, a certificate without its key, and a Secret with no key named', () => {
+      const on = { 'cassandra.tls.enabled': true };
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.certKey': 'tls.crt', 'cassandra.tls.keyKey': 'tls.key' } }), /existingSecret, which is empty/);
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.existingSecret': 's', 'cassandra.tls.certKey': 'tls.crt' } }), /go together/);
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.existingSecret': 's', 'cassandra.tls.caKey': '' } }), /all empty/);
+    });
   });
 
   describe('rendered objects', () => {
