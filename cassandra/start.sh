@@ -12,6 +12,9 @@
 #   commitlog_sync group) and schema changes are flushed (docs/storage.md, Durability).
 #   CASSANDRA_JMX_PORT  set (e.g. 7199) for loopback JMX/nodetool; unset = JMX off
 #   CASSANDRA_START_TIMEOUT  seconds to wait for CQL        (default: 180)
+#   CASSANDRA_CLIENT_KEYSTORE  a PKCS12 keystore (server key + certificate): CQL over TLS only on
+#                    this node (client_encryption_options, optional: false); unset = plaintext CQL
+#   CASSANDRA_CLIENT_KEYSTORE_PASSWORD  its password
 #   JAVA17           a JDK 17 `java` (default: auto-detect). Cassandra 5.0 runs on 11 and 17 only:
 #                    on 21+ it fails (System.setSecurityManager throws on 24+).
 #
@@ -59,6 +62,18 @@ JAMM_JAR="$(ls "$LIB"/jamm-*.jar | head -1)"
 [ "$FRESH" = "1" ] && rm -rf "$BASE"
 mkdir -p "$BASE"/{conf/triggers,data,commitlog,saved_caches,hints,cdc_raw,logs,tmp}
 sed "s#__CASSANDRA_BASE__#$BASE#g" "$HERE/cassandra.yaml" > "$BASE/conf/cassandra.yaml"
+if [ -n "${CASSANDRA_CLIENT_KEYSTORE:-}" ]; then
+  [ -r "$CASSANDRA_CLIENT_KEYSTORE" ] || { echo "start: cannot read CASSANDRA_CLIENT_KEYSTORE $CASSANDRA_CLIENT_KEYSTORE" >&2; exit 1; }
+  cat >> "$BASE/conf/cassandra.yaml" <<YAML
+client_encryption_options:
+  enabled: true
+  optional: false
+  keystore: $CASSANDRA_CLIENT_KEYSTORE
+  keystore_password: "${CASSANDRA_CLIENT_KEYSTORE_PASSWORD:-}"
+  store_type: PKCS12
+  require_client_auth: false
+YAML
+fi
 cp "$HERE/logback.xml" "$BASE/conf/logback.xml"
 : > "$BASE/logs/stdout.log"
 
@@ -168,7 +183,7 @@ fail() {
 # ---------- wait until CQL answers ----------
 if command -v node >/dev/null && [ -d "$ROOT/node_modules/cassandra-driver" ]; then
   set +e
-  VERSION="$(cd "$ROOT" && node "$HERE/wait-cql.js" 127.0.0.1 "$CQL_PORT" "$TIMEOUT" "$PID" 2>"$BASE/logs/wait.err")"
+  VERSION="$(cd "$ROOT" && CQL_TLS="${CASSANDRA_CLIENT_KEYSTORE:+1}" node "$HERE/wait-cql.js" 127.0.0.1 "$CQL_PORT" "$TIMEOUT" "$PID" 2>"$BASE/logs/wait.err")"
   rc=$?
   set -e
   [ $rc -eq 2 ] && fail "the process exited during startup"

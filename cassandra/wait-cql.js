@@ -1,6 +1,8 @@
 // CQL-level readiness probe used by start.sh: succeeds once `SELECT release_version FROM
 // system.local` answers (a TCP accept alone can come before the native protocol is ready).
 // Usage: node cassandra/wait-cql.js <host> <port> <timeoutSeconds> <pid>
+// CQL_TLS=1: the node serves CQL over TLS only (start.sh's CASSANDRA_CLIENT_KEYSTORE); this probe
+// then speaks TLS without checking the certificate: it only asks whether the node is up.
 // Exits 0 when ready, 1 on timeout, 2 when <pid> is gone (the server died while starting).
 'use strict';
 const cassandra = require('cassandra-driver');
@@ -8,6 +10,7 @@ const cassandra = require('cassandra-driver');
 const [host = '127.0.0.1', portArg = '9042', timeoutArg = '180', pidArg = '0'] = process.argv.slice(2);
 const deadlineMs = Date.now() + Number(timeoutArg) * 1000;
 const pid = Number(pidArg);
+const tls = process.env.CQL_TLS === '1';
 
 function alive() {
   if (!pid) return true;
@@ -22,6 +25,7 @@ function alive() {
       contactPoints: [`${host}:${portArg}`],
       localDataCenter: 'datacenter1',
       socketOptions: { connectTimeout: 2000, readTimeout: 5000 },
+      ...(tls && { sslOptions: { rejectUnauthorized: false } }),
     });
     try {
       await client.connect();

@@ -1,5 +1,8 @@
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { makeTestPki, type TestPki } from '../test/tls-certs';
 import { describeBackends, loadBusConfig, loadLogLevel, loadStoreConfig, openBus } from './backends';
 import { InProcessBus } from './bus';
 import { ConfigError } from './config';
@@ -62,6 +65,47 @@ describe('backends config', () => {
     it('reads password credentials only as a pair', () => {
       const cfg = loadStoreConfig({ IM_STORE: 'cassandra', IM_CASSANDRA_USERNAME: 'im', IM_CASSANDRA_PASSWORD: 's3cret' }, []);
       assert.deepEqual(cfg.kind === 'cassandra' && cfg.credentials, { username: 'im', password: 's3cret' });
+    });
+
+    describe('IM_CASSANDRA_TLS', () => {
+      let pki: TestPki;
+      const c = { IM_STORE: 'cassandra' };
+      const tlsOf = (env: Record<string, string>) => {
+        const cfg = loadStoreConfig({ ...c, ...env }, []);
+        return cfg.kind === 'cassandra' ? cfg.tls : undefined;
+      };
+      before(function () {
+        this.timeout(20_000);
+        pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-cass-tls-')));
+        fs.writeFileSync(path.join(pki.dir, 'garbage.pem'), '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n');
+      });
+      after(() => fs.rmSync(pki.dir, { recursive: true, force: true }));
+
+      it('is off by default; on, it verifies hostnames and reads the PEM files', () => {
+        assert.equal(tlsOf({}), undefined);
+        assert.deepEqual(tlsOf({ IM_CASSANDRA_TLS: 'true' }), { verifyHostname: true });
+        const tls = tlsOf({ IM_CASSANDRA_TLS: '1', IM_CASSANDRA_TLS_CA: pki.caPem,
+          IM_CASSANDRA_TLS_CERT: pki.clientCert, IM_CASSANDRA_TLS_KEY: pki.clientKey, IM_CASSANDRA_TLS_VERIFY_HOSTNAME: 'false' });
+        assert.equal(tls?.ca, fs.readFileSync(pki.caPem, 'utf8'));
+        assert.equal(tls?.cert, fs.readFileSync(pki.clientCert, 'utf8'));
+        assert.equal(tls?.key, fs.readFileSync(pki.clientKey, 'utf8'));
+        assert.equal(tls?.verifyHostname, false);
+      });
+
+      it('names the setting of a missing, unreadable or mismatched file, and of TLS settings without TLS', () => {
+        const on = { IM_CASSANDRA_TLS: 'true' };
+        assert.throws(() => tlsOf({ IM_CASSANDRA_TLS: 'maybe' }), namesField('IM_CASSANDRA_TLS'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CA: '/nonexistent/ca.pem' }), namesField('IM_CASSANDRA_TLS_CA'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CA: pki.clientKey }), namesField('IM_CASSANDRA_TLS_CA'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CA: path.join(pki.dir, 'garbage.pem') }), namesField('IM_CASSANDRA_TLS_CA'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CERT: pki.clientCert }), namesField('IM_CASSANDRA_TLS_KEY'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CERT: pki.clientCert, IM_CASSANDRA_TLS_KEY: path.join(pki.dir, 'server.key') }),
+          namesField('IM_CASSANDRA_TLS_KEY'));
+        assert.throws(() => tlsOf({ ...on, IM_CASSANDRA_TLS_CERT: pki.clientKey, IM_CASSANDRA_TLS_KEY: pki.clientKey }),
+          namesField('IM_CASSANDRA_TLS_CERT'));
+        assert.throws(() => tlsOf({ IM_CASSANDRA_TLS_CA: pki.caPem }), namesField('IM_CASSANDRA_TLS_CA'));
+        assert.throws(() => tlsOf({ IM_CASSANDRA_TLS_VERIFY_HOSTNAME: 'false' }), namesField('IM_CASSANDRA_TLS_VERIFY_HOSTNAME'));
+      });
     });
 
     it('does not validate cassandra settings when the store is sqlite', () => {

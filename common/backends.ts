@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { InProcessBus, type Bus } from './bus';
 import { NatsBus } from './bus-nats';
+import { loadCassandraTls, type CassandraTlsConfig } from './cassandra-tls';
 import { ConfigError, type Env, parseFlags, parseHostPort, Settings } from './config';
 import { silentLogger, type Level, type Logger } from './log';
 
@@ -37,6 +38,8 @@ export interface CassandraStoreConfig {
   replication: number;
   /** Password authentication, when the cluster requires it (IM_CASSANDRA_USERNAME / _PASSWORD). */
   credentials?: { username: string; password: string };
+  /** TLS to the nodes (IM_CASSANDRA_TLS*, common/cassandra-tls.ts); absent: plaintext. */
+  tls?: CassandraTlsConfig;
   /** Shard lease of a logic process (docs/sequencer.md), ms: how long its shards wait after a kill -9. */
   leaseMs: number;
 }
@@ -91,7 +94,11 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
       'IM_CASSANDRA_USERNAME and IM_CASSANDRA_PASSWORD go together');
   }
   const credentials = username !== undefined ? { username, password: password! } : undefined;
-  return { kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, ...(credentials && { credentials }) };
+  const tls = loadCassandraTls(s);
+  return {
+    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs,
+    ...(credentials && { credentials }), ...(tls && { tls }),
+  };
 }
 
 /** IM_BUS (--bus) and, for nats, IM_NATS_URL (--nats-url; comma-separated for a cluster). */
@@ -144,7 +151,7 @@ export function describeBackends(store: StoreConfig | undefined, bus?: BusConfig
   if (bus) out.bus = bus.kind === 'nats' ? `nats ${bus.servers.map(stripCredentials).join(',')}` : 'inprocess';
   if (store) {
     out.store = store.kind === 'sqlite' ? `sqlite ${store.dataDir}`
-      : `cassandra ${store.contactPoints.join(',')}/${store.keyspace} ${store.consistency}`;
+      : `cassandra ${store.contactPoints.join(',')}/${store.keyspace} ${store.consistency}${store.tls ? ' tls' : ''}`;
   }
   return out;
 }

@@ -18,6 +18,7 @@ describe('logic main (process)', () => {
     ['IM_LOG_LEVEL', { IM_LOG_LEVEL: 'chatty' }],
     ['IM_LOGIC_ADMIN_TOKENS', { IM_LOGIC_ADMIN_TOKENS: 'too-short-for-an-admin-token' }],
     ['IM_LOGIC_ADMIN_TOKEN_FILE', { IM_LOGIC_ADMIN_TOKEN_FILE: '/nonexistent/admin-tokens' }],
+    ['IM_CASSANDRA_TLS_CA', { IM_STORE: 'cassandra', IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: '/nonexistent/ca.pem' }],
   ];
   for (const [field, env] of badValues) {
     it(`exits 2 naming ${field} when it is bad`, async () => {

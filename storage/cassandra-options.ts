@@ -2,7 +2,9 @@
  * Options of the Cassandra store: the public options object, its defaults (applied once, here)
  * and validation that names the bad field.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { types } from 'cassandra-driver';
+import type { CassandraTlsConfig } from '../common/cassandra-tls';
 import { ConfigError } from '../common/config';
 import type { Bus } from '../common/bus';
 import { silentLogger, type Logger } from '../common/log';
@@ -23,6 +25,8 @@ export interface CassandraStoreOptions {
   replication?: number;
   /** Password authentication (PlainTextAuthProvider); none by default. */
   credentials?: { username: string; password: string };
+  /** TLS to the nodes, PEM contents; none (plaintext) by default. The chain is always verified. */
+  tls?: CassandraTlsConfig;
   logger?: Logger;
   /**
    * How stores of one keyspace reach each other: a write for a key whose shard another process
@@ -75,8 +79,8 @@ export interface CassandraStoreOptions {
   requestTimeoutMs?: number;
 }
 
-export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials' | 'bus'>>
-  & Pick<CassandraStoreOptions, 'credentials' | 'bus'> & { logger: Logger };
+export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials' | 'tls' | 'bus'>>
+  & Pick<CassandraStoreOptions, 'credentials' | 'tls' | 'bus'> & { logger: Logger };
 
 const NUMERIC_DEFAULTS = {
   replication: 1,
@@ -123,6 +127,7 @@ export function resolveCassandraOptions(options: CassandraStoreOptions): Resolve
     keyspace: validateKeyspace(options.keyspace ?? 'im'),
     consistency,
     credentials: options.credentials,
+    tls: options.tls,
     bus: options.bus,
     logger: options.logger ?? silentLogger,
   } as ResolvedCassandraOptions;
@@ -134,6 +139,20 @@ export function resolveCassandraOptions(options: CassandraStoreOptions): Resolve
   }
   if (out.peerTimeoutMs === 0) out.peerTimeoutMs = Math.floor(out.leaseMs / 2);
   return out;
+}
+
+/**
+ * The driver's sslOptions (handed to tls.connect). The driver's own default is
+ * rejectUnauthorized: false, so it is set here explicitly: an unverified chain always fails.
+ */
+export function driverSslOptions(tls: CassandraTlsConfig): ConnectionOptions {
+  return {
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    ...(tls.ca !== undefined && { ca: tls.ca }),
+    ...(tls.cert !== undefined && { cert: tls.cert, key: tls.key }),
+    ...(!tls.verifyHostname && { checkServerIdentity: () => undefined }),
+  };
 }
 
 /** The driver's consistency for reads/writes and the serial level its LWTs use. */

@@ -122,6 +122,18 @@ function connectionLost(err: unknown): boolean {
   return err instanceof driverErrors.BusyConnectionError || isSocketError(err);
 }
 
+/**
+ * A failed connect as toStoreError maps it, but saying why each contact point refused (a TLS
+ * certificate that does not verify, a plaintext client on a TLS port): the operator reads this
+ * once, at start-up, where "no host available" alone says nothing.
+ */
+export function toOpenError(err: unknown): ImError {
+  if (!(err instanceof driverErrors.NoHostAvailableError)) return toStoreError(err, 'cassandra store open');
+  const why = Object.entries(err.innerErrors as Record<string, unknown>)
+    .map(([host, e]) => `${host}: ${e instanceof Error ? e.message : String(e)}`).join('; ');
+  return new UnavailableError(`cassandra store open: no Cassandra host available (${why || err.message})`, { cause: err });
+}
+
 /** Driver failures as the project's retryable error classes; this is the one place they are mapped. */
 export function toStoreError(err: unknown, what: string): ImError {
   if (err instanceof ImError) return err;

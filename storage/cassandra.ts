@@ -13,7 +13,7 @@ import { InProcessBus } from '../common/bus';
 import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate, readSettings } from './cassandra-schema';
-import { consistencyLevels, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
+import { consistencyLevels, driverSslOptions, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
 import { Groups } from './cassandra-groups';
 import { Journal, type Completion, type JournalAnswer } from './cassandra-journal';
 import { Lease } from './cassandra-lease';
@@ -21,7 +21,7 @@ import { Peers, PeerTimeoutError } from './cassandra-peers';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './cassandra-rows';
 import { NotOwnerError, Shards } from './cassandra-shards';
 import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
-import { Gate, num, sleep, toStoreError } from './cassandra-util';
+import { Gate, num, sleep, toOpenError, toStoreError } from './cassandra-util';
 import { routingKey, RowWriter, type Row } from './cassandra-writer';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
@@ -76,6 +76,7 @@ export class CassandraStore implements Store {
       // prepared statements carry their routing key, so each goes straight to a replica.
       localDataCenter: o.localDataCenter,
       ...(o.credentials && { credentials: o.credentials }),
+      ...(o.tls && { sslOptions: driverSslOptions(o.tls) }),
       socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs },
       queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
     });
@@ -106,7 +107,7 @@ export class CassandraStore implements Store {
       return store;
     } catch (err) {
       await client.shutdown().catch(() => undefined);
-      throw err instanceof Error && err.name === 'ConfigError' ? err : toStoreError(err, 'cassandra store open');
+      throw err instanceof Error && err.name === 'ConfigError' ? err : toOpenError(err);
     }
   }
 

@@ -50,6 +50,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       consistency: consistencyFits(config.consistency),
       replication: config.replication,
       credentials: config.credentials,
+      tls: config.tls,
       leaseMs: config.leaseMs,
       bus: options.bus,
       logger,

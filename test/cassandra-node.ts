@@ -21,6 +21,8 @@ export interface CassandraNodeOptions {
   storagePort: number;
   /** Seconds start.sh waits for CQL. */
   startTimeoutS?: number;  // 120
+  /** More of start.sh's settings, e.g. CASSANDRA_CLIENT_KEYSTORE for a TLS-only CQL port. */
+  env?: Record<string, string>;
 }
 
 export class CassandraNode {
@@ -65,7 +67,7 @@ export class CassandraNode {
   private script(name: string, args: string[]): Promise<void> {
     const env = {
       ...process.env, CASSANDRA_BASE: this.o.base, CQL_PORT: String(this.o.cqlPort), STORAGE_PORT: String(this.o.storagePort),
-      CASSANDRA_START_TIMEOUT: String(this.o.startTimeoutS ?? 120), CASSANDRA_STOP_TIMEOUT: '20',
+      CASSANDRA_START_TIMEOUT: String(this.o.startTimeoutS ?? 120), CASSANDRA_STOP_TIMEOUT: '20', ...this.o.env,
     };
     const child = spawn('bash', [path.join(SCRIPTS, name), ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

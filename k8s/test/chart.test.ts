@@ -8,6 +8,7 @@
 import * as assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
@@ -18,11 +19,13 @@ import { loadLogicProcessConfig } from '../../logic/config';
 import { loadRouterConfig } from '../../router/config';
 import { CHART_DIR, HA_VALUES, needsHelm, render, renderError, REPO_ROOT, runHelm, templateArgs } from './helm';
 import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template, type K8sObject } from './manifest';
+import { makeTestPki, type TestPki } from '../../test/tls-certs';
 import { typecheckObjects } from './typecheck';
 import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } from './variants';
 
 /** The Secret volume logic reads its admin tokens from (logic.adminTokens). */
 const ADMIN_TOKENS_VOLUME = 'admin-tokens';
+const CASSANDRA_TLS_VOLUME = 'cassandra-tls';
 
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
 const ENV_PENDING_IN_CODE = new Set<string>();
@@ -70,6 +73,13 @@ describe('Helm chart k8s/im', function () {
       assert.match(renderError({ set: { 'securityContext.readOnlyRootFilesystem': false } }), /readOnlyRootFilesystem/);
       assert.match(renderError({ set: { 'gateway.service.type': 'ExternalName' } }), /type/);
     });
+
+    it('rejects Cassandra TLS keys without their Secret, a certificate without its key, and a Secret with no key named', () => {
+      const on = { 'cassandra.tls.enabled': true };
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.certKey': 'tls.crt', 'cassandra.tls.keyKey': 'tls.key' } }), /existingSecret, which is empty/);
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.existingSecret': 's', 'cassandra.tls.certKey': 'tls.crt' } }), /go together/);
+      assert.match(renderError({ set: { ...on, 'cassandra.tls.existingSecret': 's', 'cassandra.tls.caKey': '' } }), /all empty/);
+    });
   });
 
   describe('rendered objects', () => {
@@ -105,6 +115,11 @@ describe('Helm chart k8s/im', function () {
   });
 
   describe('every workload', () => {
+    /** The Cassandra TLS Secret's files, as its volume would hold them in logic's pod. */
+    let pki: TestPki;
+    before(() => { pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-'))); });
+    after(() => { if (pki) fs.rmSync(pki.dir, { recursive: true, force: true }); });
+
     it('runs the service main from the one image, with probes on the admin port', () => {
       for (const [label, m] of Object.entries(renders)) {
         const images = new Set<string>();
@@ -143,11 +158,12 @@ describe('Helm chart k8s/im', function () {
             assert.equal(sc?.runAsNonRoot, true, what);
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
-            // The admin-token Secret (logic, when given) is the one other volume, read-only.
-            const writable = (c.volumeMounts ?? []).filter((v) => !(v.name === ADMIN_TOKENS_VOLUME && v.readOnly));
+            // The admin-token and Cassandra TLS Secrets (logic, when given) are the other volumes, read-only.
+            const secretVolumes = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME];
+            const writable = (c.volumeMounts ?? []).filter((v) => !(secretVolumes.includes(v.name) && v.readOnly));
             assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
-          const volumes = (spec.volumes ?? []).filter((v) => !(v.name === ADMIN_TOKENS_VOLUME && v.secret));
+          const volumes = (spec.volumes ?? []).filter((v) => !([ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME].includes(v.name) && v.secret));
           assert.equal(volumes.length, 1, what);
           const tmp = volumes[0];
           assert.equal(tmp.name, 'tmp');
@@ -207,6 +223,7 @@ describe('Helm chart k8s/im', function () {
     });
 
     it('gives each service an environment its own config loader accepts', () => {
+      const tlsFiles: Record<string, string> = { 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey };
       // What the kubelet would fill in for the downward API and Secrets.
       const podValues = (env: Map<string, string>, component: string): Record<string, string> => Object.fromEntries([...env].map(([k, v]) => [k, v
         .replace(/<fieldRef:metadata\.name>/g, `${component}-0`)
@@ -214,7 +231,8 @@ describe('Helm chart k8s/im', function () {
         .replace(/<fieldRef:status\.hostIP>/g, '10.1.2.3')
         .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
         .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
-        .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')]));
+        .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
+        .replace(/^\/etc\/im\/cassandra-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)]));
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
@@ -253,6 +271,30 @@ describe('Helm chart k8s/im', function () {
         assert.equal(env.get('IM_LOGIC_ADMIN_TOKEN_FILE'), `${mount?.mountPath}/${volume?.secret?.items?.[0].path}`);
         const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
         assert.ok(!Object.keys(cm).some((k) => k.startsWith('IM_LOGIC_ADMIN_TOKEN')), 'not from the ConfigMap');
+      }
+    });
+
+    it('gives logic Cassandra TLS files only from a Secret mounted read-only, never from a ConfigMap', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        const spec = podSpec(m.workload('logic'));
+        const c = mainContainer(m.workload('logic'));
+        const env = effectiveEnv(m, c);
+        const volume = spec.volumes?.find((v) => v.name === CASSANDRA_TLS_VOLUME);
+        const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
+        assert.ok(!Object.keys(cm).some((k) => /^IM_CASSANDRA_TLS_(CA|CERT|KEY)$/.test(k)), `${label}: no TLS file in the ConfigMap`);
+        if (label !== 'extras') {
+          assert.equal(env.get('IM_CASSANDRA_TLS'), undefined, `${label}: TLS off unless asked for`);
+          assert.equal(volume, undefined, label);
+          continue;
+        }
+        assert.equal(cm.IM_CASSANDRA_TLS, 'true');
+        assert.equal(volume?.secret?.secretName, 'my-cassandra-tls');
+        const mount = c.volumeMounts?.find((v) => v.name === CASSANDRA_TLS_VOLUME);
+        assert.equal(mount?.readOnly, true);
+        const files = Object.fromEntries((volume?.secret?.items ?? []).map((i) => [i.key, `${mount?.mountPath}/${i.path}`]));
+        assert.deepEqual(
+          [env.get('IM_CASSANDRA_TLS_CA'), env.get('IM_CASSANDRA_TLS_CERT'), env.get('IM_CASSANDRA_TLS_KEY')],
+          [files['ca.crt'], files['tls.crt'], files['tls.key']]);
       }
     });
 

@@ -34,6 +34,8 @@ export const VARIANTS = {
       'auth.existingSecret': 'my-auth', 'auth.keysSecret': 'my-auth-keys', 'auth.audience': 'im', 'auth.issuer': 'https://login.example.com',
       'nats.existingSecret': 'my-nats', 'cassandra.existingSecret': 'my-cassandra',
       'logic.adminTokens.existingSecret': 'my-admin-tokens',
+      'cassandra.tls.enabled': true, 'cassandra.tls.existingSecret': 'my-cassandra-tls',
+      'cassandra.tls.certKey': 'tls.crt', 'cassandra.tls.keyKey': 'tls.key',
       'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
       'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
       'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',

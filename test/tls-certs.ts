@@ -1,0 +1,56 @@
+/**
+ * Throwaway PKI for TLS tests, made with openssl: a CA, a server certificate for 127.0.0.1 /
+ * localhost signed by it (PEM and a PKCS12 keystore, which Cassandra reads), one signed by it that
+ * names neither (for hostname checks), a client certificate, and a second, unrelated CA that must
+ * not be trusted.
+ */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+export interface TestPki {
+  dir: string;
+  caPem: string;
+  otherCaPem: string;
+  serverKeystore: string;
+  /** CA-signed, but for cassandra.invalid only: the chain verifies, the name of 127.0.0.1 does not. */
+  otherNameCert: string;
+  otherNameKey: string;
+  keystorePassword: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+function openssl(dir: string, args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function ca(dir: string, name: string): void {
+  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
+    '-keyout', `${name}.key`, '-out', `${name}.pem`]);
+}
+
+function signed(dir: string, name: string, caName: string, ext: string): void {
+  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
+  fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',
+    '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`]);
+}
+
+/** Writes everything into dir (which must exist). */
+export function makeTestPki(dir: string): TestPki {
+  ca(dir, 'ca');
+  ca(dir, 'other-ca');
+  signed(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  signed(dir, 'other-name', 'ca', 'subjectAltName=DNS:cassandra.invalid\nextendedKeyUsage=serverAuth\n');
+  signed(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  const keystorePassword = 'test-keystore';
+  openssl(dir, ['pkcs12', '-export', '-in', 'server.pem', '-inkey', 'server.key', '-name', 'cassandra',
+    '-out', 'server.p12', '-passout', `pass:${keystorePassword}`]);
+  const p = (f: string) => path.join(dir, f);
+  return {
+    dir, caPem: p('ca.pem'), otherCaPem: p('other-ca.pem'), serverKeystore: p('server.p12'), keystorePassword,
+    otherNameCert: p('other-name.pem'), otherNameKey: p('other-name.key'),
+    clientCert: p('client.pem'), clientKey: p('client.key'),
+  };
+}
