@@ -121,10 +121,9 @@ describe('kill -9 of Cassandra under load (own node, real process)', function ()
     });
     await reachedKillPoint;
     // Appends are still in flight: the kill lands between an acknowledgement and the next ones.
-    // Appends acknowledged before the signal; those that resolve while the node dies are left out:
-    // one whose dedup record could not be completed is still acknowledged today, and a retry of it
-    // is stored again after the claim lease (issue 9, docs/sequencer.md) — a defect of idempotency,
-    // not of durability, which is what this test is about.
+    // Appends acknowledged before the signal; those that resolve while the node dies are left out
+    // (their writes raced the kill: what this test is about is that an acknowledgement before it
+    // means durable). Retries after the restart are checked below.
     const ackedAtKill = acked.length;
     const killing = node!.kill9();
     killed = true;
