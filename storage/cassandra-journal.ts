@@ -51,7 +51,7 @@ export interface JournalOptions {
 export class Journal {
   private readonly mem: LruMap<string, Record>;
   private readonly mutex = new KeyedMutex();
-  private readonly q: { get: string; open: string; complete: string };
+  private readonly q: { get: string; open: string };
 
   constructor(private readonly o: JournalOptions) {
     this.mem = new LruMap(o.maxCached);
@@ -61,7 +61,6 @@ export class Journal {
       // Every column written, so a late write of an older attempt (lower timestamp) leaves nothing behind.
       open: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest, conv_id, conv_seq, sender_seq)
              VALUES (?, ?, ?, ?, ?, ?, null, null, null) USING TTL ?`,
-      complete: `UPDATE ${t} USING TTL ? SET conv_id = ?, conv_seq = ?, sender_seq = ? WHERE from_uid = ? AND client_msg_id = ?`,
     };
   }
 
@@ -99,24 +98,20 @@ export class Journal {
     });
   }
 
-  /** Records where the message went; later attempts answer with it. Ignores a replaced record. */
+  /**
+   * Records, in this owner's memory, where the message went: later attempts here answer with it
+   * at once. Nothing is written: a partition write costs as much as one of the message's own rows
+   * (docs/sequencer.md, Cost), and a retry that finds the journal row without it (after a change
+   * of owner, or once memory forgot it) re-drives, which the idempotent appends answer with the
+   * seqs the message already has. Ignores a replaced record.
+   */
   complete(c: Completion): Promise<void> {
     const shard = this.owned(c.from);
     return this.mutex.run(pairKey(c.from, c.clientMsgId), async () => {
       const key = pairKey(c.from, c.clientMsgId);
       const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId));
       if (!rec || rec.msgId !== c.msgId) return;
-      if (!rec.done) {
-        const stillMine = this.guard(c.from);
-        await this.o.writer.write([{
-          query: this.q.complete,
-          params: [c.ttlSeconds, c.convId, c.convSeq, c.senderSeq, c.from, c.clientMsgId],
-          routingKey: routingKey(c.from, c.clientMsgId), bytes: 96,
-        }], stillMine);
-        this.o.lease.check(0, 'send journal');
-        stillMine();
-        rec.done = { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
-      }
+      rec.done ??= { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
       this.mem.set(key, rec);
     });
   }
