@@ -26,7 +26,6 @@ export interface Completion {
   convId: string;
   convSeq: number;
   senderSeq: number;
-  ttlSeconds: number;
 }
 
 interface Record {

@@ -23,8 +23,6 @@ export interface OwnedShard {
   bound: number;
   /** Write timestamp (µs) of this epoch's fences; every write of the epoch is later. */
   fenceTs: number;
-  /** True when the previous epoch's owner may have left writes in flight (not a clean release). */
-  fence: boolean;
   advancing?: Promise<void>;
 }
 
@@ -137,7 +135,7 @@ export class Shards {
 
   /**
    * Hands surrendered shards back (a clean stop, after their last write): the next owner takes
-   * them at once, without a fence wait.
+   * them at once, without waiting out the lease.
    */
   async release(all: OwnedShard[]): Promise<void> {
     const me = this.o.lease.processId;
@@ -184,8 +182,8 @@ export class Shards {
           }
         }
         // Free (released), or its owner's lease is over (a dead or paused process), or an old
-        // incarnation of this process that lapsed: a new epoch, fenced unless released cleanly.
-        const taken = await this.take(shard, { epoch, bound, fence: owner !== null }, me);
+        // incarnation of this process that lapsed: a new epoch (keys are fenced at first touch).
+        const taken = await this.take(shard, { epoch, bound }, me);
         if (taken) return { mine: taken };
       }
       if (attempt >= 5) throw new UnavailableError(`shard ${shard}: ownership still contended after ${attempt} attempts`);
@@ -193,13 +191,13 @@ export class Shards {
     }
   }
 
-  private async take(shard: number, prev: { epoch: number; bound: number; fence: boolean } | null, me: string): Promise<OwnedShard | undefined> {
+  private async take(shard: number, prev: { epoch: number; bound: number } | null, me: string): Promise<OwnedShard | undefined> {
     this.o.lease.check(this.o.lease.writeTimeoutMs, `take shard ${shard}`);
     const fenceTs = this.o.nextTs();
     const opts = { prepare: true, serialConsistency: this.o.serialConsistency, readTimeout: this.o.lease.writeTimeoutMs };
     const st: OwnedShard = prev === null
-      ? { shard, epoch: 1, startBound: 0, bound: this.o.step, fenceTs, fence: false }
-      : { shard, epoch: prev.epoch + 1, startBound: prev.bound, bound: prev.bound + this.o.step, fenceTs, fence: prev.fence };
+      ? { shard, epoch: 1, startBound: 0, bound: this.o.step, fenceTs }
+      : { shard, epoch: prev.epoch + 1, startBound: prev.bound, bound: prev.bound + this.o.step, fenceTs };
     const rs = prev === null
       ? await this.o.client.execute(this.q.insert, [shard, me, st.bound, fenceTs], opts)
       : await this.o.client.execute(this.q.take, [me, st.epoch, st.startBound, st.bound, fenceTs, shard, prev.epoch, prev.bound], opts);
@@ -208,7 +206,7 @@ export class Shards {
     this.o.lease.check(0, `take shard ${shard}`);
     this.remote.delete(shard);
     this.owned.set(shard, st);
-    this.o.logger.debug?.('cassandra store: took shard', { shard, epoch: st.epoch, startBound: st.startBound });
+    this.o.logger.debug('cassandra store: took shard', { shard, epoch: st.epoch, startBound: st.startBound });
     return st;
   }
 }

@@ -96,17 +96,6 @@ export class KeyedMutex {
   }
 }
 
-/**
- * True when a write may or may not have been applied: a server-side write timeout (for an LWT,
- * the Paxos round may still commit) or a client-side timeout after the request was sent.
- */
-export function outcomeUnknown(err: unknown): boolean {
-  if (err instanceof driverErrors.OperationTimedOutError) return true;
-  // The connection died after the request was written: the node may still have applied it.
-  if (isSocketError(err) && !(err as { requestNotWritten?: boolean }).requestNotWritten) return true;
-  return err instanceof driverErrors.ResponseError && err.code === types.responseErrorCodes.writeTimeout;
-}
-
 /** The driver marks failures of the connection itself ("Socket was closed", reset, refused). */
 function isSocketError(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { isSocketError?: unknown }).isSocketError === true;

@@ -360,7 +360,6 @@ export class CassandraStore implements Store {
     const senderSeq = seqs.get(input.from)!;
     const done: Completion = {
       from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq, senderSeq,
-      ttlSeconds: this.journal.ttlSeconds(input),
     };
     await this.onOwner(input.from, 'complete', done);
     // A re-driven send that finds everything stored is still the original's answer to give.
