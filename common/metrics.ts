@@ -108,6 +108,10 @@ export class ImMetrics {
   readonly storePendingAppends = new Gauge({
     name: 'im_store_pending_appends', help: 'Message appends submitted to the store and not yet committed.', registers: [this.registry],
   });
+  readonly storeShardsOwned = this.sourced('im_store_shards_owned',
+    'Sequencer shards this process owns (Cassandra store; docs/sequencer.md). Spread evenly over the logic processes once balanced.');
+  readonly storeShardHandovers = this.counter('im_store_shard_handovers_total',
+    'Shards this process handed to their preferred owner (Cassandra store balance).');
   readonly storeAppendSeconds = new Histogram({
     name: 'im_store_append_seconds', help: 'Time to append one message (dedup, history, every inbox).',
     buckets: LATENCY_BUCKETS_S, registers: [this.registry],

@@ -37,7 +37,7 @@ export class Lease {
   private renewing: Promise<void> | undefined;
   private closed = false;
   private readonly monoMs: () => number;
-  private readonly q: { put: string; del: string; get: string };
+  private readonly q: { put: string; del: string; get: string; all: string };
 
   constructor(private readonly o: LeaseOptions) {
     this.monoMs = o.monoMs ?? mono;
@@ -46,6 +46,8 @@ export class Lease {
       put: `UPDATE ${t} USING TTL ? SET until_ms = ?, started_ms = ? WHERE process = ?`,
       del: `DELETE FROM ${t} WHERE process = ?`,
       get: `SELECT until_ms FROM ${t} WHERE process = ?`,
+      // One row per store process: a scan of the whole (small) table.
+      all: `SELECT process, until_ms FROM ${t}`,
     };
   }
 
@@ -86,6 +88,15 @@ export class Lease {
     const rs = await this.o.client.execute(this.q.get, [process], { prepare: true });
     const v = rs.first()?.until_ms;
     return v === undefined || v === null ? 0 : Number(v);
+  }
+
+  /** Every process whose lease row says it holds a lease now (until_ms ahead of this clock). */
+  async live(): Promise<{ process: string; untilMs: number }[]> {
+    const now = Date.now();
+    const rs = await this.o.client.execute(this.q.all, [], { prepare: true });
+    return rs.rows
+      .map((r) => ({ process: String(r.process), untilMs: Number(r.until_ms ?? 0) }))
+      .filter((p) => p.untilMs > now);
   }
 
   /**

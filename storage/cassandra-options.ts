@@ -66,6 +66,8 @@ export interface CassandraStoreOptions {
   shardCount?: number;
   /** How long a call forwarded to another store waits for its answer. Default leaseMs / 2. */
   peerTimeoutMs?: number;
+  /** Shards handed to their preferred owner per balance round (every leaseMs / 3); 0: none. Default 64. */
+  maxShardMoves?: number;
   /** Items one sync/history page returns at most. Default 1000. */
   maxPageItems?: number;
   /** Conversations unread() accepts, and returns at most without convIds. Default 1000. */
@@ -100,6 +102,7 @@ const NUMERIC_DEFAULTS = {
   seqStep: 1000,
   shardCount: DEFAULT_SHARD_COUNT,
   peerTimeoutMs: 0,
+  maxShardMoves: 64,
   maxPageItems: 1000,
   maxUnreadConvs: 1000,
   maxUnreadScanConvs: 10_000,
@@ -109,7 +112,7 @@ const NUMERIC_DEFAULTS = {
 };
 
 const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = {
-  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0,
+  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0, maxShardMoves: 0,
 };
 
 export function resolveCassandraOptions(options: CassandraStoreOptions): ResolvedCassandraOptions {

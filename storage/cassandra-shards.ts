@@ -24,9 +24,14 @@ export interface OwnedShard {
   /** Write timestamp (µs) of this epoch's fences; every write of the epoch is later. */
   fenceTs: number;
   advancing?: Promise<void>;
+  /** Being handed over: no new call starts here; the running ones finish, then it is released. */
+  leaving?: boolean;
+  /** Settles when a handover ends (released, or called off and owned again). */
+  handedOver?: Promise<void>;
 }
 
-export type Resolved = { mine: OwnedShard } | { owner: string; untilMs: number };
+/** `preferred`: not the owner but the process a free shard should go to (it takes it when called). */
+export type Resolved = { mine: OwnedShard } | { owner: string; untilMs: number; preferred?: boolean };
 
 /** Thrown (UNAVAILABLE, retryable) when a process is asked about a shard it does not own. */
 export class NotOwnerError extends UnavailableError {
@@ -46,6 +51,8 @@ export interface ShardOptions {
   logger: Logger;
   /** Write timestamps (µs), strictly increasing in this process. */
   nextTs: () => number;
+  /** Where a free shard should go instead of here (cassandra-balance.ts); undefined: take it. */
+  preferred?: (shard: number) => { owner: string; untilMs: number } | undefined;
 }
 
 /** FNV-1a over UTF-16 code units: cheap, stable across processes and releases. */
@@ -61,7 +68,7 @@ export function shardOf(key: string, shardCount: number): number {
 export class Shards {
   private readonly owned = new Map<number, OwnedShard>();
   private readonly remote = new Map<number, { owner: string; untilMs: number }>();
-  private readonly resolving = new Map<number, Promise<Resolved>>();
+  private readonly resolving = new Map<string, Promise<Resolved>>();
   private readonly q: { get: string; insert: string; take: string; advance: string; release: string };
 
   constructor(private readonly o: ShardOptions) {
@@ -88,6 +95,11 @@ export class Shards {
     return this.owned.size;
   }
 
+  /** The shards owned here now. */
+  ownedList(): number[] {
+    return [...this.owned.keys()];
+  }
+
   /** Forgets a shard this process lost (a failed bound advance) or a stale idea of its owner. */
   forget(shard: number): void {
     this.owned.delete(shard);
@@ -102,17 +114,20 @@ export class Shards {
 
   /**
    * Who owns the shard: this process (taking it when it is free or its owner's lease is over)
-   * or another, live one.
+   * or another, live one. With `preferOthers`, a shard that is free goes to its preferred
+   * process instead when that is another one (the caller forwards the call there).
    */
-  resolve(shard: number): Promise<Resolved> {
+  resolve(shard: number, preferOthers = false): Promise<Resolved> {
     const mine = this.owned.get(shard);
+    if (mine?.leaving && mine.handedOver) return mine.handedOver.then(() => this.resolve(shard, preferOthers));
     if (mine) return Promise.resolve({ mine });
     const other = this.remote.get(shard);
     if (other) return Promise.resolve(other);
-    let p = this.resolving.get(shard);
+    const key = `${shard}${preferOthers ? 'p' : ''}`;
+    let p = this.resolving.get(key);
     if (!p) {
-      p = this.resolveSlow(shard).finally(() => this.resolving.delete(shard));
-      this.resolving.set(shard, p);
+      p = this.resolveSlow(shard, preferOthers).finally(() => this.resolving.delete(key));
+      this.resolving.set(key, p);
     }
     return p;
   }
@@ -160,11 +175,13 @@ export class Shards {
     st.bound = next;
   }
 
-  private async resolveSlow(shard: number): Promise<Resolved> {
+  private async resolveSlow(shard: number, preferOthers: boolean): Promise<Resolved> {
     for (let attempt = 1; ; attempt++) {
       const rs = await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency });
       const row = rs.first();
       const me = this.o.lease.processId;
+      const elsewhere = preferOthers ? this.o.preferred?.(shard) : undefined;
+      if (elsewhere && (!row || row.owner === null || row.owner === undefined)) return { ...elsewhere, preferred: true };
       if (!row) {
         const taken = await this.take(shard, null, me);
         if (taken) return { mine: taken };
@@ -183,6 +200,7 @@ export class Shards {
         }
         // Free (released), or its owner's lease is over (a dead or paused process), or an old
         // incarnation of this process that lapsed: a new epoch (keys are fenced at first touch).
+        if (elsewhere && owner !== me) return { ...elsewhere, preferred: true };
         const taken = await this.take(shard, { epoch, bound }, me);
         if (taken) return { mine: taken };
       }

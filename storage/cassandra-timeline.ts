@@ -171,6 +171,12 @@ export class OwnedTimeline<E> {
     this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy);
   }
 
+  /** Whether a key of the shard has a round running (or a write being retried) here. */
+  busyIn(shard: number): boolean {
+    for (const lane of this.busy) if (lane.shard === shard) return true;
+    return false;
+  }
+
   /** Forgets every key (after a lease lapse or a lost shard). */
   forget(shard?: number): void {
     this.lanes.deleteWhere((lane) => shard === undefined || lane.shard === shard);
@@ -209,6 +215,7 @@ export class OwnedTimeline<E> {
 
   private async drain(lane: Lane<E>): Promise<void> {
     lane.busy = true;
+    this.busy.add(lane);
     try {
       while (lane.queue.length > 0) {
         const st = this.o.shards.mine(lane.shard);
@@ -223,6 +230,7 @@ export class OwnedTimeline<E> {
       this.lanes.delete(lane.key);
     } finally {
       lane.busy = false;
+      this.busy.delete(lane);
     }
   }
 

@@ -11,7 +11,9 @@ import { InProcessBus } from '../common/bus';
 import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';
+import { waitFor } from '../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
+import { preferredOwner } from './cassandra-balance';
 import { MIGRATIONS, readSettings } from './cassandra-schema';
 import { storeContract } from './contract';
 import { sendDigest } from './send-digest';
@@ -20,10 +22,12 @@ import type { AppendInput, Store } from './store';
 const runId = randomBytes(4).toString('hex');
 const MAIN_KS = `im_test_${runId}`;
 const TINY_KS = `im_test_${runId}_tiny`;
-const keyspaces = [MAIN_KS, TINY_KS];
+const BALANCE_KS = `im_test_${runId}_balance`;
+const keyspaces = [MAIN_KS, TINY_KS, BALANCE_KS];
 
+/** No shard handovers unless a test asks: several assert that no owner changed (gap-free seqs). */
 function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
-  return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', ...over };
+  return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
 }
 
 /** Bucket sizes small enough that a test crosses many partitions. */
@@ -247,6 +251,105 @@ describe('CassandraStore (real Cassandra)', function () {
         await store.close();
       }
     });
+  });
+});
+
+describe('CassandraStore shard balance (real Cassandra)', function () {
+  this.timeout(120_000);
+  let admin: Client;
+  const stores: CassandraStore[] = [];
+  // 16 shards, a 1.5 s lease (a balance round every 500 ms), handovers on.
+  const opts = (bus: InProcessBus) => base(BALANCE_KS, { bus, shardCount: 16, leaseMs: 1500, clockSkewMs: 100, maxShardMoves: 4 });
+
+  before(async function () {
+    await needs(this, 'cassandra');
+    admin = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1' });
+    await admin.connect();
+  });
+  after(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await admin?.shutdown();
+  });
+
+  async function owners(): Promise<Map<number, string>> {
+    const rs = await admin.execute(`SELECT shard, owner FROM ${BALANCE_KS}.shard_owners`);
+    return new Map(rs.rows.filter((r) => r.owner).map((r) => [r.shard as number, r.owner as string]));
+  }
+
+  it('moves shards to a process that joins, under load, without losing, repeating or reordering a seq', async () => {
+    const bus = new InProcessBus();
+    const a = await CassandraStore.open(opts(bus));
+    stores.push(a);
+    const users = Array.from({ length: 48 }, (_, i) => uid(`u${i}`));
+    const results: { input: AppendInput; res: Awaited<ReturnType<Store['appendMessage']>> }[] = [];
+    const failures: unknown[] = [];
+    let n = 0;
+    const sendSome = async (via: () => Store) => {
+      await Promise.all(users.map(async (from, i) => {
+        const input = direct(from, users[(i + 1 + n) % users.length], `m${n}`);
+        // A send refused as UNAVAILABLE (a shard changing hands) is retried, as a client does.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            results.push({ input, res: await via().appendMessage(input) });
+            return;
+          } catch (err) {
+            if (attempt >= 5 || (err as { code?: number }).code !== Code.UNAVAILABLE) { failures.push(err); return; }
+          }
+        }
+      }));
+      n++;
+    };
+    await sendSome(() => a);
+    const before = await owners();
+    assert.ok([...before.values()].every((o) => o === a.processId), 'one process: it owns every shard it touched');
+    assert.ok(before.size >= 12, `48 users and their conversations touch most of 16 shards, got ${before.size}`);
+
+    const b = await CassandraStore.open(opts(bus));
+    stores.push(b);
+    let stop = false;
+    const load = (async () => {
+      let k = 0;
+      while (!stop) await sendSome(() => (k++ % 2 ? a : b));
+    })();
+    try {
+      await waitFor('every owned shard with its preferred process', 60_000, async () => {
+        const now = await owners();
+        const live = [a.processId, b.processId];
+        return now.size >= before.size && [...now].every(([s, o]) => o === preferredOwner(live, s))
+          && [...now.values()].includes(b.processId);
+      });
+    } finally {
+      stop = true;
+      await load;
+    }
+    assert.deepEqual(failures, []);
+    assert.ok(a.ownedShards > 0 && b.ownedShards > 0, `both own shards (${a.ownedShards}, ${b.ownedShards})`);
+
+    // Every acknowledged message once in each recipient's inbox at the seq it was acked with, in
+    // increasing order, and once in its conversation's history.
+    const acked = new Map<string, Map<number, string>>();
+    for (const { input, res } of results) {
+      for (const [u, seq] of res.seqs) {
+        const m = acked.get(u) ?? new Map<number, string>();
+        assert.ok(!m.has(seq), `${u}#${seq} acked twice`);
+        m.set(seq, res.message.msgId);
+        acked.set(u, m);
+      }
+      assert.equal(res.duplicate, false, input.clientMsgId);
+    }
+    for (const u of users) {
+      const items = [];
+      for (let after = 0; ;) {
+        const page = await a.sync(u, after, 1000);
+        items.push(...page.items);
+        if (!page.hasMore) break;
+        after = page.items[page.items.length - 1].seq;
+      }
+      const seqs = items.map((e) => e.seq);
+      assert.deepEqual(seqs, [...seqs].sort((x, y) => x - y), `${u}: increasing`);
+      assert.equal(new Set(items.map((e) => e.msgId)).size, items.length, `${u}: no message twice`);
+      assert.deepEqual(new Map(items.map((e) => [e.seq, e.msgId])), acked.get(u), `${u}: exactly the acked messages at their seqs`);
+    }
   });
 });
 

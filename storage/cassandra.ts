@@ -10,16 +10,18 @@
  */
 import { Client } from 'cassandra-driver';
 import { InProcessBus } from '../common/bus';
+import { metrics } from '../common/metrics';
 import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
 import { migrate, readSettings } from './cassandra-schema';
 import { consistencyLevels, driverSslOptions, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './cassandra-options';
+import { Balancer } from './cassandra-balance';
 import { Groups } from './cassandra-groups';
 import { Journal, type Completion, type JournalAnswer } from './cassandra-journal';
 import { Lease } from './cassandra-lease';
 import { Peers, PeerTimeoutError } from './cassandra-peers';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './cassandra-rows';
-import { NotOwnerError, Shards } from './cassandra-shards';
+import { NotOwnerError, Shards, type OwnedShard } from './cassandra-shards';
 import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './cassandra-util';
 import { routingKey, RowWriter, type Row } from './cassandra-writer';
@@ -27,6 +29,12 @@ import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, va
 
 export type { CassandraStoreOptions } from './cassandra-options';
 export { migrate } from './cassandra-schema';
+
+/** The key whose shard owns a store peer call. */
+function keyOf(op: string, args: unknown): string {
+  if (op === 'append') return (args as AppendArgs).key;
+  return (args as { from: string }).from; // 'open' (the AppendInput) and 'complete' (a Completion)
+}
 
 /** Waits until `set` is empty or the deadline passes. */
 async function drain(set: Set<Promise<unknown>>, deadline: number): Promise<void> {
@@ -51,6 +59,9 @@ export class CassandraStore implements Store {
   private readonly gate: Gate;
   private readonly lease: Lease;
   private readonly shards: Shards;
+  private readonly balancer: Balancer;
+  /** Calls running in serve(), per shard: a handover waits for them. */
+  private readonly serveCount = new Map<number, number>();
   private readonly peers: Peers;
   private readonly inboxReader: TimelineReader<StoredMessage>;
   private readonly historyReader: TimelineReader<AppendInput>;
@@ -65,6 +76,7 @@ export class CassandraStore implements Store {
   private readonly serving = new Set<Promise<unknown>>();
   private lastTs = 0;
   private closing: Promise<void> | undefined;
+  private unregister: (() => void) | undefined;
 
   /** Connects, creates or upgrades the schema, takes a process lease and returns a ready store. */
   static async open(options: CassandraStoreOptions): Promise<CassandraStore> {
@@ -121,9 +133,14 @@ export class CassandraStore implements Store {
       onLapse: (_old, now) => this.onLapse(now),
     });
     const nextTs = () => this.nextTs();
+    this.balancer = new Balancer({
+      lease: this.lease, logger: o.logger, intervalMs: Math.max(100, Math.floor(o.leaseMs / 3)), maxMoves: o.maxShardMoves,
+      owned: () => this.shards.ownedList(), handover: (shard) => this.handover(shard),
+    });
     this.shards = new Shards({
       client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
       serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
+      preferred: (shard) => this.balancer.preferred(shard),
     });
     const batchBounds = { client, gate: this.gate, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes };
     // Owner writes: at this process's clock, above every fence of its epochs, and only while its lease holds.
@@ -166,6 +183,8 @@ export class CassandraStore implements Store {
   private async start(): Promise<void> {
     await this.lease.start();
     this.peers.listen(this.lease.processId);
+    this.balancer.start();
+    this.unregister = metrics().storeShardsOwned.add(this, (s) => s.ownedShards);
   }
 
   /** This process's id in logic_leases and shard_owners (changes after a lease lapse). */
@@ -176,6 +195,11 @@ export class CassandraStore implements Store {
   /** Shards this process owns now. */
   get ownedShards(): number {
     return this.shards.ownedCount;
+  }
+
+  /** Reads the live processes now and hands over what another one is preferred for (tests). */
+  rebalance(): Promise<void> {
+    return this.balancer.tick();
   }
 
   appendMessage(input: AppendInput): Promise<AppendResult> {
@@ -276,6 +300,8 @@ export class CassandraStore implements Store {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.balancer.close();
+      this.unregister?.();
       const deadline = Date.now() + Math.max(2000, Math.floor(this.o.leaseMs / 2));
       await drain(this.inFlight, deadline);
       // From here a peer's call for any of these shards gets "not the owner" at once; the calls
@@ -367,7 +393,67 @@ export class CassandraStore implements Store {
   }
 
   /** Serves a call forwarded by another store (or made here) on a key this process must own. */
-  private serve(op: string, args: unknown): Promise<unknown> {
+  private async serve(op: string, args: unknown): Promise<unknown> {
+    const shard = this.shards.of(keyOf(op, args));
+    await this.admit(shard);
+    this.serveCount.set(shard, (this.serveCount.get(shard) ?? 0) + 1);
+    try {
+      return await this.run(op, args);
+    } finally {
+      const n = (this.serveCount.get(shard) ?? 1) - 1;
+      if (n > 0) this.serveCount.set(shard, n);
+      else this.serveCount.delete(shard);
+    }
+  }
+
+  /**
+   * Lets a call on the shard start here: owned and not being handed over; or free (or its owner's
+   * lease over) and taken now, when another store sent it here as the preferred owner. A call for
+   * a shard being handed over waits for the handover, then is told to look again.
+   */
+  private async admit(shard: number): Promise<void> {
+    const st = this.shards.mine(shard);
+    if (st && !st.leaving) return;
+    if (st?.handedOver) await st.handedOver;
+    if (this.shards.mine(shard) && !this.shards.mine(shard)!.leaving) return;
+    // Closing: shards only leave this process; the caller takes them.
+    if (st || this.closing) throw new NotOwnerError(`shard ${shard} is not owned here`);
+    const where = await this.wrap(this.shards.resolve(shard), 'shard owner');
+    if (!('mine' in where)) throw new NotOwnerError(`shard ${shard} is owned by ${where.owner}`);
+  }
+
+  /**
+   * Hands an owned shard back to be taken by its preferred owner (cassandra-balance.ts): no new
+   * call starts here, the running ones and every write of the shard's keys finish, and then the
+   * shard is released, as on a clean stop. Called off (false) when that takes longer than two
+   * write timeouts: the shard stays here and serves again.
+   */
+  private async handover(shard: number): Promise<boolean> {
+    const st: OwnedShard | undefined = this.shards.mine(shard);
+    if (!st || st.leaving || this.closing) return false;
+    let ended!: () => void;
+    st.handedOver = new Promise<void>((r) => { ended = r; });
+    st.leaving = true;
+    try {
+      const deadline = Date.now() + 2 * this.lease.writeTimeoutMs;
+      while ((this.serveCount.get(shard) ?? 0) > 0 || this.inbox.busyIn(shard) || this.historyLog.busyIn(shard)) {
+        if (Date.now() > deadline || this.closing || this.shards.mine(shard) !== st) return false;
+        await sleep(5);
+      }
+      this.shards.forget(shard);
+      this.inbox.forget(shard);
+      this.historyLog.forget(shard);
+      this.journal.forget(shard);
+      await this.shards.release([st]);
+      metrics().storeShardHandovers.inc();
+      return true;
+    } finally {
+      st.leaving = false;
+      ended();
+    }
+  }
+
+  private run(op: string, args: unknown): Promise<unknown> {
     // Served while closing too: sends in flight here or elsewhere finish before shards are released.
     switch (op) {
       case 'open': return this.journal.open(args as AppendInput);
@@ -391,13 +477,20 @@ export class CassandraStore implements Store {
     const shard = this.shards.of(key);
     let last: unknown;
     for (let attempt = 1; attempt <= OWNER_ATTEMPTS; attempt++) {
-      const where = await this.wrap(this.shards.resolve(shard), 'shard owner');
+      // A free shard goes to its preferred owner, except on the last attempts: a preferred
+      // process that is stopping or unreachable never keeps a send from being stored.
+      const where = await this.wrap(this.shards.resolve(shard, attempt < OWNER_ATTEMPTS - 1), 'shard owner');
       try {
         return 'mine' in where ? await this.serve(op, args) : await this.peers.call(where.owner, op, args);
       } catch (err) {
         last = err;
         if (err instanceof NotOwnerError) {
-          this.shards.forget(shard);
+          if (!this.shards.mine(shard)) this.shards.forget(shard);
+          if (attempt > 1) await sleep(10 * attempt);
+          continue;
+        }
+        if (err instanceof PeerTimeoutError && !('mine' in where) && where.preferred) {
+          attempt = Math.max(attempt, OWNER_ATTEMPTS - 2); // take it here on the next attempt
           continue;
         }
         if (err instanceof PeerTimeoutError && !('mine' in where)) {
