@@ -94,9 +94,9 @@ describe('distributed mode', function () {
         (i % 2 ? viaB : viaA).c.send(uid('dave'), 'race', { clientMsgId: 'retry-2' })));
       assert.equal(new Set(racing.map((r) => r.msgId)).size, 1);
       assert.equal(racing.filter((r) => !r.duplicate).length, 1);
-      await dave.inbox.waitFor(2);
-      await sleep(200);
-      assert.deepEqual(dave.inbox.messages.map(text), ['only once', 'race']);
+      const marker = await viaA.c.send(uid('dave'), 'marker');
+      await dave.inbox.waitForMsgId(marker.msgId);
+      assert.deepEqual(dave.inbox.messages.map(text), ['only once', 'race', 'marker']);
     });
 
     it('a removal acknowledged through one logic process is seen by the next send through the other (group cache)', async () => {
@@ -181,20 +181,31 @@ describe('distributed mode', function () {
           await sleep(10);
         }
       })();
-      await sleep(700);
+      /** Until `n` more sends are acknowledged than now. */
+      const flowing = async (n: number, what: string) => {
+        const want = acked.length + n;
+        for (const deadline = Date.now() + 20_000; acked.length < want;) {
+          if (Date.now() > deadline) throw new Error(`only ${acked.length} of ${want} sends acked ${what}`);
+          await sleep(20);
+        }
+      };
+      await flowing(30, 'before the outage');
       await stopNatsServer(nats!, 'SIGKILL');
-      await sleep(300);
-      const toCarol = await alice.c.send(uid('carol'), 'while NATS was away');
-      await sleep(900); // sends keep being stored and acknowledged while NATS is away
+      // Sent while NATS is away: stored at once when this logic process owns its keys' shards;
+      // else the store cannot reach the owner and the SDK retries until the bus is back.
+      const sentToCarol = alice.c.send(uid('carol'), 'while NATS was away');
+      await sleep(1000); // the outage itself: NATS stays down for a second
       const ackedDuringOutage = acked.length;
       nats = await startNatsServer(natsPort);
-      await sleep(1500);
+      const toCarol = await sentToCarol;
+      await flowing(30, 'after NATS returned');
       stop = true;
       await sender;
       assert.ok(acked.length > ackedDuringOutage, 'sends continued after NATS returned');
-      const got = await bob.inbox.waitFor(acked.length, 15_000);
-      await sleep(300);
-      assert.deepEqual(bob.inbox.messages.map((m) => m.msgId), acked, 'every acknowledged message exactly once, in order');
+      await bob.inbox.waitFor(acked.length, 15_000);
+      const marker = await alice.c.send(uid('bob'), 'marker');
+      const got = await bob.inbox.waitForMsgId(marker.msgId, 15_000);
+      assert.deepEqual(got.map((m) => m.msgId), [...acked, marker.msgId], 'every acknowledged message exactly once, in order');
       // Strictly increasing; they start above the bound of earlier owners of bob's shard (the
       // keyspace is shared with the tests before), so not necessarily at 1 (docs/sequencer.md).
       for (let i = 1; i < got.length; i++) assert.ok(got[i].seq > got[i - 1].seq, `seq ${got[i].seq} after ${got[i - 1].seq}`);

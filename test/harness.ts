@@ -222,7 +222,13 @@ export class RawClient {
 /** Collects 'message' events of an SDK client; wait until n arrived. */
 export interface Inbox {
   messages: WireTypes['Message'][];
+  /** Until at least n messages arrived. */
   waitFor(n: number, timeoutMs?: number): Promise<WireTypes['Message'][]>;
+  /**
+   * Until a message with this msgId arrived. Pushes to one inbox come in seq order, so after a
+   * marker sent last has arrived, a duplicate of anything sent before it would have too.
+   */
+  waitForMsgId(msgId: string, timeoutMs?: number): Promise<WireTypes['Message'][]>;
 }
 
 export function collect(client: ImClient): Inbox {
@@ -234,20 +240,22 @@ export function collect(client: ImClient): Inbox {
     waiters = [];
     for (const f of w) f();
   });
+  const until = async (done: () => boolean, what: string, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`expected ${what}, got ${messages.length} messages`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return messages;
+  };
   return {
     messages,
-    async waitFor(n: number, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < n) {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`expected ${n} messages, got ${messages.length}`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, left);
-          waiters.push(() => { clearTimeout(t); resolve(); });
-        });
-      }
-      return messages;
-    },
+    waitFor: (n: number, timeoutMs = 5000) => until(() => messages.length >= n, `${n} messages`, timeoutMs),
+    waitForMsgId: (msgId: string, timeoutMs = 5000) => until(() => messages.some((m) => m.msgId === msgId), `message ${msgId}`, timeoutMs),
   };
 }
 

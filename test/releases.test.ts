@@ -85,7 +85,7 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     assert.deepEqual(traffic.devices.map((d) => d.client.session?.node),
       [cluster.nodeOf(0), cluster.nodeOf(1), cluster.nodeOf(0), cluster.nodeOf(1)], 'devices on both gateways');
     traffic.start();
-    await sleep(1000);
+    await traffic.waitFlowing(t0, 'at the start');
     return traffic;
   }
 
@@ -128,11 +128,11 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     const t = await startTraffic();
     const termExit = await cluster.restartLogic(0, 'SIGTERM');
     assert.equal(termExit.code, 0, 'logic stopped cleanly on SIGTERM');
-    await sleep(1000);
+    await t.waitFlowing(Date.now(), 'after logic 0 restarted');
     const killedAt = Date.now();
     const killExit = await cluster.restartLogic(1, 'SIGKILL');
     assert.equal(killExit.signal, 'SIGKILL');
-    await sleep(1500);
+    await t.waitFlowing(Date.now(), 'after logic 1 restarted');
     await t.stop();
     assert.ok(t.ackedSince(killedAt) > 0, 'sends went on after the kill');
     await t.verify(DELIVERY_TIMEOUT_MS);
@@ -148,7 +148,7 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     assert.deepEqual(exits.map((e) => e.code), [0, 0]);
     await Promise.all([0, 1].map(async (i) => { cluster.logics[i] = await cluster.spawnLogic(i); }));
     const upAt = Date.now();
-    await sleep(1500);
+    await t.waitFlowing(upAt, 'after both logic processes came back');
     await t.stop();
     await t.verify(DELIVERY_TIMEOUT_MS);
     assertSameSockets(t);
@@ -163,7 +163,7 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     const backAt = Date.now();
     const listedMs = await eventually('both gateways listed again', 15_000,
       async () => ((await cluster.route()).length === 2 ? Date.now() - backAt : undefined));
-    await sleep(1500);
+    await t.waitFlowing(Date.now(), 'after the router came back');
     await t.stop();
     await t.verify(DELIVERY_TIMEOUT_MS);
     assertSameSockets(t);
@@ -175,7 +175,7 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     const t = await startTraffic();
     await cluster.restartNats('SIGKILL', 1000);
     const backAt = Date.now();
-    await sleep(2000);
+    await t.waitFlowing(backAt, 'after NATS came back');
     await t.stop();
     await t.verify(DELIVERY_TIMEOUT_MS);
     assertSameSockets(t);
@@ -204,7 +204,7 @@ describe('releases that never drop a connection (service processes on NATS + Cas
     const exit = await gw.exited;
     const exitMs = exit.atMs - termAt;
     assert.equal(exit.code, 0, `gateway exit ${exit.code ?? exit.signal}: ${gw.log.slice(-2000)}`);
-    await sleep(1500);
+    await t.waitFlowing(Date.now(), 'after the drained gateway exited');
     await t.stop();
     await t.verify(DELIVERY_TIMEOUT_MS);
 

@@ -150,6 +150,21 @@ export class Traffic {
     await Promise.all(this.loops);
   }
 
+  /**
+   * Waits until every device has had `perDevice` sends acknowledged after `sinceMs`: traffic flows
+   * again through whatever the test just broke and repaired.
+   */
+  async waitFlowing(sinceMs: number, what: string, perDevice = 5, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const short = () => this.devices.filter((d) => this.acked.filter((a) => a.from === d && a.ackedAtMs >= sinceMs).length < perDevice);
+    while (short().length > 0) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs}ms waiting for ${perDevice} acked sends per device ${what}: ${short().map((d) => d.label).join(', ')} short`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Acked sends after `sinceMs` (a point in the test). */
   ackedSince(sinceMs: number): number {
     return this.acked.filter((a) => a.ackedAtMs >= sinceMs).length;
