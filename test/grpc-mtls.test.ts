@@ -19,6 +19,8 @@ import { PROTO_DIR } from '../common/grpc';
 import { grpcChannel, loadGrpcTls } from '../common/grpc-tls';
 import { silentLogger } from '../common/log';
 import { signToken } from '../common/jwt';
+import { loadEmbeddedConfig } from '../embedded/config';
+import { startEmbedded, type EmbeddedSystem } from '../embedded/system';
 import { adminClient, bearerMetadata, failedStatus, LOADER, unary } from '../logic/admin-test-client';
 import { freePort, needs } from './infra';
 import { expectConfigExit } from './launch';
@@ -212,6 +214,36 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
       } finally {
         admin.close();
       }
+    });
+  });
+
+  describe('embedded mode (npm start)', () => {
+    let sys: EmbeddedSystem | undefined;
+    let dataDir = '';
+    after(async () => {
+      await sys?.stop();
+      if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it('serves its internal gRPC port (LogicAdmin) with mTLS when IM_GRPC_TLS_* are set', async () => {
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-grpc-mtls-embedded-'));
+      const adminToken = randomBytes(24).toString('hex');
+      sys = await startEmbedded(loadEmbeddedConfig({
+        IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0',
+        IM_LOGIC_ADMIN_TOKENS: adminToken, ...tlsEnv(pki, 'logic-0'),
+      }, []));
+      const call = async (creds: grpc.ChannelCredentials) => {
+        const client = adminClient(sys!.logicAddr, creds);
+        try {
+          return await unary(client, 'OnlineDevices', { uids: ['ann'] }, bearerMetadata(adminToken)).then(() => grpc.status.OK,
+            (err: grpc.ServiceError) => err.code);
+        } finally {
+          client.close();
+        }
+      };
+      assert.equal(await call(grpc.credentials.createInsecure()), grpc.status.UNAVAILABLE);
+      assert.equal(await call(sslAs(pki, 'gateway-rogue')), grpc.status.UNAVAILABLE);
+      assert.equal(await call(sslAs(pki, 'admin-ops')), grpc.status.OK);
     });
   });
 
