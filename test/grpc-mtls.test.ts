@@ -59,15 +59,15 @@ function sslAs(pki: Pki, name?: string): grpc.ChannelCredentials {
 }
 
 /** Router as another team would call it: proto-loader on router.proto, no project code. */
-function routerStub(address: string, credentials: grpc.ChannelCredentials): grpc.Client {
+function routerStub(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions = {}): grpc.Client {
   const def = protoLoader.loadSync(path.join(PROTO_DIR, 'internal', 'router.proto'), { ...LOADER, includeDirs: [PROTO_DIR] });
   const pkg = grpc.loadPackageDefinition(def) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new pkg.im.internal.v1.Router(address, credentials);
+  return new pkg.im.internal.v1.Router(address, credentials, options);
 }
 
 /** A Router Lookup with a fresh channel: resolves with the status code (OK = 0). */
-async function lookupStatus(address: string, credentials: grpc.ChannelCredentials): Promise<grpc.status> {
-  const client = routerStub(address, credentials);
+async function lookupStatus(address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions): Promise<grpc.status> {
+  const client = routerStub(address, credentials, options);
   try {
     await unary(client, 'Lookup', { uids: ['nobody'] }, new grpc.Metadata());
     return grpc.status.OK;
@@ -168,6 +168,15 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
       assert.equal(await lookupStatus(routerAddr, asRouter), grpc.status.OK);
     });
 
+    it('IM_GRPC_TLS_SERVER_NAME replaces the dialled host in the server name check', async () => {
+      const as = (name: string) => grpcChannel(loadGrpcTls(new Settings({ ...tlsEnv(pki, 'gateway-0'), IM_GRPC_TLS_SERVER_NAME: name }), 'gateway'),
+        'router', silentLogger);
+      const named = as('localhost'); // in the router's certificate
+      assert.equal(await lookupStatus(routerAddr, named.credentials, named.options), grpc.status.OK);
+      const other = as('router.elsewhere.invalid');
+      assert.equal(await lookupStatus(routerAddr, other.credentials, other.options), grpc.status.UNAVAILABLE);
+    });
+
     it('LogicAdmin needs an admin certificate and the bearer token', async () => {
       const req = { uids: ['ann'] };
       const token = bearerMetadata(adminToken);
@@ -247,9 +256,20 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
     });
   });
 
-  describe('rotation: the router reads its files again', () => {
+  describe('a router process alone', () => {
     let router: ServiceProc | undefined;
-    after(async () => { await router?.stop('SIGKILL', 5000); });
+    afterEach(async () => { await router?.stop('SIGKILL', 5000); });
+
+    it('with IM_GRPC_TLS_CHECK_ROLES=false takes any certificate of its CA, and still only those', async () => {
+      router = await ServiceProc.spawn('router', 'router', {
+        IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', ...tlsEnv(pki, 'router'), IM_GRPC_TLS_CHECK_ROLES: 'false',
+      });
+      assert.equal(router.info.grpcTls, 'mtls');
+      const addr = String(router.info.grpc);
+      assert.equal(await lookupStatus(addr, sslAs(pki, 'admin-ops')), grpc.status.OK);
+      assert.equal(await lookupStatus(addr, sslAs(pki, 'gateway-rogue')), grpc.status.UNAVAILABLE);
+      assert.equal(await lookupStatus(addr, sslAs(pki)), grpc.status.UNAVAILABLE);
+    });
 
     it('trusts a new CA once the CA file holds it, and keeps the old files when new ones are broken', async () => {
       const caFile = path.join(pki.dir, 'rotating-ca.pem');
