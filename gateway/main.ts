@@ -36,7 +36,7 @@ serviceMain({
     proc.onStop('logic', () => logic.close());
     const { listen, routerAddr, logicAddresses, grpcTls, ...tuning } = config;
     const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logic, router, bus, logger });
-    proc.onStop('gateway', () => gateway.stop()); // drains clients, closes its logic streams
+    proc.onStop('gateway', () => gateway.stop()); // drains clients; the logic streams close after it
     proc.readiness(() => gateway.readinessChecks());
     const { port } = await gateway.start();
     if (proc.stopping) return;
