@@ -85,10 +85,15 @@ export function fromGrpcError(err: grpc.ServiceError): ImError {
   return new InternalError(err.details || err.message, { cause: err });
 }
 
-/** Binds a server on host:port (port 0 = ephemeral) and returns the bound port. */
-export function bindServer(server: grpc.Server, host: string, port: number): Promise<number> {
+/**
+ * Binds a server on host:port (port 0 = ephemeral) and returns the bound port. Plaintext unless
+ * given credentials (grpcServerCredentials in grpc-tls.ts).
+ */
+export function bindServer(
+  server: grpc.Server, host: string, port: number, credentials = grpc.ServerCredentials.createInsecure(),
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(`${host}:${port}`, credentials, (err, bound) => {
       if (err) reject(err); else resolve(bound);
     });
   });

@@ -1,6 +1,7 @@
 /** Embedded-mode settings: a pure function of env and flags. */
 import * as path from 'node:path';
 import { Env, parseFlags, Settings } from '../common/config';
+import { loadGrpcTls } from '../common/grpc-tls';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
 import { loadGatewayLimits } from '../gateway/config';
@@ -29,6 +30,8 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     gateway: loadGatewayLimits(s),
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
+    // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.
+    grpcTls: loadGrpcTls(s, 'logic'),
     logLevel,
   };
 }

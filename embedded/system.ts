@@ -6,6 +6,7 @@
  */
 import { InProcessBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
+import type { GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import type { TokenAuth } from '../common/jwt';
 import { loadOrCreateSecret } from '../common/secret';
@@ -38,6 +39,8 @@ export interface EmbeddedOptions {
   node?: string;
   /** Tokens the internal admin API accepts; none (the default): the admin API is not served. */
   admin?: AdminAuthSettings;
+  /** Mutual TLS on logic's and the router's gRPC listeners (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls?: GrpcTlsConfig;
   gateway?: GatewayTuning;
   logic?: Partial<Pick<LogicServiceOptions, 'maxGroupMembers' | 'dedupWindowMs' | 'maxContentBytes' | 'groupCacheEntries' | 'groupSyncIntervalMs'>>;
   /** Extra business ops, registered next to the built-in ones (a new op is a logic change only). */
@@ -86,7 +89,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     // One source for the client heartbeat: the route API announces what AuthOk will say.
     const { heartbeatIntervalMs } = resolveLimits(options.gateway ?? {});
     const router = new RouterService({
-      grpcHost: LOOPBACK, grpcPort: 0, clientHeartbeatIntervalMs: heartbeatIntervalMs,
+      grpcHost: LOOPBACK, grpcPort: 0, clientHeartbeatIntervalMs: heartbeatIntervalMs, grpcTls: options.grpcTls,
       httpHost: options.routerHttpHost ?? LOOPBACK, httpPort: options.routerHttpPort ?? 0,
       logger: logger.child({ svc: 'router' }),
     });
@@ -100,7 +103,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const registry = new OpRegistry();
     registerClientOps(registry, service);
     options.registerOps?.(registry);
-    const logic = new LogicServer({ registry, host: LOOPBACK, port: options.logicPort ?? 0, logger: logger.child({ svc: 'logic' }) });
+    const logic = new LogicServer({
+      registry, host: LOOPBACK, port: options.logicPort ?? 0, grpcTls: options.grpcTls, logger: logger.child({ svc: 'logic' }),
+    });
     // The internal API for other backends (grpcurl-friendly: reflection on), on the same port.
     const internal = addInternalApis(logic.server, { service, router: routes, logger, admin: options.admin ?? { tokens: [] } });
     stops.push(() => internal.close());

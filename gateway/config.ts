@@ -4,6 +4,7 @@
  */
 import * as os from 'node:os';
 import { ConfigError, Env, formatHostPort, HostPort, parseFlags, parseHostPort, Settings } from '../common/config';
+import { loadGrpcTls, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { TokenAuth } from '../common/jwt';
 import { loadTokenAuth } from '../common/secret';
 import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
@@ -23,6 +24,8 @@ export interface GatewayConfig extends GatewayLimitSettings {
   auth: TokenAuth;
   logicAddresses: string[];
   routerAddr: string;
+  /** Mutual TLS to logic and the router (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls: GrpcTlsConfig | undefined;
   /** SIGTERM spreads the DRAINING disconnects over this window (IM_DRAIN_WINDOW). */
   drainWindowMs: number;
   region: string;
@@ -52,6 +55,7 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     auth,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
+    grpcTls: loadGrpcTls(s, 'gateway'),
     ...loadGatewayLimits(s),
     drainWindowMs: drainWindowMs(s),
     region: s.str('IM_REGION', '', 'region'),

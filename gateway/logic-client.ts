@@ -19,6 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
 import { loadLogicProto } from '../common/grpc';
+import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { positiveOption } from './limits';
 import { Logger, silentLogger } from '../common/log';
 import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';
@@ -40,6 +41,8 @@ export interface LogicClientOptions {
   /** Reconnect backoff: full jitter over min(reconnectMaxMs, reconnectBaseMs * 2^attempt). Defaults 100 / 5000. */
   reconnectBaseMs?: number;
   reconnectMaxMs?: number;
+  /** Mutual TLS to logic (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls?: GrpcTlsConfig;
   logger?: Logger;
 }
 
@@ -123,8 +126,9 @@ export class LogicClient implements LogicBackend {
     if (maxMs < baseMs) throw new ConfigError('reconnectMaxMs', 'must be >= reconnectBaseMs');
     this.logger = options.logger ?? silentLogger;
     const proto = loadLogicProto();
+    const channel = grpcChannel(options.grpcTls, 'logic', this.logger);
     this.links = options.addresses.map((address) => new LogicLink({
-      address, baseMs, maxMs, logger: this.logger.child({ logic: address }),
+      address, baseMs, maxMs, logger: this.logger.child({ logic: address }), channel,
       ctor: proto.im.internal.v1.LogicGateway,
       settle: (p, r) => this.settle(p, r),
       redispatch: (calls) => { for (const p of calls) this.dispatch(p); },
@@ -246,6 +250,7 @@ interface LinkDeps {
   baseMs: number;
   maxMs: number;
   logger: Logger;
+  channel: ReturnType<typeof grpcChannel>;
   ctor: new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => LogicGatewayClient;
   settle: (p: PendingCall, r: LogicCallResult) => void;
   /** Calls this link took but never wrote: they go to another stream. */
@@ -268,7 +273,8 @@ class LogicLink {
   private closed = false;
 
   constructor(private readonly deps: LinkDeps) {
-    this.client = new deps.ctor(deps.address, grpc.credentials.createInsecure(), {
+    this.client = new deps.ctor(deps.address, deps.channel.credentials, {
+      ...deps.channel.options,
       // Detect a logic host that vanished without closing the TCP connection.
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,

@@ -5,9 +5,11 @@
  */
 import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../common/backends';
 import { formatHostPort } from '../common/config';
+import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
 import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
+import { LogicClient } from './logic-client';
 import { Gateway } from './server';
 
 serviceMain({
@@ -27,18 +29,21 @@ serviceMain({
     const bus = await openBus(busConfig, { name: `gateway-${config.node}`, logger: logger.child({ component: 'bus' }) });
     proc.onStop('bus', () => bus.close());
     if (proc.stopping) return;
-    const router = new RouterClient({ address: config.routerAddr, logger });
+    const router = new RouterClient({ address: config.routerAddr, grpcTls: config.grpcTls, logger });
     proc.onStop('router', () => router.close());
-    const { listen, routerAddr, logicAddresses, ...tuning } = config;
-    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logicAddresses, router, bus, logger });
-    proc.onStop('gateway', () => gateway.stop()); // drains clients, closes its logic streams
+    const logic = new LogicClient({ addresses: config.logicAddresses, grpcTls: config.grpcTls, logger });
+    logic.start();
+    proc.onStop('logic', () => logic.close());
+    const { listen, routerAddr, logicAddresses, grpcTls, ...tuning } = config;
+    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logic, router, bus, logger });
+    proc.onStop('gateway', () => gateway.stop()); // drains clients; the logic streams close after it
     proc.readiness(() => gateway.readinessChecks());
     const { port } = await gateway.start();
     if (proc.stopping) return;
     const addr = formatHostPort({ host: listen.host, port });
     proc.listening({
       node: config.node, addr, publicAddr: config.publicAddr ?? addr,
-      logic: logicAddresses.join(','), router: routerAddr, ...describeBackends(undefined, busConfig),
+      logic: logicAddresses.join(','), router: routerAddr, grpcTls: describeGrpcTls(grpcTls), ...describeBackends(undefined, busConfig),
     });
   },
 });

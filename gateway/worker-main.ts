@@ -40,12 +40,12 @@ serviceMain({
     const bus = await openBus(busConfig, { name: `gateway-${config.node}-w${settings.generation}`, logger: logger.child({ component: 'bus' }) });
     proc.onStop('bus', () => bus.close());
     if (proc.stopping) return;
-    const router = new RouterClient({ address: config.routerAddr, logger });
+    const router = new RouterClient({ address: config.routerAddr, grpcTls: config.grpcTls, logger });
     proc.onStop('router', () => router.close());
-    const logic = new LogicClient({ addresses: config.logicAddresses, logger });
+    const logic = new LogicClient({ addresses: config.logicAddresses, grpcTls: config.grpcTls, logger });
     logic.start();
     proc.onStop('logic', () => logic.close());
-    const { listen, routerAddr, logicAddresses, publicAddr, ...tuning } = config;
+    const { listen, routerAddr, logicAddresses, publicAddr, grpcTls, ...tuning } = config;
     const gateway = new Gateway({
       ...tuning, host: listen.host, port: 0, listen: false, publicAddr: publicAddr ?? `${listen.host}:${listen.port}`,
       successor: settings.successor, logic, router, bus, logger,

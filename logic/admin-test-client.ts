@@ -20,10 +20,10 @@ export function bearerMetadata(token: string, scheme = 'Bearer'): grpc.Metadata 
   return md;
 }
 
-/** A LogicAdmin client for `address` (host:port). */
-export function adminClient(address: string): grpc.Client {
+/** A LogicAdmin client for `address` (host:port); plaintext unless given credentials. */
+export function adminClient(address: string, credentials = grpc.credentials.createInsecure()): grpc.Client {
   const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(ADMIN_PROTO, LOADER)) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new pkg.im.internal.v1.LogicAdmin(address, grpc.credentials.createInsecure());
+  return new pkg.im.internal.v1.LogicAdmin(address, credentials);
 }
 
 /** One unary call with `md`; rejects with the grpc ServiceError. */

@@ -2,6 +2,7 @@
 import { loadBusConfig, loadLogLevel, loadStoreConfig, type BusConfig, type StoreConfig } from '../common/backends';
 import type { Env } from '../common/config';
 import { formatHostPort, parseFlags, Settings } from '../common/config';
+import { loadGrpcTls, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { Level } from '../common/log';
 import { parseAdminTokens, readAdminTokenFile, type AdminAuthSettings } from './admin-auth';
 
@@ -60,6 +61,8 @@ export interface LogicProcessConfig {
   routerAddr: string;
   /** LogicAdmin's credentials (IM_LOGIC_ADMIN_TOKENS, IM_LOGIC_ADMIN_TOKEN_FILE); none: the admin API is off. */
   admin: AdminAuthSettings;
+  /** Mutual TLS on logic's listener and to the router (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls: GrpcTlsConfig | undefined;
   logLevel: Level;
 }
 
@@ -78,6 +81,7 @@ export function loadLogicProcessConfig(
     bus: loadBusConfig(env, argv, { allowInProcessBus: false }),
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
     admin: loadAdminAuth(s, readFile),
+    grpcTls: loadGrpcTls(s, 'logic'),
     logLevel: loadLogLevel(env, argv),
   };
 }

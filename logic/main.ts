@@ -5,6 +5,7 @@
  */
 import { describeBackends, openBus } from '../common/backends';
 import { formatHostPort } from '../common/config';
+import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
 import { openStore } from '../storage/open';
@@ -32,13 +33,13 @@ serviceMain({
     const store = await openStore(config.store, { logger: logger.child({ component: 'store' }), bus });
     proc.onStop('store', () => store.close());
     if (proc.stopping) return;
-    const router = new RouterClient({ address: config.routerAddr, logger });
+    const router = new RouterClient({ address: config.routerAddr, grpcTls: config.grpcTls, logger });
     proc.onStop('router', () => router.close());
     const service = new LogicService({ ...config.logic, store, bus, router, logger });
     proc.onStop('service', () => service.close());
     const registry = new OpRegistry();
     registerClientOps(registry, service);
-    const server = new LogicServer({ registry, host: config.logic.host, port: config.logic.port, logger });
+    const server = new LogicServer({ registry, host: config.logic.host, port: config.logic.port, grpcTls: config.grpcTls, logger });
     const internal = addInternalApis(server.server, { service, router, logger, admin: config.admin });
     proc.onStop('admin tokens', () => internal.close());
     proc.onStop('server', () => server.stop());
@@ -47,7 +48,7 @@ serviceMain({
     const port = await server.start();
     if (proc.stopping) return;
     proc.listening({
-      addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr,
+      addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr, grpcTls: describeGrpcTls(config.grpcTls),
       adminApi: internal.admin ? 'on' : 'off (no IM_LOGIC_ADMIN_TOKENS or IM_LOGIC_ADMIN_TOKEN_FILE)',
       ...describeBackends(config.store, config.bus),
     });

@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { bindServer, loadLogicProto } from '../common/grpc';
+import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import type { OpRegistry } from './ops';
@@ -21,6 +22,8 @@ export interface LogicServerOptions {
   maxResultBatchBytes?: number;
   /** stop() waits this long for running calls to finish before cutting streams. */
   stopTimeoutMs?: number;
+  /** Mutual TLS (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls?: GrpcTlsConfig;
   logger?: Logger;
 }
 
@@ -33,6 +36,7 @@ export class LogicServer {
   private readonly maxResultBatchBytes: number;
   private readonly stopTimeoutMs: number;
   private readonly logger: Logger;
+  private readonly grpcTls: GrpcTlsConfig | undefined;
   private readonly streams = new Set<CallStream>();
   private started: Promise<number> | undefined;
   private stopped: Promise<void> | undefined;
@@ -45,6 +49,7 @@ export class LogicServer {
     this.maxResultBatchBytes = positiveInt('maxResultBatchBytes', opts.maxResultBatchBytes ?? 1_048_576);
     this.stopTimeoutMs = positiveInt('stopTimeoutMs', opts.stopTimeoutMs ?? 5000);
     this.logger = opts.logger ?? silentLogger;
+    this.grpcTls = opts.grpcTls;
     const proto = loadLogicProto();
     this.server.addService(proto.im.internal.v1.LogicGateway.service, {
       Connect: (call: ConnectCall) => this.onConnect(call),
@@ -54,7 +59,7 @@ export class LogicServer {
   /** Binds and serves; resolves with the bound port (useful with port 0). */
   start(): Promise<number> {
     if (this.stopped) return Promise.reject(new Error('LogicServer was stopped'));
-    this.started ??= bindServer(this.server, this.host, this.port).then((port) => {
+    this.started ??= bindServer(this.server, this.host, this.port, grpcServerCredentials(this.grpcTls, this.logger)).then((port) => {
       this.logger.info('logic listening', { host: this.host, port });
       return port;
     });

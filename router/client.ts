@@ -7,6 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
 import { fromGrpcError, loadRouterProto } from '../common/grpc';
+import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import type { BindReply__Output } from '../proto/gen/im/internal/v1/BindReply';
 import type { HeartbeatReply__Output } from '../proto/gen/im/internal/v1/HeartbeatReply';
@@ -25,6 +26,8 @@ export interface RouterClientOptions {
   maxPendingUids?: number;
   /** Sessions queued for bind/unbind/snapshot; beyond it those calls fail with OverloadedError. */
   maxPendingSessions?: number;
+  /** Mutual TLS (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls?: GrpcTlsConfig;
   logger?: Logger;
 }
 
@@ -58,7 +61,7 @@ interface Mutation extends Waiter<SessionRef[]> {
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
 export class RouterClient implements RouterApi {
-  private readonly o: Required<Omit<RouterClientOptions, 'logger'>>;
+  private readonly o: Required<Omit<RouterClientOptions, 'logger' | 'grpcTls'>>;
   private readonly log: Logger;
   private readonly stub: RouterStub;
   private readonly inFlight = new Set<grpc.ClientUnaryCall>();
@@ -71,13 +74,15 @@ export class RouterClient implements RouterApi {
   private closed = false;
 
   constructor(options: RouterClientOptions) {
-    this.o = { ...ROUTER_CLIENT_DEFAULTS, ...definedOnly(options) } as Required<Omit<RouterClientOptions, 'logger'>>;
+    this.o = { ...ROUTER_CLIENT_DEFAULTS, ...definedOnly(options) } as Required<Omit<RouterClientOptions, 'logger' | 'grpcTls'>>;
     for (const f of ['callTimeoutMs', 'maxUidsPerRpc', 'maxSessionsPerRpc', 'maxPendingUids', 'maxPendingSessions'] as const) {
       if (!Number.isInteger(this.o[f]) || this.o[f] <= 0) throw new RangeError(`RouterClient ${f} must be a positive integer, got ${this.o[f]}`);
     }
     this.log = options.logger ?? silentLogger;
     const proto = loadRouterProto();
-    this.stub = new proto.im.internal.v1.Router(options.address, grpc.credentials.createInsecure(), {
+    const channel = grpcChannel(options.grpcTls, 'router', this.log);
+    this.stub = new proto.im.internal.v1.Router(options.address, channel.credentials, {
+      ...channel.options,
       // grpc-js backs off up to 120s by default; a restarted router must be found again in seconds.
       'grpc.initial_reconnect_backoff_ms': 250,
       'grpc.max_reconnect_backoff_ms': 5000,

@@ -1,6 +1,7 @@
 /** Router settings: a pure function of env and flags (and of the one file IM_REGION_CIDRS_FILE names). */
 import * as fs from 'node:fs';
 import { ConfigError, Env, parseFlags, Settings } from '../common/config';
+import { loadGrpcTls } from '../common/grpc-tls';
 import { createLogger, Level } from '../common/log';
 import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
 import type { RouterServiceOptions } from './service';
@@ -28,6 +29,7 @@ const MAX_REGION_FILE_BYTES = 16 * 1024 * 1024;
  * - IM_ROUTE_RATE (--route-rate): route requests per second per client IP; 0 = no limit. 10.
  * - IM_ROUTE_BURST (--route-burst): bucket size per client IP. 50.
  * - IM_ROUTE_RATE_MAX_IPS (--route-rate-max-ips): client IPs remembered by the limiter. 100000.
+ * - IM_GRPC_TLS_* (common/grpc-tls.ts): mutual TLS on the gRPC listener.
  * - IM_LOG_LEVEL (--log-level).
  * Throws ConfigError naming the setting on a bad value.
  */
@@ -67,6 +69,7 @@ export function loadRouterConfig(
     routeRatePerSec: s.int('IM_ROUTE_RATE', 10, { min: 0, flag: 'route-rate' }),
     routeRateBurst: s.int('IM_ROUTE_BURST', 50, { min: 1, flag: 'route-burst' }),
     routeRateMaxIps: s.int('IM_ROUTE_RATE_MAX_IPS', 100_000, { min: 1, flag: 'route-rate-max-ips' }),
+    grpcTls: loadGrpcTls(s, 'router'),
     logLevel,
     logger: createLogger(logLevel, { svc: 'router' }),
   };

@@ -1,5 +1,6 @@
 /** `node dist/router/main.js`: the router as its own process. */
 import { formatHostPort } from '../common/config';
+import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
 import { loadRouterConfig } from './config';
 import { RouterService } from './service';
@@ -18,6 +19,7 @@ serviceMain({
     proc.listening({
       grpc: formatHostPort({ host: config.grpcHost, port: grpcPort }),
       http: formatHostPort({ host: config.httpHost, port: httpPort }),
+      grpcTls: describeGrpcTls(config.grpcTls),
     });
   },
 });

@@ -4,6 +4,7 @@ import { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../common/config';
 import { bindServer } from '../common/grpc';
+import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import { watchRouteTable } from '../common/telemetry-hooks';
 import { CidrMap, CidrSet } from './cidr';
@@ -43,6 +44,8 @@ export interface RouterServiceOptions {
   random?: () => number;
   /** How long stop() lets in-flight RPCs finish before cancelling them. */
   shutdownTimeoutMs?: number;
+  /** Mutual TLS on the gRPC listener (IM_GRPC_TLS_*); absent: plaintext. */
+  grpcTls?: GrpcTlsConfig;
   logger?: Logger;
 }
 
@@ -71,6 +74,7 @@ export class RouterService {
   readonly table: RouteTable;
   private readonly o: ResolvedOptions;
   private readonly log: Logger;
+  private readonly grpcTls: GrpcTlsConfig | undefined;
   private grpcServer?: grpc.Server;
   private httpServer?: http.Server;
   private sweepTimer?: NodeJS.Timeout;
@@ -81,6 +85,7 @@ export class RouterService {
   constructor(options: RouterServiceOptions) {
     this.o = resolveOptions(options);
     this.log = this.o.logger;
+    this.grpcTls = options.grpcTls;
     this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs });
     this.unwatchMetrics = watchRouteTable(this.table);
   }
@@ -97,7 +102,7 @@ export class RouterService {
       const grpcServer = new grpc.Server();
       this.grpcServer = grpcServer;
       addRouterService(grpcServer, { table: this.table, heartbeatIntervalMs: o.gatewayHeartbeatIntervalMs, logger: this.log });
-      const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort);
+      const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort, grpcServerCredentials(this.grpcTls, this.log));
 
       const httpServer = createRouteHttpServer({
         table: this.table, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs,

@@ -21,16 +21,16 @@ export interface TestPki {
   clientKey: string;
 }
 
-function openssl(dir: string, args: string[]): void {
+export function openssl(dir: string, args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-function ca(dir: string, name: string): void {
+export function ca(dir: string, name: string): void {
   openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
     '-keyout', `${name}.key`, '-out', `${name}.pem`]);
 }
 
-function signed(dir: string, name: string, caName: string, ext: string): void {
+export function signed(dir: string, name: string, caName: string, ext: string): void {
   openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
   fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
   openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',

@@ -26,6 +26,7 @@ import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } 
 /** The Secret volume logic reads its admin tokens from (logic.adminTokens). */
 const ADMIN_TOKENS_VOLUME = 'admin-tokens';
 const CASSANDRA_TLS_VOLUME = 'cassandra-tls';
+const GRPC_TLS_VOLUME = 'grpc-tls';
 
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
 const ENV_PENDING_IN_CODE = new Set<string>();
@@ -158,12 +159,12 @@ describe('Helm chart k8s/im', function () {
             assert.equal(sc?.runAsNonRoot, true, what);
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
-            // The admin-token and Cassandra TLS Secrets (logic, when given) are the other volumes, read-only.
-            const secretVolumes = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME];
+            // The admin-token, Cassandra TLS and gRPC TLS Secrets (when given) are the other volumes, read-only.
+            const secretVolumes = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME];
             const writable = (c.volumeMounts ?? []).filter((v) => !(secretVolumes.includes(v.name) && v.readOnly));
             assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
-          const volumes = (spec.volumes ?? []).filter((v) => !([ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME].includes(v.name) && v.secret));
+          const volumes = (spec.volumes ?? []).filter((v) => !([ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME].includes(v.name) && v.secret));
           assert.equal(volumes.length, 1, what);
           const tmp = volumes[0];
           assert.equal(tmp.name, 'tmp');
@@ -232,7 +233,7 @@ describe('Helm chart k8s/im', function () {
         .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
         .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
         .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
-        .replace(/^\/etc\/im\/cassandra-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)]));
+        .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)]));
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
@@ -244,6 +245,9 @@ describe('Helm chart k8s/im', function () {
         assert.equal(logic.bus.kind, 'nats', label);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);
+        for (const [comp, tls] of [['gateway', gw.grpcTls], ['logic', logic.grpcTls], ['router', router.grpcTls]] as const) {
+          assert.equal(tls !== undefined, label === 'extras', `${label} ${comp}: internal gRPC mTLS as the values say`);
+        }
         for (const comp of COMPONENTS) {
           assert.equal(loadAdminAddr(env(comp), [])?.port, mainContainer(m.workload(comp)).ports?.find((p) => p.name === 'admin')?.containerPort);
           const tracing = loadTelemetryConfig(comp, env(comp));
@@ -296,6 +300,32 @@ describe('Helm chart k8s/im', function () {
           [env.get('IM_CASSANDRA_TLS_CA'), env.get('IM_CASSANDRA_TLS_CERT'), env.get('IM_CASSANDRA_TLS_KEY')],
           [files['ca.crt'], files['tls.crt'], files['tls.key']]);
       }
+    });
+
+    it('gives every service its internal gRPC certificate from its own Secret, mounted read-only, never from a ConfigMap', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const comp of COMPONENTS) {
+          const c = mainContainer(m.workload(comp));
+          const env = effectiveEnv(m, c);
+          const volume = podSpec(m.workload(comp)).volumes?.find((v) => v.name === GRPC_TLS_VOLUME);
+          const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
+          assert.ok(!Object.keys(cm).some((k) => k.startsWith('IM_GRPC_TLS')), `${label} ${comp}: nothing from the ConfigMap`);
+          if (label !== 'extras') {
+            assert.equal(env.get('IM_GRPC_TLS_CA'), undefined, `${label} ${comp}: plaintext unless asked for`);
+            assert.equal(volume, undefined, `${label} ${comp}`);
+            continue;
+          }
+          assert.equal(volume?.secret?.secretName, `my-grpc-${comp}`, `${comp}: its own role's Secret`);
+          const mount = c.volumeMounts?.find((v) => v.name === GRPC_TLS_VOLUME);
+          assert.equal(mount?.readOnly, true);
+          assert.equal(mount?.subPath, undefined, 'a subPath mount would never see a renewed certificate');
+          const files = Object.fromEntries((volume?.secret?.items ?? []).map((i) => [i.key, `${mount?.mountPath}/${i.path}`]));
+          assert.deepEqual(
+            [env.get('IM_GRPC_TLS_CA'), env.get('IM_GRPC_TLS_CERT'), env.get('IM_GRPC_TLS_KEY'), env.get('IM_GRPC_TLS_CHECK_ROLES')],
+            [files['ca.crt'], files['tls.crt'], files['tls.key'], 'false'], comp);
+        }
+      }
+      assert.match(renderError({ set: { 'grpcTls.enabled': true, 'grpcTls.logicSecret': 'only-logic' } }), /grpcTls\.(gateway|router)Secret/);
     });
 
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {

@@ -36,6 +36,9 @@ export const VARIANTS = {
       'logic.adminTokens.existingSecret': 'my-admin-tokens',
       'cassandra.tls.enabled': true, 'cassandra.tls.existingSecret': 'my-cassandra-tls',
       'cassandra.tls.certKey': 'tls.crt', 'cassandra.tls.keyKey': 'tls.key',
+      // The config-loader check below has one test client certificate for every role: roles off.
+      'grpcTls.enabled': true, 'grpcTls.gatewaySecret': 'my-grpc-gateway', 'grpcTls.logicSecret': 'my-grpc-logic',
+      'grpcTls.routerSecret': 'my-grpc-router', 'grpcTls.checkRoles': false,
       'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
       'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
       'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',

@@ -179,6 +179,46 @@ IM_NATS_URL: {{ .Values.nats.url | quote }}
       name: {{ $v.nats.existingSecret }}
       key: {{ $v.nats.existingSecretKey }}
 {{- end }}
+{{- if $v.grpcTls.enabled }}
+{{- $secret := index $v.grpcTls (printf "%sSecret" .component) }}
+{{- if not $secret }}
+{{- fail (printf "grpcTls.enabled needs grpcTls.%sSecret: a Secret with the internal CA, the %s certificate and its key" .component .component) }}
+{{- end }}
+# Mutual TLS on internal gRPC: paths into the Secret volume grpc-tls (re-read on change).
+{{- range $env, $key := dict "IM_GRPC_TLS_CA" $v.grpcTls.caKey "IM_GRPC_TLS_CERT" $v.grpcTls.certKey "IM_GRPC_TLS_KEY" $v.grpcTls.keyKey }}
+- name: {{ $env }}
+  value: {{ printf "/etc/im/grpc-tls/%s" $key | quote }}
+{{- end }}
+- name: IM_GRPC_TLS_CHECK_ROLES
+  value: {{ $v.grpcTls.checkRoles | quote }}
+- name: IM_GRPC_TLS_RELOAD_INTERVAL
+  value: {{ $v.grpcTls.reloadInterval | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The grpc-tls volume mount (a Secret, read-only, not subPath: renewals reach the files). */}}
+{{- define "im.grpcTlsMount" -}}
+{{- if .Values.grpcTls.enabled -}}
+- name: grpc-tls
+  mountPath: /etc/im/grpc-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The grpc-tls volume: the component's Secret (grpcTls.<component>Secret). */}}
+{{- define "im.grpcTlsVolume" -}}
+{{- $t := .root.Values.grpcTls -}}
+{{- if $t.enabled -}}
+- name: grpc-tls
+  secret:
+    secretName: {{ index $t (printf "%sSecret" .component) }}
+    defaultMode: 0440
+    items:
+      {{- range $key := list $t.caKey $t.certKey $t.keyKey }}
+      - key: {{ $key }}
+        path: {{ $key }}
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "im.otelResourceAttributes" -}}
