@@ -4,7 +4,7 @@ import { Env, parseFlags, Settings } from '../common/config';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
 import { loadGatewayLimits } from '../gateway/config';
-import { loadAdminAuth, loadLogicLimits } from '../logic/config';
+import { loadAdminAuth, loadHttpApiSettings, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
 export interface EmbeddedConfig extends EmbeddedOptions {
@@ -29,6 +29,8 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     gateway: loadGatewayLimits(s),
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
+    // On by default here (`npm start` is the whole system on one machine); IM_HTTP_ADDR=off turns it off.
+    http: loadHttpApiSettings(s, '127.0.0.1:7191'),
     logLevel,
   };
 }
