@@ -256,7 +256,8 @@ export class HttpApi {
     const caller = this.authenticate(req);
     this.limit(caller.uid);
     const body = hit.r.noBody ? await this.noBody(req) : await this.readJson(req);
-    return logicCall(hit.r.op, '', () => this.withDeadline(hit.r.handle(this.o.service, { caller, params, query, body })));
+    const traceParent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : '';
+    return logicCall(hit.r.op, traceParent, () => this.withDeadline(hit.r.handle(this.o.service, { caller, params, query, body })));
   }
 
   /** The bearer token's uid as the caller; everything else of the request is ignored for identity. */
