@@ -191,6 +191,7 @@ describe('client HTTP API (embedded, real server)', function () {
     await api.fails('GET', '/v1/sync?fromSeq=1&fromSeq=2', 400, Code.BAD_REQUEST, { token });
     await api.fails('GET', '/v1/sync?from_seq=1', 400, Code.BAD_REQUEST, { token });
     await api.fails('GET', '/v1/history', 400, Code.BAD_REQUEST, { token });
+    await api.fails('POST', '/v1/read?seq=1', 400, Code.BAD_REQUEST, { token, body: { convId: 'p:a:b' } });
     await api.fails('DELETE', '/v1/groups/g/members', 400, Code.BAD_REQUEST, { token });
     await api.fails('GET', '/v1/groups/%E0%A4%A', 400, Code.BAD_REQUEST, { token });
     await api.fails('POST', '/v1/messages', 415, Code.BAD_REQUEST, { token, rawBody: 'to=bob', contentType: 'application/x-www-form-urlencoded' });

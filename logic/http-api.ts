@@ -255,6 +255,8 @@ export class HttpApi {
 
     const caller = this.authenticate(req);
     this.limit(caller.uid);
+    // Body routes take nothing in the query: a parameter there is a mistake, not something to ignore.
+    if (!hit.r.noBody) queryFields(query, {});
     const body = hit.r.noBody ? await this.noBody(req) : await this.readJson(req);
     const traceParent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : '';
     return logicCall(hit.r.op, traceParent, () => this.withDeadline(hit.r.handle(this.o.service, { caller, params, query, body })));
