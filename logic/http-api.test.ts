@@ -17,6 +17,7 @@ import { HttpApi } from './http-api';
 import { OPENAPI_DOCUMENT } from './http-openapi';
 import { documentedOperations, HttpApiClient } from './http-test-support';
 import { makeLogicEnv } from './test-support';
+import { eventually } from '../gateway/test-support';
 
 const MAX_BODY = 4096;
 const MAX_CONTENT = 1024;
@@ -255,6 +256,44 @@ describe('client HTTP API rate limit', () => {
       const limited = await api.fails('GET', '/v1/sync', 429, Code.RATE_LIMITED, { token: a });
       assert.deepEqual([limited.headers.get('retry-after'), limited.json.retryAfterMs, limited.json.retryable], ['1', 1000, true]);
       await api.ok('GET', '/v1/sync', { token: b });
+    } finally {
+      await server.stop();
+      await env.close();
+    }
+  });
+});
+
+describe('client HTTP API stop', () => {
+  it('lets a request in flight finish, then refuses new connections', async () => {
+    const env = makeLogicEnv();
+    const secret = 'stop-test-secret-0123456789';
+    const server = new HttpApi({ service: env.service, auth: { secret }, host: '127.0.0.1', port: 0 });
+    try {
+      const port = await server.start();
+      const body = JSON.stringify({ to: 'sb', clientMsgId: 'in-flight', content: 'sent during stop' });
+      // Headers and half the body now, the rest once stop() has begun.
+      let answer = '';
+      const req = http.request({
+        host: '127.0.0.1', port, method: 'POST', path: '/v1/messages', agent: false,
+        headers: { authorization: `Bearer ${signToken(secret, 'sa', 60)}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
+      const done = new Promise<number>((resolve, reject) => {
+        req.on('response', (res) => {
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => { answer += d; });
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+      });
+      req.write(body.slice(0, 10));
+      await eventually(() => server.inFlight === 1, 'the request to be in flight');
+      const stopped = server.stop();
+      req.end(body.slice(10));
+      assert.equal(await done, 200, answer);
+      assert.equal(JSON.parse(answer).duplicate, false);
+      await stopped;
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/v1/openapi.json`));
+      assert.equal((await env.service.sync({ uid: 'sb', deviceId: 'd', connId: 'c', node: 'n' }, {})).messages.length, 1);
     } finally {
       await server.stop();
       await env.close();

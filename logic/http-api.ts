@@ -218,6 +218,11 @@ export class HttpApi {
     return this.stopped;
   }
 
+  /** Requests being served now (for tests and metrics). */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
   private track(p: Promise<void>): void {
     this.running.add(p);
     void p.finally(() => this.running.delete(p));
