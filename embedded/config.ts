@@ -5,7 +5,7 @@ import { loadGrpcTls } from '../common/grpc-tls';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
 import { loadGatewayLimits } from '../gateway/config';
-import { loadAdminAuth, loadLogicLimits } from '../logic/config';
+import { loadAdminAuth, loadHttpApiSettings, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
 export interface EmbeddedConfig extends EmbeddedOptions {
@@ -32,6 +32,8 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     admin: loadAdminAuth(s),
     // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.
     grpcTls: loadGrpcTls(s, 'logic'),
+    // On by default here (`npm start` is the whole system on one machine); IM_HTTP_ADDR=off turns it off.
+    http: loadHttpApiSettings(s, '127.0.0.1:7191'),
     logLevel,
   };
 }

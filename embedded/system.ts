@@ -14,6 +14,8 @@ import { resolveLimits } from '../gateway/limits';
 import { Gateway, GatewayOptions } from '../gateway/server';
 import { addInternalApis } from '../logic/admin';
 import type { AdminAuthSettings } from '../logic/admin-auth';
+import type { HttpApiSettings } from '../logic/config';
+import { HttpApi } from '../logic/http-api';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
@@ -37,6 +39,8 @@ export interface EmbeddedOptions {
   /** Loopback port of logic's gRPC (gateway stream and the internal admin API); 0 = ephemeral. */
   logicPort?: number;
   node?: string;
+  /** The client HTTP API (docs/http-api.md); undefined: not served. */
+  http?: HttpApiSettings;
   /** Tokens the internal admin API accepts; none (the default): the admin API is not served. */
   admin?: AdminAuthSettings;
   /** Mutual TLS on logic's and the router's gRPC listeners (IM_GRPC_TLS_*); absent: plaintext. */
@@ -55,6 +59,8 @@ export interface EmbeddedSystem {
   /** Whether logicAddr serves LogicAdmin (an admin token is configured). */
   adminApi: boolean;
   routerUrl: string;
+  /** The client HTTP API's base URL (http://host:port); undefined when it is off. */
+  httpUrl?: string;
   authSecret: string;
   dataDir: string;
   /** For /readyz: the gateway's checks (logic stream up, not draining...). */
@@ -126,12 +132,21 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const { port: gatewayPort } = await gateway.start();
     stops.push(() => gateway.stop());
 
+    // The client HTTP API, on the same LogicService: its sends push like the gateway's.
+    let httpUrl: string | undefined;
+    if (options.http) {
+      const httpApi = new HttpApi({ ...options.http, service, auth: { ...options.auth, secret: authSecret }, logger: logger.child({ svc: 'http-api' }) });
+      httpUrl = `http://${formatHostPort({ host: options.http.host, port: await httpApi.start() })}`;
+      stops.push(() => httpApi.stop());
+    }
+
     let stopping: Promise<void> | undefined;
     return {
       gatewayAddr: formatHostPort({ host: gatewayHost, port: gatewayPort }),
       logicAddr: `${LOOPBACK}:${logicPort}`,
       adminApi: internal.admin,
       routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
+      httpUrl,
       authSecret,
       dataDir: options.dataDir,
       readinessChecks: () => gateway.readinessChecks(),

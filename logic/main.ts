@@ -1,7 +1,7 @@
 /**
  * `node dist/logic/main.js`: one stateless logic process. Opens the store and the bus, connects to
  * the router, serves the gateway stream and, when an admin token is configured, the internal admin API (with
- * reflection) on IM_LOGIC_ADDR.
+ * reflection) on IM_LOGIC_ADDR, and with IM_HTTP_ADDR the client HTTP API (docs/http-api.md).
  */
 import { describeBackends, openBus } from '../common/backends';
 import { formatHostPort } from '../common/config';
@@ -11,6 +11,7 @@ import { RouterClient } from '../router/client';
 import { openStore } from '../storage/open';
 import { addInternalApis } from './admin';
 import { loadLogicProcessConfig } from './config';
+import { HttpApi } from './http-api';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import { LogicService } from './service';
@@ -43,12 +44,18 @@ serviceMain({
     const internal = addInternalApis(server.server, { service, router, logger, admin: config.admin });
     proc.onStop('admin tokens', () => internal.close());
     proc.onStop('server', () => server.stop());
+    // The client HTTP API (IM_HTTP_ADDR): stopped before the service, so its sends still push.
+    const httpApi = config.http && new HttpApi({ ...config.http, service, auth: config.auth, logger: logger.child({ component: 'http-api' }) });
+    if (httpApi) proc.onStop('http api', () => httpApi.stop());
     // The store is open once openStore returned (start() finishing is a readiness check of its own).
     proc.readiness(() => ({ bus: bus.connected }));
     const port = await server.start();
     if (proc.stopping) return;
+    const httpPort = await httpApi?.start();
+    if (proc.stopping) return;
     proc.listening({
       addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr, grpcTls: describeGrpcTls(config.grpcTls),
+      httpApi: config.http && httpPort !== undefined ? `http://${formatHostPort({ host: config.http.host, port: httpPort })}` : 'off (no IM_HTTP_ADDR)',
       adminApi: internal.admin ? 'on' : 'off (no IM_LOGIC_ADMIN_TOKENS or IM_LOGIC_ADMIN_TOKEN_FILE)',
       ...describeBackends(config.store, config.bus),
     });

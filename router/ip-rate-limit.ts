@@ -44,7 +44,11 @@ export class IpRateLimiter {
 
   /** Takes one token for this client; when none is left, says how long until one is. */
   take(ip: IpAddr | undefined): RateDecision {
-    const key = rateLimitKey(ip);
+    return this.takeKey(rateLimitKey(ip));
+  }
+
+  /** The same for any client key (logic's HTTP API limits per authenticated uid). */
+  takeKey(key: string): RateDecision {
     const now = this.now();
     let b = this.buckets.get(key);
     if (b) {

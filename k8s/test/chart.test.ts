@@ -242,6 +242,7 @@ describe('Helm chart k8s/im', function () {
         assert.ok(gw.publicAddr, `${label}: a public address is advertised`);
         const logic = loadLogicProcessConfig(env('logic'), [], () => `${'t'.repeat(40)}\n`);
         assert.equal(logic.store.kind, 'cassandra', label);
+        assert.equal(logic.http?.port, mainContainer(m.workload('logic')).ports?.find((p) => p.name === 'http')?.containerPort, label);
         assert.equal(logic.bus.kind, 'nats', label);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);

@@ -195,6 +195,37 @@ describe('Helm chart k8s/im: operations', function () {
       assert.deepEqual(['IM_AUTH_KEYS', 'IM_AUTH_AUDIENCE', 'IM_AUTH_ISSUER'].map((n) => plain.get(n)), [undefined, undefined, undefined]);
     });
 
+    it('exposes the client HTTP API on the logic Service, with the gateways\' token keys from Secrets; none of it when off', () => {
+      const logicService = (m: Manifest) => m.services().find((s) => s.metadata?.name === m.name('logic'))!;
+      for (const [label, m] of Object.entries(renders)) {
+        const c = mainContainer(m.workload('logic'));
+        const env = effectiveEnv(m, c);
+        assert.equal(c.ports?.find((p) => p.name === 'http')?.containerPort, 7191, label);
+        assert.equal(env.get('IM_HTTP_ADDR'), '0.0.0.0:7191', label);
+        assert.deepEqual([env.get('IM_HTTP_MAX_BODY_BYTES'), env.get('IM_HTTP_RATE'), env.get('IM_HTTP_BURST')], ['262144', '20', '40'], label);
+        assert.match(env.get('IM_AUTH_SECRET')!, /^<secret:/, `${label}: the signing key comes from a Secret`);
+        const port = logicService(m).spec?.ports?.find((p) => p.name === 'http');
+        assert.deepEqual([port?.port, port?.targetPort], [7191, 'http'], label);
+      }
+      const extras = effectiveEnv(renders.extras, mainContainer(renders.extras.workload('logic')));
+      assert.deepEqual(['IM_AUTH_SECRET', 'IM_AUTH_KEYS', 'IM_AUTH_AUDIENCE', 'IM_AUTH_ISSUER'].map((n) => extras.get(n)),
+        ['<secret:my-auth/auth-secret>', '<secret:my-auth-keys/keys>', 'im', 'https://login.example.com']);
+
+      const moved = render({ set: { 'logic.http.port': 8443, 'logic.service.httpPort': 443, 'logic.http.rate': 0 } });
+      const movedEnv = effectiveEnv(moved, mainContainer(moved.workload('logic')));
+      assert.deepEqual([movedEnv.get('IM_HTTP_ADDR'), movedEnv.get('IM_HTTP_RATE')], ['0.0.0.0:8443', '0']);
+      const movedPort = logicService(moved).spec?.ports?.find((p) => p.name === 'http');
+      assert.deepEqual([movedPort?.port, movedPort?.targetPort], [443, 'http']);
+
+      const off = render({ set: { 'logic.http.enabled': false } });
+      const offC = mainContainer(off.workload('logic'));
+      const offEnv = effectiveEnv(off, offC);
+      assert.deepEqual(['IM_HTTP_ADDR', 'IM_AUTH_SECRET'].map((n) => offEnv.get(n)), [undefined, undefined]);
+      assert.equal(offC.ports?.find((p) => p.name === 'http'), undefined);
+      assert.equal(logicService(off).spec?.ports?.find((p) => p.name === 'http'), undefined);
+      assert.match(renderError({ set: { 'logic.http.maxBodyBytes': 10 } }), /maxBodyBytes/);
+    });
+
     it('wires logic to Cassandra and NATS from values and secrets', () => {
       const env = effectiveEnv(renders.ha, mainContainer(renders.ha.workload('logic')));
       assert.equal(env.get('IM_STORE'), 'cassandra');

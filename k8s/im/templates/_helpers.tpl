@@ -76,6 +76,32 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-auth" (include "im.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{/* The token keys as container env entries, from Secrets only (gateways, and logic's HTTP API). */}}
+{{- define "im.authKeyEnv" -}}
+- name: IM_AUTH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "im.authSecretName" . }}
+      key: {{ .Values.auth.existingSecretKey }}
+{{- with .Values.auth.keysSecret }}
+- name: IM_AUTH_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.auth.keysSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The token aud/iss checks as ConfigMap lines (gateways, and logic's HTTP API). */}}
+{{- define "im.authClaimsEnv" -}}
+{{- with .Values.auth.audience }}
+IM_AUTH_AUDIENCE: {{ . | quote }}
+{{- end }}
+{{- with .Values.auth.issuer }}
+IM_AUTH_ISSUER: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* In-cluster addresses services dial. */}}
 {{- define "im.routerGrpcAddr" -}}
 {{- printf "%s:%d" (include "im.componentName" (dict "root" . "component" "router")) (int .Values.router.grpcPort) -}}
