@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Env, parseFlags, Settings } from '../common/config';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
-import { loadGatewayLimits } from '../gateway/config';
+import { checkDistinct, gatewayTlsOptions, loadGatewayLimits, loadGatewayListeners } from '../gateway/config';
 import { loadAdminAuth, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
@@ -14,6 +14,9 @@ export interface EmbeddedConfig extends EmbeddedOptions {
 export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): EmbeddedConfig {
   const s = new Settings(env, parseFlags(argv));
   const gateway = s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'gateway-addr');
+  // The gateway's TLS listener settings, as on a gateway process (flags --gateway-tls-addr, ...).
+  const listeners = loadGatewayListeners(s, 'gateway-');
+  checkDistinct(gateway, listeners);
   const routerHttp = s.addr('IM_ROUTER_HTTP_ADDR', '127.0.0.1:7180', 'router-http-addr');
   const logicPort = s.int('IM_LOGIC_PORT', 7190, { min: 0, max: 65535, flag: 'logic-port' });
   const logLevel = s.logLevel();
@@ -26,7 +29,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: loadGatewayLimits(s),
+    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls) },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     logLevel,

@@ -7,7 +7,7 @@ import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../commo
 import { formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
-import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
+import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
 import { Gateway } from './server';
 
 serviceMain({
@@ -29,15 +29,17 @@ serviceMain({
     if (proc.stopping) return;
     const router = new RouterClient({ address: config.routerAddr, logger });
     proc.onStop('router', () => router.close());
-    const { listen, routerAddr, logicAddresses, ...tuning } = config;
-    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logicAddresses, router, bus, logger });
+    const { listen, routerAddr, logicAddresses, tls, ...tuning } = config;
+    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, tls: gatewayTlsOptions(tls), logicAddresses, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients, closes its logic streams
     proc.readiness(() => gateway.readinessChecks());
-    const { port } = await gateway.start();
+    const { port, tlsPort } = await gateway.start();
     if (proc.stopping) return;
-    const addr = formatHostPort({ host: listen.host, port });
+    const addr = config.plaintext ? formatHostPort({ host: listen.host, port }) : '';
+    const tlsAddr = tls ? formatHostPort({ host: tls.listen.host, port: tlsPort! }) : '';
     proc.listening({
-      node: config.node, addr, publicAddr: config.publicAddr ?? addr,
+      node: config.node, addr, publicAddr: config.plaintext ? config.publicAddr ?? addr : '',
+      ...(tls ? { tlsAddr, tlsPublicAddr: tls.publicAddr ?? tlsAddr } : {}),
       logic: logicAddresses.join(','), router: routerAddr, ...describeBackends(undefined, busConfig),
     });
   },
