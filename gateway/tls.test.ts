@@ -13,15 +13,9 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { main as cliMain } from '../client/cli';
 import { ImClient, type ImClientOptions } from '../client/sdk';
-import { NatsBus } from '../common/bus-nats';
 import { DisconnectCode } from '../common/errors';
 import { signToken } from '../common/jwt';
-import { OpRegistry, registerClientOps } from '../logic/ops';
-import { LogicServer } from '../logic/server';
-import { LogicService } from '../logic/service';
 import { frameBytes, encode, Op } from '../proto/wire';
-import { RouterClient } from '../router/client';
-import { RouterService } from '../router/service';
 import { openStore } from '../storage/open';
 import { waitFor } from '../test/exactly-once';
 import { collect, type Inbox, text } from '../test/harness';
@@ -29,6 +23,7 @@ import { freePort, NATS_URL, needs, reachable } from '../test/infra';
 import { ServiceProc } from '../test/procs';
 import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
 import type { UpgradeResult } from './supervisor';
+import { startTestBackends } from './test-backends';
 
 const HOST = '127.0.0.1';
 
@@ -83,24 +78,11 @@ describe('gateway TLS (real gateway, supervisor and embedded processes)', functi
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'im-gw-tls-'));
     stops.push(() => fs.rmSync(tmp, { recursive: true, force: true }));
     pki = makeTestPki(tmp);
-    const router = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
-    const ports = await router.start();
-    stops.push(() => router.stop());
-    routerHttp = `http://${HOST}:${ports.httpPort}`;
-    const routerAddr = `${HOST}:${ports.grpcPort}`;
     const store = await openStore({ kind: 'sqlite', dataDir: tmp });
     stops.push(() => store.close());
-    const bus = await NatsBus.connect({ servers: NATS_URL, name: `gateway-tls-logic-${ns}` });
-    stops.push(() => bus.close());
-    const logicRouter = new RouterClient({ address: routerAddr });
-    stops.push(() => logicRouter.close());
-    const service = new LogicService({ store, bus, router: logicRouter });
-    stops.push(() => service.close());
-    const registry = new OpRegistry();
-    registerClientOps(registry, service);
-    const logic = new LogicServer({ registry, host: HOST, port: 0 });
-    const logicAddr = `${HOST}:${await logic.start()}`;
-    stops.push(() => logic.stop());
+    const backends = await startTestBackends(store, NATS_URL, `gateway-tls-logic-${ns}`, stops);
+    routerHttp = backends.routerHttp;
+    const { routerAddr, logicAddr } = backends;
     baseEnv = {
       IM_AUTH_SECRET: secret, IM_NATS_URL: NATS_URL, IM_LOGIC_ADDRS: logicAddr, IM_ROUTER_GRPC_ADDR: routerAddr,
       IM_GATEWAY_TLS_ADDR: `${HOST}:0`, IM_GATEWAY_TLS_RELOAD_INTERVAL: '200ms',
