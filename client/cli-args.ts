@@ -13,10 +13,11 @@ export interface ParsedArgs {
 }
 
 /**
- * `--name value` and `--name=value` for names in valueFlags; `--` ends flag parsing (so a message
- * text may start with dashes). Any other `--name` is a usage error, never silently ignored.
+ * `--name value` and `--name=value` for names in valueFlags, a bare `--name` (value "true") for
+ * names in switches; `--` ends flag parsing (so a message text may start with dashes). Any other
+ * `--name` is a usage error, never silently ignored.
  */
-export function parseArgs(argv: readonly string[], valueFlags: ReadonlySet<string>): ParsedArgs {
+export function parseArgs(argv: readonly string[], valueFlags: ReadonlySet<string>, switches: ReadonlySet<string> = new Set()): ParsedArgs {
   const positionals: string[] = [];
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -31,9 +32,12 @@ export function parseArgs(argv: readonly string[], valueFlags: ReadonlySet<strin
     }
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-    if (!valueFlags.has(name)) throw new UsageError(`unknown option --${name}`);
+    const isSwitch = switches.has(name);
+    if (!valueFlags.has(name) && !isSwitch) throw new UsageError(`unknown option --${name}`);
+    if (isSwitch && eq > 0) throw new UsageError(`option --${name} takes no value`);
     let value: string;
-    if (eq > 0) value = a.slice(eq + 1);
+    if (isSwitch) value = 'true';
+    else if (eq > 0) value = a.slice(eq + 1);
     else if (i + 1 < argv.length) value = argv[++i];
     else throw new UsageError(`option --${name} needs a value`);
     if (flags.has(name)) throw new UsageError(`option --${name} given twice`);

@@ -5,6 +5,7 @@
  * Tokens are minted locally with the operator secret (IM_AUTH_SECRET, or IM_DATA_DIR/auth.secret),
  * or the key IM_AUTH_SIGNING_KID names in IM_AUTH_KEYS.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseDurationMs, Settings } from '../common/config';
 import { ImError, codeName } from '../common/errors';
@@ -13,12 +14,13 @@ import { signToken } from '../common/jwt';
 import { loadSigningKey, readSecretFromDataDir } from '../common/secret';
 import type { GroupResp, Message } from '../proto/wire';
 import { UsageError, arity, intArg, intFlag, parseArgs } from './cli-args';
+import type { ClientTlsOptions } from './options';
 import { ImClient, ImClientOptions } from './sdk';
 
 export const DEFAULT_ROUTER_URL = 'http://127.0.0.1:7180';
 const DEFAULT_TTL_MS = 3_600_000;
 
-export const USAGE = `usage: im <command> [args] [--router URL]
+export const USAGE = `usage: im <command> [args] [--router URL] [--tls [--tls-ca FILE] [--tls-servername NAME]]
 
   im token <uid> [--ttl 1h]                         mint a token
   im send <from> <to> <text> [--client-msg-id ID]   send a 1:1 message
@@ -38,6 +40,9 @@ export const USAGE = `usage: im <command> [args] [--router URL]
   im help
 
   --router URL   route API (default: $IM_ROUTER_URL, else ${DEFAULT_ROUTER_URL})
+  --tls          connect to the gateways' TLS listeners (their certificate is verified)
+  --tls-ca FILE  trust this PEM CA instead of the system's (implies --tls)
+  --tls-servername NAME  the name the gateway certificate must carry (implies --tls)
   Tokens are signed with $IM_AUTH_SECRET, else the file auth.secret in $IM_DATA_DIR (default ./data);
   with $IM_AUTH_SIGNING_KID, with that key of $IM_AUTH_KEYS (kid:secret,...) and its kid in the header.
   $IM_AUTH_AUDIENCE and $IM_AUTH_ISSUER, when set, become the aud and iss claims.
@@ -58,10 +63,11 @@ export interface CliIo {
 interface Ctx {
   io: CliIo;
   routerUrl: string;
+  tls: ClientTlsOptions | undefined;
   flags: Map<string, string>;
 }
 
-const COMMON_FLAGS = ['router'];
+const COMMON_FLAGS = ['router', 'tls-ca', 'tls-servername'];
 const COMMAND_FLAGS: Record<string, string[]> = {
   token: ['ttl'],
   send: ['client-msg-id'],
@@ -96,8 +102,8 @@ export async function main(argv: readonly string[], ioIn: Partial<CliIo> = {}): 
   try {
     const allowed = COMMAND_FLAGS[command];
     if (!allowed) throw new UsageError(`unknown command "${command}"`);
-    const { positionals, flags } = parseArgs(rest, new Set([...COMMON_FLAGS, ...allowed]));
-    const ctx: Ctx = { io, flags, routerUrl: flags.get('router') ?? (io.env.IM_ROUTER_URL || DEFAULT_ROUTER_URL) };
+    const { positionals, flags } = parseArgs(rest, new Set([...COMMON_FLAGS, ...allowed]), new Set(['tls']));
+    const ctx: Ctx = { io, flags, routerUrl: flags.get('router') ?? (io.env.IM_ROUTER_URL || DEFAULT_ROUTER_URL), tls: tlsFlags(flags) };
     if (!/^https?:\/\/./.test(ctx.routerUrl)) throw new UsageError(`--router must be an http(s) URL, got "${ctx.routerUrl}"`);
     await COMMANDS[command](positionals, ctx);
     return 0;
@@ -298,11 +304,30 @@ function loadSecret(env: Record<string, string | undefined>): string {
   }
 }
 
+/** --tls, --tls-ca FILE, --tls-servername NAME (either of the last two implies --tls). */
+function tlsFlags(flags: Map<string, string>): ClientTlsOptions | undefined {
+  const caFile = flags.get('tls-ca');
+  const servername = flags.get('tls-servername');
+  if (!flags.has('tls') && caFile === undefined && servername === undefined) return undefined;
+  let ca: Buffer | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = fs.readFileSync(caFile);
+    } catch (err) {
+      throw new UsageError(`--tls-ca: cannot read ${caFile}: ${(err as Error).message}`);
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--tls-ca: ${caFile} holds no PEM certificate`);
+  }
+  if (servername === '') throw new UsageError('--tls-servername must not be empty');
+  return { ...(ca ? { ca } : {}), ...(servername ? { servername } : {}) };
+}
+
 function clientOptions(uid: string, ctx: Ctx, extra: Partial<ImClientOptions>): ImClientOptions {
   checkUid(uid);
   const sign = tokenSigner(ctx.io.env);
   return {
     routerUrl: ctx.routerUrl,
+    tls: ctx.tls,
     token: () => sign(uid, DEFAULT_TTL_MS / 1000),
     deviceId: ctx.io.deviceId ?? `cli-${process.pid}`,
     // A one-shot command fails fast and clearly rather than waiting out a long backoff.

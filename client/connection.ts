@@ -4,11 +4,13 @@
  * ImClient above it decides what happens after a close.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
 import { FrameDecoder } from '../proto/codec';
 import { Auth, AuthOk, Disconnect, Frame, Message, Op, decode, decodeFrame, encode, frameBytes } from '../proto/wire';
 import { ImClientError, connectionLost, requestTimeout } from './errors';
+import type { ClientTlsOptions } from './options';
 
 /** Why a connection ended, as the ImClient reports it in 'disconnected'. */
 export interface CloseInfo {
@@ -23,6 +25,8 @@ export interface CloseInfo {
 
 export interface ConnectionOptions {
   addr: string;                 // host:port
+  /** Set: TLS (1.2 or later) to addr, the gateway's certificate verified; unset: plaintext TCP. */
+  tls?: ClientTlsOptions;
   auth: Auth;
   connectTimeoutMs: number;     // TCP connect + Auth round trip
   requestTimeoutMs: number;
@@ -76,7 +80,14 @@ export class Connection {
     if (!hp) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${options.addr}" is not host:port`, { retryable: false });
     this.closedSignal = new Promise((resolve) => { this.markClosed = resolve; });
     this.decoder = new FrameDecoder(options.maxIncomingFrameBytes);
-    this.socket = net.connect({ host: hp.host, port: hp.port });
+    const t = options.tls;
+    this.socket = t
+      ? tls.connect({
+        host: hp.host, port: hp.port, minVersion: 'TLSv1.2', ca: t.ca,
+        // Node sends no SNI for an IP; the identity check then uses the IP itself.
+        servername: t.servername ?? (net.isIP(hp.host) ? undefined : hp.host),
+      })
+      : net.connect({ host: hp.host, port: hp.port });
     this.socket.setNoDelay(true);
   }
 
@@ -108,12 +119,14 @@ export class Connection {
         this.kill({ code: Code.TIMEOUT, reason: `no AuthOk from ${this.options.addr} within ${this.options.connectTimeoutMs}ms`, reconnect: true, fromServer: false });
       }, this.options.connectTimeoutMs);
       this.handshake = { resolve, reject, timer };
-      this.socket.on('connect', () => {
+      // Over TLS, Auth (and the token in it) is written only once the gateway's certificate checked out.
+      this.socket.on(this.options.tls ? 'secureConnect' : 'connect', () => {
         this.socket.write(frameBytes({ op: Op.AUTH, requestId: AUTH_REQUEST_ID, body: encode('Auth', this.options.auth) }));
       });
       this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
       this.socket.on('error', (err) => {
-        this.closeInfo ??= { code: Code.UNAVAILABLE, reason: `${this.options.addr}: ${err.message}`, reconnect: true, fromServer: false };
+        const what = this.options.tls && !this.auth ? 'TLS: ' : '';
+        this.closeInfo ??= { code: Code.UNAVAILABLE, reason: `${this.options.addr}: ${what}${err.message}`, reconnect: true, fromServer: false };
       });
       this.socket.on('close', () => this.finish());
     }).then(() => this);

@@ -4,6 +4,17 @@ import { DEFAULT_MAX_BUFFERED_MESSAGES } from './inbox';
 
 export type TokenProvider = () => Promise<string> | string;
 
+/** TLS to the gateways (their `tlsAddr` in the route API). The server's certificate is always verified. */
+export interface ClientTlsOptions {
+  /** PEM CA certificate(s) to trust instead of Node's bundled CAs (a private CA). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * The name the certificate must carry (and the SNI sent). Default: the host of the gateway's
+   * address — so a gateway advertised by IP needs that IP in its certificate, or this.
+   */
+  servername?: string;
+}
+
 export interface ImClientOptions {
   /** Route API base URL, e.g. http://127.0.0.1:7180. */
   routerUrl: string;
@@ -12,6 +23,11 @@ export interface ImClientOptions {
   deviceId?: string;                 // default: a random "sdk-<uuid>"
   /** Region to be routed to (sent as ?region=); default: the server derives it from the client's IP. */
   region?: string;
+  /**
+   * true or options: connect to the gateways' TLS listeners only (gateways without one are
+   * skipped); absent/false: plaintext only (gateways that turned plaintext off are skipped).
+   */
+  tls?: boolean | ClientTlsOptions;
   /** The highest inbox seq the application has already processed (persist lastSeq across runs). */
   lastSeq?: number;                  // 0
   requestTimeoutMs?: number;         // 10000
@@ -41,6 +57,7 @@ export interface ResolvedOptions {
   token: string | TokenProvider;
   deviceId: string;
   region?: string;
+  tls?: ClientTlsOptions;
   lastSeq: number;
   requestTimeoutMs: number;
   connectTimeoutMs: number;
@@ -66,6 +83,16 @@ function positive(name: string, v: number | undefined, def: number, { allowInfin
   return v;
 }
 
+function resolveTls(t: ImClientOptions['tls']): ClientTlsOptions | undefined {
+  if (t === undefined || t === false) return undefined;
+  if (t === true) return {};
+  if (typeof t !== 'object' || t === null) throw new RangeError(`ImClientOptions.tls must be a boolean or an object, got ${JSON.stringify(t)}`);
+  if (t.servername !== undefined && (typeof t.servername !== 'string' || t.servername === '')) {
+    throw new RangeError('ImClientOptions.tls.servername must be a non-empty string');
+  }
+  return { ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.servername !== undefined ? { servername: t.servername } : {}) };
+}
+
 export function resolveOptions(o: ImClientOptions, randomId: () => string): ResolvedOptions {
   if (!o || typeof o.routerUrl !== 'string' || !/^https?:\/\/./.test(o.routerUrl)) {
     throw new RangeError(`ImClientOptions.routerUrl must be an http(s) URL, got ${JSON.stringify(o?.routerUrl)}`);
@@ -80,6 +107,7 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
     token: o.token,
     deviceId: o.deviceId ?? `sdk-${randomId()}`,
     region: o.region,
+    tls: resolveTls(o.tls),
     lastSeq,
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs, 10_000),
     connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs, 5000),

@@ -19,6 +19,20 @@ describe('client/route', () => {
     assert.equal(a.gateways[1].region, '');
   });
 
+  it('reads each gateway\'s plaintext and TLS addresses; an entry with neither usable is skipped', () => {
+    const a = parseRouteAnswer({
+      gateways: [
+        { node: 'both', addr: '10.0.0.1:7100', tls: true, tlsAddr: '10.0.0.1:7443' },
+        { node: 'tls-only', addr: '', tls: true, tlsAddr: 'gw.example.com:443' },
+        { node: 'old', addr: '10.0.0.3:7100' },
+        { node: 'broken', addr: '', tlsAddr: 'no port' },
+      ],
+    });
+    assert.deepEqual(a.gateways.map((g) => [g.node, g.addr, g.tlsAddr]), [
+      ['both', '10.0.0.1:7100', '10.0.0.1:7443'], ['tls-only', '', 'gw.example.com:443'], ['old', '10.0.0.3:7100', ''],
+    ]);
+  });
+
   it('ignores a nonsensical backoff and rejects a reply without gateways', () => {
     assert.equal(parseRouteAnswer({ gateways: [], backoff: { baseMs: 10, maxMs: 1 } }).backoff, undefined);
     assert.throws(() => parseRouteAnswer({ nodes: [] }), (e: { code: number; retryable: boolean }) => e.code === Code.UNAVAILABLE && e.retryable);

@@ -11,7 +11,10 @@ import { ImClientError } from './errors';
 
 export interface RouteGateway {
   node: string;
-  addr: string;      // host:port
+  /** Plaintext host:port; '' when the gateway takes TLS clients only. */
+  addr: string;
+  /** TLS host:port; '' when the gateway has no TLS listener. */
+  tlsAddr: string;
   region: string;
   zone: string;
   load: number;
@@ -47,7 +50,7 @@ export function routeUrl(routerUrl: string, query: RouteQuery = {}): string {
   return query.region ? `${base}?region=${encodeURIComponent(query.region)}` : base;
 }
 
-/** Validates a route API reply; entries without a usable addr are skipped, not fatal. */
+/** Validates a route API reply; entries with neither a usable addr nor tlsAddr are skipped, not fatal. */
 export function parseRouteAnswer(json: unknown): RouteAnswer {
   if (typeof json !== 'object' || json === null || !Array.isArray((json as { gateways?: unknown }).gateways)) {
     throw new ImClientError(Code.UNAVAILABLE, 'route API reply has no "gateways" list', { retryable: true });
@@ -58,10 +61,14 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
     if (gateways.length >= MAX_ROUTE_GATEWAYS) break;
     if (typeof g !== 'object' || g === null) continue;
     const e = g as Record<string, unknown>;
-    if (typeof e.addr !== 'string' || !parseHostPort(e.addr)) continue;
+    const usable = (v: unknown) => (typeof v === 'string' && parseHostPort(v) ? v : '');
+    const addr = usable(e.addr);
+    const tlsAddr = usable(e.tlsAddr);
+    if (addr === '' && tlsAddr === '') continue;
     gateways.push({
       node: typeof e.node === 'string' ? e.node : '',
-      addr: e.addr,
+      addr,
+      tlsAddr,
       region: typeof e.region === 'string' ? e.region : '',
       zone: typeof e.zone === 'string' ? e.zone : '',
       load: typeof e.load === 'number' ? e.load : 0,

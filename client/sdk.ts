@@ -231,13 +231,19 @@ export class ImClient extends EventEmitter {
       } catch (err) {
         lastErr = asClientError(err);
       }
-      const gateways = route?.gateways ?? [];
+      // Only the gateways that speak this client's transport, at that listener's address.
+      const useTls = this.options.tls !== undefined;
+      const gateways = (route?.gateways ?? []).map((g) => ({ ...g, addr: useTls ? g.tlsAddr : g.addr })).filter((g) => g.addr !== '');
+      if (route && route.gateways.length > 0 && gateways.length === 0) {
+        lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${useTls ? 'TLS' : 'plaintext'} listener`, { retryable: true });
+      }
       for (let i = 0; i < gateways.length; i++) {
         this.throwIfClosed();
         try {
           const token = await this.token();
           const conn = await Connection.open({
             addr: gateways[i].addr,
+            tls: this.options.tls,
             auth: { token, deviceId: this.options.deviceId, lastSeq: this.inbox.lastSeq },
             connectTimeoutMs: this.options.connectTimeoutMs,
             requestTimeoutMs: this.options.requestTimeoutMs,

@@ -23,3 +23,14 @@ export function reachable(host: string, port: number, timeoutMs = 1000): Promise
     s.once('error', () => done(false));
   });
 }
+
+/** server.listen(port, host), resolving with the bound port (rejecting on a bind error). */
+export function listen(server: net.Server, host: string, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}

@@ -4,7 +4,7 @@ import { Env, parseFlags, Settings } from '../common/config';
 import { loadGrpcTls } from '../common/grpc-tls';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
-import { loadGatewayLimits } from '../gateway/config';
+import { checkDistinct, gatewayTlsOptions, loadGatewayLimits, loadGatewayListeners } from '../gateway/config';
 import { loadAdminAuth, loadHttpApiSettings, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
@@ -15,6 +15,9 @@ export interface EmbeddedConfig extends EmbeddedOptions {
 export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): EmbeddedConfig {
   const s = new Settings(env, parseFlags(argv));
   const gateway = s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'gateway-addr');
+  // The gateway's TLS listener settings, as on a gateway process (flags --gateway-tls-addr, ...).
+  const listeners = loadGatewayListeners(s, 'gateway-');
+  checkDistinct(gateway, listeners);
   const routerHttp = s.addr('IM_ROUTER_HTTP_ADDR', '127.0.0.1:7180', 'router-http-addr');
   const logicPort = s.int('IM_LOGIC_PORT', 7190, { min: 0, max: 65535, flag: 'logic-port' });
   const logLevel = s.logLevel();
@@ -27,7 +30,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: loadGatewayLimits(s),
+    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls) },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.

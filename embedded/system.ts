@@ -53,7 +53,9 @@ export interface EmbeddedOptions {
 }
 
 export interface EmbeddedSystem {
+  /** The gateway's plaintext listener ('' when turned off) and its TLS listener ('' without one). */
   gatewayAddr: string;
+  gatewayTlsAddr: string;
   /** Logic's gRPC address: the internal admin API (LogicAdmin, when admin tokens are set) for other backends. */
   logicAddr: string;
   /** Whether logicAddr serves LogicAdmin (an admin token is configured). */
@@ -129,7 +131,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       auth: { ...options.auth, secret: authSecret }, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
       logger: logger.child({ svc: 'gateway' }),
     });
-    const { port: gatewayPort } = await gateway.start();
+    const { port: gatewayPort, tlsPort } = await gateway.start();
+    const tls = options.gateway?.tls;
     stops.push(() => gateway.stop());
 
     // The client HTTP API, on the same LogicService: its sends push like the gateway's.
@@ -142,7 +145,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
 
     let stopping: Promise<void> | undefined;
     return {
-      gatewayAddr: formatHostPort({ host: gatewayHost, port: gatewayPort }),
+      gatewayAddr: options.gateway?.plaintext === false ? '' : formatHostPort({ host: gatewayHost, port: gatewayPort }),
+      gatewayTlsAddr: tls ? formatHostPort({ host: tls.host, port: tlsPort! }) : '',
       logicAddr: `${LOOPBACK}:${logicPort}`,
       adminApi: internal.admin,
       routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,

@@ -1,6 +1,11 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadEmbeddedConfig } from '../embedded/config';
+import { makeTestPki, type TestPki } from '../test/tls-certs';
 import { gatewayShutdownTimeoutMs, loadGatewayConfig, SHUTDOWN_MARGIN_MS } from './config';
+import { loadSupervisorConfig } from './supervisor-config';
 
 const S = 'gateway-config-secret';
 
@@ -64,5 +69,62 @@ describe('loadGatewayConfig', () => {
     assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_RATE_LIMIT: 'lots' }, []), /IM_RATE_LIMIT/);
     assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_IDLE_TIMEOUT: '5s', IM_HEARTBEAT_INTERVAL: '10s' }, []), /IM_IDLE_TIMEOUT/);
     assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_PUBLIC_ADDR: 'x' }, []), /IM_GATEWAY_PUBLIC_ADDR/);
+  });
+});
+
+describe('gateway TLS settings (IM_GATEWAY_TLS_*, IM_GATEWAY_PLAINTEXT)', () => {
+  let pki: TestPki;
+  let dir: string;
+  let tlsEnv: Record<string, string>;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-gw-tls-config-'));
+    pki = makeTestPki(dir);
+    tlsEnv = { IM_AUTH_SECRET: S, IM_GATEWAY_TLS_ADDR: '0.0.0.0:7443', IM_GATEWAY_TLS_CERT: path.join(dir, 'server.pem'), IM_GATEWAY_TLS_KEY: path.join(dir, 'server.key') };
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('is off by default: plaintext only', () => {
+    const c = loadGatewayConfig({ IM_AUTH_SECRET: S }, []);
+    assert.equal(c.plaintext, true);
+    assert.equal(c.tls, undefined);
+  });
+
+  it('reads the TLS listener, its files and reload interval; plaintext can be turned off; flags work', () => {
+    const c = loadGatewayConfig({ ...tlsEnv, IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_TLS_PUBLIC_ADDR: 'gw.example.com:443' }, ['--tls-reload-interval', '2s']);
+    assert.equal(c.plaintext, false);
+    assert.deepEqual(c.tls, {
+      listen: { host: '0.0.0.0', port: 7443 }, publicAddr: 'gw.example.com:443',
+      certFile: tlsEnv.IM_GATEWAY_TLS_CERT, keyFile: tlsEnv.IM_GATEWAY_TLS_KEY, reloadIntervalMs: 2000,
+    });
+    assert.equal(loadGatewayConfig(tlsEnv, []).tls?.reloadIntervalMs, 10_000);
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, ['--tls-addr', '127.0.0.1:0', '--tls-cert', tlsEnv.IM_GATEWAY_TLS_CERT, '--tls-key', tlsEnv.IM_GATEWAY_TLS_KEY]).tls?.listen.port, 0);
+  });
+
+  it('fails at start naming the setting', () => {
+    const bad = (env: Record<string, string>, re: RegExp) => assert.throws(() => loadGatewayConfig({ ...tlsEnv, ...env }, []), re);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_PLAINTEXT: 'false' }, []), /config IM_GATEWAY_PLAINTEXT: false needs IM_GATEWAY_TLS_ADDR/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_TLS_CERT: tlsEnv.IM_GATEWAY_TLS_CERT }, []), /config IM_GATEWAY_TLS_CERT: set IM_GATEWAY_TLS_ADDR too/);
+    bad({ IM_GATEWAY_TLS_KEY: '' }, /config IM_GATEWAY_TLS_KEY: required/);
+    bad({ IM_GATEWAY_TLS_CERT: path.join(dir, 'missing.pem') }, /config IM_GATEWAY_TLS_CERT: cannot read/);
+    bad({ IM_GATEWAY_TLS_CERT: path.join(dir, 'server.key') }, /config IM_GATEWAY_TLS_CERT: .* no PEM certificate/);
+    bad({ IM_GATEWAY_TLS_KEY: pki.clientKey }, /config IM_GATEWAY_TLS_KEY: .* is not the PEM private key of/);
+    bad({ IM_GATEWAY_TLS_ADDR: 'nope' }, /config IM_GATEWAY_TLS_ADDR/);
+    bad({ IM_GATEWAY_TLS_PUBLIC_ADDR: 'nope' }, /config IM_GATEWAY_TLS_PUBLIC_ADDR/);
+    bad({ IM_GATEWAY_TLS_RELOAD_INTERVAL: '10ms' }, /config IM_GATEWAY_TLS_RELOAD_INTERVAL/);
+    bad({ IM_GATEWAY_PLAINTEXT: 'maybe' }, /config IM_GATEWAY_PLAINTEXT/);
+    bad({ IM_GATEWAY_ADDR: '0.0.0.0:7443' }, /config IM_GATEWAY_TLS_ADDR: must differ from IM_GATEWAY_ADDR/);
+  });
+
+  it('reads the same settings for the supervisor and embedded mode', () => {
+    const sup = loadSupervisorConfig({ ...tlsEnv, IM_GATEWAY_PLAINTEXT: 'false' }, [], 'worker-main.js');
+    assert.deepEqual([sup.plaintext, sup.tlsListen], [false, { host: '0.0.0.0', port: 7443 }]);
+    const emb = loadEmbeddedConfig({ ...tlsEnv, IM_GATEWAY_PLAINTEXT: 'false' }, []);
+    assert.equal(emb.gateway?.plaintext, false);
+    assert.equal(emb.gateway?.tls?.port, 7443);
+    assert.equal(emb.gateway?.tls?.certFile, tlsEnv.IM_GATEWAY_TLS_CERT);
+    assert.equal(loadEmbeddedConfig({ IM_AUTH_SECRET: S }, ['--gateway-tls-addr', '127.0.0.1:0', '--gateway-tls-cert', tlsEnv.IM_GATEWAY_TLS_CERT,
+      '--gateway-tls-key', tlsEnv.IM_GATEWAY_TLS_KEY]).gateway?.tls?.host, '127.0.0.1');
+    assert.throws(() => loadEmbeddedConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_PLAINTEXT: 'off' }, []), /config IM_GATEWAY_PLAINTEXT/);
   });
 });

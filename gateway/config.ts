@@ -9,12 +9,14 @@ import type { TokenAuth } from '../common/jwt';
 import { loadTokenAuth } from '../common/secret';
 import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS, type ConnectionLimits } from './limits';
+import type { GatewayTlsOptions } from './server';
+import { DEFAULT_TLS_RELOAD_MS, loadTlsFiles } from './tls';
 
 /** The per-connection limits an operator sets (the rest of ConnectionLimits keeps its defaults). */
 type ConfiguredLimits = Pick<ConnectionLimits, 'maxFrameBytes' | 'heartbeatIntervalMs' | 'idleTimeoutMs'
   | 'authTimeoutMs' | 'maxWriteQueueBytes' | 'rateLimitPerSec' | 'rateLimitBurst'>;
 
-export interface GatewayConfig extends GatewayLimitSettings {
+export interface GatewayConfig extends GatewayLimitSettings, GatewayListeners {
   node: string;
   /** Where to listen. */
   listen: HostPort;
@@ -48,19 +50,86 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
   for (const a of logicAddresses) {
     if (!parseHostPort(a)) throw new ConfigError('IM_LOGIC_ADDRS', `expected host:port, got "${a}"`);
   }
+  const listen = s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'addr');
+  const listeners = loadGatewayListeners(s);
+  checkDistinct(listen, listeners);
   return {
     node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
-    listen: s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'addr'),
+    listen,
     publicAddr,
     auth,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
     grpcTls: loadGrpcTls(s, 'gateway'),
     ...loadGatewayLimits(s),
+    ...listeners,
     drainWindowMs: drainWindowMs(s),
     region: s.str('IM_REGION', '', 'region'),
     zone: s.str('IM_ZONE', '', 'zone'),
   };
+}
+
+/** The TLS listener (IM_GATEWAY_TLS_*): on when IM_GATEWAY_TLS_ADDR is set. */
+export interface GatewayTlsSettings {
+  listen: HostPort;
+  /** Advertised to clients via the router; undefined = the TLS listen address with the bound port. */
+  publicAddr: string | undefined;
+  certFile: string;
+  keyFile: string;
+  /** How often the two files are checked for a change. */
+  reloadIntervalMs: number;
+}
+
+export interface GatewayListeners {
+  /** The plaintext listener on IM_GATEWAY_ADDR (IM_GATEWAY_PLAINTEXT, default true). */
+  plaintext: boolean;
+  tls: GatewayTlsSettings | undefined;
+}
+
+/**
+ * Which client listeners a gateway runs, read the same way by the gateway, its supervisor and
+ * embedded mode (whose flags carry `flagPrefix`, e.g. --gateway-tls-addr). The certificate and key
+ * are read here once, so an unusable file stops the process at start naming the setting.
+ */
+export function loadGatewayListeners(s: Settings, flagPrefix = ''): GatewayListeners {
+  const raw = (name: string, flag: string) => s.raw(name, flagPrefix + flag);
+  const tlsAddr = raw('IM_GATEWAY_TLS_ADDR', 'tls-addr');
+  const certFile = raw('IM_GATEWAY_TLS_CERT', 'tls-cert');
+  const keyFile = raw('IM_GATEWAY_TLS_KEY', 'tls-key');
+  const publicAddr = raw('IM_GATEWAY_TLS_PUBLIC_ADDR', 'tls-public-addr');
+  const reloadIntervalMs = s.durationMs('IM_GATEWAY_TLS_RELOAD_INTERVAL', DEFAULT_TLS_RELOAD_MS, { min: 100, flag: flagPrefix + 'tls-reload-interval' });
+  const plaintext = s.bool('IM_GATEWAY_PLAINTEXT', true, flagPrefix + 'plaintext');
+  if (tlsAddr === undefined) {
+    for (const [name, v] of [['IM_GATEWAY_TLS_CERT', certFile], ['IM_GATEWAY_TLS_KEY', keyFile], ['IM_GATEWAY_TLS_PUBLIC_ADDR', publicAddr]] as const) {
+      if (v !== undefined) throw new ConfigError(name, 'set IM_GATEWAY_TLS_ADDR too (without it the gateway has no TLS listener)');
+    }
+    if (!plaintext) throw new ConfigError('IM_GATEWAY_PLAINTEXT', 'false needs IM_GATEWAY_TLS_ADDR: the gateway would have no listener');
+    return { plaintext, tls: undefined };
+  }
+  const listen = s.addr('IM_GATEWAY_TLS_ADDR', tlsAddr, flagPrefix + 'tls-addr');
+  if (certFile === undefined) throw new ConfigError('IM_GATEWAY_TLS_CERT', 'required with IM_GATEWAY_TLS_ADDR (PEM certificate file)');
+  if (keyFile === undefined) throw new ConfigError('IM_GATEWAY_TLS_KEY', 'required with IM_GATEWAY_TLS_ADDR (PEM private key file)');
+  if (publicAddr !== undefined && !parseHostPort(publicAddr)) {
+    throw new ConfigError('IM_GATEWAY_TLS_PUBLIC_ADDR', `expected host:port, got "${publicAddr}"`);
+  }
+  loadTlsFiles({ certFile, keyFile });
+  return { plaintext, tls: { listen, publicAddr, certFile, keyFile, reloadIntervalMs } };
+}
+
+/** The Gateway's `tls` option from the settings (host and port: the TLS listener's). */
+export function gatewayTlsOptions(t: GatewayTlsSettings | undefined, publicAddr?: string): GatewayTlsOptions | undefined {
+  if (!t) return undefined;
+  return {
+    host: t.listen.host, port: t.listen.port, publicAddr: publicAddr ?? t.publicAddr,
+    certFile: t.certFile, keyFile: t.keyFile, reloadIntervalMs: t.reloadIntervalMs,
+  };
+}
+
+/** Both listeners on one fixed address would fail at bind; say so at start instead. */
+export function checkDistinct(plain: HostPort, l: GatewayListeners): void {
+  if (l.plaintext && l.tls && l.tls.listen.port !== 0 && formatHostPort(l.tls.listen) === formatHostPort(plain)) {
+    throw new ConfigError('IM_GATEWAY_TLS_ADDR', `must differ from IM_GATEWAY_ADDR (${formatHostPort(plain)}): each listener needs its own port`);
+  }
 }
 
 /** What a gateway enforces per client and per node. */

@@ -8,16 +8,20 @@
  *   supervisor forks new (IM_GATEWAY_SUCCESSOR=1): it subscribes to the node's bus subject and
  *                       buffers every downlink item for connections it does not hold yet
  *   new -> supervisor   ready            new client connections go to new from now on
- *   supervisor -> old   hand-off         old stops reading every socket, lets in-flight calls
- *                                        answer, then sends each connection on:
+ *   supervisor -> old   hand-off         old stops reading every plaintext socket, lets in-flight
+ *                                        calls answer, then sends each connection on (TLS ones
+ *                                        get Disconnect DRAINING instead and reconnect):
  *   old -> supervisor   adopt + socket   forwarded unchanged to new, which serves it
  *   old -> supervisor   handed-off       forwarded to new; old exits
  *   new -> supervisor   complete         new has ended the overlap and told the router
  */
 import type { ConnectionSnapshot } from './connection';
 
-/** A new client connection accepted by the supervisor (+ socket). */
-export interface SocketMsg { t: 'socket' }
+/**
+ * A new client connection accepted by the supervisor (+ socket), not read yet. tls: it came in on
+ * the TLS listener, and the worker runs the handshake.
+ */
+export interface SocketMsg { t: 'socket'; tls?: boolean }
 export interface PrepareMsg { t: 'prepare' }
 export interface PreparedMsg { t: 'prepared' }
 /** To the old worker: the upgrade was called off before any connection moved; stop recording. */
@@ -40,6 +44,8 @@ export interface HandedOffMsg {
   handedOver: number;
   /** Connections closed instead of moved (not reading their socket within the bound, or the send failed). */
   dropped: number;
+  /** TLS connections told Disconnect DRAINING instead (a TLS session cannot change process): they reconnect. */
+  reconnected?: number;
   /** The old worker died before it finished: whatever it had not sent is gone. */
   predecessorDied?: boolean;
 }
@@ -56,6 +62,8 @@ export interface ConnectionInfo {
   remotePort: number;
   /** Received bytes of a frame not yet complete. */
   pendingBytes: number;
+  /** Came in on the TLS listener. */
+  tls: boolean;
 }
 
 export interface StatusReplyMsg {

@@ -12,21 +12,16 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NatsBus } from '../common/bus-nats';
 import { signToken } from '../common/jwt';
 import { ImClient } from '../client/sdk';
-import { OpRegistry, registerClientOps } from '../logic/ops';
-import { LogicServer } from '../logic/server';
-import { LogicService } from '../logic/service';
 import { LENGTH_BYTES } from '../proto/codec';
 import { decode, encode, Frame, frameBytes, Op, textContent } from '../proto/wire';
-import { RouterClient } from '../router/client';
-import { RouterService } from '../router/service';
 import { CassandraStore } from '../storage/cassandra';
 import { RawClient } from '../test/harness';
 import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
+import { startTestBackends } from './test-backends';
 
 const HOST = '127.0.0.1';
 const SUPERVISOR = path.join(__dirname, 'supervisor-main.js');
@@ -119,22 +114,9 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE' });
     stops.push(() => dropKeyspace(keyspace));
     stops.push(() => store.close());
-    const router = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0 });
-    const ports = await router.start();
-    stops.push(() => router.stop());
-    routerHttp = `http://${HOST}:${ports.httpPort}`;
-    const routerAddr = `${HOST}:${ports.grpcPort}`;
-    const bus = await NatsBus.connect({ servers: natsUrl, name: 'hotswap-logic' });
-    stops.push(() => bus.close());
-    const logicRouter = new RouterClient({ address: routerAddr });
-    stops.push(() => logicRouter.close());
-    const service = new LogicService({ store, bus, router: logicRouter });
-    stops.push(() => service.close());
-    const registry = new OpRegistry();
-    registerClientOps(registry, service);
-    const logic = new LogicServer({ registry, host: HOST, port: 0 });
-    const logicAddr = `${HOST}:${await logic.start()}`;
-    stops.push(() => logic.stop());
+    const backends = await startTestBackends(store, natsUrl, 'hotswap-logic', stops);
+    routerHttp = backends.routerHttp;
+    const { routerAddr, logicAddr } = backends;
 
     baseEnv = {
       IM_AUTH_SECRET: secret, IM_GATEWAY_ADDR: `${HOST}:0`, IM_SUPERVISOR_ADDR: `${HOST}:0`,

@@ -8,7 +8,7 @@ import { formatHostPort } from '../common/config';
 import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
-import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
+import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
 import { LogicClient } from './logic-client';
 import { Gateway } from './server';
 
@@ -34,15 +34,17 @@ serviceMain({
     const logic = new LogicClient({ addresses: config.logicAddresses, grpcTls: config.grpcTls, logger });
     logic.start();
     proc.onStop('logic', () => logic.close());
-    const { listen, routerAddr, logicAddresses, grpcTls, ...tuning } = config;
-    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logic, router, bus, logger });
+    const { listen, routerAddr, logicAddresses, grpcTls, tls, ...tuning } = config;
+    const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, tls: gatewayTlsOptions(tls), logic, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients; the logic streams close after it
     proc.readiness(() => gateway.readinessChecks());
-    const { port } = await gateway.start();
+    const { port, tlsPort } = await gateway.start();
     if (proc.stopping) return;
-    const addr = formatHostPort({ host: listen.host, port });
+    const addr = config.plaintext ? formatHostPort({ host: listen.host, port }) : '';
+    const tlsAddr = tls ? formatHostPort({ host: tls.listen.host, port: tlsPort! }) : '';
     proc.listening({
-      node: config.node, addr, publicAddr: config.publicAddr ?? addr,
+      node: config.node, addr, publicAddr: config.plaintext ? config.publicAddr ?? addr : '',
+      ...(tls ? { tlsAddr, tlsPublicAddr: tls.publicAddr ?? tlsAddr } : {}),
       logic: logicAddresses.join(','), router: routerAddr, grpcTls: describeGrpcTls(grpcTls), ...describeBackends(undefined, busConfig),
     });
   },

@@ -4,12 +4,14 @@
  * on stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts).
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { Bus, BusHeaders, gatewaySubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
+import { listen } from '../common/net';
 import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
@@ -22,6 +24,18 @@ import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord }
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
 import { LogicClient, type LogicBackend } from './logic-client';
+import { ReloadableTlsContext, type TlsFiles } from './tls';
+
+/** The TLS listener: its own address, a certificate and key re-read when their files change (tls.ts). */
+export interface GatewayTlsOptions extends TlsFiles {
+  host: string;
+  /** 0 = ephemeral. */
+  port: number;
+  /** Advertised as the node's tlsAddr; default host:boundPort. Required when listen is false. */
+  publicAddr?: string;
+  /** How often the files are checked for a change. 10000. */
+  reloadIntervalMs?: number;
+}
 
 export interface GatewayOptions {
   node: string;
@@ -30,6 +44,10 @@ export interface GatewayOptions {
   port: number;
   /** Advertised host:port; default host:boundPort. */
   publicAddr?: string;
+  /** The plaintext listener on host:port. false: none, TLS clients only (`tls` is then required). Default true. */
+  plaintext?: boolean;
+  /** A TLS listener, alongside the plaintext one or instead of it. */
+  tls?: GatewayTlsOptions;
   /** The keys and aud/iss client tokens are checked with (common/jwt). */
   auth: TokenAuth;
   /**
@@ -100,6 +118,10 @@ export class Gateway {
   private readonly drainWindowMs: number;
   private readonly logger: Logger;
   private readonly server: net.Server;
+  /** Raw TCP: each accepted socket is wrapped in a TLSSocket with the certificate current then. */
+  private readonly tlsServer: net.Server | undefined;
+  private readonly tlsContext: ReloadableTlsContext | undefined;
+  private readonly plaintext: boolean;
   private readonly conns = new Set<Connection>();
   /** One timer for every connection's deadlines, and the context they all share. */
   private readonly wheel: TimerWheel;
@@ -114,6 +136,7 @@ export class Gateway {
   private connSeq = 0;
   private live = 0;
   private publicAddr = '';
+  private tlsPublicAddr = '';
   private unsubscribe: (() => void) | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private draining = false;
@@ -148,7 +171,15 @@ export class Gateway {
     this.routerHeartbeatMs = positiveOption('routerHeartbeatMs', options.routerHeartbeatMs, 3000);
     this.drainTimeoutMs = positiveOption('drainTimeoutMs', options.drainTimeoutMs, 5000);
     this.drainWindowMs = positiveOption('drainWindowMs', options.drainWindowMs, 30_000);
-    if (options.listen === false && options.publicAddr === undefined) throw new ConfigError('publicAddr', 'required when listen is false');
+    this.plaintext = options.plaintext !== false;
+    if (!this.plaintext && !options.tls) throw new ConfigError('plaintext', 'false needs a tls listener: the gateway would have none');
+    if (options.listen === false && this.plaintext && options.publicAddr === undefined) throw new ConfigError('publicAddr', 'required when listen is false');
+    if (options.listen === false && options.tls && options.tls.publicAddr === undefined) {
+      throw new ConfigError('tls.publicAddr', 'required when listen is false');
+    }
+    if (options.tls?.publicAddr !== undefined && !parseHostPort(options.tls.publicAddr)) {
+      throw new ConfigError('tls.publicAddr', `expected host:port, got "${options.tls.publicAddr}"`);
+    }
     this.maxOverlapItems = positiveOption('maxOverlapItems', options.maxOverlapItems, 200_000);
     const maxOverlapBytes = positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024);
     this.awaitingAdoption = options.successor === true;
@@ -164,6 +195,25 @@ export class Gateway {
     };
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
+    if (options.tls) {
+      this.tlsContext = new ReloadableTlsContext(options.tls, { reloadIntervalMs: options.tls.reloadIntervalMs, logger: this.logger });
+      this.tlsServer = net.createServer((socket) => this.onSocket(this.wrapTls(socket)));
+      this.tlsServer.on('error', (err) => this.logger.error('tls listener error', { err }));
+    }
+  }
+
+  /** The TLS listener's certificate (reloaded on change); undefined without TLS. For other TLS listeners of this node. */
+  get tls(): ReloadableTlsContext | undefined {
+    return this.tlsContext;
+  }
+
+  /**
+   * Server side of TLS on an accepted TCP socket, with the certificate in use now. The handshake
+   * runs inside the connection's auth deadline (IM_AUTH_TIMEOUT): a client that never completes
+   * it is closed like one that never authenticates.
+   */
+  private wrapTls(raw: net.Socket): tls.TLSSocket {
+    return new tls.TLSSocket(raw, { isServer: true, secureContext: this.tlsContext!.context });
   }
 
   /** Connections being served (authenticated or not; not counting ones already closing). */
@@ -179,26 +229,29 @@ export class Gateway {
   /** For /readyz: ready to take clients when all are true. */
   readinessChecks(): Record<string, boolean> {
     return {
-      listening: this.started && (this.opts.listen === false || this.server.listening), notDraining: !this.draining,
+      listening: this.started && (this.opts.listen === false || ((!this.plaintext || this.server.listening) && (this.tlsServer?.listening ?? true))),
+      notDraining: !this.draining,
       logicStream: this.logic.streamsUp > 0, bus: this.opts.bus.connected,
     };
   }
 
-  async start(): Promise<{ port: number }> {
+  /** port: the plaintext listener's (0 without one); tlsPort: the TLS listener's, when there is one. */
+  async start(): Promise<{ port: number; tlsPort?: number }> {
     if (this.started) throw new Error('gateway already started');
     this.started = true;
     this.ownedLogic?.start();
+    let port = 0;
+    let tlsPort: number | undefined;
     if (this.opts.listen !== false) {
-      await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
-        this.server.listen(this.opts.port, this.opts.host, () => {
-          this.server.off('error', reject);
-          resolve();
-        });
-      });
+      if (this.plaintext) port = await listen(this.server, this.opts.host, this.opts.port);
+      if (this.tlsServer) tlsPort = await listen(this.tlsServer, this.opts.tls!.host, this.opts.tls!.port);
+    } else {
+      if (this.plaintext) port = parseHostPort(this.opts.publicAddr!)!.port;
+      if (this.opts.tls) tlsPort = parseHostPort(this.opts.tls.publicAddr!)!.port;
     }
-    const port = this.opts.listen === false ? parseHostPort(this.opts.publicAddr!)!.port : (this.server.address() as net.AddressInfo).port;
-    this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
+    if (this.plaintext) this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
+    if (this.opts.tls) this.tlsPublicAddr = this.opts.tls.publicAddr ?? formatHostPort({ host: this.opts.tls.host, port: tlsPort! });
+    await this.tlsContext?.start();
     this.unsubscribe = this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers));
     this.unwatchMetrics = watchGateway(this, (g) => g.live, (g) => {
       let bytes = 0;
@@ -206,8 +259,8 @@ export class Gateway {
       return bytes;
     });
     this.heartbeatLoop(true);
-    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr });
-    return { port };
+    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr, tlsPort, tlsPublicAddr: this.tlsPublicAddr });
+    return { port, tlsPort };
   }
 
   /**
@@ -223,7 +276,10 @@ export class Gateway {
   private async doStop(): Promise<void> {
     const deadlineMs = Date.now() + this.drainWindowMs;
     this.draining = true;
-    const closed = this.opts.listen === false ? this.allClosed() : new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.opts.listen === false ? this.allClosed() : Promise.all([
+      this.plaintext ? closeServer(this.server) : undefined, this.tlsServer && closeServer(this.tlsServer),
+    ]).then(() => undefined);
+    this.tlsContext?.stop();
     // Out of the route list before anyone is told to reconnect, so no client is sent back here.
     // The heartbeat loop goes on (draining: true) until the end of the drain: a window longer
     // than the router's TTL must not make the router forget the connections not yet moved.
@@ -248,14 +304,15 @@ export class Gateway {
    * gateway is done in a few ticks). Sizing each batch from the time left rather than a fixed plan
    * keeps a late timer on a loaded machine from pushing the drain past its window. Connections that
    * arrive during the drain (authenticating on an accepted socket) are picked up by later batches.
+   * `among`: only those connections (a hot upgrade's TLS ones), none that arrive later.
    */
-  private async disconnectSpread(deadlineMs: number): Promise<void> {
+  private async disconnectSpread(deadlineMs: number, among?: readonly Connection[], reason = 'gateway is shutting down'): Promise<void> {
     for (;;) {
-      const live = [...this.conns].filter((c) => c.state === 'open' || c.state === 'awaiting-auth');
+      const live = [...(among ?? this.conns)].filter((c) => c.state === 'open' || c.state === 'awaiting-auth');
       if (live.length === 0) return;
       const ticksLeft = Math.max(1, Math.floor((deadlineMs - Date.now()) / DRAIN_TICK_MS));
       const batch = Math.ceil(live.length / ticksLeft);
-      for (const c of live.slice(0, batch)) c.disconnect(DisconnectCode.DRAINING, 'gateway is shutting down');
+      for (const c of live.slice(0, batch)) c.disconnect(DisconnectCode.DRAINING, reason);
       if (batch >= live.length) return;
       await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
     }
@@ -374,7 +431,7 @@ export class Gateway {
 
   private status(): GatewayStatus {
     return {
-      node: this.opts.node, addr: this.publicAddr, region: this.opts.region ?? '', zone: this.opts.zone ?? '',
+      node: this.opts.node, addr: this.publicAddr, tlsAddr: this.tlsPublicAddr, region: this.opts.region ?? '', zone: this.opts.zone ?? '',
       connections: this.live, capacity: this.capacity, draining: this.draining,
     };
   }
@@ -432,9 +489,17 @@ export class Gateway {
 
   // --- hot upgrade (supervisor.ts runs it; handoff.ts, handoff-overlap.ts) ---
 
-  /** A socket accepted elsewhere (the supervisor's listener), served like one this gateway accepted. */
-  acceptSocket(socket: net.Socket): void {
-    this.onSocket(socket);
+  /**
+   * A socket accepted elsewhere (the supervisor's listeners), served like one this gateway
+   * accepted: `tls` says it came in on the TLS listener (this process does the handshake).
+   */
+  acceptSocket(socket: net.Socket, tls = false): void {
+    if (tls ? !this.tlsContext : !this.plaintext) {
+      this.logger.warn('connection for a listener this gateway does not run; closed', { tls });
+      socket.destroy();
+      return;
+    }
+    this.onSocket(tls ? this.wrapTls(socket) : socket);
   }
 
   /** Old worker: record the downlink from now on; the successor subscribes next. */
@@ -447,12 +512,23 @@ export class Gateway {
     if (this.tap instanceof OverlapRecord && !this.handingOff) this.tap = undefined;
   }
 
-  /** Old worker: stop heartbeating (the successor reports the node now) and move every connection. */
-  handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult> {
+  /**
+   * Old worker: stop heartbeating (the successor reports the node now) and move every plaintext
+   * connection. A TLS connection cannot move: its session keys live in this process's OpenSSL
+   * state, which no fd passing carries. Each gets Disconnect DRAINING (spread over
+   * min(drainWindowMs, maxMs)) and reconnects, to the new worker through the same listener;
+   * `reconnected` counts them.
+   */
+  async handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult & { reconnected: number }> {
     this.handingOff = true;
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
-    return handOffConnections({
-      conns: [...this.conns], flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
+    this.tlsContext?.stop();
+    const plain: Connection[] = [];
+    const secure: Connection[] = [];
+    for (const c of this.conns) (c.socket instanceof tls.TLSSocket ? secure : plain).push(c);
+    const reconnect = this.disconnectSpread(Date.now() + Math.min(this.drainWindowMs, maxMs), secure, 'gateway is upgrading; reconnect (a TLS session cannot move to the new process)');
+    const moved = await handOffConnections({
+      conns: plain, flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
       sink, maxMs, logger: this.logger,
       release: (c) => {
         this.conns.delete(c);
@@ -460,6 +536,8 @@ export class Gateway {
         if (c.authenticated) this.unindex(c);
       },
     });
+    await reconnect;
+    return { ...moved, reconnected: secure.length };
   }
 
   /** Old worker, after handOff(): close the rest without a word to the router (stop() is then this too). */
@@ -471,6 +549,7 @@ export class Gateway {
       while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       for (const c of [...this.conns]) c.destroy();
       this.wheel.stop();
+      this.tlsContext?.stop();
       this.unsubscribe?.();
       this.unwatchMetrics?.();
       await this.ownedLogic?.close();
@@ -516,7 +595,7 @@ export class Gateway {
       if (out.length >= limit) break;
       out.push({
         connId: c.connId, uid: c.uid, deviceId: c.deviceId, state: c.state, remoteAddress: c.socket.remoteAddress ?? '',
-        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes,
+        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes, tls: c.socket instanceof tls.TLSSocket,
       });
     }
     return out;
@@ -528,6 +607,10 @@ export class Gateway {
       p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
     });
   }
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 /** Over capacity or draining: tell the client to go elsewhere, then close. */

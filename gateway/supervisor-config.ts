@@ -10,8 +10,10 @@ import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
 
 export interface SupervisorConfig {
   node: string;
-  /** The gateway's address (IM_GATEWAY_ADDR): the supervisor owns this listener. */
+  /** The gateway's addresses (IM_GATEWAY_ADDR, IM_GATEWAY_TLS_ADDR): the supervisor owns these listeners. */
   listen: HostPort;
+  plaintext: boolean;
+  tlsListen: HostPort | undefined;
   /** The control port (POST /upgrade, GET /status, GET /connections); off unless set. */
   controlAddr: HostPort | undefined;
   /** The worker entry point, forked anew (from disk) at every upgrade. */
@@ -35,6 +37,8 @@ export function loadSupervisorConfig(env: Env, argv: readonly string[], defaultW
   return {
     node: gateway.node,
     listen: gateway.listen,
+    plaintext: gateway.plaintext,
+    tlsListen: gateway.tls?.listen,
     controlAddr: control === undefined ? undefined : s.addr('IM_SUPERVISOR_ADDR', control, 'supervisor-addr'),
     workerScript: path.resolve(s.str('IM_GATEWAY_WORKER_SCRIPT', defaultWorkerScript, 'worker-script')),
     readyTimeoutMs: s.durationMs('IM_WORKER_READY_TIMEOUT', 30_000, { min: 1000, flag: 'worker-ready-timeout' }),

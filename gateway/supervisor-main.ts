@@ -26,7 +26,7 @@ serviceMain({
   async start(proc, { sup }) {
     const { logger } = proc;
     const supervisor = new GatewaySupervisor({
-      host: sup.listen.host, port: sup.listen.port, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
+      host: sup.listen.host, port: sup.listen.port, plaintext: sup.plaintext, tls: sup.tlsListen, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
       workerEnv: workerEnv(process.env), readyTimeoutMs: sup.readyTimeoutMs, handOffTimeoutMs: sup.handOffTimeoutMs,
       exitTimeoutMs: sup.exitTimeoutMs, stopTimeoutMs: sup.stopTimeoutMs, logger,
     });
@@ -38,7 +38,7 @@ serviceMain({
         (err) => logger.error('upgrade failed', { err }),
       );
     });
-    const { port, workerPid } = await supervisor.start();
+    const { port, tlsPort, workerPid } = await supervisor.start();
     if (proc.stopping) return;
     let control: string | undefined;
     if (sup.controlAddr) {
@@ -47,7 +47,9 @@ serviceMain({
       control = formatHostPort({ host: sup.controlAddr.host, port: await admin.start() });
     }
     proc.listening({
-      node: sup.node, addr: formatHostPort({ host: sup.listen.host, port }), workerPid, worker: sup.workerScript,
+      node: sup.node, addr: sup.plaintext ? formatHostPort({ host: sup.listen.host, port }) : '',
+      ...(sup.tlsListen ? { tlsAddr: formatHostPort({ host: sup.tlsListen.host, port: tlsPort }) } : {}),
+      workerPid, worker: sup.workerScript,
       ...(control ? { control } : {}),
     });
   },

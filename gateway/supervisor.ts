@@ -12,6 +12,7 @@
  */
 import * as net from 'node:net';
 import { formatHostPort } from '../common/config';
+import { listen } from '../common/net';
 import { Logger, silentLogger } from '../common/log';
 import type { AdoptMsg, HandedOffMsg, PreparedMsg, CompleteMsg, StatusReplyMsg } from './handoff-protocol';
 import { stopReading } from './handoff-socket';
@@ -25,6 +26,13 @@ export interface SupervisorOptions {
   host: string;
   /** 0 = ephemeral. */
   port: number;
+  /** The plaintext listener on host:port; false: TLS only (`tls` required). Default true. */
+  plaintext?: boolean;
+  /**
+   * The TLS listener. Its sockets go to the worker unread, like plaintext ones, tagged `tls`: the
+   * worker runs the handshake and holds the certificate (IM_GATEWAY_TLS_CERT/KEY, re-read there).
+   */
+  tls?: { host: string; port: number };
   /** The worker entry point, read from disk at every fork: an upgrade runs the code deployed now. */
   workerScript: string;
   /** Passed to every worker (the gateway's flags). */
@@ -62,6 +70,8 @@ export interface UpgradeResult {
   /** Connections the old worker passed on, and the ones it closed instead (see handoff.ts). */
   handedOver: number;
   dropped: number;
+  /** TLS connections told to reconnect instead of moved (their session cannot change process). */
+  reconnected: number;
   /** Connections the new worker took over. */
   adopted: number;
   tookMs: number;
@@ -69,7 +79,9 @@ export interface UpgradeResult {
 
 export interface SupervisorStatus {
   pid: number;
+  /** The plaintext listener ('' without one) and the TLS listener ('' without one). */
   addr: string;
+  tlsAddr: string;
   upgrading: boolean;
   upgrades: number;
   restarts: number;
@@ -105,15 +117,18 @@ export class GatewaySupervisor {
   private readonly restartDelayMs: number;
   private readonly logger: Logger;
   private readonly server: net.Server;
+  private readonly tlsServer: net.Server | undefined;
+  private readonly plaintext: boolean;
   private readonly workers = new Set<WorkerProcess>();
   /** Where an old worker's connections go during an upgrade. */
   private readonly successorOf = new Map<WorkerProcess, WorkerProcess>();
   /** Called for each connection an old worker passes on (its hand-off is making progress). */
   private readonly handOffProgress = new Map<WorkerProcess, () => void>();
   private current: WorkerProcess | undefined;
-  private pending: net.Socket[] = [];
+  private pending: Array<{ socket: net.Socket; tls: boolean }> = [];
   private generation = 0;
   private addr = '';
+  private tlsAddr = '';
   private upgrading: Promise<UpgradeResult> | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private upgrades = 0;
@@ -131,28 +146,29 @@ export class GatewaySupervisor {
     this.restartDelayMs = positiveOption('restartDelayMs', options.restartDelayMs, 1000);
     this.logger = options.logger ?? silentLogger;
     // pauseOnConnect: not one byte is read here, so nothing can be lost when the socket moves on.
-    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket));
+    this.plaintext = options.plaintext !== false;
+    if (!this.plaintext && !options.tls) throw new RangeError('a supervisor without its plaintext listener needs a tls listener');
+    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket, false));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
+    if (options.tls) {
+      this.tlsServer = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket, true));
+      this.tlsServer.on('error', (err) => this.logger.error('tls listener error', { err }));
+    }
   }
 
-  /** Listens, starts the first worker and waits until it is ready. */
-  async start(): Promise<{ port: number; workerPid: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (this.server.address() as net.AddressInfo).port;
-    this.addr = formatHostPort({ host: this.o.host, port });
+  /** Listens, starts the first worker and waits until it is ready. port / tlsPort: 0 for a listener it does not run. */
+  async start(): Promise<{ port: number; tlsPort: number; workerPid: number }> {
+    const port = this.plaintext ? await listen(this.server, this.o.host, this.o.port) : 0;
+    const tlsPort = this.tlsServer ? await listen(this.tlsServer, this.o.tls!.host, this.o.tls!.port) : 0;
+    if (this.plaintext) this.addr = formatHostPort({ host: this.o.host, port });
+    if (this.tlsServer) this.tlsAddr = formatHostPort({ host: this.o.tls!.host, port: tlsPort });
     const first = this.spawn(false);
     if (!(await this.readyWithin(first, this.readyTimeoutMs))) {
       await first.stopWithin(this.exitTimeoutMs, 'SIGTERM');
       throw new UpgradeFailedError(`the first gateway worker was not ready within ${this.readyTimeoutMs}ms`);
     }
     this.promote(first);
-    return { port, workerPid: first.pid };
+    return { port, tlsPort, workerPid: first.pid };
   }
 
   get address(): string {
@@ -162,7 +178,7 @@ export class GatewaySupervisor {
   status(): SupervisorStatus {
     const c = this.current;
     return {
-      pid: process.pid, addr: this.addr, upgrading: this.upgrading !== undefined, upgrades: this.upgrades, restarts: this.restarts,
+      pid: process.pid, addr: this.addr, tlsAddr: this.tlsAddr, upgrading: this.upgrading !== undefined, upgrades: this.upgrades, restarts: this.restarts,
       current: c ? { pid: c.pid, generation: c.generation, startedAtMs: c.startedAtMs } : null,
       workers: [...this.workers].map((w) => ({ pid: w.pid, generation: w.generation, ready: w.isReady, successor: w.successor })),
     };
@@ -198,9 +214,10 @@ export class GatewaySupervisor {
 
   private async doStop(): Promise<void> {
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    // Only the listener closes here: its 'close' would wait for sockets now in the workers.
-    this.server.close();
-    for (const s of this.pending.splice(0)) s.destroy();
+    // Only the listeners close here: their 'close' would wait for sockets now in the workers.
+    if (this.plaintext) this.server.close();
+    this.tlsServer?.close();
+    for (const p of this.pending.splice(0)) p.socket.destroy();
     await Promise.all([...this.workers].map((w) => w.stopWithin(this.stopTimeoutMs, 'SIGTERM')));
     this.logger.info('gateway supervisor stopped');
   }
@@ -227,7 +244,7 @@ export class GatewaySupervisor {
     // From here on the upgrade only moves forward: new connections go to the successor.
     this.promote(next);
 
-    let handedOff: HandedOffMsg = { t: 'handed-off', handedOver: 0, dropped: 0, predecessorDied: true };
+    let handedOff: HandedOffMsg = { t: 'handed-off', handedOver: 0, dropped: 0, reconnected: 0, predecessorDied: true };
     if (!old.hasExited) {
       try {
         handedOff = await this.handOff(old);
@@ -248,7 +265,7 @@ export class GatewaySupervisor {
     this.upgrades++;
     const result: UpgradeResult = {
       from: { pid: old.pid, generation: old.generation }, to: { pid: next.pid, generation: next.generation },
-      handedOver: handedOff.handedOver, dropped: handedOff.dropped, adopted: complete?.adopted ?? 0, tookMs: Date.now() - startedMs,
+      handedOver: handedOff.handedOver, dropped: handedOff.dropped, reconnected: handedOff.reconnected ?? 0, adopted: complete?.adopted ?? 0, tookMs: Date.now() - startedMs,
     };
     this.logger.info('upgrade: done', { ...result });
     return result;
@@ -284,8 +301,9 @@ export class GatewaySupervisor {
     const generation = ++this.generation;
     const env: NodeJS.ProcessEnv = {
       ...this.o.workerEnv,
-      // Workers do not listen: they advertise the supervisor's address.
+      // Workers do not listen: they advertise the supervisor's addresses.
       IM_GATEWAY_PUBLIC_ADDR: this.o.workerEnv.IM_GATEWAY_PUBLIC_ADDR || this.addr,
+      IM_GATEWAY_TLS_PUBLIC_ADDR: this.o.workerEnv.IM_GATEWAY_TLS_PUBLIC_ADDR || this.tlsAddr,
       IM_GATEWAY_SUCCESSOR: successor ? '1' : '0',
       IM_GATEWAY_GENERATION: String(generation),
     };
@@ -310,10 +328,10 @@ export class GatewaySupervisor {
   private promote(w: WorkerProcess): void {
     this.current = w;
     const waiting = this.pending.splice(0);
-    for (const s of waiting) this.onSocket(s);
+    for (const p of waiting) this.onSocket(p.socket, p.tls);
   }
 
-  private onSocket(socket: net.Socket): void {
+  private onSocket(socket: net.Socket, tls: boolean): void {
     const w = this.current;
     if (this.stopping) {
       socket.destroy();
@@ -325,11 +343,11 @@ export class GatewaySupervisor {
         return;
       }
       socket.on('error', () => undefined);
-      socket.once('close', () => { this.pending = this.pending.filter((s) => s !== socket); });
-      this.pending.push(socket);
+      socket.once('close', () => { this.pending = this.pending.filter((p) => p.socket !== socket); });
+      this.pending.push({ socket, tls });
       return;
     }
-    w.send({ t: 'socket' }, socket).catch((err) => {
+    w.send({ t: 'socket', tls }, socket).catch((err) => {
       this.logger.warn('could not pass a connection to the worker', { pid: w.pid, err });
       socket.destroy();
     });

@@ -5,10 +5,10 @@
  * one) instead of draining. SIGTERM/SIGINT drain as main.ts does.
  */
 import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../common/backends';
-import { ConfigError } from '../common/config';
+import { ConfigError, formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
-import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
+import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
 import { flushBus } from './handoff';
 import { LogicClient } from './logic-client';
 import { Gateway } from './server';
@@ -45,9 +45,11 @@ serviceMain({
     const logic = new LogicClient({ addresses: config.logicAddresses, grpcTls: config.grpcTls, logger });
     logic.start();
     proc.onStop('logic', () => logic.close());
-    const { listen, routerAddr, logicAddresses, publicAddr, grpcTls, ...tuning } = config;
+    const { listen, routerAddr, logicAddresses, publicAddr, grpcTls, tls, ...tuning } = config;
     const gateway = new Gateway({
       ...tuning, host: listen.host, port: 0, listen: false, publicAddr: publicAddr ?? `${listen.host}:${listen.port}`,
+      // The supervisor listens and sets IM_GATEWAY_TLS_PUBLIC_ADDR; this process runs the handshakes.
+      tls: gatewayTlsOptions(tls, tls && (tls.publicAddr ?? formatHostPort(tls.listen))),
       successor: settings.successor, logic, router, bus, logger,
     });
     const worker = new GatewayWorker({

@@ -5,7 +5,7 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../common/log';
-import { isMsg, type AdoptMsg, type FromWorkerMsg, type HandedOffMsg, type HandOffMsg, type StatusRequestMsg } from './handoff-protocol';
+import { isMsg, type AdoptMsg, type FromWorkerMsg, type HandedOffMsg, type HandOffMsg, type SocketMsg, type StatusRequestMsg } from './handoff-protocol';
 import type { Gateway } from './server';
 
 /** The IPC end of this process (`process` when forked with an IPC channel). */
@@ -58,8 +58,8 @@ export class GatewayWorker {
   }
 
   private onMessage(msg: unknown, socket: net.Socket | undefined): void {
-    if (isMsg(msg, 'socket')) {
-      if (socket) this.o.gateway.acceptSocket(socket);
+    if (isMsg<SocketMsg>(msg, 'socket')) {
+      if (socket) this.o.gateway.acceptSocket(socket, msg.tls === true);
     } else if (isMsg<AdoptMsg>(msg, 'adopt')) {
       this.o.gateway.adopt(socket, msg);
       if (socket) this.adopted++;
@@ -93,13 +93,16 @@ export class GatewayWorker {
     this._handedOff = true;
     this.o.logger.info('connections handed over', { ...r });
     // On the channel before this process starts closing (it exits soon after).
-    await this.send({ t: 'handed-off', handedOver: r.handedOver, dropped: r.dropped });
+    await this.send({ t: 'handed-off', handedOver: r.handedOver, dropped: r.dropped, reconnected: r.reconnected });
     this.o.onFinished('handed-off');
   }
 
   private async complete(msg: HandedOffMsg): Promise<void> {
     await this.o.gateway.completeAdoption(this.overlapGraceMs);
-    this.o.logger.info('hand-over complete', { adopted: this.adopted, handedOver: msg.handedOver, dropped: msg.dropped, predecessorDied: msg.predecessorDied ?? false });
+    this.o.logger.info('hand-over complete', {
+      adopted: this.adopted, handedOver: msg.handedOver, dropped: msg.dropped, reconnected: msg.reconnected ?? 0,
+      predecessorDied: msg.predecessorDied ?? false,
+    });
     await this.send({ t: 'complete', adopted: this.adopted });
   }
 

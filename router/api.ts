@@ -12,7 +12,10 @@ export interface SessionRef {
 
 export interface GatewayStatus {
   node: string;
-  addr: string;     // public host:port
+  /** Public host:port of its plaintext listener; '' when it has none (TLS only). */
+  addr: string;
+  /** Public host:port of its TLS listener; '' (or absent, from an older gateway) when it has none. */
+  tlsAddr?: string;
   region: string;
   zone: string;
   connections: number;

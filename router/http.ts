@@ -57,7 +57,11 @@ export const ROUTE_HTTP_DEFAULTS = {
 
 export interface RouteGateway {
   node: string;
+  /** Plaintext host:port; '' when the gateway takes TLS clients only. */
   addr: string;
+  /** Whether the gateway has a TLS listener, and its host:port ('' without one). */
+  tls: boolean;
+  tlsAddr: string;
   region: string;
   zone: string;
   load: number;
@@ -97,7 +101,7 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
       region: origin.region,
       regionSource: origin.regionSource,
       gateways: ranked.slice(0, o.maxGatewaysPerRoute).map((g) => ({
-        node: g.node, addr: g.addr, region: g.region, zone: g.zone, load: loadRatio(g),
+        node: g.node, addr: g.addr, tls: !!g.tlsAddr, tlsAddr: g.tlsAddr ?? '', region: g.region, zone: g.zone, load: loadRatio(g),
       })),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       backoff: { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs },

@@ -18,7 +18,7 @@ const SECRET = 'registry-test-secret';
 const TTL_MS = 2000;
 const GATEWAY_HEARTBEAT_MS = 200;
 
-interface Listed { node: string; addr: string; region: string; zone: string; load: number }
+interface Listed { node: string; addr: string; tls: boolean; tlsAddr: string; region: string; zone: string; load: number }
 
 function route(port: number): Promise<Listed[]> {
   return new Promise((resolve, reject) => {
@@ -91,7 +91,7 @@ describe('gateway registry (real gateways, real router)', function () {
     cleanups.push(() => phone.close());
     await phone.authOk(signToken(SECRET, 'reg-alice', 600));
     const gs = await until(httpPort, 'reg-eu at 1 of 4', (l) => byNode(l, 'reg-eu')?.load === 0.25);
-    assert.deepEqual(byNode(gs, 'reg-eu'), { node: 'reg-eu', addr: `${HOST}:${eu.port}`, region: 'eu', zone: 'eu-1a', load: 0.25 });
+    assert.deepEqual(byNode(gs, 'reg-eu'), { node: 'reg-eu', addr: `${HOST}:${eu.port}`, tls: false, tlsAddr: '', region: 'eu', zone: 'eu-1a', load: 0.25 });
     assert.deepEqual(router.table.lookup(['reg-alice']).map((s) => s.node), ['reg-eu']);
 
     // Heartbeats keep a gateway listed well past the TTL of its first registration.

@@ -171,9 +171,10 @@ describe('RouterService + RouterClient', () => {
   });
 
   describe('HTTP route API', () => {
-    it('lists live gateways ranked by load and excludes draining ones', async () => {
+    it('lists live gateways ranked by load, with their TLS listener, and excludes draining ones', async () => {
       await client.heartbeat(gw('gw-busy', { addr: '10.0.0.1:7100', connections: 99, capacity: 100 }));
-      await client.heartbeat(gw('gw-idle', { addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', connections: 25, capacity: 100 }));
+      // TLS only (IM_GATEWAY_PLAINTEXT=false): no plaintext address.
+      await client.heartbeat(gw('gw-idle', { addr: '', tlsAddr: '10.0.0.2:7443', region: 'us', zone: 'us-1b', connections: 25, capacity: 100 }));
       await client.heartbeat(gw('gw-drain', { addr: '10.0.0.3:7100', connections: 0, draining: true }));
       const res = await request(httpPort, 'GET', '/v1/route?uid=alice');
       assert.equal(res.status, 200);
@@ -186,8 +187,8 @@ describe('RouterService + RouterClient', () => {
         region: '',
         regionSource: 'none',
         gateways: [
-          { node: 'gw-busy', addr: '10.0.0.1:7100', region: 'eu', zone: 'eu-1a', load: 0.99 },
-          { node: 'gw-idle', addr: '10.0.0.2:7100', region: 'us', zone: 'us-1b', load: 0.25 },
+          { node: 'gw-busy', addr: '10.0.0.1:7100', tls: false, tlsAddr: '', region: 'eu', zone: 'eu-1a', load: 0.99 },
+          { node: 'gw-idle', addr: '', tls: true, tlsAddr: '10.0.0.2:7443', region: 'us', zone: 'us-1b', load: 0.25 },
         ],
         heartbeatIntervalMs: 30_000,
         backoff: { baseMs: 250, maxMs: 8000 },

@@ -185,6 +185,8 @@ describe('RouteTable', () => {
     it('rejects a heartbeat without a node or with a bad address', () => {
       assertBadRequest(() => table.heartbeat(gw('')));
       assertBadRequest(() => table.heartbeat(gw('gw1', { addr: 'no-port' })));
+      assertBadRequest(() => table.heartbeat(gw('gw1', { addr: '', tlsAddr: 'no-port' })));
+      assertBadRequest(() => table.heartbeat(gw('gw1', { addr: '', tlsAddr: '' })));
       assertBadRequest(() => table.heartbeat(gw('gw1', { capacity: -1 })));
       assert.deepEqual(table.gateways(), []);
     });

@@ -255,7 +255,13 @@ function checkSession(s: SessionRef): SessionRef {
 
 function checkStatus(g: GatewayStatus): GatewayStatus {
   const node = requireId('node', g?.node);
-  if (typeof g.addr !== 'string' || !parseHostPort(g.addr)) throw new BadRequestError(`gateway addr must be host:port, got "${String(g.addr).slice(0, 80)}"`);
+  const addr = (field: 'addr' | 'tlsAddr') => {
+    const v = g[field] ?? '';
+    if (typeof v !== 'string' || (v !== '' && !parseHostPort(v))) throw new BadRequestError(`gateway ${field} must be host:port, got "${String(v).slice(0, 80)}"`);
+    return v;
+  };
+  const [plain, tls] = [addr('addr'), addr('tlsAddr')];
+  if (plain === '' && tls === '') throw new BadRequestError('gateway addr or tlsAddr is required');
   const count = (field: 'connections' | 'capacity') => {
     const v = g[field];
     if (!Number.isInteger(v) || v < 0) throw new BadRequestError(`gateway ${field} must be a non-negative integer`);
@@ -267,7 +273,7 @@ function checkStatus(g: GatewayStatus): GatewayStatus {
     return v;
   };
   return {
-    node, addr: g.addr, region: label('region'), zone: label('zone'),
+    node, addr: plain, tlsAddr: tls, region: label('region'), zone: label('zone'),
     connections: count('connections'), capacity: count('capacity'), draining: g.draining === true,
   };
 }

@@ -37,6 +37,15 @@ export function signed(dir: string, name: string, caName: string, ext: string): 
     '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`]);
 }
 
+/**
+ * One more server certificate for 127.0.0.1 / localhost signed by the PKI's CA (a renewal, for
+ * reload tests): `${name}.pem` and `${name}.key` in the PKI's dir.
+ */
+export function signServerCert(pki: TestPki, name: string): { cert: string; key: string } {
+  signed(pki.dir, name, 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  return { cert: path.join(pki.dir, `${name}.pem`), key: path.join(pki.dir, `${name}.key`) };
+}
+
 /** Writes everything into dir (which must exist). */
 export function makeTestPki(dir: string): TestPki {
   ca(dir, 'ca');
