@@ -11,9 +11,10 @@
  * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
  * limit: past it, publishes are dropped and logged once per outage.
  */
-import { connect, Events, DebugEvents, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
+import { connect, ErrorCode, Events, DebugEvents, NatsError, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
 import type { Bus, BusHandler, BusHeaders } from './bus';
 import { ConfigError } from './config';
+import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConfig } from './nats-auth';
 import { UnavailableError } from './errors';
 import { silentLogger, type Logger } from './log';
 import { metrics } from './metrics';
@@ -23,6 +24,8 @@ export interface NatsBusOptions {
   servers: string | string[];
   /** Connection name shown by the server's monitoring (e.g. `gateway-node1`). */
   name?: string;
+  /** Credentials and TLS (IM_NATS_USER…, common/nats-auth.ts); absent: an open server. */
+  auth?: NatsAuthConfig;
   logger?: Logger;
   /** Bound on bytes handed to the client while disconnected; past it, publishes are dropped. Default 8 MiB. */
   maxPendingBytes?: number;
@@ -38,7 +41,7 @@ export interface NatsBusOptions {
   drainTimeoutMs?: number;
 }
 
-type Resolved = Required<Omit<NatsBusOptions, 'servers' | 'name'>> & { servers: string[]; name: string };
+type Resolved = Required<Omit<NatsBusOptions, 'servers' | 'name' | 'auth'>> & { servers: string[]; name: string; auth?: NatsAuthConfig };
 
 export interface NatsBusStats {
   connected: boolean;
@@ -70,9 +73,11 @@ function resolve(o: NatsBusOptions): Resolved {
   const servers = (Array.isArray(o.servers) ? o.servers : String(o.servers ?? '').split(','))
     .map((s) => s.trim()).filter((s) => s.length > 0);
   if (servers.length === 0) throw new ConfigError('servers', 'at least one NATS server URL is required');
+  const fromUrl = urlCredentials(servers, o.auth);
   return {
-    servers,
+    servers: fromUrl.servers,
     name: o.name ?? `im-${process.pid}`,
+    auth: fromUrl.auth,
     logger: o.logger ?? silentLogger,
     maxPendingBytes: positiveInt('maxPendingBytes', o.maxPendingBytes, 8 * MiB),
     reconnectTimeWaitMs: positiveInt('reconnectTimeWaitMs', o.reconnectTimeWaitMs, 500),
@@ -108,6 +113,8 @@ class Throttle {
 
 export class NatsBus implements Bus {
   private isConnected = true;
+  /** Subjects the server refused to subscribe this credential to (flush() reports them). */
+  private readonly denied: string[] = [];
   private closing: Promise<void> | null = null;
   /** Bytes handed to the client since the current outage began (reset on reconnect). */
   private outageBytes = 0;
@@ -145,8 +152,9 @@ export class NatsBus implements Bus {
       pingInterval: opts.pingIntervalMs,
       maxPingOut: 2,
       timeout: opts.dialTimeoutMs,
-    });
-    opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name });
+      ...natsConnectOptions(opts.auth),
+    }).catch((err: unknown) => { throw refused(err, opts.auth); });
+    opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name, auth: describeNatsAuth(opts.auth) });
     return new NatsBus(nc, opts);
   }
 
@@ -194,7 +202,11 @@ export class NatsBus implements Bus {
     if (!validSubject(subject, true)) throw new ConfigError('subject', `invalid NATS subject ${JSON.stringify(subject)}`);
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) { this.log.error('bus subscription error', { subject, err }); return; }
+        if (err) {
+          if (err.code === ErrorCode.PermissionsViolation) this.denied.push(subject);
+          this.log.error('bus subscription error', { subject, err });
+          return;
+        }
         metrics().busReceived.inc();
         // nats.js calls this from its socket reader: an exception here would end the reader.
         try {
@@ -224,6 +236,11 @@ export class NatsBus implements Bus {
   async flush(): Promise<void> {
     if (this.closing !== null) throw new UnavailableError('bus closed');
     await this.nc.flush();
+    // The server answers a SUB it refuses before the PONG of a later PING.
+    if (this.denied.length > 0) {
+      throw new ConfigError(credentialSetting(this.opts.auth),
+        `NATS refused to subscribe this credential to ${this.denied.join(', ')}: its permissions do not include it (a gateway's credential must be the one made for its IM_NODE_ID)`);
+    }
   }
 
   /** Drains (unsubscribe, deliver what arrived, flush publishes) within drainTimeoutMs, then closes. Idempotent. */
@@ -281,7 +298,13 @@ export class NatsBus implements Bus {
           this.log.warn('nats server entering lame duck mode', { server: String(s.data) });
           break;
         case Events.Error:
-          this.log.error('nats async error', { code: String(s.data) });
+          if (s.permissionContext?.operation === 'publish') {
+            // A subject this credential may not publish to: the message is gone, as a bad subject's is.
+            this.counts.publishErrors++;
+            this.publishErrorLog.log('bus publish denied by NATS permissions', { subject: s.permissionContext.subject });
+          } else {
+            this.log.error('nats async error', { code: String(s.data) });
+          }
           break;
         case DebugEvents.Reconnecting:
           this.log.debug('nats dialing', { server: String(s.data) });
@@ -291,6 +314,19 @@ export class NatsBus implements Bus {
       }
     }
   }
+}
+
+/** The setting to name when NATS refuses this process's credential. */
+function credentialSetting(auth: NatsAuthConfig | undefined): string {
+  return auth?.credentials?.kind === 'nkey' ? 'IM_NATS_NKEY_SEED_FILE' : 'IM_NATS_USER';
+}
+
+/** A refused credential is a configuration error (exit 2 naming the setting), not an outage. */
+function refused(err: unknown, auth: NatsAuthConfig | undefined): unknown {
+  if (!(err instanceof NatsError) || err.code !== ErrorCode.AuthorizationViolation) return err;
+  const hint = auth?.credentials ? 'the server does not accept this credential'
+    : 'the server requires a credential: set IM_NATS_USER and IM_NATS_PASSWORD, or IM_NATS_NKEY_SEED_FILE';
+  return new ConfigError(credentialSetting(auth), `NATS authorization violation: ${hint}`);
 }
 
 function toNatsHeaders(h: BusHeaders): MsgHdrs {

@@ -23,8 +23,17 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/** A gateway's downlink: pushes and kicks, published by logic only (NATS permissions, docs/security.md). */
 export function gatewaySubject(node: string): string {
   return `im.gw.${node}`;
+}
+
+/**
+ * Kicks one gateway sends another (a login there replaced a session here). A gateway honours only
+ * kicks on it, never pushes, so gateway credentials need no right to publish on gateway subjects.
+ */
+export function kickSubject(node: string): string {
+  return `im.kick.${node}`;
 }
 
 /** A real bus for one process: delivery is asynchronous (next tick), like a network bus. */

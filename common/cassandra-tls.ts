@@ -20,7 +20,7 @@ export interface CassandraTlsConfig {
 
 const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-function readPem(setting: string, file: string): string {
+export function readPem(setting: string, file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
@@ -29,7 +29,7 @@ function readPem(setting: string, file: string): string {
 }
 
 /** Every certificate of a PEM bundle, parsed; none or a bad one is a ConfigError. */
-function checkCertificates(setting: string, file: string, pem: string): void {
+export function checkCertificates(setting: string, file: string, pem: string): void {
   const blocks = pem.match(PEM_CERT_RE) ?? [];
   if (blocks.length === 0) throw new ConfigError(setting, `${file} holds no PEM certificate`);
   for (const block of blocks) {

@@ -3,17 +3,33 @@
  * "skipped: …" line. With IM_REQUIRE_INFRA=1 (CI), absent is a failure instead.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { freePort, reachable } from '../common/net';
 import { Client } from 'cassandra-driver';
 
-export const NATS_URL = process.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
+/**
+ * The URL, with credentials, that scripts/nats-start.sh wrote for the tests (its dev user, all
+ * permissions: .run/nats/dev.url, or $NATS_DIR/dev.url) — so the suites work against the server CI
+ * and `make infra-up` start, which refuses a connection without credentials.
+ */
+function startScriptUrl(): string | undefined {
+  const dir = process.env.NATS_DIR ?? path.resolve(__dirname, '..', '..', '.run', 'nats');
+  try {
+    return fs.readFileSync(path.join(dir, 'dev.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const NATS_URL = process.env.IM_NATS_URL ?? startScriptUrl() ?? 'nats://127.0.0.1:4222';
 export const CASSANDRA_CONTACT = process.env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
 export const REQUIRE_INFRA = /^(1|true|yes)$/i.test(process.env.IM_REQUIRE_INFRA ?? '');
 
 export { freePort, reachable };
 
 function hostPort(url: string, defPort: number): [string, number] {
-  const m = /^(?:\w+:\/\/)?([^:/,]+)(?::(\d+))?/.exec(url.split(',')[0].trim());
+  const m = /^(?:\w+:\/\/)?(?:[^@/\s]*@)?([^:/,]+)(?::(\d+))?/.exec(url.split(',')[0].trim());
   return [m?.[1] ?? '127.0.0.1', Number(m?.[2] ?? defPort)];
 }
 
@@ -27,7 +43,7 @@ export const cassandraReachable = () => reachable(...hostPort(CASSANDRA_CONTACT,
 export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Promise<void> {
   const ok = what === 'nats' ? await natsReachable() : await cassandraReachable();
   if (ok) return;
-  const where = what === 'nats' ? NATS_URL : CASSANDRA_CONTACT;
+  const where = what === 'nats' ? NATS_URL.replace(/\/\/[^@/]*@/, '//') : CASSANDRA_CONTACT;
   if (REQUIRE_INFRA) throw new Error(`${what} is required (IM_REQUIRE_INFRA=1) but not reachable at ${where}`);
   process.stdout.write(`\n  !!! skipped: ${ctx.test?.parent?.fullTitle() ?? what} — no ${what} at ${where} (start it with \`make infra-up\`, or set IM_REQUIRE_INFRA=1 to make this a failure)\n\n`);
   ctx.skip();
