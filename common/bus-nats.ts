@@ -11,7 +11,10 @@
  * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
  * limit: past it, publishes are dropped and logged once per outage.
  */
-import { connect, ErrorCode, Events, DebugEvents, NatsError, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
+import {
+  connect, ErrorCode, Events, DebugEvents, NatsError, headers as natsHeaders, type ConnectionOptions, type MsgHdrs,
+  type NatsConnection, type Subscription,
+} from 'nats';
 import type { Bus, BusHandler, BusHeaders } from './bus';
 import { ConfigError } from './config';
 import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConfig } from './nats-auth';
@@ -142,18 +145,30 @@ export class NatsBus implements Bus {
    */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
     const opts = resolve(options);
-    const nc = await connect({
+    const connectOptions: ConnectionOptions = {
       servers: opts.servers,
       name: opts.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: opts.reconnectTimeWaitMs,
       reconnectJitter: opts.reconnectJitterMs,
-      waitOnFirstConnect: true,
       pingInterval: opts.pingIntervalMs,
       maxPingOut: 2,
       timeout: opts.dialTimeoutMs,
       ...natsConnectOptions(opts.auth),
-    }).catch((err: unknown) => { throw refused(err, opts.auth); });
+    };
+    // nats.js's waitOnFirstConnect would also retry a refused credential or a certificate that
+    // does not verify, forever and silently: those end the wait here as configuration errors.
+    let nc: NatsConnection | undefined;
+    for (let attempt = 1; nc === undefined; attempt++) {
+      try {
+        nc = await connect(connectOptions);
+      } catch (err) {
+        const fatal = refused(err, opts.auth);
+        if (fatal) throw fatal;
+        if (attempt === 1) opts.logger.warn('nats not reachable yet; waiting for it', { servers: opts.servers, err });
+        await new Promise((r) => setTimeout(r, opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs));
+      }
+    }
     opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name, auth: describeNatsAuth(opts.auth) });
     return new NatsBus(nc, opts);
   }
@@ -321,12 +336,27 @@ function credentialSetting(auth: NatsAuthConfig | undefined): string {
   return auth?.credentials?.kind === 'nkey' ? 'IM_NATS_NKEY_SEED_FILE' : 'IM_NATS_USER';
 }
 
-/** A refused credential is a configuration error (exit 2 naming the setting), not an outage. */
-function refused(err: unknown, auth: NatsAuthConfig | undefined): unknown {
-  if (!(err instanceof NatsError) || err.code !== ErrorCode.AuthorizationViolation) return err;
-  const hint = auth?.credentials ? 'the server does not accept this credential'
-    : 'the server requires a credential: set IM_NATS_USER and IM_NATS_PASSWORD, or IM_NATS_NKEY_SEED_FILE';
-  return new ConfigError(credentialSetting(auth), `NATS authorization violation: ${hint}`);
+/** Node's codes for a server certificate that does not verify (chain, name, dates). */
+const CERT_ERROR = /CERT|UNABLE_TO_VERIFY|SELF_SIGNED|ERR_TLS/;
+
+/**
+ * A refused credential or a server certificate that does not verify is a configuration error
+ * (exit 2 naming the setting), not an outage to wait out; undefined for anything else.
+ */
+function refused(err: unknown, auth: NatsAuthConfig | undefined): ConfigError | undefined {
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  if (err instanceof NatsError && code === ErrorCode.AuthorizationViolation) {
+    const hint = auth?.credentials ? 'the server does not accept this credential'
+      : 'the server requires a credential: set IM_NATS_USER and IM_NATS_PASSWORD, or IM_NATS_NKEY_SEED_FILE';
+    return new ConfigError(credentialSetting(auth), `NATS authorization violation: ${hint}`);
+  }
+  if (err instanceof NatsError && code === ErrorCode.ServerOptionNotAvailable) {
+    return new ConfigError('IM_NATS_TLS_CA', 'the NATS server does not offer TLS');
+  }
+  if (CERT_ERROR.test(code)) {
+    return new ConfigError('IM_NATS_TLS_CA', `the NATS server's certificate does not verify${auth?.tlsCa ? ' against this CA' : ' (set IM_NATS_TLS_CA to its CA)'}: ${(err as Error).message}`);
+  }
+  return undefined;
 }
 
 function toNatsHeaders(h: BusHeaders): MsgHdrs {

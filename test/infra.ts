@@ -23,6 +23,8 @@ function startScriptUrl(): string | undefined {
 }
 
 export const NATS_URL = process.env.IM_NATS_URL ?? startScriptUrl() ?? 'nats://127.0.0.1:4222';
+/** NATS_URL without its credentials, for titles and messages. */
+export const NATS_WHERE = NATS_URL.replace(/\/\/[^@/]*@/, '//');
 export const CASSANDRA_CONTACT = process.env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
 export const REQUIRE_INFRA = /^(1|true|yes)$/i.test(process.env.IM_REQUIRE_INFRA ?? '');
 
@@ -43,7 +45,7 @@ export const cassandraReachable = () => reachable(...hostPort(CASSANDRA_CONTACT,
 export async function needs(ctx: Mocha.Context, what: 'nats' | 'cassandra'): Promise<void> {
   const ok = what === 'nats' ? await natsReachable() : await cassandraReachable();
   if (ok) return;
-  const where = what === 'nats' ? NATS_URL.replace(/\/\/[^@/]*@/, '//') : CASSANDRA_CONTACT;
+  const where = what === 'nats' ? NATS_WHERE : CASSANDRA_CONTACT;
   if (REQUIRE_INFRA) throw new Error(`${what} is required (IM_REQUIRE_INFRA=1) but not reachable at ${where}`);
   process.stdout.write(`\n  !!! skipped: ${ctx.test?.parent?.fullTitle() ?? what} — no ${what} at ${where} (start it with \`make infra-up\`, or set IM_REQUIRE_INFRA=1 to make this a failure)\n\n`);
   ctx.skip();
