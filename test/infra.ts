@@ -2,7 +2,7 @@
  * Suites that need a real NATS or Cassandra detect them. Absent: the suite is skipped with a loud
  * "skipped: …" line. With IM_REQUIRE_INFRA=1 (CI), absent is a failure instead.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort, reachable } from '../common/net';
@@ -63,9 +63,35 @@ export function alive(pid: number): boolean {
 
 export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
-/** Spawns a test-owned nats-server on the port and waits until it accepts connections (or fails with its stderr). */
-export async function startNatsServer(port: number): Promise<ChildProcess> {
-  const p = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** What scripts/nats-config.js wrote: the server config and each role's credential (IM_NATS_* settings). */
+export interface NatsAuthFiles {
+  config: string;
+  logicEnv: Record<string, string>;
+  gatewayEnv: (node: string) => Record<string, string>;
+}
+
+/**
+ * scripts/nats-config.js into dir, for a server on 127.0.0.1:port: per-role credentials with only
+ * their permissions (logic, and one per gateway node), as `make up` and CI run NATS.
+ */
+export function writeNatsAuthConfig(dir: string, port: number, gatewayNodes: string[]): NatsAuthFiles {
+  const script = path.resolve(__dirname, '..', '..', 'scripts', 'nats-config.js');
+  execFileSync(process.execPath, [script, '--dir', dir, '--port', String(port), '--gateways', gatewayNodes.join(',')],
+    { stdio: ['ignore', 'ignore', 'inherit'] });
+  return {
+    config: path.join(dir, 'nats.conf'),
+    logicEnv: { IM_NATS_NKEY_SEED_FILE: path.join(dir, 'logic.nk') },
+    gatewayEnv: (node) => ({ IM_NATS_NKEY_SEED_FILE: path.join(dir, `gateway-${node}.nk`) }),
+  };
+}
+
+/**
+ * Spawns a test-owned nats-server on the port (with configFile: that config, which must listen on
+ * 127.0.0.1:port) and waits until it accepts connections (or fails with its stderr).
+ */
+export async function startNatsServer(port: number, configFile?: string): Promise<ChildProcess> {
+  const args = configFile ? ['-c', configFile] : ['-a', '127.0.0.1', '-p', String(port)];
+  const p = spawn(NATS_SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   p.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
   p.on('error', (err) => { stderr += String(err); });
