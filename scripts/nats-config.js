@@ -4,14 +4,18 @@
  * needs (docs/security.md, NATS), plus those credentials, for scripts/nats-start.sh (`make up`,
  * CI), the benchmarks and the tests that run their own nats-server.
  *
- *   node scripts/nats-config.js --dir DIR --port N [--host H] [--gateways gw-1,gw-2]
+ *   node scripts/nats-config.js --dir DIR --port N [--host H] [--gateways gw-1,gw-2] [--gateway-class]
  *                               [--tls-cert FILE --tls-key FILE]
  *   node scripts/nats-config.js nkey FILE     a new nkey user seed in FILE (mode 600); prints its public key
+ *   node scripts/nats-config.js authorization --logic U…[,U…] [--gateway-class U…[,U…]] [--gateway NODE=U…[,U…]]…
+ *                               prints the authorization block for a server you run (the Helm chart's
+ *                               external NATS): public keys only; two keys of one role during a rotation
  *
  * DIR gets (mode 600, directory 700):
  *   nats.conf            the server config: listen address, authorization with the users below
  *   logic.nk             logic's nkey seed          (IM_NATS_NKEY_SEED_FILE of every logic process)
  *   gateway-<node>.nk    one seed per gateway node  (IM_NATS_NKEY_SEED_FILE of gateway <node>)
+ *   gateway.nk           with --gateway-class: one seed for any gateway node (the Helm chart's way)
  *   dev.url              nats://dev:<password>@host:port — all permissions, for the test suites and
  *                        tools on this machine only; a production server has no such user
  * Seeds already in DIR are kept (a restart of NATS does not log out running services); the config
@@ -22,6 +26,9 @@
  *                   subscribe im.store.>
  *   gateway <node>  subscribe im.gw.<node> and im.kick.<node> only; publish im.kick.> (a login
  *                   that replaced a session on another node) and nothing else
+ *   gateway class   the same for every node id without a dot: subscribe im.gw.* and im.kick.*. For
+ *                   gateways whose node ids are not known in advance (an autoscaled StatefulSet);
+ *                   such a gateway can read the others' pushes, not forge any (docs/security.md)
  * Nothing uses request/reply (_INBOX.>), so no role may subscribe to it.
  */
 'use strict';
@@ -68,7 +75,54 @@ function permissions(pub, sub) {
 const ROLES = {
   logic: () => permissions(['im.gw.>', 'im.store.>'], ['im.store.>']),
   gateway: (node) => permissions(['im.kick.>'], [`im.gw.${node}`, `im.kick.${node}`]),
+  gatewayClass: () => permissions(['im.kick.>'], ['im.gw.*', 'im.kick.*']),
 };
+
+const PUBLIC_KEY_RE = /^U[A-Z2-7]{55}$/;
+
+/** One authorization entry per public key. */
+function nkeyUsers(comment, keys, perms) {
+  return keys.map((k) => `    # ${comment}\n    { nkey: ${q(k)}, ${perms} }`);
+}
+
+function authorizationBlock(users) {
+  return `authorization {\n  users = [\n${users.join('\n')}\n  ]\n}\n`;
+}
+
+/** `authorization`: the block for an external server, from public keys given on the command line. */
+function printAuthorization(argv) {
+  const users = [];
+  const listedKeys = (v) => {
+    const ks = v.split(',').map((k) => k.trim()).filter(Boolean);
+    for (const k of ks) if (!PUBLIC_KEY_RE.test(k)) die(`${q(k)} is not an nkey user public key (U…)`);
+    if (ks.length === 0) die('a role needs at least one public key');
+    return ks;
+  };
+  let logic = false;
+  const seen = new Set();
+  const keys = (v) => {
+    const ks = listedKeys(v);
+    for (const k of ks) {
+      if (seen.has(k)) die(`${k} is given twice: one key, one role`);
+      seen.add(k);
+    }
+    return ks;
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [a, v] = [argv[i], argv[i + 1]];
+    if (v === undefined) die(`${a} needs a value`);
+    if (a === '--logic') { users.push(...nkeyUsers('logic', keys(v), ROLES.logic())); logic = true; }
+    else if (a === '--gateway-class') users.push(...nkeyUsers('gateway, any node', keys(v), ROLES.gatewayClass()));
+    else if (a === '--gateway') {
+      const eq = v.indexOf('=');
+      const node = v.slice(0, eq);
+      if (eq <= 0 || !NODE_RE.test(node)) die(`--gateway takes NODE=U…, got ${q(v)}`);
+      users.push(...nkeyUsers(`gateway ${node}`, keys(v.slice(eq + 1)), ROLES.gateway(node)));
+    } else die(`unknown argument ${a}`);
+  }
+  if (!logic) die('--logic is required');
+  process.stdout.write(authorizationBlock(users));
+}
 
 function parseArgs(argv) {
   const o = { host: '127.0.0.1', gateways: [] };
@@ -80,6 +134,7 @@ function parseArgs(argv) {
       case '--port': o.port = Number(v()); break;
       case '--host': o.host = v(); break;
       case '--gateways': o.gateways = v().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case '--gateway-class': o.gatewayClass = true; break;
       case '--tls-cert': o.tlsCert = path.resolve(v()); break;
       case '--tls-key': o.tlsKey = path.resolve(v()); break;
       default: die(`unknown argument ${a}`);
@@ -93,6 +148,10 @@ function parseArgs(argv) {
 }
 
 function main(argv) {
+  if (argv[0] === 'authorization') {
+    printAuthorization(argv.slice(1));
+    return;
+  }
   if (argv[0] === 'nkey') {
     if (!argv[1]) die('usage: nats-config.js nkey FILE');
     if (fs.existsSync(argv[1])) die(`${argv[1]} exists; a new seed goes into a new file`);
@@ -110,18 +169,14 @@ function main(argv) {
 
   const users = [
     `    # Tests and tools on this machine (dev.url); all permissions. Not for production.\n    { user: "dev", password: ${q(devPassword)} }`,
-    `    # logic (logic.nk)\n    { nkey: ${q(nkeySeed(path.join(o.dir, 'logic.nk')))}, ${ROLES.logic()} }`,
-    ...o.gateways.map((g) => `    # gateway ${g} (gateway-${g}.nk)\n    { nkey: ${q(nkeySeed(path.join(o.dir, `gateway-${g}.nk`)))}, ${ROLES.gateway(g)} }`),
+    ...nkeyUsers('logic (logic.nk)', [nkeySeed(path.join(o.dir, 'logic.nk'))], ROLES.logic()),
+    ...o.gateways.flatMap((g) => nkeyUsers(`gateway ${g} (gateway-${g}.nk)`, [nkeySeed(path.join(o.dir, `gateway-${g}.nk`))], ROLES.gateway(g))),
+    ...(o.gatewayClass ? nkeyUsers('gateway, any node (gateway.nk)', [nkeySeed(path.join(o.dir, 'gateway.nk'))], ROLES.gatewayClass()) : []),
   ];
   const tls = o.tlsCert ? `tls {\n  cert_file: ${q(o.tlsCert)}\n  key_file: ${q(o.tlsKey)}\n}\n` : '';
   writePrivate(path.join(o.dir, 'nats.conf'), `# Written by scripts/nats-config.js; every start writes it anew.
 listen: ${q(`${o.host}:${o.port}`)}
-${tls}authorization {
-  users = [
-${users.join('\n')}
-  ]
-}
-`);
+${tls}${authorizationBlock(users)}`);
 }
 
 main(process.argv.slice(2));

@@ -53,6 +53,18 @@ function roleBus(n: OwnNats, role: string, extraEnv: Record<string, string> = {}
   return NatsBus.connect({ servers: n.url, name: `test-${role}`, auth, drainTimeoutMs: 500 });
 }
 
+/** A reload (SIGHUP) is asynchronous: retries a connect its credential refuses until it is accepted. */
+async function connectWhenAccepted(connect: () => Promise<NatsBus>, timeoutMs = 10_000): Promise<NatsBus> {
+  for (const deadline = Date.now() + timeoutMs; ;) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (!(err instanceof ConfigError) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50)); // poll interval
+    }
+  }
+}
+
 describe('NATS credentials and permissions (own nats-server from scripts/nats-start.sh)', function () {
   this.timeout(60_000);
   let nats: OwnNats | undefined;
@@ -143,6 +155,49 @@ describe('NATS credentials and permissions (own nats-server from scripts/nats-st
     await assert.rejects(logic1.flush(), (e: unknown) => e instanceof ConfigError);
   });
 
+  it('rotates a role\'s key without a restart: both keys during the roll, then the old one refused', async () => {
+    const script = path.join(ROOT, 'scripts', 'nats-config.js');
+    const newSeed = path.join(nats!.dir, 'logic-next.nk');
+    const pub = (file: string) => execFileSync(process.execPath, [script, 'nkey', file]).toString().trim();
+    const next = pub(newSeed);
+    const conf = path.join(nats!.dir, 'nats.conf');
+    const original = fs.readFileSync(conf, 'utf8');
+    const oldKey = /# logic[^\n]*\n\s*\{ nkey: "(U[A-Z2-7]{55})"/.exec(original)![1];
+    const gwAKey = /# gateway gw-a[^\n]*\n\s*\{ nkey: "(U[A-Z2-7]{55})"/.exec(original)![1];
+    const pid = Number(fs.readFileSync(path.join(nats!.dir, 'nats.pid'), 'utf8'));
+    const devUser = /\{ user: "dev"[^\n]*\}/.exec(original)![0];
+    /** The operator's step: the authorization block for these logic keys, and a reload (SIGHUP). */
+    const reload = (logicKeys: string[]) => {
+      const block = execFileSync(process.execPath, [script, 'authorization', '--logic', logicKeys.join(','), '--gateway', `gw-a=${gwAKey}`]).toString();
+      fs.writeFileSync(conf, original.replace(/authorization \{[\s\S]*$/, block.replace('users = [', `users = [\n    ${devUser}`)));
+      process.kill(pid, 'SIGHUP');
+    };
+    try {
+      const old = await track(roleBus(nats!, 'logic'));
+      reload([oldKey, next]);
+      const gwA = await track(roleBus(nats!, 'gateway-gw-a'));
+      const got: string[] = [];
+      gwA.subscribe(gatewaySubject('gw-a'), (d) => got.push(Buffer.from(d).toString()));
+      await gwA.flush();
+      // The reload is asynchronous: the new key works once the server has read the new config.
+      const fresh = await track(connectWhenAccepted(() =>
+        NatsBus.connect({ servers: nats!.url, auth: loadNatsAuth(new Settings({ IM_NATS_NKEY_SEED_FILE: newSeed })) })));
+      old.publish(gatewaySubject('gw-a'), Buffer.from('old key'));
+      fresh.publish(gatewaySubject('gw-a'), Buffer.from('new key'));
+      await eventually(() => got.length === 2, 'both keys deliver during the roll');
+      reload([next]);
+      await eventually(() => !old.connected, 'the old key\'s connection closed by the reload', 10_000);
+      await assert.rejects(roleBus(nats!, 'logic'), (e: unknown) => e instanceof ConfigError && e.field === 'IM_NATS_NKEY_SEED_FILE');
+      fresh.publish(gatewaySubject('gw-a'), Buffer.from('after'));
+      await eventually(() => got.includes('after'), 'the new key still delivers');
+    } finally {
+      fs.writeFileSync(conf, original);
+      process.kill(pid, 'SIGHUP');
+      // The next tests use the original key: wait until the server takes it again.
+      await (await connectWhenAccepted(() => roleBus(nats!, 'logic'))).close();
+    }
+  });
+
   describe('a real logic and gateway process with their credentials', () => {
     let dataDir: string;
     const procs: Launched[] = [];
@@ -189,6 +244,44 @@ describe('NATS credentials and permissions (own nats-server from scripts/nats-st
         IM_STORE: 'sqlite', IM_DATA_DIR: dataDir, IM_NATS_URL: nats!.url, IM_LOGIC_ADDR: '127.0.0.1:0',
       }, 'IM_NATS_USER');
     });
+  });
+});
+
+describe('NATS gateway class credential (--gateway-class: gateways whose node ids are not known in advance)', function () {
+  this.timeout(60_000);
+  let nats: OwnNats | undefined;
+  before(async function () {
+    needsNatsServerBinary(this);
+    nats = await startOwnNats();
+    // The same directory again, with the class credential added (nats-start.sh wrote the others).
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'nats-config.js'), '--dir', nats.dir, '--port', String(nats.port),
+      '--gateways', 'gw-a,gw-b', '--gateway-class']);
+    process.kill(Number(fs.readFileSync(path.join(nats.dir, 'nats.pid'), 'utf8')), 'SIGHUP');
+  });
+  after(() => stopOwnNats(nats));
+
+  it('receives on any node\'s subject, but cannot publish pushes or store calls', async () => {
+    const gw = await connectWhenAccepted(() => roleBus(nats!, 'gateway'));
+    const logic = await roleBus(nats!, 'logic');
+    const observer = await NatsBus.connect({ servers: nats!.devUrl });
+    try {
+      const got: string[] = [];
+      gw.subscribe(gatewaySubject('im-gateway-7'), (d) => got.push(Buffer.from(d).toString()));
+      gw.subscribe(kickSubject('im-gateway-7'), (d) => got.push(Buffer.from(d).toString()));
+      await gw.flush();
+      const seen: string[] = [];
+      observer.subscribe('im.>', (d) => seen.push(Buffer.from(d).toString()));
+      await observer.flush();
+      logic.publish(gatewaySubject('im-gateway-7'), Buffer.from('push'));
+      await eventually(() => got.includes('push'), 'the push');
+      gw.publish(gatewaySubject('im-gateway-8'), Buffer.from('forged'));
+      gw.publish('im.store.im.p1', Buffer.from('forged call'));
+      gw.publish(kickSubject('im-gateway-7'), Buffer.from('kick'));
+      await eventually(() => seen.includes('kick'), 'the kick');
+      assert.deepEqual(seen, ['push', 'kick']);
+    } finally {
+      await Promise.all([gw.close(), logic.close(), observer.close()]);
+    }
   });
 });
 
