@@ -5,7 +5,7 @@
  */
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { Bus, BusHeaders, gatewaySubject, kickSubject } from '../common/bus';
+import { Bus, BusHeaders, flushBus, gatewaySubject, kickSubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
@@ -17,7 +17,7 @@ import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
 import { Connection, type ConnectionContext, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { granuleFor, TimerWheel } from './timer-wheel';
-import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
+import { HandOffResult, HandOffSink, handOffConnections } from './handoff';
 import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';

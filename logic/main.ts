@@ -4,6 +4,7 @@
  * reflection) on IM_LOGIC_ADDR.
  */
 import { describeBackends, openBus } from '../common/backends';
+import { flushBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
@@ -44,6 +45,8 @@ serviceMain({
     proc.onStop('server', () => server.stop());
     // The store is open once openStore returned (start() finishing is a readiness check of its own).
     proc.readiness(() => ({ bus: bus.connected }));
+    // Throws (exit 2) when NATS refused a subscription of the store's peers or the group sync.
+    await flushBus(bus);
     const port = await server.start();
     if (proc.stopping) return;
     proc.listening({

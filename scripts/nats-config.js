@@ -21,9 +21,9 @@
  * Seeds already in DIR are kept (a restart of NATS does not log out running services); the config
  * is written anew each time, so --gateways may grow.
  *
- * Permissions (subjects: common/bus.ts, storage/cassandra-peers.ts):
- *   logic           publish im.gw.> (pushes, kicks) and im.store.> (peer calls and replies);
- *                   subscribe im.store.>
+ * Permissions (subjects: common/bus.ts, storage/cassandra-peers.ts, logic/group-sync.ts):
+ *   logic           publish im.gw.> (pushes, kicks), im.store.> (peer calls and replies) and
+ *                   im.logic.> (group cache sync and its acks); subscribe im.store.> and im.logic.>
  *   gateway <node>  subscribe im.gw.<node> and im.kick.<node> only; publish im.kick.> (a login
  *                   that replaced a session on another node) and nothing else
  *   gateway class   the same for every node id without a dot: subscribe im.gw.* and im.kick.*. For
@@ -73,7 +73,7 @@ function permissions(pub, sub) {
 
 /** The permissions of each role, in one place (docs/security.md quotes them). */
 const ROLES = {
-  logic: () => permissions(['im.gw.>', 'im.store.>'], ['im.store.>']),
+  logic: () => permissions(['im.gw.>', 'im.store.>', 'im.logic.>'], ['im.store.>', 'im.logic.>']),
   gateway: (node) => permissions(['im.kick.>'], [`im.gw.${node}`, `im.kick.${node}`]),
   gatewayClass: () => permissions(['im.kick.>'], ['im.gw.*', 'im.kick.*']),
 };

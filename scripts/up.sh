@@ -65,7 +65,7 @@ fail() {
   for what in "${started_infra[@]}"; do
     case "$what" in
       cassandra) "$root/cassandra/stop.sh" >&2 || true ;;
-      nats) "$root/scripts/nats-stop.sh" >&2 || true ;;
+      nats) "$root/scripts/nats-stop.sh" --dir "$nats_dir" >&2 || true ;;
     esac
     rm -f "$procs/started-$what"
   done
@@ -97,7 +97,8 @@ if accepts "127.0.0.1:$nats_port"; then
   echo "up: NATS already accepts on 127.0.0.1:$nats_port; using it ($nats_note)"
 else
   NATS_GATEWAYS=gw-1,gw-2 scripts/nats-start.sh --port "$nats_port" --dir "$nats_dir" || fail "NATS would not start"
-  touch "$procs/started-nats"
+  # The marker holds the server's directory, for down.sh.
+  echo "$nats_dir" >"$procs/started-nats"
   started_infra+=(nats)
   nats_note="started by up.sh"
 fi

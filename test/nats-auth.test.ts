@@ -16,6 +16,7 @@ import { signToken } from '../common/jwt';
 import { loadNatsAuth } from '../common/nats-auth';
 import { Settings } from '../common/config';
 import { eventually, TestClient } from '../gateway/test-support';
+import { GROUP_SUBJECT } from '../logic/group-sync';
 import { decode, encode, Op, textContent } from '../proto/wire';
 import { freePort } from './infra';
 import { expectConfigExit, killAll, launchMain, launchRouterAndLogic, type Launched } from './launch';
@@ -137,7 +138,7 @@ describe('NATS credentials and permissions (own nats-server from scripts/nats-st
     await eventually(() => got.includes('kick from b'), 'a kick from another gateway');
   });
 
-  it('logic publishes on gateway subjects and talks to its store peers; it cannot subscribe to a gateway subject', async () => {
+  it('logic publishes on gateway subjects and talks to its store peers and group-sync peers; it cannot subscribe to a gateway subject', async () => {
     const logic1 = await track(roleBus(nats!, 'logic'));
     const logic2 = await track(roleBus(nats!, 'logic'));
     const gwB = await track(roleBus(nats!, 'gateway-gw-b'));
@@ -145,12 +146,16 @@ describe('NATS credentials and permissions (own nats-server from scripts/nats-st
     gwB.subscribe(gatewaySubject('gw-b'), (data) => got.push(Buffer.from(data).toString()));
     logic2.subscribe('im.store.ks.p2', (data) => got.push(Buffer.from(data).toString()));
     logic1.subscribe('im.store.ks.p1.r', (data) => got.push(Buffer.from(data).toString()));
+    logic2.subscribe(GROUP_SUBJECT, (data) => got.push(Buffer.from(data).toString()));
+    logic1.subscribe(`${GROUP_SUBJECT}.ack.p1`, (data) => got.push(Buffer.from(data).toString()));
     await Promise.all([gwB.flush(), logic1.flush(), logic2.flush()]);
     logic1.publish(gatewaySubject('gw-b'), Buffer.from('push'));
     logic1.publish('im.store.ks.p2', Buffer.from('call'));
     logic2.publish('im.store.ks.p1.r', Buffer.from('reply'));
-    await eventually(() => got.length === 3, 'push, call and reply');
-    assert.deepEqual([...got].sort(), ['call', 'push', 'reply']);
+    logic1.publish(GROUP_SUBJECT, Buffer.from('group change'));
+    logic2.publish(`${GROUP_SUBJECT}.ack.p1`, Buffer.from('group ack'));
+    await eventually(() => got.length === 5, 'push, call, reply, group change and ack');
+    assert.deepEqual([...got].sort(), ['call', 'group ack', 'group change', 'push', 'reply']);
     logic1.subscribe(gatewaySubject('gw-b'), () => undefined);
     await assert.rejects(logic1.flush(), (e: unknown) => e instanceof ConfigError);
   });
@@ -174,11 +179,11 @@ describe('NATS credentials and permissions (own nats-server from scripts/nats-st
     };
     try {
       const old = await track(roleBus(nats!, 'logic'));
-      reload([oldKey, next]);
       const gwA = await track(roleBus(nats!, 'gateway-gw-a'));
       const got: string[] = [];
       gwA.subscribe(gatewaySubject('gw-a'), (d) => got.push(Buffer.from(d).toString()));
       await gwA.flush();
+      reload([oldKey, next]);
       // The reload is asynchronous: the new key works once the server has read the new config.
       const fresh = await track(connectWhenAccepted(() =>
         NatsBus.connect({ servers: nats!.url, auth: loadNatsAuth(new Settings({ IM_NATS_NKEY_SEED_FILE: newSeed })) })));
