@@ -143,7 +143,7 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
 
     // ---- distributed: NATS, then router, logic (one after another: the first creates the schema), gateways.
     const natsUrl = o.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
-    const natsHost = parseHostPort(natsUrl.replace(/^\w+:\/\//, '').split(',')[0]);
+    const natsHost = parseHostPort(natsUrl.replace(/^\w+:\/\//, '').replace(/^[^@/]*@/, '').split(',')[0]);
     let busUrl = natsUrl;
     const gatewayNodes = Array.from({ length: o.gateways }, (_, i) => `bench-${o.runId}-gw-${i + 1}`);
     // A running server: every service gets the credential settings of this environment, if any.
