@@ -98,6 +98,8 @@ options:
   --quiet             no per-second progress lines
   --label TEXT        free text stored with the result
 env: IM_AUTH_SECRET (--target URL), IM_NATS_URL, IM_CASSANDRA_CONTACT_POINTS.
+     A running NATS at IM_NATS_URL: its IM_NATS_USER/IM_NATS_PASSWORD, IM_NATS_NKEY_SEED_FILE and
+     IM_NATS_TLS_CA go to every service. None running: a private nats-server with per-role credentials.
 `;
 
 const DEFAULT_USERS: Record<Scenario, number> = {

@@ -15,6 +15,10 @@ import { parseHostPort } from '../common/config';
 import type { HostPort } from './ipc';
 import { pidListeningOn } from './proc-stats';
 import { STORE_DESIGN } from './results';
+import { startNatsServer, writeNatsAuthConfig } from '../test/infra';
+
+/** The IM_NATS_* credential settings a benchmark passes on to the services of a running NATS. */
+const NATS_CREDENTIAL_SETTINGS = ['IM_NATS_USER', 'IM_NATS_PASSWORD', 'IM_NATS_NKEY_SEED_FILE', 'IM_NATS_TLS_CA'];
 import { freePort, reachable, tcpTarget } from './net-util';
 
 export type TargetKind = 'embedded' | 'distributed' | 'url';
@@ -139,18 +143,28 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
 
     // ---- distributed: NATS, then router, logic (one after another: the first creates the schema), gateways.
     const natsUrl = o.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
-    const natsHost = parseHostPort(natsUrl.replace(/^\w+:\/\//, '').split(',')[0]);
+    const natsHost = parseHostPort(natsUrl.replace(/^\w+:\/\//, '').replace(/^[^@/]*@/, '').split(',')[0]);
     let busUrl = natsUrl;
+    const gatewayNodes = Array.from({ length: o.gateways }, (_, i) => `bench-${o.runId}-gw-${i + 1}`);
+    // A running server: every service gets the credential settings of this environment, if any.
+    const shared = Object.fromEntries(NATS_CREDENTIAL_SETTINGS.filter((k) => o.env[k] !== undefined).map((k) => [k, o.env[k]!]));
+    let natsCreds = { logic: shared, gateway: (_node: string): Record<string, string> => shared };
     if (natsHost && await reachable(natsHost.host, natsHost.port)) {
-      notes.push(`NATS: using the running server at ${natsUrl} (shared; its CPU includes other users' traffic)`);
+      notes.push(`NATS: using the running server at ${natsUrl.replace(/\/\/[^@/]*@/, '//')} (shared; its CPU includes other users' traffic)`);
       const pid = pidListeningOn(natsHost.port);
       if (pid) infra.push({ role: 'nats', pid });
     } else {
+      // A private server runs as `make up` runs it: each role with its own credential and permissions.
       const port = await freePort();
-      const nats = await spawnNats(port, o.log);
-      servers.push(nats);
+      const natsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-bench-nats-'));
+      tempDirs.push(natsDir);
+      const auth = writeNatsAuthConfig(natsDir, port, gatewayNodes);
+      const child = await startNatsServer(port, auth.config);
+      o.log(`started nats-server (pid ${child.pid}) on ${port}`);
+      servers.push({ role: 'nats', name: 'nats', pid: child.pid!, child, stopping: false, probe: async () => undefined, heapSnapshot: async () => false });
+      natsCreds = { logic: auth.logicEnv, gateway: auth.gatewayEnv };
       busUrl = `nats://${LOOPBACK}:${port}`;
-      notes.push(`NATS: started a private nats-server on ${busUrl}`);
+      notes.push(`NATS: started a private nats-server on ${busUrl}, with per-role credentials (scripts/nats-config.js)`);
     }
     let storeEnv: Record<string, string>;
     if (o.noDb) {
@@ -186,7 +200,7 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
     for (let i = 1; i <= o.logics; i++) {
       const logic = await spawnService({
         ...spawnOpts, role: 'logic', name: `logic-${i}`, script: 'logic/main.js',
-        env: { ...common, ...storeEnv, IM_LOGIC_ADDR: `${LOOPBACK}:0` }, ready: jsonListening('logic'),
+        env: { ...common, ...storeEnv, ...natsCreds.logic, IM_LOGIC_ADDR: `${LOOPBACK}:0` }, ready: jsonListening('logic'),
       });
       servers.push(logic.proc);
       logicAddrs.push(String(logic.fields.addr));
@@ -196,7 +210,7 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
       const gw = await spawnService({
         ...spawnOpts, role: 'gateway', name: `gw-${i}`, script: 'gateway/main.js',
         env: {
-          ...common, IM_NODE_ID: `bench-${o.runId}-gw-${i}`, IM_GATEWAY_ADDR: `${LOOPBACK}:0`,
+          ...common, ...natsCreds.gateway(gatewayNodes[i - 1]), IM_NODE_ID: gatewayNodes[i - 1], IM_GATEWAY_ADDR: `${LOOPBACK}:0`,
           IM_LOGIC_ADDRS: logicAddrs.join(','), IM_AUTH_SECRET: secret,
         },
         ready: jsonListening('gateway'),
@@ -316,21 +330,6 @@ function probeable(role: ServerProc['role'], name: string, child: ChildProcess):
     probe: (gc) => ask({ t: 'probe', gc }, 10_000, (m) => m.mem as MemoryUsage),
     heapSnapshot: async (file) => (await ask({ t: 'snapshot', path: file }, 120_000, (m) => typeof m.file === 'string')) ?? false,
   };
-}
-
-async function spawnNats(port: number, log: (l: string) => void): Promise<ServerProc> {
-  const child = spawn(process.env.NATS_SERVER_BIN ?? 'nats-server', ['-a', LOOPBACK, '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.resume();
-  const deadline = Date.now() + 10_000;
-  while (!(await reachable(LOOPBACK, port, 200))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`nats-server did not start on port ${port}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  log(`started nats-server (pid ${child.pid}) on ${port}`);
-  return { role: 'nats', name: 'nats', pid: child.pid!, child, stopping: false, probe: async () => undefined, heapSnapshot: async () => false };
 }
 
 /** The raw ceiling's echo server (bench/echo-server.ts) as its own process, probe-able. */

@@ -6,6 +6,8 @@ import { makeTestPki, type TestPki } from '../test/tls-certs';
 import { describeBackends, loadBusConfig, loadLogLevel, loadStoreConfig, openBus } from './backends';
 import { InProcessBus } from './bus';
 import { ConfigError } from './config';
+import { urlCredentials } from './nats-auth';
+import { nkeys } from 'nats';
 
 const namesField = (field: string) => (e: unknown) => {
   assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
@@ -123,6 +125,38 @@ describe('backends config', () => {
         { kind: 'nats', servers: ['nats://a:4222', 'b:4223', 'tls://user:pw@c'] });
       assert.deepEqual(loadBusConfig({}, ['--nats-url', 'nats://10.1.1.1:4222']),
         { kind: 'nats', servers: ['nats://10.1.1.1:4222'] });
+    });
+
+    it('reads NATS credentials and TLS settings, checked at start-up', () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-nats-auth-cfg-'));
+      try {
+        const seed = new TextDecoder().decode(nkeys.createUser().getSeed());
+        fs.writeFileSync(path.join(dir, 'ok.nk'), `# a comment\n${seed}\n`);
+        fs.writeFileSync(path.join(dir, 'bad.nk'), 'SUNOTASEED\n');
+        assert.deepEqual(loadBusConfig({ IM_NATS_USER: 'logic', IM_NATS_PASSWORD: 'pw' }, []),
+          { kind: 'nats', servers: ['nats://127.0.0.1:4222'], auth: { credentials: { kind: 'password', user: 'logic', password: 'pw' } } });
+        assert.deepEqual(loadBusConfig({ IM_NATS_NKEY_SEED_FILE: path.join(dir, 'ok.nk') }, []),
+          { kind: 'nats', servers: ['nats://127.0.0.1:4222'], auth: { credentials: { kind: 'nkey', seed } } });
+        assert.throws(() => loadBusConfig({ IM_NATS_USER: 'logic' }, []), namesField('IM_NATS_PASSWORD'));
+        assert.throws(() => loadBusConfig({ IM_NATS_PASSWORD: 'pw' }, []), namesField('IM_NATS_USER'));
+        assert.throws(() => loadBusConfig({ IM_NATS_USER: 'u', IM_NATS_PASSWORD: 'p', IM_NATS_NKEY_SEED_FILE: path.join(dir, 'ok.nk') }, []),
+          namesField('IM_NATS_NKEY_SEED_FILE'));
+        assert.throws(() => loadBusConfig({ IM_NATS_NKEY_SEED_FILE: path.join(dir, 'absent.nk') }, []), namesField('IM_NATS_NKEY_SEED_FILE'));
+        assert.throws(() => loadBusConfig({ IM_NATS_NKEY_SEED_FILE: path.join(dir, 'bad.nk') }, []), namesField('IM_NATS_NKEY_SEED_FILE'));
+        assert.throws(() => loadBusConfig({ IM_NATS_TLS_CA: path.join(dir, 'ok.nk') }, []), namesField('IM_NATS_TLS_CA'));
+        assert.throws(() => loadBusConfig({ IM_NATS_TLS_CA: path.join(dir, 'absent.pem') }, []), namesField('IM_NATS_TLS_CA'));
+        // Credentials in the URL (nats.js would ignore them) and in the settings at once.
+        assert.throws(() => loadBusConfig({ IM_NATS_URL: 'nats://u:p@h:4222', IM_NATS_USER: 'u', IM_NATS_PASSWORD: 'p' }, []), namesField('IM_NATS_URL'));
+        assert.throws(() => loadBusConfig({ IM_NATS_URL: 'nats://u:p@h:4222,nats://v:q@i:4222' }, []), namesField('IM_NATS_URL'));
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('takes credentials out of the URL, which nats.js would ignore', () => {
+      assert.deepEqual(urlCredentials(['nats://us%40r:p%3Aw@h:4222', 'tls://us%40r:p%3Aw@i'], undefined),
+        { servers: ['nats://h:4222', 'tls://i'], auth: { credentials: { kind: 'password', user: 'us@r', password: 'p:w' } } });
+      assert.deepEqual(urlCredentials(['nats://h:4222'], undefined), { servers: ['nats://h:4222'], auth: undefined });
     });
 
     it('refuses inprocess unless the caller runs every service in one process', () => {

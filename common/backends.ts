@@ -10,6 +10,7 @@ import { NatsBus } from './bus-nats';
 import { loadCassandraTls, type CassandraTlsConfig } from './cassandra-tls';
 import { ConfigError, type Env, parseFlags, parseHostPort, Settings } from './config';
 import { silentLogger, type Level, type Logger } from './log';
+import { loadNatsAuth, urlCredentials, type NatsAuthConfig } from './nats-auth';
 
 export const STORE_KINDS = ['sqlite', 'cassandra'] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
@@ -49,7 +50,7 @@ export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
 export const BUS_KINDS = ['nats', 'inprocess'] as const;
 export type BusKind = (typeof BUS_KINDS)[number];
 
-export type BusConfig = { kind: 'nats'; servers: string[] } | { kind: 'inprocess' };
+export type BusConfig = { kind: 'nats'; servers: string[]; auth?: NatsAuthConfig } | { kind: 'inprocess' };
 
 export interface BackendDefaults {
   store?: StoreKind;
@@ -101,7 +102,10 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   };
 }
 
-/** IM_BUS (--bus) and, for nats, IM_NATS_URL (--nats-url; comma-separated for a cluster). */
+/**
+ * IM_BUS (--bus) and, for nats, IM_NATS_URL (--nats-url; comma-separated for a cluster) and the
+ * credential and TLS settings (IM_NATS_USER, IM_NATS_PASSWORD, IM_NATS_NKEY_SEED_FILE, IM_NATS_TLS_CA).
+ */
 export function loadBusConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2),
   defaults: BackendDefaults = {}): BusConfig {
   const s = new Settings(env, parseFlags(argv));
@@ -117,7 +121,9 @@ export function loadBusConfig(env: Env = process.env, argv: readonly string[] = 
   for (const url of servers) {
     if (!validNatsUrl(url)) throw new ConfigError('IM_NATS_URL', `expected nats://host:port, got "${url}"`);
   }
-  return { kind, servers };
+  const auth = loadNatsAuth(s);
+  urlCredentials(servers, auth); // a conflict between URL and settings is refused here, at start-up
+  return { kind, servers, ...(auth && { auth }) };
 }
 
 function validNatsUrl(v: string): boolean {
@@ -142,7 +148,7 @@ export interface OpenBusOptions {
 /** Connects the configured bus; for NATS, waits for the first connection. */
 export async function openBus(config: BusConfig, options: OpenBusOptions): Promise<Bus> {
   if (config.kind === 'inprocess') return new InProcessBus();
-  return NatsBus.connect({ servers: config.servers, name: options.name, logger: options.logger ?? silentLogger });
+  return NatsBus.connect({ servers: config.servers, name: options.name, auth: config.auth, logger: options.logger ?? silentLogger });
 }
 
 /** A one-line description for logs and the listening line, never including credentials. */

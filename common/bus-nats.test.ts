@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  freePort, NATS_SERVER_BIN, NATS_URL, REQUIRE_INFRA, needs, startNatsServer as startServer, stopNatsServer as stopServer,
+  freePort, NATS_SERVER_BIN, NATS_URL, NATS_WHERE, REQUIRE_INFRA, needs, startNatsServer as startServer, stopNatsServer as stopServer,
 } from '../test/infra';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { NatsBus, type NatsBusOptions } from './bus-nats';
@@ -46,7 +46,7 @@ describe('NatsBus', function () {
     });
   });
 
-  describe(`against a running server (${NATS_URL})`, function () {
+  describe(`against a running server (${NATS_WHERE})`, function () {
     let pub: NatsBus;
     let sub: NatsBus;
     const log = capture();

@@ -11,9 +11,13 @@
  * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
  * limit: past it, publishes are dropped and logged once per outage.
  */
-import { connect, Events, DebugEvents, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from 'nats';
+import {
+  connect, ErrorCode, Events, DebugEvents, NatsError, headers as natsHeaders, type ConnectionOptions, type MsgHdrs,
+  type NatsConnection, type Subscription,
+} from 'nats';
 import type { Bus, BusHandler, BusHeaders } from './bus';
 import { ConfigError } from './config';
+import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConfig } from './nats-auth';
 import { UnavailableError } from './errors';
 import { silentLogger, type Logger } from './log';
 import { metrics } from './metrics';
@@ -23,6 +27,8 @@ export interface NatsBusOptions {
   servers: string | string[];
   /** Connection name shown by the server's monitoring (e.g. `gateway-node1`). */
   name?: string;
+  /** Credentials and TLS (IM_NATS_USER…, common/nats-auth.ts); absent: an open server. */
+  auth?: NatsAuthConfig;
   logger?: Logger;
   /** Bound on bytes handed to the client while disconnected; past it, publishes are dropped. Default 8 MiB. */
   maxPendingBytes?: number;
@@ -38,7 +44,7 @@ export interface NatsBusOptions {
   drainTimeoutMs?: number;
 }
 
-type Resolved = Required<Omit<NatsBusOptions, 'servers' | 'name'>> & { servers: string[]; name: string };
+type Resolved = Required<Omit<NatsBusOptions, 'servers' | 'name' | 'auth'>> & { servers: string[]; name: string; auth?: NatsAuthConfig };
 
 export interface NatsBusStats {
   connected: boolean;
@@ -70,9 +76,11 @@ function resolve(o: NatsBusOptions): Resolved {
   const servers = (Array.isArray(o.servers) ? o.servers : String(o.servers ?? '').split(','))
     .map((s) => s.trim()).filter((s) => s.length > 0);
   if (servers.length === 0) throw new ConfigError('servers', 'at least one NATS server URL is required');
+  const fromUrl = urlCredentials(servers, o.auth);
   return {
-    servers,
+    servers: fromUrl.servers,
     name: o.name ?? `im-${process.pid}`,
+    auth: fromUrl.auth,
     logger: o.logger ?? silentLogger,
     maxPendingBytes: positiveInt('maxPendingBytes', o.maxPendingBytes, 8 * MiB),
     reconnectTimeWaitMs: positiveInt('reconnectTimeWaitMs', o.reconnectTimeWaitMs, 500),
@@ -108,6 +116,8 @@ class Throttle {
 
 export class NatsBus implements Bus {
   private isConnected = true;
+  /** Subjects the server refused to subscribe this credential to (flush() reports them). */
+  private readonly denied: string[] = [];
   private closing: Promise<void> | null = null;
   /** Bytes handed to the client since the current outage began (reset on reconnect). */
   private outageBytes = 0;
@@ -135,18 +145,31 @@ export class NatsBus implements Bus {
    */
   static async connect(options: NatsBusOptions): Promise<NatsBus> {
     const opts = resolve(options);
-    const nc = await connect({
+    const connectOptions: ConnectionOptions = {
       servers: opts.servers,
       name: opts.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: opts.reconnectTimeWaitMs,
       reconnectJitter: opts.reconnectJitterMs,
-      waitOnFirstConnect: true,
       pingInterval: opts.pingIntervalMs,
       maxPingOut: 2,
       timeout: opts.dialTimeoutMs,
-    });
-    opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name });
+      ...natsConnectOptions(opts.auth),
+    };
+    // nats.js's waitOnFirstConnect would also retry a refused credential or a certificate that
+    // does not verify, forever and silently: those end the wait here as configuration errors.
+    let nc: NatsConnection | undefined;
+    for (let attempt = 1; nc === undefined; attempt++) {
+      try {
+        nc = await connect(connectOptions);
+      } catch (err) {
+        const fatal = refused(err, opts.auth);
+        if (fatal) throw fatal;
+        if (attempt === 1) opts.logger.warn('nats not reachable yet; waiting for it', { servers: opts.servers, err });
+        await new Promise((r) => setTimeout(r, opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs));
+      }
+    }
+    opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name, auth: describeNatsAuth(opts.auth) });
     return new NatsBus(nc, opts);
   }
 
@@ -194,7 +217,11 @@ export class NatsBus implements Bus {
     if (!validSubject(subject, true)) throw new ConfigError('subject', `invalid NATS subject ${JSON.stringify(subject)}`);
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) { this.log.error('bus subscription error', { subject, err }); return; }
+        if (err) {
+          if (err.code === ErrorCode.PermissionsViolation) this.denied.push(subject);
+          this.log.error('bus subscription error', { subject, err });
+          return;
+        }
         metrics().busReceived.inc();
         // nats.js calls this from its socket reader: an exception here would end the reader.
         try {
@@ -224,6 +251,11 @@ export class NatsBus implements Bus {
   async flush(): Promise<void> {
     if (this.closing !== null) throw new UnavailableError('bus closed');
     await this.nc.flush();
+    // The server answers a SUB it refuses before the PONG of a later PING.
+    if (this.denied.length > 0) {
+      throw new ConfigError(credentialSetting(this.opts.auth),
+        `NATS refused to subscribe this credential to ${this.denied.join(', ')}: its permissions do not include it (a gateway's credential must be the one made for its IM_NODE_ID)`);
+    }
   }
 
   /** Drains (unsubscribe, deliver what arrived, flush publishes) within drainTimeoutMs, then closes. Idempotent. */
@@ -281,7 +313,13 @@ export class NatsBus implements Bus {
           this.log.warn('nats server entering lame duck mode', { server: String(s.data) });
           break;
         case Events.Error:
-          this.log.error('nats async error', { code: String(s.data) });
+          if (s.permissionContext?.operation === 'publish') {
+            // A subject this credential may not publish to: the message is gone, as a bad subject's is.
+            this.counts.publishErrors++;
+            this.publishErrorLog.log('bus publish denied by NATS permissions', { subject: s.permissionContext.subject });
+          } else {
+            this.log.error('nats async error', { code: String(s.data) });
+          }
           break;
         case DebugEvents.Reconnecting:
           this.log.debug('nats dialing', { server: String(s.data) });
@@ -291,6 +329,34 @@ export class NatsBus implements Bus {
       }
     }
   }
+}
+
+/** The setting to name when NATS refuses this process's credential. */
+function credentialSetting(auth: NatsAuthConfig | undefined): string {
+  return auth?.credentials?.kind === 'nkey' ? 'IM_NATS_NKEY_SEED_FILE' : 'IM_NATS_USER';
+}
+
+/** Node's codes for a server certificate that does not verify (chain, name, dates). */
+const CERT_ERROR = /CERT|UNABLE_TO_VERIFY|SELF_SIGNED|ERR_TLS/;
+
+/**
+ * A refused credential or a server certificate that does not verify is a configuration error
+ * (exit 2 naming the setting), not an outage to wait out; undefined for anything else.
+ */
+function refused(err: unknown, auth: NatsAuthConfig | undefined): ConfigError | undefined {
+  const code = String((err as { code?: unknown } | null)?.code ?? '');
+  if (err instanceof NatsError && code === ErrorCode.AuthorizationViolation) {
+    const hint = auth?.credentials ? 'the server does not accept this credential'
+      : 'the server requires a credential: set IM_NATS_USER and IM_NATS_PASSWORD, or IM_NATS_NKEY_SEED_FILE';
+    return new ConfigError(credentialSetting(auth), `NATS authorization violation: ${hint}`);
+  }
+  if (err instanceof NatsError && code === ErrorCode.ServerOptionNotAvailable) {
+    return new ConfigError('IM_NATS_TLS_CA', 'the NATS server does not offer TLS');
+  }
+  if (CERT_ERROR.test(code)) {
+    return new ConfigError('IM_NATS_TLS_CA', `the NATS server's certificate does not verify${auth?.tlsCa ? ' against this CA' : ' (set IM_NATS_TLS_CA to its CA)'}: ${(err as Error).message}`);
+  }
+  return undefined;
 }
 
 function toNatsHeaders(h: BusHeaders): MsgHdrs {

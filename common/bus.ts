@@ -23,8 +23,28 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/** A gateway's downlink: pushes and kicks, published by logic only (NATS permissions, docs/security.md). */
 export function gatewaySubject(node: string): string {
   return `im.gw.${node}`;
+}
+
+/**
+ * Kicks one gateway sends another (a login there replaced a session here). A gateway honours only
+ * kicks on it, never pushes, so gateway credentials need no right to publish on gateway subjects.
+ */
+export function kickSubject(node: string): string {
+  return `im.kick.${node}`;
+}
+
+/**
+ * Resolves once the bus has delivered everything its server sent before the call (NatsBus.flush:
+ * a PING/PONG round trip; messages before the PONG were handed to their subscribers first). The
+ * in-process bus delivers within a microtask, so there is nothing to wait for. Over NATS it throws
+ * a ConfigError when the server refused one of this process's subscriptions (its permissions).
+ */
+export function flushBus(bus: Bus): Promise<void> {
+  const flush = (bus as Partial<{ flush: () => Promise<void> }>).flush;
+  return typeof flush === 'function' ? flush.call(bus) : Promise.resolve();
 }
 
 /** A real bus for one process: delivery is asynchronous (next tick), like a network bus. */

@@ -12,7 +12,6 @@
  * (that reply is lost; the client's request times out and is retried, and sends are idempotent).
  */
 import type * as net from 'node:net';
-import type { Bus } from '../common/bus';
 import { DisconnectCode } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Connection } from './connection';
@@ -110,15 +109,6 @@ export async function handOffConnections(o: HandOffOptions): Promise<HandOffResu
   return { handedOver, dropped, tookMs: Date.now() - startedMs };
 }
 
-/**
- * Resolves once the bus has delivered everything its server sent before the call (NatsBus.flush:
- * a PING/PONG round trip; messages before the PONG were handed to their subscribers first). The
- * in-process bus delivers within a microtask, so there is nothing to wait for.
- */
-export function flushBus(bus: Bus): Promise<void> {
-  const flush = (bus as Partial<{ flush: () => Promise<void> }>).flush;
-  return typeof flush === 'function' ? flush.call(bus) : Promise.resolve();
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

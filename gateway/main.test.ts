@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
-import { expectConfigExit, launchMain, type Launched } from '../test/launch';
+import { expectConfigExit, killAll, launchMain, launchRouterAndLogic, type Launched } from '../test/launch';
 
 const SECRET = 'main-test-secret-0123456789abcdef';
 
@@ -38,23 +38,12 @@ describe('gateway main (process)', () => {
     before(async function () { await needs(this, 'nats'); });
     beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-gateway-main-')); });
     afterEach(async () => {
-      for (const p of procs.splice(0)) {
-        if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-        await p.exit;
-      }
+      await killAll(procs);
       fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('registers with the router, and on SIGTERM drains, leaves the route list and exits 0', async () => {
-      const router = launchMain('router', { IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn' });
-      procs.push(router);
-      const r = await router.firstLine;
-      const logic = launchMain('logic', {
-        IM_STORE: 'sqlite', IM_DATA_DIR: dir, IM_NATS_URL: NATS_URL, IM_LOGIC_ADDR: '127.0.0.1:0',
-        IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
-      });
-      procs.push(logic);
-      const l = await logic.firstLine;
+      const { router, logic, r, l } = await launchRouterAndLogic(procs, dir, { IM_NATS_URL: NATS_URL });
       const gw = launchMain('gateway', {
         IM_AUTH_SECRET: SECRET, IM_NODE_ID: 'gw-main-test', IM_GATEWAY_ADDR: '127.0.0.1:0', IM_NATS_URL: NATS_URL,
         IM_LOGIC_ADDRS: String(l.addr), IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',

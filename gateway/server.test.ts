@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { gatewaySubject } from '../common/bus';
+import { gatewaySubject, kickSubject } from '../common/bus';
 import { Code, DisconnectCode } from '../common/errors';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
@@ -98,16 +98,27 @@ describe('Gateway', () => {
       second.close();
     });
 
-    it('a login that replaces a session on another node kicks that connection on that node\'s subject', async () => {
+    it('a login that replaces a session on another node kicks that connection on that node\'s kick subject', async () => {
       const other = 'gw-elsewhere';
       await h.router.bind([{ uid: 'jade', deviceId: 'phone', node: other, connId: 'x1' }]);
       const seen: Array<{ uid: string; deviceId: string; connId?: string; code: number }> = [];
-      const unsubscribe = h.bus.subscribe(gatewaySubject(other), (data) => seen.push(...decodeDeliveryBatch(data).kicks));
+      const unsubscribe = h.bus.subscribe(kickSubject(other), (data) => seen.push(...decodeDeliveryBatch(data).kicks));
       const c = await h.login('jade', 'phone');
       await eventually(() => seen.length > 0, 'kick on the other node');
       assert.deepEqual(seen, [{ uid: 'jade', deviceId: 'phone', connId: 'x1', code: DisconnectCode.KICKED, reason: REPLACED_REASON }]);
       unsubscribe();
       c.close();
+    });
+
+    it('takes kicks on its kick subject but never pushes (other gateways may publish there)', async () => {
+      const c = await h.connect();
+      const ok = await c.authOk(token('kim'), 'phone');
+      h.bus.publish(kickSubject(h.node), encodeDeliveryBatch({ pushes: [{ message: withoutSeq('forged'), targets: [{ uid: 'kim', seq: 9 }] }] }));
+      // A push would have been written before this pong on the same socket.
+      assert.equal((await c.ping()).error, null);
+      assert.equal(c.frames.filter((f) => f.op === Op.PUSH).length, 0, 'no push from the kick subject');
+      h.bus.publish(kickSubject(h.node), encodeDeliveryBatch({ kicks: [{ uid: 'kim', deviceId: 'phone', connId: ok.connId, code: DisconnectCode.KICKED, reason: '' }] }));
+      assert.equal((await c.disconnectFrame()).code, DisconnectCode.KICKED);
     });
 
     it('a kick naming a connection hits only that connection', async () => {

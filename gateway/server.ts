@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { Bus, BusHeaders, gatewaySubject } from '../common/bus';
+import { Bus, BusHeaders, flushBus, gatewaySubject, kickSubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
@@ -19,7 +19,7 @@ import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
 import { Connection, type ConnectionContext, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { granuleFor, TimerWheel } from './timer-wheel';
-import { flushBus, HandOffResult, HandOffSink, handOffConnections } from './handoff';
+import { HandOffResult, HandOffSink, handOffConnections } from './handoff';
 import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
@@ -252,7 +252,13 @@ export class Gateway {
     if (this.plaintext) this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
     if (this.opts.tls) this.tlsPublicAddr = this.opts.tls.publicAddr ?? formatHostPort({ host: this.opts.tls.host, port: tlsPort! });
     await this.tlsContext?.start();
-    this.unsubscribe = this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers));
+    const unsubs = [
+      this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers)),
+      this.opts.bus.subscribe(kickSubject(this.opts.node), (data) => this.onBus(data, undefined, true)),
+    ];
+    this.unsubscribe = () => { for (const u of unsubs) u(); };
+    // Throws (ConfigError) when NATS refused a subscription: this node would never get a push.
+    await flushBus(this.opts.bus);
     this.unwatchMetrics = watchGateway(this, (g) => g.live, (g) => {
       let bytes = 0;
       for (const c of g.conns) bytes += c.socket.writableLength;
@@ -354,7 +360,7 @@ export class Gateway {
       if (d.node === this.opts.node) {
         for (const c of [...(this.byUid.get(d.uid) ?? [])]) this.kickOne(kick, c);
       } else {
-        this.opts.bus.publish(gatewaySubject(d.node), encodeDeliveryBatch({ kicks: [kick] }));
+        this.opts.bus.publish(kickSubject(d.node), encodeDeliveryBatch({ kicks: [kick] }));
       }
     }
   }
@@ -373,13 +379,18 @@ export class Gateway {
     this.opts.router.unbind([conn.session()]).catch((err) => this.logger.warn('router unbind failed', { err, uid: conn.uid }));
   }
 
-  private onBus(data: Uint8Array, headers?: BusHeaders): void {
+  /** kicksOnly: from the kick subject, which other gateways may publish on: pushes there are ignored. */
+  private onBus(data: Uint8Array, headers?: BusHeaders, kicksOnly = false): void {
     let batch: DeliveryBatch;
     try {
       batch = decodeDeliveryBatch(data);
     } catch (err) {
       this.logger.warn('undecodable delivery batch dropped', { err, bytes: data.length });
       return;
+    }
+    if (kicksOnly && (batch.pushes.length > 0 || batch.deliveries.length > 0)) {
+      this.logger.warn('pushes on the kick subject ignored', { pushes: batch.pushes.length, deliveries: batch.deliveries.length });
+      batch = { ...batch, pushes: [], deliveries: [] };
     }
     for (const p of batch.pushes) {
       const shared = p.message;

@@ -5,11 +5,11 @@
  * one) instead of draining. SIGTERM/SIGINT drain as main.ts does.
  */
 import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../common/backends';
+import { flushBus } from '../common/bus';
 import { ConfigError, formatHostPort } from '../common/config';
 import { serviceMain } from '../common/service-main';
 import { RouterClient } from '../router/client';
 import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
-import { flushBus } from './handoff';
 import { LogicClient } from './logic-client';
 import { Gateway } from './server';
 import { loadWorkerSettings } from './supervisor-config';

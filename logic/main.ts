@@ -4,6 +4,7 @@
  * reflection) on IM_LOGIC_ADDR, and with IM_HTTP_ADDR the client HTTP API (docs/http-api.md).
  */
 import { describeBackends, openBus } from '../common/backends';
+import { flushBus } from '../common/bus';
 import { formatHostPort } from '../common/config';
 import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
@@ -49,6 +50,8 @@ serviceMain({
     if (httpApi) proc.onStop('http api', () => httpApi.stop());
     // The store is open once openStore returned (start() finishing is a readiness check of its own).
     proc.readiness(() => ({ bus: bus.connected }));
+    // Throws (exit 2) when NATS refused a subscription of the store's peers or the group sync.
+    await flushBus(bus);
     const port = await server.start();
     if (proc.stopping) return;
     const httpPort = await httpApi?.start();

@@ -80,7 +80,8 @@ if ((infra)); then
     echo "down: Cassandra was not started by up.sh; leaving it"
   fi
   if [[ -f "$procs/started-nats" ]]; then
-    scripts/nats-stop.sh
+    nats_dir="$(cat "$procs/started-nats")"
+    scripts/nats-stop.sh ${nats_dir:+--dir "$nats_dir"}
     rm -f "$procs/started-nats"
   else
     echo "down: NATS was not started by up.sh; leaving it"

@@ -16,6 +16,8 @@
 #   IM_STORE=sqlite         run one logic on SQLite (.run/data) instead of two on Cassandra; skips Cassandra
 #   UP_START_TIMEOUT_S      how long each service may take to print its listening line (default 60)
 #   NATS_PORT / CQL_PORT    as for scripts/nats-start.sh / cassandra/start.sh (default 4222 / 9042)
+#   NATS_DIR                as for scripts/nats-start.sh (default .run/nats): each service gets its
+#                           role's credential from there (logic.nk, gateway-gw-N.nk) when present
 #   OTEL_TRACES_EXPORTER    default none here (no collector runs locally); set otlp and
 #                           OTEL_EXPORTER_OTLP_ENDPOINT to trace
 #   Other IM_* and OTEL_* settings in the environment (IM_LOG_LEVEL, ...) reach every service.
@@ -37,6 +39,7 @@ nats_port="${NATS_PORT:-4222}"
 cql_port="${CQL_PORT:-9042}"
 timeout_s="${UP_START_TIMEOUT_S:-60}"
 nats_url="nats://127.0.0.1:$nats_port"
+nats_dir="${NATS_DIR:-$root/.run/nats}"
 router_grpc=127.0.0.1:7181
 router_http=127.0.0.1:7180
 logic_addrs=(127.0.0.1:7190 127.0.0.1:7191)
@@ -62,7 +65,7 @@ fail() {
   for what in "${started_infra[@]}"; do
     case "$what" in
       cassandra) "$root/cassandra/stop.sh" >&2 || true ;;
-      nats) "$root/scripts/nats-stop.sh" >&2 || true ;;
+      nats) "$root/scripts/nats-stop.sh" --dir "$nats_dir" >&2 || true ;;
     esac
     rm -f "$procs/started-$what"
   done
@@ -93,8 +96,9 @@ if accepts "127.0.0.1:$nats_port"; then
   nats_note="$(reuse_note nats)"
   echo "up: NATS already accepts on 127.0.0.1:$nats_port; using it ($nats_note)"
 else
-  scripts/nats-start.sh || fail "NATS would not start"
-  touch "$procs/started-nats"
+  NATS_GATEWAYS=gw-1,gw-2 scripts/nats-start.sh --port "$nats_port" --dir "$nats_dir" || fail "NATS would not start"
+  # The marker holds the server's directory, for down.sh.
+  echo "$nats_dir" >"$procs/started-nats"
   started_infra+=(nats)
   nats_note="started by up.sh"
 fi
@@ -164,6 +168,10 @@ else
   logic_admins=("${logic_admins[0]}")
 fi
 
+# nats_cred <file>: sets cred to the setting that hands a role its NATS credential (made by
+# scripts/nats-start.sh), or to nothing for a server it did not configure (one without credentials).
+nats_cred() { cred=(); [[ -f "$nats_dir/$1" ]] && cred=("IM_NATS_NKEY_SEED_FILE=$nats_dir/$1"); return 0; }
+
 # start_service <name> <addr> <env...>: runs node dist/<svc>/main.js in its own session, logs and
 # pid under .run/procs, and waits for its listening line and its port.
 start_service() {
@@ -196,13 +204,16 @@ start_service router "$router_grpc" "IM_ROUTER_GRPC_ADDR=$router_grpc" "IM_ROUTE
 accepts "$router_http" || fail "router: route API $router_http does not accept connections"
 # One after the other: the first logic creates the Cassandra schema, the second finds it there.
 for i in "${!logic_addrs[@]}"; do
+  nats_cred logic.nk
   start_service "logic-$((i + 1))" "${logic_addrs[$i]}" "${common_env[@]}" "${store_env[@]}" "IM_LOGIC_ADDR=${logic_addrs[$i]}" \
-    "IM_ADMIN_ADDR=${logic_admins[$i]}"
+    "IM_ADMIN_ADDR=${logic_admins[$i]}" "${cred[@]}"
 done
 logic_list="$(IFS=,; echo "${logic_addrs[*]}")"
 for i in "${!gw_addrs[@]}"; do
+  nats_cred "gateway-gw-$((i + 1)).nk"
   start_service "gw-$((i + 1))" "${gw_addrs[$i]}" "${common_env[@]}" "IM_NODE_ID=gw-$((i + 1))" \
-    "IM_GATEWAY_ADDR=${gw_addrs[$i]}" "IM_LOGIC_ADDRS=$logic_list" "IM_AUTH_SECRET=$secret" "IM_ADMIN_ADDR=${gw_admins[$i]}"
+    "IM_GATEWAY_ADDR=${gw_addrs[$i]}" "IM_LOGIC_ADDRS=$logic_list" "IM_AUTH_SECRET=$secret" "IM_ADMIN_ADDR=${gw_admins[$i]}" \
+    "${cred[@]}"
 done
 
 cat <<EOF
@@ -213,7 +224,7 @@ up: all services running (logs and pids in .run/procs/; stop with 'make down')
   logic        ${logic_addrs[*]}   (store: $store)
   gateways     gw-1 ${gw_addrs[0]}, gw-2 ${gw_addrs[1]}
   admin        /healthz /readyz /metrics on router $router_admin, logic ${logic_admins[*]}, gateways ${gw_admins[*]}
-  NATS         $nats_url   ($nats_note)
+  NATS         $nats_url   ($nats_note; credentials in $nats_dir: logic.nk, gateway-gw-N.nk, dev.url)
   Cassandra    127.0.0.1:$cql_port   ($cassandra_note)
   auth secret  .run/auth.secret; $cli_note
   try          node dist/client/cli.js listen bob --count 1 --timeout 30 --router http://$router_http &

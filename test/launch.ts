@@ -44,6 +44,31 @@ export function launchMain(service: 'gateway' | 'logic' | 'router', env: Record<
   return { child, exit, firstLine };
 }
 
+/**
+ * A router and, next to it, a logic process on SQLite in dataDir with logicEnv (its NATS settings),
+ * both pushed onto procs; with their listening lines (r, l).
+ */
+export async function launchRouterAndLogic(procs: Launched[], dataDir: string, logicEnv: Record<string, string>):
+  Promise<{ router: Launched; logic: Launched; r: Record<string, unknown>; l: Record<string, unknown> }> {
+  const router = launchMain('router', { IM_ROUTER_GRPC_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOG_LEVEL: 'warn' });
+  procs.push(router);
+  const r = await router.firstLine;
+  const logic = launchMain('logic', {
+    IM_STORE: 'sqlite', IM_DATA_DIR: dataDir, IM_LOGIC_ADDR: '127.0.0.1:0', IM_ROUTER_GRPC_ADDR: String(r.grpc), IM_LOG_LEVEL: 'warn',
+    ...logicEnv,
+  });
+  procs.push(logic);
+  return { router, logic, r, l: await logic.firstLine };
+}
+
+/** SIGKILL to each of them still running (emptying the list), and waits for every exit. */
+export async function killAll(procs: Launched[]): Promise<void> {
+  for (const p of procs.splice(0)) {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await p.exit;
+  }
+}
+
 /** Starts the main with a bad setting and checks it exits 2 naming `field`, claiming nothing. */
 export async function expectConfigExit(service: 'gateway' | 'logic' | 'router', env: Record<string, string>, field: string): Promise<void> {
   const { exit, child } = launchMain(service, env);

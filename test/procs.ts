@@ -7,9 +7,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { CASSANDRA_CONTACT, dropKeyspace, freePort, NATS_SERVER_BIN, REQUIRE_INFRA, startNatsServer, stopNatsServer } from './infra';
+import {
+  CASSANDRA_CONTACT, dropKeyspace, freePort, NATS_SERVER_BIN, REQUIRE_INFRA, startNatsServer, stopNatsServer, writeNatsAuthConfig,
+  type NatsAuthFiles,
+} from './infra';
 
 const DIST = path.join(__dirname, '..');
 const LOOPBACK = '127.0.0.1';
@@ -118,7 +123,8 @@ export interface ProcClusterOptions {
 
 /**
  * Router, logic and gateway processes on a private nats-server and a fresh Cassandra keyspace.
- * Gateways list every logic address, as `make up` runs them.
+ * Gateways list every logic address, as `make up` runs them; NATS requires credentials, each role
+ * with its own and only its permissions (scripts/nats-config.js), as `make up` runs it too.
  */
 export class ProcCluster {
   readonly keyspace = `im_rel_${randomBytes(4).toString('hex')}`;
@@ -128,6 +134,8 @@ export class ProcCluster {
   readonly gateways: ServiceProc[] = [];
   private nats: ChildProcess | undefined;
   private natsPort = 0;
+  private natsDir = '';
+  private natsAuth!: NatsAuthFiles;
   private routerGrpcPort = 0;
   private routerHttpPort = 0;
   private logicPorts: number[] = [];
@@ -173,7 +181,9 @@ export class ProcCluster {
     [this.natsPort, this.routerGrpcPort, this.routerHttpPort] = await Promise.all([freePort(), freePort(), freePort()]);
     this.logicPorts = await Promise.all(Array.from({ length: nLogic }, () => freePort()));
     this.gatewayPorts = await Promise.all(Array.from({ length: nGw }, () => freePort()));
-    this.nats = await startNatsServer(this.natsPort);
+    this.natsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-procs-nats-'));
+    this.natsAuth = writeNatsAuthConfig(this.natsDir, this.natsPort, Array.from({ length: nGw }, (_, i) => this.nodeOf(i)));
+    this.nats = await startNatsServer(this.natsPort, this.natsAuth.config);
     this.router = await this.spawnRouter();
     // One after the other: the first one creates the keyspace and its tables.
     for (let i = 0; i < nLogic; i++) this.logics.push(await this.spawnLogic(i));
@@ -193,7 +203,7 @@ export class ProcCluster {
     return ServiceProc.spawn(`logic-${i}`, 'logic', {
       IM_LOGIC_ADDR: `${LOOPBACK}:${this.logicPorts[i]}`, IM_ROUTER_GRPC_ADDR: `${LOOPBACK}:${this.routerGrpcPort}`,
       IM_STORE: 'cassandra', IM_CASSANDRA_CONTACT_POINTS: this.cassandraContact, IM_CASSANDRA_KEYSPACE: this.keyspace,
-      IM_CASSANDRA_CONSISTENCY: 'ONE', IM_BUS: 'nats', IM_NATS_URL: this.natsUrl,
+      IM_CASSANDRA_CONSISTENCY: 'ONE', IM_BUS: 'nats', IM_NATS_URL: this.natsUrl, ...this.natsAuth.logicEnv,
       ...this.o.logicEnv,
     });
   }
@@ -203,7 +213,7 @@ export class ProcCluster {
       IM_NODE_ID: this.nodeOf(i), IM_GATEWAY_ADDR: this.gatewayAddr(i), IM_AUTH_SECRET: this.authSecret,
       IM_LOGIC_ADDRS: this.logicPorts.map((p) => `${LOOPBACK}:${p}`).join(','),
       IM_ROUTER_GRPC_ADDR: `${LOOPBACK}:${this.routerGrpcPort}`, IM_BUS: 'nats', IM_NATS_URL: this.natsUrl,
-      ...this.o.gatewayEnv,
+      ...this.natsAuth.gatewayEnv(this.nodeOf(i)), ...this.o.gatewayEnv,
     });
   }
 
@@ -237,7 +247,7 @@ export class ProcCluster {
     if (this.nats) await stopNatsServer(this.nats, sig);
     this.nats = undefined;
     await new Promise((r) => setTimeout(r, downMs));
-    this.nats = await startNatsServer(this.natsPort);
+    this.nats = await startNatsServer(this.natsPort, this.natsAuth.config);
   }
 
   /** The route API's answer right now (nodes, best first). */
@@ -279,6 +289,7 @@ export class ProcCluster {
     await Promise.all(all.map((p) => p.stop('SIGKILL', 5000)));
     if (this.nats) await stopNatsServer(this.nats, 'SIGKILL');
     this.nats = undefined;
+    if (this.natsDir) fs.rmSync(this.natsDir, { recursive: true, force: true });
     await dropKeyspace(this.keyspace, this.cassandraContact);
   }
 }

@@ -12,7 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
+import { nkeys } from 'nats';
 import { loadAdminAddr } from '../../common/admin-http';
+import { loadBusConfig, type BusConfig } from '../../common/backends';
 import { loadTelemetryConfig } from '../../common/telemetry';
 import { loadGatewayConfig } from '../../gateway/config';
 import { loadLogicProcessConfig } from '../../logic/config';
@@ -27,6 +29,11 @@ import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } 
 const ADMIN_TOKENS_VOLUME = 'admin-tokens';
 const CASSANDRA_TLS_VOLUME = 'cassandra-tls';
 const GRPC_TLS_VOLUME = 'grpc-tls';
+/** The Secret volumes of a role's NATS credential (an nkey seed) and of the NATS servers' CA. */
+const NATS_CREDENTIAL_VOLUME = 'nats-credential';
+const NATS_TLS_VOLUME = 'nats-tls';
+const SECRET_VOLUMES = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME, NATS_CREDENTIAL_VOLUME, NATS_TLS_VOLUME];
+const NATS_AUTH_SETTINGS = /^IM_NATS_(USER|PASSWORD|NKEY_SEED_FILE|TLS_CA)$/;
 
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
 const ENV_PENDING_IN_CODE = new Set<string>();
@@ -118,7 +125,13 @@ describe('Helm chart k8s/im', function () {
   describe('every workload', () => {
     /** The Cassandra TLS Secret's files, as its volume would hold them in logic's pod. */
     let pki: TestPki;
-    before(() => { pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-'))); });
+    /** A NATS nkey seed, as the credential Secret's volume would hold it. */
+    let seedFile: string;
+    before(() => {
+      pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-')));
+      seedFile = path.join(pki.dir, 'nkey-seed');
+      fs.writeFileSync(seedFile, new TextDecoder().decode(nkeys.createUser().getSeed()));
+    });
     after(() => { if (pki) fs.rmSync(pki.dir, { recursive: true, force: true }); });
 
     it('runs the service main from the one image, with probes on the admin port', () => {
@@ -159,12 +172,12 @@ describe('Helm chart k8s/im', function () {
             assert.equal(sc?.runAsNonRoot, true, what);
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
-            // The admin-token, Cassandra TLS and gRPC TLS Secrets (when given) are the other volumes, read-only.
-            const secretVolumes = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME];
+            // The admin-token, Cassandra TLS, gRPC TLS and NATS Secrets (when given) are the other volumes, read-only.
+            const secretVolumes = SECRET_VOLUMES;
             const writable = (c.volumeMounts ?? []).filter((v) => !(secretVolumes.includes(v.name) && v.readOnly));
             assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
-          const volumes = (spec.volumes ?? []).filter((v) => !([ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME].includes(v.name) && v.secret));
+          const volumes = (spec.volumes ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.secret));
           assert.equal(volumes.length, 1, what);
           const tmp = volumes[0];
           assert.equal(tmp.name, 'tmp');
@@ -233,7 +246,9 @@ describe('Helm chart k8s/im', function () {
         .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
         .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
         .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
-        .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)]));
+        .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)
+        .replace(/^\/etc\/im\/nats-credential\/.+$/, seedFile)
+        .replace(/^\/etc\/im\/nats-tls\/.+$/, pki.caPem)]));
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
@@ -244,6 +259,10 @@ describe('Helm chart k8s/im', function () {
         assert.equal(logic.store.kind, 'cassandra', label);
         assert.equal(logic.http?.port, mainContainer(m.workload('logic')).ports?.find((p) => p.name === 'http')?.containerPort, label);
         assert.equal(logic.bus.kind, 'nats', label);
+        const gwBus = loadBusConfig(env('gateway'), []);
+        const natsAuth = (b: BusConfig) => (b.kind === 'nats' ? [b.auth?.credentials?.kind, b.auth?.tlsCa !== undefined] : []);
+        assert.deepEqual([natsAuth(logic.bus), natsAuth(gwBus)], label === 'natsAuth' ? [['nkey', true], ['password', true]]
+          : [[undefined, false], [undefined, false]], `${label}: NATS credentials`);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);
         for (const [comp, tls] of [['gateway', gw.grpcTls], ['logic', logic.grpcTls], ['router', router.grpcTls]] as const) {
@@ -329,10 +348,42 @@ describe('Helm chart k8s/im', function () {
       assert.match(renderError({ set: { 'grpcTls.enabled': true, 'grpcTls.logicSecret': 'only-logic' } }), /grpcTls\.(gateway|router)Secret/);
     });
 
+    it('gives logic and gateways their NATS credentials and CA from Secrets only, the router none', () => {
+      for (const [label, m] of Object.entries(renders)) {
+        for (const comp of COMPONENTS) {
+          const c = mainContainer(m.workload(comp));
+          const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
+          assert.ok(!Object.keys(cm).some((k) => NATS_AUTH_SETTINGS.test(k)), `${label} ${comp}: no NATS credential in the ConfigMap`);
+          const env = effectiveEnv(m, c);
+          if (label !== 'natsAuth' || comp === 'router') {
+            assert.deepEqual([...env.keys()].filter((k) => NATS_AUTH_SETTINGS.test(k)), [], `${label} ${comp}`);
+            continue;
+          }
+          const spec = podSpec(m.workload(comp));
+          const file = (volumeName: string) => {
+            const volume = spec.volumes?.find((v) => v.name === volumeName);
+            const mount = c.volumeMounts?.find((v) => v.name === volumeName);
+            assert.equal(mount?.readOnly, true, `${comp} ${volumeName} read-only`);
+            return { secret: volume?.secret?.secretName, path: `${mount?.mountPath}/${volume?.secret?.items?.[0].path}` };
+          };
+          assert.deepEqual(file(NATS_TLS_VOLUME), { secret: 'my-nats-ca', path: env.get('IM_NATS_TLS_CA') });
+          if (comp === 'logic') {
+            assert.deepEqual(file(NATS_CREDENTIAL_VOLUME), { secret: 'my-nats-logic', path: env.get('IM_NATS_NKEY_SEED_FILE') });
+          } else {
+            assert.deepEqual([env.get('IM_NATS_USER'), env.get('IM_NATS_PASSWORD')], ['<secret:my-nats-gateway/user>', '<secret:my-nats-gateway/password>']);
+            assert.equal(spec.volumes?.find((v) => v.name === NATS_CREDENTIAL_VOLUME), undefined, 'no seed volume with a password');
+          }
+        }
+      }
+      assert.match(renderError({ set: { 'nats.credentials.logic.existingSecret': 's', 'nats.credentials.logic.userKey': 'u' } }), /go together/);
+      assert.match(renderError({ set: { 'nats.credentials.gateway.userKey': 'u', 'nats.credentials.gateway.passwordKey': 'p' } }),
+        /existingSecret, which is empty/);
+    });
+
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
       for (const [label, m] of Object.entries(renders)) {
         // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
-        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra']);
+        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway']);
         for (const comp of COMPONENTS) {
           const c = mainContainer(m.workload(comp));
           for (const src of c.envFrom ?? []) assert.ok(m.find('ConfigMap', src.configMapRef!.name!), `${label} ${comp}: ConfigMap ${src.configMapRef!.name}`);

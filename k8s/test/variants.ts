@@ -44,6 +44,14 @@ export const VARIANTS = {
       'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',
     },
   },
+  // Per-role NATS credentials (a seed for logic, a user and password for the gateways) and TLS.
+  natsAuth: {
+    set: {
+      'nats.credentials.logic.existingSecret': 'my-nats-logic',
+      'nats.credentials.gateway.existingSecret': 'my-nats-gateway', 'nats.credentials.gateway.userKey': 'user',
+      'nats.credentials.gateway.passwordKey': 'password', 'nats.tls.existingSecret': 'my-nats-ca',
+    },
+  },
   // Helm's longest release name (53 characters).
   longName: { release: 'a-release-name-that-is-exactly-fifty-three-chars-long' },
 } satisfies Record<string, RenderOptions>;

@@ -247,6 +247,78 @@ IM_NATS_URL: {{ .Values.nats.url | quote }}
 {{- end }}
 {{- end -}}
 
+{{/*
+A role's NATS credential and the NATS CA, from Secrets only (dict "root" $ "role" "logic"|"gateway"):
+env (im.natsAuthEnv), volume mounts (im.natsAuthMounts) and volumes (im.natsAuthVolumes). A seed and
+the CA are files in read-only Secret volumes; a user and password are secretKeyRefs.
+*/}}
+{{- define "im.natsAuthEnv" -}}
+{{- $n := .root.Values.nats -}}
+{{- $c := index $n.credentials .role -}}
+{{- if ne (empty $c.userKey) (empty $c.passwordKey) }}
+{{- fail (printf "nats.credentials.%s.userKey and passwordKey go together (a user and its password)" .role) }}
+{{- end }}
+{{- if and $c.userKey (not $c.existingSecret) }}
+{{- fail (printf "nats.credentials.%s.userKey/passwordKey name keys of nats.credentials.%s.existingSecret, which is empty" .role .role) }}
+{{- end }}
+{{- if and $c.existingSecret $c.userKey }}
+- name: IM_NATS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.existingSecret }}
+      key: {{ $c.userKey }}
+- name: IM_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.existingSecret }}
+      key: {{ $c.passwordKey }}
+{{- else if $c.existingSecret }}
+- name: IM_NATS_NKEY_SEED_FILE
+  value: {{ printf "/etc/im/nats-credential/%s" $c.nkeySeedKey | quote }}
+{{- end }}
+{{- if $n.tls.existingSecret }}
+- name: IM_NATS_TLS_CA
+  value: {{ printf "/etc/im/nats-tls/%s" $n.tls.caKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "im.natsAuthMounts" -}}
+{{- $n := .root.Values.nats -}}
+{{- $c := index $n.credentials .role -}}
+{{- if and $c.existingSecret (not $c.userKey) }}
+- name: nats-credential
+  mountPath: /etc/im/nats-credential
+  readOnly: true
+{{- end }}
+{{- if $n.tls.existingSecret }}
+- name: nats-tls
+  mountPath: /etc/im/nats-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "im.natsAuthVolumes" -}}
+{{- $n := .root.Values.nats -}}
+{{- $c := index $n.credentials .role -}}
+{{- if and $c.existingSecret (not $c.userKey) }}
+- name: nats-credential
+  secret:
+    secretName: {{ $c.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $c.nkeySeedKey }}
+        path: {{ $c.nkeySeedKey }}
+{{- end }}
+{{- if $n.tls.existingSecret }}
+- name: nats-tls
+  secret:
+    secretName: {{ $n.tls.existingSecret }}
+    items:
+      - key: {{ $n.tls.caKey }}
+        path: {{ $n.tls.caKey }}
+{{- end }}
+{{- end -}}
+
 {{- define "im.otelResourceAttributes" -}}
 {{- range $k, $val := . -}},{{ $k }}={{ $val }}{{- end -}}
 {{- end -}}
