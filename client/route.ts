@@ -12,6 +12,8 @@ import { ImClientError } from './errors';
 export interface RouteGateway {
   node: string;
   addr: string;      // host:port
+  /** The gateway's WebSocket URL; absent when it has no WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   load: number;
@@ -62,6 +64,7 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
     gateways.push({
       node: typeof e.node === 'string' ? e.node : '',
       addr: e.addr,
+      ...(typeof e.wsUrl === 'string' && /^wss?:\/\//.test(e.wsUrl) ? { wsUrl: e.wsUrl } : {}),
       region: typeof e.region === 'string' ? e.region : '',
       zone: typeof e.zone === 'string' ? e.zone : '',
       load: typeof e.load === 'number' ? e.load : 0,

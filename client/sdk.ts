@@ -231,13 +231,17 @@ export class ImClient extends EventEmitter {
       } catch (err) {
         lastErr = asClientError(err);
       }
-      const gateways = route?.gateways ?? [];
+      const gateways = (route?.gateways ?? []).filter((g) => this.options.transport === 'tcp' || g.wsUrl);
+      if (route && gateways.length === 0 && route.gateways.length > 0) {
+        lastErr = new ImClientError(Code.UNAVAILABLE, 'the route API lists no gateway with a WebSocket URL', { retryable: true });
+      }
       for (let i = 0; i < gateways.length; i++) {
         this.throwIfClosed();
         try {
           const token = await this.token();
           const conn = await Connection.open({
             addr: gateways[i].addr,
+            wsUrl: this.options.transport === 'websocket' ? gateways[i].wsUrl : undefined,
             auth: { token, deviceId: this.options.deviceId, lastSeq: this.inbox.lastSeq },
             connectTimeoutMs: this.options.connectTimeoutMs,
             requestTimeoutMs: this.options.requestTimeoutMs,

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Env, parseFlags, Settings } from '../common/config';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
-import { loadGatewayLimits } from '../gateway/config';
+import { loadGatewayLimits, loadGatewayWs } from '../gateway/config';
 import { loadAdminAuth, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
@@ -26,7 +26,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: loadGatewayLimits(s),
+    gateway: { ...loadGatewayLimits(s), ws: loadGatewayWs(s) },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     logLevel,

@@ -17,7 +17,8 @@
 import type { ConnectionSnapshot } from './connection';
 
 /** A new client connection accepted by the supervisor (+ socket). */
-export interface SocketMsg { t: 'socket' }
+/** A new client socket; `transport: 'ws'` when it came in on the WebSocket listener (not yet upgraded). */
+export interface SocketMsg { t: 'socket'; transport?: 'ws' }
 export interface PrepareMsg { t: 'prepare' }
 export interface PreparedMsg { t: 'prepared' }
 /** To the old worker: the upgrade was called off before any connection moved; stop recording. */

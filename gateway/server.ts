@@ -1,9 +1,10 @@
 /**
- * The gateway node: accepts TCP connections, indexes them by uid, writes the downlink that
+ * The gateway node: accepts TCP connections (and WebSocket ones when `ws` is set, ws.ts), indexes them by uid, writes the downlink that
  * arrives on its bus subject, registers sessions and its own load with the router, and drains
  * on stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts).
  */
 import * as net from 'node:net';
+import type { WebSocket } from 'ws';
 import { randomBytes } from 'node:crypto';
 import { Bus, BusHeaders, gatewaySubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
@@ -22,6 +23,7 @@ import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord }
 import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
 import { LogicClient, type LogicBackend } from './logic-client';
+import { defaultWsUrl, refuseWs, WsListener, wsTransport } from './ws';
 
 export interface GatewayOptions {
   node: string;
@@ -30,6 +32,12 @@ export interface GatewayOptions {
   port: number;
   /** Advertised host:port; default host:boundPort. */
   publicAddr?: string;
+  /**
+   * A WebSocket listener too (ws.ts); off when absent. With listen: false the supervisor accepts
+   * on it and passes sockets to acceptSocket(socket, 'ws'); `port` is then only for the URL.
+   * `publicUrl`: the URL the route API lists; default ws://<publicAddr's host or host>:<port>/.
+   */
+  ws?: { host: string; port: number; publicUrl?: string };
   /** The keys and aud/iss client tokens are checked with (common/jwt). */
   auth: TokenAuth;
   /**
@@ -84,6 +92,9 @@ export interface GatewayOptions {
 /** Disconnect reason of a session a newer login of its device replaced. */
 export const REPLACED_REASON = 'replaced by a newer login of this device';
 
+/** Disconnect reason of a WebSocket connection closed by a hot upgrade (TCP ones move instead). */
+export const UPGRADE_REASON = 'gateway upgrading: reconnect';
+
 /** Spacing of the DRAINING batches of a drain (see disconnectSpread). */
 export const DRAIN_TICK_MS = 100;
 
@@ -100,6 +111,8 @@ export class Gateway {
   private readonly drainWindowMs: number;
   private readonly logger: Logger;
   private readonly server: net.Server;
+  private readonly wsListener: WsListener | undefined;
+  private wsUrl = '';
   private readonly conns = new Set<Connection>();
   /** One timer for every connection's deadlines, and the context they all share. */
   private readonly wheel: TimerWheel;
@@ -164,6 +177,10 @@ export class Gateway {
     };
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
+    this.wsListener = options.ws && new WsListener({
+      maxPayload: this.limits.maxFrameBytes, handshakeTimeoutMs: this.limits.authTimeoutMs, logger: this.logger,
+      onConnection: (socket, ws) => this.onSocket(socket, ws),
+    });
   }
 
   /** Connections being served (authenticated or not; not counting ones already closing). */
@@ -184,7 +201,7 @@ export class Gateway {
     };
   }
 
-  async start(): Promise<{ port: number }> {
+  async start(): Promise<{ port: number; wsPort?: number }> {
     if (this.started) throw new Error('gateway already started');
     this.started = true;
     this.ownedLogic?.start();
@@ -199,6 +216,9 @@ export class Gateway {
     }
     const port = this.opts.listen === false ? parseHostPort(this.opts.publicAddr!)!.port : (this.server.address() as net.AddressInfo).port;
     this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
+    const ws = this.opts.ws;
+    const wsPort = ws && (this.opts.listen === false ? ws.port : await this.wsListener!.listen(ws.host, ws.port));
+    if (ws) this.wsUrl = ws.publicUrl ?? defaultWsUrl(this.opts.publicAddr ? parseHostPort(this.opts.publicAddr)!.host : ws.host, wsPort!);
     this.unsubscribe = this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers));
     this.unwatchMetrics = watchGateway(this, (g) => g.live, (g) => {
       let bytes = 0;
@@ -206,8 +226,8 @@ export class Gateway {
       return bytes;
     });
     this.heartbeatLoop(true);
-    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr });
-    return { port };
+    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr, wsUrl: this.wsUrl || undefined });
+    return { port, wsPort };
   }
 
   /**
@@ -223,7 +243,9 @@ export class Gateway {
   private async doStop(): Promise<void> {
     const deadlineMs = Date.now() + this.drainWindowMs;
     this.draining = true;
-    const closed = this.opts.listen === false ? this.allClosed() : new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.opts.listen === false ? this.allClosed() : Promise.all([
+      new Promise<void>((resolve) => this.server.close(() => resolve())), this.wsListener?.close(),
+    ]).then(() => undefined);
     // Out of the route list before anyone is told to reconnect, so no client is sent back here.
     // The heartbeat loop goes on (draining: true) until the end of the drain: a window longer
     // than the router's TTL must not make the router forget the connections not yet moved.
@@ -261,16 +283,18 @@ export class Gateway {
     }
   }
 
-  private onSocket(socket: net.Socket): void {
+  /** A new client: on TCP, or `ws` once its WebSocket upgrade is done. */
+  private onSocket(socket: net.Socket, ws?: WebSocket): void {
     if (this.draining || this.conns.size >= this.maxConnections) {
-      refuse(socket, this.limits.closeGraceMs);
+      if (ws) refuseWs(socket, ws, this.limits.closeGraceMs);
+      else refuse(socket, this.limits.closeGraceMs);
       return;
     }
-    this.register(socket, `${this.connPrefix}-${(++this.connSeq).toString(36)}`);
+    this.register(socket, `${this.connPrefix}-${(++this.connSeq).toString(36)}`, undefined, ws);
   }
 
-  private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot): Connection {
-    const conn = new Connection(this.connContext, socket, connId, adopt);
+  private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot, ws?: WebSocket): Connection {
+    const conn = new Connection(this.connContext, socket, connId, adopt, ws ? wsTransport : undefined, ws);
     this.conns.add(conn);
     this.live++;
     return conn;
@@ -375,7 +399,7 @@ export class Gateway {
   private status(): GatewayStatus {
     return {
       node: this.opts.node, addr: this.publicAddr, region: this.opts.region ?? '', zone: this.opts.zone ?? '',
-      connections: this.live, capacity: this.capacity, draining: this.draining,
+      connections: this.live, capacity: this.capacity, draining: this.draining, wsUrl: this.wsUrl,
     };
   }
 
@@ -432,9 +456,11 @@ export class Gateway {
 
   // --- hot upgrade (supervisor.ts runs it; handoff.ts, handoff-overlap.ts) ---
 
-  /** A socket accepted elsewhere (the supervisor's listener), served like one this gateway accepted. */
-  acceptSocket(socket: net.Socket): void {
-    this.onSocket(socket);
+  /** A socket accepted elsewhere (the supervisor's listeners), served like one this gateway accepted. */
+  acceptSocket(socket: net.Socket, transport: 'tcp' | 'ws' = 'tcp'): void {
+    if (transport === 'tcp') this.onSocket(socket);
+    else if (this.wsListener) this.wsListener.accept(socket);
+    else socket.destroy(); // no WebSocket here: a supervisor/worker settings mismatch
   }
 
   /** Old worker: record the downlink from now on; the successor subscribes next. */
@@ -447,12 +473,18 @@ export class Gateway {
     if (this.tap instanceof OverlapRecord && !this.handingOff) this.tap = undefined;
   }
 
-  /** Old worker: stop heartbeating (the successor reports the node now) and move every connection. */
+  /**
+   * Old worker: stop heartbeating (the successor reports the node now) and move every TCP
+   * connection. WebSocket connections are not moved: they get Disconnect DRAINING (close code
+   * 3000) and reconnect, to the successor (docs/operations.md "Hot upgrade" says why).
+   */
   handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult> {
     this.handingOff = true;
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    const tcp = [...this.conns].filter((c) => c.transport.name === 'tcp');
+    for (const c of this.conns) if (c.transport.name !== 'tcp') c.disconnect(DisconnectCode.DRAINING, UPGRADE_REASON);
     return handOffConnections({
-      conns: [...this.conns], flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
+      conns: tcp, flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
       sink, maxMs, logger: this.logger,
       release: (c) => {
         this.conns.delete(c);

@@ -12,6 +12,8 @@ export interface SupervisorConfig {
   node: string;
   /** The gateway's address (IM_GATEWAY_ADDR): the supervisor owns this listener. */
   listen: HostPort;
+  /** The WebSocket listener (IM_GATEWAY_WS_ADDR), also the supervisor's; off when unset. */
+  ws: HostPort | undefined;
   /** The control port (POST /upgrade, GET /status, GET /connections); off unless set. */
   controlAddr: HostPort | undefined;
   /** The worker entry point, forked anew (from disk) at every upgrade. */
@@ -35,6 +37,7 @@ export function loadSupervisorConfig(env: Env, argv: readonly string[], defaultW
   return {
     node: gateway.node,
     listen: gateway.listen,
+    ws: gateway.ws && { host: gateway.ws.host, port: gateway.ws.port },
     controlAddr: control === undefined ? undefined : s.addr('IM_SUPERVISOR_ADDR', control, 'supervisor-addr'),
     workerScript: path.resolve(s.str('IM_GATEWAY_WORKER_SCRIPT', defaultWorkerScript, 'worker-script')),
     readyTimeoutMs: s.durationMs('IM_WORKER_READY_TIMEOUT', 30_000, { min: 1000, flag: 'worker-ready-timeout' }),

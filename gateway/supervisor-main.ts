@@ -26,7 +26,7 @@ serviceMain({
   async start(proc, { sup }) {
     const { logger } = proc;
     const supervisor = new GatewaySupervisor({
-      host: sup.listen.host, port: sup.listen.port, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
+      host: sup.listen.host, port: sup.listen.port, ws: sup.ws, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
       workerEnv: workerEnv(process.env), readyTimeoutMs: sup.readyTimeoutMs, handOffTimeoutMs: sup.handOffTimeoutMs,
       exitTimeoutMs: sup.exitTimeoutMs, stopTimeoutMs: sup.stopTimeoutMs, logger,
     });

@@ -25,6 +25,8 @@ export interface SupervisorOptions {
   host: string;
   /** 0 = ephemeral. */
   port: number;
+  /** The WebSocket listener (IM_GATEWAY_WS_ADDR), owned here too; its sockets go to workers unread, tagged `ws`. */
+  ws?: { host: string; port: number };
   /** The worker entry point, read from disk at every fork: an upgrade runs the code deployed now. */
   workerScript: string;
   /** Passed to every worker (the gateway's flags). */
@@ -105,6 +107,9 @@ export class GatewaySupervisor {
   private readonly restartDelayMs: number;
   private readonly logger: Logger;
   private readonly server: net.Server;
+  private readonly wsServer: net.Server | undefined;
+  /** Sockets accepted on the WebSocket listener (not yet upgraded: the worker does that). */
+  private readonly wsSockets = new WeakSet<net.Socket>();
   private readonly workers = new Set<WorkerProcess>();
   /** Where an old worker's connections go during an upgrade. */
   private readonly successorOf = new Map<WorkerProcess, WorkerProcess>();
@@ -133,18 +138,19 @@ export class GatewaySupervisor {
     // pauseOnConnect: not one byte is read here, so nothing can be lost when the socket moves on.
     this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
+    if (options.ws) {
+      this.wsServer = net.createServer({ pauseOnConnect: true }, (socket) => {
+        this.wsSockets.add(socket);
+        this.onSocket(socket);
+      });
+      this.wsServer.on('error', (err) => this.logger.error('websocket listener error', { err }));
+    }
   }
 
   /** Listens, starts the first worker and waits until it is ready. */
-  async start(): Promise<{ port: number; workerPid: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (this.server.address() as net.AddressInfo).port;
+  async start(): Promise<{ port: number; wsPort?: number; workerPid: number }> {
+    const port = await listen(this.server, this.o.host, this.o.port);
+    const wsPort = this.wsServer && await listen(this.wsServer, this.o.ws!.host, this.o.ws!.port);
     this.addr = formatHostPort({ host: this.o.host, port });
     const first = this.spawn(false);
     if (!(await this.readyWithin(first, this.readyTimeoutMs))) {
@@ -152,7 +158,7 @@ export class GatewaySupervisor {
       throw new UpgradeFailedError(`the first gateway worker was not ready within ${this.readyTimeoutMs}ms`);
     }
     this.promote(first);
-    return { port, workerPid: first.pid };
+    return { port, wsPort, workerPid: first.pid };
   }
 
   get address(): string {
@@ -200,6 +206,7 @@ export class GatewaySupervisor {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     // Only the listener closes here: its 'close' would wait for sockets now in the workers.
     this.server.close();
+    this.wsServer?.close();
     for (const s of this.pending.splice(0)) s.destroy();
     await Promise.all([...this.workers].map((w) => w.stopWithin(this.stopTimeoutMs, 'SIGTERM')));
     this.logger.info('gateway supervisor stopped');
@@ -329,7 +336,7 @@ export class GatewaySupervisor {
       this.pending.push(socket);
       return;
     }
-    w.send({ t: 'socket' }, socket).catch((err) => {
+    w.send(this.wsSockets.has(socket) ? { t: 'socket', transport: 'ws' } : { t: 'socket' }, socket).catch((err) => {
       this.logger.warn('could not pass a connection to the worker', { pid: w.pid, err });
       socket.destroy();
     });
@@ -385,4 +392,14 @@ export class GatewaySupervisor {
       });
     }, this.restartDelayMs);
   }
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
 }

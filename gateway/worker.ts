@@ -5,7 +5,7 @@
  */
 import type * as net from 'node:net';
 import type { Logger } from '../common/log';
-import { isMsg, type AdoptMsg, type FromWorkerMsg, type HandedOffMsg, type HandOffMsg, type StatusRequestMsg } from './handoff-protocol';
+import { isMsg, type AdoptMsg, type FromWorkerMsg, type HandedOffMsg, type HandOffMsg, type SocketMsg, type StatusRequestMsg } from './handoff-protocol';
 import type { Gateway } from './server';
 
 /** The IPC end of this process (`process` when forked with an IPC channel). */
@@ -58,8 +58,8 @@ export class GatewayWorker {
   }
 
   private onMessage(msg: unknown, socket: net.Socket | undefined): void {
-    if (isMsg(msg, 'socket')) {
-      if (socket) this.o.gateway.acceptSocket(socket);
+    if (isMsg<SocketMsg>(msg, 'socket')) {
+      if (socket) this.o.gateway.acceptSocket(socket, msg.transport === 'ws' ? 'ws' : 'tcp');
     } else if (isMsg<AdoptMsg>(msg, 'adopt')) {
       this.o.gateway.adopt(socket, msg);
       if (socket) this.adopted++;

@@ -13,6 +13,8 @@ export interface SessionRef {
 export interface GatewayStatus {
   node: string;
   addr: string;     // public host:port
+  /** The gateway's WebSocket URL (ws:// or wss://); '' or absent: it has no WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   connections: number;

@@ -58,6 +58,8 @@ export const ROUTE_HTTP_DEFAULTS = {
 export interface RouteGateway {
   node: string;
   addr: string;
+  /** Present when the gateway has a WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   load: number;
@@ -97,7 +99,7 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
       region: origin.region,
       regionSource: origin.regionSource,
       gateways: ranked.slice(0, o.maxGatewaysPerRoute).map((g) => ({
-        node: g.node, addr: g.addr, region: g.region, zone: g.zone, load: loadRatio(g),
+        node: g.node, addr: g.addr, ...(g.wsUrl ? { wsUrl: g.wsUrl } : {}), region: g.region, zone: g.zone, load: loadRatio(g),
       })),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       backoff: { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs },

@@ -253,6 +253,18 @@ function checkSession(s: SessionRef): SessionRef {
   return { uid: s.uid, deviceId, node: requireId('node', s.node), connId: requireId('connId', s.connId) };
 }
 
+const MAX_WS_URL_CHARS = 512;
+
+function isWsUrl(s: string): boolean {
+  if (s.length > MAX_WS_URL_CHARS) return false;
+  try {
+    const u = new URL(s);
+    return u.protocol === 'ws:' || u.protocol === 'wss:';
+  } catch {
+    return false;
+  }
+}
+
 function checkStatus(g: GatewayStatus): GatewayStatus {
   const node = requireId('node', g?.node);
   if (typeof g.addr !== 'string' || !parseHostPort(g.addr)) throw new BadRequestError(`gateway addr must be host:port, got "${String(g.addr).slice(0, 80)}"`);
@@ -266,8 +278,10 @@ function checkStatus(g: GatewayStatus): GatewayStatus {
     if (typeof v !== 'string' || v.length > MAX_ID_CHARS) throw new BadRequestError(`invalid gateway ${field}`);
     return v;
   };
+  const wsUrl = g.wsUrl ?? '';
+  if (typeof wsUrl !== 'string' || (wsUrl !== '' && !isWsUrl(wsUrl))) throw new BadRequestError(`gateway wsUrl must be a ws:// or wss:// URL, got "${String(wsUrl).slice(0, 80)}"`);
   return {
-    node, addr: g.addr, region: label('region'), zone: label('zone'),
+    node, addr: g.addr, wsUrl, region: label('region'), zone: label('zone'),
     connections: count('connections'), capacity: count('capacity'), draining: g.draining === true,
   };
 }
