@@ -340,6 +340,35 @@ describe('Helm chart k8s/im', function () {
       }
     });
 
+    it('exposes the WebSocket port only when gateway.websocket.port is set: container, Services, hostPort, and the setting the gateway reads', () => {
+      const expected: Record<Variant, { port: number; url?: string } | undefined> = {
+        default: undefined, ha: undefined, longName: undefined,
+        perPodService: { port: 7101 }, hostPortNodePort: { port: 7101 }, extras: { port: 8443, url: 'wss://im.example.com/ws' },
+      };
+      for (const [label, m] of Object.entries(renders) as Array<[Variant, Manifest]>) {
+        const want = expected[label];
+        const gw = m.workload('gateway');
+        const ws = mainContainer(gw).ports?.find((p) => p.name === 'ws');
+        const env = effectiveEnv(m, mainContainer(gw));
+        // The client-facing ones (the headless Service only names pods).
+        const clientServices = m.services().filter((s) => s.spec?.clusterIP !== 'None' && s.spec?.ports?.some((p) => p.targetPort === 'im'));
+        assert.ok(clientServices.length > 0, label);
+        if (!want) {
+          assert.equal(ws, undefined, `${label}: no ws container port`);
+          assert.equal(env.get('IM_GATEWAY_WS_ADDR'), undefined, label);
+          for (const s of clientServices) assert.ok(!s.spec?.ports?.some((p) => p.targetPort === 'ws'), `${label}: ${s.metadata?.name}`);
+          continue;
+        }
+        assert.equal(ws?.containerPort, want.port, label);
+        assert.equal(ws?.hostPort, label === 'hostPortNodePort' ? want.port : undefined, `${label}: hostPort only in hostPort mode`);
+        for (const s of clientServices) {
+          assert.equal(s.spec?.ports?.find((p) => p.targetPort === 'ws')?.port, want.port, `${label}: ${s.metadata?.name} exposes ws`);
+        }
+        const cfg = loadGatewayConfig({ ...Object.fromEntries(env), IM_AUTH_SECRET: 'a-secret-value-0123456789' }, []);
+        assert.deepEqual(cfg.ws, { host: '0.0.0.0', port: want.port, ...(want.url ? { publicUrl: want.url } : {}) }, label);
+      }
+    });
+
     it('ServiceMonitor scrapes /metrics on the admin port every component exposes', () => {
       const m = renders.extras;
       const sm = m.all<{ spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<{ port: string; path: string }> } }>('ServiceMonitor')[0];
