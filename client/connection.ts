@@ -316,8 +316,8 @@ export class Connection {
   }
 }
 
-/** Length-prefixed frames on a TCP socket. */
-function openTcpLink(host: string, port: number, events: LinkEvents): Link {
+/** Length-prefixed frames on a TCP socket (`socket` kept on the link for diagnostics and tests). */
+function openTcpLink(host: string, port: number, events: LinkEvents): Link & { socket: net.Socket } {
   const socket = net.connect({ host, port });
   socket.setNoDelay(true);
   socket.on('connect', events.open);
@@ -325,6 +325,7 @@ function openTcpLink(host: string, port: number, events: LinkEvents): Link {
   socket.on('error', (err) => events.error(err.message));
   socket.on('close', events.close);
   return {
+    socket,
     send: (frame) => { socket.write(frame); },
     end: () => { socket.end(); },
     destroy: () => { socket.destroy(); },

@@ -38,7 +38,7 @@ serviceMain({
         (err) => logger.error('upgrade failed', { err }),
       );
     });
-    const { port, workerPid } = await supervisor.start();
+    const { port, wsPort, workerPid } = await supervisor.start();
     if (proc.stopping) return;
     let control: string | undefined;
     if (sup.controlAddr) {
@@ -48,6 +48,7 @@ serviceMain({
     }
     proc.listening({
       node: sup.node, addr: formatHostPort({ host: sup.listen.host, port }), workerPid, worker: sup.workerScript,
+      ...(sup.ws && wsPort !== undefined ? { wsAddr: formatHostPort({ host: sup.ws.host, port: wsPort }) } : {}),
       ...(control ? { control } : {}),
     });
   },

@@ -119,6 +119,7 @@ export class GatewaySupervisor {
   private pending: net.Socket[] = [];
   private generation = 0;
   private addr = '';
+  private wsAddr = '';
   private upgrading: Promise<UpgradeResult> | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private upgrades = 0;
@@ -151,6 +152,7 @@ export class GatewaySupervisor {
   async start(): Promise<{ port: number; wsPort?: number; workerPid: number }> {
     const port = await listen(this.server, this.o.host, this.o.port);
     const wsPort = this.wsServer && await listen(this.wsServer, this.o.ws!.host, this.o.ws!.port);
+    if (wsPort !== undefined) this.wsAddr = formatHostPort({ host: this.o.ws!.host, port: wsPort });
     this.addr = formatHostPort({ host: this.o.host, port });
     const first = this.spawn(false);
     if (!(await this.readyWithin(first, this.readyTimeoutMs))) {
@@ -293,6 +295,8 @@ export class GatewaySupervisor {
       ...this.o.workerEnv,
       // Workers do not listen: they advertise the supervisor's address.
       IM_GATEWAY_PUBLIC_ADDR: this.o.workerEnv.IM_GATEWAY_PUBLIC_ADDR || this.addr,
+      // And the WebSocket listener's bound address, for the URL they advertise.
+      ...(this.wsAddr ? { IM_GATEWAY_WS_ADDR: this.wsAddr } : {}),
       IM_GATEWAY_SUCCESSOR: successor ? '1' : '0',
       IM_GATEWAY_GENERATION: String(generation),
     };
