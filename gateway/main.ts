@@ -33,11 +33,12 @@ serviceMain({
     const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, logicAddresses, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients, closes its logic streams
     proc.readiness(() => gateway.readinessChecks());
-    const { port } = await gateway.start();
+    const { port, wsPort } = await gateway.start();
     if (proc.stopping) return;
     const addr = formatHostPort({ host: listen.host, port });
     proc.listening({
       node: config.node, addr, publicAddr: config.publicAddr ?? addr,
+      ...(config.ws && wsPort !== undefined ? { wsAddr: formatHostPort({ host: config.ws.host, port: wsPort }) } : {}),
       logic: logicAddresses.join(','), router: routerAddr, ...describeBackends(undefined, busConfig),
     });
   },
