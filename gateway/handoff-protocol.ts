@@ -57,6 +57,7 @@ export interface ConnectionInfo {
   remotePort: number;
   /** Received bytes of a frame not yet complete. */
   pendingBytes: number;
+  transport: 'tcp' | 'ws';
 }
 
 export interface StatusReplyMsg {

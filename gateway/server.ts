@@ -196,7 +196,8 @@ export class Gateway {
   /** For /readyz: ready to take clients when all are true. */
   readinessChecks(): Record<string, boolean> {
     return {
-      listening: this.started && (this.opts.listen === false || this.server.listening), notDraining: !this.draining,
+      listening: this.started && (this.opts.listen === false || (this.server.listening && (this.wsListener?.listening ?? true))),
+      notDraining: !this.draining,
       logicStream: this.logic.streamsUp > 0, bus: this.opts.bus.connected,
     };
   }
@@ -548,7 +549,7 @@ export class Gateway {
       if (out.length >= limit) break;
       out.push({
         connId: c.connId, uid: c.uid, deviceId: c.deviceId, state: c.state, remoteAddress: c.socket.remoteAddress ?? '',
-        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes,
+        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes, transport: c.transport.name,
       });
     }
     return out;

@@ -115,6 +115,24 @@ describe('gateway WebSocket transport', () => {
       assert.equal(parseEcho(await c.request(OP_ECHO, Buffer.from('now'))).uid, 'zoe');
     });
 
+    it('a kick closes with its Disconnect code, or 1000 when that code is not one a WebSocket close may carry', async () => {
+      h = await startGateway({ ws: WS });
+      const kicked = await h.connectWs();
+      await kicked.authOk(token('kim'), 'a');
+      const odd = await h.connectWs();
+      await odd.authOk(token('kim'), 'b');
+      assert.deepEqual(h.gateway.describeConnections(10).map((c) => c.transport), ['ws', 'ws']);
+      await eventually(() => h.router.sessions.size === 2, 'both bound');
+      h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({
+        kicks: [{ uid: 'kim', deviceId: 'a', code: DisconnectCode.KICKED, reason: 'bye' }, { uid: 'kim', deviceId: 'b', code: 1234, reason: 'odd' }],
+      }));
+      assert.equal((await kicked.disconnectFrame()).code, DisconnectCode.KICKED);
+      assert.equal((await odd.disconnectFrame()).code, 1234);
+      await kicked.waitClosed();
+      await odd.waitClosed();
+      assert.deepEqual([kicked.closeCode, kicked.closeReason, odd.closeCode], [DisconnectCode.KICKED, 'bye', 1000]);
+    });
+
     it('a plain HTTP request to the WebSocket port gets 426', async () => {
       h = await startGateway({ ws: WS });
       const res = await fetch(h.wsUrl.replace('ws:', 'http:'));

@@ -29,6 +29,7 @@ export const WsCloseCode = {
   PROTOCOL_ERROR: 1002,
 } as const;
 
+const NORMAL_CLOSURE = 1000;
 /** Close reasons are at most 123 bytes (a close frame's payload is 125, 2 of them the code). */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -51,7 +52,7 @@ export const wsTransport: Transport = {
     if (!last) ws.send(tail, { binary: true, fin: true, compress: false });
   },
   end(conn, code, reason) {
-    (conn.link as WebSocket).close(code, closeReason(reason));
+    (conn.link as WebSocket).close(closeCode(code), closeReason(reason));
   },
 };
 
@@ -70,6 +71,14 @@ function onMessage(this: ConnWebSocket, data: RawData, isBinary: boolean): void 
 function onError(this: ConnWebSocket, err: Error & { code?: string }): void {
   const tooBig = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
   this[CONN]?.brokenInput(tooBig ? Code.FRAME_TOO_LARGE : Code.BAD_FRAME, err.message);
+}
+
+/**
+ * A WebSocket close code for a Disconnect code: itself when it is one an application may send
+ * (3000-4999, and this transport's own 1003), else 1000 (a kick with an odd code must not throw).
+ */
+function closeCode(code: number): number {
+  return (code >= 3000 && code <= 4999) || code === WsCloseCode.UNSUPPORTED_DATA ? code : NORMAL_CLOSURE;
 }
 
 function closeReason(reason: string): string {
@@ -98,7 +107,11 @@ export class WsListener {
 
   constructor(private readonly o: WsListenerOptions) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload, perMessageDeflate: false, clientTracking: false });
-    this.http = http.createServer({ headersTimeout: o.handshakeTimeoutMs, requestTimeout: o.handshakeTimeoutMs }, (_req, res) => {
+    this.http = http.createServer({
+      headersTimeout: o.handshakeTimeoutMs, requestTimeout: o.handshakeTimeoutMs,
+      // How often those two are checked (30 s by default, far above the auth timeout).
+      connectionsCheckingInterval: Math.min(o.handshakeTimeoutMs, 30_000),
+    }, (_req, res) => {
       res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
       res.end('this port speaks WebSocket only (docs/protocol.md)\n');
     });
