@@ -249,7 +249,7 @@ export class Connection implements WheelItem {
 
   /**
    * Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent.
-   * `closeCode`: what the transport's own close says (a WebSocket close code); the Disconnect code.
+   * `closeCode`: what the transport's own close says (a WebSocket close code); by default the Disconnect code.
    */
   disconnect(code: number, reason: string, closeCode = code): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
