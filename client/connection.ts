@@ -1,16 +1,19 @@
 /**
- * One authenticated TCP connection to a gateway: framing, the Auth handshake, request/reply
+ * One authenticated connection to a gateway: framing, the Auth handshake, request/reply
  * correlation by request id, per-request timeouts and the heartbeat. It never reconnects; the
- * ImClient above it decides what happens after a close.
+ * ImClient above it decides what happens after a close. Frames travel on a Link: TCP (length-
+ * prefixed, below) or WebSocket (one binary message per frame, ws-link.ts).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
-import { FrameDecoder } from '../proto/codec';
+import { FrameDecoder, LENGTH_BYTES } from '../proto/codec';
 import { Auth, AuthOk, Disconnect, Frame, Message, Op, decode, decodeFrame, encode, frameBytes } from '../proto/wire';
 import { ImClientError, connectionLost, requestTimeout } from './errors';
 import type { ClientTlsOptions } from './options';
+import type { Link, LinkEvents } from './link';
+import { openWebSocketLink } from './ws-link';
 
 /** Why a connection ended, as the ImClient reports it in 'disconnected'. */
 export interface CloseInfo {
@@ -27,6 +30,8 @@ export interface ConnectionOptions {
   addr: string;                 // host:port
   /** Set: TLS (1.2 or later) to addr, the gateway's certificate verified; unset: plaintext TCP. */
   tls?: ClientTlsOptions;
+  /** Connect over WebSocket to this URL (ws:// or wss://) instead of TCP to addr. */
+  wsUrl?: string;
   auth: Auth;
   connectTimeoutMs: number;     // TCP connect + Auth round trip
   requestTimeoutMs: number;
@@ -56,7 +61,7 @@ const AUTH_REQUEST_ID = 1;
 const END_GRACE_MS = 1000;
 
 export class Connection {
-  private readonly socket: net.Socket;
+  private readonly link: Link;
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private nextRequestId = AUTH_REQUEST_ID;
@@ -77,18 +82,23 @@ export class Connection {
 
   private constructor(private readonly options: ConnectionOptions) {
     const hp = parseHostPort(options.addr);
-    if (!hp) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${options.addr}" is not host:port`, { retryable: false });
+    if (!hp && !options.wsUrl) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${options.addr}" is not host:port`, { retryable: false });
     this.closedSignal = new Promise((resolve) => { this.markClosed = resolve; });
     this.decoder = new FrameDecoder(options.maxIncomingFrameBytes);
-    const t = options.tls;
-    this.socket = t
-      ? tls.connect({
-        host: hp.host, port: hp.port, minVersion: 'TLSv1.2', ca: t.ca,
-        // Node sends no SNI for an IP; the identity check then uses the IP itself.
-        servername: t.servername ?? (net.isIP(hp.host) ? undefined : hp.host),
-      })
-      : net.connect({ host: hp.host, port: hp.port });
-    this.socket.setNoDelay(true);
+    const events: LinkEvents = {
+      // Over TLS, Auth (and the token in it) is written only once the gateway's certificate checked out.
+      open: () => this.link.send(frameBytes({ op: Op.AUTH, requestId: AUTH_REQUEST_ID, body: encode('Auth', options.auth) })),
+      bytes: (chunk) => this.onData(chunk),
+      frame: (body) => this.onFrameBytes(body),
+      error: (message) => {
+        const what = this.options.tls && !this.auth ? 'TLS: ' : '';
+        this.closeInfo ??= { code: Code.UNAVAILABLE, reason: `${this.options.addr}: ${what}${message}`, reconnect: true, fromServer: false };
+      },
+      close: () => this.finish(),
+    };
+    this.link = options.wsUrl
+      ? openWebSocketLink(options.wsUrl, options.maxIncomingFrameBytes, events)
+      : openTcpLink(hp!.host, hp!.port, events, options.tls);
   }
 
   get authOk(): AuthOk {
@@ -119,16 +129,6 @@ export class Connection {
         this.kill({ code: Code.TIMEOUT, reason: `no AuthOk from ${this.options.addr} within ${this.options.connectTimeoutMs}ms`, reconnect: true, fromServer: false });
       }, this.options.connectTimeoutMs);
       this.handshake = { resolve, reject, timer };
-      // Over TLS, Auth (and the token in it) is written only once the gateway's certificate checked out.
-      this.socket.on(this.options.tls ? 'secureConnect' : 'connect', () => {
-        this.socket.write(frameBytes({ op: Op.AUTH, requestId: AUTH_REQUEST_ID, body: encode('Auth', this.options.auth) }));
-      });
-      this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-      this.socket.on('error', (err) => {
-        const what = this.options.tls && !this.auth ? 'TLS: ' : '';
-        this.closeInfo ??= { code: Code.UNAVAILABLE, reason: `${this.options.addr}: ${what}${err.message}`, reconnect: true, fromServer: false };
-      });
-      this.socket.on('close', () => this.finish());
     }).then(() => this);
   }
 
@@ -143,9 +143,9 @@ export class Connection {
     const bytes = frameBytes({ op, requestId, body });
     // The server would disconnect us for an oversized frame; refuse it here instead.
     const limit = this.auth.maxFrameBytes;
-    if (limit > 0 && bytes.length - 4 > limit) {
+    if (limit > 0 && bytes.length - LENGTH_BYTES > limit) {
       return Promise.reject(new ImClientError(Code.FRAME_TOO_LARGE,
-        `request of ${bytes.length - 4} bytes exceeds the server's frame limit of ${limit}`, { retryable: false, op }));
+        `request of ${bytes.length - LENGTH_BYTES} bytes exceeds the server's frame limit of ${limit}`, { retryable: false, op }));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -153,7 +153,7 @@ export class Connection {
         reject(requestTimeout(timeoutMs, op));
       }, timeoutMs);
       this.pending.set(requestId, { op, resolve, reject, timer });
-      this.socket.write(bytes);
+      this.link.send(bytes);
     });
   }
 
@@ -161,8 +161,7 @@ export class Connection {
   close(reason = 'closed by client'): void {
     if (this.closed) return;
     this.closeInfo = { code: 0, reason, reconnect: false, fromServer: false };
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    this.endLink();
   }
 
   private allocateRequestId(): number {
@@ -181,7 +180,7 @@ export class Connection {
         return;
       }
       // Pongs are not awaited: their only job is to make the server send something.
-      this.socket.write(frameBytes({ op: Op.PING, requestId: this.allocateRequestId(), body: encode('Ping', { clientTimeMs: Date.now() }) }));
+      this.link.send(frameBytes({ op: Op.PING, requestId: this.allocateRequestId(), body: encode('Ping', { clientTimeMs: Date.now() }) }));
     }, intervalMs);
     this.heartbeat.unref();
   }
@@ -189,18 +188,26 @@ export class Connection {
   private onData(chunk: Buffer): void {
     this.lastReceivedAtMs = Date.now();
     const { frames, error } = this.decoder.push(chunk);
-    for (const body of frames) {
-      if (this.finished) return;
-      let frame: Frame;
-      try {
-        frame = decodeFrame(body);
-      } catch (err) {
-        this.kill({ code: Code.BAD_FRAME, reason: `undecodable frame from server: ${(err as Error).message}`, reconnect: true, fromServer: false });
-        return;
-      }
-      this.onFrame(frame);
-    }
+    for (const body of frames) this.onFrameBytes(body);
     if (error && !this.finished) this.kill({ code: Code.FRAME_TOO_LARGE, reason: error.message, reconnect: true, fromServer: false });
+  }
+
+  /** One whole frame, without a length prefix (cut from the TCP stream, or a WebSocket message). */
+  private onFrameBytes(body: Uint8Array): void {
+    if (this.finished) return;
+    this.lastReceivedAtMs = Date.now();
+    if (body.length > this.options.maxIncomingFrameBytes) {
+      this.kill({ code: Code.FRAME_TOO_LARGE, reason: `frame of ${body.length} bytes from server`, reconnect: true, fromServer: false });
+      return;
+    }
+    let frame: Frame;
+    try {
+      frame = decodeFrame(body);
+    } catch (err) {
+      this.kill({ code: Code.BAD_FRAME, reason: `undecodable frame from server: ${(err as Error).message}`, reconnect: true, fromServer: false });
+      return;
+    }
+    this.onFrame(frame);
   }
 
   private onFrame(frame: Frame): void {
@@ -277,14 +284,18 @@ export class Connection {
       hs.reject(new ImClientError(d.code, d.reason || `disconnected (${d.code})`, { retryable: d.reconnect, op: Op.AUTH, disconnect: d }));
     }
     // The server closes right after a Disconnect; ending our side too frees the socket promptly.
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    this.endLink();
+  }
+
+  private endLink(): void {
+    this.link.end();
+    setTimeout(() => this.link.destroy(), END_GRACE_MS).unref();
   }
 
   /** Abandons the connection now (dead peer, broken stream). */
   private kill(info: CloseInfo): void {
     this.closeInfo ??= info;
-    this.socket.destroy();
+    this.link.destroy();
   }
 
   private finish(): void {
@@ -309,4 +320,27 @@ export class Connection {
     }
     this.options.onClose(this, info);
   }
+}
+
+/** Length-prefixed frames on a TCP socket (`socket` kept on the link for diagnostics and tests). */
+/** TCP, or TLS (1.2 or later, the gateway's certificate verified) when `t` is set. */
+function openTcpLink(host: string, port: number, events: LinkEvents, t?: ClientTlsOptions): Link & { socket: net.Socket } {
+  const socket = t
+    ? tls.connect({
+      host, port, minVersion: 'TLSv1.2', ca: t.ca,
+      // Node sends no SNI for an IP; the identity check then uses the IP itself.
+      servername: t.servername ?? (net.isIP(host) ? undefined : host),
+    })
+    : net.connect({ host, port });
+  socket.setNoDelay(true);
+  socket.on(t ? 'secureConnect' : 'connect', events.open);
+  socket.on('data', events.bytes);
+  socket.on('error', (err) => events.error(err.message));
+  socket.on('close', events.close);
+  return {
+    socket,
+    send: (frame) => { socket.write(frame); },
+    end: () => { socket.end(); },
+    destroy: () => { socket.destroy(); },
+  };
 }

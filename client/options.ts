@@ -21,6 +21,11 @@ export interface ImClientOptions {
   /** A JWT, or a function returning one; a function is called again when the server says the token expired. */
   token: string | TokenProvider;
   deviceId?: string;                 // default: a random "sdk-<uuid>"
+  /**
+   * 'tcp' (default): the gateways' TCP addresses. 'websocket': their WebSocket URLs (route API
+   * `wsUrl`; gateways without one are skipped). Node uses the `ws` package, a browser its WebSocket.
+   */
+  transport?: Transport;
   /** Region to be routed to (sent as ?region=); default: the server derives it from the client's IP. */
   region?: string;
   /**
@@ -52,8 +57,11 @@ export interface ImClientOptions {
   maxIncomingFrameBytes?: number;    // 16 MiB
 }
 
+export type Transport = 'tcp' | 'websocket';
+
 export interface ResolvedOptions {
   routerUrl: string;
+  transport: Transport;
   token: string | TokenProvider;
   deviceId: string;
   region?: string;
@@ -104,6 +112,7 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
   if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new RangeError(`ImClientOptions.lastSeq must be an integer >= 0, got ${lastSeq}`);
   const r: ResolvedOptions = {
     routerUrl: o.routerUrl,
+    transport: o.transport ?? 'tcp',
     token: o.token,
     deviceId: o.deviceId ?? `sdk-${randomId()}`,
     region: o.region,
@@ -123,6 +132,9 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
     maxInFlightRequests: Math.floor(positive('maxInFlightRequests', o.maxInFlightRequests, 1000)),
     maxIncomingFrameBytes: Math.floor(positive('maxIncomingFrameBytes', o.maxIncomingFrameBytes, 16 * 1024 * 1024)),
   };
+  if (r.transport !== 'tcp' && r.transport !== 'websocket') {
+    throw new RangeError(`ImClientOptions.transport must be "tcp" or "websocket", got ${JSON.stringify(r.transport)}`);
+  }
   if (r.deviceId === '') throw new RangeError('ImClientOptions.deviceId must not be empty');
   // The server's rule (docs/route-api.md), checked here so a typo fails at construction, not per connect.
   if (r.region !== undefined && (typeof r.region !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(r.region))) {

@@ -33,6 +33,18 @@ describe('client/route', () => {
     ]);
   });
 
+  it('keeps a gateway\'s ws:// or wss:// URL and drops anything else', () => {
+    const a = parseRouteAnswer({
+      gateways: [
+        { node: 'a', addr: '10.0.0.1:7100', wsUrl: 'ws://10.0.0.1:7101/' },
+        { node: 'b', addr: '10.0.0.2:7100', wsUrl: 'wss://gw.example.com/im' },
+        { node: 'c', addr: '10.0.0.3:7100', wsUrl: 'javascript:alert(1)' },
+        { node: 'd', addr: '10.0.0.4:7100' },
+      ],
+    });
+    assert.deepEqual(a.gateways.map((g) => g.wsUrl), ['ws://10.0.0.1:7101/', 'wss://gw.example.com/im', undefined, undefined]);
+  });
+
   it('ignores a nonsensical backoff and rejects a reply without gateways', () => {
     assert.equal(parseRouteAnswer({ gateways: [], backoff: { baseMs: 10, maxMs: 1 } }).backoff, undefined);
     assert.throws(() => parseRouteAnswer({ nodes: [] }), (e: { code: number; retryable: boolean }) => e.code === Code.UNAVAILABLE && e.retryable);

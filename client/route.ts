@@ -15,6 +15,8 @@ export interface RouteGateway {
   addr: string;
   /** TLS host:port; '' when the gateway has no TLS listener. */
   tlsAddr: string;
+  /** The gateway's WebSocket URL; absent when it has no WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   load: number;
@@ -50,7 +52,7 @@ export function routeUrl(routerUrl: string, query: RouteQuery = {}): string {
   return query.region ? `${base}?region=${encodeURIComponent(query.region)}` : base;
 }
 
-/** Validates a route API reply; entries with neither a usable addr nor tlsAddr are skipped, not fatal. */
+/** Validates a route API reply; entries with no usable addr, tlsAddr or wsUrl are skipped, not fatal. */
 export function parseRouteAnswer(json: unknown): RouteAnswer {
   if (typeof json !== 'object' || json === null || !Array.isArray((json as { gateways?: unknown }).gateways)) {
     throw new ImClientError(Code.UNAVAILABLE, 'route API reply has no "gateways" list', { retryable: true });
@@ -64,11 +66,13 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
     const usable = (v: unknown) => (typeof v === 'string' && parseHostPort(v) ? v : '');
     const addr = usable(e.addr);
     const tlsAddr = usable(e.tlsAddr);
-    if (addr === '' && tlsAddr === '') continue;
+    const wsUrl = typeof e.wsUrl === 'string' && /^wss?:\/\//.test(e.wsUrl) ? e.wsUrl : '';
+    if (addr === '' && tlsAddr === '' && wsUrl === '') continue;
     gateways.push({
       node: typeof e.node === 'string' ? e.node : '',
       addr,
       tlsAddr,
+      ...(wsUrl ? { wsUrl } : {}),
       region: typeof e.region === 'string' ? e.region : '',
       zone: typeof e.zone === 'string' ? e.zone : '',
       load: typeof e.load === 'number' ? e.load : 0,

@@ -314,6 +314,28 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(down.hits, 3);
   });
 
+  it('transport websocket: uses only gateways with a wsUrl, fails when none has one, and refuses an unknown transport', async () => {
+    assert.throws(() => client('uma', { transport: 'udp' as never }), /transport must be "tcp" or "websocket"/);
+    const tcpOnly = await track(RouteServer.start(() => gatewaysReply(sys.gatewayAddr)));
+    const none = client('uma', { routerUrl: tcpOnly.url, transport: 'websocket', maxReconnectAttempts: 0 });
+    await assert.rejects(none.connect(), (e: ImClientError) => e.code === Code.UNAVAILABLE && /WebSocket URL/.test(e.message));
+
+    // The embedded gateway of this suite has no WebSocket listener; one with it serves the same SDK.
+    const wsSys = await startEmbedded({ dataDir: tempDir(), gateway: { ws: { host: '127.0.0.1', port: 0 } } });
+    closers.push(wsSys);
+    const url = (await (await fetch(`${wsSys.routerUrl}/v1/route`)).json() as { gateways: Array<{ wsUrl?: string }> }).gateways[0].wsUrl;
+    assert.match(url ?? '', /^ws:\/\/127\.0\.0\.1:\d+\/$/);
+    const mixed = await track(RouteServer.start(() => ({
+      body: { gateways: [{ node: 'tcp-only', addr: sys.gatewayAddr }, { node: 'ws', addr: '127.0.0.1:1', wsUrl: url }] },
+    })));
+    const c = new ImClient({ routerUrl: mixed.url, token: signToken(wsSys.authSecret, 'uma', 3600), deviceId: 'uma-ws', transport: 'websocket' });
+    clients.push(c);
+    const ok = await c.connect();
+    assert.equal(ok.uid, 'uma');
+    const sent = await c.send('uma', 'to myself over ws');
+    assert.equal(sent.duplicate, false);
+  });
+
   it('close() is idempotent and ends requests without retry', async () => {
     const c = client('tom');
     await c.connect();

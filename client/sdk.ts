@@ -233,9 +233,13 @@ export class ImClient extends EventEmitter {
       }
       // Only the gateways that speak this client's transport, at that listener's address.
       const useTls = this.options.tls !== undefined;
-      const gateways = (route?.gateways ?? []).map((g) => ({ ...g, addr: useTls ? g.tlsAddr : g.addr })).filter((g) => g.addr !== '');
+      const ws = this.options.transport === 'websocket';
+      const gateways = (route?.gateways ?? [])
+        .map((g) => ({ ...g, addr: ws ? g.wsUrl ?? '' : useTls ? g.tlsAddr : g.addr }))
+        .filter((g) => g.addr !== '');
       if (route && route.gateways.length > 0 && gateways.length === 0) {
-        lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${useTls ? 'TLS' : 'plaintext'} listener`, { retryable: true });
+        const what = ws ? 'WebSocket URL' : useTls ? 'TLS listener' : 'plaintext listener';
+        lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${what}`, { retryable: true });
       }
       for (let i = 0; i < gateways.length; i++) {
         this.throwIfClosed();
@@ -244,6 +248,7 @@ export class ImClient extends EventEmitter {
           const conn = await Connection.open({
             addr: gateways[i].addr,
             tls: this.options.tls,
+            wsUrl: this.options.transport === 'websocket' ? gateways[i].wsUrl : undefined,
             auth: { token, deviceId: this.options.deviceId, lastSeq: this.inbox.lastSeq },
             connectTimeoutMs: this.options.connectTimeoutMs,
             requestTimeoutMs: this.options.requestTimeoutMs,

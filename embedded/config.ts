@@ -4,7 +4,7 @@ import { Env, parseFlags, Settings } from '../common/config';
 import { loadGrpcTls } from '../common/grpc-tls';
 import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
-import { checkDistinct, gatewayTlsOptions, loadGatewayLimits, loadGatewayListeners } from '../gateway/config';
+import { checkDistinct, gatewayTlsOptions, loadGatewayLimits, loadGatewayListeners, loadGatewayWs } from '../gateway/config';
 import { loadAdminAuth, loadHttpApiSettings, loadLogicLimits } from '../logic/config';
 import { EmbeddedOptions } from './system';
 
@@ -30,7 +30,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls) },
+    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls), ws: loadGatewayWs(s) },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.

@@ -28,6 +28,17 @@ describe('loadGatewayConfig', () => {
     assert.equal(c.drainWindowMs, 30_000);
   });
 
+  it('IM_GATEWAY_WS_ADDR turns the WebSocket listener on; IM_GATEWAY_WS_PUBLIC_URL is checked and needs it', () => {
+    assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, []).ws, undefined);
+    assert.deepEqual(loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: '0.0.0.0:7101' }, []).ws, { host: '0.0.0.0', port: 7101 });
+    assert.deepEqual(loadGatewayConfig({ IM_AUTH_SECRET: S }, ['--ws-addr', '127.0.0.1:0', '--ws-public-url', 'wss://im.example.com/ws']).ws,
+      { host: '127.0.0.1', port: 0, publicUrl: 'wss://im.example.com/ws' });
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: 'nope' }, []), /IM_GATEWAY_WS_ADDR/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: ':7101', IM_GATEWAY_WS_PUBLIC_URL: 'http://x/' }, []),
+      /IM_GATEWAY_WS_PUBLIC_URL/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_PUBLIC_URL: 'ws://x/' }, []), /IM_GATEWAY_WS_PUBLIC_URL/);
+  });
+
   it('IM_DRAIN_WINDOW sets the drain window, and the process shutdown bound follows it', () => {
     assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S, IM_DRAIN_WINDOW: '2m' }, []).drainWindowMs, 120_000);
     assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, ['--drain-window', '500ms']).drainWindowMs, 500);

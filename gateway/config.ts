@@ -22,6 +22,8 @@ export interface GatewayConfig extends GatewayLimitSettings, GatewayListeners {
   listen: HostPort;
   /** Advertised to clients via the router; undefined = the listen address with the bound port. */
   publicAddr: string | undefined;
+  /** The WebSocket listener (IM_GATEWAY_WS_ADDR); undefined = off. */
+  ws: WsSettings | undefined;
   /** The keys and aud/iss client tokens are checked with. */
   auth: TokenAuth;
   logicAddresses: string[];
@@ -57,6 +59,7 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
     listen,
     publicAddr,
+    ws: loadGatewayWs(s),
     auth,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
@@ -156,6 +159,28 @@ export function loadGatewayLimits(s: Settings): GatewayLimitSettings {
     rateLimitBurst: s.int('IM_RATE_BURST', 100, { min: 1, flag: 'rate-burst' }),
     maxConnections: s.int('IM_MAX_CONNECTIONS', 50_000, { min: 1, flag: 'max-connections' }),
   };
+}
+
+export interface WsSettings {
+  host: string;
+  port: number;
+  /** What the route API lists (IM_GATEWAY_WS_PUBLIC_URL); default ws://<public host>:<port>/. */
+  publicUrl?: string;
+}
+
+/** The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off unless IM_GATEWAY_WS_ADDR is set. */
+export function loadGatewayWs(s: Settings): WsSettings | undefined {
+  const publicUrl = s.raw('IM_GATEWAY_WS_PUBLIC_URL', 'ws-public-url');
+  if (publicUrl !== undefined && !/^wss?:\/\/[^/\s]+/.test(publicUrl)) {
+    throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', `expected a ws:// or wss:// URL, got "${publicUrl}"`);
+  }
+  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr');
+  if (addr === undefined || addr === '') {
+    if (publicUrl !== undefined) throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', 'set only with IM_GATEWAY_WS_ADDR');
+    return undefined;
+  }
+  const { host, port } = s.addr('IM_GATEWAY_WS_ADDR', addr, 'ws-addr');
+  return publicUrl === undefined ? { host, port } : { host, port, publicUrl };
 }
 
 export const DEFAULT_DRAIN_WINDOW_MS = 30_000;

@@ -8,6 +8,10 @@
  * readable so that a later release can hand a live socket to a new process: detach() ends this
  * object's part (state handed-off) and returns a ConnectionSnapshot, from which the next process
  * builds the same connection around the same socket (`adopt`).
+ *
+ * The framing under it is a Transport: TCP (a stream of length-prefixed frames, below) or
+ * WebSocket (one binary message per frame, ws.ts). Everything else — handshake, limits, rate
+ * limits, deadlines, backpressure, drain — is this one class for both.
  */
 import type * as net from 'node:net';
 import { Code, DisconnectCode, InvalidUtf8Error, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
@@ -69,13 +73,51 @@ export interface ConnectionContext {
   onClose?: (conn: Connection) => void;
 }
 
+/**
+ * How a connection's frames travel. Stateless and shared by every connection of its kind: what a
+ * connection needs of its own is its socket and `link` (undefined for TCP; the WebSocket for ws.ts),
+ * so an idle TCP connection costs no more than before. Either way the TCP socket under it is
+ * `socket`: its write queue is the one backpressure counts, and its 'close' ends the connection.
+ */
+export interface Transport {
+  readonly name: 'tcp' | 'ws';
+  /** Starts feeding input: conn.receive(chunk) for a byte stream, conn.receiveFrame(bytes) per whole frame. */
+  attach(conn: Connection): void;
+  /** Writes one frame as frameBytes() makes it (length prefix first), continued by `tail` when given. */
+  write(conn: Connection, frame: Buffer, tail: Uint8Array | undefined): void;
+  /** Ends the stream after the Disconnect frame; `code` is the Disconnect code or a transport's own. */
+  end(conn: Connection, code: number, reason: string): void;
+}
+
 /** The socket's back reference: listeners are shared functions, called with the socket as this. */
 const CONN = Symbol('connection');
 type ConnSocket = net.Socket & { [CONN]?: Connection };
 
+/** Length-prefixed frames on the TCP stream itself (docs/protocol.md). */
+export const tcpTransport: Transport = {
+  name: 'tcp',
+  attach(conn) {
+    (conn.socket as ConnSocket).on('data', onSocketData);
+  },
+  write(conn, frame, tail) {
+    conn.socket.write(frame);
+    if (tail && tail.length > 0) conn.socket.write(tail);
+  },
+  end(conn) {
+    conn.socket.end();
+  },
+};
+
+function onSocketData(this: ConnSocket, chunk: Buffer): void {
+  this[CONN]?.receive(chunk);
+}
+
 export class Connection implements WheelItem {
   readonly socket: net.Socket;
   readonly connId: string;
+  readonly transport: Transport;
+  /** The transport's per-connection state (the WebSocket); undefined for TCP. */
+  readonly link: unknown;
   /** TimerWheel bookkeeping. */
   wheelTick = -1;
   private readonly opts: ConnectionContext;
@@ -99,10 +141,15 @@ export class Connection implements WheelItem {
   private graceTimer: NodeJS.Timeout | undefined;
 
   /** `adopt`: serve a connection another process handed over (same connId, no new handshake). */
-  constructor(context: ConnectionContext, socket: net.Socket, connId: string, adopt?: ConnectionSnapshot) {
+  constructor(
+    context: ConnectionContext, socket: net.Socket, connId: string, adopt?: ConnectionSnapshot,
+    transport: Transport = tcpTransport, link?: unknown,
+  ) {
     this.opts = context;
     this.socket = socket;
     this.connId = connId;
+    this.transport = transport;
+    this.link = link;
     const now = Date.now();
     this.lastFrameAtMs = now;
     this.authDeadlineMs = now + this.limits.authTimeoutMs;
@@ -123,14 +170,14 @@ export class Connection implements WheelItem {
     s.setNoDelay(true);
     s.setKeepAlive(true, 60_000);
     s[CONN] = this;
-    s.on('data', Connection.onSocketData);
+    transport.attach(this);
     s.on('error', Connection.onSocketError);
     s.on('close', Connection.onSocketClose);
     context.wheel.schedule(this, this.nextDeadline());
     const held = snap ? Buffer.from(snap.pendingBytes, 'base64') : undefined;
     // Next tick: after the gateway has registered this connection, and still before any newer
     // byte from the socket (I/O callbacks only run once the tick queue is empty).
-    if (held && held.length > 0) process.nextTick(() => this.onData(held));
+    if (held && held.length > 0) process.nextTick(() => this.receive(held));
   }
 
   get state(): ConnectionState { return this._state; }
@@ -200,15 +247,18 @@ export class Connection implements WheelItem {
     return this.write(frameBytes({ op: Op.SYNC_HINT, requestId: 0 }));
   }
 
-  /** Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent. */
-  disconnect(code: number, reason: string): void {
+  /**
+   * Writes Disconnect{code, reason}, ends the socket, destroys it after closeGraceMs. Idempotent.
+   * `closeCode`: what the transport's own close says (a WebSocket close code); by default the Disconnect code.
+   */
+  disconnect(code: number, reason: string, closeCode = code): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     this._state = 'closing';
     this.clearTimers();
     const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
     // Forced past the write bound: one small frame, and the socket takes nothing after it.
     this.write(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), true);
-    this.socket.end();
+    this.transport.end(this, closeCode, reason);
     this.graceTimer = setTimeout(destroySocket, this.limits.closeGraceMs, this.socket);
     this.graceTimer.unref();
     this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
@@ -221,20 +271,20 @@ export class Connection implements WheelItem {
     this.socket.destroy();
   }
 
-  private onData(chunk: Buffer): void {
+  /** Transport input: bytes of the length-prefixed stream (TCP). */
+  receive(chunk: Buffer): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return; // discard, never buffer
     // Frames that arrived whole before a bad length prefix are served first, as if read separately.
     const decoder = this.decoder ?? new FrameDecoder(this.limits.maxFrameBytes);
     const { frames, error } = decoder.push(chunk);
     this.decoder = decoder.idle ? undefined : decoder;
-    for (const body of frames) {
-      if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
-      this.onFrame(body);
-    }
+    for (const body of frames) this.receiveFrame(body);
     if (error && (this._state === 'awaiting-auth' || this._state === 'open')) this.protocolError(Code.FRAME_TOO_LARGE, error.message);
   }
 
-  private onFrame(bytes: Buffer): void {
+  /** Transport input: one whole Frame, without a length prefix (a WebSocket message, or one cut from the TCP stream). */
+  receiveFrame(bytes: Buffer): void {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     metrics().gatewayFramesIn.inc();
     let frame: Frame;
     try {
@@ -373,10 +423,27 @@ export class Connection implements WheelItem {
    * code, then the Disconnect. Both are forced past the write bound (two small frames), so a slow
    * consumer that reads again learns why.
    */
-  private fail(code: number, disconnectCode: number, message: string): void {
+  fail(code: number, disconnectCode: number, message: string, closeCode = disconnectCode): void {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     countGatewayError(code);
     this.write(frameBytes({ op: Op.ERROR, requestId: 0, error: { code, message, retryable: isRetryableCode(code) } }), true);
-    this.disconnect(disconnectCode, message);
+    this.disconnect(disconnectCode, message, closeCode);
+  }
+
+  /**
+   * The transport itself found the input broken and is already closing the stream with a code of
+   * its own (a WebSocket frame over the limit, bad WebSocket framing): nothing more can be
+   * written, so this only counts the error and lets the socket close (destroyed after closeGraceMs).
+   */
+  brokenInput(code: number, message: string): void {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
+    countGatewayError(code);
+    this._state = 'closing';
+    this.clearTimers();
+    this.graceTimer = setTimeout(destroySocket, this.limits.closeGraceMs, this.socket);
+    this.graceTimer.unref();
+    this.opts.logger.debug('broken input', { connId: this.connId, uid: this._uid, transport: this.transport.name, code, message });
+    this.opts.onClosing?.(this);
   }
 
   /**
@@ -402,8 +469,7 @@ export class Connection implements WheelItem {
       this.socket.cork();
       process.nextTick(Connection.uncork, this);
     }
-    this.socket.write(buf);
-    if (tail && tail.length > 0) this.socket.write(tail);
+    this.transport.write(this, buf, tail);
     metrics().gatewayFramesOut.inc();
     return true;
   }
@@ -449,10 +515,6 @@ export class Connection implements WheelItem {
 
   private clearTimers(): void {
     this.opts.wheel.cancel(this);
-  }
-
-  private static onSocketData(this: ConnSocket, chunk: Buffer): void {
-    this[CONN]?.onData(chunk);
   }
 
   private static onSocketError(this: ConnSocket, err: Error): void {

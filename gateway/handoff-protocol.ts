@@ -19,9 +19,10 @@ import type { ConnectionSnapshot } from './connection';
 
 /**
  * A new client connection accepted by the supervisor (+ socket), not read yet. tls: it came in on
- * the TLS listener, and the worker runs the handshake.
+ * the TLS listener, and the worker runs the handshake; `transport: 'ws'`: on the WebSocket
+ * listener (not yet upgraded).
  */
-export interface SocketMsg { t: 'socket'; tls?: boolean }
+export interface SocketMsg { t: 'socket'; tls?: boolean; transport?: 'ws' }
 export interface PrepareMsg { t: 'prepare' }
 export interface PreparedMsg { t: 'prepared' }
 /** To the old worker: the upgrade was called off before any connection moved; stop recording. */
@@ -64,6 +65,7 @@ export interface ConnectionInfo {
   pendingBytes: number;
   /** Came in on the TLS listener. */
   tls: boolean;
+  transport: 'tcp' | 'ws';
 }
 
 export interface StatusReplyMsg {

@@ -80,10 +80,10 @@ async function eventually(what: string, cond: () => boolean | Promise<boolean>, 
 }
 
 
-/** The SDK's socket (a private field): the test checks the TCP connection itself never changed. */
+/** The SDK's socket (private fields): the test checks the TCP connection itself never changed. */
 function localPort(c: ImClient): number {
-  const conn = (c as unknown as { conn?: { socket?: net.Socket } }).conn;
-  return conn?.socket?.localPort ?? -1;
+  const conn = (c as unknown as { conn?: { link?: { socket?: net.Socket } } }).conn;
+  return conn?.link?.socket?.localPort ?? -1;
 }
 
 describe('gateway hot upgrade (supervisor process, two successive workers)', function () {
@@ -368,6 +368,49 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     await c.send(carol, 'after the crash');
     await c.close();
 
+    s.child.kill('SIGTERM');
+    assert.equal((await s.exited).code, 0, s.output());
+  });
+
+  it('WebSocket clients: served through the supervisor; an upgrade closes them (Disconnect DRAINING, close 3000) and they reconnect to the new worker while TCP ones move', async () => {
+    const s = await startNode(`gw-hot-ws-${ns}`, { IM_GATEWAY_WS_ADDR: `${HOST}:0` });
+    const ctl = `http://${String(s.info.control)}`;
+    const wsUrl = `ws://${String(s.info.wsAddr)}/`;
+    await eventually('the WebSocket URL in the route list', async () => {
+      const r = await getJson<{ gateways: Array<{ addr: string; wsUrl?: string }> }>(`${routerHttp}/v1/route`);
+      return r.gateways.some((g) => g.addr === s.info.addr && g.wsUrl === wsUrl);
+    });
+    const wes = uid('wes');
+    const disconnects: Array<{ code: number; reason: string }> = [];
+    const c = new ImClient({ routerUrl: routerHttp, token: signToken(secret, wes, 3600), deviceId: 'browser', transport: 'websocket' });
+    stops.push(() => c.close());
+    c.on('disconnected', (e) => disconnects.push({ code: e.code, reason: e.reason }));
+    c.on('error', () => undefined);
+    const first = await c.connect();
+    const raw = await RawClient.connectWs(wsUrl);
+    stops.push(() => raw.destroy());
+    assert.equal((await raw.request(Op.AUTH, 'Auth', { token: signToken(secret, uid('wren'), 3600), deviceId: 'raw', lastSeq: 0 })).error, null);
+    const [gwHost, gwPort] = String(s.info.addr).split(':');
+    const tcp = await RawClient.connect(gwHost, Number(gwPort));
+    stops.push(() => tcp.destroy());
+    assert.equal((await tcp.request(Op.AUTH, 'Auth', { token: signToken(secret, uid('tess'), 3600), deviceId: 'raw', lastSeq: 0 })).error, null);
+    await c.send(wes, 'before the upgrade');
+
+    const up = await getJson<UpgradeResult>(`${ctl}/upgrade`, 'POST');
+    assert.equal(up.handedOver, 1, 'only the TCP connection moves');
+    const d = decode('Disconnect', (await raw.waitFor((f) => f.op === Op.DISCONNECT)).body);
+    assert.deepEqual([d.code, d.reason, d.reconnect], [3000, 'gateway upgrading: reconnect', true]);
+    await raw.waitClosed();
+    assert.equal(raw.closeCode, 3000);
+
+    await eventually('the SDK back on the new worker', () => c.state === 'connected' && c.session?.connId !== first.connId);
+    assert.deepEqual(disconnects.map((e) => e.code), [3000]);
+    const workers = (await getJson<{ workers: StatusReplyMsg[] }>(`${ctl}/connections`)).workers;
+    assert.equal(workers.find((w) => w.list.some((x) => x.connId === c.session?.connId))?.pid, up.to.pid);
+    await c.send(wes, 'after the upgrade');
+    assert.equal((await tcp.request(Op.PING, 'Ping', { clientTimeMs: Date.now() })).error, null, 'the TCP client moved, still served');
+    assert.equal(tcp.closed, false);
+    await c.close();
     s.child.kill('SIGTERM');
     assert.equal((await s.exited).code, 0, s.output());
   });

@@ -38,13 +38,14 @@ serviceMain({
     const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, tls: gatewayTlsOptions(tls), logic, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients; the logic streams close after it
     proc.readiness(() => gateway.readinessChecks());
-    const { port, tlsPort } = await gateway.start();
+    const { port, tlsPort, wsPort } = await gateway.start();
     if (proc.stopping) return;
     const addr = config.plaintext ? formatHostPort({ host: listen.host, port }) : '';
     const tlsAddr = tls ? formatHostPort({ host: tls.listen.host, port: tlsPort! }) : '';
     proc.listening({
       node: config.node, addr, publicAddr: config.plaintext ? config.publicAddr ?? addr : '',
       ...(tls ? { tlsAddr, tlsPublicAddr: tls.publicAddr ?? tlsAddr } : {}),
+      ...(config.ws && wsPort !== undefined ? { wsAddr: formatHostPort({ host: config.ws.host, port: wsPort }) } : {}),
       logic: logicAddresses.join(','), router: routerAddr, grpcTls: describeGrpcTls(grpcTls), ...describeBackends(undefined, busConfig),
     });
   },

@@ -1,10 +1,11 @@
 /**
- * The gateway node: accepts TCP connections, indexes them by uid, writes the downlink that
+ * The gateway node: accepts TCP connections (and WebSocket ones when `ws` is set, ws.ts), indexes them by uid, writes the downlink that
  * arrives on its bus subject, registers sessions and its own load with the router, and drains
  * on stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import type { WebSocket } from 'ws';
 import { randomBytes } from 'node:crypto';
 import { Bus, BusHeaders, flushBus, gatewaySubject, kickSubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
@@ -36,6 +37,7 @@ export interface GatewayTlsOptions extends TlsFiles {
   /** How often the files are checked for a change. 10000. */
   reloadIntervalMs?: number;
 }
+import { defaultWsUrl, refuseWs, WsListener, wsTransport } from './ws';
 
 export interface GatewayOptions {
   node: string;
@@ -48,6 +50,12 @@ export interface GatewayOptions {
   plaintext?: boolean;
   /** A TLS listener, alongside the plaintext one or instead of it. */
   tls?: GatewayTlsOptions;
+  /**
+   * A WebSocket listener too (ws.ts); off when absent. With listen: false the supervisor accepts
+   * on it and passes sockets to acceptSocket(socket, 'ws'); `port` is then only for the URL.
+   * `publicUrl`: the URL the route API lists; default ws://<publicAddr's host or host>:<port>/.
+   */
+  ws?: { host: string; port: number; publicUrl?: string };
   /** The keys and aud/iss client tokens are checked with (common/jwt). */
   auth: TokenAuth;
   /**
@@ -102,6 +110,9 @@ export interface GatewayOptions {
 /** Disconnect reason of a session a newer login of its device replaced. */
 export const REPLACED_REASON = 'replaced by a newer login of this device';
 
+/** Disconnect reason of a WebSocket connection closed by a hot upgrade (TCP ones move instead). */
+export const UPGRADE_REASON = 'gateway upgrading: reconnect';
+
 /** Spacing of the DRAINING batches of a drain (see disconnectSpread). */
 export const DRAIN_TICK_MS = 100;
 
@@ -122,6 +133,8 @@ export class Gateway {
   private readonly tlsServer: net.Server | undefined;
   private readonly tlsContext: ReloadableTlsContext | undefined;
   private readonly plaintext: boolean;
+  private readonly wsListener: WsListener | undefined;
+  private wsUrl = '';
   private readonly conns = new Set<Connection>();
   /** One timer for every connection's deadlines, and the context they all share. */
   private readonly wheel: TimerWheel;
@@ -195,6 +208,10 @@ export class Gateway {
     };
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
+    this.wsListener = options.ws && new WsListener({
+      maxPayload: this.limits.maxFrameBytes, handshakeTimeoutMs: this.limits.authTimeoutMs, logger: this.logger,
+      onConnection: (socket, ws) => this.onSocket(socket, ws),
+    });
     if (options.tls) {
       this.tlsContext = new ReloadableTlsContext(options.tls, { reloadIntervalMs: options.tls.reloadIntervalMs, logger: this.logger });
       this.tlsServer = net.createServer((socket) => this.onSocket(this.wrapTls(socket)));
@@ -229,14 +246,14 @@ export class Gateway {
   /** For /readyz: ready to take clients when all are true. */
   readinessChecks(): Record<string, boolean> {
     return {
-      listening: this.started && (this.opts.listen === false || ((!this.plaintext || this.server.listening) && (this.tlsServer?.listening ?? true))),
+      listening: this.started && (this.opts.listen === false || ((!this.plaintext || this.server.listening) && (this.tlsServer?.listening ?? true) && (this.wsListener?.listening ?? true))),
       notDraining: !this.draining,
       logicStream: this.logic.streamsUp > 0, bus: this.opts.bus.connected,
     };
   }
 
-  /** port: the plaintext listener's (0 without one); tlsPort: the TLS listener's, when there is one. */
-  async start(): Promise<{ port: number; tlsPort?: number }> {
+  /** port: the plaintext listener's (0 without one); tlsPort / wsPort: the TLS and WebSocket listeners', when there are. */
+  async start(): Promise<{ port: number; tlsPort?: number; wsPort?: number }> {
     if (this.started) throw new Error('gateway already started');
     this.started = true;
     this.ownedLogic?.start();
@@ -252,6 +269,10 @@ export class Gateway {
     if (this.plaintext) this.publicAddr = this.opts.publicAddr ?? formatHostPort({ host: this.opts.host, port });
     if (this.opts.tls) this.tlsPublicAddr = this.opts.tls.publicAddr ?? formatHostPort({ host: this.opts.tls.host, port: tlsPort! });
     await this.tlsContext?.start();
+    const ws = this.opts.ws;
+    const wsPort = ws && (this.opts.listen === false ? ws.port : await this.wsListener!.listen(ws.host, ws.port));
+    const publicHost = this.opts.publicAddr ? parseHostPort(this.opts.publicAddr)!.host : this.opts.tls?.publicAddr ? parseHostPort(this.opts.tls.publicAddr)!.host : ws?.host;
+    if (ws) this.wsUrl = ws.publicUrl ?? defaultWsUrl(publicHost ?? ws.host, wsPort!);
     const unsubs = [
       this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers)),
       this.opts.bus.subscribe(kickSubject(this.opts.node), (data) => this.onBus(data, undefined, true)),
@@ -265,8 +286,8 @@ export class Gateway {
       return bytes;
     });
     this.heartbeatLoop(true);
-    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr, tlsPort, tlsPublicAddr: this.tlsPublicAddr });
-    return { port, tlsPort };
+    this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr, tlsPort, tlsPublicAddr: this.tlsPublicAddr, wsUrl: this.wsUrl || undefined });
+    return { port, tlsPort, wsPort };
   }
 
   /**
@@ -283,7 +304,7 @@ export class Gateway {
     const deadlineMs = Date.now() + this.drainWindowMs;
     this.draining = true;
     const closed = this.opts.listen === false ? this.allClosed() : Promise.all([
-      this.plaintext ? closeServer(this.server) : undefined, this.tlsServer && closeServer(this.tlsServer),
+      this.plaintext ? closeServer(this.server) : undefined, this.tlsServer && closeServer(this.tlsServer), this.wsListener?.close(),
     ]).then(() => undefined);
     this.tlsContext?.stop();
     // Out of the route list before anyone is told to reconnect, so no client is sent back here.
@@ -324,16 +345,18 @@ export class Gateway {
     }
   }
 
-  private onSocket(socket: net.Socket): void {
+  /** A new client: on TCP, or `ws` once its WebSocket upgrade is done. */
+  private onSocket(socket: net.Socket, ws?: WebSocket): void {
     if (this.draining || this.conns.size >= this.maxConnections) {
-      refuse(socket, this.limits.closeGraceMs);
+      if (ws) refuseWs(socket, ws, this.limits.closeGraceMs);
+      else refuse(socket, this.limits.closeGraceMs);
       return;
     }
-    this.register(socket, `${this.connPrefix}-${(++this.connSeq).toString(36)}`);
+    this.register(socket, `${this.connPrefix}-${(++this.connSeq).toString(36)}`, undefined, ws);
   }
 
-  private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot): Connection {
-    const conn = new Connection(this.connContext, socket, connId, adopt);
+  private register(socket: net.Socket, connId: string, adopt?: ConnectionSnapshot, ws?: WebSocket): Connection {
+    const conn = new Connection(this.connContext, socket, connId, adopt, ws ? wsTransport : undefined, ws);
     this.conns.add(conn);
     this.live++;
     return conn;
@@ -443,7 +466,7 @@ export class Gateway {
   private status(): GatewayStatus {
     return {
       node: this.opts.node, addr: this.publicAddr, tlsAddr: this.tlsPublicAddr, region: this.opts.region ?? '', zone: this.opts.zone ?? '',
-      connections: this.live, capacity: this.capacity, draining: this.draining,
+      connections: this.live, capacity: this.capacity, draining: this.draining, wsUrl: this.wsUrl,
     };
   }
 
@@ -502,15 +525,18 @@ export class Gateway {
 
   /**
    * A socket accepted elsewhere (the supervisor's listeners), served like one this gateway
-   * accepted: `tls` says it came in on the TLS listener (this process does the handshake).
+   * accepted: `tls` says it came in on the TLS listener (this process does the handshake), `ws` on
+   * the WebSocket listener (this process does the upgrade).
    */
-  acceptSocket(socket: net.Socket, tls = false): void {
-    if (tls ? !this.tlsContext : !this.plaintext) {
-      this.logger.warn('connection for a listener this gateway does not run; closed', { tls });
+  acceptSocket(socket: net.Socket, kind: 'tcp' | 'tls' | 'ws' = 'tcp'): void {
+    const runs = kind === 'tls' ? this.tlsContext !== undefined : kind === 'ws' ? this.wsListener !== undefined : this.plaintext;
+    if (!runs) {
+      this.logger.warn('connection for a listener this gateway does not run (supervisor and worker settings differ); closed', { kind });
       socket.destroy();
       return;
     }
-    this.onSocket(tls ? this.wrapTls(socket) : socket);
+    if (kind === 'ws') this.wsListener!.accept(socket);
+    else this.onSocket(kind === 'tls' ? this.wrapTls(socket) : socket);
   }
 
   /** Old worker: record the downlink from now on; the successor subscribes next. */
@@ -525,10 +551,12 @@ export class Gateway {
 
   /**
    * Old worker: stop heartbeating (the successor reports the node now) and move every plaintext
-   * connection. A TLS connection cannot move: its session keys live in this process's OpenSSL
+   * TCP connection. A TLS connection cannot move: its session keys live in this process's OpenSSL
    * state, which no fd passing carries. Each gets Disconnect DRAINING (spread over
-   * min(drainWindowMs, maxMs)) and reconnects, to the new worker through the same listener;
-   * `reconnected` counts them.
+   * min(drainWindowMs, maxMs)) and reconnects, to the new worker through the same listener.
+   * WebSocket connections are not moved either (the ws library's state cannot be exported): they
+   * get Disconnect DRAINING (close code 3000) at once and reconnect to the successor
+   * (docs/operations.md "Hot upgrade"). `reconnected` counts both.
    */
   async handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult & { reconnected: number }> {
     this.handingOff = true;
@@ -536,7 +564,13 @@ export class Gateway {
     this.tlsContext?.stop();
     const plain: Connection[] = [];
     const secure: Connection[] = [];
-    for (const c of this.conns) (c.socket instanceof tls.TLSSocket ? secure : plain).push(c);
+    let websockets = 0;
+    for (const c of [...this.conns]) {
+      if (c.transport.name !== 'tcp') {
+        websockets++;
+        c.disconnect(DisconnectCode.DRAINING, UPGRADE_REASON);
+      } else (c.socket instanceof tls.TLSSocket ? secure : plain).push(c);
+    }
     const reconnect = this.disconnectSpread(Date.now() + Math.min(this.drainWindowMs, maxMs), secure, 'gateway is upgrading; reconnect (a TLS session cannot move to the new process)');
     const moved = await handOffConnections({
       conns: plain, flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
@@ -548,7 +582,7 @@ export class Gateway {
       },
     });
     await reconnect;
-    return { ...moved, reconnected: secure.length };
+    return { ...moved, reconnected: secure.length + websockets };
   }
 
   /** Old worker, after handOff(): close the rest without a word to the router (stop() is then this too). */
@@ -606,7 +640,7 @@ export class Gateway {
       if (out.length >= limit) break;
       out.push({
         connId: c.connId, uid: c.uid, deviceId: c.deviceId, state: c.state, remoteAddress: c.socket.remoteAddress ?? '',
-        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes, tls: c.socket instanceof tls.TLSSocket,
+        remotePort: c.socket.remotePort ?? 0, pendingBytes: c.pendingBytes, tls: c.socket instanceof tls.TLSSocket, transport: c.transport.name,
       });
     }
     return out;

@@ -14,6 +14,8 @@ export interface SupervisorConfig {
   listen: HostPort;
   plaintext: boolean;
   tlsListen: HostPort | undefined;
+  /** The WebSocket listener (IM_GATEWAY_WS_ADDR), also the supervisor's; off when unset. */
+  ws: HostPort | undefined;
   /** The control port (POST /upgrade, GET /status, GET /connections); off unless set. */
   controlAddr: HostPort | undefined;
   /** The worker entry point, forked anew (from disk) at every upgrade. */
@@ -39,6 +41,7 @@ export function loadSupervisorConfig(env: Env, argv: readonly string[], defaultW
     listen: gateway.listen,
     plaintext: gateway.plaintext,
     tlsListen: gateway.tls?.listen,
+    ws: gateway.ws && { host: gateway.ws.host, port: gateway.ws.port },
     controlAddr: control === undefined ? undefined : s.addr('IM_SUPERVISOR_ADDR', control, 'supervisor-addr'),
     workerScript: path.resolve(s.str('IM_GATEWAY_WORKER_SCRIPT', defaultWorkerScript, 'worker-script')),
     readyTimeoutMs: s.durationMs('IM_WORKER_READY_TIMEOUT', 30_000, { min: 1000, flag: 'worker-ready-timeout' }),

@@ -26,7 +26,7 @@ serviceMain({
   async start(proc, { sup }) {
     const { logger } = proc;
     const supervisor = new GatewaySupervisor({
-      host: sup.listen.host, port: sup.listen.port, plaintext: sup.plaintext, tls: sup.tlsListen, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
+      host: sup.listen.host, port: sup.listen.port, plaintext: sup.plaintext, tls: sup.tlsListen, ws: sup.ws, workerScript: sup.workerScript, workerArgs: process.argv.slice(2),
       workerEnv: workerEnv(process.env), readyTimeoutMs: sup.readyTimeoutMs, handOffTimeoutMs: sup.handOffTimeoutMs,
       exitTimeoutMs: sup.exitTimeoutMs, stopTimeoutMs: sup.stopTimeoutMs, logger,
     });
@@ -38,7 +38,7 @@ serviceMain({
         (err) => logger.error('upgrade failed', { err }),
       );
     });
-    const { port, tlsPort, workerPid } = await supervisor.start();
+    const { port, tlsPort, wsPort, workerPid } = await supervisor.start();
     if (proc.stopping) return;
     let control: string | undefined;
     if (sup.controlAddr) {
@@ -50,6 +50,7 @@ serviceMain({
       node: sup.node, addr: sup.plaintext ? formatHostPort({ host: sup.listen.host, port }) : '',
       ...(sup.tlsListen ? { tlsAddr: formatHostPort({ host: sup.tlsListen.host, port: tlsPort }) } : {}),
       workerPid, worker: sup.workerScript,
+      ...(sup.ws && wsPort !== undefined ? { wsAddr: formatHostPort({ host: sup.ws.host, port: wsPort }) } : {}),
       ...(control ? { control } : {}),
     });
   },

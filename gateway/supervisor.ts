@@ -33,6 +33,8 @@ export interface SupervisorOptions {
    * worker runs the handshake and holds the certificate (IM_GATEWAY_TLS_CERT/KEY, re-read there).
    */
   tls?: { host: string; port: number };
+  /** The WebSocket listener (IM_GATEWAY_WS_ADDR), owned here too; its sockets go to workers unread, tagged `ws`. */
+  ws?: { host: string; port: number };
   /** The worker entry point, read from disk at every fork: an upgrade runs the code deployed now. */
   workerScript: string;
   /** Passed to every worker (the gateway's flags). */
@@ -119,6 +121,9 @@ export class GatewaySupervisor {
   private readonly server: net.Server;
   private readonly tlsServer: net.Server | undefined;
   private readonly plaintext: boolean;
+  private readonly wsServer: net.Server | undefined;
+  /** Sockets accepted on the WebSocket listener (not yet upgraded: the worker does that). */
+  private readonly wsSockets = new WeakSet<net.Socket>();
   private readonly workers = new Set<WorkerProcess>();
   /** Where an old worker's connections go during an upgrade. */
   private readonly successorOf = new Map<WorkerProcess, WorkerProcess>();
@@ -129,6 +134,7 @@ export class GatewaySupervisor {
   private generation = 0;
   private addr = '';
   private tlsAddr = '';
+  private wsAddr = '';
   private upgrading: Promise<UpgradeResult> | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private upgrades = 0;
@@ -154,21 +160,30 @@ export class GatewaySupervisor {
       this.tlsServer = net.createServer({ pauseOnConnect: true }, (socket) => this.onSocket(socket, true));
       this.tlsServer.on('error', (err) => this.logger.error('tls listener error', { err }));
     }
+    if (options.ws) {
+      this.wsServer = net.createServer({ pauseOnConnect: true }, (socket) => {
+        this.wsSockets.add(socket);
+        this.onSocket(socket, false);
+      });
+      this.wsServer.on('error', (err) => this.logger.error('websocket listener error', { err }));
+    }
   }
 
   /** Listens, starts the first worker and waits until it is ready. port / tlsPort: 0 for a listener it does not run. */
-  async start(): Promise<{ port: number; tlsPort: number; workerPid: number }> {
+  async start(): Promise<{ port: number; tlsPort: number; wsPort?: number; workerPid: number }> {
     const port = this.plaintext ? await listen(this.server, this.o.host, this.o.port) : 0;
     const tlsPort = this.tlsServer ? await listen(this.tlsServer, this.o.tls!.host, this.o.tls!.port) : 0;
+    const wsPort = this.wsServer && await listen(this.wsServer, this.o.ws!.host, this.o.ws!.port);
     if (this.plaintext) this.addr = formatHostPort({ host: this.o.host, port });
     if (this.tlsServer) this.tlsAddr = formatHostPort({ host: this.o.tls!.host, port: tlsPort });
+    if (wsPort !== undefined) this.wsAddr = formatHostPort({ host: this.o.ws!.host, port: wsPort });
     const first = this.spawn(false);
     if (!(await this.readyWithin(first, this.readyTimeoutMs))) {
       await first.stopWithin(this.exitTimeoutMs, 'SIGTERM');
       throw new UpgradeFailedError(`the first gateway worker was not ready within ${this.readyTimeoutMs}ms`);
     }
     this.promote(first);
-    return { port, tlsPort, workerPid: first.pid };
+    return { port, tlsPort, wsPort, workerPid: first.pid };
   }
 
   get address(): string {
@@ -217,6 +232,7 @@ export class GatewaySupervisor {
     // Only the listeners close here: their 'close' would wait for sockets now in the workers.
     if (this.plaintext) this.server.close();
     this.tlsServer?.close();
+    this.wsServer?.close();
     for (const p of this.pending.splice(0)) p.socket.destroy();
     await Promise.all([...this.workers].map((w) => w.stopWithin(this.stopTimeoutMs, 'SIGTERM')));
     this.logger.info('gateway supervisor stopped');
@@ -304,6 +320,8 @@ export class GatewaySupervisor {
       // Workers do not listen: they advertise the supervisor's addresses.
       IM_GATEWAY_PUBLIC_ADDR: this.o.workerEnv.IM_GATEWAY_PUBLIC_ADDR || this.addr,
       IM_GATEWAY_TLS_PUBLIC_ADDR: this.o.workerEnv.IM_GATEWAY_TLS_PUBLIC_ADDR || this.tlsAddr,
+      // And the WebSocket listener's bound address, for the URL they advertise.
+      ...(this.wsAddr ? { IM_GATEWAY_WS_ADDR: this.wsAddr } : {}),
       IM_GATEWAY_SUCCESSOR: successor ? '1' : '0',
       IM_GATEWAY_GENERATION: String(generation),
     };
@@ -347,7 +365,7 @@ export class GatewaySupervisor {
       this.pending.push({ socket, tls });
       return;
     }
-    w.send({ t: 'socket', tls }, socket).catch((err) => {
+    w.send({ t: 'socket', ...(tls ? { tls } : {}), ...(this.wsSockets.has(socket) ? { transport: 'ws' as const } : {}) }, socket).catch((err) => {
       this.logger.warn('could not pass a connection to the worker', { pid: w.pid, err });
       socket.destroy();
     });

@@ -5,6 +5,7 @@
  */
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { WebSocket } from 'ws';
 import { bindServer, loadLogicProto } from '../common/grpc';
 import { InProcessBus } from '../common/bus';
 import { signToken } from '../common/jwt';
@@ -12,7 +13,7 @@ import { Gateway, GatewayOptions } from './server';
 import { LogicClient } from './logic-client';
 import { Code } from '../common/errors';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from '../router/api';
-import { FrameDecoder } from '../proto/codec';
+import { FrameDecoder, LENGTH_BYTES } from '../proto/codec';
 import { decode, decodeFrame, encode, Frame, frameBytes, Op, Disconnect, AuthOk } from '../proto/wire';
 import type { CallBatch__Output } from '../proto/gen/im/internal/v1/CallBatch';
 import type { ResultBatch } from '../proto/gen/im/internal/v1/ResultBatch';
@@ -23,25 +24,54 @@ export const OP_HANG = 160;   // never answered
 
 export interface Echo { op: number; uid: string; deviceId: string; connId: string; node: string; body: string }
 
+/** A client speaking the wire protocol over TCP, or over WebSocket (connectWs: one binary message per frame). */
 export class TestClient {
   readonly frames: Frame[] = [];
   closed = false;
+  /** WebSocket only: the close code and reason the server sent. */
+  closeCode: number | undefined;
+  closeReason = '';
   private readonly decoder = new FrameDecoder(64 * 1024 * 1024);
   private wake: (() => void) | undefined;
   private nextRequestId = 1;
 
-  private constructor(readonly socket: net.Socket) {
+  private constructor(readonly socket: net.Socket, readonly ws?: WebSocket) {
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      const { frames, error } = this.decoder.push(chunk);
-      for (const body of frames) this.frames.push(decodeFrame(body));
-      if (error) socket.destroy(error);
-      this.wake?.();
-    });
+    if (ws) {
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) this.frames.push(decodeFrame(data));
+        this.wake?.();
+      });
+      ws.on('close', (code: number, reason: Buffer) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+      });
+      ws.on('error', () => {});
+    } else {
+      socket.on('data', (chunk: Buffer) => {
+        const { frames, error } = this.decoder.push(chunk);
+        for (const body of frames) this.frames.push(decodeFrame(body));
+        if (error) socket.destroy(error);
+        this.wake?.();
+      });
+    }
     socket.on('error', () => {});
     socket.on('close', () => {
       this.closed = true;
       this.wake?.();
+    });
+  }
+
+  /** `url`: ws://host:port/. `socket` is the TCP socket under the WebSocket. */
+  static connectWs(url: string): Promise<TestClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      ws.once('upgrade', (res) => {
+        ws.off('error', reject);
+        const c = new TestClient(res.socket as net.Socket, ws);
+        ws.once('open', () => resolve(c));
+      });
+      ws.once('error', reject);
     });
   }
 
@@ -57,7 +87,9 @@ export class TestClient {
 
   send(frame: Partial<Frame>): number {
     const requestId = frame.requestId ?? this.nextRequestId++;
-    this.socket.write(frameBytes({ ...frame, requestId }));
+    const bytes = frameBytes({ ...frame, requestId });
+    if (this.ws) this.ws.send(bytes.subarray(LENGTH_BYTES), { binary: true });
+    else this.socket.write(bytes);
     return requestId;
   }
 
@@ -238,6 +270,9 @@ export interface Harness {
   node: string;
   clients: TestClient[];
   connect(): Promise<TestClient>;
+  /** With `ws` in the overrides: the WebSocket listener's URL, and a client connected to it. */
+  wsUrl: string;
+  connectWs(): Promise<TestClient>;
   /** Connects and authenticates as uid. */
   login(uid: string, deviceId?: string): Promise<TestClient>;
   stop(): Promise<void>;
@@ -257,15 +292,18 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   const bus = new InProcessBus();
   const node = `gw-test-${++nodeSeq}`;
   const gateway = new Gateway({ node, host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logic, router, bus, ...overrides });
-  const { port } = await gateway.start();
+  const { port, wsPort } = await gateway.start();
+  const wsUrl = wsPort === undefined ? '' : `ws://127.0.0.1:${wsPort}/`;
   const clients: TestClient[] = [];
-  const connect = async () => {
-    const c = await TestClient.connect(port);
+  const track = async (p: Promise<TestClient>) => {
+    const c = await p;
     clients.push(c);
     return c;
   };
+  const connect = () => track(TestClient.connect(port));
   return {
-    gateway, port, router, bus, logic, node, clients, connect,
+    gateway, port, router, bus, logic, node, clients, connect, wsUrl,
+    connectWs: () => track(TestClient.connectWs(wsUrl)),
     async login(uid, deviceId = 'phone') {
       const c = await connect();
       await c.authOk(token(uid), deviceId);

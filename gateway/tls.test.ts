@@ -128,7 +128,7 @@ describe('gateway TLS (real gateway, supervisor and embedded processes)', functi
     return c;
   }
 
-  const localPort = (c: ImClient) => (c as unknown as { conn?: { socket?: net.Socket } }).conn?.socket?.localPort ?? -1;
+  const localPort = (c: ImClient) => (c as unknown as { conn?: { link?: { socket?: net.Socket } } }).conn?.link?.socket?.localPort ?? -1;
 
   it('TLS only: the SDK verifies the certificate, authenticates, sends and receives; plaintext is refused', async () => {
     const plainPort = await freePort();

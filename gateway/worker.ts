@@ -59,7 +59,7 @@ export class GatewayWorker {
 
   private onMessage(msg: unknown, socket: net.Socket | undefined): void {
     if (isMsg<SocketMsg>(msg, 'socket')) {
-      if (socket) this.o.gateway.acceptSocket(socket, msg.tls === true);
+      if (socket) this.o.gateway.acceptSocket(socket, msg.transport === 'ws' ? 'ws' : msg.tls === true ? 'tls' : 'tcp');
     } else if (isMsg<AdoptMsg>(msg, 'adopt')) {
       this.o.gateway.adopt(socket, msg);
       if (socket) this.adopted++;

@@ -16,6 +16,8 @@ export interface GatewayStatus {
   addr: string;
   /** Public host:port of its TLS listener; '' (or absent, from an older gateway) when it has none. */
   tlsAddr?: string;
+  /** The gateway's WebSocket URL (ws:// or wss://); '' or absent: it has no WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   connections: number;

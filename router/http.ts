@@ -62,6 +62,8 @@ export interface RouteGateway {
   /** Whether the gateway has a TLS listener, and its host:port ('' without one). */
   tls: boolean;
   tlsAddr: string;
+  /** Present when the gateway has a WebSocket listener. */
+  wsUrl?: string;
   region: string;
   zone: string;
   load: number;
@@ -101,7 +103,7 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
       region: origin.region,
       regionSource: origin.regionSource,
       gateways: ranked.slice(0, o.maxGatewaysPerRoute).map((g) => ({
-        node: g.node, addr: g.addr, tls: !!g.tlsAddr, tlsAddr: g.tlsAddr ?? '', region: g.region, zone: g.zone, load: loadRatio(g),
+        node: g.node, addr: g.addr, tls: !!g.tlsAddr, tlsAddr: g.tlsAddr ?? '', ...(g.wsUrl ? { wsUrl: g.wsUrl } : {}), region: g.region, zone: g.zone, load: loadRatio(g),
       })),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       backoff: { baseMs: o.backoffBaseMs, maxMs: o.backoffMaxMs },

@@ -160,4 +160,22 @@ describe('route API', () => {
       assert.equal((await via('192.168.9.10')).status, 200, 'the proxy\'s other clients still get through');
     });
   });
+
+  describe('WebSocket URLs', () => {
+    it('lists each gateway\'s wsUrl (over gRPC heartbeats), omits it for TCP-only ones, and refuses a bad one', async () => {
+      const { service, client, port } = await startRouter({});
+      try {
+        await client.heartbeat(gw('ws-1', 'eu', 0, { addr: '10.0.0.1:7100', wsUrl: 'wss://gw1.example.com/im' }));
+        await client.heartbeat(gw('tcp-2', 'eu', 0, { addr: '10.0.0.2:7100' }));
+        const r = await get(port, '/v1/route');
+        const byNode = new Map(r.json.gateways.map((g: { node: string; wsUrl?: string }) => [g.node, g]));
+        assert.equal((byNode.get('ws-1') as { wsUrl?: string }).wsUrl, 'wss://gw1.example.com/im');
+        assert.equal('wsUrl' in (byNode.get('tcp-2') as object), false);
+        await assert.rejects(client.heartbeat(gw('bad-3', 'eu', 0, { wsUrl: 'http://not-a-ws-url/' })), /wsUrl/);
+      } finally {
+        client.close();
+        await service.stop();
+      }
+    });
+  });
 });

@@ -253,6 +253,18 @@ function checkSession(s: SessionRef): SessionRef {
   return { uid: s.uid, deviceId, node: requireId('node', s.node), connId: requireId('connId', s.connId) };
 }
 
+const MAX_WS_URL_CHARS = 512;
+
+function isWsUrl(s: string): boolean {
+  if (s.length > MAX_WS_URL_CHARS) return false;
+  try {
+    const u = new URL(s);
+    return u.protocol === 'ws:' || u.protocol === 'wss:';
+  } catch {
+    return false;
+  }
+}
+
 function checkStatus(g: GatewayStatus): GatewayStatus {
   const node = requireId('node', g?.node);
   const addr = (field: 'addr' | 'tlsAddr') => {
@@ -261,7 +273,9 @@ function checkStatus(g: GatewayStatus): GatewayStatus {
     return v;
   };
   const [plain, tls] = [addr('addr'), addr('tlsAddr')];
-  if (plain === '' && tls === '') throw new BadRequestError('gateway addr or tlsAddr is required');
+  const wsUrl = g.wsUrl ?? '';
+  if (typeof wsUrl !== 'string' || (wsUrl !== '' && !isWsUrl(wsUrl))) throw new BadRequestError(`gateway wsUrl must be a ws:// or wss:// URL, got "${String(wsUrl).slice(0, 80)}"`);
+  if (plain === '' && tls === '' && wsUrl === '') throw new BadRequestError('gateway addr, tlsAddr or wsUrl is required');
   const count = (field: 'connections' | 'capacity') => {
     const v = g[field];
     if (!Number.isInteger(v) || v < 0) throw new BadRequestError(`gateway ${field} must be a non-negative integer`);
@@ -273,7 +287,7 @@ function checkStatus(g: GatewayStatus): GatewayStatus {
     return v;
   };
   return {
-    node, addr: plain, tlsAddr: tls, region: label('region'), zone: label('zone'),
+    node, addr: plain, tlsAddr: tls, wsUrl, region: label('region'), zone: label('zone'),
     connections: count('connections'), capacity: count('capacity'), draining: g.draining === true,
   };
 }

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { signToken } from '../common/jwt';
 import { ImClient } from '../client/sdk';
 import { Cluster, freshKeyspace, startCluster } from './cluster';
-import { collect, Mode, sleep, text } from './harness';
+import { collect, Mode, sleep, text, withWebSocket } from './harness';
 import { dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from './infra';
 import { badInputSuite } from './suites/bad-input';
 import { assertReplaced, deviceLoginSuite, nextDisconnect } from './suites/device-login';
@@ -42,6 +42,8 @@ describe('distributed mode', function () {
   newOpSuite(clusterMode);
   requestIntegritySuite(clusterMode);
   restartSuite(clusterMode);
+  messagingSuite(withWebSocket(clusterMode));
+  deviceLoginSuite(withWebSocket(clusterMode));
 
   describe('across gateways and logic processes', () => {
     let cluster: Cluster;

@@ -1,5 +1,5 @@
 /** The end-to-end suites against the embedded system (one process, SQLite, in-process bus). */
-import { embeddedMode } from './harness';
+import { embeddedMode, withWebSocket } from './harness';
 import { badInputSuite } from './suites/bad-input';
 import { deviceLoginSuite } from './suites/device-login';
 import { messagingSuite } from './suites/messaging';
@@ -13,3 +13,10 @@ deviceLoginSuite(embeddedMode);
 newOpSuite(embeddedMode);
 requestIntegritySuite(embeddedMode);
 restartSuite(embeddedMode);
+
+// The same clients over the gateway's WebSocket listener.
+const embeddedWs = withWebSocket(embeddedMode);
+messagingSuite(embeddedWs);
+deviceLoginSuite(embeddedWs);
+newOpSuite(embeddedWs);
+requestIntegritySuite(embeddedWs);

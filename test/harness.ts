@@ -4,8 +4,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { WebSocket } from 'ws';
 import { signToken } from '../common/jwt';
-import { FrameDecoder } from '../proto/codec';
+import { FrameDecoder, LENGTH_BYTES } from '../proto/codec';
 import { decodeFrame, encode, Frame, frameBytes, Op, WireTypeName, WireTypes } from '../proto/wire';
 import { ImClient, ImClientOptions } from '../client/sdk';
 import { EmbeddedOptions, EmbeddedSystem, startEmbedded } from '../embedded/system';
@@ -31,7 +32,30 @@ export type SystemOptions = Pick<EmbeddedOptions, 'gateway' | 'logic' | 'registe
 export interface Mode {
   name: string;
   needs: Array<'nats' | 'cassandra'>;
+  /** 'websocket': SDK and raw clients connect over the gateways' WebSocket listeners (withWebSocket). */
+  transport?: 'websocket';
   start(options: SystemOptions): Promise<SystemHandle>;
+}
+
+/**
+ * The same mode with every gateway also listening for WebSocket clients, and every test client
+ * using it: the SDK with transport 'websocket', raw clients sending one message per frame.
+ */
+export function withWebSocket(mode: Mode): Mode {
+  return {
+    ...mode,
+    name: `${mode.name}, over WebSocket`,
+    transport: 'websocket',
+    start: (options) => mode.start({ ...options, gateway: { ...options.gateway, ws: { host: '127.0.0.1', port: 0 } } }),
+  };
+}
+
+/** The WebSocket URL the route API lists for the gateway at `gatewayAddr`. */
+async function wsUrlOf(routerUrl: string, gatewayAddr: string): Promise<string> {
+  const reply = await (await fetch(`${routerUrl}/v1/route`)).json() as { gateways: Array<{ addr: string; wsUrl?: string }> };
+  const url = reply.gateways.find((g) => g.addr === gatewayAddr)?.wsUrl;
+  if (!url) throw new Error(`the route API lists no WebSocket URL for ${gatewayAddr}`);
+  return url;
 }
 
 export const embeddedMode: Mode = {
@@ -76,7 +100,8 @@ export class TestSystem {
 
   /** A connected SDK client for the user called `name` (device defaults to "d1"). */
   async client(name: string, deviceId = 'd1', options: Partial<ImClientOptions> = {}): Promise<ImClient> {
-    const c = new ImClient({ routerUrl: this.sys.routerUrl, token: this.token(name), deviceId, ...options });
+    const transport = this.mode.transport === 'websocket' ? { transport: 'websocket' as const } : {};
+    const c = new ImClient({ routerUrl: this.sys.routerUrl, token: this.token(name), deviceId, ...transport, ...options });
     this.clients.push(c);
     this.inboxes.set(c, collect(c)); // before connect: nothing synced on connect is missed
     await c.connect();
@@ -92,7 +117,9 @@ export class TestSystem {
 
   async raw(): Promise<RawClient> {
     const [host, port] = splitAddr(this.sys.gatewayAddr);
-    const r = await RawClient.connect(host, port);
+    const r = this.mode.transport === 'websocket'
+      ? await RawClient.connectWs(await wsUrlOf(this.sys.routerUrl, this.sys.gatewayAddr))
+      : await RawClient.connect(host, port);
     this.raws.push(r);
     return r;
   }
@@ -121,26 +148,41 @@ export function splitAddr(addr: string): [string, number] {
   return [addr.slice(0, i), Number(addr.slice(i + 1))];
 }
 
-/** A protocol-level client for tests that need to send what the SDK never would. */
+/**
+ * A protocol-level client for tests that need to send what the SDK never would. Over TCP, or
+ * over WebSocket (connectWs): there write() cuts its length-prefixed bytes into frames and sends
+ * each as one binary message, so the same test bytes mean the same frames on both.
+ */
 export class RawClient {
   readonly frames: Frame[] = [];
   closed = false;
+  /** WebSocket only: the close code the server sent. */
+  closeCode: number | undefined;
   private readonly decoder = new FrameDecoder(16 * 1024 * 1024);
+  private readonly outgoing = new FrameDecoder(16 * 1024 * 1024);
   private waiters: Array<() => void> = [];
   private nextId = 1;
 
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (chunk) => {
-      const { frames, error } = this.decoder.push(chunk);
-      for (const body of frames) this.frames.push(decodeFrame(body));
-      if (error) socket.destroy(error);
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => undefined);
+  private constructor(private readonly link: net.Socket | WebSocket) {
+    if (link instanceof WebSocket) {
+      link.on('message', (data: Buffer) => {
+        this.frames.push(decodeFrame(data));
+        this.wake();
+      });
+      link.on('close', (code: number) => {
+        this.closeCode = code;
+        this.ended();
+      });
+    } else {
+      link.on('data', (chunk) => {
+        const { frames, error } = this.decoder.push(chunk);
+        for (const body of frames) this.frames.push(decodeFrame(body));
+        if (error) link.destroy(error);
+        this.wake();
+      });
+      link.on('close', () => this.ended());
+    }
+    link.on('error', () => undefined);
   }
 
   static connect(host: string, port: number): Promise<RawClient> {
@@ -150,8 +192,29 @@ export class RawClient {
     });
   }
 
+  static connectWs(url: string): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      ws.once('open', () => {
+        ws.off('error', reject);
+        resolve(new RawClient(ws));
+      });
+      ws.once('error', reject);
+    });
+  }
+
+  /** The TCP socket (TCP clients only). */
+  get socket(): net.Socket {
+    if (this.link instanceof WebSocket) throw new Error('a WebSocket test client has no raw TCP socket');
+    return this.link;
+  }
+
   write(bytes: Buffer): void {
-    this.socket.write(bytes);
+    if (!(this.link instanceof WebSocket)) {
+      this.link.write(bytes);
+      return;
+    }
+    for (const f of this.outgoing.push(bytes).frames) this.link.send(f, { binary: true });
   }
 
   send<N extends WireTypeName>(op: number, type: N, value: Partial<WireTypes[N]>, requestId = this.nextId++): number {
@@ -209,7 +272,13 @@ export class RawClient {
   }
 
   destroy(): void {
-    this.socket.destroy();
+    if (this.link instanceof WebSocket) this.link.terminate();
+    else this.link.destroy();
+  }
+
+  private ended(): void {
+    this.closed = true;
+    this.wake();
   }
 
   private wake(): void {

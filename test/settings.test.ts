@@ -121,6 +121,22 @@ const ROWS: Row[] = [
     },
   },
   {
+    // The WebSocket listener (docs/operations.md): listed by the route API with its bound port, and serving.
+    setting: 'IM_GATEWAY_WS_ADDR', env: { IM_GATEWAY_WS_ADDR: '127.0.0.1:0' },
+    async probe(t) {
+      const route = JSON.parse(await httpGet(`${t.sys.routerUrl}/v1/route`)) as { gateways: Array<{ wsUrl?: string }> };
+      const url = route.gateways[0]?.wsUrl ?? assert.fail('no wsUrl in the route API');
+      assert.match(url, /^ws:\/\/127\.0\.0\.1:[1-9][0-9]*\/$/);
+      const r = await RawClient.connectWs(url);
+      try {
+        assert.equal((await r.request(Op.AUTH, 'Auth', { token: t.token('wsclient'), deviceId: 'd' })).error, null);
+        assert.equal((await r.request(Op.PING, 'Ping', {})).error, null);
+      } finally {
+        r.destroy();
+      }
+    },
+  },
+  {
     setting: 'IM_DEDUP_WINDOW', env: { IM_DEDUP_WINDOW: '1s' },
     async probe(t) {
       const r = await t.rawAuthed('deduper');
@@ -149,6 +165,15 @@ const ROWS: Row[] = [
       assert.equal(await authCode(t.token('aud')), Code.TOKEN_INVALID, 'no aud and iss');
       assert.equal(await authCode(signToken(t.sys.authSecret, t.uid('aud'), 3600, undefined, { ...claims, issuer: 'x' })), Code.TOKEN_INVALID);
       assert.equal(await authCode(signToken('settings-key-0123456789', t.uid('aud'), 3600, undefined, { ...claims, kid: 'k2' })), Code.TOKEN_INVALID);
+    },
+  },
+  {
+    // What the route API lists instead of the default ws://host:port/ (a TLS-terminating proxy's URL).
+    setting: 'IM_GATEWAY_WS_PUBLIC_URL', group: 'tokens',
+    env: { IM_GATEWAY_WS_PUBLIC_URL: 'wss://im.example.com/ws', IM_GATEWAY_WS_ADDR: '127.0.0.1:0' },
+    async probe(t) {
+      const route = JSON.parse(await httpGet(`${t.sys.routerUrl}/v1/route`)) as { gateways: Array<{ wsUrl?: string }> };
+      assert.equal(route.gateways[0]?.wsUrl, 'wss://im.example.com/ws');
     },
   },
   {

@@ -61,6 +61,31 @@ describe('Helm chart k8s/im', function () {
     renders = renderVariants();
   });
 
+  /** The Cassandra TLS Secret's files, as its volume would hold them in logic's pod. */
+  let pki: TestPki;
+  /** A NATS nkey seed, as the credential Secret's volume would hold it. */
+  let seedFile: string;
+  before(() => {
+    pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-')));
+    seedFile = path.join(pki.dir, 'nkey-seed');
+    fs.writeFileSync(seedFile, new TextDecoder().decode(nkeys.createUser().getSeed()));
+  });
+  after(() => { if (pki) fs.rmSync(pki.dir, { recursive: true, force: true }); });
+  /** The test file standing for a TLS Secret's key. */
+  const tlsFile = (f: string) => ({ 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey } as Record<string, string>)[f] ?? `no test file for ${f}`;
+  // What the kubelet would fill in for the downward API and Secrets.
+  const podValues = (env: Map<string, string>, component: string): Record<string, string> => Object.fromEntries([...env].map(([k, v]) => [k, v
+    .replace(/<fieldRef:metadata\.name>/g, `${component}-0`)
+    .replace(/<fieldRef:metadata\.namespace>/g, 'chat')
+    .replace(/<fieldRef:status\.hostIP>/g, '10.1.2.3')
+    .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
+    .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
+    .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
+    .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFile(f))
+    .replace(/^\/etc\/im\/nats-credential\/.+$/, seedFile)
+    .replace(/^\/etc\/im\/nats-tls\/.+$/, pki.caPem)]));
+
+
   describe('helm lint --strict', () => {
     for (const [label, files] of [['default values', []], ['values-ha.yaml', [HA_VALUES]]] as const) {
       it(`passes with ${label}`, () => {
@@ -123,16 +148,6 @@ describe('Helm chart k8s/im', function () {
   });
 
   describe('every workload', () => {
-    /** The Cassandra TLS Secret's files, as its volume would hold them in logic's pod. */
-    let pki: TestPki;
-    /** A NATS nkey seed, as the credential Secret's volume would hold it. */
-    let seedFile: string;
-    before(() => {
-      pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-')));
-      seedFile = path.join(pki.dir, 'nkey-seed');
-      fs.writeFileSync(seedFile, new TextDecoder().decode(nkeys.createUser().getSeed()));
-    });
-    after(() => { if (pki) fs.rmSync(pki.dir, { recursive: true, force: true }); });
 
     it('runs the service main from the one image, with probes on the admin port', () => {
       for (const [label, m] of Object.entries(renders)) {
@@ -237,18 +252,6 @@ describe('Helm chart k8s/im', function () {
     });
 
     it('gives each service an environment its own config loader accepts', () => {
-      const tlsFiles: Record<string, string> = { 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey };
-      // What the kubelet would fill in for the downward API and Secrets.
-      const podValues = (env: Map<string, string>, component: string): Record<string, string> => Object.fromEntries([...env].map(([k, v]) => [k, v
-        .replace(/<fieldRef:metadata\.name>/g, `${component}-0`)
-        .replace(/<fieldRef:metadata\.namespace>/g, 'chat')
-        .replace(/<fieldRef:status\.hostIP>/g, '10.1.2.3')
-        .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
-        .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
-        .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
-        .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFiles[f] ?? `no test file for ${f}`)
-        .replace(/^\/etc\/im\/nats-credential\/.+$/, seedFile)
-        .replace(/^\/etc\/im\/nats-tls\/.+$/, pki.caPem)]));
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
@@ -419,6 +422,35 @@ describe('Helm chart k8s/im', function () {
             assert.ok(ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort), `${label}: ${s.metadata?.name} -> ${p.targetPort}`);
           }
         }
+      }
+    });
+
+    it('exposes the WebSocket port only when gateway.websocket.port is set: container, Services, hostPort, and the setting the gateway reads', () => {
+      const expected: Record<Variant, { port: number; url?: string } | undefined> = {
+        default: undefined, ha: undefined, longName: undefined, natsAuth: undefined,
+        perPodService: { port: 7101 }, hostPortNodePort: { port: 7101 }, extras: { port: 8443, url: 'wss://im.example.com/ws' },
+      };
+      for (const [label, m] of Object.entries(renders) as Array<[Variant, Manifest]>) {
+        const want = expected[label];
+        const gw = m.workload('gateway');
+        const ws = mainContainer(gw).ports?.find((p) => p.name === 'ws');
+        const env = effectiveEnv(m, mainContainer(gw));
+        // The client-facing ones (the headless Service only names pods).
+        const clientServices = m.services().filter((s) => s.spec?.clusterIP !== 'None' && s.spec?.ports?.some((p) => p.targetPort === 'im'));
+        assert.ok(clientServices.length > 0, label);
+        if (!want) {
+          assert.equal(ws, undefined, `${label}: no ws container port`);
+          assert.equal(env.get('IM_GATEWAY_WS_ADDR'), undefined, label);
+          for (const s of clientServices) assert.ok(!s.spec?.ports?.some((p) => p.targetPort === 'ws'), `${label}: ${s.metadata?.name}`);
+          continue;
+        }
+        assert.equal(ws?.containerPort, want.port, label);
+        assert.equal(ws?.hostPort, label === 'hostPortNodePort' ? want.port : undefined, `${label}: hostPort only in hostPort mode`);
+        for (const s of clientServices) {
+          assert.equal(s.spec?.ports?.find((p) => p.targetPort === 'ws')?.port, want.port, `${label}: ${s.metadata?.name} exposes ws`);
+        }
+        const cfg = loadGatewayConfig({ ...podValues(env, 'gateway'), IM_AUTH_SECRET: 'a-secret-value-0123456789' }, []);
+        assert.deepEqual(cfg.ws, { host: '0.0.0.0', port: want.port, ...(want.url ? { publicUrl: want.url } : {}) }, label);
       }
     });
 

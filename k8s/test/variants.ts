@@ -18,12 +18,14 @@ export const VARIANTS = {
   perPodService: {
     set: {
       'gateway.publicAddress.mode': 'perPodService', 'gateway.publicAddress.domain': 'gw.example.com',
+      'gateway.websocket.port': 7101,
       'gateway.autoscaling.enabled': true, 'gateway.autoscaling.minReplicas': 2, 'gateway.autoscaling.maxReplicas': 4,
     },
   },
   hostPortNodePort: {
     set: {
       'gateway.publicAddress.mode': 'hostPort', 'gateway.service.type': 'NodePort', 'gateway.service.nodePort': 30100,
+      'gateway.websocket.port': 7101,
       'router.publicService.type': 'ClusterIP',
     },
   },
@@ -41,6 +43,7 @@ export const VARIANTS = {
       'grpcTls.routerSecret': 'my-grpc-router', 'grpcTls.checkRoles': false,
       'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
       'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
+      'gateway.websocket.port': 8443, 'gateway.websocket.publicUrl': 'wss://im.example.com/ws',
       'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',
     },
   },
