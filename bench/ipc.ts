@@ -43,6 +43,8 @@ export interface HandshakesResult {
   setupUs: HistogramSnapshot;
   elapsedMs: number;
   tls?: TlsSeen;
+  /** The first failure's message (an untrusted certificate, a refused Auth...). */
+  firstError?: string;
 }
 
 export interface LoadCmd {

@@ -186,8 +186,8 @@ export function runTag(r: Pick<BenchResult, 'target' | 'tls'>): string {
   return targetTag(r.target.kind, r.target.noDb) + (r.tls ? `+tls-${r.tls.keyType}` : '');
 }
 
-/** The roles whose CPU a client connection's set-up and frames cost at the edge. */
-export const GATEWAY_ROLES = ['gateway', 'embedded'];
+/** The roles whose CPU a client connection's set-up and frames cost at the edge ('server': --pids, which should then name the gateways). */
+export const GATEWAY_ROLES = ['gateway', 'embedded', 'server'];
 
 /** CPU-µs per operation by role over a window in which `count` operations happened. */
 export function cpuUsPer(processes: ProcessSummary[], count: number): Record<string, number> {
@@ -210,7 +210,8 @@ export function gatewayUsPerSend(p: PhaseResult): number | undefined {
 
 function tlsLine(t: TlsInfo | undefined): string {
   if (!t) return 'Clients over plain TCP.';
-  return `Clients over TLS: ${t.key} certificate${t.protocol ? `, ${t.protocol} ${t.cipher ?? ''}`.trimEnd() : ''}; the gateways took TLS only.`;
+  return `Clients over TLS: ${t.key} certificate${t.protocol ? `, ${t.protocol} ${t.cipher ?? ''}`.trimEnd() : ''}` +
+    `${t.keyType === 'deployment' ? '' : '; the gateways took TLS only'}.`;
 }
 
 /** Reads every result in dir (newest first by id, which starts with the timestamp). */

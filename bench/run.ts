@@ -94,7 +94,7 @@ export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult>
       : target.notes;
     if (o.tls) {
       result.target.notes.push(pki
-        ? `TLS: a throwaway CA and a ${result.tls!.key} server certificate for 127.0.0.1 made with openssl at start; gateways with a TLS listener only (IM_GATEWAY_PLAINTEXT=false); the raw ceiling stays plain TCP`
+        ? `TLS: a throwaway CA and server certificate (${result.tls!.key}) for 127.0.0.1 made with openssl at start; gateways with a TLS listener only (IM_GATEWAY_PLAINTEXT=false); the raw ceiling stays plain TCP`
         : `TLS: the deployment's tlsAddrs, trusting ${o.tlsCa ?? 'the system\'s roots'}`);
     }
     for (const s of target.servers) tracker.add(s.pid, s.role);
@@ -315,6 +315,8 @@ async function handshakeFlow(ctx: Ctx, result: BenchResult): Promise<void> {
       for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     }
     const setups = res.reduce((a, r) => a + r.count, 0);
+    const failure = res.find((r) => r.firstError)?.firstError;
+    if (setups === 0) throw new Error(`handshake ${name}: no set-up succeeded${failure ? `; the first failure: ${failure}` : ''}`);
     const cpuUsPerSetup = cpuUsPer(procs.processes, setups);
     const gatewayUs = Math.round(100 * GATEWAY_ROLES.reduce((a, role) => a + (cpuUsPerSetup[role] ?? 0), 0)) / 100;
     const phase: HandshakePhase = {

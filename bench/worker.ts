@@ -187,6 +187,7 @@ class LoadWorker {
     let failed = 0;
     let next = 0;
     let tls: TlsSeen | undefined;
+    let firstError: string | undefined;
     const start = Date.now();
     const end = start + cmd.durationMs;
     await Promise.all(Array.from({ length: Math.max(1, Math.min(cmd.concurrency, this.users.length)) }, async () => {
@@ -204,11 +205,12 @@ class LoadWorker {
         } catch (err) {
           failed++;
           bump(errors, (err as { code?: number }).code ?? -1);
+          firstError ??= (err as Error).message;
         }
         conn.close();
       }
     }));
-    return { count, resumed, failed, errors, setupUs: setup.snapshot(), elapsedMs: Date.now() - start, tls };
+    return { count, resumed, failed, errors, setupUs: setup.snapshot(), elapsedMs: Date.now() - start, tls, firstError };
   }
 
   private closeConns(): void {
