@@ -1,10 +1,12 @@
 /**
- * One load-generator connection over the real wire protocol: TCP connect, Auth, then requests
+ * One load-generator connection over the real wire protocol: TCP connect (and a TLS handshake
+ * when the gateway is a TLS listener), Auth, then requests
  * matched to replies by request_id and pushes handed to a callback. Leaner than the SDK on
  * purpose (no reconnect, no inbox ordering): the generator must spend as little CPU per frame as
  * it can, and a dropped connection is a result to report, not something to heal.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Code } from '../common/errors';
 import { FrameDecoder } from '../proto/codec';
 import { decode, decodeFrame, encode, Frame, frameBytes, Op } from '../proto/wire';
@@ -28,6 +30,11 @@ export interface BenchConnOptions {
   onPush: (conn: BenchConn, body: Uint8Array) => void;
   /** The socket closed; `code` is the Disconnect code the server gave (0 if none). */
   onClose: (conn: BenchConn, code: number) => void;
+  /**
+   * Over TLS (1.2 or later): trust `ca` (PEM; default the system's roots) and check the
+   * certificate names `host`; offer `session` (from a previous connection's tlsSession) to resume.
+   */
+  tls?: { ca?: string; session?: Buffer };
 }
 
 export class BenchConnError extends Error {
@@ -46,6 +53,8 @@ export class BenchConn {
   /** Highest inbox seq seen in a push. */
   lastSeq = 0;
   closed = false;
+  /** TLS: the newest session ticket the server sent, for the next connection to resume with. */
+  tlsSession: Buffer | undefined;
   private readonly opts: BenchConnOptions;
   private socket: net.Socket | undefined;
   private readonly decoder = new FrameDecoder(CLIENT_MAX_FRAME_BYTES);
@@ -63,7 +72,18 @@ export class BenchConn {
     return this.waiting.size;
   }
 
-  /** TCP connect and Auth; resolves on AuthOk, rejects on an error reply, a close or timeoutMs. */
+  /** TLS: whether the handshake resumed a session instead of a full one. */
+  get tlsResumed(): boolean {
+    return this.socket instanceof tls.TLSSocket && this.socket.isSessionReused();
+  }
+
+  /** TLS: the protocol and cipher negotiated; undefined over plain TCP. */
+  get tlsSeen(): { protocol: string; cipher: string } | undefined {
+    if (!(this.socket instanceof tls.TLSSocket)) return undefined;
+    return { protocol: this.socket.getProtocol() ?? '?', cipher: this.socket.getCipher()?.name ?? '?' };
+  }
+
+  /** TCP connect (+ TLS handshake) and Auth; resolves on AuthOk, rejects on an error reply, a close or timeoutMs. */
   open(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       let done = false;
@@ -77,8 +97,12 @@ export class BenchConn {
         } else resolve();
       };
       const timer = setTimeout(() => finish(new BenchConnError(`connect+auth timed out after ${timeoutMs}ms`, -2)), timeoutMs);
-      const s = net.connect({ host: this.opts.host, port: this.opts.port });
+      const t = this.opts.tls;
+      const s = t
+        ? tls.connect({ host: this.opts.host, port: this.opts.port, ca: t.ca, session: t.session, minVersion: 'TLSv1.2' })
+        : net.connect({ host: this.opts.host, port: this.opts.port });
       this.socket = s;
+      if (t) s.on('session', (session: Buffer) => { this.tlsSession = session; });
       s.setNoDelay(true);
       s.on('error', (err) => finish(new BenchConnError(err.message, -1)));
       s.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -89,7 +113,7 @@ export class BenchConn {
         finish(new BenchConnError(`closed during auth (disconnect ${this.disconnectCode})`, this.disconnectCode || -1));
         this.opts.onClose(this, this.disconnectCode);
       });
-      s.once('connect', () => {
+      s.once(t ? 'secureConnect' : 'connect', () => {
         const body = encode('Auth', { token: this.opts.token, deviceId: this.opts.deviceId, lastSeq: 0 });
         this.request(Op.AUTH, body, (f) => {
           if (f.errorCode) return finish(new BenchConnError(`auth refused (code ${f.errorCode})`, f.errorCode));

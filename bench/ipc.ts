@@ -19,6 +19,32 @@ export interface InitCmd {
   gateways: HostPort[];
   secret: string;
   contentBytes: number;
+  /** Connect over TLS (the gateways are TLS listeners), trusting `ca` (PEM; default the system's roots). */
+  tls?: { ca?: string };
+}
+
+/** What a TLS connection negotiated (the first one a worker made). */
+export interface TlsSeen { protocol: string; cipher: string }
+
+/**
+ * Set-ups in a loop: each of `concurrency` lanes connects (TLS handshake when on), authenticates
+ * and closes, again and again, until durationMs has passed. `resume`: each lane offers the TLS
+ * session of its previous connection (ticket resumption).
+ */
+export interface HandshakesCmd { t: 'handshakes'; durationMs: number; concurrency: number; timeoutMs: number; resume: boolean }
+
+export interface HandshakesResult {
+  /** Set-ups that reached AuthOk. */
+  count: number;
+  /** Of those, TLS sessions the server resumed. */
+  resumed: number;
+  failed: number;
+  errors: Record<string, number>;
+  setupUs: HistogramSnapshot;
+  elapsedMs: number;
+  tls?: TlsSeen;
+  /** The first failure's message (an untrusted certificate, a refused Auth...). */
+  firstError?: string;
 }
 
 export interface LoadCmd {
@@ -36,6 +62,7 @@ export interface LoadCmd {
 export type Command =
   | InitCmd
   | { t: 'connect'; concurrency: number; timeoutMs: number; closeAfter: boolean }
+  | HandshakesCmd
   | { t: 'closeConns' }
   | { t: 'createGroups' }
   | { t: 'groupIds'; ids: Array<[number, string]> }
@@ -80,6 +107,7 @@ export interface ConnectResult {
   errors: Record<string, number>;
   setupUs: HistogramSnapshot;
   elapsedMs: number;
+  tls?: TlsSeen;
 }
 
 export interface VerifyResult {

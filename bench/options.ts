@@ -4,8 +4,9 @@
  */
 import * as path from 'node:path';
 import { parseDurationMs } from '../common/config';
+import { TLS_KEY_TYPES, type TlsKeyType } from './tls-pki';
 
-export const SCENARIOS = ['one-to-one', 'group', 'connect-storm', 'idle', 'mixed'] as const;
+export const SCENARIOS = ['one-to-one', 'group', 'connect-storm', 'idle', 'mixed', 'handshake'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export class UsageError extends Error {
@@ -53,6 +54,11 @@ export interface BenchOptions {
   pids: number[];
   keyspace: string;
   label: string;
+  /** Clients over TLS: the bench's gateways get a throwaway certificate and TLS only. */
+  tls: boolean;
+  tlsKey: TlsKeyType;
+  /** --target URL with --tls: PEM file of the CA to trust (default: the system's roots). */
+  tlsCa?: string;
 }
 
 export const USAGE = `usage: npm run bench -- <scenario> [options]
@@ -70,6 +76,8 @@ scenarios:
   connect-storm   N connections set up (TCP + Auth) as fast as --concurrency allows
   idle            hold N authenticated connections with heartbeats; memory per connection
   mixed           pairs + groups + idle users, with a SYNC every --sync-every sends
+  handshake       connect + Auth + close in a loop for --duration, --concurrency at once: set-ups/s and
+                  server CPU per set-up; with --tls a phase of full TLS handshakes, then one resuming sessions
 
 options:
   --target embedded|distributed|<router url>   system under test (default embedded)
@@ -97,13 +105,17 @@ options:
   --no-write          print the result, write no files (tests)
   --quiet             no per-second progress lines
   --label TEXT        free text stored with the result
+  --tls               clients over TLS: the gateways the bench starts get a throwaway CA + certificate
+                      and a TLS listener only (IM_GATEWAY_PLAINTEXT=false); --target URL: its tlsAddrs
+  --tls-key ec|rsa    the certificate's key: ECDSA P-256 (default) or RSA-2048
+  --tls-ca FILE       --target URL --tls: PEM CA to trust (default the system's roots)
 env: IM_AUTH_SECRET (--target URL), IM_NATS_URL, IM_CASSANDRA_CONTACT_POINTS.
      A running NATS at IM_NATS_URL: its IM_NATS_USER/IM_NATS_PASSWORD, IM_NATS_NKEY_SEED_FILE and
      IM_NATS_TLS_CA go to every service. None running: a private nats-server with per-role credentials.
 `;
 
 const DEFAULT_USERS: Record<Scenario, number> = {
-  'one-to-one': 1000, group: 1000, 'connect-storm': 5000, idle: 10_000, mixed: 2000,
+  'one-to-one': 1000, group: 1000, 'connect-storm': 5000, idle: 10_000, mixed: 2000, handshake: 1000,
 };
 
 /** bench/results in the repository (this file runs from dist/bench/). */
@@ -113,11 +125,11 @@ export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 /** Sockets per process kept well under this machine's ~20k open-file limit. */
 export const MAX_SOCKETS_PER_PROCESS = 15_000;
 
-const BOOLEAN_FLAGS = new Set(['no-db', 'no-ceiling', 'cpu-prof', 'heap-snapshot', 'quiet', 'no-write', 'sweep']);
+const BOOLEAN_FLAGS = new Set(['no-db', 'no-ceiling', 'cpu-prof', 'heap-snapshot', 'quiet', 'no-write', 'sweep', 'tls']);
 const VALUE_FLAGS = new Set([
   'target', 'duration', 'warmup', 'users', 'rate', 'window', 'size', 'workers', 'gateways', 'logics',
   'group-sizes', 'concurrency', 'heartbeat', 'drain', 'sync-every', 'pids', 'keyspace', 'out', 'label',
-  'peer-share', 'group-share',
+  'peer-share', 'group-share', 'tls-key', 'tls-ca',
 ]);
 
 /** Parses `--name value`, `--name=value` and the boolean flags; --sweep takes an optional list. */
@@ -212,19 +224,28 @@ export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()):
   const sweep = sweepFlag === undefined || sweepFlag === 'false' ? undefined
     : sweepFlag === 'true' ? [25, 50, 75, 100] : intList(sweepFlag, 'sweep', 1, 1000);
   if (sweep && rate !== 'max') throw new UsageError('--sweep starts from a max phase: leave --rate at max');
-  if (sweep && (scenario === 'idle' || scenario === 'connect-storm')) throw new UsageError(`--sweep does not apply to ${scenario}`);
+  if (sweep && (scenario === 'idle' || scenario === 'connect-storm' || scenario === 'handshake')) throw new UsageError(`--sweep does not apply to ${scenario}`);
 
   const workers = int(flags, 'workers', scenario === 'idle' ? perProcess : 1, 1, 64);
   if (Math.ceil(users / workers) > MAX_SOCKETS_PER_PROCESS) {
     throw new UsageError(`${users} users over ${workers} workers is more than ${MAX_SOCKETS_PER_PROCESS} sockets per process; add --workers`);
   }
   const gateways = int(flags, 'gateways', scenario === 'idle' ? perProcess : 1, 1, 64);
-  if (target === 'embedded' && users > MAX_SOCKETS_PER_PROCESS && scenario !== 'connect-storm') {
+  // connect-storm and handshake close each connection once it is set up.
+  const holds = scenario !== 'connect-storm' && scenario !== 'handshake';
+  if (target === 'embedded' && users > MAX_SOCKETS_PER_PROCESS && holds) {
     throw new UsageError(`embedded mode is one process (at most ~${MAX_SOCKETS_PER_PROCESS} connections here); use --target distributed --gateways N`);
   }
-  if (target === 'distributed' && Math.ceil(users / gateways) > MAX_SOCKETS_PER_PROCESS && scenario !== 'connect-storm') {
+  if (target === 'distributed' && Math.ceil(users / gateways) > MAX_SOCKETS_PER_PROCESS && holds) {
     throw new UsageError(`more than ${MAX_SOCKETS_PER_PROCESS} connections per gateway: add --gateways`);
   }
+
+  const tls = bool('tls');
+  const tlsKey = (flags.get('tls-key') ?? 'ec') as TlsKeyType;
+  if (!TLS_KEY_TYPES.includes(tlsKey)) throw new UsageError(`--tls-key must be ${TLS_KEY_TYPES.join(' or ')}, got "${tlsKey}"`);
+  for (const name of ['tls-key', 'tls-ca']) if (flags.has(name) && !tls) throw new UsageError(`--${name} needs --tls`);
+  if (flags.has('tls-key') && target === 'url') throw new UsageError('--tls-key applies to the servers the bench starts; --target URL uses the deployment\'s certificate');
+  if (flags.has('tls-ca') && target !== 'url') throw new UsageError('--tls-ca applies to --target URL only (the bench makes its own CA for the servers it starts)');
 
   const pidsFlag = flags.get('pids');
   return {
@@ -253,6 +274,8 @@ export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()):
     pids: pidsFlag ? intList(pidsFlag, 'pids', 1, 2 ** 31) : [],
     keyspace: flags.get('keyspace') ?? 'im_bench',
     label: flags.get('label') ?? '',
+    tls, tlsKey,
+    tlsCa: flags.has('tls-ca') ? path.resolve(cwd, flags.get('tls-ca')!) : undefined,
   };
 }
 

@@ -8,7 +8,7 @@ import type { LoadCmd, TickStats } from './ipc';
 import type { WorkerPool } from './pool';
 import type { ProcTracker } from './proc-stats';
 import { round2 } from './proc-stats';
-import type { PerSecond, PhaseResult } from './results';
+import { cpuUsPer, type PerSecond, type PhaseResult } from './results';
 
 export interface PhaseSpec {
   name: string;
@@ -128,6 +128,7 @@ export async function runPhase(spec: PhaseSpec, deps: PhaseDeps): Promise<PhaseR
     processes: procs.processes, machineBusyPct: procs.machineBusyPct,
     otherCpuPct: round2(Math.max(0, procs.machineBusyPct - procs.processes.reduce((a, p) => a + p.cpuPct, 0))),
     outstandingAtStop: stopped.reduce((a, r) => a + r.outstanding, 0),
+    cpuUsPerSend: cpuUsPer(procs.processes, totals.acked),
     perSecond,
   };
 }

@@ -210,7 +210,8 @@ export const ASSUMED: Measured = {
  * do the same work with or without it. Idle runs give bytes per connection and ping cost.
  */
 export function measureFromResults(results: BenchResult[]): Measured {
-  const dist = results.filter((r) => r.target.kind === 'distributed');
+  // Plaintext clients only: TLS runs (--tls) are compared beside them in BENCHMARKS.md, not fitted.
+  const dist = results.filter((r) => r.target.kind === 'distributed' && !r.tls);
   // Runs of an earlier store design (one LWT per timeline round, before 2026-12-05) say nothing
   // about logic's or Cassandra's cost today: they are used only when no run of this design exists.
   const allWithDb = dist.filter((r) => !r.target.noDb);

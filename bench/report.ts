@@ -3,7 +3,7 @@
  * rendered as the tables between the markers in BENCHMARKS.md (the prose around them is kept).
  */
 import * as fs from 'node:fs';
-import { BenchResult, cpuByRole, readResults, targetTag } from './results';
+import { BenchResult, cpuByRole, GATEWAY_ROLES, gatewayUsPerSend, readResults, runTag } from './results';
 
 export const TABLE_START = '<!-- bench:table:start -->';
 export const TABLE_END = '<!-- bench:table:end -->';
@@ -11,14 +11,15 @@ export const TABLE_END = '<!-- bench:table:end -->';
 const n0 = (v: number) => Math.round(v).toLocaleString('en-US');
 
 /**
- * Newest result per kind of run: scenario, target, sweep or not, group sizes, heap snapshots or
- * not (they distort RSS), and label (a profiled run does not replace an unprofiled one).
+ * Newest result per kind of run: scenario, target, TLS and its key or not, sweep or not, group
+ * sizes, heap snapshots or not (they distort RSS), and label (a profiled run does not replace an
+ * unprofiled one).
  */
 export function latestResults(all: BenchResult[]): BenchResult[] {
   const seen = new Map<string, BenchResult>();
   for (const r of all) {
     const sizes = r.scenario === 'group' ? `:${(r.options.groupSizes as number[] | undefined)?.join(',')}` : '';
-    const key = `${r.scenario}:${targetTag(r.target.kind, r.target.noDb)}:${r.phases.length > 1 ? 'sweep' : 'one'}${sizes}` +
+    const key = `${r.scenario}:${runTag(r)}:${r.phases.length > 1 ? 'sweep' : 'one'}${sizes}` +
       `:${r.options.heapSnapshot ? 'heap' : ''}:${r.label}`;
     if (!seen.has(key)) seen.set(key, r); // readResults sorts newest first
   }
@@ -29,16 +30,16 @@ export function renderTables(results: BenchResult[]): string {
   const lines: string[] = [];
   const msg = results.filter((r) => r.phases.length > 0 && r.scenario !== 'idle');
   if (msg.length) {
-    lines.push('| scenario | target | users | phase | accepted sends/s | delivered/s | × echo | e2e p50 / p99 / max ms | ack p99 ms | lost / dup | CPU % (of one core) | others CPU % | run |');
-    lines.push('|---|---|---:|---|---:|---:|---:|---|---:|---|---|---:|---|');
+    lines.push('| scenario | target | users | phase | accepted sends/s | delivered/s | × echo | e2e p50 / p99 / max ms | ack p99 ms | lost / dup | CPU % (of one core) | gateway CPU µs / send | others CPU % | run |');
+    lines.push('|---|---|---:|---|---:|---:|---:|---|---:|---|---|---:|---:|---|');
     for (const r of msg) {
       for (const p of r.phases) {
         const cpu = cpuByRole(p.processes).map(([k, v]) => `${k} ${n0(v)}`).join(', ');
         const check = r.check ? `${r.check.lost} / ${r.check.duplicated}` : '—';
         const groups = (r.scenario === 'group' ? ` (groups ${(r.options.groupSizes as number[]).join(',')})` : '') + (r.label ? ` [${r.label}]` : '');
-        lines.push(`| ${r.scenario}${groups} | ${targetTag(r.target.kind, r.target.noDb)} | ${n0(Number(r.options.users))} | ${p.name} | ${n0(p.acceptedPerS)} | ` +
+        lines.push(`| ${r.scenario}${groups} | ${runTag(r)} | ${n0(Number(r.options.users))} | ${p.name} | ${n0(p.acceptedPerS)} | ` +
           `${n0(p.deliveriesPerS)} | ${p.ratio ? p.ratio.deliveriesToEcho.toFixed(3) : '—'} | ${p.e2eMs.p50} / ${p.e2eMs.p99} / ${p.e2eMs.max} | ${p.ackMs.p99} | ` +
-          `${check} | ${cpu} | ${p.otherCpuPct ?? '—'} | [${r.id}](bench/results/${r.id}.md) |`);
+          `${check} | ${cpu} | ${gatewayUsPerSend(p)?.toFixed(1) ?? '—'} | ${p.otherCpuPct ?? '—'} | [${r.id}](bench/results/${r.id}.md) |`);
       }
     }
     lines.push('');
@@ -48,22 +49,27 @@ export function renderTables(results: BenchResult[]): string {
     lines.push('Raw ceiling measured in the same runs (Node length-prefixed TCP echo, one frame in flight per connection):', '');
     for (const r of ceilings) {
       const c = r.ceiling!;
-      lines.push(`- ${r.scenario} ${targetTag(r.target.kind, r.target.noDb)}: ${n0(c.perS)} round trips/s over ${c.connections} connections, ${c.frameBytes}-byte frames, rtt p50 ${c.rttMs.p50} ms / p99 ${c.rttMs.p99} ms`);
+      lines.push(`- ${r.scenario} ${runTag(r)}: ${n0(c.perS)} round trips/s over ${c.connections} connections, ${c.frameBytes}-byte frames, rtt p50 ${c.rttMs.p50} ms / p99 ${c.rttMs.p99} ms`);
     }
     lines.push('');
   }
   for (const r of results.filter((x) => x.connectStorm)) {
     const s = r.connectStorm!;
-    lines.push(`Connect storm (${targetTag(r.target.kind, r.target.noDb)}): ${n0(s.connections)} connections (TCP + Auth) at **${n0(s.perS)}/s**` +
+    lines.push(`Connect storm (${runTag(r)}): ${n0(s.connections)} connections (TCP + Auth) at **${n0(s.perS)}/s**` +
       `${s.ratioToEcho !== undefined ? ` (${s.ratioToEcho.toFixed(3)} × raw TCP connect + round trip at ${n0(r.ceiling?.perS ?? 0)}/s)` : ''}, ` +
       `p50 ${s.setupMs.p50} ms, p99 ${s.setupMs.p99} ms; failed ${s.failed}. [${r.id}](bench/results/${r.id}.md)`, '');
   }
   for (const r of results.filter((x) => x.idle && !x.options.heapSnapshot)) {
     const i = r.idle!;
-    lines.push(`Idle (${targetTag(r.target.kind, r.target.noDb)}, ${r.target.gateways} gateway process(es)): ${n0(i.connections)} authenticated connections; ` +
+    lines.push(`Idle (${runTag(r)}, ${r.target.gateways} gateway process(es)): ${n0(i.connections)} authenticated connections; ` +
       `gateway **${n0(i.gatewayRssPerConnBytes)} B RSS** / ${n0(i.gatewayHeapPerConnBytes)} B heap per connection` +
       `${i.ratioToRawSocket !== undefined ? ` (${i.ratioToRawSocket.toFixed(2)} × a raw Node socket at ${n0(r.ceiling?.rssPerConnBytes ?? 0)} B)` : ''}` +
       `${i.routerRssPerConnBytes !== undefined ? `; router ${n0(i.routerRssPerConnBytes)} B per connection` : ''}. [${r.id}](bench/results/${r.id}.md)`, '');
+  }
+  for (const r of results.filter((x) => x.handshake?.length)) {
+    const phases = r.handshake!.map((h) => `${h.name} **${n0(h.perS)}/s** (${n0(h.perGatewayCoreS ?? 0)} per gateway core, ` +
+      `gateway ${GATEWAY_ROLES.map((g) => h.cpuUsPerSetup[g]).find((v) => v !== undefined) ?? '—'} CPU-µs each, ${n0(h.resumed)} of ${n0(h.setups)} resumed, failed ${h.failed})`);
+    lines.push(`Handshakes (${runTag(r)}, connect + ${r.tls ? 'TLS + ' : ''}Auth + close, ${r.options.concurrency} at once): ${phases.join('; ')}. [${r.id}](bench/results/${r.id}.md)`, '');
   }
   const goals = results.flatMap((r) => r.goals.filter((g) => g.met !== null || g.value !== null).map((g) => ({ r, g })));
   if (goals.length) {

@@ -48,6 +48,8 @@ export interface PhaseResult {
   outstandingAtStop?: number;
   /** This phase against the raw echo ceiling. */
   ratio?: { deliveriesToEcho: number; p50ToEcho: number; p99ToEcho: number };
+  /** CPU-µs per accepted send by role over the measured window (compare runs with and without --tls at one --rate). */
+  cpuUsPerSend?: Record<string, number>;
   perSecond: PerSecond[];
 }
 
@@ -91,6 +93,38 @@ export interface ConnectResultSummary {
   processes?: ProcessSummary[];
 }
 
+/** --tls: how the clients' connections were secured, to compare with a run without. */
+export interface TlsInfo {
+  /** ec | rsa (a certificate the bench made), or "deployment" (--target URL). */
+  keyType: string;
+  /** ECDSA P-256, RSA-2048, or the deployment's. */
+  key: string;
+  /** What the first connection negotiated. */
+  protocol?: string;
+  cipher?: string;
+}
+
+/** One phase of the handshake scenario: connect (+ TLS handshake) + Auth + close, in a loop. */
+export interface HandshakePhase {
+  /** plaintext, full (every TLS handshake a full one) or resumed (each lane offers its last session). */
+  name: 'plaintext' | 'full' | 'resumed';
+  windowS: number;
+  /** Set-ups that reached AuthOk in the window, and per second. */
+  setups: number;
+  perS: number;
+  /** Of the set-ups, TLS sessions the server resumed. */
+  resumed: number;
+  failed: number;
+  errors: Record<string, number>;
+  setupMs: Percentiles;
+  /** CPU-µs per set-up by role (gateway or embedded, router, logic, loadgen, ...). */
+  cpuUsPerSetup: Record<string, number>;
+  /** Set-ups per second one core of gateway would do: 1e6 / gateway (or embedded) CPU-µs per set-up. */
+  perGatewayCoreS: number | null;
+  processes: ProcessSummary[];
+  machineBusyPct: number;
+}
+
 export interface Goal {
   name: string;
   goal: string;
@@ -128,6 +162,9 @@ export interface BenchResult {
   check?: LossSummary & { samples: string[]; syncFailures: number };
   idle?: IdleResult;
   connectStorm?: ConnectResultSummary;
+  /** Absent: clients over plain TCP. */
+  tls?: TlsInfo;
+  handshake?: HandshakePhase[];
   profiles?: ProfileSummary[];
   goals: Goal[];
 }
@@ -142,6 +179,39 @@ export function resultId(startedAt: Date, scenario: string, target: string): str
 
 export function targetTag(kind: string, noDb: boolean): string {
   return kind === 'distributed' ? (noDb ? 'distributed-nodb' : 'distributed') : kind;
+}
+
+/** The target tag, plus "+tls-<key>" for a run whose clients used TLS. */
+export function runTag(r: Pick<BenchResult, 'target' | 'tls'>): string {
+  return targetTag(r.target.kind, r.target.noDb) + (r.tls ? `+tls-${r.tls.keyType}` : '');
+}
+
+/** The roles whose CPU a client connection's set-up and frames cost at the edge ('server': --pids, which should then name the gateways). */
+export const GATEWAY_ROLES = ['gateway', 'embedded', 'server'];
+
+/** CPU-µs per operation by role over a window in which `count` operations happened. */
+export function cpuUsPer(processes: ProcessSummary[], count: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (count <= 0) return out;
+  for (const p of processes) out[p.role] = (out[p.role] ?? 0) + p.cpuS;
+  for (const k of Object.keys(out)) out[k] = Math.round((out[k] * 1e8) / count) / 100;
+  return out;
+}
+
+/**
+ * Gateway (embedded: whole process) CPU-µs per accepted send in a phase, from its processes' CPU
+ * seconds (so results older than cpuUsPerSend have it too).
+ */
+export function gatewayUsPerSend(p: PhaseResult): number | undefined {
+  const accepted = p.acceptedPerS * p.windowS;
+  const cpuS = p.processes.filter((x) => GATEWAY_ROLES.includes(x.role)).reduce((a, x) => a + x.cpuS, 0);
+  return accepted > 0 && cpuS > 0 ? (cpuS * 1e6) / accepted : undefined;
+}
+
+function tlsLine(t: TlsInfo | undefined): string {
+  if (!t) return 'Clients over plain TCP.';
+  return `Clients over TLS: ${t.key} certificate${t.protocol ? `, ${t.protocol} ${t.cipher ?? ''}`.trimEnd() : ''}` +
+    `${t.keyType === 'deployment' ? '' : '; the gateways took TLS only'}.`;
 }
 
 /** Reads every result in dir (newest first by id, which starts with the timestamp). */
@@ -168,8 +238,8 @@ const fmt = (v: number, digits = 0) => v.toLocaleString('en-US', { maximumFracti
 
 export function renderMarkdown(r: BenchResult): string {
   const lines: string[] = [];
-  lines.push(`# ${r.scenario} on ${r.target.description}`, '');
-  lines.push(`Run \`${r.id}\`${r.label ? ` (${r.label})` : ''}, ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memTotalMb} MB, Node ${r.machine.node}.`);
+  lines.push(`# ${r.scenario} on ${r.target.description}${r.tls ? `, TLS (${r.tls.key})` : ''}`, '');
+  lines.push(`Run \`${r.id}\`${r.label ? ` (${r.label})` : ''}, ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memTotalMb} MB, Node ${r.machine.node}. ${tlsLine(r.tls)}`);
   lines.push(`Load average before ${r.environment.loadBefore.join(' ')}, after ${r.environment.loadAfter.join(' ')}.`, '');
   if (r.ceiling) {
     const c = r.ceiling;
@@ -190,6 +260,20 @@ export function renderMarkdown(r: BenchResult): string {
         `${p.ackMs.p50} / ${p.ackMs.p99} | ${p.e2eMs.p50} / ${p.e2eMs.p95} / ${p.e2eMs.p99} / ${p.e2eMs.max} | ${errs} | ${cpu} | ${p.otherCpuPct ?? '—'} |`);
     }
     lines.push('');
+    const costed = r.phases.filter((x) => x.cpuUsPerSend);
+    for (const p of costed) {
+      lines.push(`CPU per accepted send, ${p.name}: ${Object.entries(p.cpuUsPerSend!).map(([k, v]) => `${k} ${fmt(v, 1)} µs`).join(', ')}.`);
+    }
+    if (costed.length) lines.push('');
+  }
+  if (r.handshake?.length) {
+    lines.push('| phase | set-ups/s | resumed | failed | connect+auth p50 / p99 ms | CPU µs per set-up by role | set-ups/s per gateway core |');
+    lines.push('|---|---:|---:|---:|---:|---|---:|');
+    for (const h of r.handshake) {
+      lines.push(`| ${h.name} | ${fmt(h.perS)} | ${fmt(h.resumed)} of ${fmt(h.setups)} | ${h.failed} | ${h.setupMs.p50} / ${h.setupMs.p99} | ` +
+        `${Object.entries(h.cpuUsPerSetup).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')} | ${h.perGatewayCoreS === null ? '—' : fmt(h.perGatewayCoreS)} |`);
+    }
+    lines.push('', 'A set-up is TCP connect, the TLS handshake (when on), Auth → AuthOk, and close; per gateway core = 1e6 ÷ gateway (embedded: whole process) CPU-µs per set-up.', '');
   }
   if (r.check) {
     const c = r.check;

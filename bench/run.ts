@@ -9,14 +9,15 @@ import * as path from 'node:path';
 import { HeapCensus, heapCensus, heapDiff } from './heap-diff';
 import { emptyLoss, mergeLoss } from './checker';
 import { evaluateGoals } from './goals';
-import type { ConnectResult, EchoResult, VerifyResult } from './ipc';
+import type { ConnectResult, EchoResult, HandshakesResult, TlsSeen, VerifyResult } from './ipc';
 import { BenchOptions, MAX_SOCKETS_PER_PROCESS, REPO_ROOT } from './options';
 import { runPhase, waitQuiet } from './phase';
 import { WorkerPool } from './pool';
 import { loadAverage, machineInfo, ProcTracker, topProcesses } from './proc-stats';
 import { summarizeProfileDir } from './profile';
-import { BenchResult, resultId, RESULT_SCHEMA, targetTag } from './results';
-import type { Ceiling, ConnectResultSummary, IdleResult, PhaseResult } from './results';
+import { BenchResult, cpuUsPer, GATEWAY_ROLES, resultId, RESULT_SCHEMA, targetTag } from './results';
+import type { Ceiling, ConnectResultSummary, HandshakePhase, IdleResult, PhaseResult } from './results';
+import { BenchPki, makeBenchPki, TLS_KEY_DESCRIPTION } from './tls-pki';
 import { ServerProc, startEchoServer, startTarget, Target } from './servers';
 import { buildTopology, fanoutOf, isSender, Topology, TopologySpec, usersOfWorker } from './topology';
 import { Histogram, toMs } from './histogram';
@@ -30,6 +31,7 @@ export interface RunIo {
 
 interface Ctx {
   o: BenchOptions;
+  result: BenchResult;
   io: RunIo;
   topo: Topology;
   target: Target;
@@ -52,7 +54,8 @@ export function topologySpec(o: BenchOptions): TopologySpec {
 
 export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult> {
   const startedAt = new Date();
-  const id = resultId(startedAt, o.scenario, targetTag(o.target, o.noDb));
+  const tlsTag = o.tls ? (o.target === 'url' ? '-tls' : `-tls-${o.tlsKey}`) : '';
+  const id = resultId(startedAt, o.scenario, targetTag(o.target, o.noDb) + tlsTag);
   const runId = randomBytes(3).toString('hex');
   const userPrefix = `b${runId}u`;
   const loadBefore = loadAverage();
@@ -63,6 +66,7 @@ export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult>
   const topo = buildTopology(topologySpec(o));
   let target: Target | undefined;
   let pool: WorkerPool | undefined;
+  let pki: BenchPki | undefined;
   const result: BenchResult = {
     schema: RESULT_SCHEMA, id, startedAt: startedAt.toISOString(), scenario: o.scenario, label: o.label,
     target: { kind: o.target, noDb: o.noDb, description: '', notes: [], gateways: o.gateways, logics: o.logics },
@@ -72,15 +76,27 @@ export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult>
     phases: [], goals: [],
   };
   try {
+    let clientTls: { ca?: string } | undefined;
+    if (o.tls) {
+      pki = o.target === 'url' ? undefined : makeBenchPki(o.tlsKey);
+      clientTls = { ca: pki?.caPem ?? (o.tlsCa ? readCa(o.tlsCa) : undefined) };
+      result.tls = pki ? { keyType: pki.keyType, key: TLS_KEY_DESCRIPTION[pki.keyType] } : { keyType: 'deployment', key: 'the deployment\'s' };
+      io.log(`tls: clients over TLS, ${result.tls.key} certificate${pki ? ` (throwaway CA in ${pki.dir})` : ''}`);
+    }
     target = await startTarget({
       kind: o.target, noDb: o.noDb, routerUrl: o.routerUrl, gateways: o.gateways, logics: o.logics,
       heartbeatIntervalMs: o.heartbeatIntervalMs, cassandraKeyspace: o.keyspace, cpuProfDir: profDir,
-      runId, env: io.env, log: io.log,
+      runId, env: io.env, log: io.log, tls: o.tls, tlsFiles: pki,
     });
     result.target.description = target.description;
     result.target.notes = o.pids.length && target.kind === 'url'
       ? [`servers not started by the bench; sampled pids ${o.pids.join(', ')} (--pids) as role "server"`]
       : target.notes;
+    if (o.tls) {
+      result.target.notes.push(pki
+        ? `TLS: a throwaway CA and server certificate (${result.tls!.key}) for 127.0.0.1 made with openssl at start; gateways with a TLS listener only (IM_GATEWAY_PLAINTEXT=false); the raw ceiling stays plain TCP`
+        : `TLS: the deployment's tlsAddrs, trusting ${o.tlsCa ?? 'the system\'s roots'}`);
+    }
     for (const s of target.servers) tracker.add(s.pid, s.role);
     for (const i of target.infra) tracker.add(i.pid, i.role);
     for (const pid of o.pids) tracker.add(pid, 'server');
@@ -90,15 +106,17 @@ export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult>
     const secret = target.secret;
     await pool.all((i) => ({
       t: 'init', worker: i, userPrefix, spec: topologySpec(o), users: usersOfWorker(o.users, i, o.workers),
-      gateways, secret, contentBytes: o.contentBytes,
+      gateways, secret, contentBytes: o.contentBytes, tls: clientTls,
     }));
-    const ctx: Ctx = { o, io, topo, target, pool, tracker, userPrefix };
+    const ctx: Ctx = { o, result, io, topo, target, pool, tracker, userPrefix };
     if (o.scenario === 'idle') await idleFlow(ctx, result);
     else if (o.scenario === 'connect-storm') await stormFlow(ctx, result);
+    else if (o.scenario === 'handshake') await handshakeFlow(ctx, result);
     else await messagingFlow(ctx, result);
   } finally {
     await pool?.close();
     await target?.stop();
+    if (pki) fs.rmSync(pki.dir, { recursive: true, force: true });
   }
   if (profDir) result.profiles = summarizeProfileDir(profDir);
   result.environment.loadAfter = loadAverage();
@@ -108,6 +126,20 @@ export async function runBench(o: BenchOptions, io: RunIo): Promise<BenchResult>
 }
 
 // ---------------------------------------------------------------- shared steps
+
+function readCa(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`--tls-ca: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+/** Puts what the first TLS connection negotiated into the result. */
+function noteTls(ctx: Ctx, seen: Array<TlsSeen | undefined>): void {
+  const t = seen.find((x) => x);
+  if (ctx.result.tls && t && !ctx.result.tls.protocol) Object.assign(ctx.result.tls, t);
+}
 
 function splitCount(total: number, parts: number, i: number): number {
   return Math.floor(total / parts) + (i < total % parts ? 1 : 0);
@@ -144,6 +176,7 @@ async function connectAll(ctx: Ctx, closeAfter: boolean): Promise<ConnectResultS
     hist.add(r.setupUs);
     for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
   }
+  noteTls(ctx, res.map((r) => r.tls));
   const connected = res.reduce((a, r) => a + r.connected, 0);
   const elapsedS = Math.max(1, ...res.map((r) => r.elapsedMs)) / 1000;
   return {
@@ -251,6 +284,53 @@ async function stormFlow(ctx: Ctx, result: BenchResult): Promise<void> {
   if (result.ceiling) storm.ratioToEcho = Math.round((1000 * storm.perS) / result.ceiling.perS) / 1000;
   result.connectStorm = storm;
   io.log(`connect storm: ${storm.connections} at ${storm.perS}/s, p50 ${storm.setupMs.p50} ms, p99 ${storm.setupMs.p99} ms, failed ${storm.failed}`);
+}
+
+// ---------------------------------------------------------------- handshake
+
+/**
+ * Set-ups per second and server CPU per set-up: connect (+ TLS handshake) + Auth + close in a
+ * loop, --concurrency at once, for --duration after a --warmup. With --tls two phases: every
+ * handshake full, then each lane offering its previous session (TLS ticket resumption); without,
+ * one plaintext phase (the baseline to subtract).
+ */
+async function handshakeFlow(ctx: Ctx, result: BenchResult): Promise<void> {
+  const { o, io, pool, tracker } = ctx;
+  const names: Array<HandshakePhase['name']> = o.tls ? ['full', 'resumed'] : ['plaintext'];
+  const concurrency = Math.max(1, Math.ceil(o.concurrency / o.workers));
+  result.handshake = [];
+  for (const name of names) {
+    const run = (durationMs: number) => pool.all<HandshakesResult>({ t: 'handshakes', durationMs, concurrency, timeoutMs: 30_000, resume: name === 'resumed' });
+    if (o.warmupMs > 0) await run(o.warmupMs);
+    io.log(`handshake ${name}: connect${o.tls ? ' + TLS' : ''} + Auth + close for ${o.durationMs / 1000} s, ${o.concurrency} at once`);
+    tracker.resetWindow();
+    const res = await run(o.durationMs);
+    tracker.sample();
+    const procs = tracker.summary();
+    noteTls(ctx, res.map((r) => r.tls));
+    const hist = new Histogram();
+    const errors: Record<string, number> = {};
+    for (const r of res) {
+      hist.add(r.setupUs);
+      for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+    }
+    const setups = res.reduce((a, r) => a + r.count, 0);
+    const failure = res.find((r) => r.firstError)?.firstError;
+    if (setups === 0) throw new Error(`handshake ${name}: no set-up succeeded${failure ? `; the first failure: ${failure}` : ''}`);
+    const cpuUsPerSetup = cpuUsPer(procs.processes, setups);
+    const gatewayUs = Math.round(100 * GATEWAY_ROLES.reduce((a, role) => a + (cpuUsPerSetup[role] ?? 0), 0)) / 100;
+    const phase: HandshakePhase = {
+      name, windowS: procs.windowS, setups,
+      perS: Math.round(setups / (Math.max(1, ...res.map((r) => r.elapsedMs)) / 1000)),
+      resumed: res.reduce((a, r) => a + r.resumed, 0), failed: res.reduce((a, r) => a + r.failed, 0), errors,
+      setupMs: toMs(hist.percentiles()), cpuUsPerSetup,
+      perGatewayCoreS: gatewayUs > 0 ? Math.round(1e6 / gatewayUs) : null,
+      processes: procs.processes, machineBusyPct: procs.machineBusyPct,
+    };
+    result.handshake.push(phase);
+    io.log(`handshake ${name}: ${phase.setups} set-ups at ${phase.perS}/s (${phase.resumed} resumed, ${phase.failed} failed), ` +
+      `gateway ${gatewayUs} CPU-µs each → ${phase.perGatewayCoreS ?? '?'} per gateway core per s; p50 ${phase.setupMs.p50} ms, p99 ${phase.setupMs.p99} ms`);
+  }
 }
 
 // ---------------------------------------------------------------- idle

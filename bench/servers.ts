@@ -40,6 +40,12 @@ export interface TargetOptions {
   env: NodeJS.ProcessEnv;
   log: (line: string) => void;
   startTimeoutMs?: number;
+  /**
+   * Clients over TLS: the gateways started get a TLS listener with `tlsFiles` and no plaintext one
+   * (IM_GATEWAY_PLAINTEXT=false); a url target's gateways are reached at their tlsAddr.
+   */
+  tls?: boolean;
+  tlsFiles?: { certFile: string; keyFile: string };
 }
 
 export interface MemoryUsage { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number }
@@ -98,6 +104,16 @@ function baseEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
+/** The gateway's TLS-only settings for --tls (gateway/config.ts), or none. */
+function gatewayTlsEnv(o: TargetOptions): Record<string, string> {
+  if (!o.tls) return {};
+  if (!o.tlsFiles) throw new Error('--tls: no certificate for the gateways');
+  return {
+    IM_GATEWAY_TLS_ADDR: `${LOOPBACK}:0`, IM_GATEWAY_TLS_CERT: o.tlsFiles.certFile, IM_GATEWAY_TLS_KEY: o.tlsFiles.keyFile,
+    IM_GATEWAY_PLAINTEXT: 'false',
+  };
+}
+
 function tracingConfigured(env: NodeJS.ProcessEnv): boolean {
   return env.OTEL_SDK_DISABLED !== undefined || env.OTEL_TRACES_EXPORTER !== undefined;
 }
@@ -125,12 +141,14 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
       const env = {
         ...baseEnv(o.env), ...serverTuning(o), IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret,
         IM_GATEWAY_ADDR: `${LOOPBACK}:0`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:0`, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_NODE_ID: `bench-${o.runId}`,
+        ...gatewayTlsEnv(o),
       };
       const { proc, fields } = await spawnService({
         ...spawnOpts, role: 'embedded', name: 'embedded', script: 'embedded/main.js', env,
         ready: (line) => {
-          const m = /gateway tcp:\/\/(\S+)\s+route API (\S+)\/v1\/route/.exec(line);
-          return m ? { gateway: m[1], http: m[2] } : undefined;
+          // "gateway tcp://A tls://B  route API …": --tls runs TLS only, so only tls://B.
+          const m = /gateway (?:tcp:\/\/(\S+) ?)?(?:tls:\/\/(\S+))?\s+route API (\S+)\/v1\/route/.exec(line);
+          return m ? { gateway: o.tls ? m[2] : m[1], http: m[3] } : undefined;
         },
       });
       servers.push(proc);
@@ -211,12 +229,12 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
         ...spawnOpts, role: 'gateway', name: `gw-${i}`, script: 'gateway/main.js',
         env: {
           ...common, ...natsCreds.gateway(gatewayNodes[i - 1]), IM_NODE_ID: gatewayNodes[i - 1], IM_GATEWAY_ADDR: `${LOOPBACK}:0`,
-          IM_LOGIC_ADDRS: logicAddrs.join(','), IM_AUTH_SECRET: secret,
+          IM_LOGIC_ADDRS: logicAddrs.join(','), IM_AUTH_SECRET: secret, ...gatewayTlsEnv(o),
         },
         ready: jsonListening('gateway'),
       });
       servers.push(gw.proc);
-      gateways.push(tcpTarget(String(gw.fields.addr)));
+      gateways.push(tcpTarget(String(o.tls ? gw.fields.tlsAddr : gw.fields.addr)));
     }
     const description = `distributed (router + ${o.logics} logic + ${o.gateways} gateway, NATS, ${o.noDb ? 'SQLite stand-in, no database' : `Cassandra, ${STORE_DESIGN}`})`;
     return { kind: 'distributed', description, gateways, routerUrl: `http://${router.fields.http}`, secret, servers, infra, notes, stop };
@@ -233,9 +251,11 @@ async function urlTarget(o: TargetOptions): Promise<Target> {
   if (!secret) throw new Error('--target <router url> needs IM_AUTH_SECRET in the environment (the secret the gateways verify tokens with)');
   const res = await fetch(`${url}/v1/route`);
   if (!res.ok) throw new Error(`${url}/v1/route answered HTTP ${res.status}`);
-  const body = await res.json() as { gateways?: Array<{ addr: string }> };
-  const gateways = (body.gateways ?? []).map((g) => tcpTarget(g.addr));
-  if (gateways.length === 0) throw new Error(`${url}/v1/route lists no gateways`);
+  const body = await res.json() as { gateways?: Array<{ addr: string; tlsAddr?: string }> };
+  // --tls: the TLS listeners (route API `tlsAddr`); otherwise the plaintext ones (`addr`, "" when off).
+  const addrs = (body.gateways ?? []).map((g) => (o.tls ? g.tlsAddr : g.addr)).filter((a): a is string => !!a);
+  const gateways = addrs.map(tcpTarget);
+  if (gateways.length === 0) throw new Error(`${url}/v1/route lists no gateways${o.tls ? ' with a tlsAddr' : ' with a plaintext addr'}`);
   return {
     kind: 'url', description: `deployment at ${url} (${gateways.length} gateways)`, gateways, routerUrl: url, secret,
     servers: [], infra: [], notes: ['servers not started by the bench: pass --pids to sample their CPU and RSS'],

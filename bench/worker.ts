@@ -10,7 +10,7 @@ import { BenchConn } from './bench-conn';
 import { addDevice, ByteLog, checkDevice, emptyLoss, ReceiptBook, SendStatus } from './checker';
 import { holdEcho, releaseEcho, runEcho, runEchoConnect } from './echo-client';
 import { Histogram } from './histogram';
-import type { Command, ConnectResult, Envelope, InitCmd, LoadCmd, TickStats, VerifyResult } from './ipc';
+import type { Command, ConnectResult, Envelope, HandshakesCmd, HandshakesResult, InitCmd, LoadCmd, TickStats, TlsSeen, VerifyResult } from './ipc';
 import { buildTopology, isSender, Role, sendersTo, Topology } from './topology';
 import { nowUs, readStamp, sendFrame, stampContent } from './stamp';
 
@@ -60,6 +60,7 @@ class LoadWorker {
   private users: number[] = [];
   private readonly slotOf = new Map<number, number>();
   private conns: Array<BenchConn | undefined> = [];
+  private tokens: string[] = [];
   private books: ReceiptBook[] = [];
   private statuses: ByteLog[] = [];
   private nextId!: Uint32Array;
@@ -81,6 +82,7 @@ class LoadWorker {
     switch (cmd.t) {
       case 'init': return this.init(cmd);
       case 'connect': return this.connect(cmd.concurrency, cmd.timeoutMs, cmd.closeAfter);
+      case 'handshakes': return this.handshakes(cmd);
       case 'closeConns': return this.closeConns();
       case 'createGroups': return this.createGroups();
       case 'groupIds': return this.setGroupIds(cmd.ids);
@@ -127,28 +129,38 @@ class LoadWorker {
     return Number.isInteger(n) ? n : -1;
   }
 
+  private token(slot: number): string {
+    return (this.tokens[slot] ??= signToken(this.cfg.secret, this.uid(this.users[slot]), TOKEN_TTL_S));
+  }
+
+  /** A connection for the user in `slot`, to its gateway (user % gateways), over TLS when the run is. */
+  private newConn(slot: number, onClose: (code: number) => void, session?: Buffer): BenchConn {
+    const user = this.users[slot];
+    const gw = this.cfg.gateways[user % this.cfg.gateways.length];
+    return new BenchConn({
+      user, uid: this.uid(user), host: gw.host, port: gw.port, token: this.token(slot), deviceId: 'bench',
+      onPush: (c, body) => this.onPush(c, body),
+      onClose: (_c, code) => onClose(code),
+      tls: this.cfg.tls ? { ca: this.cfg.tls.ca, session } : undefined,
+    });
+  }
+
   private async connect(concurrency: number, timeoutMs: number, closeAfter: boolean): Promise<ConnectResult> {
     const setup = new Histogram();
     const errors: Record<string, number> = {};
     let connected = 0;
     let failed = 0;
     let next = 0;
+    let tls: TlsSeen | undefined;
     const start = Date.now();
-    const gws = this.cfg.gateways;
     const one = async (slot: number) => {
-      const user = this.users[slot];
-      const gw = gws[user % gws.length];
-      const conn = new BenchConn({
-        user, uid: this.uid(user), host: gw.host, port: gw.port,
-        token: signToken(this.cfg.secret, this.uid(user), TOKEN_TTL_S), deviceId: 'bench',
-        onPush: (c, body) => this.onPush(c, body),
-        onClose: (c, code) => { if (!closeAfter) bump(this.tick.closes, code); },
-      });
+      const conn = this.newConn(slot, (code) => { if (!closeAfter) bump(this.tick.closes, code); });
       const t0 = nowUs();
       try {
         await conn.open(timeoutMs);
         setup.record(nowUs() - t0);
         connected++;
+        tls ??= conn.tlsSeen;
         if (closeAfter) conn.close();
         else {
           // Spread the heartbeats over the interval instead of all at once.
@@ -163,7 +175,42 @@ class LoadWorker {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, this.users.length)) }, async () => {
       while (next < this.users.length) await one(next++);
     }));
-    return { connected, failed, errors, setupUs: setup.snapshot(), elapsedMs: Date.now() - start };
+    return { connected, failed, errors, setupUs: setup.snapshot(), elapsedMs: Date.now() - start, tls };
+  }
+
+  /** Connect (+ TLS) + Auth + close per lane, in a loop until cmd.durationMs has passed. */
+  private async handshakes(cmd: HandshakesCmd): Promise<HandshakesResult> {
+    const setup = new Histogram();
+    const errors: Record<string, number> = {};
+    let count = 0;
+    let resumed = 0;
+    let failed = 0;
+    let next = 0;
+    let tls: TlsSeen | undefined;
+    let firstError: string | undefined;
+    const start = Date.now();
+    const end = start + cmd.durationMs;
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(cmd.concurrency, this.users.length)) }, async () => {
+      let session: Buffer | undefined;
+      while (Date.now() < end) {
+        const conn = this.newConn(next++ % this.users.length, () => {}, cmd.resume ? session : undefined);
+        const t0 = nowUs();
+        try {
+          await conn.open(cmd.timeoutMs);
+          setup.record(nowUs() - t0);
+          count++;
+          if (conn.tlsResumed) resumed++;
+          tls ??= conn.tlsSeen;
+          session = conn.tlsSession ?? session;
+        } catch (err) {
+          failed++;
+          bump(errors, (err as { code?: number }).code ?? -1);
+          firstError ??= (err as Error).message;
+        }
+        conn.close();
+      }
+    }));
+    return { count, resumed, failed, errors, setupUs: setup.snapshot(), elapsedMs: Date.now() - start, tls, firstError };
   }
 
   private closeConns(): void {

@@ -25,13 +25,20 @@ export function openssl(dir: string, args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-export function ca(dir: string, name: string): void {
-  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`,
+/** openssl's -newkey arguments: RSA-2048 (the default) or ECDSA P-256. */
+export const RSA_2048 = ['-newkey', 'rsa:2048'];
+export const EC_P256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+
+/** Extensions of a server certificate for 127.0.0.1 / localhost. */
+export const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
+
+export function ca(dir: string, name: string, newKey = RSA_2048): void {
+  openssl(dir, ['req', '-x509', ...newKey, '-nodes', '-days', '2', '-subj', `/CN=${name}`,
     '-keyout', `${name}.key`, '-out', `${name}.pem`]);
 }
 
-export function signed(dir: string, name: string, caName: string, ext: string): void {
-  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
+export function signed(dir: string, name: string, caName: string, ext: string, newKey = RSA_2048): void {
+  openssl(dir, ['req', ...newKey, '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
   fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
   openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.pem`, '-CAkey', `${caName}.key`, '-CAcreateserial',
     '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`]);
@@ -42,7 +49,7 @@ export function signed(dir: string, name: string, caName: string, ext: string): 
  * reload tests): `${name}.pem` and `${name}.key` in the PKI's dir.
  */
 export function signServerCert(pki: TestPki, name: string): { cert: string; key: string } {
-  signed(pki.dir, name, 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  signed(pki.dir, name, 'ca', SERVER_EXT);
   return { cert: path.join(pki.dir, `${name}.pem`), key: path.join(pki.dir, `${name}.key`) };
 }
 
@@ -50,7 +57,7 @@ export function signServerCert(pki: TestPki, name: string): { cert: string; key:
 export function makeTestPki(dir: string): TestPki {
   ca(dir, 'ca');
   ca(dir, 'other-ca');
-  signed(dir, 'server', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  signed(dir, 'server', 'ca', SERVER_EXT);
   signed(dir, 'other-name', 'ca', 'subjectAltName=DNS:cassandra.invalid\nextendedKeyUsage=serverAuth\n');
   signed(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n');
   const keystorePassword = 'test-keystore';
