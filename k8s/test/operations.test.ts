@@ -137,7 +137,8 @@ describe('Helm chart k8s/im: operations', function () {
         assert.equal(headless.spec?.clusterIP, 'None');
         const port = mainContainer(logic).ports?.find((p) => p.name === 'grpc')?.containerPort;
         const addrs = effectiveEnv(m, mainContainer(m.workload('gateway'))).get('IM_LOGIC_ADDRS')!.split(',');
-        const expected = Array.from({ length: maxPods(logic, m) }, (_, i) => `${logic.metadata!.name}-${i}.${headless.metadata!.name}:${port}`);
+        // Fully qualified: a certificate's wildcard covers them (Node refuses *.<one label>).
+        const expected = Array.from({ length: maxPods(logic, m) }, (_, i) => `${logic.metadata!.name}-${i}.${headless.metadata!.name}.chat.svc.cluster.local:${port}`);
         assert.deepEqual(addrs, expected, label);
       }
       assert.equal(effectiveEnv(renders.ha, mainContainer(renders.ha.workload('gateway'))).get('IM_LOGIC_ADDRS')!.split(',').length, 128);

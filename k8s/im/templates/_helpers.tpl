@@ -127,14 +127,20 @@ Call with the component's values.
 IM_LOGIC_ADDRS for gateways. The gateway keeps one stream per listed address and spreads calls
 round-robin over the streams that are up, so it must list every logic pod by its stable
 StatefulSet name; ordinals not running yet (below the HPA maximum) are retried quietly and join
-the rotation when their pod becomes ready.
+the rotation when their pod becomes ready. Fully qualified, so one wildcard SAN
+(*.<headless>.<namespace>.svc.<clusterDomain>) covers them under mTLS: Node refuses a wildcard
+over a single label (*.<headless>), and it resolves without the search-path round trips.
 */}}
+{{- define "im.logicPodDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "im.logicHeadless" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
 {{- define "im.logicAddrs" -}}
 {{- if .Values.logic.gatewayAddresses -}}
 {{- join "," .Values.logic.gatewayAddresses -}}
 {{- else -}}
 {{- $sts := include "im.componentName" (dict "root" . "component" "logic") -}}
-{{- $svc := include "im.logicHeadless" . -}}
+{{- $svc := include "im.logicPodDomain" . -}}
 {{- $addrs := list -}}
 {{- range $i := until (int (include "im.maxPods" .Values.logic)) -}}
 {{- $addrs = append $addrs (printf "%s-%d.%s:%d" $sts $i $svc (int $.Values.logic.port)) -}}
@@ -252,6 +258,18 @@ template that mounts one calls it first, so the message is the same whichever re
 {{- end -}}
 {{- with uniq $missing -}}
 {{- fail (printf "TLS is on but its Secrets are not named; set: %s. See k8s/README.md, \"TLS\"." (join "; " .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+extraEnv lands in a ConfigMap, readable by anyone who may read ConfigMaps: refuse what looks like
+a secret there (a secret-named variable, a PEM block, a URL with a password).
+(dict "where" "gateway.extraEnv.X" "name" "X" "value" "...")
+*/}}
+{{- define "im.notSecret" -}}
+{{- $s := toString .value -}}
+{{- if or (regexMatch "(?i)(SECRET|PASSWORD|PASSWD|TOKENS?|_KEYS|CREDENTIALS?|CREDS)$" .name) (contains "-----BEGIN" $s) (regexMatch "://[^/@\\s]+:[^/@\\s]*@" $s) -}}
+{{- fail (printf "%s looks like a secret, and extraEnv goes into a ConfigMap: give it through a Secret (auth.existingSecret, auth.keysSecret, nats.existingSecret, cassandra.existingSecret, logic.adminTokens, the TLS Secrets)" .where) -}}
 {{- end -}}
 {{- end -}}
 
