@@ -34,10 +34,10 @@ const PEM = /-----BEGIN [A-Z0-9 ]+-----/;
 const URL_PASSWORD = /:\/\/[^/@\s:]+:[^/@\s]*@/;
 
 /**
- * Everything secret the render leaves outside Secrets: secret-looking ConfigMap entries, literal
- * env values that are secret or carry a PEM block or a URL password, file settings (absolute
- * paths) that do not point at an item of a read-only Secret volume, and any PEM block in any
- * object but a Secret.
+ * Everything secret the render leaves outside Secrets: a secret-named setting or a certificate or
+ * key given inline (not as a file) in a ConfigMap or a literal env value, a file setting (an
+ * absolute path) that is not an item of a read-only Secret volume, and a PEM block or a URL with
+ * a password in any object but a Secret.
  */
 export function secretLeaks(m: Manifest): string[] {
   const leaks: string[] = [];
@@ -46,11 +46,6 @@ export function secretLeaks(m: Manifest): string[] {
     const text = JSON.stringify(o);
     if (PEM.test(text)) leaks.push(`${o.kind}/${o.metadata.name}: a PEM block`);
     if (URL_PASSWORD.test(text)) leaks.push(`${o.kind}/${o.metadata.name}: a URL with a password`);
-  }
-  for (const cm of m.all<{ metadata: { name: string }; data?: Record<string, string> }>('ConfigMap')) {
-    for (const k of Object.keys(cm.data ?? {})) {
-      if (SECRET_NAME.test(k) || /_(KEY|CERT|CA|FILE)$/.test(k)) leaks.push(`ConfigMap/${cm.metadata.name}: ${k}`);
-    }
   }
   for (const w of m.workloads()) {
     const spec = podSpec(w);
@@ -62,13 +57,18 @@ export function secretLeaks(m: Manifest): string[] {
         if (!secret || !mount.readOnly || mount.subPath) continue;
         for (const item of secret.items ?? []) secretFiles.add(`${mount.mountPath}/${item.path}`);
       }
-      for (const e of c.env ?? []) {
-        if (e.value === undefined) continue;
-        const where = `${w.metadata?.name} ${c.name}: ${e.name}`;
-        if (e.value.startsWith('/')) {
-          if (!secretFiles.has(e.value)) leaks.push(`${where}=${e.value} is not a file of a read-only Secret volume`);
-        } else if (SECRET_NAME.test(e.name) || /_(KEY|CERT|CA|FILE)$/.test(e.name)) {
-          leaks.push(`${where} is a literal value`);
+      // The settings the chart writes as text: its ConfigMaps' entries, then literal env values.
+      const written: Array<[string, string, string]> = [];
+      for (const src of c.envFrom ?? []) {
+        const cm = src.configMapRef?.name;
+        if (cm) for (const [k, v] of Object.entries(m.configMap(cm))) written.push([`ConfigMap/${cm}`, k, v]);
+      }
+      for (const e of c.env ?? []) if (e.value !== undefined) written.push([`${w.metadata?.name} ${c.name} env`, e.name, e.value]);
+      for (const [where, name, value] of written) {
+        if (value.startsWith('/')) {
+          if (!secretFiles.has(value)) leaks.push(`${where}: ${name}=${value} is not a file of a read-only Secret volume`);
+        } else if (SECRET_NAME.test(name) || /_(KEY|CERT|CA)$/.test(name)) {
+          leaks.push(`${where}: ${name} is written out`);
         }
       }
     }
@@ -132,8 +132,8 @@ describe('Helm chart k8s/im: secrets and TLS', function () {
         return copy;
       }).map((o) => JSON.stringify(o)).join('\n---\n'), m.release);
       const leaks = secretLeaks(doctored).join('\n');
-      for (const want of [/IM_X_PASSWORD/, /IM_GATEWAY_TLS_KEY=\/etc\/im\/elsewhere\/tls\.key is not a file of a read-only Secret volume/,
-        /StatefulSet\/.*: a PEM block/, /IM_AUTH_SECRET is a literal value/, /ConfigMap\/.*-logic: a URL with a password/]) {
+      for (const want of [/ConfigMap\/.*-router: IM_X_PASSWORD is written out/, /IM_GATEWAY_TLS_KEY=\/etc\/im\/elsewhere\/tls\.key is not a file of a read-only Secret volume/,
+        /StatefulSet\/.*: a PEM block/, /env: IM_AUTH_SECRET is written out/, /ConfigMap\/.*-logic: a URL with a password/]) {
         assert.match(leaks, want);
       }
     });
@@ -306,8 +306,19 @@ describe('Helm chart k8s/im: secrets and TLS', function () {
       // hostPort: nothing to derive names from.
       const hostPort = { 'gateway.publicAddress.mode': 'hostPort', 'gateway.tls.enabled': true, 'certManager.enabled': true, 'certManager.gateway.issuerRef.name': 'le' };
       assert.match(renderError({ set: hostPort }), /certManager\.gateway\.dnsNames is required with gateway\.publicAddress\.mode=hostPort/);
-      const listed = certs(render({ set: { ...hostPort, 'certManager.gateway.dnsNames': '{gw.example.com,203.0.113.7}' } }))[0];
+      const listed = certs(render({
+        set: {
+          ...hostPort, 'certManager.gateway.dnsNames': '{gw.example.com,203.0.113.7}', 'certManager.gateway.issuerRef.kind': 'Issuer',
+          'certManager.gateway.duration': '2160h', 'certManager.gateway.renewBefore': '720h',
+          'certManager.privateKey.algorithm': 'RSA', 'certManager.privateKey.size': 3072,
+        },
+      }))[0];
       assert.deepEqual([listed.spec.dnsNames, listed.spec.ipAddresses], [['gw.example.com'], ['203.0.113.7']]);
+      assert.deepEqual([listed.spec.issuerRef.kind, listed.spec.duration, listed.spec.renewBefore], ['Issuer', '2160h', '720h']);
+      assert.deepEqual(listed.spec.privateKey, { algorithm: 'RSA', size: 3072, rotationPolicy: 'Always' });
+      // Empty: the issuer's own lifetime (ACME: 90 days).
+      const acme = certs(renders.haCertManager).find((c) => c.spec.secretName === mountedSecret(renders.haCertManager, 'gateway', 'gateway-tls'))!;
+      assert.deepEqual([acme.spec.duration, acme.spec.renewBefore, acme.spec.privateKey?.algorithm], [undefined, undefined, 'ECDSA']);
     });
 
     it('issues nothing a value already names, adds logic.gatewayAddresses to logic\'s names, and refuses a key size that does not fit', () => {
