@@ -39,7 +39,7 @@ const URL_PASSWORD = /:\/\/[^/@\s:]+:[^/@\s]*@/;
  * absolute path) that is not an item of a read-only Secret volume, and a PEM block or a URL with
  * a password in any object but a Secret.
  */
-export function secretLeaks(m: Manifest): string[] {
+function secretLeaks(m: Manifest): string[] {
   const leaks: string[] = [];
   for (const o of m.objects) {
     if (o.kind === 'Secret') continue;
