@@ -19,11 +19,11 @@ import { loadTelemetryConfig } from '../../common/telemetry';
 import { loadGatewayConfig } from '../../gateway/config';
 import { loadLogicProcessConfig } from '../../logic/config';
 import { loadRouterConfig } from '../../router/config';
-import { CHART_DIR, HA_VALUES, needsHelm, render, renderError, REPO_ROOT, runHelm, templateArgs } from './helm';
+import { CHART_DIR, DEFAULT_NAMESPACE, needsHelm, render, renderError, REPO_ROOT, runHelm, templateArgs } from './helm';
 import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template, type K8sObject } from './manifest';
-import { makeTestPki, type TestPki } from '../../test/tls-certs';
+import { makeTestPki, signed, signServerCert, type TestPki } from '../../test/tls-certs';
 import { typecheckObjects } from './typecheck';
-import { bytes, COMPONENTS, maxPods, probeCheck, renderVariants, type Variant } from './variants';
+import { bytes, COMPONENTS, GATEWAY_TLS, GRPC_TLS, maxPods, probeCheck, renderVariants, VARIANTS, type Variant } from './variants';
 
 /** The Secret volume logic reads its admin tokens from (logic.adminTokens). */
 const ADMIN_TOKENS_VOLUME = 'admin-tokens';
@@ -32,8 +32,22 @@ const GRPC_TLS_VOLUME = 'grpc-tls';
 /** The Secret volumes of a role's NATS credential (an nkey seed) and of the NATS servers' CA. */
 const NATS_CREDENTIAL_VOLUME = 'nats-credential';
 const NATS_TLS_VOLUME = 'nats-tls';
-const SECRET_VOLUMES = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME, NATS_CREDENTIAL_VOLUME, NATS_TLS_VOLUME];
 const NATS_AUTH_SETTINGS = /^IM_NATS_(USER|PASSWORD|NKEY_SEED_FILE|TLS_CA)$/;
+const GATEWAY_TLS_VOLUME = 'gateway-tls';
+/** The Secret volumes a pod may have besides /tmp, each mounted read-only. */
+const SECRET_VOLUMES = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME, GATEWAY_TLS_VOLUME, NATS_CREDENTIAL_VOLUME, NATS_TLS_VOLUME];
+/** Variants with Cassandra TLS (values-ha.yaml has it on). */
+const CASSANDRA_TLS: readonly Variant[] = ['ha', 'haCertManager', 'extras'];
+
+/** The Secret a variant mounts for a TLS volume: the name its values give, else cert-manager's. */
+function tlsSecretName(label: Variant, m: Manifest, volume: string, comp: string): string {
+  const names: Record<string, Record<string, string>> = {
+    [GRPC_TLS_VOLUME]: { ha: `im-grpc-${comp}`, extras: `my-grpc-${comp}` },
+    [GATEWAY_TLS_VOLUME]: { ha: 'im-gateway-tls', hostPortNodePort: 'my-gateway-tls', extras: 'my-gateway-tls' },
+  };
+  const fullname = m.name('gateway').replace(/-gateway$/, '');
+  return names[volume]?.[label] ?? (volume === GRPC_TLS_VOLUME ? `${fullname}-grpc-${comp}` : `${fullname}-gateway-tls`);
+}
 
 /** Settings the chart passes that the services do not read yet (see k8s/README.md). */
 const ENV_PENDING_IN_CODE = new Set<string>();
@@ -61,18 +75,28 @@ describe('Helm chart k8s/im', function () {
     renders = renderVariants();
   });
 
-  /** The Cassandra TLS Secret's files, as its volume would hold them in logic's pod. */
+  /** The TLS Secrets' files, as their volumes would hold them: a CA, a certificate per role, a client-facing one. */
   let pki: TestPki;
+  let tlsFiles: (volume: string, comp: string) => Record<string, string>;
   /** A NATS nkey seed, as the credential Secret's volume would hold it. */
   let seedFile: string;
   before(() => {
     pki = makeTestPki(fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-tls-')));
+    for (const comp of COMPONENTS) signed(pki.dir, comp, 'ca', 'extendedKeyUsage=serverAuth,clientAuth\n');
+    const gw = signServerCert(pki, 'gateway-public');
+    const at = (f: string) => path.join(pki.dir, f);
+    tlsFiles = (volume, comp) => {
+      const byVolume: Record<string, Record<string, string>> = {
+        [CASSANDRA_TLS_VOLUME]: { 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey },
+        [GRPC_TLS_VOLUME]: { 'ca.crt': pki.caPem, 'tls.crt': at(`${comp}.pem`), 'tls.key': at(`${comp}.key`) },
+        [GATEWAY_TLS_VOLUME]: { 'tls.crt': gw.cert, 'tls.key': gw.key },
+      };
+      return byVolume[volume] ?? {};
+    };
     seedFile = path.join(pki.dir, 'nkey-seed');
     fs.writeFileSync(seedFile, new TextDecoder().decode(nkeys.createUser().getSeed()));
   });
   after(() => { if (pki) fs.rmSync(pki.dir, { recursive: true, force: true }); });
-  /** The test file standing for a TLS Secret's key. */
-  const tlsFile = (f: string) => ({ 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey } as Record<string, string>)[f] ?? `no test file for ${f}`;
   // What the kubelet would fill in for the downward API and Secrets.
   const podValues = (env: Map<string, string>, component: string): Record<string, string> => Object.fromEntries([...env].map(([k, v]) => [k, v
     .replace(/<fieldRef:metadata\.name>/g, `${component}-0`)
@@ -81,15 +105,15 @@ describe('Helm chart k8s/im', function () {
     .replace(/^<secret:[^>]*\/url>$/, 'nats://user:pass@nats-0.nats:4222')
     .replace(/^<secret:[^>]*\/keys>$/, 'k1:a-rotation-key-0123456789')
     .replace(/^<secret:[^>]*>$/, 'a-secret-value-0123456789')
-    .replace(/^\/etc\/im\/(?:cassandra|grpc)-tls\/(.+)$/, (_, f: string) => tlsFile(f))
     .replace(/^\/etc\/im\/nats-credential\/.+$/, seedFile)
-    .replace(/^\/etc\/im\/nats-tls\/.+$/, pki.caPem)]));
-
+    .replace(/^\/etc\/im\/nats-tls\/.+$/, pki.caPem)
+    .replace(/^\/etc\/im\/([a-z]+-tls)\/(.+)$/, (_, volume: string, f: string) => tlsFiles(volume, component)[f] ?? `no test file for ${volume}/${f}`)]));
 
   describe('helm lint --strict', () => {
-    for (const [label, files] of [['default values', []], ['values-ha.yaml', [HA_VALUES]]] as const) {
-      it(`passes with ${label}`, () => {
-        const r = runHelm(['lint', '--strict', CHART_DIR, ...files.flatMap((f) => ['-f', f])]);
+    for (const [label, o] of Object.entries(VARIANTS)) {
+      it(`passes with the ${label} values`, () => {
+        // template's arguments after the release and chart (helm lint takes no release name).
+        const r = runHelm(['lint', '--strict', CHART_DIR, ...templateArgs(o).slice(3)]);
         assert.equal(r.status, 0, `helm lint failed:\n${r.stdout}\n${r.stderr}`);
         assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
       });
@@ -187,9 +211,8 @@ describe('Helm chart k8s/im', function () {
             assert.equal(sc?.runAsNonRoot, true, what);
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
-            // The admin-token, Cassandra TLS, gRPC TLS and NATS Secrets (when given) are the other volumes, read-only.
-            const secretVolumes = SECRET_VOLUMES;
-            const writable = (c.volumeMounts ?? []).filter((v) => !(secretVolumes.includes(v.name) && v.readOnly));
+            // The admin-token and TLS Secrets (when given) are the other volumes, read-only.
+            const writable = (c.volumeMounts ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.readOnly));
             assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
           const volumes = (spec.volumes ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.secret));
@@ -255,9 +278,13 @@ describe('Helm chart k8s/im', function () {
       for (const [label, m] of Object.entries(renders)) {
         const env = (comp: 'gateway' | 'logic' | 'router') => podValues(effectiveEnv(m, mainContainer(m.workload(comp))), comp);
         const gw = loadGatewayConfig(env('gateway'), []);
+        const gwPorts = mainContainer(m.workload('gateway')).ports ?? [];
         assert.equal(gw.listen.host, '0.0.0.0', label);
         assert.equal(gw.logicAddresses.length, maxPods(m.workload('logic'), m), label);
-        assert.ok(gw.publicAddr, `${label}: a public address is advertised`);
+        assert.equal(gw.plaintext, gwPorts.some((p) => p.name === 'im'), `${label}: a plaintext port exactly when the plaintext listener is on`);
+        assert.ok(gw.plaintext ? gw.publicAddr : gw.tls?.publicAddr, `${label}: a public address is advertised`);
+        assert.equal(gw.tls?.listen.port, gwPorts.find((p) => p.name === 'im-tls')?.containerPort, `${label}: the TLS listener on its port`);
+        assert.equal(gw.tls !== undefined, GATEWAY_TLS.includes(label as Variant), `${label}: gateway TLS as the values say`);
         const logic = loadLogicProcessConfig(env('logic'), [], () => `${'t'.repeat(40)}\n`);
         assert.equal(logic.store.kind, 'cassandra', label);
         assert.equal(logic.http?.port, mainContainer(m.workload('logic')).ports?.find((p) => p.name === 'http')?.containerPort, label);
@@ -269,7 +296,7 @@ describe('Helm chart k8s/im', function () {
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);
         for (const [comp, tls] of [['gateway', gw.grpcTls], ['logic', logic.grpcTls], ['router', router.grpcTls]] as const) {
-          assert.equal(tls !== undefined, label === 'extras', `${label} ${comp}: internal gRPC mTLS as the values say`);
+          assert.equal(tls !== undefined, GRPC_TLS.includes(label as Variant), `${label} ${comp}: internal gRPC mTLS as the values say`);
         }
         for (const comp of COMPONENTS) {
           assert.equal(loadAdminAddr(env(comp), [])?.port, mainContainer(m.workload(comp)).ports?.find((p) => p.name === 'admin')?.containerPort);
@@ -309,13 +336,13 @@ describe('Helm chart k8s/im', function () {
         const volume = spec.volumes?.find((v) => v.name === CASSANDRA_TLS_VOLUME);
         const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
         assert.ok(!Object.keys(cm).some((k) => /^IM_CASSANDRA_TLS_(CA|CERT|KEY)$/.test(k)), `${label}: no TLS file in the ConfigMap`);
-        if (label !== 'extras') {
+        if (!CASSANDRA_TLS.includes(label as Variant)) {
           assert.equal(env.get('IM_CASSANDRA_TLS'), undefined, `${label}: TLS off unless asked for`);
           assert.equal(volume, undefined, label);
           continue;
         }
         assert.equal(cm.IM_CASSANDRA_TLS, 'true');
-        assert.equal(volume?.secret?.secretName, 'my-cassandra-tls');
+        assert.equal(volume?.secret?.secretName, label === 'extras' ? 'my-cassandra-tls' : 'im-cassandra-tls');
         const mount = c.volumeMounts?.find((v) => v.name === CASSANDRA_TLS_VOLUME);
         assert.equal(mount?.readOnly, true);
         const files = Object.fromEntries((volume?.secret?.items ?? []).map((i) => [i.key, `${mount?.mountPath}/${i.path}`]));
@@ -333,22 +360,24 @@ describe('Helm chart k8s/im', function () {
           const volume = podSpec(m.workload(comp)).volumes?.find((v) => v.name === GRPC_TLS_VOLUME);
           const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
           assert.ok(!Object.keys(cm).some((k) => k.startsWith('IM_GRPC_TLS')), `${label} ${comp}: nothing from the ConfigMap`);
-          if (label !== 'extras') {
+          if (!GRPC_TLS.includes(label as Variant)) {
             assert.equal(env.get('IM_GRPC_TLS_CA'), undefined, `${label} ${comp}: plaintext unless asked for`);
             assert.equal(volume, undefined, `${label} ${comp}`);
             continue;
           }
-          assert.equal(volume?.secret?.secretName, `my-grpc-${comp}`, `${comp}: its own role's Secret`);
+          assert.equal(volume?.secret?.secretName, tlsSecretName(label as Variant, m, GRPC_TLS_VOLUME, comp), `${label} ${comp}: its own role's Secret`);
           const mount = c.volumeMounts?.find((v) => v.name === GRPC_TLS_VOLUME);
           assert.equal(mount?.readOnly, true);
           assert.equal(mount?.subPath, undefined, 'a subPath mount would never see a renewed certificate');
           const files = Object.fromEntries((volume?.secret?.items ?? []).map((i) => [i.key, `${mount?.mountPath}/${i.path}`]));
           assert.deepEqual(
             [env.get('IM_GRPC_TLS_CA'), env.get('IM_GRPC_TLS_CERT'), env.get('IM_GRPC_TLS_KEY'), env.get('IM_GRPC_TLS_CHECK_ROLES')],
-            [files['ca.crt'], files['tls.crt'], files['tls.key'], 'false'], comp);
+            [files['ca.crt'], files['tls.crt'], files['tls.key'], String(label !== 'extras')], `${label} ${comp}`);
         }
       }
-      assert.match(renderError({ set: { 'grpcTls.enabled': true, 'grpcTls.logicSecret': 'only-logic' } }), /grpcTls\.(gateway|router)Secret/);
+      const missing = renderError({ set: { 'grpcTls.enabled': true, 'grpcTls.logicSecret': 'only-logic' } });
+      assert.match(missing, /grpcTls\.gatewaySecret.*grpcTls\.routerSecret/);
+      assert.doesNotMatch(missing, /grpcTls\.logicSecret/);
     });
 
     it('gives logic and gateways their NATS credentials and CA from Secrets only, the router none', () => {
@@ -386,7 +415,11 @@ describe('Helm chart k8s/im', function () {
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
       for (const [label, m] of Object.entries(renders)) {
         // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
-        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway']);
+        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway', 'my-nats-ca', 'my-nats-logic',
+          'my-admin-tokens', 'my-cassandra-tls', 'my-gateway-tls', ...COMPONENTS.map((c) => `my-grpc-${c}`),
+          'im-cassandra-tls', 'im-gateway-tls', ...COMPONENTS.map((c) => `im-grpc-${c}`)]);
+        // ...or the Secrets the chart's cert-manager Certificates write.
+        const issued = new Set(m.all<{ spec: { secretName: string } }>('Certificate').map((c) => c.spec.secretName));
         for (const comp of COMPONENTS) {
           const c = mainContainer(m.workload(comp));
           for (const src of c.envFrom ?? []) assert.ok(m.find('ConfigMap', src.configMapRef!.name!), `${label} ${comp}: ConfigMap ${src.configMapRef!.name}`);
@@ -395,6 +428,9 @@ describe('Helm chart k8s/im', function () {
             if (!ref) continue;
             const secret = m.find<{ data?: Record<string, string> }>('Secret', ref.name!);
             assert.ok(secret ? secret.data?.[ref.key] : given.has(ref.name!), `${label} ${comp}: Secret ${ref.name}/${ref.key}`);
+          }
+          for (const v of podSpec(m.workload(comp)).volumes ?? []) {
+            if (v.secret) assert.ok(given.has(v.secret.secretName!) || issued.has(v.secret.secretName!), `${label} ${comp}: volume Secret ${v.secret.secretName}`);
           }
           // $(VAR) in env values only expands variables defined before it.
           const env = effectiveEnv(m, c);
@@ -427,7 +463,7 @@ describe('Helm chart k8s/im', function () {
 
     it('exposes the WebSocket port only when gateway.websocket.port is set: container, Services, hostPort, and the setting the gateway reads', () => {
       const expected: Record<Variant, { port: number; url?: string } | undefined> = {
-        default: undefined, ha: undefined, longName: undefined, natsAuth: undefined,
+        default: undefined, ha: undefined, haCertManager: undefined, longName: undefined, natsAuth: undefined,
         perPodService: { port: 7101 }, hostPortNodePort: { port: 7101 }, extras: { port: 8443, url: 'wss://im.example.com/ws' },
       };
       for (const [label, m] of Object.entries(renders) as Array<[Variant, Manifest]>) {
@@ -436,7 +472,7 @@ describe('Helm chart k8s/im', function () {
         const ws = mainContainer(gw).ports?.find((p) => p.name === 'ws');
         const env = effectiveEnv(m, mainContainer(gw));
         // The client-facing ones (the headless Service only names pods).
-        const clientServices = m.services().filter((s) => s.spec?.clusterIP !== 'None' && s.spec?.ports?.some((p) => p.targetPort === 'im'));
+        const clientServices = m.services().filter((s) => s.spec?.clusterIP !== 'None' && s.spec?.ports?.some((p) => p.targetPort === 'im' || p.targetPort === 'im-tls'));
         assert.ok(clientServices.length > 0, label);
         if (!want) {
           assert.equal(ws, undefined, `${label}: no ws container port`);

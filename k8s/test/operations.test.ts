@@ -95,16 +95,21 @@ describe('Helm chart k8s/im: operations', function () {
       const np = renders.hostPortNodePort.get<Service>('Service', renders.hostPortNodePort.name('gateway'));
       assert.equal(np.spec?.type, 'NodePort');
       assert.equal(np.spec?.externalTrafficPolicy, 'Local');
-      assert.equal(np.spec?.ports?.[0].nodePort, 30100);
+      assert.deepEqual(np.spec?.ports?.filter((p) => p.name !== 'ws').map((p) => [p.name, p.nodePort, p.targetPort]), [['im', 30100, 'im'], ['im-tls', 30443, 'im-tls']]);
     });
 
     it('advertises a client-reachable public address in each mode', () => {
-      const addr = (m: Manifest) => effectiveEnv(m, mainContainer(m.workload('gateway'))).get('IM_GATEWAY_PUBLIC_ADDR');
-      assert.equal(addr(renders.ha), 'gw.example.com:7100');
+      const addr = (m: Manifest, name = 'IM_GATEWAY_PUBLIC_ADDR') => effectiveEnv(m, mainContainer(m.workload('gateway'))).get(name);
+      const tlsAddr = (m: Manifest) => addr(m, 'IM_GATEWAY_TLS_PUBLIC_ADDR');
+      // values-ha.yaml: TLS only, so only the TLS address is advertised.
+      assert.deepEqual([addr(renders.ha), tlsAddr(renders.ha)], [undefined, 'gw.example.com:7443']);
+      assert.deepEqual([addr(renders.extras), tlsAddr(renders.extras)], ['gw.example.com:7100', 'gw.example.com:443'], 'both, TLS on gateway.tls.publicPort');
       assert.equal(addr(renders.default), 'prod-im-gateway.chat.svc.cluster.local:7100', 'in-cluster fallback without a host');
+      assert.equal(tlsAddr(renders.default), undefined);
       // perPodService: pod N advertises <pod>.<domain>, and one LoadBalancer per possible pod selects exactly it.
       const pp = renders.perPodService;
       assert.equal(addr(pp), '<fieldRef:metadata.name>.gw.example.com:7100');
+      assert.equal(tlsAddr(pp), '<fieldRef:metadata.name>.gw.example.com:7443');
       const perPod = pp.services().filter((s) => s.spec?.selector?.['statefulset.kubernetes.io/pod-name']);
       assert.equal(perPod.length, 4, 'autoscaling.maxReplicas Services');
       for (const [i, s] of perPod.entries()) {
@@ -114,12 +119,14 @@ describe('Helm chart k8s/im: operations', function () {
         assert.equal(s.spec?.type, 'LoadBalancer');
         assert.equal(s.spec?.externalTrafficPolicy, 'Local');
         assert.equal(s.metadata?.annotations?.['external-dns.alpha.kubernetes.io/hostname'], `${pod}.gw.example.com`);
+        assert.deepEqual(s.spec?.ports?.filter((p) => p.name !== 'ws').map((p) => [p.name, p.port, p.targetPort]), [['im', 7100, 'im'], ['im-tls', 7443, 'im-tls']], pod);
       }
       assert.match(renderError({ set: { 'gateway.publicAddress.mode': 'perPodService' } }), /publicAddress\.domain is required/);
       // hostPort: the node's IP and the container port bound on the node.
       const hp = renders.hostPortNodePort;
       assert.equal(addr(hp), '<fieldRef:status.hostIP>:7100');
-      assert.equal(mainContainer(hp.workload('gateway')).ports?.find((p) => p.name === 'im')?.hostPort, 7100);
+      assert.equal(tlsAddr(hp), '<fieldRef:status.hostIP>:7443');
+      assert.deepEqual(mainContainer(hp.workload('gateway')).ports?.filter((p) => p.hostPort && p.name !== 'ws').map((p) => [p.name, p.hostPort]), [['im', 7100], ['im-tls', 7443]]);
     });
 
     it('lists every possible logic pod in IM_LOGIC_ADDRS, by the names the logic StatefulSet gives them', () => {
@@ -130,7 +137,8 @@ describe('Helm chart k8s/im: operations', function () {
         assert.equal(headless.spec?.clusterIP, 'None');
         const port = mainContainer(logic).ports?.find((p) => p.name === 'grpc')?.containerPort;
         const addrs = effectiveEnv(m, mainContainer(m.workload('gateway'))).get('IM_LOGIC_ADDRS')!.split(',');
-        const expected = Array.from({ length: maxPods(logic, m) }, (_, i) => `${logic.metadata!.name}-${i}.${headless.metadata!.name}:${port}`);
+        // Fully qualified: a certificate's wildcard covers them (Node refuses *.<one label>).
+        const expected = Array.from({ length: maxPods(logic, m) }, (_, i) => `${logic.metadata!.name}-${i}.${headless.metadata!.name}.chat.svc.cluster.local:${port}`);
         assert.deepEqual(addrs, expected, label);
       }
       assert.equal(effectiveEnv(renders.ha, mainContainer(renders.ha.workload('gateway'))).get('IM_LOGIC_ADDRS')!.split(',').length, 128);

@@ -27,11 +27,14 @@ const TYPES: Record<string, string> = {
   'autoscaling/v2/HorizontalPodAutoscaler': `import('kubernetes-types/autoscaling/v2').HorizontalPodAutoscaler`,
   'networking.k8s.io/v1/Ingress': `import('kubernetes-types/networking/v1').Ingress`,
   'monitoring.coreos.com/v1/ServiceMonitor': 'ServiceMonitor',
+  'cert-manager.io/v1/Certificate': 'Certificate',
 };
 
 /**
- * The Prometheus Operator CRD is not in kubernetes-types: the subset of monitoring.coreos.com/v1
- * ServiceMonitor fields this chart may render, as the CRD defines them.
+ * CRDs are not in kubernetes-types: the subsets of the Prometheus Operator's
+ * monitoring.coreos.com/v1 ServiceMonitor and cert-manager's cert-manager.io/v1 Certificate this
+ * chart may render, with the field names, types and enums their CRDs define (cert-manager's
+ * KeyUsage, PrivateKeyAlgorithm, RotationPolicy, ObjectReference).
  */
 const PRELUDE = `
 type ObjectMeta = import('kubernetes-types/meta/v1').ObjectMeta;
@@ -45,6 +48,20 @@ interface ServiceMonitor {
   spec: {
     selector: LabelSelector; endpoints: ServiceMonitorEndpoint[];
     namespaceSelector?: { any?: boolean; matchNames?: string[] }; jobLabel?: string;
+  };
+}
+type KeyUsage = 'signing' | 'digital signature' | 'content commitment' | 'key encipherment' | 'key agreement'
+  | 'data encipherment' | 'cert sign' | 'crl sign' | 'encipher only' | 'decipher only' | 'any' | 'server auth'
+  | 'client auth' | 'code signing' | 'email protection' | 's/mime' | 'ipsec end system' | 'ipsec tunnel'
+  | 'ipsec user' | 'timestamping' | 'ocsp signing' | 'microsoft sgc' | 'netscape sgc';
+interface Certificate {
+  apiVersion: 'cert-manager.io/v1'; kind: 'Certificate'; metadata: ObjectMeta;
+  spec: {
+    secretName: string; issuerRef: { name: string; kind?: string; group?: string };
+    commonName?: string; dnsNames?: string[]; ipAddresses?: string[]; uris?: string[]; emailAddresses?: string[];
+    duration?: string; renewBefore?: string; usages?: KeyUsage[]; isCA?: boolean;
+    privateKey?: { algorithm?: 'RSA' | 'ECDSA' | 'Ed25519'; size?: number; encoding?: 'PKCS1' | 'PKCS8'; rotationPolicy?: 'Never' | 'Always' };
+    secretTemplate?: { annotations?: Record<string, string>; labels?: Record<string, string> };
   };
 }
 `;

@@ -11,15 +11,30 @@ import type { Manifest, Workload } from './manifest';
 export const COMPONENTS = ['gateway', 'logic', 'router'] as const;
 export const TEN_MILLION = 10_000_000;
 
+/** The certificate Secrets values-ha.yaml leaves for the operator to name (it has TLS on everywhere). */
+export const HA_TLS_SECRETS = {
+  'gateway.tls.existingSecret': 'im-gateway-tls', 'cassandra.tls.existingSecret': 'im-cassandra-tls',
+  'grpcTls.gatewaySecret': 'im-grpc-gateway', 'grpcTls.logicSecret': 'im-grpc-logic', 'grpcTls.routerSecret': 'im-grpc-router',
+} as const;
+
+/** cert-manager instead: the Secrets the chart's Certificates write (Cassandra's CA is outside the chart). */
+export const HA_CERT_MANAGER = {
+  'certManager.enabled': true, 'certManager.gateway.issuerRef.name': 'letsencrypt',
+  'certManager.internal.issuerRef.name': 'im-internal-ca', 'cassandra.tls.existingSecret': 'im-cassandra-tls',
+} as const;
+
 /** Values the suites render with; each one exercises a mode or an option. */
 export const VARIANTS = {
   default: {},
-  ha: { valuesFiles: [HA_VALUES] },
+  ha: { valuesFiles: [HA_VALUES], set: HA_TLS_SECRETS },
+  haCertManager: { valuesFiles: [HA_VALUES], set: HA_CERT_MANAGER },
   perPodService: {
     set: {
       'gateway.publicAddress.mode': 'perPodService', 'gateway.publicAddress.domain': 'gw.example.com',
       'gateway.websocket.port': 7101,
       'gateway.autoscaling.enabled': true, 'gateway.autoscaling.minReplicas': 2, 'gateway.autoscaling.maxReplicas': 4,
+      // Both listeners; the TLS certificate (*.gw.example.com) from cert-manager.
+      'gateway.tls.enabled': true, 'certManager.enabled': true, 'certManager.gateway.issuerRef.name': 'letsencrypt',
     },
   },
   hostPortNodePort: {
@@ -27,6 +42,7 @@ export const VARIANTS = {
       'gateway.publicAddress.mode': 'hostPort', 'gateway.service.type': 'NodePort', 'gateway.service.nodePort': 30100,
       'gateway.websocket.port': 7101,
       'router.publicService.type': 'ClusterIP',
+      'gateway.tls.enabled': true, 'gateway.tls.existingSecret': 'my-gateway-tls', 'gateway.tls.nodePort': 30443,
     },
   },
   extras: {
@@ -41,6 +57,8 @@ export const VARIANTS = {
       // The config-loader check below has one test client certificate for every role: roles off.
       'grpcTls.enabled': true, 'grpcTls.gatewaySecret': 'my-grpc-gateway', 'grpcTls.logicSecret': 'my-grpc-logic',
       'grpcTls.routerSecret': 'my-grpc-router', 'grpcTls.checkRoles': false,
+      'gateway.tls.enabled': true, 'gateway.tls.existingSecret': 'my-gateway-tls', 'gateway.tls.reloadInterval': '30s',
+      'gateway.tls.publicPort': 443,
       'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
       'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
       'gateway.websocket.port': 8443, 'gateway.websocket.publicUrl': 'wss://im.example.com/ws',
@@ -55,11 +73,18 @@ export const VARIANTS = {
       'nats.credentials.gateway.passwordKey': 'password', 'nats.tls.existingSecret': 'my-nats-ca',
     },
   },
-  // Helm's longest release name (53 characters).
-  longName: { release: 'a-release-name-that-is-exactly-fifty-three-chars-long' },
+  // Helm's longest release name (53 characters), with the longest names the chart makes (cert-manager's Secrets).
+  longName: {
+    release: 'a-release-name-that-is-exactly-fifty-three-chars-long',
+    set: { 'grpcTls.enabled': true, 'certManager.enabled': true, 'certManager.internal.issuerRef.name': 'im-internal-ca' },
+  },
 } satisfies Record<string, RenderOptions>;
 
 export type Variant = keyof typeof VARIANTS;
+
+/** The variants with the gateways' TLS listener, and those with internal gRPC mTLS. */
+export const GATEWAY_TLS: readonly Variant[] = ['ha', 'haCertManager', 'perPodService', 'hostPortNodePort', 'extras'];
+export const GRPC_TLS: readonly Variant[] = ['ha', 'haCertManager', 'extras', 'longName'];
 
 let cache: Record<Variant, Manifest> | undefined;
 

@@ -127,14 +127,20 @@ Call with the component's values.
 IM_LOGIC_ADDRS for gateways. The gateway keeps one stream per listed address and spreads calls
 round-robin over the streams that are up, so it must list every logic pod by its stable
 StatefulSet name; ordinals not running yet (below the HPA maximum) are retried quietly and join
-the rotation when their pod becomes ready.
+the rotation when their pod becomes ready. Fully qualified, so one wildcard SAN
+(*.<headless>.<namespace>.svc.<clusterDomain>) covers them under mTLS: Node refuses a wildcard
+over a single label (*.<headless>), and it resolves without the search-path round trips.
 */}}
+{{- define "im.logicPodDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "im.logicHeadless" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
 {{- define "im.logicAddrs" -}}
 {{- if .Values.logic.gatewayAddresses -}}
 {{- join "," .Values.logic.gatewayAddresses -}}
 {{- else -}}
 {{- $sts := include "im.componentName" (dict "root" . "component" "logic") -}}
-{{- $svc := include "im.logicHeadless" . -}}
+{{- $svc := include "im.logicPodDomain" . -}}
 {{- $addrs := list -}}
 {{- range $i := until (int (include "im.maxPods" .Values.logic)) -}}
 {{- $addrs = append $addrs (printf "%s-%d.%s:%d" $sts $i $svc (int $.Values.logic.port)) -}}
@@ -206,10 +212,7 @@ IM_NATS_URL: {{ .Values.nats.url | quote }}
       key: {{ $v.nats.existingSecretKey }}
 {{- end }}
 {{- if $v.grpcTls.enabled }}
-{{- $secret := index $v.grpcTls (printf "%sSecret" .component) }}
-{{- if not $secret }}
-{{- fail (printf "grpcTls.enabled needs grpcTls.%sSecret: a Secret with the internal CA, the %s certificate and its key" .component .component) }}
-{{- end }}
+{{- include "im.tlsCheck" .root }}
 # Mutual TLS on internal gRPC: paths into the Secret volume grpc-tls (re-read on change).
 {{- range $env, $key := dict "IM_GRPC_TLS_CA" $v.grpcTls.caKey "IM_GRPC_TLS_CERT" $v.grpcTls.certKey "IM_GRPC_TLS_KEY" $v.grpcTls.keyKey }}
 - name: {{ $env }}
@@ -220,6 +223,64 @@ IM_NATS_URL: {{ .Values.nats.url | quote }}
 - name: IM_GRPC_TLS_RELOAD_INTERVAL
   value: {{ $v.grpcTls.reloadInterval | quote }}
 {{- end }}
+{{- end -}}
+
+{{/*
+TLS Secrets: a value names each one, or cert-manager makes it (certificates.yaml). "im.tlsCheck"
+fails, listing every value still to set, when TLS is on somewhere without its Secret; each
+template that mounts one calls it first, so the message is the same whichever renders first.
+*/}}
+{{- define "im.tlsCheck" -}}
+{{- $v := .Values -}}
+{{- $cm := $v.certManager -}}
+{{- $missing := list -}}
+{{- if and $v.gateway.tls.enabled (not $v.gateway.tls.existingSecret) -}}
+{{- if not $cm.enabled -}}
+{{- $missing = append $missing "gateway.tls.existingSecret (a kubernetes.io/tls Secret with tls.crt and tls.key; or certManager.enabled=true)" -}}
+{{- else if not $cm.gateway.issuerRef.name -}}
+{{- $missing = append $missing "certManager.gateway.issuerRef.name (the issuer of the gateways' client-facing certificate; or gateway.tls.existingSecret)" -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.grpcTls.enabled -}}
+{{- range $comp := list "gateway" "logic" "router" -}}
+{{- if not (index $v.grpcTls (printf "%sSecret" $comp)) -}}
+{{- if not $cm.enabled -}}
+{{- $missing = append $missing (printf "grpcTls.%sSecret (the internal CA, the %s certificate and its key; or certManager.enabled=true)" $comp $comp) -}}
+{{- else if not $cm.internal.issuerRef.name -}}
+{{- $missing = append $missing "certManager.internal.issuerRef.name (the issuer of the internal CA; or the grpcTls.*Secret values)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ct := $v.cassandra.tls -}}
+{{- if and $ct.enabled (not $ct.existingSecret) $ct.caKey -}}
+{{- $missing = append $missing "cassandra.tls.existingSecret (the Cassandra nodes' CA under cassandra.tls.caKey; or cassandra.tls.caKey=\"\" to trust Node's public CAs)" -}}
+{{- end -}}
+{{- with uniq $missing -}}
+{{- fail (printf "TLS is on but its Secrets are not named; set: %s. See k8s/README.md, \"TLS\"." (join "; " .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+extraEnv lands in a ConfigMap, readable by anyone who may read ConfigMaps: refuse what looks like
+a secret there (a secret-named variable, a PEM block, a URL with a password).
+(dict "where" "gateway.extraEnv.X" "name" "X" "value" "...")
+*/}}
+{{- define "im.notSecret" -}}
+{{- $s := toString .value -}}
+{{- if or (regexMatch "(?i)(SECRET|PASSWORD|PASSWD|TOKENS?|_KEYS|CREDENTIALS?|CREDS)$" .name) (contains "-----BEGIN" $s) (regexMatch "://[^/@\\s]+:[^/@\\s]*@" $s) -}}
+{{- fail (printf "%s looks like a secret, and extraEnv goes into a ConfigMap: give it through a Secret (auth.existingSecret, auth.keysSecret, nats.existingSecret, cassandra.existingSecret, logic.adminTokens, the TLS Secrets)" .where) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateways' client-facing TLS Secret: gateway.tls.existingSecret, else cert-manager's. */}}
+{{- define "im.gatewayTlsSecret" -}}
+{{- default (printf "%s-gateway-tls" (include "im.fullname" .)) .Values.gateway.tls.existingSecret -}}
+{{- end -}}
+
+{{/* A role's internal gRPC Secret: grpcTls.<component>Secret, else cert-manager's. (dict "root" $ "component" "logic") */}}
+{{- define "im.grpcTlsSecret" -}}
+{{- default (printf "%s-grpc-%s" (include "im.fullname" .root) .component) (index .root.Values.grpcTls (printf "%sSecret" .component)) -}}
 {{- end -}}
 
 {{/* The grpc-tls volume mount (a Secret, read-only, not subPath: renewals reach the files). */}}
@@ -237,7 +298,7 @@ IM_NATS_URL: {{ .Values.nats.url | quote }}
 {{- if $t.enabled -}}
 - name: grpc-tls
   secret:
-    secretName: {{ index $t (printf "%sSecret" .component) }}
+    secretName: {{ include "im.grpcTlsSecret" . }}
     defaultMode: 0440
     items:
       {{- range $key := list $t.caKey $t.certKey $t.keyKey }}
@@ -426,6 +487,17 @@ closing the bus, router and logic streams. An explicit value below that fails th
 {{- if $pa.port -}}{{ int $pa.port }}{{- else if eq $pa.mode "hostPort" -}}{{ int .Values.gateway.port }}{{- else -}}{{ int .Values.gateway.service.port }}{{- end -}}
 {{- end -}}
 
+{{/* The port of IM_GATEWAY_TLS_PUBLIC_ADDR: gateway.tls.publicPort, else as above for the TLS port. */}}
+{{- define "im.gatewayTlsPublicPort" -}}
+{{- $t := .Values.gateway.tls -}}
+{{- if $t.publicPort -}}{{ int $t.publicPort }}{{- else if eq .Values.gateway.publicAddress.mode "hostPort" -}}{{ int $t.port }}{{- else -}}{{ int $t.servicePort }}{{- end -}}
+{{- end -}}
+
+{{/* shared mode: the host every gateway advertises (the in-cluster Service name when publicAddress.host is empty). */}}
+{{- define "im.gatewaySharedHost" -}}
+{{- default (printf "%s.%s.svc.%s" (include "im.componentName" (dict "root" . "component" "gateway")) .Release.Namespace .Values.clusterDomain) .Values.gateway.publicAddress.host -}}
+{{- end -}}
+
 {{/*
 Pod template labels: selector labels plus part-of, not the chart version. A label that changes
 with every chart release would roll every gateway (and so reconnect every client) even when
@@ -434,4 +506,22 @@ nothing in the pod changed.
 {{- define "im.podLabels" -}}
 {{ include "im.selectorLabels" . }}
 app.kubernetes.io/part-of: im
+{{- end -}}
+
+{{/* A Certificate's privateKey and issuerRef; (dict "root" $ "issuerRef" .Values.certManager.internal.issuerRef) */}}
+{{- define "im.certificateKeyAndIssuer" -}}
+{{- $k := .root.Values.certManager.privateKey -}}
+{{- if and (eq $k.algorithm "RSA") (lt (int $k.size) 2048) -}}
+{{- fail "certManager.privateKey.size must be 2048, 3072 or 4096 with algorithm RSA" -}}
+{{- else if and (eq $k.algorithm "ECDSA") (not (has (int $k.size) (list 256 384 521))) -}}
+{{- fail "certManager.privateKey.size must be 256, 384 or 521 with algorithm ECDSA" -}}
+{{- end -}}
+privateKey:
+  algorithm: {{ .root.Values.certManager.privateKey.algorithm }}
+  size: {{ .root.Values.certManager.privateKey.size }}
+  rotationPolicy: Always
+issuerRef:
+  name: {{ .issuerRef.name }}
+  kind: {{ .issuerRef.kind }}
+  group: {{ .issuerRef.group }}
 {{- end -}}
