@@ -62,6 +62,7 @@ export interface EmbeddedSystem {
   logicAddr: string;
   /** Whether logicAddr serves LogicAdmin (an admin token is configured). */
   adminApi: boolean;
+  /** The route API's base URL: https://host:port with IM_ROUTER_HTTP_TLS_*, else http://host:port. */
   routerUrl: string;
   /** The client HTTP API's base URL (http://host:port); undefined when it is off. */
   httpUrl?: string;
