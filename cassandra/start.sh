@@ -3,6 +3,7 @@
 # cassandra/lib (no tarball, no Docker), in the background, and waits until it answers CQL.
 #
 #   ./cassandra/start.sh [--fresh]      --fresh (or CASSANDRA_FRESH=1) wipes the data first
+#   ./cassandra/start.sh --print-java   prints the JDK 17 `java` it would run (its keytool is beside it)
 #
 #   CASSANDRA_BASE   data, logs, generated conf, pid file   (default: <repo>/.run/cassandra, git-ignored)
 #   CASSANDRA_LIB    jars                                   (default: <this dir>/lib; run fetch.sh first)
@@ -15,6 +16,13 @@
 #   CASSANDRA_CLIENT_KEYSTORE  a PKCS12 keystore (server key + certificate): CQL over TLS only on
 #                    this node (client_encryption_options, optional: false); unset = plaintext CQL
 #   CASSANDRA_CLIENT_KEYSTORE_PASSWORD  its password
+#   CASSANDRA_CLIENT_TRUSTSTORE  with CASSANDRA_CLIENT_KEYSTORE: a PKCS12 truststore of the CA(s)
+#                    whose client certificates are accepted (keytool -importcert -storetype PKCS12);
+#                    set = every CQL client must present one (require_client_auth: true)
+#   CASSANDRA_CLIENT_TRUSTSTORE_PASSWORD  its password
+#   CASSANDRA_PROBE_CERT / CASSANDRA_PROBE_KEY  PEM client certificate and key the readiness probe
+#                    presents to such a node; unset = the probe waits for the log line and a TCP
+#                    accept instead of a CQL answer
 #   JAVA17           a JDK 17 `java` (default: auto-detect). Cassandra 5.0 runs on 11 and 17 only:
 #                    on 21+ it fails (System.setSecurityManager throws on 24+).
 #
@@ -34,6 +42,18 @@ FRESH="${CASSANDRA_FRESH:-0}"
 [ "${1:-}" = "--fresh" ] && FRESH=1
 PIDFILE="$BASE/cassandra.pid"
 
+# ---------- a JDK 17, explicitly ----------
+JAVA="${JAVA17:-}"
+if [ -z "$JAVA" ]; then
+  for c in /usr/lib/jvm/java-17-openjdk-amd64/bin/java /usr/lib/jvm/java-17-openjdk-arm64/bin/java \
+           /usr/lib/jvm/java-17-openjdk/bin/java /usr/lib/jvm/temurin-17-jdk-amd64/bin/java "$(command -v java || true)"; do
+    if [ -n "$c" ] && [ -x "$c" ] && "$c" -version 2>&1 | head -1 | grep -q '"17\.'; then JAVA="$c"; break; fi
+  done
+fi
+[ -n "$JAVA" ] || { echo "start: no JDK 17 found (apt-get install openjdk-17-jdk-headless, or set JAVA17)" >&2; exit 1; }
+
+[ "${1:-}" = "--print-java" ] && { echo "$JAVA"; exit 0; }
+
 is_cassandra() { kill -0 "$1" 2>/dev/null && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q 'org.apache.cassandra.service.CassandraDaemon'; }
 
 if [ -f "$PIDFILE" ] && is_cassandra "$(cat "$PIDFILE")"; then
@@ -44,16 +64,6 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PORT") 2>/dev/null; then
   echo "start: something else already listens on 127.0.0.1:$CQL_PORT; set CQL_PORT or stop it" >&2
   exit 1
 fi
-
-# ---------- a JDK 17, explicitly ----------
-JAVA="${JAVA17:-}"
-if [ -z "$JAVA" ]; then
-  for c in /usr/lib/jvm/java-17-openjdk-amd64/bin/java /usr/lib/jvm/java-17-openjdk-arm64/bin/java \
-           /usr/lib/jvm/java-17-openjdk/bin/java /usr/lib/jvm/temurin-17-jdk-amd64/bin/java "$(command -v java || true)"; do
-    if [ -n "$c" ] && [ -x "$c" ] && "$c" -version 2>&1 | head -1 | grep -q '"17\.'; then JAVA="$c"; break; fi
-  done
-fi
-[ -n "$JAVA" ] || { echo "start: no JDK 17 found (apt-get install openjdk-17-jdk-headless, or set JAVA17)" >&2; exit 1; }
 
 ls "$LIB"/cassandra-all-*.jar >/dev/null 2>&1 || { echo "start: $LIB has no cassandra-all-*.jar (run cassandra/fetch.sh first)" >&2; exit 1; }
 JAMM_JAR="$(ls "$LIB"/jamm-*.jar | head -1)"
@@ -71,8 +81,19 @@ client_encryption_options:
   keystore: $CASSANDRA_CLIENT_KEYSTORE
   keystore_password: "${CASSANDRA_CLIENT_KEYSTORE_PASSWORD:-}"
   store_type: PKCS12
-  require_client_auth: false
 YAML
+  if [ -n "${CASSANDRA_CLIENT_TRUSTSTORE:-}" ]; then
+    [ -r "$CASSANDRA_CLIENT_TRUSTSTORE" ] || { echo "start: cannot read CASSANDRA_CLIENT_TRUSTSTORE $CASSANDRA_CLIENT_TRUSTSTORE" >&2; exit 1; }
+    cat >> "$BASE/conf/cassandra.yaml" <<YAML
+  require_client_auth: true
+  truststore: $CASSANDRA_CLIENT_TRUSTSTORE
+  truststore_password: "${CASSANDRA_CLIENT_TRUSTSTORE_PASSWORD:-}"
+YAML
+  else
+    echo "  require_client_auth: false" >> "$BASE/conf/cassandra.yaml"
+  fi
+elif [ -n "${CASSANDRA_CLIENT_TRUSTSTORE:-}" ]; then
+  echo "start: CASSANDRA_CLIENT_TRUSTSTORE needs CASSANDRA_CLIENT_KEYSTORE (client certificates are checked over TLS only)" >&2; exit 1
 fi
 cp "$HERE/logback.xml" "$BASE/conf/logback.xml"
 : > "$BASE/logs/stdout.log"
@@ -157,6 +178,14 @@ JVM_OPTS+=(
   -Dcassandra.ring_delay_ms=1000                   # defensive: fresh single seed never sleeps RING_DELAY anyway
   -Dcassandra.superuser_setup_delay_ms=0           # default-role setup runs immediately instead of after 10 s
 )
+# CQL over TLS through the JDK's TLS engine, not netty-tcnative's BoringSSL (also in lib/): with
+# require_client_auth and TLS 1.3, a Node client given a CA (the driver's sslOptions.ca, i.e.
+# IM_CASSANDRA_TLS_CA) sees its requests garbled on the BoringSSL engine: the node logs "Invalid or
+# unsupported protocol version", the driver "wrong streamId", and requests time out. TLS 1.2, no
+# CA option, or the JDK engine all work; the JDK engine keeps TLS 1.3 and the CA check.
+if [ -n "${CASSANDRA_CLIENT_KEYSTORE:-}" ]; then
+  JVM_OPTS+=(-Dcassandra.disable_tcactive_openssl=true)
+fi
 if [ -n "${CASSANDRA_JMX_PORT:-}" ]; then
   JVM_OPTS+=("-Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT" -Dcom.sun.management.jmxremote.authenticate=false)
 fi
@@ -181,15 +210,19 @@ fail() {
 }
 
 # ---------- wait until CQL answers ----------
-if command -v node >/dev/null && [ -d "$ROOT/node_modules/cassandra-driver" ]; then
+# A node that requires client certificates answers the probe only if it presents one.
+PROBE_CQL=1
+[ -n "${CASSANDRA_CLIENT_TRUSTSTORE:-}" ] && { [ -z "${CASSANDRA_PROBE_CERT:-}" ] || [ -z "${CASSANDRA_PROBE_KEY:-}" ]; } && PROBE_CQL=0
+if [ "$PROBE_CQL" = 1 ] && command -v node >/dev/null && [ -d "$ROOT/node_modules/cassandra-driver" ]; then
   set +e
-  VERSION="$(cd "$ROOT" && CQL_TLS="${CASSANDRA_CLIENT_KEYSTORE:+1}" node "$HERE/wait-cql.js" 127.0.0.1 "$CQL_PORT" "$TIMEOUT" "$PID" 2>"$BASE/logs/wait.err")"
+  VERSION="$(cd "$ROOT" && CQL_TLS="${CASSANDRA_CLIENT_KEYSTORE:+1}" CQL_TLS_CERT="${CASSANDRA_PROBE_CERT:-}" CQL_TLS_KEY="${CASSANDRA_PROBE_KEY:-}" node "$HERE/wait-cql.js" 127.0.0.1 "$CQL_PORT" "$TIMEOUT" "$PID" 2>"$BASE/logs/wait.err")"
   rc=$?
   set -e
   [ $rc -eq 2 ] && fail "the process exited during startup"
   [ $rc -ne 0 ] && fail "no CQL answer after ${TIMEOUT}s ($(cat "$BASE/logs/wait.err"))"
 else
-  # No driver installed yet: fall back to the log line plus a TCP accept on the CQL port.
+  # No driver installed yet, or no certificate for a node that requires one: fall back to the
+  # log line plus a TCP accept on the CQL port.
   deadline=$(( $(date +%s) + TIMEOUT ))
   until grep -q "Startup complete" "$BASE/logs/stdout.log" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PORT") 2>/dev/null; do
     kill -0 "$PID" 2>/dev/null || fail "the process exited during startup"

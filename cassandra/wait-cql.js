@@ -3,6 +3,8 @@
 // Usage: node cassandra/wait-cql.js <host> <port> <timeoutSeconds> <pid>
 // CQL_TLS=1: the node serves CQL over TLS only (start.sh's CASSANDRA_CLIENT_KEYSTORE); this probe
 // then speaks TLS without checking the certificate: it only asks whether the node is up.
+// CQL_TLS_CERT / CQL_TLS_KEY: PEM files of a client certificate to present (a node that requires
+// client certificates, start.sh's CASSANDRA_CLIENT_TRUSTSTORE).
 // Exits 0 when ready, 1 on timeout, 2 when <pid> is gone (the server died while starting).
 'use strict';
 const cassandra = require('cassandra-driver');
@@ -11,6 +13,10 @@ const [host = '127.0.0.1', portArg = '9042', timeoutArg = '180', pidArg = '0'] =
 const deadlineMs = Date.now() + Number(timeoutArg) * 1000;
 const pid = Number(pidArg);
 const tls = process.env.CQL_TLS === '1';
+const fs = require('node:fs');
+const clientCert = process.env.CQL_TLS_CERT && process.env.CQL_TLS_KEY
+  ? { cert: fs.readFileSync(process.env.CQL_TLS_CERT), key: fs.readFileSync(process.env.CQL_TLS_KEY) }
+  : {};
 
 function alive() {
   if (!pid) return true;
@@ -25,7 +31,7 @@ function alive() {
       contactPoints: [`${host}:${portArg}`],
       localDataCenter: 'datacenter1',
       socketOptions: { connectTimeout: 2000, readTimeout: 5000 },
-      ...(tls && { sslOptions: { rejectUnauthorized: false } }),
+      ...(tls && { sslOptions: { rejectUnauthorized: false, ...clientCert } }),
     });
     try {
       await client.connect();

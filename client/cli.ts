@@ -39,9 +39,10 @@ export const USAGE = `usage: im <command> [args] [--router URL] [--tls [--tls-ca
                                                     apply schema migrations (IM_STORE, IM_CASSANDRA_*)
   im help
 
-  --router URL   route API (default: $IM_ROUTER_URL, else ${DEFAULT_ROUTER_URL})
+  --router URL   route API, http:// or https:// (default: $IM_ROUTER_URL, else ${DEFAULT_ROUTER_URL})
   --tls          connect to the gateways' TLS listeners (their certificate is verified)
-  --tls-ca FILE  trust this PEM CA instead of the system's (implies --tls)
+  --tls-ca FILE  trust this PEM CA instead of the system's, for the gateways and an https://
+                 --router (implies --tls)
   --tls-servername NAME  the name the gateway certificate must carry (implies --tls)
   Tokens are signed with $IM_AUTH_SECRET, else the file auth.secret in $IM_DATA_DIR (default ./data);
   with $IM_AUTH_SIGNING_KID, with that key of $IM_AUTH_KEYS (kid:secret,...) and its kid in the header.

@@ -6,7 +6,10 @@ export type TokenProvider = () => Promise<string> | string;
 
 /** TLS to the gateways (their `tlsAddr` in the route API). The server's certificate is always verified. */
 export interface ClientTlsOptions {
-  /** PEM CA certificate(s) to trust instead of Node's bundled CAs (a private CA). */
+  /**
+   * PEM CA certificate(s) to trust instead of Node's bundled CAs (a private CA), for the gateways
+   * and for an https:// routerUrl.
+   */
   ca?: string | Buffer | Array<string | Buffer>;
   /**
    * The name the certificate must carry (and the SNI sent). Default: the host of the gateway's
@@ -16,7 +19,10 @@ export interface ClientTlsOptions {
 }
 
 export interface ImClientOptions {
-  /** Route API base URL, e.g. http://127.0.0.1:7180. */
+  /**
+   * Route API base URL, e.g. http://127.0.0.1:7180, or https://... (the router's certificate is
+   * verified, against tls.ca when given, else Node's bundled CAs).
+   */
   routerUrl: string;
   /** A JWT, or a function returning one; a function is called again when the server says the token expired. */
   token: string | TokenProvider;

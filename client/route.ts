@@ -1,7 +1,8 @@
 /**
- * The route API client (docs/route-api.md): one short HTTP GET that returns the gateways to try,
- * best first for the client's region, the heartbeat interval, and the backoff window the operator
- * wants clients to use.
+ * The route API client (docs/route-api.md): one short HTTP(S) GET that returns the gateways to
+ * try, best first for the client's region, the heartbeat interval, and the backoff window the
+ * operator wants clients to use. Over https:// the router's certificate is always verified (TLS
+ * 1.2+), against `ca` when given.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -41,6 +42,12 @@ export class RouteRateLimitedError extends ImClientError {
 export interface RouteQuery {
   /** Sent as ?region=: the server ranks that region's gateways first. */
   region?: string;
+}
+
+/** For an https:// router URL. */
+export interface RouteTlsOptions {
+  /** PEM CA certificate(s) to trust instead of Node's bundled CAs (the SDK's `tls.ca`). */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 /** Bounds what a (possibly broken) route API can make a client hold or try. */
@@ -96,7 +103,9 @@ export function parseRouteAnswer(json: unknown): RouteAnswer {
  * again). node:http rather than fetch(): fetch refuses the "bad ports" of the browser world
  * (6000, 10080, ...), which an operator may well choose for an internal API.
  */
-export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortSignal, query: RouteQuery = {}): Promise<RouteAnswer> {
+export function fetchRoute(
+  routerUrl: string, timeoutMs: number, signal?: AbortSignal, query: RouteQuery = {}, tls: RouteTlsOptions = {},
+): Promise<RouteAnswer> {
   const url = routeUrl(routerUrl, query);
   const fail = (why: string, cause?: unknown) =>
     new ImClientError(Code.UNAVAILABLE, `route API ${url} unreachable: ${why}`, { retryable: true, cause });
@@ -108,7 +117,7 @@ export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortS
       reject(new ImClientError(Code.BAD_REQUEST, `route API URL "${routerUrl}" is invalid`, { retryable: false, cause }));
       return;
     }
-    const get = target.protocol === 'https:' ? https.get : http.get;
+    const secure = target.protocol === 'https:';
     let settled = false;
     const done = (err: Error | undefined, answer?: RouteAnswer) => {
       if (settled) return;
@@ -120,7 +129,7 @@ export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortS
     };
     const onAbort = () => done(fail('aborted'));
     const timer = setTimeout(() => done(fail(`no answer within ${timeoutMs}ms`)), timeoutMs);
-    const req = get(target, { headers: { accept: 'application/json' }, agent: false }, (res) => {
+    const onResponse = (res: http.IncomingMessage) => {
       if (res.statusCode === 429) {
         res.resume();
         done(new RouteRateLimitedError(`route API ${url} is rate limiting this client`, retryAfterMs(res.headers['retry-after'])));
@@ -156,11 +165,27 @@ export function fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortS
         }
       });
       res.on('error', (err) => done(fail(err.message, err)));
-    });
-    req.on('error', (err) => done(fail(err.message, err)));
+    };
+    const headers = { accept: 'application/json' };
+    const req = secure
+      ? https.get(target, { headers, agent: false, minVersion: 'TLSv1.2', ca: tls.ca }, onResponse)
+      : http.get(target, { headers, agent: false }, onResponse);
+    req.on('error', (err: NodeJS.ErrnoException) => done(fail(describeError(err, secure), err)));
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** A hint for the usual TLS mistakes: an untrusted certificate, or https and http crossed. */
+function describeError(err: NodeJS.ErrnoException, secure: boolean): string {
+  const code = err.code ?? '';
+  if (secure && /CERT|SELF_SIGNED|UNABLE_TO|ALTNAME/.test(code)) {
+    return `TLS: ${err.message} (the router's certificate is not trusted: pass its CA as tls.ca, or im --tls-ca)`;
+  }
+  if (secure && code === 'ERR_SSL_WRONG_VERSION_NUMBER') return `TLS: ${err.message} (a plain HTTP listener? use an http:// URL)`;
+  if (secure && code.startsWith('ERR_SSL')) return `TLS: ${err.message}`;
+  if (!secure && code === 'ECONNRESET') return `${err.message} (an HTTPS listener? use an https:// URL)`;
+  return err.message;
 }
 
 /** Retry-After in seconds (the HTTP-date form is not used by this API); 1 s when absent or odd. */

@@ -225,7 +225,8 @@ export class ImClient extends EventEmitter {
       let route: RouteAnswer | undefined;
       this.throwIfClosed();
       try {
-        route = await fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, this.shutdown.signal, { region: this.options.region });
+        // An https:// route API is checked against the same CA as the gateways (tls.ca).
+        route = await fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, this.shutdown.signal, { region: this.options.region }, { ca: this.options.tls?.ca });
         this.applyRouteBackoff(route);
         if (route.gateways.length === 0) lastErr = new ImClientError(Code.UNAVAILABLE, 'the route API lists no gateway', { retryable: true });
       } catch (err) {

@@ -6,6 +6,7 @@ import { Level } from '../common/log';
 import { loadTokenAuth } from '../common/secret';
 import { checkDistinct, gatewayTlsOptions, loadGatewayLimits, loadGatewayListeners, loadGatewayWs } from '../gateway/config';
 import { loadAdminAuth, loadHttpApiSettings, loadLogicLimits } from '../logic/config';
+import { loadRouteApiTls } from '../router/config';
 import { EmbeddedOptions } from './system';
 
 export interface EmbeddedConfig extends EmbeddedOptions {
@@ -27,6 +28,8 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     authSecret, auth,
     gatewayHost: gateway.host, gatewayPort: gateway.port,
     routerHttpHost: routerHttp.host, routerHttpPort: routerHttp.port,
+    // HTTPS on the route API, as on a router process (flags --router-http-tls-cert, ...).
+    routerHttpTls: loadRouteApiTls(s, 'router-'),
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.

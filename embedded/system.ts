@@ -19,7 +19,7 @@ import { HttpApi } from '../logic/http-api';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService, LogicServiceOptions } from '../logic/service';
-import { RouterService } from '../router/service';
+import { RouterService, type RouteApiTlsSettings } from '../router/service';
 import { openStore } from '../storage/open';
 import { InProcessLogic, InProcessRouter } from './in-process';
 
@@ -36,6 +36,8 @@ export interface EmbeddedOptions {
   gatewayPort?: number;     // 0 = ephemeral
   routerHttpHost?: string;
   routerHttpPort?: number;  // 0 = ephemeral
+  /** HTTPS on the route API (IM_ROUTER_HTTP_TLS_*); absent: plain HTTP. */
+  routerHttpTls?: RouteApiTlsSettings;
   /** Loopback port of logic's gRPC (gateway stream and the internal admin API); 0 = ephemeral. */
   logicPort?: number;
   node?: string;
@@ -60,6 +62,7 @@ export interface EmbeddedSystem {
   logicAddr: string;
   /** Whether logicAddr serves LogicAdmin (an admin token is configured). */
   adminApi: boolean;
+  /** The route API's base URL: https://host:port with IM_ROUTER_HTTP_TLS_*, else http://host:port. */
   routerUrl: string;
   /** The client HTTP API's base URL (http://host:port); undefined when it is off. */
   httpUrl?: string;
@@ -98,7 +101,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const { heartbeatIntervalMs } = resolveLimits(options.gateway ?? {});
     const router = new RouterService({
       grpcHost: LOOPBACK, grpcPort: 0, clientHeartbeatIntervalMs: heartbeatIntervalMs, grpcTls: options.grpcTls,
-      httpHost: options.routerHttpHost ?? LOOPBACK, httpPort: options.routerHttpPort ?? 0,
+      httpHost: options.routerHttpHost ?? LOOPBACK, httpPort: options.routerHttpPort ?? 0, httpTls: options.routerHttpTls,
       logger: logger.child({ svc: 'router' }),
     });
     const routerPorts = await router.start();
@@ -149,7 +152,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       gatewayTlsAddr: tls ? formatHostPort({ host: tls.host, port: tlsPort! }) : '',
       logicAddr: `${LOOPBACK}:${logicPort}`,
       adminApi: internal.admin,
-      routerUrl: `http://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
+      routerUrl: `${options.routerHttpTls ? 'https' : 'http'}://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
       httpUrl,
       authSecret,
       dataDir: options.dataDir,

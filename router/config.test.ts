@@ -1,7 +1,10 @@
 import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError } from '../common/config';
+import { makeTestPki } from '../test/tls-certs';
 import { loadRouterConfig } from './config';
 
 describe('loadRouterConfig', () => {
@@ -76,6 +79,30 @@ describe('loadRouterConfig', () => {
     assert.deepEqual([c.grpcHost, c.grpcPort, c.httpHost, c.httpPort], ['10.1.2.3', 9101, '0.0.0.0', 9000]);
     assert.equal(c.gatewayTtlMs, 15_000);
     assert.equal(c.logLevel, 'debug');
+  });
+
+  it('reads IM_ROUTER_HTTP_TLS_*: both files or neither, checked at start naming the setting', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-router-tls-config-'));
+    try {
+      const pki = makeTestPki(dir);
+      const cert = path.join(dir, 'server.pem');
+      const key = path.join(dir, 'server.key');
+      assert.equal(loadRouterConfig({}, []).httpTls, undefined);
+      assert.deepEqual(loadRouterConfig({ IM_ROUTER_HTTP_TLS_CERT: cert, IM_ROUTER_HTTP_TLS_KEY: key }, []).httpTls,
+        { certFile: cert, keyFile: key, reloadIntervalMs: 10_000 });
+      assert.deepEqual(loadRouterConfig({}, ['--http-tls-cert', cert, '--http-tls-key', key, '--http-tls-reload-interval', '2s']).httpTls,
+        { certFile: cert, keyFile: key, reloadIntervalMs: 2000 });
+      const refused = (env: Record<string, string>, field: string, message: RegExp) =>
+        assert.throws(() => loadRouterConfig(env, []), (err: unknown) => err instanceof ConfigError && err.field === field && message.test(err.message));
+      refused({ IM_ROUTER_HTTP_TLS_CERT: cert }, 'IM_ROUTER_HTTP_TLS_KEY', /required with IM_ROUTER_HTTP_TLS_CERT/);
+      refused({ IM_ROUTER_HTTP_TLS_KEY: key }, 'IM_ROUTER_HTTP_TLS_CERT', /required with IM_ROUTER_HTTP_TLS_KEY/);
+      refused({ IM_ROUTER_HTTP_TLS_CERT: path.join(dir, 'none.pem'), IM_ROUTER_HTTP_TLS_KEY: key }, 'IM_ROUTER_HTTP_TLS_CERT', /cannot read/);
+      refused({ IM_ROUTER_HTTP_TLS_CERT: key, IM_ROUTER_HTTP_TLS_KEY: key }, 'IM_ROUTER_HTTP_TLS_CERT', /no PEM certificate/);
+      refused({ IM_ROUTER_HTTP_TLS_CERT: cert, IM_ROUTER_HTTP_TLS_KEY: pki.clientKey }, 'IM_ROUTER_HTTP_TLS_KEY', /not the PEM private key/);
+      refused({ IM_ROUTER_HTTP_TLS_CERT: cert, IM_ROUTER_HTTP_TLS_KEY: key, IM_ROUTER_HTTP_TLS_RELOAD_INTERVAL: '1ms' }, 'IM_ROUTER_HTTP_TLS_RELOAD_INTERVAL', /./);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names the setting in the error for a bad value', () => {

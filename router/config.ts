@@ -3,8 +3,9 @@ import * as fs from 'node:fs';
 import { ConfigError, Env, parseFlags, Settings } from '../common/config';
 import { loadGrpcTls } from '../common/grpc-tls';
 import { createLogger, Level } from '../common/log';
+import { DEFAULT_TLS_RELOAD_MS, loadTlsFiles } from '../common/tls-context';
 import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
-import type { RouterServiceOptions } from './service';
+import { ROUTE_API_TLS_SETTINGS, type RouteApiTlsSettings, type RouterServiceOptions } from './service';
 
 export interface RouterConfig extends RouterServiceOptions {
   logLevel: Level;
@@ -29,6 +30,10 @@ const MAX_REGION_FILE_BYTES = 16 * 1024 * 1024;
  * - IM_ROUTE_RATE (--route-rate): route requests per second per client IP; 0 = no limit. 10.
  * - IM_ROUTE_BURST (--route-burst): bucket size per client IP. 50.
  * - IM_ROUTE_RATE_MAX_IPS (--route-rate-max-ips): client IPs remembered by the limiter. 100000.
+ * - IM_ROUTER_HTTP_TLS_CERT (--http-tls-cert), IM_ROUTER_HTTP_TLS_KEY (--http-tls-key): PEM
+ *   certificate and key; both set: the route API is HTTPS only (TLS 1.2+).
+ * - IM_ROUTER_HTTP_TLS_RELOAD_INTERVAL (--http-tls-reload-interval): how often they are checked
+ *   for a change (a renewal is served without a restart). 10s.
  * - IM_GRPC_TLS_* (common/grpc-tls.ts): mutual TLS on the gRPC listener.
  * - IM_LOG_LEVEL (--log-level).
  * Throws ConfigError naming the setting on a bad value.
@@ -70,9 +75,27 @@ export function loadRouterConfig(
     routeRateBurst: s.int('IM_ROUTE_BURST', 50, { min: 1, flag: 'route-burst' }),
     routeRateMaxIps: s.int('IM_ROUTE_RATE_MAX_IPS', 100_000, { min: 1, flag: 'route-rate-max-ips' }),
     grpcTls: loadGrpcTls(s, 'router'),
+    httpTls: loadRouteApiTls(s),
     logLevel,
     logger: createLogger(logLevel, { svc: 'router' }),
   };
+}
+
+/**
+ * HTTPS on the route API (IM_ROUTER_HTTP_TLS_*), read the same way by the router and embedded
+ * mode (whose flags carry `flagPrefix`, e.g. --router-http-tls-cert). The files are read here
+ * once, so an unusable one stops the process at start naming the setting.
+ */
+export function loadRouteApiTls(s: Settings, flagPrefix = ''): RouteApiTlsSettings | undefined {
+  const { certSetting, keySetting } = ROUTE_API_TLS_SETTINGS;
+  const certFile = s.raw(certSetting, flagPrefix + 'http-tls-cert');
+  const keyFile = s.raw(keySetting, flagPrefix + 'http-tls-key');
+  const reloadIntervalMs = s.durationMs('IM_ROUTER_HTTP_TLS_RELOAD_INTERVAL', DEFAULT_TLS_RELOAD_MS, { min: 100, flag: flagPrefix + 'http-tls-reload-interval' });
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined) throw new ConfigError(certSetting, `required with ${keySetting} (PEM certificate file)`);
+  if (keyFile === undefined) throw new ConfigError(keySetting, `required with ${certSetting} (PEM private key file)`);
+  loadTlsFiles({ certFile, keyFile, certSetting, keySetting });
+  return { certFile, keyFile, reloadIntervalMs };
 }
 
 /** "cidr=region,cidr=region" */

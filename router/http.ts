@@ -1,11 +1,14 @@
 /**
  * The external route API (docs/route-api.md): clients ask which gateways to connect to (best
  * first for their region and the current load) and how to pace heartbeats and reconnects. Short
- * HTTP requests on node:http; bad input gets a JSON error, never a crash.
+ * HTTP requests on node:http, or HTTPS (TLS 1.2+) on node:https when given a certificate; bad
+ * input gets a JSON error, never a crash.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { Code, ImError } from '../common/errors';
 import { Logger } from '../common/log';
+import { TLS_MIN_VERSION, type ReloadableTlsContext } from '../common/tls-context';
 import { CidrMap, CidrSet } from './cidr';
 import { clientIp, MAX_FORWARDED_HOPS, ProxyRules, REGION_HEADER, RegionSource, resolveRegion } from './client-origin';
 import { IpRateLimiter } from './ip-rate-limit';
@@ -46,7 +49,12 @@ export interface RouteHttpOptions {
   /** Whole-request and header deadlines, so slow clients cannot hold sockets open. */
   requestTimeoutMs?: number;
   headersTimeoutMs?: number;
+  /** Serve HTTPS with this certificate (kept current on reload); absent: plain HTTP. */
+  tls?: ReloadableTlsContext;
 }
+
+/** The route API's listener: plain HTTP, or HTTPS when a certificate is configured. */
+export type RouteServer = http.Server | https.Server;
 
 export const ROUTE_HTTP_DEFAULTS = {
   maxGatewaysPerRoute: 16,
@@ -78,7 +86,7 @@ export interface RouteReply {
   backoff: { baseMs: number; maxMs: number };
 }
 
-export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
+export function createRouteHttpServer(options: RouteHttpOptions): RouteServer {
   const o = { ...ROUTE_HTTP_DEFAULTS, ...definedOnly(options) };
   const regions = o.regions ?? new CidrMap<string>();
   const proxies: ProxyRules = {
@@ -118,11 +126,12 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
     ['/healthz', (_req, _q, res) => sendJson(res, 200, { ok: true })],
   ]);
 
-  const server = http.createServer({
+  const serverOptions: http.ServerOptions = {
     maxHeaderSize: o.maxHeaderBytes,
     requestTimeout: o.requestTimeoutMs,
     headersTimeout: o.headersTimeoutMs,
-  }, (req, res) => {
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     try {
       handle(req, res);
     } catch (err) {
@@ -131,7 +140,17 @@ export function createRouteHttpServer(options: RouteHttpOptions): http.Server {
       if (!res.headersSent) sendError(res, 500, Code.INTERNAL, 'internal error');
       else res.destroy();
     }
-  });
+  };
+  let server: RouteServer;
+  if (o.tls) {
+    // The certificate comes from attach(); a client that does not speak TLS (plain http:// to
+    // this port) fails its handshake and is closed, as Node does for any TLS server.
+    const secure = https.createServer({ ...serverOptions, minVersion: TLS_MIN_VERSION }, onRequest);
+    o.tls.attach(secure);
+    server = secure;
+  } else {
+    server = http.createServer(serverOptions, onRequest);
+  }
   // Malformed requests (bad syntax, oversized headers) are answered by Node's default clientError
   // handling: 400 or 431, then the socket is closed. Nothing reaches our handler, nothing throws.
 

@@ -19,6 +19,7 @@ serviceMain({
     proc.listening({
       grpc: formatHostPort({ host: config.grpcHost, port: grpcPort }),
       http: formatHostPort({ host: config.httpHost, port: httpPort }),
+      httpTls: config.httpTls !== undefined,
       grpcTls: describeGrpcTls(config.grpcTls),
     });
   },

@@ -1,16 +1,16 @@
-/** The router process minus main(): gRPC for gateways and logic, HTTP for clients, expiry sweep. */
-import * as http from 'node:http';
+/** The router process minus main(): gRPC for gateways and logic, HTTP(S) for clients, expiry sweep. */
 import { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../common/config';
 import { bindServer } from '../common/grpc';
 import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
+import { ReloadableTlsContext } from '../common/tls-context';
 import { watchRouteTable } from '../common/telemetry-hooks';
 import { CidrMap, CidrSet } from './cidr';
 import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
 import { addRouterService } from './grpc-server';
-import { createRouteHttpServer, ROUTE_HTTP_DEFAULTS } from './http';
+import { createRouteHttpServer, ROUTE_HTTP_DEFAULTS, type RouteServer } from './http';
 import { RANK_DEFAULTS } from './rank';
 import { ROUTE_TABLE_DEFAULTS, RouteTable } from './table';
 
@@ -46,8 +46,21 @@ export interface RouterServiceOptions {
   shutdownTimeoutMs?: number;
   /** Mutual TLS on the gRPC listener (IM_GRPC_TLS_*); absent: plaintext. */
   grpcTls?: GrpcTlsConfig;
+  /** HTTPS on the route API (IM_ROUTER_HTTP_TLS_*); absent: plain HTTP. */
+  httpTls?: RouteApiTlsSettings;
   logger?: Logger;
 }
+
+/** The route API's certificate and key (PEM files), re-read when they change. */
+export interface RouteApiTlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** How often the two files are checked for a change. */
+  reloadIntervalMs: number;
+}
+
+/** The settings that name the route API's certificate files, for error messages. */
+export const ROUTE_API_TLS_SETTINGS = { certSetting: 'IM_ROUTER_HTTP_TLS_CERT', keySetting: 'IM_ROUTER_HTTP_TLS_KEY' } as const;
 
 export const ROUTER_SERVICE_DEFAULTS = {
   gatewayTtlMs: ROUTE_TABLE_DEFAULTS.gatewayTtlMs,
@@ -76,7 +89,8 @@ export class RouterService {
   private readonly log: Logger;
   private readonly grpcTls: GrpcTlsConfig | undefined;
   private grpcServer?: grpc.Server;
-  private httpServer?: http.Server;
+  private httpServer?: RouteServer;
+  private readonly httpTls?: ReloadableTlsContext;
   private sweepTimer?: NodeJS.Timeout;
   private readonly unwatchMetrics: () => void;
   private starting?: Promise<{ grpcPort: number; httpPort: number }>;
@@ -86,6 +100,11 @@ export class RouterService {
     this.o = resolveOptions(options);
     this.log = this.o.logger;
     this.grpcTls = options.grpcTls;
+    // Read now: unusable files are a ConfigError naming the setting before anything listens.
+    if (options.httpTls) {
+      this.httpTls = new ReloadableTlsContext({ ...options.httpTls, ...ROUTE_API_TLS_SETTINGS },
+        { reloadIntervalMs: options.httpTls.reloadIntervalMs, logger: this.log.child({ listener: 'route-api' }) });
+    }
     this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs });
     this.unwatchMetrics = watchRouteTable(this.table);
   }
@@ -104,12 +123,14 @@ export class RouterService {
       addRouterService(grpcServer, { table: this.table, heartbeatIntervalMs: o.gatewayHeartbeatIntervalMs, logger: this.log });
       const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort, grpcServerCredentials(this.grpcTls, this.log));
 
+      await this.httpTls?.start();
       const httpServer = createRouteHttpServer({
         table: this.table, backoffBaseMs: o.backoffBaseMs, backoffMaxMs: o.backoffMaxMs,
         heartbeatIntervalMs: o.clientHeartbeatIntervalMs, logger: this.log,
         regions: o.regions, trustedProxies: o.proxies,
         rateLimit: o.routeRatePerSec > 0 ? { ratePerSec: o.routeRatePerSec, burst: o.routeRateBurst, maxTrackedIps: o.routeRateMaxIps } : undefined,
         loadExponent: o.routeLoadExponent, random: o.random, maxGatewaysPerRoute: o.maxGatewaysPerRoute,
+        tls: this.httpTls,
       });
       this.httpServer = httpServer;
       await new Promise<void>((res, rej) => {
@@ -126,7 +147,7 @@ export class RouterService {
       const sweepMs = Math.max(50, Math.min(1000, Math.floor(o.gatewayTtlMs / 4)));
       this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
       this.sweepTimer.unref();
-      this.log.info('router: started', { grpcPort, httpPort });
+      this.log.info('router: started', { grpcPort, httpPort, httpTls: !!this.httpTls });
       return { grpcPort, httpPort };
     } catch (err) {
       await this.close();
@@ -150,6 +171,7 @@ export class RouterService {
   private async close(): Promise<void> {
     clearInterval(this.sweepTimer);
     this.unwatchMetrics();
+    this.httpTls?.stop();
     const grpcServer = this.grpcServer;
     const httpServer = this.httpServer;
     this.grpcServer = undefined;
@@ -179,7 +201,7 @@ function shutdownGrpc(server: grpc.Server, timeoutMs: number): Promise<void> {
   });
 }
 
-function closeHttp(server: http.Server): Promise<void> {
+function closeHttp(server: RouteServer): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
     server.close(() => resolve());

@@ -1,9 +1,12 @@
 /**
  * Cassandra over TLS (issue 14, item 4) against a real node of its own whose CQL port speaks TLS
- * only (start.sh with CASSANDRA_CLIENT_KEYSTORE; certificates made by openssl at test time): the
- * settings an operator sets (IM_CASSANDRA_TLS, IM_CASSANDRA_TLS_CA) reach the driver, a message is
- * stored and read back, `im migrate` runs; a plaintext client and a client trusting another CA are
- * refused, quickly and saying why. The hostname check is shown against a plain TLS listener.
+ * only and requires client certificates (start.sh with CASSANDRA_CLIENT_KEYSTORE and
+ * CASSANDRA_CLIENT_TRUSTSTORE; certificates made by openssl, the truststore by the JDK's keytool,
+ * at test time): the settings an operator sets (IM_CASSANDRA_TLS, IM_CASSANDRA_TLS_CA,
+ * IM_CASSANDRA_TLS_CERT/_KEY) reach the driver, a message is stored and read back, `im migrate`
+ * runs; a plaintext client, a client trusting another CA, a client without a certificate and one
+ * whose certificate another CA signed are refused, quickly and saying why. The hostname check is
+ * shown against a plain TLS listener.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +24,7 @@ import { openStore } from '../storage/open';
 import type { Store } from '../storage/store';
 import { CassandraNode } from './cassandra-node';
 import { freePort, REQUIRE_INFRA } from './infra';
-import { makeTestPki, type TestPki } from './tls-certs';
+import { makeClientTruststore, makeTestPki, type TestPki } from './tls-certs';
 
 const LIB = path.join(__dirname, '..', '..', 'cassandra', 'lib');
 /** A refused connect must fail well before this (the driver's connect timeout is 5 s). */
@@ -35,7 +38,7 @@ function haveJars(): boolean {
   }
 }
 
-describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
+describe('Cassandra over TLS (own node, TLS-only CQL port, client certificates required)', function () {
   this.timeout(180_000);
   let base = '';
   let pki: TestPki;
@@ -45,6 +48,10 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
   const settings = (extra: Record<string, string>) => ({
     IM_STORE: 'cassandra', IM_CASSANDRA_CONTACT_POINTS: node!.contact, IM_CASSANDRA_KEYSPACE: keyspace,
     IM_CASSANDRA_CONSISTENCY: 'ONE', ...extra,
+  });
+  /** TLS trusting the test CA and presenting a client certificate the node accepts. */
+  const withClientCert = (extra: Record<string, string> = {}) => settings({
+    IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem, IM_CASSANDRA_TLS_CERT: pki.clientCert, IM_CASSANDRA_TLS_KEY: pki.clientKey, ...extra,
   });
   /** Opens through the operator's settings, as logic and `im migrate` do. */
   const open = async (env: Record<string, string>) => {
@@ -73,7 +80,12 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
     pki = makeTestPki(pkiDir);
     node = new CassandraNode({
       base: path.join(base, 'node'), cqlPort: await freePort(), storagePort: await freePort(),
-      env: { CASSANDRA_CLIENT_KEYSTORE: pki.serverKeystore, CASSANDRA_CLIENT_KEYSTORE_PASSWORD: pki.keystorePassword },
+      env: {
+        CASSANDRA_CLIENT_KEYSTORE: pki.serverKeystore, CASSANDRA_CLIENT_KEYSTORE_PASSWORD: pki.keystorePassword,
+        CASSANDRA_CLIENT_TRUSTSTORE: makeClientTruststore(pki), CASSANDRA_CLIENT_TRUSTSTORE_PASSWORD: pki.keystorePassword,
+        // start.sh's readiness probe presents it too: the node answers nothing else.
+        CASSANDRA_PROBE_CERT: pki.clientCert, CASSANDRA_PROBE_KEY: pki.clientKey,
+      },
     });
     await node.start(true);
   });
@@ -84,8 +96,8 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
     if (base) fs.rmSync(base, { recursive: true, force: true });
   });
 
-  it('connects with IM_CASSANDRA_TLS and the CA, stores a message and reads it back', async () => {
-    const store = await open(settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem }));
+  it('connects with IM_CASSANDRA_TLS, the CA and a client certificate the CA signed, stores a message and reads it back', async () => {
+    const store = await open(withClientCert());
     const [a, b] = ['tls-a', 'tls-b'];
     const res = await store.appendMessage({
       msgId: newId(), convId: peerConvId(a, b), from: a, to: b, groupId: '', clientMsgId: 'c1',
@@ -101,7 +113,7 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
     let stderr = '';
     const code = await cli(['migrate'], {
       stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; },
-      env: settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem }),
+      env: withClientCert(),
     });
     assert.equal(code, 0, stderr);
     assert.match(JSON.parse(stdout.trim()).store, / tls$/);
@@ -114,11 +126,21 @@ describe('Cassandra over TLS (own node, TLS-only CQL port)', function () {
   });
 
   it('refuses a server certificate from a CA it was not told to trust', async () => {
-    const err = await refusal(settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.otherCaPem }));
-    assert.match(err.message, /unable to verify the first certificate|certificate/);
+    // The client certificate is a good one: what fails is the client's check of the node.
+    const err = await refusal(withClientCert({ IM_CASSANDRA_TLS_CA: pki.otherCaPem }));
+    assert.match(err.message, /unable to verify the first certificate|self.signed certificate in certificate chain/);
     // Without IM_CASSANDRA_TLS_CA only Node's public CAs are trusted: the private CA is not either.
-    const err2 = await refusal(settings({ IM_CASSANDRA_TLS: 'true' }));
-    assert.match(err2.message, /certificate/i);
+    const err2 = await refusal(settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CERT: pki.clientCert, IM_CASSANDRA_TLS_KEY: pki.clientKey }));
+    assert.match(err2.message, /unable to verify the first certificate|self.signed certificate in certificate chain/);
+  });
+
+  it('is refused by the node without a client certificate, or with one another CA signed', async () => {
+    const none = await refusal(settings({ IM_CASSANDRA_TLS: 'true', IM_CASSANDRA_TLS_CA: pki.caPem }));
+    assert.equal(none.name, 'UnavailableError');
+    assert.match(none.message, /no Cassandra host available \(127\.0\.0\.1:\d+: .*certificate/i);
+    const other = await refusal(withClientCert({ IM_CASSANDRA_TLS_CERT: pki.otherClientCert, IM_CASSANDRA_TLS_KEY: pki.otherClientKey }));
+    assert.equal(other.name, 'UnavailableError');
+    assert.match(other.message, /no Cassandra host available \(127\.0\.0\.1:\d+: .*certificate/i);
   });
 
   it('checks that the certificate names the node unless IM_CASSANDRA_TLS_VERIFY_HOSTNAME=false', async () => {

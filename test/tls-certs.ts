@@ -2,7 +2,8 @@
  * Throwaway PKI for TLS tests, made with openssl: a CA, a server certificate for 127.0.0.1 /
  * localhost signed by it (PEM and a PKCS12 keystore, which Cassandra reads), one signed by it that
  * names neither (for hostname checks), a client certificate, and a second, unrelated CA that must
- * not be trusted.
+ * not be trusted, with a client certificate of its own. makeClientTruststore() adds the CA as a
+ * Java PKCS12 truststore (a Cassandra node that requires client certificates reads it).
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -19,6 +20,9 @@ export interface TestPki {
   keystorePassword: string;
   clientCert: string;
   clientKey: string;
+  /** A client certificate signed by the other CA: a node trusting only `ca` refuses it. */
+  otherClientCert: string;
+  otherClientKey: string;
 }
 
 export function openssl(dir: string, args: string[]): void {
@@ -60,6 +64,7 @@ export function makeTestPki(dir: string): TestPki {
   signed(dir, 'server', 'ca', SERVER_EXT);
   signed(dir, 'other-name', 'ca', 'subjectAltName=DNS:cassandra.invalid\nextendedKeyUsage=serverAuth\n');
   signed(dir, 'client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  signed(dir, 'other-client', 'other-ca', 'extendedKeyUsage=clientAuth\n');
   const keystorePassword = 'test-keystore';
   openssl(dir, ['pkcs12', '-export', '-in', 'server.pem', '-inkey', 'server.key', '-name', 'cassandra',
     '-out', 'server.p12', '-passout', `pass:${keystorePassword}`]);
@@ -68,5 +73,20 @@ export function makeTestPki(dir: string): TestPki {
     dir, caPem: p('ca.pem'), otherCaPem: p('other-ca.pem'), serverKeystore: p('server.p12'), keystorePassword,
     otherNameCert: p('other-name.pem'), otherNameKey: p('other-name.key'),
     clientCert: p('client.pem'), clientKey: p('client.key'),
+    otherClientCert: p('other-client.pem'), otherClientKey: p('other-client.key'),
   };
+}
+
+/**
+ * The PKI's CA as a PKCS12 truststore (`ca-truststore.p12`, password pki.keystorePassword), made
+ * with the keytool of the JDK cassandra/start.sh runs: OpenSSL 3.0 cannot mark a certificate as
+ * trusted for Java, and Java ignores a PKCS12 certificate without that mark.
+ */
+export function makeClientTruststore(pki: TestPki): string {
+  const startSh = path.join(__dirname, '..', '..', 'cassandra', 'start.sh');
+  const java = execFileSync('bash', [startSh, '--print-java'], { encoding: 'utf8' }).trim();
+  const store = path.join(pki.dir, 'ca-truststore.p12');
+  execFileSync(path.join(path.dirname(java), 'keytool'), ['-importcert', '-noprompt', '-storetype', 'PKCS12', '-alias', 'im-test-ca',
+    '-file', pki.caPem, '-keystore', store, '-storepass', pki.keystorePassword], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return store;
 }
