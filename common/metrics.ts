@@ -90,6 +90,8 @@ export class ImMetrics {
   readonly logicCallsInFlight = new Gauge({
     name: 'im_logic_calls_in_flight', help: 'Calls logic is running now.', registers: [this.registry],
   });
+  readonly logicStreamBackpressure = this.counter('im_logic_stream_backpressure_total',
+    'Times a gateway stream stopped taking results (write() returned false): logic paused reading its calls until it drained.');
   readonly logicSends = new Counter({
     name: 'im_logic_sends_total', help: 'Messages accepted by logic; result="duplicate" for idempotent retries.',
     labelNames: ['result'] as const, registers: [this.registry],

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
 import { loadLogicProto } from '../common/grpc';
+import { metrics } from '../common/metrics';
 import type { LogicGatewayClient } from '../proto/gen/im/internal/v1/LogicGateway';
 import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';
 import type { Result__Output } from '../proto/gen/im/internal/v1/Result';
@@ -52,6 +53,11 @@ class GatewayStream {
 
 const call = (callId: number, op: number, body: Uint8Array = new Uint8Array(), uid = 'alice') =>
   ({ callId, op, uid, deviceId: 'd1', connId: 'c1', node: 'gw1', body });
+
+/** im_logic_stream_backpressure_total of this process. */
+async function backpressureCount(): Promise<number> {
+  return (await metrics().logicStreamBackpressure.get()).values[0]?.value ?? 0;
+}
 
 describe('LogicServer', () => {
   let env: LogicEnv;
@@ -159,9 +165,14 @@ describe('LogicServer', () => {
     const gw = new GatewayStream(client);
     gw.call.pause();
     const ids = Array.from({ length: 40 }, (_, i) => i + 1);
+    const pausedBefore = await backpressureCount();
     for (const id of ids) gw.send([call(id, BIG_OP)]);
-    // Give the server time to hit transport backpressure (not asserted: only correctness is).
-    await new Promise((r) => setTimeout(r, 100));
+    // 10 MB of results against a paused reader: the server's write() must report backpressure,
+    // and the stream stops writing (and reading calls) until the transport drains.
+    for (const deadline = Date.now() + 10_000; (await backpressureCount()) === pausedBefore;) {
+      if (Date.now() > deadline) throw new Error('the server never saw transport backpressure');
+      await new Promise((r) => setTimeout(r, 10));
+    }
     let answers = 0;
     gw.call.on('data', (b: ResultBatch__Output) => { answers += b.results.length; });
     gw.call.resume();

@@ -8,6 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, toImError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
+import { metrics } from '../common/metrics';
 import { logicCall } from '../common/telemetry-hooks';
 import type { Call__Output } from '../proto/gen/im/internal/v1/Call';
 import type { CallBatch__Output } from '../proto/gen/im/internal/v1/CallBatch';
@@ -133,6 +134,7 @@ export class CallStream {
       if (!ok) {
         // The gateway is not reading: stop reading its calls too until the transport drains.
         this.waitingDrain = true;
+        metrics().logicStreamBackpressure.inc();
         this.call.pause();
         this.call.once('drain', () => {
           this.waitingDrain = false;

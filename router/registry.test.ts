@@ -44,6 +44,9 @@ async function until(port: number, what: string, pred: (gs: Listed[]) => boolean
 
 const byNode = (gs: Listed[], node: string) => gs.find((g) => g.node === node);
 
+/** How far the router's clock runs ahead of real time (the test moves it on). */
+let clockAheadMs = 0;
+
 describe('gateway registry (real gateways, real router)', function () {
   let router: RouterService;
   let httpPort: number;
@@ -55,7 +58,7 @@ describe('gateway registry (real gateways, real router)', function () {
   before(async () => {
     router = new RouterService({
       grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0,
-      gatewayTtlMs: TTL_MS, gatewayHeartbeatIntervalMs: GATEWAY_HEARTBEAT_MS,
+      gatewayTtlMs: TTL_MS, gatewayHeartbeatIntervalMs: GATEWAY_HEARTBEAT_MS, now: () => Date.now() + clockAheadMs,
     });
     const ports = await router.start();
     httpPort = ports.httpPort;
@@ -94,12 +97,23 @@ describe('gateway registry (real gateways, real router)', function () {
     assert.deepEqual(byNode(gs, 'reg-eu'), { node: 'reg-eu', addr: `${HOST}:${eu.port}`, tls: false, tlsAddr: '', region: 'eu', zone: 'eu-1a', load: 0.25 });
     assert.deepEqual(router.table.lookup(['reg-alice']).map((s) => s.node), ['reg-eu']);
 
-    // Heartbeats keep a gateway listed well past the TTL of its first registration.
-    await new Promise((r) => setTimeout(r, TTL_MS * 1.5));
+    // Heartbeats keep a gateway listed well past the TTL of its first registration: the router's
+    // clock jumps half a TTL at a time, and after each jump a heartbeat renews the gateway.
+    const registeredAt = router.table.gateways().find((g) => g.node === 'reg-eu')!.lastSeenMs;
+    for (let i = 0; i < 3; i++) {
+      clockAheadMs += TTL_MS / 2;
+      const jumpedTo = Date.now() + clockAheadMs;
+      await until(httpPort, `reg-eu renewed after jump ${i + 1}`, () =>
+        (router.table.gateways().find((g) => g.node === 'reg-eu')?.lastSeenMs ?? 0) >= jumpedTo);
+    }
+    assert.ok(Date.now() + clockAheadMs - registeredAt >= TTL_MS * 1.5, 'the router saw 1.5 TTL pass');
     assert.ok(byNode(await route(httpPort), 'reg-eu'), 'still listed while heartbeating');
 
     // Cut reg-eu's link to the router: the gateway keeps running, its heartbeats stop arriving.
     eu.link.close();
+    // Most of a TTL passes at once on the router's clock; a gateway that heartbeats every
+    // GATEWAY_HEARTBEAT_MS stays inside it, the silent one leaves within two heartbeats of real time.
+    clockAheadMs += TTL_MS - 2 * GATEWAY_HEARTBEAT_MS;
     const after = await until(httpPort, 'reg-eu gone', (l) => !byNode(l, 'reg-eu'));
     assert.ok(byNode(after, 'reg-us'), 'the gateway that still heartbeats stays');
     assert.equal(eu.gateway.connectionCount, 1, 'the silent gateway itself is still up');

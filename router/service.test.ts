@@ -256,9 +256,18 @@ describe('RouterService + RouterClient', () => {
       }
     });
 
-    it('stop() is idempotent', async () => {
+    it('stop() is idempotent: concurrent and repeated stops all resolve, and both listeners are closed', async () => {
+      const { grpcPort } = await service.start();
+      assert.equal((await request(httpPort, 'GET', '/healthz')).status, 200);
       await Promise.all([service.stop(), service.stop()]);
       await service.stop();
+      const refused = (port: number) => new Promise<string>((resolve) => {
+        const sock = net.connect(port, HOST);
+        sock.on('connect', () => { sock.destroy(); resolve('connected'); });
+        sock.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+      });
+      assert.equal(await refused(httpPort), 'ECONNREFUSED', 'route API port closed');
+      assert.equal(await refused(grpcPort), 'ECONNREFUSED', 'gRPC port closed');
     });
   });
 });

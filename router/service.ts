@@ -22,6 +22,8 @@ export interface RouterServiceOptions {
   gatewayTtlMs?: number;
   /** How often gateways should heartbeat; returned in every HeartbeatReply. */
   gatewayHeartbeatIntervalMs?: number;
+  /** The route table's clock (ms); injectable for tests. Default Date.now. */
+  now?: () => number;
   /** Reconnect backoff the route API tells clients to use. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -105,7 +107,7 @@ export class RouterService {
       this.httpTls = new ReloadableTlsContext({ ...options.httpTls, ...ROUTE_API_TLS_SETTINGS },
         { reloadIntervalMs: options.httpTls.reloadIntervalMs, logger: this.log.child({ listener: 'route-api' }) });
     }
-    this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs });
+    this.table = new RouteTable({ gatewayTtlMs: this.o.gatewayTtlMs, now: options.now });
     this.unwatchMetrics = watchRouteTable(this.table);
   }
 
