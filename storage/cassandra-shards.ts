@@ -177,6 +177,10 @@ export class Shards {
 
   private async resolveSlow(shard: number, preferOthers: boolean): Promise<Resolved> {
     for (let attempt = 1; ; attempt++) {
+      // Another resolve in this process (one with the other preferOthers) may have just taken it:
+      // taking it again would only start a new epoch of our own (a gap in every key's seqs).
+      const held = this.owned.get(shard);
+      if (held) return { mine: held };
       const rs = await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency });
       const row = rs.first();
       const me = this.o.lease.processId;

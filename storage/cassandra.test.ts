@@ -286,7 +286,7 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
     let n = 0;
     const sendSome = async (via: () => Store) => {
       await Promise.all(users.map(async (from, i) => {
-        const input = direct(from, users[(i + 1 + n) % users.length], `m${n}`);
+        const input = direct(from, users[(i + 1 + (n % (users.length - 1))) % users.length], `m${n}`); // never to itself
         // A send refused as UNAVAILABLE (a shard changing hands) is retried, as a client does.
         for (let attempt = 1; ; attempt++) {
           try {
