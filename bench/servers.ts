@@ -15,7 +15,7 @@ import { parseHostPort } from '../common/config';
 import type { HostPort } from './ipc';
 import { pidListeningOn } from './proc-stats';
 import { STORE_DESIGN } from './results';
-import { startNatsServer, writeNatsAuthConfig } from '../test/infra';
+import { NATS_URL, startNatsServer, writeNatsAuthConfig } from '../test/infra';
 
 /** The IM_NATS_* credential settings a benchmark passes on to the services of a running NATS. */
 const NATS_CREDENTIAL_SETTINGS = ['IM_NATS_USER', 'IM_NATS_PASSWORD', 'IM_NATS_NKEY_SEED_FILE', 'IM_NATS_TLS_CA'];
@@ -160,7 +160,9 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
     }
 
     // ---- distributed: NATS, then router, logic (one after another: the first creates the schema), gateways.
-    const natsUrl = o.env.IM_NATS_URL ?? 'nats://127.0.0.1:4222';
+    // Unset: the server `make infra-up` started, through its dev credential (.run/nats/dev.url, all
+    // permissions), as the test suites reach it; else the open default.
+    const natsUrl = o.env.IM_NATS_URL ?? NATS_URL;
     const natsHost = parseHostPort(natsUrl.replace(/^\w+:\/\//, '').replace(/^[^@/]*@/, '').split(',')[0]);
     let busUrl = natsUrl;
     const gatewayNodes = Array.from({ length: o.gateways }, (_, i) => `bench-${o.runId}-gw-${i + 1}`);
