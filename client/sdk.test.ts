@@ -336,6 +336,35 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(sent.duplicate, false);
   });
 
+  it('many sends retrying at once leave no listener or timer behind (no MaxListenersExceededWarning)', async () => {
+    const { proxy, routerUrl } = await proxied();
+    const SENDS = 30;
+    let dropped = 0;
+    // Every send's first reply is lost: all of them time out together and pause before retrying.
+    proxy.onServerFrame = (f) => (f.op === Op.SEND && dropped < SENDS ? (dropped++, 'drop') : 'forward');
+    const c = client('lex', { routerUrl, requestTimeoutMs: 300, backoffBaseMs: 400, backoffMaxMs: 400, receiveMessages: false });
+    const waits = (c as unknown as { waits: { size: number } }).waits;
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      await c.connect();
+      let most = 0;
+      const sends = Array.from({ length: SENDS }, (_, i) => c.send('mia', `retried ${i}`));
+      const watching = setInterval(() => { most = Math.max(most, waits.size); }, 5);
+      const replies = await Promise.all(sends).finally(() => clearInterval(watching));
+      assert.equal(replies.length, SENDS);
+      assert.equal(dropped, SENDS, 'every send was retried');
+      assert.ok(most > 10, `the retries paused together (${most} at once): the case that used to warn`);
+      assert.equal(waits.size, 0, 'every pause unregistered itself');
+      // process.emitWarning delivers on the next tick.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => /MaxListeners/.test(w)), []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('close() is idempotent and ends requests without retry', async () => {
     const c = client('tom');
     await c.connect();
