@@ -97,7 +97,7 @@ export class Connection {
       close: () => this.finish(),
     };
     this.link = options.wsUrl
-      ? openWebSocketLink(options.wsUrl, options.maxIncomingFrameBytes, events)
+      ? openWebSocketLink(options.wsUrl, options.maxIncomingFrameBytes, events, options.tls)
       : openTcpLink(hp!.host, hp!.port, events, options.tls);
   }
 

@@ -236,10 +236,11 @@ export class ImClient extends EventEmitter {
       const useTls = this.options.tls !== undefined;
       const ws = this.options.transport === 'websocket';
       const gateways = (route?.gateways ?? [])
-        .map((g) => ({ ...g, addr: ws ? g.wsUrl ?? '' : useTls ? g.tlsAddr : g.addr }))
+        // With tls, a WebSocket client takes wss:// URLs only: it never falls back to plaintext.
+        .map((g) => ({ ...g, addr: ws ? (useTls && !g.wsUrl?.startsWith('wss:') ? '' : g.wsUrl ?? '') : useTls ? g.tlsAddr : g.addr }))
         .filter((g) => g.addr !== '');
       if (route && route.gateways.length > 0 && gateways.length === 0) {
-        const what = ws ? 'WebSocket URL' : useTls ? 'TLS listener' : 'plaintext listener';
+        const what = ws ? (useTls ? 'wss:// URL' : 'WebSocket URL') : useTls ? 'TLS listener' : 'plaintext listener';
         lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${what}`, { retryable: true });
       }
       for (let i = 0; i < gateways.length; i++) {

@@ -4,6 +4,7 @@
  * global WebSocket; in Node it loads the `ws` package (which also bounds incoming messages).
  */
 import type { Link, LinkEvents } from './link';
+import type { ClientTlsOptions } from './options';
 
 /** The part of the WHATWG WebSocket API used here (browsers and the `ws` package both have it). */
 interface WebSocketLike {
@@ -30,12 +31,17 @@ function isNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
-function create(url: string, maxIncomingBytes: number): WebSocketLike {
+/**
+ * `t`: a wss:// URL's certificate is checked against t.ca (else Node's bundled CAs) and t.servername
+ * (else the URL's host), TLS 1.2+. A browser checks it against the system's CAs and ignores `t`.
+ */
+function create(url: string, maxIncomingBytes: number, t?: ClientTlsOptions): WebSocketLike {
   if (isNode()) {
     // Loaded only in Node, so bundling this module for a browser needs no `ws`.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { WebSocket } = require('ws') as { WebSocket: WebSocketConstructor };
-    const ws = new WebSocket(url, { maxPayload: maxIncomingBytes, perMessageDeflate: false });
+    const tls = t && { minVersion: 'TLSv1.2', ca: t.ca, ...(t.servername ? { servername: t.servername } : {}) };
+    const ws = new WebSocket(url, { maxPayload: maxIncomingBytes, perMessageDeflate: false, ...tls });
     ws.binaryType = 'nodebuffer';
     return ws;
   }
@@ -46,10 +52,10 @@ function create(url: string, maxIncomingBytes: number): WebSocketLike {
   return ws;
 }
 
-export function openWebSocketLink(url: string, maxIncomingBytes: number, events: LinkEvents): Link {
+export function openWebSocketLink(url: string, maxIncomingBytes: number, events: LinkEvents, t?: ClientTlsOptions): Link {
   let ws: WebSocketLike;
   try {
-    ws = create(url, maxIncomingBytes);
+    ws = create(url, maxIncomingBytes, t);
   } catch (err) {
     // A malformed URL throws at once; report it as a failed connect, like a refused TCP connect.
     queueMicrotask(() => {
