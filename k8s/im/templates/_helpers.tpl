@@ -436,6 +436,7 @@ for this pod: the copy fails and the pod does not start. (dict "root" $)
   securityContext:
     {{- include "im.containerSecurityContext" .root | nindent 4 }}
   volumeMounts:
+    {{- include "im.tmpMount" .root | nindent 4 }}
     - name: nats-seeds
       mountPath: /etc/im/nats-seeds
       readOnly: true
