@@ -43,7 +43,8 @@ export interface Platform {
   readonly name: 'node' | 'browser';
   /** TCP (and TLS) to a gateway; absent where there is no raw TCP (browsers). */
   openTcpLink?(target: TcpTarget, events: LinkEvents): Link;
-  openWebSocketLink(url: string, maxIncomingFrameBytes: number, events: LinkEvents): Link;
+  /** `tls`: a wss:// URL's certificate is checked against tls.ca and tls.servername (Node); a browser uses its own trust store. */
+  openWebSocketLink(url: string, maxIncomingFrameBytes: number, events: LinkEvents, tls?: ClientTlsOptions): Link;
   /** GET /v1/route. Failures reject with a (mostly retryable) ImClientError. */
   fetchRoute(routerUrl: string, timeoutMs: number, signal?: AbortSignal, query?: RouteQuery, tls?: RouteTlsOptions): Promise<RouteAnswer>;
 }

@@ -38,6 +38,8 @@ export interface ImClientOptions {
   /**
    * true or options: connect to the gateways' TLS listeners only (gateways without one are
    * skipped); absent/false: plaintext only (gateways that turned plaintext off are skipped).
+   * With transport 'websocket': true or options takes wss:// URLs only (checked against `ca` in
+   * Node); absent, ws:// and wss:// alike (wss:// against Node's bundled CAs).
    */
   tls?: boolean | ClientTlsOptions;
   /** The highest inbox seq the application has already processed (persist lastSeq across runs). */

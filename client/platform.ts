@@ -14,9 +14,11 @@ import type { WebSocketLike } from './ws-link';
 export const platform: Platform = {
   name: 'node',
   openTcpLink,
-  openWebSocketLink: (url, maxIncomingFrameBytes, events) => openWebSocketLink(() => {
-    // ws bounds incoming messages itself, before buffering them.
-    const ws = new WebSocket(url, { maxPayload: maxIncomingFrameBytes, perMessageDeflate: false });
+  openWebSocketLink: (url, maxIncomingFrameBytes, events, t) => openWebSocketLink(() => {
+    // ws bounds incoming messages itself, before buffering them. A wss:// certificate is checked
+    // against t.ca (else Node's bundled CAs) and t.servername (else the URL's host), TLS 1.2+.
+    const tls = t && { minVersion: 'TLSv1.2' as const, ca: t.ca as string | Buffer | (string | Buffer)[] | undefined, ...(t.servername ? { servername: t.servername } : {}) };
+    const ws = new WebSocket(url, { maxPayload: maxIncomingFrameBytes, perMessageDeflate: false, ...tls });
     ws.binaryType = 'nodebuffer';
     return ws as unknown as WebSocketLike;
   }, events),

@@ -255,10 +255,11 @@ export class ImClient extends Emitter {
       const useTls = this.options.tls !== undefined;
       const ws = this.options.transport === 'websocket';
       const gateways = (route?.gateways ?? [])
-        .map((g) => ({ ...g, addr: ws ? g.wsUrl ?? '' : useTls ? g.tlsAddr : g.addr }))
+        // With tls, a WebSocket client takes wss:// URLs only: it never falls back to plaintext.
+        .map((g) => ({ ...g, addr: ws ? (useTls && !g.wsUrl?.startsWith('wss:') ? '' : g.wsUrl ?? '') : useTls ? g.tlsAddr : g.addr }))
         .filter((g) => g.addr !== '');
       if (route && route.gateways.length > 0 && gateways.length === 0) {
-        const what = ws ? 'WebSocket URL' : useTls ? 'TLS listener' : 'plaintext listener';
+        const what = ws ? (useTls ? 'wss:// URL' : 'WebSocket URL') : useTls ? 'TLS listener' : 'plaintext listener';
         lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${what}`, { retryable: true });
       }
       for (let i = 0; i < gateways.length; i++) {
@@ -320,7 +321,7 @@ export class ImClient extends Emitter {
 
   /** A link to `addr`: a WebSocket URL, or host:port for TCP (TLS when options.tls is set). */
   private openLink(addr: string, events: LinkEvents): Link {
-    if (this.options.transport === 'websocket') return platform.openWebSocketLink(addr, this.options.maxIncomingFrameBytes, events);
+    if (this.options.transport === 'websocket') return platform.openWebSocketLink(addr, this.options.maxIncomingFrameBytes, events, this.options.tls);
     const hp = parseHostPort(addr);
     if (!hp) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${addr}" is not host:port`, { retryable: false });
     if (!platform.openTcpLink) throw new ImClientError(Code.BAD_REQUEST, `no TCP in this environment (${platform.name}): use transport "websocket"`, { retryable: false });

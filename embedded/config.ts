@@ -33,7 +33,7 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls), ws: loadGatewayWs(s) },
+    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls), ws: loadGatewayWs(s, listeners) },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.
