@@ -168,14 +168,17 @@ export interface WsSettings {
   publicUrl?: string;
 }
 
-/** The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off unless IM_GATEWAY_WS_ADDR is set. */
-export function loadGatewayWs(s: Settings): WsSettings | undefined {
+/**
+ * The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off
+ * unless IM_GATEWAY_WS_ADDR is set, or `defaultAddr` is given (embedded mode); `off` turns it off.
+ */
+export function loadGatewayWs(s: Settings, defaultAddr?: string): WsSettings | undefined {
   const publicUrl = s.raw('IM_GATEWAY_WS_PUBLIC_URL', 'ws-public-url');
   if (publicUrl !== undefined && !/^wss?:\/\/[^/\s]+/.test(publicUrl)) {
     throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', `expected a ws:// or wss:// URL, got "${publicUrl}"`);
   }
-  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr');
-  if (addr === undefined || addr === '') {
+  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr') ?? defaultAddr;
+  if (addr === undefined || /^off$/i.test(addr)) {
     if (publicUrl !== undefined) throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', 'set only with IM_GATEWAY_WS_ADDR');
     return undefined;
   }
