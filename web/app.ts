@@ -37,6 +37,8 @@ interface OpenChat {
   loadingOlder: boolean;
   /** Unread when opened: that many newest incoming messages get a "new" divider. */
   newOnOpen: number;
+  /** The first of them, once the first page is in: the divider goes before it. */
+  dividerBefore?: string;
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -266,6 +268,10 @@ async function openConv(conv: Conv): Promise<void> {
     chat.messages = [];
     chat.ids.clear();
     for (const m of [...page.messages].reverse()) addMessage(chat, m);
+    let n = chat.newOnOpen;
+    for (let i = chat.messages.length - 1; i >= 0 && n > 0; i--) {
+      if (chat.messages[i].from !== me && --n === 0) chat.dividerBefore = chat.messages[i].msgId;
+    }
     for (const m of live) addMessage(chat, m);
     renderMessages(true);
     if (conv.lastSeq > 0) markRead(conv.id, conv.lastSeq);
@@ -333,14 +339,9 @@ function renderMessages(scrollToEnd: boolean): void {
   if (!open) return;
   const chat = open;
   $('older').hidden = !chat.hasMore;
-  // The divider goes before the oldest of the `newOnOpen` newest incoming messages.
-  let dividerAt = -1;
-  for (let i = chat.messages.length - 1, n = chat.newOnOpen; i >= 0 && n > 0; i--) {
-    if (chat.messages[i].from !== me && --n === 0) dividerAt = i;
-  }
   const items: HTMLElement[] = [];
-  chat.messages.forEach((m, i) => {
-    if (i === dividerAt) {
+  chat.messages.forEach((m) => {
+    if (m.msgId === chat.dividerBefore) {
       const d = document.createElement('li');
       d.className = 'divider';
       d.textContent = 'new messages';
