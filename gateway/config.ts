@@ -172,18 +172,19 @@ export interface WsSettings {
 
 /**
  * The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off
- * unless IM_GATEWAY_WS_ADDR is set. IM_GATEWAY_WS_TLS: the listener speaks wss:// only, with the
- * certificate of the TLS listener (IM_GATEWAY_TLS_CERT / _KEY, reloaded the same way); its
- * default follows IM_GATEWAY_PLAINTEXT: with plaintext off no client listener is plaintext.
+ * unless IM_GATEWAY_WS_ADDR is set, or `defaultAddr` is given (embedded mode); `off` turns it off.
+ * IM_GATEWAY_WS_TLS: the listener speaks wss:// only, with the certificate of the TLS listener
+ * (IM_GATEWAY_TLS_CERT / _KEY, reloaded the same way); its default follows IM_GATEWAY_PLAINTEXT:
+ * with plaintext off no client listener is plaintext.
  */
-export function loadGatewayWs(s: Settings, listeners: GatewayListeners): WsSettings | undefined {
+export function loadGatewayWs(s: Settings, listeners: GatewayListeners, defaultAddr?: string): WsSettings | undefined {
   const publicUrl = s.raw('IM_GATEWAY_WS_PUBLIC_URL', 'ws-public-url');
   if (publicUrl !== undefined && !/^wss?:\/\/[^/\s]+/.test(publicUrl)) {
     throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', `expected a ws:// or wss:// URL, got "${publicUrl}"`);
   }
-  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr');
+  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr') ?? defaultAddr;
   const tlsRaw = s.raw('IM_GATEWAY_WS_TLS', 'ws-tls');
-  if (addr === undefined || addr === '') {
+  if (addr === undefined || addr === '' || /^off$/i.test(addr)) {
     if (publicUrl !== undefined) throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', 'set only with IM_GATEWAY_WS_ADDR');
     if (tlsRaw !== undefined) throw new ConfigError('IM_GATEWAY_WS_TLS', 'set only with IM_GATEWAY_WS_ADDR');
     return undefined;

@@ -308,7 +308,7 @@ describe('gateway TLS (real gateway, supervisor and embedded processes)', functi
     const files = certFiles('embedded');
     const proc = await ServiceProc.spawn('embedded', 'embedded', {
       IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_GATEWAY_ADDR: `${HOST}:0`, IM_GATEWAY_PLAINTEXT: 'false', IM_ROUTER_HTTP_ADDR: `${HOST}:${routerPort}`,
-      IM_LOGIC_PORT: '0', IM_GATEWAY_TLS_ADDR: `${HOST}:0`, ...files,
+      IM_LOGIC_PORT: '0', IM_GATEWAY_TLS_ADDR: `${HOST}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...files,
     });
     testStops.push(() => proc.stop('SIGTERM'));
     assert.match(String(proc.info.line), /^im embedded: gateway tls:\/\/127\.0\.0\.1:\d+ {2}route API/);

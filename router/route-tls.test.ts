@@ -161,7 +161,7 @@ describe('route API over HTTPS (real router and embedded processes)', function (
     const secret = `route-tls-secret-${ns}`;
     const gatewayCert = { IM_GATEWAY_TLS_CERT: path.join(pki.dir, 'server.pem'), IM_GATEWAY_TLS_KEY: path.join(pki.dir, 'server.key') };
     const proc = await ServiceProc.spawn('embedded', 'embedded', {
-      IM_DATA_DIR: path.join(tmp, 'embedded'), IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: 'off',
+      IM_DATA_DIR: path.join(tmp, 'embedded'), IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: 'off', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
       IM_GATEWAY_ADDR: `${HOST}:0`, IM_GATEWAY_TLS_ADDR: `${HOST}:0`, ...gatewayCert,
       IM_ROUTER_HTTP_ADDR: `${HOST}:${routerPort}`, ...certFiles('embedded'),
     });

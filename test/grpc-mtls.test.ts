@@ -238,7 +238,7 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
       dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-grpc-mtls-embedded-'));
       const adminToken = randomBytes(24).toString('hex');
       sys = await startEmbedded(loadEmbeddedConfig({
-        IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0',
+        IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
         IM_LOGIC_ADMIN_TOKENS: adminToken, ...tlsEnv(pki, 'logic-0'),
       }, []));
       const call = async (creds: grpc.ChannelCredentials) => {

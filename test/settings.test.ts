@@ -230,7 +230,7 @@ const MODES: SettingsMode[] = [
     async start(env) {
       const dataDir = tempDir();
       const config = loadEmbeddedConfig({
-        ...env, IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0',
+        IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...env, IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0',
       }, []);
       const sys = await startEmbedded(config);
       return { ...sys, persist: dataDir, stop: () => sys.stop() };

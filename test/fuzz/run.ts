@@ -73,7 +73,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const secret = randomBytes(16).toString('hex');
   const [gatewayPort, routerPort] = await Promise.all([freePort(), freePort()]);
   const proc = await ServiceProc.spawn('embedded', 'embedded', {
-    IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`,
+    IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
     IM_GATEWAY_ADDR: `${LOOPBACK}:${gatewayPort}`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:${routerPort}`,
     // Past the per-connection flood limit, so frames reach the parsers rather than the rate limiter.
     IM_RATE_LIMIT: '1000000', IM_RATE_BURST: '1000000', IM_LOG_LEVEL: 'error',
