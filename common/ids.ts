@@ -1,5 +1,7 @@
-/** Identifiers shared by every layer: user ids, conversation ids, message and group ids. */
-import { randomBytes } from 'node:crypto';
+/**
+ * Identifiers shared by every layer: user ids, conversation ids, message and group ids. No Node
+ * import: the SDK's browser build and the web page use it too.
+ */
 
 /** User ids: 1-64 characters, letters, digits and _ . @ - (never ':', which separates conv ids). */
 export const UID_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -21,5 +23,8 @@ export function groupConvId(groupId: string): string {
  * Sorting ids sorts by creation time (to the millisecond).
  */
 export function newId(nowMs = Date.now()): string {
-  return nowMs.toString(16).padStart(12, '0') + randomBytes(5).toString('hex');
+  const r = globalThis.crypto.getRandomValues(new Uint8Array(5));
+  let hex = '';
+  for (const b of r) hex += (b < 16 ? '0' : '') + b.toString(16);
+  return nowMs.toString(16).padStart(12, '0') + hex;
 }

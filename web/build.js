@@ -4,9 +4,9 @@
  * client/) for browsers with esbuild, and copies index.html and style.css, into dist/web/, which
  * embedded mode serves (embedded/web.ts).
  *
- * The SDK is written for Node; until it has a browser build of its own, its Node-only imports are
- * resolved here to small stand-ins in web/shims/ (Buffer, EventEmitter, randomUUID, an http.get on
- * fetch) or to an empty module (TCP, TLS and the `ws` package, which a page never uses).
+ * The SDK's Node-only modules (TCP, TLS, `ws`, node:http) are swapped for its browser platform by
+ * the "browser" map of client/package.json, which esbuild applies with platform 'browser'; any
+ * node:* import that still reaches the page fails the build.
  */
 'use strict';
 const fs = require('node:fs');
@@ -15,28 +15,12 @@ const esbuild = require('esbuild');
 
 const web = __dirname;
 const out = path.join(web, '..', 'dist', 'web');
-const shim = (name) => path.join(web, 'shims', `${name}.ts`);
-
-const SHIMS = {
-  'node:events': shim('events'),
-  'node:crypto': shim('crypto'),
-  'node:buffer': shim('buffer'),
-  'node:path': shim('path'),
-  'node:http': shim('http'),
-  'node:https': shim('http'),
-  'node:net': shim('empty'),
-  'node:tls': shim('empty'),
-  ws: shim('empty'),
-};
-
-const nodeShims = {
-  name: 'node-shims',
+const noNode = {
+  name: 'no-node',
   setup(build) {
-    build.onResolve({ filter: /^(node:[a-z_]+|ws)$/ }, (args) => {
-      const target = SHIMS[args.path];
-      if (!target) return { errors: [{ text: `${args.path} has no browser stand-in in web/build.js (imported by ${args.importer})` }] };
-      return { path: target };
-    });
+    build.onResolve({ filter: /^(node:[a-z_]+|ws)$/ }, (args) => ({
+      errors: [{ text: `${args.path} reached the browser bundle (imported by ${args.importer}): the SDK's browser platform must not need it` }],
+    }));
   },
 };
 
@@ -54,9 +38,7 @@ async function main() {
     sourcemap: true,
     legalComments: 'none',
     logLevel: 'warning',
-    plugins: [nodeShims],
-    inject: [shim('buffer'), shim('timers')],
-    define: { __dirname: '"/"' },
+    plugins: [noNode],
   });
   for (const f of ['index.html', 'style.css']) fs.copyFileSync(path.join(web, f), path.join(out, f));
 }
