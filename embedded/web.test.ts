@@ -107,7 +107,7 @@ describe('embedded web page server', () => {
   it('IM_WEB_ADDR and IM_GATEWAY_WS_ADDR: on by default on loopback in embedded mode, off with "off"', () => {
     const defaults = loadEmbeddedConfig({}, []);
     assert.deepEqual(defaults.web, { host: '127.0.0.1', port: 7170 });
-    assert.deepEqual(defaults.gateway?.ws, { host: '127.0.0.1', port: 7102 });
+    assert.deepEqual(defaults.gateway?.ws, { host: '127.0.0.1', port: 7102, tls: false });
     const off = loadEmbeddedConfig({ IM_WEB_ADDR: 'off', IM_GATEWAY_WS_ADDR: 'off' }, []);
     assert.equal(off.web, undefined);
     assert.equal(off.gateway?.ws, undefined);
