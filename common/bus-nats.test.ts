@@ -142,6 +142,12 @@ describe('NatsBus', function () {
       assert.throws(() => sub.subscribe('im.gw.a b', () => undefined), (e: unknown) => e instanceof ConfigError);
     });
 
+    it('refuses to start when TLS is asked for (IM_NATS_TLS_CA) and the server offers none, naming the setting', async () => {
+      // The client stops at the server's INFO, before any certificate is read.
+      await assert.rejects(NatsBus.connect({ servers: NATS_URL, auth: { tlsCa: 'a CA the server never gets to show' } }),
+        (e: unknown) => e instanceof ConfigError && e.field === 'IM_NATS_TLS_CA' && /does not offer TLS/.test(e.message));
+    });
+
     it('close() delivers what was published just before it, is idempotent, and later calls neither throw nor deliver', async () => {
       const subj = subject();
       const c = collect();
@@ -149,7 +155,7 @@ describe('NatsBus', function () {
       await sub.flush();
       const bus = await NatsBus.connect({ servers: NATS_URL, name: 'test-closing' });
       const mine = collect();
-      bus.subscribe(subj, mine.handler);
+      const off = bus.subscribe(subj, mine.handler);
       await bus.flush();
       // Enough that some is still in the socket's user-space buffer when close() is called.
       const chunk = new Uint8Array(8 * 1024);
@@ -167,6 +173,7 @@ describe('NatsBus', function () {
       assert.equal(c.texts()[4000], 'last words');
 
       assert.doesNotThrow(() => bus.publish(subj, text('too late')));
+      assert.doesNotThrow(off, 'an unsubscribe after close');
       assert.equal(bus.stats().dropped, 1);
       assert.throws(() => bus.subscribe(subj, () => undefined), (e: unknown) => e instanceof UnavailableError);
       await assert.rejects(bus.flush(), (e: unknown) => e instanceof UnavailableError);

@@ -40,7 +40,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { nkeys } = require('nats');
+const nkeys = require('@nats-io/nkeys');
 
 function die(msg) {
   process.stderr.write(`nats-config: ${msg}\n`);

@@ -29,6 +29,8 @@ import { RouterService } from '../router/service';
 import { SqliteStore } from '../storage/sqlite';
 import { RawClient, sleep, tempDir } from './harness';
 import { freePort, needs, startNatsServer, stopNatsServer } from './infra';
+import { killAll, launchMain, type Launched } from './launch';
+import { startOtlpCollector, type OtlpCollector } from './otlp-collector';
 
 const HOST = '127.0.0.1';
 const SECRET = 'telemetry-test-secret';
@@ -303,3 +305,37 @@ function printTree(spans: ReadableSpan[]): void {
   walk(undefined, 0);
   process.stdout.write(lines.join('\n') + '\n');
 }
+
+describe('tracing in a service process (router exporting over OTLP, gRPC instrumented)', function () {
+  this.timeout(60_000);
+  const procs: Launched[] = [];
+  let collector: OtlpCollector | undefined;
+  after(async () => {
+    await killAll(procs);
+    await collector?.stop();
+  });
+
+  it('exports the server span of a gRPC call under its service name, flushed when the process stops', async () => {
+    collector = await startOtlpCollector('http/json');
+    const router = launchMain('router', {
+      IM_ROUTER_GRPC_ADDR: `${HOST}:0`, IM_ROUTER_HTTP_ADDR: `${HOST}:0`, IM_LOG_LEVEL: 'warn',
+      OTEL_SDK_DISABLED: 'false', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name=im-router-0',
+    });
+    procs.push(router);
+    const r = await router.firstLine;
+    const client = new RouterClient({ address: String(r.grpc) });
+    try {
+      assert.deepEqual(await client.lookup(['nobody']), []);
+    } finally {
+      client.close();
+    }
+    router.child.kill('SIGTERM');
+    const exit = await router.exit;
+    assert.equal(exit.code, 0, exit.stderr);
+    const exported = collector.bodies.map((b) => b.toString()).join('\n');
+    assert.match(exported, /"grpc\.im\.internal\.v1\.Router\/Lookup"/, `stderr: ${exit.stderr}`);
+    assert.match(exported, /"im-router"/);
+    assert.match(exported, /"im-router-0"/);
+  });
+});

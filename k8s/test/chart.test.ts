@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
-import { nkeys } from 'nats';
+import * as nkeys from '@nats-io/nkeys';
 import { loadAdminAddr } from '../../common/admin-http';
 import { loadBusConfig, type BusConfig } from '../../common/backends';
 import { loadTelemetryConfig } from '../../common/telemetry';
