@@ -8,6 +8,7 @@ import { Code } from '../common/errors';
 import { silentLogger } from '../common/log';
 import { AdminTokens, MIN_ADMIN_TOKEN_CHARS } from './admin-auth';
 import { loadAdminAuth } from './config';
+import { eventually } from '../test/wait';
 
 const tok = (c: string) => c.repeat(MIN_ADMIN_TOKEN_CHARS);
 const A = tok('a');
@@ -23,12 +24,7 @@ function md(header?: string): grpc.Metadata {
 /** The app code check() refuses `token` with, or 0 when it accepts it. */
 const verdict = (auth: AdminTokens, token: string) => auth.check(md(`Bearer ${token}`))?.code ?? 0;
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; !cond();) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20)); // poll interval
-  }
-}
+const until = (cond: () => boolean, what: string, timeoutMs = 10_000) => eventually(cond, what, timeoutMs);
 
 describe('admin tokens', () => {
   const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadAdminAuth(new Settings(env), (p) => {

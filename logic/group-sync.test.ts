@@ -4,15 +4,9 @@ import { silentLogger } from '../common/log';
 import type { GroupInfo } from '../storage/store';
 import { GroupCache } from './group-cache';
 import { GROUP_SUBJECT, GroupSync } from './group-sync';
+import { eventually } from '../test/wait';
 
-/** Polls a condition (no fixed sleep decides the outcome). */
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = eventually;
 
 const group = (groupId: string, members: string[]): GroupInfo => ({ groupId, name: groupId, owner: members[0], members, createdAtMs: 0 });
 

@@ -14,11 +14,12 @@ type Found<T> = Exclude<T, false | undefined | null | 0 | ''>;
 
 /**
  * Resolves with the first truthy value of `probe` (true, or what it found). A throw counts as
- * "not yet"; after timeoutMs it rejects naming `what` and the last throw.
+ * "not yet"; after timeoutMs it rejects naming `what` and the last throw. `everyMs`: poll at this
+ * fixed interval instead (a probe that sends something, under a rate limit).
  */
-export async function eventually<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 5000): Promise<Found<T>> {
+export async function eventually<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 5000, everyMs?: number): Promise<Found<T>> {
   const deadline = Date.now() + timeoutMs;
-  let intervalMs = POLL_MIN_MS;
+  let intervalMs = everyMs ?? POLL_MIN_MS;
   let lastError: unknown;
   for (;;) {
     try {
@@ -33,6 +34,6 @@ export async function eventually<T>(probe: () => T | Promise<T>, what: string, t
       throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${why}`);
     }
     await delay(Math.min(intervalMs, left));
-    intervalMs = Math.min(POLL_MAX_MS, intervalMs * 2);
+    if (everyMs === undefined) intervalMs = Math.min(POLL_MAX_MS, intervalMs * 2);
   }
 }
