@@ -181,7 +181,6 @@ describe('logic failover under load (service processes on NATS + Cassandra, issu
     }, 'logic 0 taking shards over from the paused logic 1', RECOVERY_MS);
     paused.signal('SIGCONT');
     const contAt = Date.now();
-    assert.ok(contAt - stoppedAt >= LEASE_MS, `paused ${contAt - stoppedAt}ms, less than the lease`);
     const facts = [
       `paused ${contAt - stoppedAt}ms (lease ${LEASE_MS}ms)`,
       `sends started during the pause and acked before SIGCONT: ${ledger.sends.filter((s) => s.startedAtMs >= stoppedAt && s.ackedAtMs !== undefined && s.ackedAtMs < contAt).length}`
