@@ -7,6 +7,7 @@ import { Code, DisconnectCode } from '../common/errors';
 import { signToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
 import { Message, Op, decode } from '../proto/wire';
+import { eventually } from '../test/wait';
 import { DisconnectedEvent, ImClient, ImClientError, ImClientOptions } from './sdk';
 import {
   FaultProxy, RouteServer, SilentServer, deadAddr, gatewaysReply, realRoute, tempDir, waitEvent,
@@ -95,8 +96,9 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(mine[0].msgId, r1.msgId);
     assert.equal(mine[1].msgId, r2.msgId);
     assert.equal(ann.lastSeq, 2);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(atBen.messages.length, 2, 'each seq delivered once (push and catch-up sync overlap)');
+    // A marker after them: ben's inbox arrives in seq order, so a duplicate would come before it.
+    await ann.send('ben', 'marker');
+    assert.deepEqual((await atBen.waitFor(3)).map(text), ['hi ben', 'hi ann', 'marker'], 'each seq delivered once (push and catch-up sync overlap)');
   });
 
   it('send retries with the same clientMsgId when the reply is lost: one message, original msgId/seq', async () => {
@@ -444,12 +446,13 @@ describe('client/sdk across a gateway drain', function () {
         setTimeout(fire, 1);
       };
       fire();
-      await new Promise((r) => setTimeout(r, 50));
+      await eventually(() => sends.length >= 20, 'sends under way');
       const dropped = waitEvent<DisconnectedEvent>(c, 'disconnected');
       current = undefined;
       const stopped = sys.stop();
       assert.equal((await dropped).code, DisconnectCode.DRAINING);
-      await new Promise((r) => setTimeout(r, 20));
+      const atDrop = sends.length;
+      await eventually(() => sends.length >= atDrop + 10, 'sends made after the DRAINING');
       firing = false;
       await stopped;
       sys = await startEmbedded({ dataDir, ...tuning });

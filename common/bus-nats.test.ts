@@ -5,6 +5,7 @@ import {
   freePort, NATS_SERVER_BIN, NATS_URL, NATS_WHERE, REQUIRE_INFRA, needs, startNatsServer as startServer, stopNatsServer as stopServer,
 } from '../test/infra';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
+import { eventually } from '../test/wait';
 import { NatsBus, type NatsBusOptions } from './bus-nats';
 import { ConfigError } from './config';
 import { UnavailableError } from './errors';
@@ -14,13 +15,7 @@ let seq = 0;
 const subject = () => `im.test.${process.pid}.${Date.now()}.${seq++}`;
 
 /** Waits for a condition driven by the network; the bound only turns a hang into a clear failure. */
-async function waitFor(what: string, cond: () => boolean, boundMs = 8000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = (what: string, cond: () => boolean, boundMs = 8000) => eventually(cond, what, boundMs);
 
 function capture() {
   const lines: Array<{ level: string; msg: string } & Record<string, unknown>> = [];
@@ -211,7 +206,7 @@ describe('NatsBus', function () {
 
       // A process started before NATS waits for it rather than failing.
       const connecting = NatsBus.connect({ ...opts, name: 'restart-logic', maxPendingBytes: 64 * 1024 });
-      await new Promise((r) => setTimeout(r, 300)); // let the first dials be refused
+      await waitFor('the first dial to be refused', () => log.count('nats not reachable yet') === 1);
       server = await startServer(port);
       const pub = await connecting;
       buses.push(pub);

@@ -8,6 +8,7 @@ import { loadTelemetryConfig, startTelemetry, tracingActive, type Telemetry } fr
 import {
   formatTraceParent, parseTraceParent, startPushSpan, startRequestSpan, traceLogicCall, traceStoreAppend,
 } from './telemetry-spans';
+import { eventually } from '../test/wait';
 
 describe('telemetry config', () => {
   it('is on in a service process unless disabled, and off in embedded mode unless asked for', () => {
@@ -56,14 +57,7 @@ describe('tracing on (in-memory exporter)', () => {
   const exporter = new InMemorySpanExporter();
   let telemetry: Telemetry;
   /** Spans reach the exporter once the resource's async attributes (host detection) settle. */
-  const finished = async (n: number) => {
-    const deadline = Date.now() + 5000;
-    while (exporter.getFinishedSpans().length < n) {
-      if (Date.now() > deadline) throw new Error(`expected ${n} finished spans, got ${exporter.getFinishedSpans().length}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return exporter.getFinishedSpans();
-  };
+  const finished = (n: number) => eventually(() => exporter.getFinishedSpans().length >= n && exporter.getFinishedSpans(), `${n} finished spans`);
 
   before(() => {
     telemetry = startTelemetry({ enabled: true, serviceName: 'im-test', reason: 'test' },

@@ -328,7 +328,7 @@ export class Gateway {
       await closed;
     }
     this.drained = true;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.stopHeartbeats();
     this.unsubscribe?.();
     this.unwatchMetrics?.();
     this.wheel.stop();
@@ -510,7 +510,18 @@ export class Gateway {
     this.logger.info('sync hint sent', { why, connections: n });
   }
 
+  /** A router heartbeat is scheduled (false once a drain or hand-off ended the loop; tests). */
+  get heartbeatScheduled(): boolean {
+    return this.heartbeatTimer !== undefined;
+  }
+
+  private stopHeartbeats(): void {
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
   private heartbeatLoop(first = false): void {
+    this.heartbeatTimer = undefined;
     if (this.drained || this.handingOff) return;
     // Chained timeouts, not setInterval: a slow router never gets overlapping heartbeats.
     // Bounded wait, so a hung router call cannot stop the heartbeats for good.
@@ -571,7 +582,7 @@ export class Gateway {
    */
   async handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult & { reconnected: number }> {
     this.handingOff = true;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.stopHeartbeats();
     this.tlsContext?.stop();
     const plain: Connection[] = [];
     const secure: Connection[] = [];

@@ -238,14 +238,8 @@ export class MemoryRouter implements RouterApi {
   close(): void {}
 }
 
-/** Polls `cond` until true; fails the test with `what` after timeoutMs. */
-export async function eventually(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** The one polling helper (test/wait.ts), re-exported for the gateway suites. */
+export { eventually } from '../test/wait';
 
 /** A port nothing listens on (bound, then released). */
 export function closedPort(): Promise<number> {

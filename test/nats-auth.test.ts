@@ -56,14 +56,7 @@ function roleBus(n: OwnNats, role: string, extraEnv: Record<string, string> = {}
 
 /** A reload (SIGHUP) is asynchronous: retries a connect its credential refuses until it is accepted. */
 async function connectWhenAccepted(connect: () => Promise<NatsBus>, timeoutMs = 10_000): Promise<NatsBus> {
-  for (const deadline = Date.now() + timeoutMs; ;) {
-    try {
-      return await connect();
-    } catch (err) {
-      if (!(err instanceof ConfigError) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50)); // poll interval
-    }
-  }
+  return eventually(connect, 'the reloaded credentials to be accepted', timeoutMs);
 }
 
 describe('NATS credentials and permissions (own nats-server from scripts/nats-start.sh)', function () {

@@ -21,6 +21,7 @@ import { BystanderResult, Bystanders } from './bystander';
 import { cutWrites, FrameContext, fuzzFrame, WRITE_PATTERNS } from './frames';
 import { fuzzConnection, Tally } from './fuzz-conn';
 import { Prng } from './prng';
+import { eventually } from '../wait';
 
 const LOOPBACK = '127.0.0.1';
 const MIB = 1024 * 1024;
@@ -118,12 +119,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 
     // RSS comes back once the sockets' buffers are freed and the heap shrinks; the bystanders
     // keep chatting meanwhile (their allocations are what lets the collector run).
-    const settleDeadline = Date.now() + o.settleTimeoutMs;
     let afterBytes = rss();
-    while (afterBytes > baselineBytes + o.settleMarginBytes && Date.now() < settleDeadline && proc.running) {
-      await new Promise((r) => setTimeout(r, 200));
+    await eventually(() => {
       afterBytes = rss();
-    }
+      return afterBytes <= baselineBytes + o.settleMarginBytes || !proc.running;
+    }, 'RSS to settle', o.settleTimeoutMs).catch(() => undefined); // the report says by how much it did not
     const peakBytes = sampleProc(proc.child.pid!)?.hwmBytes ?? 0;
     const exited = proc.running ? undefined : `gateway exited: ${proc.log.slice(-2000)}`;
     const bystanderResult = await bystanders.stop();
