@@ -212,7 +212,8 @@ export const ASSUMED: Measured = {
 export function measureFromResults(results: BenchResult[]): Measured {
   // Plaintext clients only: TLS runs (--tls) are compared beside them in BENCHMARKS.md, not fitted.
   const dist = results.filter((r) => r.target.kind === 'distributed' && !r.tls);
-  // Runs of an earlier store design (one LWT per timeline round, before 2026-12-05) say nothing
+  // Runs of an earlier store design (one LWT per timeline round before 2026-12-05; a partition
+  // write per row before the owner log of 2026-12-06) say nothing
   // about logic's or Cassandra's cost today: they are used only when no run of this design exists.
   const allWithDb = dist.filter((r) => !r.target.noDb);
   const current = allWithDb.filter((r) => r.target.description.includes(STORE_DESIGN));

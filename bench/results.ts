@@ -170,7 +170,7 @@ export interface BenchResult {
 }
 
 /** Names the distributed store's design in run descriptions: im plan fits only runs of the current one. */
-export const STORE_DESIGN = 'owned sequencers';
+export const STORE_DESIGN = 'owner log';
 
 export function resultId(startedAt: Date, scenario: string, target: string): string {
   const ts = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

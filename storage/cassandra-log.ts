@@ -46,6 +46,7 @@ interface TableRow {
 }
 
 interface Tracked extends TableRow {
+  replaces?: string;
   key: string;
   shard: number;
   epoch: number;
@@ -308,7 +309,7 @@ export class OwnerLog {
       this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
       const ts = this.o.nextTs();
       rows = take.flatMap((w) => w.rows.map((r): Tracked => ({
-        query: r.query, params: r.params, routingKey: r.routingKey, bytes: r.bytes,
+        query: r.query, params: r.params, routingKey: r.routingKey, bytes: r.bytes, replaces: r.replaces,
         ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
       })));
       const body = encodeBody(rows);
@@ -347,7 +348,7 @@ export class OwnerLog {
     for (const [where, list] of this.pending) {
       if (only && !only(list[0])) continue;
       this.pending.delete(where);
-      groups.push(list);
+      groups.push(this.newestOnly(list));
     }
     if (groups.length === 0) return;
     const generation = this.generation;
@@ -385,7 +386,24 @@ export class OwnerLog {
     for (const t of batch) this.done(t);
   }
 
-  private done(t: Tracked): void {
+  /** A partition's rows without those a later row replaces (Row.replaces); those count as written. */
+  private newestOnly(list: Tracked[]): Tracked[] {
+    if (!list.some((t) => t.replaces !== undefined)) return list;
+    const seen = new Set<string>();
+    const keep: Tracked[] = [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const t = list[i];
+      if (t.replaces !== undefined && seen.has(t.replaces)) {
+        this.done(t);
+        continue;
+      }
+      if (t.replaces !== undefined) seen.add(t.replaces);
+      keep.push(t);
+    }
+    return keep.reverse();
+  }
+
+    private done(t: Tracked): void {
     const left = (this.unflushedAt.get(t.pos) ?? 1) - 1;
     if (left > 0) this.unflushedAt.set(t.pos, left);
     else this.unflushedAt.delete(t.pos);

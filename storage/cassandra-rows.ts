@@ -34,10 +34,11 @@ function unreadIndexRows(keyspace: string, bucketSize: number): (uid: string, m:
   };
   return (uid, m, seq) => {
     const convs = routingKey(uid);
-    if (uid === m.from) return [{ query: q.own, params: [seq, seq, uid, m.convId], routingKey: convs, bytes: 64 }];
+    // user_convs cells are written at timestamp = seq: within a window only the newest of each kind counts.
+    if (uid === m.from) return [{ query: q.own, params: [seq, seq, uid, m.convId], routingKey: convs, bytes: 64, replaces: `o\0${m.convId}` }];
     const bucket = Math.floor(seq / bucketSize);
     return [
-      { query: q.incoming, params: [seq, seq, seq, uid, m.convId], routingKey: convs, bytes: 64 },
+      { query: q.incoming, params: [seq, seq, seq, uid, m.convId], routingKey: convs, bytes: 64, replaces: `i\0${m.convId}` },
       { query: q.unread, params: [uid, m.convId, bucket, seq], routingKey: routingKey(uid, m.convId, bucket), bytes: 64 },
     ];
   };

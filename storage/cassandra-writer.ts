@@ -10,6 +10,11 @@ export interface Row {
   routingKey: Buffer;
   /** Approximate size, for the batch byte bound. */
   bytes: number;
+  /**
+   * The cells this row sets, when a later row of the same partition with the same value here
+   * makes it unnecessary (its values win by timestamp): only the newest is written behind.
+   */
+  replaces?: string;
 }
 
 /** The partition key as the driver hashes it: one component raw, several in composite form. */
