@@ -1,5 +1,5 @@
 /** Identifiers shared by every layer: user ids, conversation ids, message and group ids. */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** User ids: 1-64 characters, letters, digits and _ . @ - (never ':', which separates conv ids). */
 export const UID_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -21,5 +21,23 @@ export function groupConvId(groupId: string): string {
  * Sorting ids sorts by creation time (to the millisecond).
  */
 export function newId(nowMs = Date.now()): string {
-  return nowMs.toString(16).padStart(12, '0') + randomBytes(5).toString('hex');
+  return nowMs.toString(16).padStart(12, '0') + randomHex10();
+}
+
+/**
+ * Random bytes drawn from the CSPRNG in blocks: one randomFillSync per 819 ids instead of one
+ * per id (which was 5 % of the embedded process's CPU at a few thousand sends/s). Each byte is
+ * used once.
+ */
+const RANDOM_POOL = Buffer.alloc(4096);
+let randomPos = RANDOM_POOL.length;
+
+function randomHex10(): string {
+  if (randomPos + 5 > RANDOM_POOL.length) {
+    randomFillSync(RANDOM_POOL);
+    randomPos = 0;
+  }
+  const hex = RANDOM_POOL.toString('hex', randomPos, randomPos + 5);
+  randomPos += 5;
+  return hex;
 }
