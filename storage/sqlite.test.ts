@@ -171,6 +171,23 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('seqs in memory', () => {
+    it('keeps every inbox and conversation gap-free with far more of them than maxCachedSeqs', async () => {
+      const store = openStore({ maxCachedSeqs: 4 });
+      const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
+      // Rounds over more users than the cache holds: every key is dropped and reloaded many times.
+      for (let round = 0; round < 5; round++) {
+        for (const [i, from] of users.entries()) await store.appendMessage(msg(from, users[(i + 1) % users.length]));
+      }
+      for (const uid of users) {
+        const items = (await store.sync(uid, 0, 100)).items;
+        assert.deepEqual(items.map((e) => e.seq), Array.from({ length: 10 }, (_, k) => k + 1), uid);
+      }
+      const history = (await store.history(peerConvId('u0', 'u1'), 0, 100)).items;
+      assert.deepEqual(history.map((m) => m.convSeq).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+    });
+  });
+
   describe('WAL checkpoints', () => {
     it('starts the log over under appends that never pause, and loses nothing', async () => {
       const store = openStore({ walRestartFrames: 64, checkpointIntervalMs: 5 });
