@@ -57,7 +57,7 @@ export interface SqliteStoreOptions {
   maxCachedSeqs?: number;
   /** How often the worker thread checkpoints the WAL. Default 200. */
   checkpointIntervalMs?: number;
-  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 12288 (48 MiB, under journal_size_limit): every window holds appends, so fewer is better. */
+  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 32768 (128 MiB, under journal_size_limit): every window holds appends, so fewer is better. */
   walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
@@ -94,7 +94,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'path' | 'clock'> = {
   maxPendingSummaries: 50000,
   maxCachedSeqs: 1_000_000,
   checkpointIntervalMs: 200,
-  walRestartFrames: 12288,
+  walRestartFrames: 32768,
   cacheSizeKiB: 65536,
   maxUnreadConvs: 1000,
   maxPageItems: 1000,
@@ -180,8 +180,9 @@ export class SqliteStore implements Store {
       this.db.pragma('foreign_keys = OFF');
       // Checkpoints run on the worker (storage/sqlite-checkpoint.ts), never inside a commit here.
       this.db.pragma('wal_autocheckpoint = 0');
-      // After a checkpoint lets the WAL restart, its file is cut back to this size.
-      this.db.pragma('journal_size_limit = 67108864');
+      // After a checkpoint lets the WAL restart, its file is cut back to this size: above the
+      // default walRestartFrames' 128 MiB, so a restart reuses the file rather than cut and regrow it.
+      this.db.pragma('journal_size_limit = 167772160');
       this.db.pragma(`cache_size = -${options.cacheSizeKiB}`);
       migrate(this.db);
       this.sql = prepareStatements(this.db);
