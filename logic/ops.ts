@@ -27,10 +27,15 @@ export class OpRegistry {
     return this.handlers.has(op);
   }
 
+  /** Always a promise: an unknown op, or a handler that throws instead of rejecting, is a rejection. */
   handle(ctx: CallContext, body: Uint8Array): Promise<Uint8Array> {
     const handler = this.handlers.get(ctx.op);
     if (!handler) return Promise.reject(new UnknownOpError(`unknown op ${ctx.op}`));
-    return handler(ctx, body);
+    try {
+      return handler(ctx, body);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
 
