@@ -29,13 +29,16 @@ let stopped = false;
 const smallBacklog = Math.max(16, Math.floor(restartFrames / 64));
 /** The backlog the previous catch-up round left (Infinity: not catching up). */
 let lastBacklog = Infinity;
-/** Frames of the current log copied so far, to tell what each checkpoint copied (a quiet window's cost). */
+/** The log's length and the frames of it copied at the latest checkpoint, to tell what each one copied. */
+let lastLog = 0;
 let copied = 0;
 
 function checkpoint(): Result | undefined {
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    const before = r.checkpointed >= copied ? copied : 0;
+    // A shorter log than last time started over: all of its frames are new.
+    const before = r.log >= lastLog ? copied : 0;
+    lastLog = r.log;
     copied = r.checkpointed;
     return { log: r.log, checkpointed: r.checkpointed, copiedNow: r.checkpointed - before };
   } catch (err) {
