@@ -25,8 +25,10 @@ const db = new Database(path, { timeout: 0 });
 db.pragma('busy_timeout = 0');
 let timer: NodeJS.Timeout | undefined;
 let stopped = false;
-/** A backlog this small is copied in a quiet window without waiting for it to shrink further. */
-const smallBacklog = Math.max(16, Math.floor(restartFrames / 64));
+/** A backlog this small (about a ms of copying) is copied in a quiet window without waiting for it to shrink further. */
+const SMALL_BACKLOG = 64;
+/** The largest backlog a quiet window is asked for with, when rounds no longer shrink it (4 MiB). */
+const MAX_QUIET_BACKLOG = 1024;
 /** The backlog the previous catch-up round left (Infinity: not catching up). */
 let lastBacklog = Infinity;
 /** The log's length and the frames of it copied at the latest checkpoint, to tell what each one copied. */
@@ -55,9 +57,9 @@ function round(): void {
   if (r) parentPort!.postMessage(r);
   const backlog = r ? r.log - r.checkpointed : 0;
   if (r && r.log >= restartFrames) {
-    // A restart is due: the window is asked for once the backlog is small or no longer shrinking
-    // (writes arrive as fast as a round copies them), and at most restartFrames / 4 as before.
-    const settled = backlog <= smallBacklog || (backlog >= lastBacklog && backlog <= restartFrames / 4);
+    // A restart is due: the window is asked for once the backlog is small, or no longer shrinking
+    // (writes arrive as fast as a round copies them) and at most MAX_QUIET_BACKLOG.
+    const settled = backlog <= SMALL_BACKLOG || (backlog >= lastBacklog && backlog <= MAX_QUIET_BACKLOG);
     if (settled) {
       lastBacklog = Infinity;
       parentPort!.postMessage({ want: 'quiet' });
@@ -65,7 +67,7 @@ function round(): void {
     }
     lastBacklog = backlog;
     // Catching up: straight on, so the next round only has what arrived during this one.
-    timer = setTimeout(round, backlog > restartFrames / 4 ? Math.min(intervalMs, 20) : 0);
+    timer = setTimeout(round, backlog > MAX_QUIET_BACKLOG ? Math.min(intervalMs, 20) : 0);
     return;
   }
   lastBacklog = Infinity;
