@@ -10,9 +10,10 @@
  * stops shrinking (each copies only what arrived during the one before, and leaves it fsynced),
  * then asks the store for a quiet window (the store holds appends back between transactions; its
  * event loop keeps running), finishes the copy of those last pages in it, and the store's next
- * commit starts the log over. Every append waits while the window lasts, so it must cover a few
- * pages, not the ~1,000 a 200 ms round leaves behind at a few thousand appends/s (tens of ms of
- * copying and fsync, the p95 and p99 of send->deliver at half the max rate).
+ * commit starts the log over. Every append waits while the window lasts, so it should copy what
+ * arrived since a round that just ended, not up to a quarter of the log (tens of ms of copying
+ * and fsync, several times a second at half the max rate: the p95 and p99 of send->deliver);
+ * and with a long log (walRestartFrames) windows are rare.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
