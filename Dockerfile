@@ -3,7 +3,13 @@
 #
 #   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process
 #   docker run IMAGE dist/gateway/main.js                          # or dist/router/main.js, dist/logic/main.js
-#   docker run IMAGE dist/client/cli.js migrate                     # the im CLI
+#   docker run IMAGE dist/client/cli.js migrate                     # the im CLI: operator commands
+#   docker run -v im-data:/data IMAGE dist/client/cli.js token alice
+#   docker run IMAGE dist/client/cli.js plan --online 100000 --send-qps 2000
+#
+# `im plan` reads the bench results shipped in bench/results (JSON only) through dist/bench; the
+# build runs it once so an image where it cannot start is never produced. The client SDK for
+# applications is the separate package in client/ (client/README.md), not this image.
 #
 # Settings come from the environment (README.md, k8s/README.md). The Helm chart in k8s/im passes
 # the main as `args` and everything else as environment.
@@ -25,10 +31,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3
 COPY . .
+# dist/bench stays: `im plan` loads its planner from there (the load generator in it is never run).
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf dist/test dist/bench dist/k8s \
- && find dist \( -name '*.test.js' -o -name '*.test.js.map' \) -delete
+ && rm -rf dist/test dist/k8s \
+ && find dist \( -name '*.test.js' -o -name '*.test.js.map' \) -delete \
+ && find bench/results -type f ! -name '*.json' -delete \
+ && node dist/client/cli.js plan --online 1000 --send-qps 10 --json > /dev/null
 
 # ---- runtime ----
 FROM ${NODE_IMAGE}
@@ -49,6 +58,8 @@ COPY --from=build /src/dist ./dist
 # The .proto files are loaded at run time (dist/../proto).
 COPY --from=build /src/proto/client.proto ./proto/client.proto
 COPY --from=build /src/proto/internal ./proto/internal
+# What `im plan` plans from (dist/bench/options.ts: REPO_ROOT/bench/results).
+COPY --from=build /src/bench/results ./bench/results
 # Only embedded mode writes anything (SQLite and the token key, under IM_DATA_DIR): mount a volume.
 RUN mkdir -p /data && chown 1000:1000 /data
 # Numeric, so Kubernetes' runAsNonRoot can verify it (the image's "node" user is 1000).

@@ -47,7 +47,7 @@ const FAULTS: readonly Fault[] = [
   { name: 'kill -9 one logic', inject: (c) => c.cluster.restartLogics([0], 'SIGKILL') },
   { name: 'kill -9 both logic', inject: (c) => c.cluster.restartLogics([0, 1], 'SIGKILL') },
   { name: 'kill -9 router', inject: (c) => c.cluster.restartRouter('SIGKILL') },
-  { name: 'kill -9 nats-server', inject: (c) => c.cluster.restartNats('SIGKILL', 0) },
+  { name: 'kill -9 nats-server', inject: (c) => c.cluster.restartNats('SIGKILL', { untilLost: false }) },
   { name: 'kill -9 Cassandra', inject: async (c) => { await c.cassandra.kill9(); await c.cassandra.start(); } },
   { name: 'kill -9 one gateway', gateway: 0, inject: (c) => c.cluster.restartGateway(0, 'SIGKILL') },
 ];

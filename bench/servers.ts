@@ -140,7 +140,7 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
       tempDirs.push(dataDir);
       const env = {
         ...baseEnv(o.env), ...serverTuning(o), IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret,
-        IM_GATEWAY_ADDR: `${LOOPBACK}:0`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:0`, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_NODE_ID: `bench-${o.runId}`,
+        IM_GATEWAY_ADDR: `${LOOPBACK}:0`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:0`, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', IM_NODE_ID: `bench-${o.runId}`,
         ...gatewayTlsEnv(o),
       };
       const { proc, fields } = await spawnService({

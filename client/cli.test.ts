@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { verifyToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
 import { main } from './cli';
+import { eventually } from '../test/wait';
 import { deadAddr, tempDir } from './test-support';
 
 interface Run { code: number; lines: Record<string, any>[]; stderr: string }
@@ -75,7 +76,7 @@ describe('client/cli (im) against the embedded system', function () {
     await ok('send', 'amy', 'bob', 'second', 'in', 'words');
     const listening = start(['listen', 'bob', '--count', '3', '--timeout', '15']);
     // Once the two synced lines are out, the listener is connected: the third one is a push.
-    while (listening.stdout.length < 2) await new Promise((r) => setTimeout(r, 20));
+    await eventually(() => listening.stdout.length >= 2, 'the two synced lines');
     await ok('send', 'cy', 'bob', 'third');
     const r = await listening.done;
     assert.equal(r.code, 0, r.stderr);
@@ -183,8 +184,11 @@ describe('client/cli (im) against the embedded system', function () {
 
   it('listen ends cleanly when aborted (SIGINT in the bin)', async () => {
     const ac = new AbortController();
+    await ok('send', 'amy', 'rex', 'before');
     const listening = start(['listen', 'rex'], {}, ac.signal);
-    setTimeout(() => ac.abort(), 200);
+    // Its synced line is out: the listener is connected, and is aborted while it listens.
+    await eventually(() => listening.stdout.length >= 1, 'the synced line');
+    ac.abort();
     const r = await listening.done;
     assert.equal(r.code, 0, r.stderr);
   });

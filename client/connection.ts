@@ -1,19 +1,25 @@
 /**
  * One authenticated connection to a gateway: framing, the Auth handshake, request/reply
  * correlation by request id, per-request timeouts and the heartbeat. It never reconnects; the
- * ImClient above it decides what happens after a close. Frames travel on a Link: TCP (length-
- * prefixed, below) or WebSocket (one binary message per frame, ws-link.ts).
+ * ImClient above it decides what happens after a close. Frames travel on a Link the platform
+ * opens: TCP (length-prefixed, tcp-link.ts) or WebSocket (one binary message per frame,
+ * ws-link.ts). No Node-only import.
  */
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
-import { FrameDecoder, LENGTH_BYTES } from '../proto/codec';
 import { Auth, AuthOk, Disconnect, Frame, Message, Op, decode, decodeFrame, encode, frameBytes } from '../proto/wire';
 import { ImClientError, connectionLost, requestTimeout } from './errors';
-import type { ClientTlsOptions } from './options';
 import type { Link, LinkEvents } from './link';
-import { openWebSocketLink } from './ws-link';
+
+/** The 4-byte length prefix frameBytes() puts before every frame. */
+const LENGTH_BYTES = 4;
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** Node's timers can be told not to keep the process alive; a browser's are plain numbers. */
+function unref(t: Timer): Timer {
+  (t as { unref?: () => void }).unref?.();
+  return t;
+}
 
 /** Why a connection ended, as the ImClient reports it in 'disconnected'. */
 export interface CloseInfo {
@@ -27,11 +33,12 @@ export interface CloseInfo {
 }
 
 export interface ConnectionOptions {
-  addr: string;                 // host:port
-  /** Set: TLS (1.2 or later) to addr, the gateway's certificate verified; unset: plaintext TCP. */
-  tls?: ClientTlsOptions;
-  /** Connect over WebSocket to this URL (ws:// or wss://) instead of TCP to addr. */
-  wsUrl?: string;
+  /** host:port or the WebSocket URL: what messages name. */
+  addr: string;
+  /** Opens what carries the frames (TCP, TLS or WebSocket to addr). */
+  openLink: (events: LinkEvents) => Link;
+  /** Over TLS: failures before AuthOk are reported as TLS failures. */
+  tls?: boolean;
   auth: Auth;
   connectTimeoutMs: number;     // TCP connect + Auth round trip
   requestTimeoutMs: number;
@@ -53,7 +60,7 @@ interface Pending {
   op: number;
   resolve: (body: Uint8Array) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 const AUTH_REQUEST_ID = 1;
@@ -62,17 +69,16 @@ const END_GRACE_MS = 1000;
 
 export class Connection {
   private readonly link: Link;
-  private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private nextRequestId = AUTH_REQUEST_ID;
-  private heartbeat?: NodeJS.Timeout;
+  private heartbeat?: ReturnType<typeof setInterval>;
   private lastReceivedAtMs = Date.now();
   private closeInfo?: CloseInfo;
   private finished = false;
   private auth?: AuthOk;
   private readonly closedSignal: Promise<void>;
   private markClosed!: () => void;
-  private handshake?: { resolve: () => void; reject: (err: ImClientError) => void; timer: NodeJS.Timeout };
+  private handshake?: { resolve: () => void; reject: (err: ImClientError) => void; timer: Timer };
 
   /** Connects and authenticates. Rejects with an ImClientError: retryable when another gateway
    * or a later attempt may succeed, not retryable when the credentials were refused. */
@@ -81,24 +87,22 @@ export class Connection {
   }
 
   private constructor(private readonly options: ConnectionOptions) {
-    const hp = parseHostPort(options.addr);
-    if (!hp && !options.wsUrl) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${options.addr}" is not host:port`, { retryable: false });
     this.closedSignal = new Promise((resolve) => { this.markClosed = resolve; });
-    this.decoder = new FrameDecoder(options.maxIncomingFrameBytes);
     const events: LinkEvents = {
       // Over TLS, Auth (and the token in it) is written only once the gateway's certificate checked out.
       open: () => this.link.send(frameBytes({ op: Op.AUTH, requestId: AUTH_REQUEST_ID, body: encode('Auth', options.auth) })),
-      bytes: (chunk) => this.onData(chunk),
+      alive: () => { this.lastReceivedAtMs = Date.now(); },
       frame: (body) => this.onFrameBytes(body),
+      tooLarge: (message) => {
+        if (!this.finished) this.kill({ code: Code.FRAME_TOO_LARGE, reason: message, reconnect: true, fromServer: false });
+      },
       error: (message) => {
         const what = this.options.tls && !this.auth ? 'TLS: ' : '';
         this.closeInfo ??= { code: Code.UNAVAILABLE, reason: `${this.options.addr}: ${what}${message}`, reconnect: true, fromServer: false };
       },
       close: () => this.finish(),
     };
-    this.link = options.wsUrl
-      ? openWebSocketLink(options.wsUrl, options.maxIncomingFrameBytes, events)
-      : openTcpLink(hp!.host, hp!.port, events, options.tls);
+    this.link = options.openLink(events);
   }
 
   get authOk(): AuthOk {
@@ -182,14 +186,7 @@ export class Connection {
       // Pongs are not awaited: their only job is to make the server send something.
       this.link.send(frameBytes({ op: Op.PING, requestId: this.allocateRequestId(), body: encode('Ping', { clientTimeMs: Date.now() }) }));
     }, intervalMs);
-    this.heartbeat.unref();
-  }
-
-  private onData(chunk: Buffer): void {
-    this.lastReceivedAtMs = Date.now();
-    const { frames, error } = this.decoder.push(chunk);
-    for (const body of frames) this.onFrameBytes(body);
-    if (error && !this.finished) this.kill({ code: Code.FRAME_TOO_LARGE, reason: error.message, reconnect: true, fromServer: false });
+    unref(this.heartbeat);
   }
 
   /** One whole frame, without a length prefix (cut from the TCP stream, or a WebSocket message). */
@@ -289,7 +286,7 @@ export class Connection {
 
   private endLink(): void {
     this.link.end();
-    setTimeout(() => this.link.destroy(), END_GRACE_MS).unref();
+    unref(setTimeout(() => this.link.destroy(), END_GRACE_MS));
   }
 
   /** Abandons the connection now (dead peer, broken stream). */
@@ -320,27 +317,4 @@ export class Connection {
     }
     this.options.onClose(this, info);
   }
-}
-
-/** Length-prefixed frames on a TCP socket (`socket` kept on the link for diagnostics and tests). */
-/** TCP, or TLS (1.2 or later, the gateway's certificate verified) when `t` is set. */
-function openTcpLink(host: string, port: number, events: LinkEvents, t?: ClientTlsOptions): Link & { socket: net.Socket } {
-  const socket = t
-    ? tls.connect({
-      host, port, minVersion: 'TLSv1.2', ca: t.ca,
-      // Node sends no SNI for an IP; the identity check then uses the IP itself.
-      servername: t.servername ?? (net.isIP(host) ? undefined : host),
-    })
-    : net.connect({ host, port });
-  socket.setNoDelay(true);
-  socket.on(t ? 'secureConnect' : 'connect', events.open);
-  socket.on('data', events.bytes);
-  socket.on('error', (err) => events.error(err.message));
-  socket.on('close', events.close);
-  return {
-    socket,
-    send: (frame) => { socket.write(frame); },
-    end: () => { socket.end(); },
-    destroy: () => { socket.destroy(); },
-  };
 }

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Op, decode, encode } from '../proto/wire';
 import type { Connection } from './connection';
 import { Inbox } from './inbox';
+import { Waits } from './waits';
 import { InboxSync } from './inbox-sync';
 import { inboxMessage as msg, waitEvent } from './test-support';
 
@@ -76,7 +77,7 @@ class Client {
   /** The attempt number of every backoff pause the sync asked for. */
   readonly delays: number[] = [];
   readonly events = new EventEmitter();
-  private readonly abort = new AbortController();
+  private readonly waits = new Waits();
 
   constructor(server: SyncServer, lastSeq: number, pageLimit = 100) {
     this.inbox = new Inbox({ lastSeq });
@@ -89,7 +90,7 @@ class Client {
       onSynced: (seq) => { this.synced.push(seq); changed(); },
       onError: (err) => { this.errors.push(err); changed(); },
       retryDelayMs: (attempt) => { this.delays.push(attempt); return 0; },
-      signal: this.abort.signal,
+      waits: this.waits,
     });
   }
 
@@ -102,7 +103,7 @@ class Client {
   }
 
   close(): void {
-    this.abort.abort();
+    this.waits.close();
   }
 }
 

@@ -11,9 +11,9 @@
  * read): that one is retried with backoff, and after a few the held messages are delivered.
  */
 import { Op, Message, decode, encode } from '../proto/wire';
-import { sleep } from './backoff';
 import type { Connection } from './connection';
 import { Inbox } from './inbox';
+import type { Waits } from './waits';
 
 export interface InboxSyncOptions {
   inbox: Inbox;
@@ -25,7 +25,8 @@ export interface InboxSyncOptions {
   onError: (err: unknown) => void;
   /** Pause before retry number `attempt` (1-based) of a failed sync or a stale answer. */
   retryDelayMs: (attempt: number) => number;
-  signal: AbortSignal;
+  /** The client's pending-wait registry: its close() ends the sync loop and its pauses. */
+  waits: Pick<Waits, 'closed' | 'sleep'>;
   /** Stale answers in a row (below) before the gap under the held messages is accepted. 3. */
   maxGapSyncs?: number;
   /** Consecutive failed syncs on one connection before waiting for the next trigger. 5. */
@@ -110,13 +111,13 @@ export class InboxSync {
       .finally(() => {
         this.running = false;
         const conn = this.o.connection();
-        if (conn && !conn.closed && !this.o.signal.aborted && this.owed()) this.start();
+        if (conn && !conn.closed && !this.o.waits.closed && this.owed()) this.start();
       });
   }
 
   private async run(): Promise<void> {
     let failures = 0;
-    while (this.owed() && !this.o.signal.aborted) {
+    while (this.owed() && !this.o.waits.closed) {
       this.catchUpWanted = false;
       const conn = this.o.connection();
       if (!conn || conn.closed) return;
@@ -128,7 +129,7 @@ export class InboxSync {
         this.o.onError(err);
         if (++failures >= this.maxSyncFailures) return; // the next gap or reconnect tries again
         this.catchUpWanted = true;
-        await sleep(this.o.retryDelayMs(failures), this.o.signal);
+        await this.o.waits.sleep(this.o.retryDelayMs(failures));
       }
     }
   }
@@ -162,7 +163,7 @@ export class InboxSync {
       this.o.onSynced(inbox.lastSeq);
       return;
     }
-    await sleep(this.o.retryDelayMs(this.gapSyncs), this.o.signal);
+    await this.o.waits.sleep(this.o.retryDelayMs(this.gapSyncs));
     this.gapWanted = true;
   }
 }

@@ -3,7 +3,7 @@ import { resolveOptions } from './options';
 
 describe('client/options: tls', () => {
   const base = { routerUrl: 'http://127.0.0.1:7180', token: 't' };
-  const resolve = (tls: unknown) => resolveOptions({ ...base, tls } as Parameters<typeof resolveOptions>[0], () => 'id').tls;
+  const resolve = (tls: unknown) => resolveOptions({ ...base, tls } as Parameters<typeof resolveOptions>[0], { randomId: () => 'id', defaultTransport: 'tcp' }).tls;
 
   it('is off unless asked for; true means TLS with the system CAs', () => {
     assert.equal(resolve(undefined), undefined);

@@ -10,7 +10,7 @@ export interface ClientTlsOptions {
    * PEM CA certificate(s) to trust instead of Node's bundled CAs (a private CA), for the gateways
    * and for an https:// routerUrl.
    */
-  ca?: string | Buffer | Array<string | Buffer>;
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
   /**
    * The name the certificate must carry (and the SNI sent). Default: the host of the gateway's
    * address — so a gateway advertised by IP needs that IP in its certificate, or this.
@@ -28,8 +28,9 @@ export interface ImClientOptions {
   token: string | TokenProvider;
   deviceId?: string;                 // default: a random "sdk-<uuid>"
   /**
-   * 'tcp' (default): the gateways' TCP addresses. 'websocket': their WebSocket URLs (route API
-   * `wsUrl`; gateways without one are skipped). Node uses the `ws` package, a browser its WebSocket.
+   * 'tcp' (the default in Node): the gateways' TCP addresses. 'websocket' (the default, and the
+   * only transport, in a browser): their WebSocket URLs (route API `wsUrl`; gateways without one
+   * are skipped). Node uses the `ws` package, a browser its WebSocket.
    */
   transport?: Transport;
   /** Region to be routed to (sent as ?region=); default: the server derives it from the client's IP. */
@@ -37,6 +38,8 @@ export interface ImClientOptions {
   /**
    * true or options: connect to the gateways' TLS listeners only (gateways without one are
    * skipped); absent/false: plaintext only (gateways that turned plaintext off are skipped).
+   * With transport 'websocket': true or options takes wss:// URLs only (checked against `ca` in
+   * Node); absent, ws:// and wss:// alike (wss:// against Node's bundled CAs).
    */
   tls?: boolean | ClientTlsOptions;
   /** The highest inbox seq the application has already processed (persist lastSeq across runs). */
@@ -107,7 +110,28 @@ function resolveTls(t: ImClientOptions['tls']): ClientTlsOptions | undefined {
   return { ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.servername !== undefined ? { servername: t.servername } : {}) };
 }
 
-export function resolveOptions(o: ImClientOptions, randomId: () => string): ResolvedOptions {
+/**
+ * A random UUID (v4): crypto.randomUUID where there is one (Node, browsers in a secure context),
+ * else built from crypto.getRandomValues (a browser page served over plain http).
+ */
+export function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string; getRandomValues<T extends Uint8Array>(a: T): T } }).crypto;
+  if (typeof c?.randomUUID === 'function') return c.randomUUID();
+  if (!c) throw new Error('no crypto.getRandomValues in this environment');
+  const b = c.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export interface ResolveEnv {
+  randomId: () => string;
+  /** 'tcp' in Node, 'websocket' in a browser. */
+  defaultTransport: Transport;
+}
+
+export function resolveOptions(o: ImClientOptions, env: ResolveEnv): ResolvedOptions {
   if (!o || typeof o.routerUrl !== 'string' || !/^https?:\/\/./.test(o.routerUrl)) {
     throw new RangeError(`ImClientOptions.routerUrl must be an http(s) URL, got ${JSON.stringify(o?.routerUrl)}`);
   }
@@ -118,9 +142,9 @@ export function resolveOptions(o: ImClientOptions, randomId: () => string): Reso
   if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new RangeError(`ImClientOptions.lastSeq must be an integer >= 0, got ${lastSeq}`);
   const r: ResolvedOptions = {
     routerUrl: o.routerUrl,
-    transport: o.transport ?? 'tcp',
+    transport: o.transport ?? env.defaultTransport,
     token: o.token,
-    deviceId: o.deviceId ?? `sdk-${randomId()}`,
+    deviceId: o.deviceId ?? `sdk-${env.randomId()}`,
     region: o.region,
     tls: resolveTls(o.tls),
     lastSeq,

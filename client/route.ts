@@ -2,101 +2,18 @@
  * The route API client (docs/route-api.md): one short HTTP(S) GET that returns the gateways to
  * try, best first for the client's region, the heartbeat interval, and the backoff window the
  * operator wants clients to use. Over https:// the router's certificate is always verified (TLS
- * 1.2+), against `ca` when given.
+ * 1.2+), against `ca` when given. This is the Node implementation; the answer's shape and checks
+ * are in route-answer.ts (re-exported here), shared with the browser's fetch().
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { Code } from '../common/errors';
-import { parseHostPort } from '../common/config';
 import { ImClientError } from './errors';
+import {
+  MAX_ROUTE_BODY_BYTES, RouteAnswer, RouteQuery, RouteRateLimitedError, RouteTlsOptions, parseRouteAnswer, retryAfterMs, routeUrl,
+} from './route-answer';
 
-export interface RouteGateway {
-  node: string;
-  /** Plaintext host:port; '' when the gateway takes TLS clients only. */
-  addr: string;
-  /** TLS host:port; '' when the gateway has no TLS listener. */
-  tlsAddr: string;
-  /** The gateway's WebSocket URL; absent when it has no WebSocket listener. */
-  wsUrl?: string;
-  region: string;
-  zone: string;
-  load: number;
-}
-
-export interface RouteAnswer {
-  gateways: RouteGateway[];
-  backoff?: { baseMs: number; maxMs: number };
-  heartbeatIntervalMs?: number;
-  /** The region the server ranked for ('' = unknown). */
-  region?: string;
-}
-
-/** The route API said 429: this client asks too often. Retryable, after retryAfterMs. */
-export class RouteRateLimitedError extends ImClientError {
-  constructor(message: string, readonly retryAfterMs: number) {
-    super(Code.RATE_LIMITED, message, { retryable: true });
-    this.name = 'RouteRateLimitedError';
-  }
-}
-
-export interface RouteQuery {
-  /** Sent as ?region=: the server ranks that region's gateways first. */
-  region?: string;
-}
-
-/** For an https:// router URL. */
-export interface RouteTlsOptions {
-  /** PEM CA certificate(s) to trust instead of Node's bundled CAs (the SDK's `tls.ca`). */
-  ca?: string | Buffer | Array<string | Buffer>;
-}
-
-/** Bounds what a (possibly broken) route API can make a client hold or try. */
-export const MAX_ROUTE_GATEWAYS = 32;
-const MAX_ROUTE_BODY_BYTES = 256 * 1024;
-
-export function routeUrl(routerUrl: string, query: RouteQuery = {}): string {
-  const base = routerUrl.replace(/\/+$/, '') + '/v1/route';
-  return query.region ? `${base}?region=${encodeURIComponent(query.region)}` : base;
-}
-
-/** Validates a route API reply; entries with no usable addr, tlsAddr or wsUrl are skipped, not fatal. */
-export function parseRouteAnswer(json: unknown): RouteAnswer {
-  if (typeof json !== 'object' || json === null || !Array.isArray((json as { gateways?: unknown }).gateways)) {
-    throw new ImClientError(Code.UNAVAILABLE, 'route API reply has no "gateways" list', { retryable: true });
-  }
-  const raw = json as { gateways: unknown[]; backoff?: unknown };
-  const gateways: RouteGateway[] = [];
-  for (const g of raw.gateways) {
-    if (gateways.length >= MAX_ROUTE_GATEWAYS) break;
-    if (typeof g !== 'object' || g === null) continue;
-    const e = g as Record<string, unknown>;
-    const usable = (v: unknown) => (typeof v === 'string' && parseHostPort(v) ? v : '');
-    const addr = usable(e.addr);
-    const tlsAddr = usable(e.tlsAddr);
-    const wsUrl = typeof e.wsUrl === 'string' && /^wss?:\/\//.test(e.wsUrl) ? e.wsUrl : '';
-    if (addr === '' && tlsAddr === '' && wsUrl === '') continue;
-    gateways.push({
-      node: typeof e.node === 'string' ? e.node : '',
-      addr,
-      tlsAddr,
-      ...(wsUrl ? { wsUrl } : {}),
-      region: typeof e.region === 'string' ? e.region : '',
-      zone: typeof e.zone === 'string' ? e.zone : '',
-      load: typeof e.load === 'number' ? e.load : 0,
-    });
-  }
-  const answer: RouteAnswer = { gateways };
-  const b = raw.backoff as Record<string, unknown> | undefined;
-  if (b && typeof b.baseMs === 'number' && typeof b.maxMs === 'number' && b.baseMs >= 0 && b.maxMs >= b.baseMs) {
-    answer.backoff = { baseMs: b.baseMs, maxMs: b.maxMs };
-  }
-  const hb = (json as { heartbeatIntervalMs?: unknown }).heartbeatIntervalMs;
-  // Below a second would be a storm of pings; a broken value is ignored, not obeyed.
-  if (typeof hb === 'number' && Number.isFinite(hb) && hb >= 1000) answer.heartbeatIntervalMs = hb;
-  const region = (json as { region?: unknown }).region;
-  if (typeof region === 'string') answer.region = region;
-  return answer;
-}
+export * from './route-answer';
 
 /**
  * Asks the route API. Failures are retryable UNAVAILABLE errors (the caller backs off and asks
@@ -168,7 +85,7 @@ export function fetchRoute(
     };
     const headers = { accept: 'application/json' };
     const req = secure
-      ? https.get(target, { headers, agent: false, minVersion: 'TLSv1.2', ca: tls.ca }, onResponse)
+      ? https.get(target, { headers, agent: false, minVersion: 'TLSv1.2', ca: tls.ca as https.RequestOptions['ca'] }, onResponse)
       : http.get(target, { headers, agent: false }, onResponse);
     req.on('error', (err: NodeJS.ErrnoException) => done(fail(describeError(err, secure), err)));
     if (signal?.aborted) onAbort();
@@ -188,8 +105,3 @@ function describeError(err: NodeJS.ErrnoException, secure: boolean): string {
   return err.message;
 }
 
-/** Retry-After in seconds (the HTTP-date form is not used by this API); 1 s when absent or odd. */
-function retryAfterMs(header: string | undefined): number {
-  const s = header !== undefined && /^\d{1,6}$/.test(header.trim()) ? Number(header.trim()) : 1;
-  return Math.max(1, s) * 1000;
-}

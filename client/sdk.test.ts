@@ -7,6 +7,7 @@ import { Code, DisconnectCode } from '../common/errors';
 import { signToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
 import { Message, Op, decode } from '../proto/wire';
+import { eventually } from '../test/wait';
 import { DisconnectedEvent, ImClient, ImClientError, ImClientOptions } from './sdk';
 import {
   FaultProxy, RouteServer, SilentServer, deadAddr, gatewaysReply, realRoute, tempDir, waitEvent,
@@ -95,8 +96,9 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(mine[0].msgId, r1.msgId);
     assert.equal(mine[1].msgId, r2.msgId);
     assert.equal(ann.lastSeq, 2);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(atBen.messages.length, 2, 'each seq delivered once (push and catch-up sync overlap)');
+    // A marker after them: ben's inbox arrives in seq order, so a duplicate would come before it.
+    await ann.send('ben', 'marker');
+    assert.deepEqual((await atBen.waitFor(3)).map(text), ['hi ben', 'hi ann', 'marker'], 'each seq delivered once (push and catch-up sync overlap)');
   });
 
   it('send retries with the same clientMsgId when the reply is lost: one message, original msgId/seq', async () => {
@@ -336,6 +338,35 @@ describe('client/sdk against the embedded system', function () {
     assert.equal(sent.duplicate, false);
   });
 
+  it('many sends retrying at once leave no listener or timer behind (no MaxListenersExceededWarning)', async () => {
+    const { proxy, routerUrl } = await proxied();
+    const SENDS = 30;
+    let dropped = 0;
+    // Every send's first reply is lost: all of them time out together and pause before retrying.
+    proxy.onServerFrame = (f) => (f.op === Op.SEND && dropped < SENDS ? (dropped++, 'drop') : 'forward');
+    const c = client('lex', { routerUrl, requestTimeoutMs: 300, backoffBaseMs: 400, backoffMaxMs: 400, receiveMessages: false });
+    const waits = (c as unknown as { waits: { size: number } }).waits;
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      await c.connect();
+      let most = 0;
+      const sends = Array.from({ length: SENDS }, (_, i) => c.send('mia', `retried ${i}`));
+      const watching = setInterval(() => { most = Math.max(most, waits.size); }, 5);
+      const replies = await Promise.all(sends).finally(() => clearInterval(watching));
+      assert.equal(replies.length, SENDS);
+      assert.equal(dropped, SENDS, 'every send was retried');
+      assert.ok(most > 10, `the retries paused together (${most} at once): the case that used to warn`);
+      assert.equal(waits.size, 0, 'every pause unregistered itself');
+      // process.emitWarning delivers on the next tick.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => /MaxListeners/.test(w)), []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('close() is idempotent and ends requests without retry', async () => {
     const c = client('tom');
     await c.connect();
@@ -415,12 +446,13 @@ describe('client/sdk across a gateway drain', function () {
         setTimeout(fire, 1);
       };
       fire();
-      await new Promise((r) => setTimeout(r, 50));
+      await eventually(() => sends.length >= 20, 'sends under way');
       const dropped = waitEvent<DisconnectedEvent>(c, 'disconnected');
       current = undefined;
       const stopped = sys.stop();
       assert.equal((await dropped).code, DisconnectCode.DRAINING);
-      await new Promise((r) => setTimeout(r, 20));
+      const atDrop = sends.length;
+      await eventually(() => sends.length >= atDrop + 10, 'sends made after the DRAINING');
       firing = false;
       await stopped;
       sys = await startEmbedded({ dataDir, ...tuning });

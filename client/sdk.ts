@@ -4,24 +4,37 @@
  * gateway list), delivers inbox messages strictly in seq order exactly once (push + sync), and
  * makes send() safe to retry (one clientMsgId per logical message).
  */
-import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { Code, DisconnectCode, ImError } from '../common/errors';
+import { parseHostPort } from '../common/host-port';
 import {
   AuthOk, GroupResp, HistoryResp, Message, Op, ReadResp, SendReq, SendResp, SyncResp, UnreadResp,
   WireTypeName, WireTypes, decode, encode,
 } from '../proto/wire';
-import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs, sleep } from './backoff';
+import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs } from './backoff';
 import { CloseInfo, Connection } from './connection';
+import { Emitter } from './emitter';
 import { ImClientError, clientClosed, retryWindowRanOut } from './errors';
 import { Inbox } from './inbox';
 import { InboxSync } from './inbox-sync';
-import { ImClientOptions, ResolvedOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, resolveOptions } from './options';
-import { RouteAnswer, RouteRateLimitedError, fetchRoute } from './route';
+import type { Link, LinkEvents } from './link';
+import { ImClientOptions, ResolvedOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, randomId, resolveOptions } from './options';
+// Node: TCP, TLS, `ws`, node:http. Bundled for a browser: platform-browser.ts (client/package.json "browser").
+import { platform } from './platform';
+import { RouteAnswer, RouteRateLimitedError } from './route-answer';
+import { Waits } from './waits';
 import { HistoryQuery, ImClientEvents, ImClientState, MessageContent, SendOptions, toSendContent } from './types';
 
 export { ImClientError } from './errors';
-export type { ImClientOptions, TokenProvider } from './options';
+export type { ClientTlsOptions, ImClientOptions, TokenProvider, Transport } from './options';
+export type { RouteAnswer, RouteGateway } from './route-answer';
+export { Code, DisconnectCode, ImError, codeName } from '../common/errors';
+export { Op } from '../proto/wire';
+export type {
+  AuthOk, GroupInfo, GroupResp, HistoryResp, Message, ReadResp, SendResp, SyncResp, Unread, UnreadResp, WireTypeName, WireTypes,
+} from '../proto/wire';
+
+/** 'node' or 'browser': which build of the SDK this is (a browser has no TCP transport). */
+export const SDK_PLATFORM = platform.name;
 export * from './types';
 
 /** A connection up this long counts as healthy: the next reconnect starts from the smallest backoff. */
@@ -37,11 +50,12 @@ function asClientError(err: unknown): ImClientError {
   return new ImClientError(Code.INTERNAL, err instanceof Error ? err.message : String(err), { retryable: false, cause: err });
 }
 
-export class ImClient extends EventEmitter {
+export class ImClient extends Emitter {
   private readonly options: ResolvedOptions;
   private readonly inbox: Inbox;
   private readonly backoff: Backoff;
-  private readonly shutdown = new AbortController();
+  /** Every pending pause (backoff, retry) and route call; close() ends them. */
+  private readonly waits = new Waits();
   private currentState: ImClientState = 'idle';
   private conn?: Connection;
   private connecting?: Promise<AuthOk>;
@@ -56,7 +70,7 @@ export class ImClient extends EventEmitter {
 
   constructor(options: ImClientOptions) {
     super();
-    this.options = resolveOptions(options, randomUUID);
+    this.options = resolveOptions(options, { randomId, defaultTransport: platform.openTcpLink ? 'tcp' : 'websocket' });
     this.inbox = new Inbox({ lastSeq: this.options.lastSeq, maxBufferedMessages: this.options.maxBufferedMessages });
     this.backoff = new Backoff(this.backoffWindow());
     this.inboxSync = new InboxSync({
@@ -70,7 +84,7 @@ export class ImClient extends EventEmitter {
         const w = this.backoffWindow();
         return fullJitterDelayMs(attempt, w.baseMs, w.maxMs);
       },
-      signal: this.shutdown.signal,
+      waits: this.waits,
     });
   }
 
@@ -186,7 +200,7 @@ export class ImClient extends EventEmitter {
     if (this.closing) return this.closing;
     const wasConnected = this.conn !== undefined && !this.conn.closed;
     this.currentState = 'closed';
-    this.shutdown.abort();
+    this.waits.close();
     const conn = this.conn;
     this.conn = undefined;
     conn?.close();
@@ -218,7 +232,7 @@ export class ImClient extends EventEmitter {
   }
 
   private async connectLoop(firstDelayMs: number): Promise<AuthOk> {
-    if (firstDelayMs > 0) await sleep(firstDelayMs, this.shutdown.signal);
+    if (firstDelayMs > 0) await this.waits.sleep(firstDelayMs);
     let freshToken = false;
     for (let round = 0; ; round++) {
       let lastErr: ImClientError | undefined;
@@ -226,7 +240,12 @@ export class ImClient extends EventEmitter {
       this.throwIfClosed();
       try {
         // An https:// route API is checked against the same CA as the gateways (tls.ca).
-        route = await fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, this.shutdown.signal, { region: this.options.region }, { ca: this.options.tls?.ca });
+        const call = this.waits.signal();
+        try {
+          route = await platform.fetchRoute(this.options.routerUrl, this.options.connectTimeoutMs, call.signal, { region: this.options.region }, { ca: this.options.tls?.ca });
+        } finally {
+          call.release();
+        }
         this.applyRouteBackoff(route);
         if (route.gateways.length === 0) lastErr = new ImClientError(Code.UNAVAILABLE, 'the route API lists no gateway', { retryable: true });
       } catch (err) {
@@ -236,10 +255,11 @@ export class ImClient extends EventEmitter {
       const useTls = this.options.tls !== undefined;
       const ws = this.options.transport === 'websocket';
       const gateways = (route?.gateways ?? [])
-        .map((g) => ({ ...g, addr: ws ? g.wsUrl ?? '' : useTls ? g.tlsAddr : g.addr }))
+        // With tls, a WebSocket client takes wss:// URLs only: it never falls back to plaintext.
+        .map((g) => ({ ...g, addr: ws ? (useTls && !g.wsUrl?.startsWith('wss:') ? '' : g.wsUrl ?? '') : useTls ? g.tlsAddr : g.addr }))
         .filter((g) => g.addr !== '');
       if (route && route.gateways.length > 0 && gateways.length === 0) {
-        const what = ws ? 'WebSocket URL' : useTls ? 'TLS listener' : 'plaintext listener';
+        const what = ws ? (useTls ? 'wss:// URL' : 'WebSocket URL') : useTls ? 'TLS listener' : 'plaintext listener';
         lastErr = new ImClientError(Code.UNAVAILABLE, `none of the ${route.gateways.length} gateway(s) the route API lists has a ${what}`, { retryable: true });
       }
       for (let i = 0; i < gateways.length; i++) {
@@ -248,8 +268,8 @@ export class ImClient extends EventEmitter {
           const token = await this.token();
           const conn = await Connection.open({
             addr: gateways[i].addr,
-            tls: this.options.tls,
-            wsUrl: this.options.transport === 'websocket' ? gateways[i].wsUrl : undefined,
+            openLink: (events) => this.openLink(gateways[i].addr, events),
+            tls: useTls && !ws,
             auth: { token, deviceId: this.options.deviceId, lastSeq: this.inbox.lastSeq },
             connectTimeoutMs: this.options.connectTimeoutMs,
             requestTimeoutMs: this.options.requestTimeoutMs,
@@ -295,8 +315,17 @@ export class ImClient extends EventEmitter {
       // capped by the backoff maximum, so a bad Retry-After cannot park the client for hours.
       if (lastErr instanceof RouteRateLimitedError) delayMs = Math.max(delayMs, Math.min(lastErr.retryAfterMs, this.backoffWindow().maxMs));
       this.safeEmit('reconnecting', { attempt: round + 1, delayMs });
-      await sleep(delayMs, this.shutdown.signal);
+      await this.waits.sleep(delayMs);
     }
+  }
+
+  /** A link to `addr`: a WebSocket URL, or host:port for TCP (TLS when options.tls is set). */
+  private openLink(addr: string, events: LinkEvents): Link {
+    if (this.options.transport === 'websocket') return platform.openWebSocketLink(addr, this.options.maxIncomingFrameBytes, events, this.options.tls);
+    const hp = parseHostPort(addr);
+    if (!hp) throw new ImClientError(Code.BAD_REQUEST, `gateway address "${addr}" is not host:port`, { retryable: false });
+    if (!platform.openTcpLink) throw new ImClientError(Code.BAD_REQUEST, `no TCP in this environment (${platform.name}): use transport "websocket"`, { retryable: false });
+    return platform.openTcpLink({ ...hp, tls: this.options.tls, maxIncomingFrameBytes: this.options.maxIncomingFrameBytes }, events);
   }
 
   private adopt(conn: Connection): AuthOk {
@@ -341,7 +370,7 @@ export class ImClient extends EventEmitter {
       // and only that close starts the reconnect: wait for it (bounded: a lingering socket is
       // destroyed after a grace period) rather than fail as if connect() had never been called.
       const startedMs = Date.now();
-      let timer: NodeJS.Timeout | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([closing.whenClosed(), new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
       clearTimeout(timer);
       this.throwIfClosed(); // close() may have run meanwhile
@@ -352,7 +381,7 @@ export class ImClient extends EventEmitter {
     if (!pending) {
       throw new ImClientError(Code.UNAVAILABLE, 'not connected (call connect() first)', { retryable: false, op });
     }
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new ImClientError(Code.UNAVAILABLE, `not reconnected within ${timeoutMs}ms`, { retryable: true, op });
     const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(timedOut), timeoutMs); });
     try {
@@ -405,7 +434,7 @@ export class ImClient extends EventEmitter {
   // --- sending ---
 
   private async sendMessage(target: Pick<SendReq, 'to' | 'groupId'>, content: MessageContent, opts: SendOptions): Promise<SendResp> {
-    const req: SendReq = { ...target, clientMsgId: opts.clientMsgId ?? randomUUID(), ...toSendContent(content) };
+    const req: SendReq = { ...target, clientMsgId: opts.clientMsgId ?? randomId(), ...toSendContent(content) };
     const track = this.options.receiveMessages;
     if (track) this.inboxSync.ownSendStarted();
     let own: Message | undefined;
@@ -442,7 +471,7 @@ export class ImClient extends EventEmitter {
         // A lost connection is waited out inside request(); the pause spaces out retries of
         // server-side failures (overloaded, rate limited) so they do not hammer a struggling node.
         const w = this.backoffWindow();
-        await sleep(Math.min(fullJitterDelayMs(attempt - 1, w.baseMs, w.maxMs), Math.max(0, deadline - Date.now())), this.shutdown.signal);
+        await this.waits.sleep(Math.min(fullJitterDelayMs(attempt - 1, w.baseMs, w.maxMs), Math.max(0, deadline - Date.now())));
       }
     }
   }
@@ -462,7 +491,7 @@ export class ImClient extends EventEmitter {
     }
   }
 
-  /** 'error' only reaches listeners that asked for it: an EventEmitter would otherwise throw. */
+  /** 'error' only reaches listeners that asked for it (as with Node's EventEmitter, which would throw). */
   private emitError(err: Error): void {
     if (this.listenerCount('error') > 0) this.safeEmit('error', err);
   }

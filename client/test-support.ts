@@ -159,7 +159,15 @@ export class FaultProxy {
 }
 
 /** Resolves when `emitter` emits `event` (optionally one matching pred); rejects after timeoutMs. */
-export function waitEvent<T = unknown>(emitter: NodeJS.EventEmitter, event: string, pred: (v: T) => boolean = () => true, timeoutMs = 8000): Promise<T> {
+/** What waitEvent listens on: a Node EventEmitter or an ImClient (whose emitter also runs in browsers). */
+export interface Listenable {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
+
+export function waitEvent<T = unknown>(emitter: Listenable, event: string, pred: (v: T) => boolean = () => true, timeoutMs = 8000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { emitter.off(event, on); reject(new Error(`no "${event}" event within ${timeoutMs}ms`)); }, timeoutMs);
     function on(v: T) {

@@ -1,5 +1,6 @@
 /** The SDK's public value types and events. */
 import { Code } from '../common/errors';
+import { utf8Bytes } from '../proto/binary';
 import { AuthOk, Message, textContent } from '../proto/wire';
 import { ImClientError } from './errors';
 
@@ -32,7 +33,7 @@ export function toSendContent(content: MessageContent): { contentType: string; c
   if (!content || typeof content.contentType !== 'string') {
     throw new ImClientError(Code.BAD_REQUEST, 'content must be a string or {contentType, content}', { retryable: false });
   }
-  const bytes = typeof content.content === 'string' ? Buffer.from(content.content, 'utf8') : content.content;
+  const bytes = typeof content.content === 'string' ? utf8Bytes(content.content) : content.content;
   return { contentType: content.contentType || 'text/plain', content: bytes };
 }
 

@@ -1,12 +1,13 @@
 /**
  * The SDK's WebSocket transport: one binary message per Frame, the bytes after TCP's length
- * prefix (docs/protocol.md "WebSocket framing"). No Node-only import: in a browser it uses the
- * global WebSocket; in Node it loads the `ws` package (which also bounds incoming messages).
+ * prefix (docs/protocol.md "WebSocket framing"). No Node-only import: the platform hands in the
+ * socket (the `ws` package in Node, which also bounds incoming messages; the global WebSocket in
+ * a browser).
  */
 import type { Link, LinkEvents } from './link';
 
 /** The part of the WHATWG WebSocket API used here (browsers and the `ws` package both have it). */
-interface WebSocketLike {
+export interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
   onopen: ((ev: unknown) => void) | null;
@@ -19,37 +20,21 @@ interface WebSocketLike {
   terminate?(): void;
 }
 
-type WebSocketConstructor = new (url: string, options?: object) => WebSocketLike;
-
 const OPEN = 1;
 const PREFIX_BYTES = 4;
 /** RFC 6455: a close the client asks for. */
 const NORMAL_CLOSURE = 1000;
 
-function isNode(): boolean {
-  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+/** An ArrayBuffer, also one made in another realm (an iframe, a vm context), where instanceof fails. */
+function isArrayBuffer(d: unknown): d is ArrayBuffer {
+  return d instanceof ArrayBuffer || Object.prototype.toString.call(d) === '[object ArrayBuffer]';
 }
 
-function create(url: string, maxIncomingBytes: number): WebSocketLike {
-  if (isNode()) {
-    // Loaded only in Node, so bundling this module for a browser needs no `ws`.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { WebSocket } = require('ws') as { WebSocket: WebSocketConstructor };
-    const ws = new WebSocket(url, { maxPayload: maxIncomingBytes, perMessageDeflate: false });
-    ws.binaryType = 'nodebuffer';
-    return ws;
-  }
-  const Global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-  if (!Global) throw new Error('no WebSocket implementation in this environment');
-  const ws = new Global(url);
-  ws.binaryType = 'arraybuffer';
-  return ws;
-}
-
-export function openWebSocketLink(url: string, maxIncomingBytes: number, events: LinkEvents): Link {
+/** Opens a link on the socket `create` makes (it may throw, e.g. for a malformed URL). */
+export function openWebSocketLink(create: () => WebSocketLike, events: LinkEvents): Link {
   let ws: WebSocketLike;
   try {
-    ws = create(url, maxIncomingBytes);
+    ws = create();
   } catch (err) {
     // A malformed URL throws at once; report it as a failed connect, like a refused TCP connect.
     queueMicrotask(() => {
@@ -62,8 +47,9 @@ export function openWebSocketLink(url: string, maxIncomingBytes: number, events:
   ws.onopen = () => events.open();
   ws.onmessage = (ev) => {
     const d = ev.data;
-    if (d instanceof ArrayBuffer) events.frame(new Uint8Array(d));
-    else if (d instanceof Uint8Array) events.frame(d);
+    events.alive();
+    if (isArrayBuffer(d)) events.frame(new Uint8Array(d));
+    else if (ArrayBuffer.isView(d)) events.frame(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     else {
       events.error('text message from the server (frames are binary)');
       ws.close(NORMAL_CLOSURE);

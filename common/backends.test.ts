@@ -7,7 +7,7 @@ import { describeBackends, loadBusConfig, loadLogLevel, loadStoreConfig, openBus
 import { InProcessBus } from './bus';
 import { ConfigError } from './config';
 import { urlCredentials } from './nats-auth';
-import { nkeys } from 'nats';
+import * as nkeys from '@nats-io/nkeys';
 
 const namesField = (field: string) => (e: unknown) => {
   assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);

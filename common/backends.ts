@@ -43,6 +43,8 @@ export interface CassandraStoreConfig {
   tls?: CassandraTlsConfig;
   /** Shard lease of a logic process (docs/sequencer.md), ms: how long its shards wait after a kill -9. */
   leaseMs: number;
+  /** How long logged rows wait to be written to their tables (docs/sequencer.md, "Owner log"), ms. */
+  writeBehindMs: number;
 }
 
 export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
@@ -88,6 +90,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const consistency = s.oneOf('IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
+  const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 2000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {
@@ -97,7 +100,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const credentials = username !== undefined ? { username, password: password! } : undefined;
   const tls = loadCassandraTls(s);
   return {
-    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs,
+    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs,
     ...(credentials && { credentials }), ...(tls && { tls }),
   };
 }

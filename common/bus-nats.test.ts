@@ -5,6 +5,7 @@ import {
   freePort, NATS_SERVER_BIN, NATS_URL, NATS_WHERE, REQUIRE_INFRA, needs, startNatsServer as startServer, stopNatsServer as stopServer,
 } from '../test/infra';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
+import { eventually } from '../test/wait';
 import { NatsBus, type NatsBusOptions } from './bus-nats';
 import { ConfigError } from './config';
 import { UnavailableError } from './errors';
@@ -14,13 +15,7 @@ let seq = 0;
 const subject = () => `im.test.${process.pid}.${Date.now()}.${seq++}`;
 
 /** Waits for a condition driven by the network; the bound only turns a hang into a clear failure. */
-async function waitFor(what: string, cond: () => boolean, boundMs = 8000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const waitFor = (what: string, cond: () => boolean, boundMs = 8000) => eventually(cond, what, boundMs);
 
 function capture() {
   const lines: Array<{ level: string; msg: string } & Record<string, unknown>> = [];
@@ -142,6 +137,12 @@ describe('NatsBus', function () {
       assert.throws(() => sub.subscribe('im.gw.a b', () => undefined), (e: unknown) => e instanceof ConfigError);
     });
 
+    it('refuses to start when TLS is asked for (IM_NATS_TLS_CA) and the server offers none, naming the setting', async () => {
+      // The client stops at the server's INFO, before any certificate is read.
+      await assert.rejects(NatsBus.connect({ servers: NATS_URL, auth: { tlsCa: 'a CA the server never gets to show' } }),
+        (e: unknown) => e instanceof ConfigError && e.field === 'IM_NATS_TLS_CA' && /does not offer TLS/.test(e.message));
+    });
+
     it('close() delivers what was published just before it, is idempotent, and later calls neither throw nor deliver', async () => {
       const subj = subject();
       const c = collect();
@@ -149,7 +150,7 @@ describe('NatsBus', function () {
       await sub.flush();
       const bus = await NatsBus.connect({ servers: NATS_URL, name: 'test-closing' });
       const mine = collect();
-      bus.subscribe(subj, mine.handler);
+      const off = bus.subscribe(subj, mine.handler);
       await bus.flush();
       // Enough that some is still in the socket's user-space buffer when close() is called.
       const chunk = new Uint8Array(8 * 1024);
@@ -167,6 +168,7 @@ describe('NatsBus', function () {
       assert.equal(c.texts()[4000], 'last words');
 
       assert.doesNotThrow(() => bus.publish(subj, text('too late')));
+      assert.doesNotThrow(off, 'an unsubscribe after close');
       assert.equal(bus.stats().dropped, 1);
       assert.throws(() => bus.subscribe(subj, () => undefined), (e: unknown) => e instanceof UnavailableError);
       await assert.rejects(bus.flush(), (e: unknown) => e instanceof UnavailableError);
@@ -204,7 +206,7 @@ describe('NatsBus', function () {
 
       // A process started before NATS waits for it rather than failing.
       const connecting = NatsBus.connect({ ...opts, name: 'restart-logic', maxPendingBytes: 64 * 1024 });
-      await new Promise((r) => setTimeout(r, 300)); // let the first dials be refused
+      await waitFor('the first dial to be refused', () => log.count('nats not reachable yet') === 1);
       server = await startServer(port);
       const pub = await connecting;
       buses.push(pub);

@@ -7,14 +7,15 @@
  * instead: publish never throws, memory stays bounded during an outage, subscriptions come back by
  * themselves after a reconnect, and one bad handler cannot stop delivery to the rest.
  *
- * nats.js v2 has no reconnectBufSize: while disconnected it queues publishes without a limit (and
- * discards the queue at each redial, so few of them are ever sent). maxPendingBytes is that missing
- * limit: past it, publishes are dropped and logged once per outage.
+ * nats.js (v3, as v2 before it) has no reconnectBufSize: while disconnected it queues publishes
+ * without a limit (and discards the queue at each redial, so few of them are ever sent).
+ * maxPendingBytes is that missing limit: past it, publishes are dropped and logged once per outage.
  */
 import {
-  connect, ErrorCode, Events, DebugEvents, NatsError, headers as natsHeaders, type ConnectionOptions, type MsgHdrs,
-  type NatsConnection, type Subscription,
-} from 'nats';
+  AuthorizationError, ConnectionError, headers as natsHeaders, InvalidArgumentError, PermissionViolationError,
+  type ConnectionOptions, type MsgHdrs, type NatsConnection, type Status, type Subscription,
+} from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
 import type { Bus, BusHandler, BusHeaders } from './bus';
 import { ConfigError } from './config';
 import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConfig } from './nats-auth';
@@ -92,8 +93,9 @@ function resolve(o: NatsBusOptions): Resolved {
 }
 
 /**
- * A literal NATS subject: dot-separated non-empty tokens, no whitespace. The client does not check
- * this, and a space would be read by the server as a reply subject, misrouting silently.
+ * A literal NATS subject: dot-separated non-empty tokens, no whitespace. nats.js refuses only an
+ * empty subject or whitespace (v2 not even that, where a space became a reply subject); a publish
+ * to an empty token or a wildcard it sends on, to be misrouted or dropped without a word.
  */
 const SUBJECT = /^[^\s.]+(\.[^\s.]+)*$/;
 function validSubject(subject: string, wildcards: boolean): boolean {
@@ -156,8 +158,9 @@ export class NatsBus implements Bus {
       timeout: opts.dialTimeoutMs,
       ...natsConnectOptions(opts.auth),
     };
-    // nats.js's waitOnFirstConnect would also retry a refused credential or a certificate that
-    // does not verify, forever and silently: those end the wait here as configuration errors.
+    // Not nats.js's waitOnFirstConnect: it retries a certificate that does not verify forever, and
+    // says nothing until connected. Those, and a refused credential, end the wait here as
+    // configuration errors; anything else is logged once and waited out.
     let nc: NatsConnection | undefined;
     for (let attempt = 1; nc === undefined; attempt++) {
       try {
@@ -218,7 +221,7 @@ export class NatsBus implements Bus {
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
-          if (err.code === ErrorCode.PermissionsViolation) this.denied.push(subject);
+          if (err instanceof PermissionViolationError) this.denied.push(subject);
           this.log.error('bus subscription error', { subject, err });
           return;
         }
@@ -236,11 +239,7 @@ export class NatsBus implements Bus {
     return () => {
       if (!active) return;
       active = false;
-      try {
-        sub.unsubscribe();
-      } catch {
-        // Connection already closed: the subscription is gone with it.
-      }
+      sub.unsubscribe(); // after close(), a no-op
     };
   }
 
@@ -296,37 +295,39 @@ export class NatsBus implements Bus {
 
   private async watchStatus(): Promise<void> {
     // The iterator ends when the connection closes.
-    for await (const s of this.nc.status()) {
-      switch (s.type) {
-        case Events.Disconnect:
-          this.isConnected = false;
-          this.outageBytes = 0;
-          this.outageDropped = 0;
-          this.log.warn('nats disconnected; reconnecting', { server: String(s.data) });
-          break;
-        case Events.Reconnect:
-          this.isConnected = true;
-          this.counts.reconnects++;
-          this.log.info('nats reconnected', { server: String(s.data), droppedWhileDown: this.outageDropped });
-          break;
-        case Events.LDM:
-          this.log.warn('nats server entering lame duck mode', { server: String(s.data) });
-          break;
-        case Events.Error:
-          if (s.permissionContext?.operation === 'publish') {
-            // A subject this credential may not publish to: the message is gone, as a bad subject's is.
-            this.counts.publishErrors++;
-            this.publishErrorLog.log('bus publish denied by NATS permissions', { subject: s.permissionContext.subject });
-          } else {
-            this.log.error('nats async error', { code: String(s.data) });
-          }
-          break;
-        case DebugEvents.Reconnecting:
-          this.log.debug('nats dialing', { server: String(s.data) });
-          break;
-        default:
-          break;
-      }
+    for await (const s of this.nc.status()) this.onStatus(s);
+  }
+
+  private onStatus(s: Status): void {
+    switch (s.type) {
+      case 'disconnect':
+        this.isConnected = false;
+        this.outageBytes = 0;
+        this.outageDropped = 0;
+        this.log.warn('nats disconnected; reconnecting', { server: s.server });
+        break;
+      case 'reconnect':
+        this.isConnected = true;
+        this.counts.reconnects++;
+        this.log.info('nats reconnected', { server: s.server, droppedWhileDown: this.outageDropped });
+        break;
+      case 'ldm':
+        this.log.warn('nats server entering lame duck mode', { server: s.server });
+        break;
+      case 'error':
+        if (s.error instanceof PermissionViolationError && s.error.operation === 'publish') {
+          // A subject this credential may not publish to: the message is gone, as a bad subject's is.
+          this.counts.publishErrors++;
+          this.publishErrorLog.log('bus publish denied by NATS permissions', { subject: s.error.subject });
+        } else {
+          this.log.error('nats async error', { err: s.error });
+        }
+        break;
+      case 'reconnecting':
+        this.log.debug('nats dialing', { server: this.nc.getServer() });
+        break;
+      default:
+        break;
     }
   }
 }
@@ -336,6 +337,12 @@ function credentialSetting(auth: NatsAuthConfig | undefined): string {
   return auth?.credentials?.kind === 'nkey' ? 'IM_NATS_NKEY_SEED_FILE' : 'IM_NATS_USER';
 }
 
+/**
+ * How nats.js says TLS was asked for and the server has none; it has no error class or code of its
+ * own (a ConnectionError or InvalidArgumentError), so the message is all there is.
+ */
+const NO_TLS = /does not support 'tls'|'tls' is not available/;
+
 /** Node's codes for a server certificate that does not verify (chain, name, dates). */
 const CERT_ERROR = /CERT|UNABLE_TO_VERIFY|SELF_SIGNED|ERR_TLS/;
 
@@ -344,16 +351,15 @@ const CERT_ERROR = /CERT|UNABLE_TO_VERIFY|SELF_SIGNED|ERR_TLS/;
  * (exit 2 naming the setting), not an outage to wait out; undefined for anything else.
  */
 function refused(err: unknown, auth: NatsAuthConfig | undefined): ConfigError | undefined {
-  const code = String((err as { code?: unknown } | null)?.code ?? '');
-  if (err instanceof NatsError && code === ErrorCode.AuthorizationViolation) {
+  if (err instanceof AuthorizationError) {
     const hint = auth?.credentials ? 'the server does not accept this credential'
       : 'the server requires a credential: set IM_NATS_USER and IM_NATS_PASSWORD, or IM_NATS_NKEY_SEED_FILE';
     return new ConfigError(credentialSetting(auth), `NATS authorization violation: ${hint}`);
   }
-  if (err instanceof NatsError && code === ErrorCode.ServerOptionNotAvailable) {
+  if ((err instanceof ConnectionError || err instanceof InvalidArgumentError) && NO_TLS.test(err.message)) {
     return new ConfigError('IM_NATS_TLS_CA', 'the NATS server does not offer TLS');
   }
-  if (CERT_ERROR.test(code)) {
+  if (CERT_ERROR.test(String((err as { code?: unknown } | null)?.code ?? ''))) {
     return new ConfigError('IM_NATS_TLS_CA', `the NATS server's certificate does not verify${auth?.tlsCa ? ' against this CA' : ' (set IM_NATS_TLS_CA to its CA)'}: ${(err as Error).message}`);
   }
   return undefined;

@@ -4,6 +4,7 @@
  */
 
 import { LEVELS, type Level } from './log';
+import { type HostPort, parseHostPort } from './host-port';
 
 export class ConfigError extends Error {
   constructor(readonly field: string, message: string) {
@@ -97,19 +98,7 @@ export class Settings {
   }
 }
 
-export interface HostPort { host: string; port: number }
-
-export function parseHostPort(v: string): HostPort | undefined {
-  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(v.trim());
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port > 65535) return undefined;
-  return { host: m[1] || '0.0.0.0', port };
-}
-
-export function formatHostPort(hp: HostPort): string {
-  return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-}
+export { type HostPort, parseHostPort, formatHostPort } from './host-port';
 
 export function parseDurationMs(v: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());

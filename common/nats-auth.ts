@@ -7,7 +7,8 @@
  * setting (exit 2) rather than at the first connection.
  */
 import * as fs from 'node:fs';
-import { nkeyAuthenticator, nkeys, usernamePasswordAuthenticator, type Authenticator, type ConnectionOptions } from 'nats';
+import * as nkeys from '@nats-io/nkeys';
+import { nkeyAuthenticator, usernamePasswordAuthenticator, type Authenticator, type ConnectionOptions } from '@nats-io/nats-core';
 import { checkCertificates, readPem } from './cassandra-tls';
 import { ConfigError, type Settings } from './config';
 

@@ -1,12 +1,14 @@
 import * as assert from 'node:assert/strict';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { SpanKind, trace } from '@opentelemetry/api';
+import { startOtlpCollector } from '../test/otlp-collector';
 import { BadRequestError } from './errors';
 import { createLogger } from './log';
 import { loadTelemetryConfig, startTelemetry, tracingActive, type Telemetry } from './telemetry';
 import {
   formatTraceParent, parseTraceParent, startPushSpan, startRequestSpan, traceLogicCall, traceStoreAppend,
 } from './telemetry-spans';
+import { eventually } from '../test/wait';
 
 describe('telemetry config', () => {
   it('is on in a service process unless disabled, and off in embedded mode unless asked for', () => {
@@ -55,14 +57,7 @@ describe('tracing on (in-memory exporter)', () => {
   const exporter = new InMemorySpanExporter();
   let telemetry: Telemetry;
   /** Spans reach the exporter once the resource's async attributes (host detection) settle. */
-  const finished = async (n: number) => {
-    const deadline = Date.now() + 5000;
-    while (exporter.getFinishedSpans().length < n) {
-      if (Date.now() > deadline) throw new Error(`expected ${n} finished spans, got ${exporter.getFinishedSpans().length}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return exporter.getFinishedSpans();
-  };
+  const finished = (n: number) => eventually(() => exporter.getFinishedSpans().length >= n && exporter.getFinishedSpans(), `${n} finished spans`);
 
   before(() => {
     telemetry = startTelemetry({ enabled: true, serviceName: 'im-test', reason: 'test' },
@@ -123,4 +118,38 @@ describe('tracing on (in-memory exporter)', () => {
     assert.equal(inside.trace_id, span.spanContext().traceId);
     assert.equal(inside.span_id, span.spanContext().spanId);
   });
+});
+
+describe('tracing on (OTLP export as OTEL_* configures it)', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const k of Object.keys(process.env)) if (k.startsWith('OTEL_') && !(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  });
+
+  for (const protocol of ['http/protobuf', 'http/json', 'grpc']) {
+    it(`exports spans to OTEL_EXPORTER_OTLP_ENDPOINT with OTEL_EXPORTER_OTLP_PROTOCOL=${protocol}, with the resource attributes`, async () => {
+      const collector = await startOtlpCollector(protocol);
+      try {
+        Object.assign(process.env, {
+          OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name=im-logic-0',
+        });
+        delete process.env.OTEL_TRACES_EXPORTER; // otlp by default
+        const lines: string[] = [];
+        const t = startTelemetry(loadTelemetryConfig('logic', process.env),
+          { instrumentations: false, shutdownTimeoutMs: 10_000, logger: createLogger('warn', {}, (l) => lines.push(l)) });
+        startRequestSpan(100, 'gw-otlp').end(0);
+        // Shutdown flushes the batch and waits for the collector's answer.
+        await t.shutdown();
+        const all = Buffer.concat(collector.bodies).toString('latin1');
+        assert.ok(all.includes('im.gateway.request'), `no span reached the collector (${collector.bodies.length} exports; ${lines.join(' ')})`);
+        assert.ok(all.includes('im-logic'), 'service.name');
+        assert.ok(all.includes('im-logic-0'), 'OTEL_RESOURCE_ATTRIBUTES');
+        assert.deepEqual(lines, [], 'the exporter complained');
+      } finally {
+        await collector.stop();
+      }
+    });
+  }
 });

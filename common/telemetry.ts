@@ -1,7 +1,11 @@
 /**
- * Tracing for a process: OpenTelemetry's Node SDK (traces only: metrics are Prometheus text on
- * the admin port, logs are JSON lines on stderr), configured by the standard OTEL_* variables
- * (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME...).
+ * Tracing for a process: OpenTelemetry's trace SDK for Node (traces only: metrics are Prometheus
+ * text on the admin port, logs are JSON lines on stderr), configured by the standard OTEL_*
+ * variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
+ * OTEL_TRACES_SAMPLER, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES...). Only the pieces traces need
+ * are installed, not @opentelemetry/sdk-node with its metric and log exporters: the tracer
+ * provider, the three OTLP trace exporters (one loaded, per protocol), the resource detectors and
+ * the gRPC and cassandra-driver instrumentations.
  *
  * On by default in a service process, off by default in embedded mode (a trial on a laptop has
  * no collector); OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turns it off anywhere. Off
@@ -11,9 +15,9 @@
  * The SDK is process-global by OpenTelemetry's design (one registered tracer provider, context
  * manager and propagator), so this module keeps the one flag that mirrors it.
  */
-import { context, diag, DiagLogLevel, propagation, trace, type DiagLogger } from '@opentelemetry/api';
+import { context, diag, DiagConsoleLogger, DiagLogLevel, propagation, trace, type DiagLogger } from '@opentelemetry/api';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Env } from './config';
 import { silentLogger, type Logger } from './log';
 
@@ -125,17 +129,16 @@ export function startTelemetry(config: TelemetryConfig, options: TelemetryOption
     return DISABLED;
   }
   if (active) throw new Error('telemetry already started in this process');
-  if (!process.env.OTEL_LOG_LEVEL) diag.setLogger(throttledDiag(logger), DiagLogLevel.WARN);
-  const { NodeSDK } = require('@opentelemetry/sdk-node') as typeof import('@opentelemetry/sdk-node');
-  const sdk = new NodeSDK({
-    serviceName: config.serviceName,
-    instrumentations: options.instrumentations === false ? [] : ensureInstrumentations(),
-    spanProcessors: options.spanProcessors,
-    // Traces only: metrics and logs have their own paths here.
-    metricReaders: [],
-    logRecordProcessors: [],
+  setDiagLogger(logger, process.env);
+  const { NodeTracerProvider } = require('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
+  const { registerInstrumentations } = require('@opentelemetry/instrumentation') as typeof import('@opentelemetry/instrumentation');
+  const provider = new NodeTracerProvider({
+    resource: detectResource(config.serviceName),
+    spanProcessors: options.spanProcessors ?? spanProcessorsFromEnv(process.env),
   });
-  sdk.start();
+  // The AsyncLocalStorage context manager and the W3C trace-context and baggage propagators.
+  provider.register();
+  registerInstrumentations({ instrumentations: options.instrumentations === false ? [] : ensureInstrumentations() });
   active = true;
   logger.info('tracing on', { service: config.serviceName, reason: config.reason });
 
@@ -145,7 +148,7 @@ export function startTelemetry(config: TelemetryConfig, options: TelemetryOption
     active = false;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); });
-    await Promise.race([sdk.shutdown().catch((err: unknown) => logger.warn('tracing shutdown failed', { err })), timedOut]);
+    await Promise.race([provider.shutdown().catch((err: unknown) => logger.warn('tracing shutdown failed', { err })), timedOut]);
     clearTimeout(timer);
     // Unregister, so a later startTelemetry in the same process (tests) starts clean.
     diag.disable();
@@ -154,6 +157,61 @@ export function startTelemetry(config: TelemetryConfig, options: TelemetryOption
     propagation.disable();
   };
   return { enabled: true, shutdown: () => (stopping ??= stop()) };
+}
+
+/**
+ * The resource every span carries, as the Node SDK detects it: OTEL_RESOURCE_ATTRIBUTES and
+ * OTEL_SERVICE_NAME, the process and the host, with service.name set to config.serviceName.
+ */
+function detectResource(serviceName: string) {
+  const { defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes } =
+    require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
+  return defaultResource()
+    .merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }))
+    .merge(resourceFromAttributes({ 'service.name': serviceName }));
+}
+
+/**
+ * One processor per OTEL_TRACES_EXPORTER entry (default otlp): otlp batches to the exporter that
+ * OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL names (http/protobuf by
+ * default, http/json, grpc), which reads its endpoint, headers and timeout from OTEL_EXPORTER_OTLP_*
+ * itself; console writes each span to stdout. The batch processor reads OTEL_BSP_*.
+ */
+function spanProcessorsFromEnv(env: Env): SpanProcessor[] {
+  const { BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor } =
+    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
+  const names = [...new Set((env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+  const processors: SpanProcessor[] = [];
+  for (const name of names.length > 0 ? names : ['otlp']) {
+    if (name === 'otlp') processors.push(new BatchSpanProcessor(otlpExporter(env)));
+    else if (name === 'console') processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
+    else diag.warn(`unsupported OTEL_TRACES_EXPORTER value ${JSON.stringify(name)} (otlp, console or none)`);
+  }
+  return processors;
+}
+
+function otlpExporter(env: Env): SpanExporter {
+  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL)?.trim() || 'http/protobuf';
+  switch (protocol) {
+    case 'grpc':
+      return new (require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter();
+    case 'http/json':
+      return new (require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter();
+    default:
+      if (protocol !== 'http/protobuf') diag.warn(`unsupported OTLP traces protocol ${JSON.stringify(protocol)}; using http/protobuf`);
+      return new (require('@opentelemetry/exporter-trace-otlp-proto') as typeof import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter();
+  }
+}
+
+/**
+ * The SDK's own complaints go to the log (throttled); with OTEL_LOG_LEVEL set, to the console at
+ * that level instead, as the OpenTelemetry SDKs do.
+ */
+function setDiagLogger(logger: Logger, env: Env): void {
+  const level = env.OTEL_LOG_LEVEL?.trim().toUpperCase();
+  if (!level) { diag.setLogger(throttledDiag(logger), DiagLogLevel.WARN); return; }
+  const named: unknown = DiagLogLevel[level as keyof typeof DiagLogLevel];
+  diag.setLogger(new DiagConsoleLogger(), typeof named === 'number' ? named : DiagLogLevel.INFO);
 }
 
 /**

@@ -13,6 +13,12 @@ export interface EmbeddedConfig extends EmbeddedOptions {
   logLevel: Level;
 }
 
+/** IM_WEB_ADDR: the web chat page (embedded/web.ts); `off` turns it off. */
+function loadWebAddr(s: Settings): { host: string; port: number } | undefined {
+  const raw = s.raw('IM_WEB_ADDR', 'web-addr') ?? '127.0.0.1:7170';
+  return /^off$/i.test(raw) ? undefined : s.addr('IM_WEB_ADDR', raw, 'web-addr');
+}
+
 export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): EmbeddedConfig {
   const s = new Settings(env, parseFlags(argv));
   const gateway = s.addr('IM_GATEWAY_ADDR', '127.0.0.1:7100', 'gateway-addr');
@@ -33,13 +39,16 @@ export function loadEmbeddedConfig(env: Env = process.env, argv: readonly string
     logicPort,
     node: s.str('IM_NODE_ID', 'gw-embedded', 'node'),
     // The same readers as the gateway and logic processes: every documented limit works here too.
-    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls), ws: loadGatewayWs(s) },
+    gateway: { ...loadGatewayLimits(s), plaintext: listeners.plaintext, tls: gatewayTlsOptions(listeners.tls),
+      // On by default here, on loopback: the web chat page (IM_WEB_ADDR) connects through it.
+      ws: loadGatewayWs(s, listeners, '127.0.0.1:7102') },
     logic: loadLogicLimits(s),
     admin: loadAdminAuth(s),
     // Logic's listener (LogicAdmin) and the router's take IM_GRPC_TLS_* as in a deployment.
     grpcTls: loadGrpcTls(s, 'logic'),
     // On by default here (`npm start` is the whole system on one machine); IM_HTTP_ADDR=off turns it off.
     http: loadHttpApiSettings(s, '127.0.0.1:7191'),
+    web: loadWebAddr(s),
     logLevel,
   };
 }

@@ -54,8 +54,10 @@ async function main(): Promise<void> {
   system = await startEmbedded({ ...config, logger });
   process.stdout.write(
     `im embedded: gateway ${[system.gatewayAddr && `tcp://${system.gatewayAddr}`, system.gatewayTlsAddr && `tls://${system.gatewayTlsAddr}`].filter(Boolean).join(' ')}  route API ${system.routerUrl}/v1/route  ` +
+    `WebSocket ${system.gatewayWsUrl ?? 'off'}  ` +
     `HTTP API ${system.httpUrl ?? 'off'}  ` +
-    `internal gRPC ${system.logicAddr}${config.grpcTls ? ' (mTLS)' : ''}${system.adminApi ? '' : ' (LogicAdmin off: set IM_LOGIC_ADMIN_TOKENS)'}  data ${system.dataDir}${adminNote}\n`);
+    `internal gRPC ${system.logicAddr}${config.grpcTls ? ' (mTLS)' : ''}${system.adminApi ? '' : ' (LogicAdmin off: set IM_LOGIC_ADMIN_TOKENS)'}  data ${system.dataDir}${adminNote}  ` +
+    `web chat ${system.webUrl ? `${system.webUrl}${system.webDevTokens ? '' : ' (no sign-in tokens: not on loopback)'}` : 'off'}\n`);
 }
 
 main().catch((err) => {

@@ -12,6 +12,7 @@ import type { TokenAuth } from '../common/jwt';
 import { loadOrCreateSecret } from '../common/secret';
 import { resolveLimits } from '../gateway/limits';
 import { Gateway, GatewayOptions } from '../gateway/server';
+import { defaultWsUrl } from '../gateway/ws';
 import { addInternalApis } from '../logic/admin';
 import type { AdminAuthSettings } from '../logic/admin-auth';
 import type { HttpApiSettings } from '../logic/config';
@@ -22,6 +23,7 @@ import { LogicService, LogicServiceOptions } from '../logic/service';
 import { RouterService, type RouteApiTlsSettings } from '../router/service';
 import { openStore } from '../storage/open';
 import { InProcessLogic, InProcessRouter } from './in-process';
+import { WebServer } from './web';
 
 /** Gateway settings an embedded system passes through (everything but wiring). */
 export type GatewayTuning = Partial<Omit<GatewayOptions, 'node' | 'host' | 'port' | 'auth' | 'logic' | 'router' | 'bus' | 'logger'>>;
@@ -43,6 +45,8 @@ export interface EmbeddedOptions {
   node?: string;
   /** The client HTTP API (docs/http-api.md); undefined: not served. */
   http?: HttpApiSettings;
+  /** The web chat page (IM_WEB_ADDR, embedded/web.ts); undefined: not served. */
+  web?: { host: string; port: number; root?: string };
   /** Tokens the internal admin API accepts; none (the default): the admin API is not served. */
   admin?: AdminAuthSettings;
   /** Mutual TLS on logic's and the router's gRPC listeners (IM_GRPC_TLS_*); absent: plaintext. */
@@ -66,6 +70,12 @@ export interface EmbeddedSystem {
   routerUrl: string;
   /** The client HTTP API's base URL (http://host:port); undefined when it is off. */
   httpUrl?: string;
+  /** The gateway's WebSocket URL (what the route API lists); undefined without a WebSocket listener. */
+  gatewayWsUrl?: string;
+  /** The web chat page (http://host:port/); undefined when it is off. */
+  webUrl?: string;
+  /** Whether the web listener serves development tokens (it is on loopback). */
+  webDevTokens: boolean;
   authSecret: string;
   dataDir: string;
   /** For /readyz: the gateway's checks (logic stream up, not draining...). */
@@ -134,7 +144,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       auth: { ...options.auth, secret: authSecret }, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
       logger: logger.child({ svc: 'gateway' }),
     });
-    const { port: gatewayPort, tlsPort } = await gateway.start();
+    const { port: gatewayPort, tlsPort, wsPort } = await gateway.start();
     const tls = options.gateway?.tls;
     stops.push(() => gateway.stop());
 
@@ -146,14 +156,31 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       stops.push(() => httpApi.stop());
     }
 
+    const routerUrl = `${options.routerHttpTls ? 'https' : 'http'}://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`;
+    const ws = options.gateway?.ws;
+    const gatewayWsUrl = ws && (ws.publicUrl ?? defaultWsUrl(ws.host, wsPort!));
+    // The web chat page: a client of the route API and the WebSocket listener, like any browser app.
+    let webUrl: string | undefined;
+    let webDevTokens = false;
+    if (options.web) {
+      const web = new WebServer({
+        ...options.web, routerUrl, secret: authSecret,
+        sign: { audience: options.auth?.audience, issuer: options.auth?.issuer },
+        logger: logger.child({ svc: 'web' }),
+      });
+      webUrl = `http://${formatHostPort({ host: options.web.host, port: await web.start() })}/`;
+      webDevTokens = web.devTokens;
+      stops.push(() => web.stop());
+    }
+
     let stopping: Promise<void> | undefined;
     return {
       gatewayAddr: options.gateway?.plaintext === false ? '' : formatHostPort({ host: gatewayHost, port: gatewayPort }),
       gatewayTlsAddr: tls ? formatHostPort({ host: tls.host, port: tlsPort! }) : '',
       logicAddr: `${LOOPBACK}:${logicPort}`,
       adminApi: internal.admin,
-      routerUrl: `${options.routerHttpTls ? 'https' : 'http'}://${formatHostPort({ host: options.routerHttpHost ?? LOOPBACK, port: routerPorts.httpPort })}`,
-      httpUrl,
+      routerUrl,
+      httpUrl, gatewayWsUrl, webUrl, webDevTokens,
       authSecret,
       dataDir: options.dataDir,
       readinessChecks: () => gateway.readinessChecks(),

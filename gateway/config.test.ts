@@ -30,9 +30,9 @@ describe('loadGatewayConfig', () => {
 
   it('IM_GATEWAY_WS_ADDR turns the WebSocket listener on; IM_GATEWAY_WS_PUBLIC_URL is checked and needs it', () => {
     assert.equal(loadGatewayConfig({ IM_AUTH_SECRET: S }, []).ws, undefined);
-    assert.deepEqual(loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: '0.0.0.0:7101' }, []).ws, { host: '0.0.0.0', port: 7101 });
+    assert.deepEqual(loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: '0.0.0.0:7101' }, []).ws, { host: '0.0.0.0', port: 7101, tls: false });
     assert.deepEqual(loadGatewayConfig({ IM_AUTH_SECRET: S }, ['--ws-addr', '127.0.0.1:0', '--ws-public-url', 'wss://im.example.com/ws']).ws,
-      { host: '127.0.0.1', port: 0, publicUrl: 'wss://im.example.com/ws' });
+      { host: '127.0.0.1', port: 0, tls: false, publicUrl: 'wss://im.example.com/ws' });
     assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: 'nope' }, []), /IM_GATEWAY_WS_ADDR/);
     assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: ':7101', IM_GATEWAY_WS_PUBLIC_URL: 'http://x/' }, []),
       /IM_GATEWAY_WS_PUBLIC_URL/);
@@ -125,6 +125,23 @@ describe('gateway TLS settings (IM_GATEWAY_TLS_*, IM_GATEWAY_PLAINTEXT)', () => 
     bad({ IM_GATEWAY_TLS_RELOAD_INTERVAL: '10ms' }, /config IM_GATEWAY_TLS_RELOAD_INTERVAL/);
     bad({ IM_GATEWAY_PLAINTEXT: 'maybe' }, /config IM_GATEWAY_PLAINTEXT/);
     bad({ IM_GATEWAY_ADDR: '0.0.0.0:7443' }, /config IM_GATEWAY_TLS_ADDR: must differ from IM_GATEWAY_ADDR/);
+  });
+
+  it('wss:// (IM_GATEWAY_WS_TLS): on by default when plaintext is off, optional beside plaintext, never without a certificate', () => {
+    const ws = (env: Record<string, string>, argv: string[] = []) => loadGatewayConfig({ ...tlsEnv, IM_GATEWAY_WS_ADDR: '0.0.0.0:7101', ...env }, argv).ws;
+    assert.equal(ws({ IM_GATEWAY_PLAINTEXT: 'false' })?.tls, true);
+    assert.equal(ws({})?.tls, false, 'plaintext on: ws:// unless asked');
+    assert.equal(ws({ IM_GATEWAY_WS_TLS: 'true' })?.tls, true);
+    assert.equal(ws({}, ['--ws-tls', 'true'])?.tls, true);
+    assert.deepEqual(ws({ IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_WS_PUBLIC_URL: 'wss://im.example.com/ws' }), { host: '0.0.0.0', port: 7101, tls: true, publicUrl: 'wss://im.example.com/ws' });
+    const bad = (env: Record<string, string>, re: RegExp) => assert.throws(() => ws(env), re);
+    bad({ IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_WS_TLS: 'false' }, /config IM_GATEWAY_WS_TLS: false with IM_GATEWAY_PLAINTEXT=false/);
+    bad({ IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_WS_PUBLIC_URL: 'ws://im.example.com/' }, /config IM_GATEWAY_WS_PUBLIC_URL: the WebSocket listener serves wss:\/\/ only/);
+    bad({ IM_GATEWAY_WS_TLS: 'yes please' }, /config IM_GATEWAY_WS_TLS/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_ADDR: ':7101', IM_GATEWAY_WS_TLS: 'true' }, []), /config IM_GATEWAY_WS_TLS: true needs IM_GATEWAY_TLS_ADDR/);
+    assert.throws(() => loadGatewayConfig({ IM_AUTH_SECRET: S, IM_GATEWAY_WS_TLS: 'true' }, []), /config IM_GATEWAY_WS_TLS: set only with IM_GATEWAY_WS_ADDR/);
+    // Embedded mode reads it the same way.
+    assert.equal(loadEmbeddedConfig({ ...tlsEnv, IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_WS_ADDR: '127.0.0.1:0' }, []).gateway?.ws?.tls, true);
   });
 
   it('reads the same settings for the supervisor and embedded mode', () => {

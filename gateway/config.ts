@@ -59,7 +59,7 @@ export function loadGatewayConfig(env: Env = process.env, argv: readonly string[
     node: s.str('IM_NODE_ID', `gw-${os.hostname()}`, 'node'),
     listen,
     publicAddr,
-    ws: loadGatewayWs(s),
+    ws: loadGatewayWs(s, listeners),
     auth,
     logicAddresses,
     routerAddr: formatHostPort(s.addr('IM_ROUTER_GRPC_ADDR', '127.0.0.1:7181', 'router-addr')),
@@ -164,23 +164,43 @@ export function loadGatewayLimits(s: Settings): GatewayLimitSettings {
 export interface WsSettings {
   host: string;
   port: number;
-  /** What the route API lists (IM_GATEWAY_WS_PUBLIC_URL); default ws://<public host>:<port>/. */
+  /** wss:// only, with the TLS listener's certificate (IM_GATEWAY_WS_TLS). */
+  tls: boolean;
+  /** What the route API lists (IM_GATEWAY_WS_PUBLIC_URL); default ws:// (wss://) <public host>:<port>/. */
   publicUrl?: string;
 }
 
-/** The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off unless IM_GATEWAY_WS_ADDR is set. */
-export function loadGatewayWs(s: Settings): WsSettings | undefined {
+/**
+ * The WebSocket listener, read the same way by the gateway, its supervisor and embedded mode. Off
+ * unless IM_GATEWAY_WS_ADDR is set, or `defaultAddr` is given (embedded mode); `off` turns it off.
+ * IM_GATEWAY_WS_TLS: the listener speaks wss:// only, with the certificate of the TLS listener
+ * (IM_GATEWAY_TLS_CERT / _KEY, reloaded the same way); its default follows IM_GATEWAY_PLAINTEXT:
+ * with plaintext off no client listener is plaintext.
+ */
+export function loadGatewayWs(s: Settings, listeners: GatewayListeners, defaultAddr?: string): WsSettings | undefined {
   const publicUrl = s.raw('IM_GATEWAY_WS_PUBLIC_URL', 'ws-public-url');
   if (publicUrl !== undefined && !/^wss?:\/\/[^/\s]+/.test(publicUrl)) {
     throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', `expected a ws:// or wss:// URL, got "${publicUrl}"`);
   }
-  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr');
-  if (addr === undefined || addr === '') {
+  const addr = s.raw('IM_GATEWAY_WS_ADDR', 'ws-addr') ?? defaultAddr;
+  const tlsRaw = s.raw('IM_GATEWAY_WS_TLS', 'ws-tls');
+  if (addr === undefined || addr === '' || /^off$/i.test(addr)) {
     if (publicUrl !== undefined) throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', 'set only with IM_GATEWAY_WS_ADDR');
+    if (tlsRaw !== undefined) throw new ConfigError('IM_GATEWAY_WS_TLS', 'set only with IM_GATEWAY_WS_ADDR');
     return undefined;
   }
   const { host, port } = s.addr('IM_GATEWAY_WS_ADDR', addr, 'ws-addr');
-  return publicUrl === undefined ? { host, port } : { host, port, publicUrl };
+  const tls = s.bool('IM_GATEWAY_WS_TLS', !listeners.plaintext, 'ws-tls');
+  if (tls && !listeners.tls) {
+    throw new ConfigError('IM_GATEWAY_WS_TLS', 'true needs IM_GATEWAY_TLS_ADDR, IM_GATEWAY_TLS_CERT and IM_GATEWAY_TLS_KEY (wss:// uses the TLS listener\'s certificate)');
+  }
+  if (!tls && !listeners.plaintext) {
+    throw new ConfigError('IM_GATEWAY_WS_TLS', 'false with IM_GATEWAY_PLAINTEXT=false: plaintext is off, so the WebSocket listener serves wss:// only');
+  }
+  if (tls && publicUrl?.startsWith('ws://')) {
+    throw new ConfigError('IM_GATEWAY_WS_PUBLIC_URL', `the WebSocket listener serves wss:// only (IM_GATEWAY_WS_TLS), got "${publicUrl}"`);
+  }
+  return publicUrl === undefined ? { host, port, tls } : { host, port, tls, publicUrl };
 }
 
 export const DEFAULT_DRAIN_WINDOW_MS = 30_000;

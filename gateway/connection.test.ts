@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Code, DisconnectCode } from '../common/errors';
 import { decode, encode, frameBytes, Op } from '../proto/wire';
 import {
@@ -302,7 +303,7 @@ describe('gateway connection', () => {
       // Keep the active client pinging until the silent one is gone and a full idle window has passed.
       while (!silent.closed || Date.now() - activeSince < 2 * 300) {
         assert.equal((await active.ping()).error, null);
-        await new Promise((r) => setTimeout(r, 50));
+        await delay(50); // pacing: a client pinging every 50 ms
       }
       const d = await silent.disconnectFrame();
       assert.equal(d.code, DisconnectCode.IDLE_TIMEOUT);

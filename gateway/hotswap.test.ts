@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { signToken } from '../common/jwt';
 import { ImClient } from '../client/sdk';
 import { LENGTH_BYTES } from '../proto/codec';
@@ -22,10 +23,10 @@ import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServe
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
 import { startTestBackends } from './test-backends';
+import { eventually } from './test-support';
 
 const HOST = '127.0.0.1';
 const SUPERVISOR = path.join(__dirname, 'supervisor-main.js');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const IDLE_CONNECTIONS = 200;
 
 interface Supervisor {
@@ -70,15 +71,6 @@ async function getJson<T>(url: string, method = 'GET'): Promise<T> {
   if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(body)}`);
   return body;
 }
-
-async function eventually(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 
 /** The SDK's socket (private fields): the test checks the TCP connection itself never changed. */
 function localPort(c: ImClient): number {
@@ -133,10 +125,10 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
       if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
       await s.exited;
     });
-    await eventually('the node in the route list', async () => {
+    await eventually(async () => {
       const r = await getJson<{ gateways: Array<{ addr: string }> }>(`${routerHttp}/v1/route`);
       return r.gateways.some((g) => g.addr === s.info.addr);
-    });
+    }, 'the node in the route list', 20_000);
     return s;
   }
 
@@ -205,12 +197,12 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
         const r = await pingRaw.request(Op.PING, 'Ping', { clientTimeMs: Date.now() }, 15_000);
         assert.equal(r.error, null);
         pings++;
-        await sleep(2); // well under the connection's rate limit, however fast replies come back
+        await delay(2); // pacing: well under the connection's rate limit, however fast replies come back
       }
     })();
     const loops = [sender(a, alice, bob), sender(b, bob, alice), sender(a, alice, dave), pinger];
     const ackedCount = () => acked.length;
-    await eventually('traffic before the upgrade', () => ackedCount() >= 30);
+    await eventually(() => ackedCount() >= 30, 'traffic before the upgrade', 20_000);
 
     // A frame cut in the middle: its first bytes reach worker 1, the rest will reach worker 2.
     const half = frameBytes({
@@ -227,7 +219,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
       }
       return undefined;
     };
-    await eventually('the half frame held by worker 1', async () => (await where(okD.connId))?.pendingBytes === held);
+    await eventually(async () => (await where(okD.connId))?.pendingBytes === held, 'the half frame held by worker 1', 20_000);
     const w1 = Number(sup.info.workerPid);
     assert.equal((await where(okD.connId))?.pid, w1);
 
@@ -240,7 +232,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     assert.equal(up1.dropped, 0, 'no connection closed by the hand-off');
     assert.ok(up1.handedOver >= 4 + IDLE_CONNECTIONS, `handed over ${up1.handedOver}`);
     assert.equal(up1.adopted, up1.handedOver);
-    await eventually('worker 1 gone', () => !alive(w1));
+    await eventually(() => !alive(w1), 'worker 1 gone', 20_000);
 
     for (const [connId, port] of [[okA.connId, ports.a], [okB.connId, ports.b], [okD.connId, rawPort]] as const) {
       const c = await where(connId);
@@ -248,7 +240,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
       assert.equal(c?.remotePort, port, 'the same TCP connection');
     }
     assert.equal((await where(okD.connId))?.pendingBytes, held, 'the half frame moved with its connection');
-    await eventually('traffic after upgrade 1', () => ackedCount() >= before1 + 30);
+    await eventually(() => ackedCount() >= before1 + 30, 'traffic after upgrade 1', 20_000);
 
     // The rest of the half frame goes to worker 2, which completes it and answers.
     raw.write(half.subarray(cut));
@@ -261,15 +253,15 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     const before2 = ackedCount();
     sup.child.kill('SIGHUP');
     let w3 = 0;
-    await eventually('upgrade 2 done', async () => {
+    await eventually(async () => {
       const s = await getJson<SupervisorStatus>(`${control}/status`);
       w3 = s.current?.pid ?? 0;
       return s.upgrades === 2 && !s.upgrading;
-    }, 60_000);
+    }, 'upgrade 2 done', 60_000);
     assert.ok(w3 !== w2 && w3 !== w1);
-    await eventually('worker 2 gone', () => !alive(w2));
+    await eventually(() => !alive(w2), 'worker 2 gone', 20_000);
     for (const connId of [okA.connId, okB.connId, okD.connId]) assert.equal((await where(connId))?.pid, w3);
-    await eventually('traffic after upgrade 2', () => ackedCount() >= before2 + 30);
+    await eventually(() => ackedCount() >= before2 + 30, 'traffic after upgrade 2', 20_000);
 
     running = false;
     await Promise.all(loops);
@@ -280,9 +272,9 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     const rawPushes = () => raw.frames.filter((f: Frame) => f.op === Op.PUSH).map((f) => decode('Message', f.body));
     const expected = (who: string) => acked.filter((m) => m.from === who || m.to === who);
     const rawExpected = () => acked.filter((m) => m.to === dave);
-    await eventually('every message delivered', () =>
+    await eventually(() =>
       [alice, bob].every((u) => expected(u).every((m) => received.get(u)!.has(m.msgId)))
-      && rawExpected().every((m) => rawPushes().some((p) => p.msgId === m.msgId)));
+      && rawExpected().every((m) => rawPushes().some((p) => p.msgId === m.msgId)), 'every message delivered', 20_000);
     for (const u of [alice, bob]) {
       const twice = [...received.get(u)!].filter(([, n]) => n !== 1);
       assert.deepEqual(twice, [], `${u} got a message more than once`);
@@ -316,7 +308,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     sup.child.kill('SIGTERM');
     const e = await sup.exited;
     assert.equal(e.code, 0, sup.output());
-    await eventually('the worker gone', () => !alive(pid));
+    await eventually(() => !alive(pid), 'the worker gone', 20_000);
   });
 
   it('forks the code on disk at each upgrade; a worker that cannot start or dies never takes the node down', async () => {
@@ -360,11 +352,11 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     // A worker that dies takes its clients' connections with it, not the node: another is
     // started, and the clients reconnect to it.
     process.kill(up.to.pid, 'SIGKILL');
-    await eventually('a replacement worker', async () => {
+    await eventually(async () => {
       const st = await status();
       return st.restarts === 1 && st.current !== null && st.current.pid !== up.to.pid;
-    });
-    await eventually('the client back', () => c.state === 'connected' && disconnects.length === 1);
+    }, 'a replacement worker', 20_000);
+    await eventually(() => c.state === 'connected' && disconnects.length === 1, 'the client back', 20_000);
     await c.send(carol, 'after the crash');
     await c.close();
 
@@ -376,10 +368,10 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     const s = await startNode(`gw-hot-ws-${ns}`, { IM_GATEWAY_WS_ADDR: `${HOST}:0` });
     const ctl = `http://${String(s.info.control)}`;
     const wsUrl = `ws://${String(s.info.wsAddr)}/`;
-    await eventually('the WebSocket URL in the route list', async () => {
+    await eventually(async () => {
       const r = await getJson<{ gateways: Array<{ addr: string; wsUrl?: string }> }>(`${routerHttp}/v1/route`);
       return r.gateways.some((g) => g.addr === s.info.addr && g.wsUrl === wsUrl);
-    });
+    }, 'the WebSocket URL in the route list', 20_000);
     const wes = uid('wes');
     const disconnects: Array<{ code: number; reason: string }> = [];
     const c = new ImClient({ routerUrl: routerHttp, token: signToken(secret, wes, 3600), deviceId: 'browser', transport: 'websocket' });
@@ -403,7 +395,7 @@ describe('gateway hot upgrade (supervisor process, two successive workers)', fun
     await raw.waitClosed();
     assert.equal(raw.closeCode, 3000);
 
-    await eventually('the SDK back on the new worker', () => c.state === 'connected' && c.session?.connId !== first.connId);
+    await eventually(() => c.state === 'connected' && c.session?.connId !== first.connId, 'the SDK back on the new worker', 20_000);
     assert.deepEqual(disconnects.map((e) => e.code), [3000]);
     const workers = (await getJson<{ workers: StatusReplyMsg[] }>(`${ctl}/connections`)).workers;
     assert.equal(workers.find((w) => w.list.some((x) => x.connId === c.session?.connId))?.pid, up.to.pid);

@@ -1,9 +1,10 @@
 import * as assert from 'node:assert/strict';
+import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
 import { bindServer, loadLogicProto } from '../common/grpc';
 import { LogicCall, LogicClient } from './logic-client';
-import { closedPort, Echo, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './test-support';
+import { closedPort, Echo, eventually, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './test-support';
 
 const call = (op: number, text = 'hi'): LogicCall => ({
   op, uid: 'alice', deviceId: 'phone', connId: 'c1', node: 'gw-1', body: Buffer.from(text),
@@ -72,8 +73,7 @@ describe('LogicClient', () => {
     const a = await server();
     const b = await server();
     const c = client([`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`]);
-    for (let i = 0; i < 100 && c.streamsUp < 2; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(c.streamsUp, 2);
+    await eventually(() => c.streamsUp === 2, 'both streams up');
     await Promise.all(Array.from({ length: 6 }, () => c.call(call(100))));
     assert.deepEqual([a.batchSizes, b.batchSizes], [[3], [3]]);
   });
@@ -87,10 +87,15 @@ describe('LogicClient', () => {
   });
 
   it('holds calls made while no stream is up, and sends them once logic is back (a logic restart)', async () => {
-    const port = await closedPort();
+    // Until logic is back, its port takes each connect attempt and hangs up at once.
+    let attempts = 0;
+    const refusing = net.createServer((socket) => { attempts++; socket.destroy(); });
+    const port = await new Promise<number>((resolve) => refusing.listen(0, '127.0.0.1', () => resolve((refusing.address() as net.AddressInfo).port)));
     const c = client([`127.0.0.1:${port}`], { callTimeoutMs: 60_000, streamWaitMs: 30_000 });
     const held = [c.call(call(100, 'first')), c.call(call(101, 'second'))];
-    await new Promise((r) => setTimeout(r, 300)); // a few failed connect attempts
+    await eventually(() => attempts >= 3, 'a few failed connect attempts');
+    await new Promise((resolve) => refusing.close(resolve));
+    assert.equal(c.streamsUp, 0);
     await server(port);
     const results = await Promise.all(held);
     assert.deepEqual(results.map((r) => [r.code, echoOf(r.body).body]), [[Code.OK, 'first'], [Code.OK, 'second']]);
@@ -108,13 +113,14 @@ describe('LogicClient', () => {
     const good = await server();
     try {
       const c = client([`127.0.0.1:${stuckPort}`, `127.0.0.1:${good.port}`], { callTimeoutMs: 60_000 });
-      for (let i = 0; i < 100 && c.streamsUp < 2; i++) await new Promise((r) => setTimeout(r, 20));
-      assert.equal(c.streamsUp, 2);
+      await eventually(() => c.streamsUp === 2, 'both streams up');
       // One call per CallBatch (two exceed its 1 MiB cut), more batches than the stream buffers.
       const big = 'x'.repeat(600 * 1024);
       const n = 60; // round-robin: half of them to the stuck server
-      const pending = Array.from({ length: n }, (_, i) => c.call(call(100, `${i}:${big}`)));
-      await new Promise((r) => setTimeout(r, 300));
+      let answered = 0;
+      const pending = Array.from({ length: n }, (_, i) => c.call(call(100, `${i}:${big}`)).then((r) => { answered++; return r; }));
+      // The good server's half answered: the other half sits in the stuck stream and its outbox.
+      await eventually(() => answered >= n / 2, 'the good server to answer its half', 15_000);
       stuck.forceShutdown();
       const results = await Promise.all(pending);
       const ok = results.filter((r) => r.code === Code.OK);
@@ -131,7 +137,7 @@ describe('LogicClient', () => {
     const c = client([`127.0.0.1:${s.port}`], { callTimeoutMs: 60_000 });
     await c.whenUp(5000);
     const hanging = c.call(call(OP_HANG));
-    await new Promise((r) => setTimeout(r, 50)); // let the batch reach the server
+    await eventually(() => s.batchSizes.length === 1, 'the call to reach the server');
     s.stop();
     const r = await hanging;
     assert.equal(r.code, Code.UNAVAILABLE);

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { needs, NATS_URL } from '../test/infra';
 import { expectConfigExit, killAll, launchMain, launchRouterAndLogic, type Launched } from '../test/launch';
+import { eventually } from '../test/wait';
 
 const SECRET = 'main-test-secret-0123456789abcdef';
 
@@ -54,12 +55,11 @@ describe('gateway main (process)', () => {
       assert.equal(g.node, 'gw-main-test');
       assert.match(String(g.addr), /^127\.0\.0\.1:[1-9]\d*$/);
 
-      // The first heartbeat is sent as the gateway starts; poll briefly for it to land.
-      let listed: Array<{ node: string; addr: string }> = [];
-      for (let i = 0; i < 50 && listed.length === 0; i++) {
-        listed = await route(String(r.http));
-        if (listed.length === 0) await new Promise((res) => setTimeout(res, 100));
-      }
+      // The first heartbeat is sent as the gateway starts; wait for it to land.
+      const listed = await eventually(async () => {
+        const l = await route(String(r.http));
+        return l.length > 0 && l;
+      }, 'the gateway in the route list');
       assert.deepEqual(listed.map((x) => [x.node, x.addr]), [['gw-main-test', g.addr]]);
 
       gw.child.kill('SIGTERM');

@@ -54,8 +54,11 @@ export interface GatewayOptions {
    * A WebSocket listener too (ws.ts); off when absent. With listen: false the supervisor accepts
    * on it and passes sockets to acceptSocket(socket, 'ws'); `port` is then only for the URL.
    * `publicUrl`: the URL the route API lists; default ws://<publicAddr's host or host>:<port>/.
+   * `tls`: wss:// only, with the TLS listener's certificate (`tls` required; reloaded with it);
+   * the default URL is then wss://<tls.publicAddr's host or ...>:<port>/. With plaintext: false it
+   * must be set: no client listener is plaintext then.
    */
-  ws?: { host: string; port: number; publicUrl?: string };
+  ws?: { host: string; port: number; publicUrl?: string; tls?: boolean };
   /** The keys and aud/iss client tokens are checked with (common/jwt). */
   auth: TokenAuth;
   /**
@@ -193,6 +196,8 @@ export class Gateway {
     if (options.tls?.publicAddr !== undefined && !parseHostPort(options.tls.publicAddr)) {
       throw new ConfigError('tls.publicAddr', `expected host:port, got "${options.tls.publicAddr}"`);
     }
+    if (options.ws?.tls && !options.tls) throw new ConfigError('ws.tls', 'needs tls (wss:// uses the TLS listener\'s certificate)');
+    if (options.ws && !options.ws.tls && !this.plaintext) throw new ConfigError('ws.tls', 'required with plaintext: false (no plaintext client listener)');
     this.maxOverlapItems = positiveOption('maxOverlapItems', options.maxOverlapItems, 200_000);
     const maxOverlapBytes = positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024);
     this.awaitingAdoption = options.successor === true;
@@ -208,15 +213,17 @@ export class Gateway {
     };
     this.server = net.createServer((socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.logger.error('listener error', { err }));
-    this.wsListener = options.ws && new WsListener({
-      maxPayload: this.limits.maxFrameBytes, handshakeTimeoutMs: this.limits.authTimeoutMs, logger: this.logger,
-      onConnection: (socket, ws) => this.onSocket(socket, ws),
-    });
     if (options.tls) {
       this.tlsContext = new ReloadableTlsContext(options.tls, { reloadIntervalMs: options.tls.reloadIntervalMs, logger: this.logger });
       this.tlsServer = net.createServer((socket) => this.onSocket(this.wrapTls(socket)));
       this.tlsServer.on('error', (err) => this.logger.error('tls listener error', { err }));
     }
+    // wss:// shares the TLS listener's certificate: one context, reloaded once for both.
+    this.wsListener = options.ws && new WsListener({
+      maxPayload: this.limits.maxFrameBytes, handshakeTimeoutMs: this.limits.authTimeoutMs, logger: this.logger,
+      tls: options.ws.tls ? this.tlsContext : undefined,
+      onConnection: (socket, ws) => this.onSocket(socket, ws),
+    });
   }
 
   /** The TLS listener's certificate (reloaded on change); undefined without TLS. For other TLS listeners of this node. */
@@ -271,8 +278,12 @@ export class Gateway {
     await this.tlsContext?.start();
     const ws = this.opts.ws;
     const wsPort = ws && (this.opts.listen === false ? ws.port : await this.wsListener!.listen(ws.host, ws.port));
-    const publicHost = this.opts.publicAddr ? parseHostPort(this.opts.publicAddr)!.host : this.opts.tls?.publicAddr ? parseHostPort(this.opts.tls.publicAddr)!.host : ws?.host;
-    if (ws) this.wsUrl = ws.publicUrl ?? defaultWsUrl(publicHost ?? ws.host, wsPort!);
+    // The host clients are told: for wss:// the TLS address's first (the name its certificate carries).
+    const hosts = [this.opts.publicAddr, this.opts.tls?.publicAddr];
+    if (ws?.tls) hosts.reverse();
+    const publicAddr = hosts.find((a) => a !== undefined);
+    const publicHost = publicAddr ? parseHostPort(publicAddr)!.host : ws?.host;
+    if (ws) this.wsUrl = ws.publicUrl ?? defaultWsUrl(publicHost ?? ws.host, wsPort!, ws.tls === true);
     const unsubs = [
       this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers)),
       this.opts.bus.subscribe(kickSubject(this.opts.node), (data) => this.onBus(data, undefined, true)),
@@ -317,7 +328,7 @@ export class Gateway {
       await closed;
     }
     this.drained = true;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.stopHeartbeats();
     this.unsubscribe?.();
     this.unwatchMetrics?.();
     this.wheel.stop();
@@ -499,7 +510,18 @@ export class Gateway {
     this.logger.info('sync hint sent', { why, connections: n });
   }
 
+  /** A router heartbeat is scheduled (false once a drain or hand-off ended the loop; tests). */
+  get heartbeatScheduled(): boolean {
+    return this.heartbeatTimer !== undefined;
+  }
+
+  private stopHeartbeats(): void {
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
   private heartbeatLoop(first = false): void {
+    this.heartbeatTimer = undefined;
     if (this.drained || this.handingOff) return;
     // Chained timeouts, not setInterval: a slow router never gets overlapping heartbeats.
     // Bounded wait, so a hung router call cannot stop the heartbeats for good.
@@ -560,7 +582,7 @@ export class Gateway {
    */
   async handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult & { reconnected: number }> {
     this.handingOff = true;
-    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    this.stopHeartbeats();
     this.tlsContext?.stop();
     const plain: Connection[] = [];
     const secure: Connection[] = [];

@@ -5,7 +5,7 @@
  */
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 import { bindServer, loadLogicProto } from '../common/grpc';
 import { InProcessBus } from '../common/bus';
 import { signToken } from '../common/jwt';
@@ -62,10 +62,10 @@ export class TestClient {
     });
   }
 
-  /** `url`: ws://host:port/. `socket` is the TCP socket under the WebSocket. */
-  static connectWs(url: string): Promise<TestClient> {
+  /** `url`: ws://host:port/ (or wss://, `options` then has its `ca`). `socket` is the TCP (TLS) socket under the WebSocket. */
+  static connectWs(url: string, options: ClientOptions = {}): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
       ws.once('upgrade', (res) => {
         ws.off('error', reject);
         const c = new TestClient(res.socket as net.Socket, ws);
@@ -238,14 +238,8 @@ export class MemoryRouter implements RouterApi {
   close(): void {}
 }
 
-/** Polls `cond` until true; fails the test with `what` after timeoutMs. */
-export async function eventually(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** The one polling helper (test/wait.ts), re-exported for the gateway suites. */
+export { eventually } from '../test/wait';
 
 /** A port nothing listens on (bound, then released). */
 export function closedPort(): Promise<number> {
@@ -270,9 +264,9 @@ export interface Harness {
   node: string;
   clients: TestClient[];
   connect(): Promise<TestClient>;
-  /** With `ws` in the overrides: the WebSocket listener's URL, and a client connected to it. */
+  /** With `ws` in the overrides: the WebSocket listener's URL (wss:// with ws.tls), and a client connected to it. */
   wsUrl: string;
-  connectWs(): Promise<TestClient>;
+  connectWs(options?: ClientOptions): Promise<TestClient>;
   /** Connects and authenticates as uid. */
   login(uid: string, deviceId?: string): Promise<TestClient>;
   stop(): Promise<void>;
@@ -293,7 +287,7 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   const node = `gw-test-${++nodeSeq}`;
   const gateway = new Gateway({ node, host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logic, router, bus, ...overrides });
   const { port, wsPort } = await gateway.start();
-  const wsUrl = wsPort === undefined ? '' : `ws://127.0.0.1:${wsPort}/`;
+  const wsUrl = wsPort === undefined ? '' : `${overrides.ws?.tls ? 'wss' : 'ws'}://127.0.0.1:${wsPort}/`;
   const clients: TestClient[] = [];
   const track = async (p: Promise<TestClient>) => {
     const c = await p;
@@ -303,7 +297,7 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   const connect = () => track(TestClient.connect(port));
   return {
     gateway, port, router, bus, logic, node, clients, connect, wsUrl,
-    connectWs: () => track(TestClient.connectWs(wsUrl)),
+    connectWs: (options) => track(TestClient.connectWs(wsUrl, options)),
     async login(uid, deviceId = 'phone') {
       const c = await connect();
       await c.authOk(token(uid), deviceId);

@@ -263,13 +263,52 @@ describe('gateway TLS (real gateway, supervisor and embedded processes)', functi
     assert.deepEqual(workers[0].list.map((c) => [c.uid, c.tls]).sort(), [[pat, false], [tia, true]]);
   });
 
+  it('wss:// through a supervisor: the SDK connects with the CA (without it: refused); a hot upgrade closes it with DRAINING and it reconnects over wss://', async () => {
+    const node = `gw-wss-${ns}`;
+    const sup = await spawnNode('gateway-supervisor', node, {
+      ...certFiles('wss'), IM_GATEWAY_ADDR: `${HOST}:0`, IM_GATEWAY_PLAINTEXT: 'false', IM_GATEWAY_WS_ADDR: `${HOST}:0`, IM_SUPERVISOR_ADDR: `${HOST}:0`,
+    });
+    const control = `http://${String(sup.info.control)}`;
+    const route = await (await fetch(`${routerHttp}/v1/route`)).json() as { gateways: Array<Listed & { wsUrl?: string }> };
+    // IM_GATEWAY_PLAINTEXT=false: the WebSocket listener is wss:// only, and listed so.
+    assert.match(route.gateways.find((g) => g.node === node)?.wsUrl ?? '', /^wss:\/\/127\.0\.0\.1:\d+\/$/);
+
+    const [wes, tom] = [uid('wes'), uid('tom')];
+    const browser = client(wes, { transport: 'websocket' });
+    const tcp = client(tom);
+    const events: Array<{ code: number }> = [];
+    browser.on('disconnected', (e) => events.push(e));
+    const inbox = collect(browser);
+    await browser.connect();
+    await tcp.connect();
+    await tcp.send(wes, 'to wss');
+    await received(inbox, 'to wss');
+    // Without the CA (Node's bundled CAs), the certificate is refused before Auth.
+    const untrusting = client(uid('una'), { transport: 'websocket', tls: false, maxReconnectAttempts: 0 });
+    await assert.rejects(untrusting.connect(), /self.signed|unable to (verify|get)/i);
+
+    const reconnected = new Promise((resolve) => browser.once('connected', resolve));
+    const res = await fetch(`${control}/upgrade`, { method: 'POST' });
+    const r = await res.json() as UpgradeResult;
+    assert.equal(res.status, 200, JSON.stringify(r));
+    assert.deepEqual([r.handedOver, r.reconnected, r.dropped], [0, 2, 0]);
+    await reconnected;
+    assert.deepEqual(events.map((e) => e.code), [DisconnectCode.DRAINING]);
+    await tcp.send(wes, 'after the upgrade');
+    await received(inbox, 'after the upgrade');
+    const { workers } = await (await fetch(`${control}/connections`)).json() as { workers: Array<{ pid: number; list: Array<{ uid: string; tls: boolean; transport: string }> }> };
+    assert.equal(workers.length, 1);
+    assert.equal(workers[0].pid, r.to.pid);
+    assert.deepEqual(workers[0].list.map((c) => [c.uid, c.transport, c.tls]).sort(), [[tom, 'tcp', true], [wes, 'ws', true]]);
+  });
+
   it('embedded mode (npm start) takes the same settings, and `im --tls-ca` talks to it', async () => {
     const dataDir = path.join(tmp, 'embedded');
     const routerPort = await freePort();
     const files = certFiles('embedded');
     const proc = await ServiceProc.spawn('embedded', 'embedded', {
       IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_GATEWAY_ADDR: `${HOST}:0`, IM_GATEWAY_PLAINTEXT: 'false', IM_ROUTER_HTTP_ADDR: `${HOST}:${routerPort}`,
-      IM_LOGIC_PORT: '0', IM_GATEWAY_TLS_ADDR: `${HOST}:0`, ...files,
+      IM_LOGIC_PORT: '0', IM_GATEWAY_TLS_ADDR: `${HOST}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...files,
     });
     testStops.push(() => proc.stop('SIGTERM'));
     assert.match(String(proc.info.line), /^im embedded: gateway tls:\/\/127\.0\.0\.1:\d+ {2}route API/);

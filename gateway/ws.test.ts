@@ -4,15 +4,21 @@
  * documented close codes for what only WebSocket can get wrong (docs/protocol.md).
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
+import type { ClientOptions } from 'ws';
 import { gatewaySubject } from '../common/bus';
 import { Code, codeName, DisconnectCode } from '../common/errors';
 import { metrics } from '../common/metrics';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { LENGTH_BYTES } from '../proto/codec';
 import { decode, encode, frameBytes, Op } from '../proto/wire';
+import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
 import { UPGRADE_REASON } from './server';
-import { eventually, Harness, OP_HANG, parseEcho, startGateway, token } from './test-support';
+import { eventually, Harness, OP_HANG, parseEcho, startGateway, TestClient, token } from './test-support';
 import { WsCloseCode } from './ws';
 
 const OP_ECHO = 120;
@@ -316,6 +322,129 @@ describe('gateway WebSocket transport', () => {
       assert.equal(ws.closeCode, DisconnectCode.DRAINING);
       assert.equal(ws.frames.some((f) => f.requestId === hang), false, 'no reply after the Disconnect');
       tcp.close();
+      await h.gateway.closeAfterHandOff();
+    });
+  });
+
+  describe('wss:// (TLS on the WebSocket listener, the TLS listener\'s certificate)', () => {
+    let tmp: string;
+    let pki: TestPki;
+    let ca: Buffer;
+    before(() => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'im-wss-'));
+      pki = makeTestPki(tmp);
+      ca = fs.readFileSync(pki.caPem);
+    });
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+    /** The files of the last startWss(), which a test may replace. */
+    let certFile: string;
+    let keyFile: string;
+    /** A gateway with TLS only (plaintext off), its WebSocket listener wss://, on its own copy of the certificate. */
+    function startWss(extra: Parameters<typeof startGateway>[0] = {}) {
+      const name = `wss-${Math.random().toString(36).slice(2)}`;
+      [certFile, keyFile] = [path.join(tmp, `${name}.pem`), path.join(tmp, `${name}.key`)];
+      fs.copyFileSync(path.join(pki.dir, 'server.pem'), certFile);
+      fs.copyFileSync(path.join(pki.dir, 'server.key'), keyFile);
+      return startGateway({
+        plaintext: false, tls: { host: '127.0.0.1', port: 0, certFile, keyFile, reloadIntervalMs: 100 }, ws: { ...WS, tls: true }, ...extra,
+      });
+    }
+    const serialOf = (c: { socket: net.Socket }) => (c.socket as tls.TLSSocket).getPeerCertificate().serialNumber.toUpperCase();
+
+    it('handshake with the CA: authenticates and relays; the router lists wss://; an untrusted CA and a ws:// client are refused', async () => {
+      h = await startWss({ routerHeartbeatMs: 50 });
+      assert.match(h.wsUrl, /^wss:\/\/127\.0\.0\.1:\d+\/$/);
+      const c = await h.connectWs({ ca });
+      assert.equal((c.socket as tls.TLSSocket).encrypted, true);
+      assert.match((c.socket as tls.TLSSocket).getProtocol() ?? '', /^TLSv1\.[23]$/);
+      const ok = await c.authOk(token('wendy'), 'browser');
+      assert.equal(parseEcho(await c.request(OP_ECHO, Buffer.from('over wss'))).connId, ok.connId);
+      await eventually(() => h.router.heartbeats.some((b) => b.wsUrl === h.wsUrl), 'a heartbeat naming the wss:// URL');
+      assert.deepEqual(h.gateway.describeConnections(10).map((d) => [d.transport, d.tls]), [['ws', true]]);
+
+      await assert.rejects(h.connectWs({ ca: fs.readFileSync(pki.otherCaPem) }), /self.signed|unable to (verify|get)/i);
+      await assert.rejects(h.connectWs({ ca, servername: 'gw.invalid' } as ClientOptions), /gw\.invalid/);
+      // Plaintext is off: the port speaks TLS only, so a ws:// upgrade never gets its 101.
+      await assert.rejects(TestClient.connectWs(h.wsUrl.replace('wss:', 'ws:')), /socket hang up|ECONNRESET|Unexpected server response/);
+      await assert.rejects(fetch(h.wsUrl.replace('wss:', 'http:')));
+      assert.equal(h.gateway.connectionCount, 1);
+      assert.equal((await c.ping()).error, null);
+    });
+
+    it('certificate rotation: an established wss connection stays, new handshakes (wss and TLS) present the renewed certificate', async () => {
+      h = await startWss();
+      const files = h.gateway.tls!;
+      const first = files.current.serialNumber.toUpperCase();
+      const before = await h.connectWs({ ca });
+      await before.authOk(token('rita'));
+      assert.equal(serialOf(before), first);
+
+      const renewed = signServerCert(pki, `renewed-${Math.random().toString(36).slice(2)}`);
+      fs.copyFileSync(renewed.key, keyFile);
+      fs.copyFileSync(renewed.cert, certFile);
+      await eventually(() => files.current.serialNumber.toUpperCase() !== first, 'the renewed certificate loaded', 10_000);
+      const second = files.current.serialNumber.toUpperCase();
+      const after = await h.connectWs({ ca });
+      assert.equal(serialOf(after), second);
+      // One certificate for both: the TCP TLS listener presents the renewed one too.
+      const tlsAddr = h.router.heartbeats.at(-1)!.tlsAddr!;
+      const tcp = tls.connect({ host: '127.0.0.1', port: Number(tlsAddr.split(':')[1]), ca });
+      await new Promise((resolve, reject) => tcp.once('secureConnect', resolve).once('error', reject));
+      assert.equal(tcp.getPeerCertificate().serialNumber.toUpperCase(), second);
+      tcp.destroy();
+      await after.authOk(token('rita'), 'tablet');
+
+      // The connection made before the renewal: same socket, still serving, still on the old certificate.
+      assert.equal(before.closed, false);
+      assert.equal((await before.ping()).error, null);
+      assert.equal(serialOf(before), first);
+      assert.equal(h.gateway.connectionCount, 2);
+    });
+
+    it('bad input over wss: a text message closes 1003, an oversized one 1009, as over ws', async () => {
+      h = await startWss({ maxFrameBytes: 4096 });
+      const [badFrames, tooLarge] = [await errorCount(Code.BAD_FRAME), await errorCount(Code.FRAME_TOO_LARGE)];
+      const text = await h.connectWs({ ca });
+      await text.authOk(token('tex'));
+      text.ws!.send('{"op":1}');
+      assert.equal((await text.disconnectFrame()).code, DisconnectCode.PROTOCOL_ERROR);
+      await text.waitClosed();
+      assert.equal(text.closeCode, WsCloseCode.UNSUPPORTED_DATA);
+      const big = await h.connectWs({ ca });
+      await big.authOk(token('big'));
+      big.ws!.send(Buffer.alloc(4097), { binary: true });
+      await big.waitClosed();
+      assert.equal(big.closeCode, WsCloseCode.MESSAGE_TOO_BIG);
+      assert.deepEqual([await errorCount(Code.BAD_FRAME), await errorCount(Code.FRAME_TOO_LARGE)], [badFrames + 1, tooLarge + 1]);
+      await eventually(() => h.gateway.connectionCount === 0, 'both connections gone');
+      const next = await h.connectWs({ ca });
+      await next.authOk(token('after'));
+    });
+
+    it('stop(): wss clients get Disconnect DRAINING and close 3000', async () => {
+      h = await startWss({ drainWindowMs: 200 });
+      const c = await h.connectWs({ ca });
+      await c.authOk(token('drained'));
+      const stopping = h.gateway.stop();
+      const d = await c.disconnectFrame();
+      assert.deepEqual([d.code, d.reason, d.reconnect], [DisconnectCode.DRAINING, 'gateway is shutting down', true]);
+      await c.waitClosed();
+      assert.equal(c.closeCode, DisconnectCode.DRAINING);
+      await stopping;
+    });
+
+    it('hand-off (hot upgrade): wss clients get Disconnect DRAINING with the upgrade reason, close 3000, and are not handed over', async () => {
+      h = await startWss();
+      const c = await h.connectWs({ ca });
+      await c.authOk(token('wes'));
+      const moved: string[] = [];
+      const r = await h.gateway.handOff(async (msg, socket) => { moved.push(msg.conn.uid); socket.destroy(); }, 2000);
+      assert.deepEqual([r.handedOver, r.reconnected, moved], [0, 1, []]);
+      const d = await c.disconnectFrame();
+      assert.deepEqual([d.code, d.reason, d.reconnect], [DisconnectCode.DRAINING, UPGRADE_REASON, true]);
+      await c.waitClosed();
+      assert.equal(c.closeCode, DisconnectCode.DRAINING);
       await h.gateway.closeAfterHandOff();
     });
   });

@@ -11,6 +11,7 @@
  * socket's write queue, which is what backpressure counts.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type * as net from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { Code, DisconnectCode } from '../common/errors';
@@ -18,6 +19,7 @@ import type { Logger } from '../common/log';
 import { LENGTH_BYTES } from '../proto/codec';
 import { encode, frameBytes, Op } from '../proto/wire';
 import type { Connection, Transport } from './connection';
+import { TLS_MIN_VERSION, type ReloadableTlsContext } from './tls';
 
 /** WebSocket close codes of this transport's own (RFC 6455 7.4.1); a Disconnect closes with its own code (3000-3008). */
 export const WsCloseCode = {
@@ -95,26 +97,44 @@ export interface WsListenerOptions {
   /** A client completed the upgrade. */
   onConnection: (socket: net.Socket, ws: WebSocket) => void;
   logger: Logger;
+  /**
+   * wss:// only: TLS (1.2+) with this certificate, kept current by its reloads (attach()). The TLS
+   * handshake too must finish within handshakeTimeoutMs. Upgraded sockets are then TLSSockets.
+   */
+  tls?: ReloadableTlsContext;
 }
 
 /**
- * The HTTP server that upgrades to WebSocket: listening itself, or fed sockets another process
- * accepted (accept(), the supervisor's). Any path upgrades; a plain HTTP request gets 426.
+ * The HTTP (or, with `tls`, HTTPS) server that upgrades to WebSocket: listening itself, or fed
+ * sockets another process accepted (accept(), the supervisor's: raw TCP, so with `tls` this
+ * process does the TLS handshake, as on the TCP TLS listener). Any path upgrades; a plain HTTP
+ * request gets 426.
  */
 export class WsListener {
-  private readonly http: http.Server;
+  private readonly http: http.Server | https.Server;
   private readonly wss: WebSocketServer;
+  private readonly detachTls: (() => void) | undefined;
 
   constructor(private readonly o: WsListenerOptions) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: o.maxPayload, perMessageDeflate: false, clientTracking: false });
-    this.http = http.createServer({
+    const httpOptions: http.ServerOptions = {
       headersTimeout: o.handshakeTimeoutMs, requestTimeout: o.handshakeTimeoutMs,
       // How often those two are checked (30 s by default, far above the auth timeout).
       connectionsCheckingInterval: Math.min(o.handshakeTimeoutMs, 30_000),
-    }, (_req, res) => {
+    };
+    const notWebSocket = (_req: http.IncomingMessage, res: http.ServerResponse) => {
       res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
       res.end('this port speaks WebSocket only (docs/protocol.md)\n');
-    });
+    };
+    if (o.tls) {
+      const server = https.createServer({ ...httpOptions, handshakeTimeout: o.handshakeTimeoutMs, minVersion: TLS_MIN_VERSION }, notWebSocket);
+      // A plaintext client, an untrusted-certificate abort, a handshake timeout: that socket only.
+      server.on('tlsClientError', (err) => o.logger.debug('websocket tls handshake failed', { err: err.message }));
+      this.detachTls = o.tls.attach(server);
+      this.http = server;
+    } else {
+      this.http = http.createServer(httpOptions, notWebSocket);
+    }
     this.http.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       socket.on('error', () => {}); // a reset during the upgrade is the client's problem, not a crash
       this.wss.handleUpgrade(req, socket, head, (ws) => o.onConnection(socket, ws));
@@ -147,6 +167,7 @@ export class WsListener {
 
   /** Stops accepting; resolves once every socket it accepted (upgraded ones included) has closed. */
   close(): Promise<void> {
+    this.detachTls?.();
     return new Promise<void>((resolve) => {
       if (!this.http.listening) return resolve();
       this.http.close(() => resolve());
@@ -164,6 +185,6 @@ export function refuseWs(socket: net.Socket, ws: WebSocket, graceMs: number): vo
 }
 
 /** The URL the route API lists for a gateway's WebSocket listener when none is configured. */
-export function defaultWsUrl(host: string, port: number): string {
-  return `ws://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+export function defaultWsUrl(host: string, port: number, secure = false): string {
+  return `${secure ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }

@@ -8,6 +8,7 @@ import { Code } from '../common/errors';
 import { silentLogger } from '../common/log';
 import { AdminTokens, MIN_ADMIN_TOKEN_CHARS } from './admin-auth';
 import { loadAdminAuth } from './config';
+import { eventually } from '../test/wait';
 
 const tok = (c: string) => c.repeat(MIN_ADMIN_TOKEN_CHARS);
 const A = tok('a');
@@ -22,13 +23,6 @@ function md(header?: string): grpc.Metadata {
 
 /** The app code check() refuses `token` with, or 0 when it accepts it. */
 const verdict = (auth: AdminTokens, token: string) => auth.check(md(`Bearer ${token}`))?.code ?? 0;
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; !cond();) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20)); // poll interval
-  }
-}
 
 describe('admin tokens', () => {
   const load = (env: Record<string, string>, files: Record<string, string> = {}) => loadAdminAuth(new Settings(env), (p) => {
@@ -77,10 +71,10 @@ describe('admin tokens', () => {
       auth = new AdminTokens(loadAdminAuth(new Settings({ IM_LOGIC_ADMIN_TOKENS: C, IM_LOGIC_ADMIN_TOKEN_FILE: file })), { pollMs: 20 });
       assert.equal(verdict(auth, B), Code.TOKEN_INVALID);
       fs.writeFileSync(file, `${A}\n${B}\n`);
-      await until(() => verdict(auth!, B) === 0, 'the new token to be accepted');
+      await eventually(() => verdict(auth!, B) === 0, 'the new token to be accepted', 10_000);
       assert.equal(verdict(auth, A), 0);
       fs.writeFileSync(file, `${B}\n`);
-      await until(() => verdict(auth!, A) !== 0, 'the old token to be refused');
+      await eventually(() => verdict(auth!, A) !== 0, 'the old token to be refused', 10_000);
       assert.equal(verdict(auth, B), 0);
       assert.equal(verdict(auth, C), 0);
     });
@@ -92,9 +86,9 @@ describe('admin tokens', () => {
       const logger = { ...silentLogger, error: (msg: string) => { errors.push(msg); } };
       auth = new AdminTokens(loadAdminAuth(new Settings({ IM_LOGIC_ADMIN_TOKEN_FILE: file })), { pollMs: 20, logger });
       fs.writeFileSync(file, 'short\n');
-      await until(() => errors.length > 0, 'the bad file to be seen');
+      await eventually(() => errors.length > 0, 'the bad file to be seen', 10_000);
       fs.rmSync(file);
-      await until(() => errors.length > 1, 'the removed file to be seen');
+      await eventually(() => errors.length > 1, 'the removed file to be seen', 10_000);
       assert.equal(verdict(auth, A), 0);
     });
   });

@@ -4,15 +4,7 @@ import { silentLogger } from '../common/log';
 import type { GroupInfo } from '../storage/store';
 import { GroupCache } from './group-cache';
 import { GROUP_SUBJECT, GroupSync } from './group-sync';
-
-/** Polls a condition (no fixed sleep decides the outcome). */
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { eventually } from '../test/wait';
 
 const group = (groupId: string, members: string[]): GroupInfo => ({ groupId, name: groupId, owner: members[0], members, createdAtMs: 0 });
 
@@ -32,7 +24,7 @@ describe('GroupSync: a change is acked only after every live logic process dropp
     const droppedB: string[] = [];
     const a = start(droppedA);
     start(droppedB);
-    await until(() => a.fresh, 'a holds its lease');
+    await eventually(() => a.fresh, 'a holds its lease');
     const done = a.changed('g1');
     assert.deepEqual(droppedA, ['g1'], 'the own copy goes at once');
     assert.deepEqual(droppedB, [], 'the peer hears it over the bus');
@@ -43,7 +35,7 @@ describe('GroupSync: a change is acked only after every live logic process dropp
   it('the lease: not fresh before two hellos have come back, nor once the bus is gone', async () => {
     const a = start([]);
     assert.equal(a.fresh, false);
-    await until(() => a.fresh, 'lease');
+    await eventually(() => a.fresh, 'lease');
     await bus.close();
     assert.equal(a.fresh, false);
   });
@@ -51,7 +43,7 @@ describe('GroupSync: a change is acked only after every live logic process dropp
   it('a peer that closes says bye: a change then waits for nobody', async () => {
     const a = start([]);
     const b = start([]);
-    await until(() => a.fresh, 'lease');
+    await eventually(() => a.fresh, 'lease');
     b.close();
     await new Promise((r) => setImmediate(r)); // the bye crosses the (in-process) bus
     let done = false;
@@ -64,7 +56,7 @@ describe('GroupSync: a change is acked only after every live logic process dropp
     const a = start([]);
     // A process that says hello but never answers a change.
     bus.publish(GROUP_SUBJECT, Buffer.from(JSON.stringify({ t: 'hello', from: 'mute' })));
-    await until(() => a.fresh, 'lease');
+    await eventually(() => a.fresh, 'lease');
     bus.publish(GROUP_SUBJECT, Buffer.from(JSON.stringify({ t: 'hello', from: 'mute' })));
     await new Promise((r) => setImmediate(r));
     let done = false;

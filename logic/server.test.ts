@@ -13,6 +13,7 @@ import { LogicServer } from './server';
 import type { LogicServerOptions } from './server';
 import type { LogicEnv } from './test-support';
 import { makeLogicEnv } from './test-support';
+import { eventually } from '../test/wait';
 
 const CUSTOM_OP = 900;
 const GATED_OP = 901;
@@ -169,10 +170,7 @@ describe('LogicServer', () => {
     for (const id of ids) gw.send([call(id, BIG_OP)]);
     // 10 MB of results against a paused reader: the server's write() must report backpressure,
     // and the stream stops writing (and reading calls) until the transport drains.
-    for (const deadline = Date.now() + 10_000; (await backpressureCount()) === pausedBefore;) {
-      if (Date.now() > deadline) throw new Error('the server never saw transport backpressure');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await eventually(async () => (await backpressureCount()) > pausedBefore, 'the server to see transport backpressure', 10_000);
     let answers = 0;
     gw.call.on('data', (b: ResultBatch__Output) => { answers += b.results.length; });
     gw.call.resume();

@@ -9,15 +9,32 @@
  * - uint64 fields (seqs, ms timestamps) are read straight into a number. The stock reader builds a
  *   bigint that the generated code then turns into a string and parses; on the push path that is
  *   most of a Message's decode cost.
+ *
+ * No Node-only import: the client SDK runs this in browsers too. Where Node's Buffer exists (the
+ * server, the SDK in Node) bytes come out as Buffers, as before; elsewhere as plain Uint8Arrays.
  */
-import { isUtf8 } from 'node:buffer';
 import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
 import { InvalidUtf8Error } from '../common/errors';
 
+/** Node's Buffer, or undefined in a browser (typeof never throws for a missing global). */
+const NodeBuffer: typeof Buffer | undefined = typeof Buffer === 'function' ? Buffer : undefined;
+
+/** Strict: throws on bytes that are not UTF-8 (no U+FFFD); a leading BOM is kept, as Buffer#toString keeps it. */
+const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const encoder = new TextEncoder();
+
 /** The reader's fallback for strings that are not all ASCII (ASCII is read inline). */
 function strictUtf8(bytes: Uint8Array): string {
-  if (!isUtf8(bytes)) throw new InvalidUtf8Error('a string field is not valid UTF-8');
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    throw new InvalidUtf8Error('a string field is not valid UTF-8');
+  }
+}
+
+/** A string as UTF-8 bytes: a Buffer in Node, a Uint8Array elsewhere. */
+export function utf8Bytes(text: string): Buffer {
+  return (NodeBuffer ? NodeBuffer.from(text, 'utf8') : encoder.encode(text)) as Buffer;
 }
 
 const MAX_VARINT_BYTES = 10;
@@ -27,11 +44,11 @@ export class WireReader extends BinaryReader {
   private readonly bytesIn: Uint8Array;
 
   /**
-   * `bytes` is viewed as a Buffer so that bytes fields come out as Buffer views of the input (no
-   * copy), as callers that hand them on to sockets and Buffer APIs expect.
+   * In Node `bytes` is viewed as a Buffer so that bytes fields come out as Buffer views of the
+   * input (no copy), as callers that hand them on to sockets and Buffer APIs expect.
    */
   constructor(bytes: Uint8Array) {
-    const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buf = !NodeBuffer || NodeBuffer.isBuffer(bytes) ? bytes : NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     super(buf, strictUtf8);
     this.bytesIn = buf;
   }
@@ -82,7 +99,7 @@ export class WireWriter extends BinaryWriter {
   /** The bytes written, copied into a (pooled) Buffer, and the writer reset for reuse. */
   finishBuffer(): Buffer {
     const self = this as unknown as WriterInternals;
-    const out = Buffer.allocUnsafe(self.pos);
+    const out = (NodeBuffer ? NodeBuffer.allocUnsafe(self.pos) : new Uint8Array(self.pos)) as Buffer;
     out.set(self.pos === self.buffer.length ? self.buffer : self.buffer.subarray(0, self.pos));
     self.pos = 0;
     self.stackPos.length = 0;
@@ -113,6 +130,10 @@ const LENGTH_PLACEHOLDER = new Uint8Array(4);
 export function encodeLengthPrefixed(write: (w: BinaryWriter) => unknown): Buffer {
   shared.raw(LENGTH_PLACEHOLDER);
   const out = encodeWith(write);
-  out.writeUInt32BE(out.length - 4, 0);
+  const n = out.length - 4; // big-endian, written by hand: a browser's Uint8Array has no writeUInt32BE
+  out[0] = n >>> 24;
+  out[1] = (n >>> 16) & 0xff;
+  out[2] = (n >>> 8) & 0xff;
+  out[3] = n & 0xff;
   return out;
 }

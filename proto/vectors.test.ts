@@ -9,7 +9,10 @@ import * as path from 'node:path';
 import { FrameDecoder } from './codec';
 import * as protobuf from 'protobufjs';
 import { pushFrame } from './push';
-import { CLIENT_PROTO, decode, decodeFrame, encode, frameBytes, Op, WireTypeName } from './wire';
+import { decode, decodeFrame, encode, frameBytes, Op, WireTypeName } from './wire';
+
+/** dist/proto/ -> the source proto/client.proto. */
+const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
 
 /** client.proto read by protobufjs reflection: a second opinion, independent of the generated codec. */
 let root: protobuf.Root | undefined;

@@ -2,13 +2,12 @@
  * The client wire protocol in TypeScript: typed encode/decode of the messages in client.proto,
  * shared by the gateway (Frame and session messages only), logic, the SDK and the bench. The
  * types and codecs are generated from client.proto at build time (proto/gen-ts); this file names
- * them and adds the framing.
+ * them and adds the framing. No Node-only import (the SDK runs it in browsers too).
  */
-import * as path from 'node:path';
 import type { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as gen from './gen-ts/client';
 import type { Frame } from './gen-ts/client';
-import { encodeLengthPrefixed, encodeWith, WireReader } from './binary';
+import { encodeLengthPrefixed, encodeWith, utf8Bytes, WireReader } from './binary';
 
 export type {
   Auth, AuthOk, Disconnect, Frame, GroupCreateReq, GroupInfo, GroupMembersReq, GroupResp, HistoryReq, HistoryResp,
@@ -17,8 +16,6 @@ export type {
 } from './gen-ts/client';
 
 const EMPTY = new Uint8Array(0);
-
-export const CLIENT_PROTO = path.resolve(__dirname, '..', '..', 'proto', 'client.proto');
 
 /** The ops of client.proto's Op enum, by short name (values from the generated enum). */
 export const Op = {
@@ -77,5 +74,5 @@ export function decodeFrame(bytes: Uint8Array): Frame {
 }
 
 export function textContent(text: string): { contentType: string; content: Uint8Array } {
-  return { contentType: 'text/plain', content: Buffer.from(text, 'utf8') };
+  return { contentType: 'text/plain', content: utf8Bytes(text) };
 }

@@ -192,6 +192,10 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
     'Content-Length': Buffer.byteLength(data),
     // Load changes by the second: a cached list steers clients to a gateway that filled up.
     'Cache-Control': 'no-store',
+    // Public, credential-free answers: a web page on any origin may read them (browsers connect
+    // over WebSocket after asking here), and the SDK backs off by Retry-After on a 429.
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Expose-Headers': 'Retry-After',
   });
   res.end(data);
 }

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import { InProcessBus } from '../common/bus';
 import { signToken } from '../common/jwt';
 import { Gateway } from '../gateway/server';
-import { LogicTestServer, startLogicServer, TestClient } from '../gateway/test-support';
+import { eventually, LogicTestServer, startLogicServer, TestClient } from '../gateway/test-support';
 import { RouterClient } from './client';
 import { RouterService } from './service';
 
@@ -33,13 +33,11 @@ function route(port: number): Promise<Listed[]> {
 
 /** Polls the route API until `pred` holds; generous deadline, never a speed assertion. */
 async function until(port: number, what: string, pred: (gs: Listed[]) => boolean, timeoutMs = TTL_MS + 10_000): Promise<Listed[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const gs = await route(port);
-    if (pred(gs)) return gs;
-    if (Date.now() > deadline) throw new Error(`route API never showed ${what}; last: ${JSON.stringify(gs)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  let last: Listed[] = [];
+  return eventually(async () => {
+    last = await route(port);
+    return pred(last) && last;
+  }, what, timeoutMs).catch((err: Error) => { throw new Error(`${err.message}; last route list: ${JSON.stringify(last)}`); });
 }
 
 const byNode = (gs: Listed[], node: string) => gs.find((g) => g.node === node);

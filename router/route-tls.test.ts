@@ -18,7 +18,7 @@ import { main as cliMain } from '../client/cli';
 import { fetchRoute } from '../client/route';
 import { ImClient, type ImClientOptions } from '../client/sdk';
 import { signToken } from '../common/jwt';
-import { waitFor } from '../test/exactly-once';
+import { eventually } from '../test/wait';
 import { collect, text } from '../test/harness';
 import { freePort } from '../test/infra';
 import { ServiceProc } from '../test/procs';
@@ -136,12 +136,12 @@ describe('route API over HTTPS (real router and embedded processes)', function (
     fs.copyFileSync(renewed.cert, files.IM_ROUTER_HTTP_TLS_CERT);
     const second = serialOf(renewed.cert);
     assert.notEqual(second, first);
-    await waitFor('the renewed certificate to be served', 20_000, async () => (await servedSerial(httpPort, pki.caPem)) === second);
+    await eventually(async () => (await servedSerial(httpPort, pki.caPem)) === second, 'the renewed certificate to be served', 20_000);
     assert.match(proc.log, /tls certificate reloaded/);
 
     const failures = () => (proc.log.match(/tls certificate not reloaded/g) ?? []).length;
     fs.copyFileSync(pki.clientKey, files.IM_ROUTER_HTTP_TLS_KEY);
-    await waitFor('the mismatched key to be refused', 20_000, () => failures() === 1);
+    await eventually(() => failures() === 1, 'the mismatched key to be refused', 20_000);
     assert.match(proc.log, /IM_ROUTER_HTTP_TLS_KEY.*is not the PEM private key of/);
     assert.equal(await servedSerial(httpPort, pki.caPem), second);
     const answer = await fetchRoute(`https://${HOST}:${httpPort}`, 5000, undefined, {}, { ca: fs.readFileSync(pki.caPem) });
@@ -161,7 +161,7 @@ describe('route API over HTTPS (real router and embedded processes)', function (
     const secret = `route-tls-secret-${ns}`;
     const gatewayCert = { IM_GATEWAY_TLS_CERT: path.join(pki.dir, 'server.pem'), IM_GATEWAY_TLS_KEY: path.join(pki.dir, 'server.key') };
     const proc = await ServiceProc.spawn('embedded', 'embedded', {
-      IM_DATA_DIR: path.join(tmp, 'embedded'), IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: 'off',
+      IM_DATA_DIR: path.join(tmp, 'embedded'), IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: 'off', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
       IM_GATEWAY_ADDR: `${HOST}:0`, IM_GATEWAY_TLS_ADDR: `${HOST}:0`, ...gatewayCert,
       IM_ROUTER_HTTP_ADDR: `${HOST}:${routerPort}`, ...certFiles('embedded'),
     });
@@ -182,7 +182,7 @@ describe('route API over HTTPS (real router and embedded processes)', function (
     await a.connect();
     await b.connect();
     await a.send(bob, 'routed over https');
-    await waitFor('the message', 10_000, () => inbox.messages.some((m) => text(m) === 'routed over https'));
+    await eventually(() => inbox.messages.some((m) => text(m) === 'routed over https'), 'the message', 10_000);
     // The CA is what makes it work: trusting another one fails at the route fetch.
     await assert.rejects(client(`carol_${ns}`, { tls: { ca: fs.readFileSync(pki.otherCaPem) }, maxReconnectAttempts: 0 }).connect(), /route API https:.*TLS: .*not trusted/);
 
@@ -190,7 +190,7 @@ describe('route API over HTTPS (real router and embedded processes)', function (
     const err: string[] = [];
     const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void err.push(t), env: { IM_AUTH_SECRET: secret } };
     assert.equal(await cliMain(['send', alice, bob, 'from im over https', '--router', routerUrl, '--tls-ca', pki.caPem], io), 0, err.join(''));
-    await waitFor('the message from im', 10_000, () => inbox.messages.some((m) => text(m) === 'from im over https'));
+    await eventually(() => inbox.messages.some((m) => text(m) === 'from im over https'), 'the message from im', 10_000);
     assert.equal(await cliMain(['send', alice, bob, 'x', '--router', routerUrl, '--tls-ca', pki.otherCaPem], io), 1);
     assert.match(err.join(''), /route API https:.*not trusted/);
   });

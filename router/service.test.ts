@@ -180,6 +180,8 @@ describe('RouterService + RouterClient', () => {
       assert.equal(res.status, 200);
       assert.match(String(res.headers['content-type']), /^application\/json/);
       assert.equal(res.headers['cache-control'], 'no-store');
+      // Readable from a web page on another origin (web/: the page asks here, then opens a WebSocket).
+      assert.equal(res.headers['access-control-allow-origin'], '*');
       const body = JSON.parse(res.body);
       // The order is a weighted random draw (rank.test.ts, route-api.test.ts); here only the contents matter.
       body.gateways.sort((a: { node: string }, b: { node: string }) => a.node.localeCompare(b.node));

@@ -7,7 +7,8 @@
  *
  * - Every decoded message starts from createBase*(), which allocated `new Uint8Array(0)` per bytes
  *   field: one ArrayBuffer per Delivery and per Frame, the largest single cost of decoding a batch.
- *   A shared empty Buffer is safe: it has no elements to change.
+ *   A shared empty Buffer is safe: it has no elements to change. (A plain Uint8Array where there
+ *   is no Buffer: the client SDK runs these codecs in browsers too.)
  * - uint64 fields pass through longToNumber(x) = Number(x.toString()). proto/binary's reader already
  *   returns a number (exact, refused above 2^53), so numbers skip the string round trip.
  */
@@ -31,7 +32,7 @@ for (const file of fs.readdirSync(out, { recursive: true }).map((f) => path.join
   if (text.includes('new Uint8Array(0)')) {
     text = edit(file, text, 'new Uint8Array(0)', 'EMPTY_BYTES', 'shared empty bytes');
     text = edit(file, text, 'from "@bufbuild/protobuf/wire";\n',
-      'from "@bufbuild/protobuf/wire";\n\n/** The default of every bytes field (scripts/gen-codecs.js): a Buffer, as WireReader decodes the others. */\nconst EMPTY_BYTES: Uint8Array = Buffer.alloc(0);\n', 'shared empty bytes');
+      'from "@bufbuild/protobuf/wire";\n\n/** The default of every bytes field (scripts/gen-codecs.js): a Buffer in Node, as WireReader decodes the others; a Uint8Array in a browser. */\nconst EMPTY_BYTES: Uint8Array = typeof Buffer === "function" ? Buffer.alloc(0) : new Uint8Array(0);\n', 'shared empty bytes');
   }
   if (text.includes('function longToNumber(')) {
     text = edit(file, text, 'function longToNumber(int64: { toString(): string }): number {\n',

@@ -7,6 +7,11 @@
  *   node scripts/nats-config.js --dir DIR --port N [--host H] [--gateways gw-1,gw-2] [--gateway-class]
  *                               [--tls-cert FILE --tls-key FILE]
  *   node scripts/nats-config.js nkey FILE     a new nkey user seed in FILE (mode 600); prints its public key
+ *   node scripts/nats-config.js gateway-seeds DIR PREFIX COUNT
+ *                               one seed per gateway pod PREFIX-0 … PREFIX-<COUNT-1> in DIR/gateway-<pod>.nk
+ *                               (kept when present): the keys of the Helm chart's
+ *                               nats.credentials.gateway.perPodSecret; prints one `--gateway POD=U…`
+ *                               per pod, arguments for `authorization`
  *   node scripts/nats-config.js authorization --logic U…[,U…] [--gateway-class U…[,U…]] [--gateway NODE=U…[,U…]]…
  *                               prints the authorization block for a server you run (the Helm chart's
  *                               external NATS): public keys only; two keys of one role during a rotation
@@ -35,7 +40,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { nkeys } = require('nats');
+const nkeys = require('@nats-io/nkeys');
 
 function die(msg) {
   process.stderr.write(`nats-config: ${msg}\n`);
@@ -150,6 +155,15 @@ function parseArgs(argv) {
 function main(argv) {
   if (argv[0] === 'authorization') {
     printAuthorization(argv.slice(1));
+    return;
+  }
+  if (argv[0] === 'gateway-seeds') {
+    const [dir, prefix, count] = argv.slice(1);
+    const n = Number(count);
+    if (!dir || !prefix || !Number.isInteger(n) || n < 1) die('usage: nats-config.js gateway-seeds DIR PREFIX COUNT (e.g. prod-im-gateway 320)');
+    if (!NODE_RE.test(`${prefix}-0`)) die(`pod name prefix ${q(prefix)}: letters, digits, - and _ (dots between)`);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (let i = 0; i < n; i++) process.stdout.write(`--gateway ${prefix}-${i}=${nkeySeed(path.join(path.resolve(dir), `gateway-${prefix}-${i}.nk`))}\n`);
     return;
   }
   if (argv[0] === 'nkey') {

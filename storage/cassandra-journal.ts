@@ -10,7 +10,8 @@ import type { Client } from 'cassandra-driver';
 import type { Lease } from './cassandra-lease';
 import { NotOwnerError, type Shards } from './cassandra-shards';
 import { KeyedMutex, LruMap, num } from './cassandra-util';
-import { routingKey, type RowWriter } from './cassandra-writer';
+import type { OwnerLog } from './cassandra-log';
+import { routingKey } from './cassandra-writer';
 import { checkSameSend, sendDigest } from './send-digest';
 import type { AppendInput } from './store';
 
@@ -29,6 +30,7 @@ export interface Completion {
 }
 
 interface Record {
+  from: string;
   shard: number;
   msgId: string;
   expiresAtMs: number;
@@ -42,21 +44,30 @@ export interface JournalOptions {
   keyspace: string;
   lease: Lease;
   shards: Shards;
-  writer: RowWriter;
+  writer: OwnerLog;
   maxCached: number;
   ttlSlackSeconds: number;
+  /** Sends journaled before this time (ms) may be in the older dedup table (schema version 4). */
+  journalSinceMs: number;
 }
 
 export class Journal {
   private readonly mem: LruMap<string, Record>;
+  /** Per sender: every clientMsgId with a journal row, so a new one needs no read (see known()). */
+  private readonly senders: LruMap<string, Sent>;
   private readonly mutex = new KeyedMutex();
-  private readonly q: { get: string; open: string };
+  private readonly q: { get: string; getLegacy: string; sent: string; open: string };
 
   constructor(private readonly o: JournalOptions) {
-    this.mem = new LruMap(o.maxCached);
-    const t = `${o.keyspace}.dedup`;
+    // A record whose row is logged but not yet in the table stays: reading the table would miss it.
+    this.mem = new LruMap(o.maxCached, (r) => o.writer.pendingFor(r.from));
+    this.senders = new LruMap(o.maxCached, (x) => o.writer.pendingFor(x.from));
+    const t = `${o.keyspace}.journal`;
+    const cols = 'msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest';
     this.q = {
-      get: `SELECT msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest FROM ${t} WHERE from_uid = ? AND client_msg_id = ?`,
+      get: `SELECT ${cols} FROM ${t} WHERE from_uid = ? AND client_msg_id = ?`,
+      getLegacy: `SELECT ${cols} FROM ${o.keyspace}.dedup WHERE from_uid = ? AND client_msg_id = ?`,
+      sent: `SELECT client_msg_id FROM ${t} WHERE from_uid = ? LIMIT ${MAX_SENT + 1}`,
       // Every column written, so a late write of an older attempt (lower timestamp) leaves nothing behind.
       open: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest, conv_id, conv_seq, sender_seq)
              VALUES (?, ?, ?, ?, ?, ?, null, null, null) USING TTL ?`,
@@ -69,6 +80,7 @@ export class Journal {
 
   forget(shard?: number): void {
     this.mem.deleteWhere((r) => shard === undefined || r.shard === shard);
+    this.senders.deleteWhere((x) => shard === undefined || x.shard === shard);
   }
 
   open(input: AppendInput): Promise<JournalAnswer> {
@@ -76,19 +88,27 @@ export class Journal {
     return this.mutex.run(pairKey(input.from, input.clientMsgId), async () => {
       const key = pairKey(input.from, input.clientMsgId);
       const digest = sendDigest(input);
-      const rec = this.mem.get(key) ?? (await this.read(shard, input.from, input.clientMsgId));
+      const { check: stillMine, epoch } = this.guard(input.from);
+      let rec = this.mem.get(key);
+      let sent: Sent | undefined;
+      if (!rec) {
+        sent = await this.known(input.from, shard, epoch);
+        const legacy = Date.now() < this.o.journalSinceMs + input.dedupWindowMs;
+        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || legacy) rec = await this.read(shard, input.from, input.clientMsgId, input.dedupWindowMs);
+      }
       if (rec && rec.expiresAtMs > input.sentAtMs) {
         checkSameSend(rec.digest, input, digest);
         this.mem.set(key, rec);
         if (rec.done) return { state: 'done', msgId: rec.msgId, ...rec.done };
         return { state: 'redrive', msgId: rec.msgId, sinceMs: rec.createdMs };
       }
-      const fresh: Record = { shard, msgId: input.msgId, expiresAtMs: input.sentAtMs + input.dedupWindowMs, createdMs: Date.now(), digest };
-      const stillMine = this.guard(input.from);
+      const fresh: Record = { from: input.from, shard, msgId: input.msgId, expiresAtMs: input.sentAtMs + input.dedupWindowMs, createdMs: Date.now(), digest };
+      // Listed before the write: if the write fails, a retry reads the table instead of trusting the list.
+      sent?.cmids?.add(input.clientMsgId);
       await this.o.writer.write([{
         query: this.q.open,
         params: [input.from, input.clientMsgId, fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest, this.ttlSeconds(input)],
-        routingKey: routingKey(input.from, input.clientMsgId), bytes: 160,
+        routingKey: routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
       }], stillMine);
       this.o.lease.check(0, 'send journal');
       stillMine();
@@ -108,22 +128,47 @@ export class Journal {
     const shard = this.owned(c.from);
     return this.mutex.run(pairKey(c.from, c.clientMsgId), async () => {
       const key = pairKey(c.from, c.clientMsgId);
-      const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId));
+      const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId, 0));
       if (!rec || rec.msgId !== c.msgId) return;
       rec.done ??= { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
       this.mem.set(key, rec);
     });
   }
 
+  /**
+   * The clientMsgIds `from` has journal rows for, read once per sender and epoch (one partition
+   * read, instead of a point read per send): in this epoch this process is the only writer of
+   * the sender's rows, the table held every earlier row when the epoch began (a takeover replays
+   * the previous owner's log first), and every row opened here is added as it is written.
+   */
+  private async known(from: string, shard: number, epoch: number): Promise<Sent> {
+    let x = this.senders.get(from);
+    if (!x || x.epoch !== epoch) {
+      const fresh: Sent = { from, shard, epoch, cmids: new Set(), ready: Promise.resolve() };
+      fresh.ready = (async () => {
+        const rs = await this.o.client.execute(this.q.sent, [from], { prepare: true, fetchSize: MAX_SENT + 1 });
+        if (rs.rows.length > MAX_SENT) fresh.cmids = undefined;
+        else for (const r of rs.rows) fresh.cmids!.add(r.client_msg_id as string);
+      })();
+      fresh.ready.catch(() => { if (this.senders.get(from) === fresh) this.senders.delete(from); });
+      this.senders.set(from, fresh);
+      x = fresh;
+    }
+    await x.ready;
+    return x;
+  }
+
   /** A check that the sender's shard is still owned here in the epoch it is owned in now. */
-  private guard(from: string): () => void {
+  private guard(from: string): { check: () => void; epoch: number } {
     const shard = this.o.shards.of(from);
     const epoch = this.o.shards.mine(shard)?.epoch;
-    return () => {
+    const check = () => {
       if (epoch === undefined || this.o.shards.mine(shard)?.epoch !== epoch) {
         throw new NotOwnerError(`send journal of ${from}: shard ${shard} changed owner`);
       }
     };
+    check();
+    return { check, epoch: epoch! };
   }
 
   private owned(from: string): number {
@@ -132,19 +177,32 @@ export class Journal {
     return shard;
   }
 
-  private async read(shard: number, from: string, clientMsgId: string): Promise<Record | undefined> {
-    const rs = await this.o.client.execute(this.q.get, [from, clientMsgId], { prepare: true });
-    const r = rs.first();
+  private async read(shard: number, from: string, clientMsgId: string, windowMs: number): Promise<Record | undefined> {
+    let r = (await this.o.client.execute(this.q.get, [from, clientMsgId], { prepare: true })).first();
+    // Within a window of the upgrade to the journal table, a send may have been journaled in dedup.
+    if (!r && windowMs > 0 && Date.now() < this.o.journalSinceMs + windowMs) r = (await this.o.client.execute(this.q.getLegacy, [from, clientMsgId], { prepare: true })).first();
     if (!r) return undefined;
     const convId = (r.conv_id as string | null) ?? null;
     const convSeq = num(r.conv_seq);
     const senderSeq = num(r.sender_seq);
     return {
-      shard, msgId: String(r.msg_id), expiresAtMs: num(r.expires_at_ms) ?? 0, createdMs: num(r.claimed_at_ms) ?? 0,
+      from, shard, msgId: String(r.msg_id), expiresAtMs: num(r.expires_at_ms) ?? 0, createdMs: num(r.claimed_at_ms) ?? 0,
       digest: (r.digest as Buffer | null) ?? null,
       ...(convId !== null && convSeq !== null && senderSeq !== null && { done: { convId, convSeq, senderSeq } }),
     };
   }
+}
+
+/** Journal rows of one sender read into memory at most; a sender with more is looked up per send. */
+const MAX_SENT = 10_000;
+
+interface Sent {
+  from: string;
+  shard: number;
+  epoch: number;
+  /** undefined: more than MAX_SENT rows (each send reads its own row). */
+  cmids: Set<string> | undefined;
+  ready: Promise<void>;
 }
 
 function pairKey(from: string, clientMsgId: string): string {

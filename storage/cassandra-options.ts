@@ -68,6 +68,12 @@ export interface CassandraStoreOptions {
   peerTimeoutMs?: number;
   /** Shards handed to their preferred owner per balance round (every leaseMs / 3); 0: none. Default 64. */
   maxShardMoves?: number;
+  /**
+   * How long logged rows wait before they are written to their tables, gathered per partition
+   * (docs/sequencer.md, "Owner log"). Longer: fewer partition writes; the rows are durable from
+   * the log either way. Default 2000.
+   */
+  writeBehindMs?: number;
   /** Items one sync/history page returns at most. Default 1000. */
   maxPageItems?: number;
   /** Conversations unread() accepts, and returns at most without convIds. Default 1000. */
@@ -82,7 +88,7 @@ export interface CassandraStoreOptions {
 }
 
 export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials' | 'tls' | 'bus'>>
-  & Pick<CassandraStoreOptions, 'credentials' | 'tls' | 'bus'> & { logger: Logger };
+  & Pick<CassandraStoreOptions, 'credentials' | 'tls' | 'bus'> & { logger: Logger; journalSinceMs?: number };
 
 const NUMERIC_DEFAULTS = {
   replication: 1,
@@ -103,6 +109,7 @@ const NUMERIC_DEFAULTS = {
   shardCount: DEFAULT_SHARD_COUNT,
   peerTimeoutMs: 0,
   maxShardMoves: 64,
+  writeBehindMs: 2000,
   maxPageItems: 1000,
   maxUnreadConvs: 1000,
   maxUnreadScanConvs: 10_000,

@@ -26,6 +26,11 @@ export interface MigrateOptions {
 export interface StoreSettings {
   inboxBucketSize: number;
   historyBucketSize: number;
+  /**
+   * When the journal table took over from dedup (ms; 0 for a keyspace created with it): a send
+   * journaled before then is looked up in dedup too, for one dedup window.
+   */
+  journalSinceMs?: number;
   /** Sequencer shards (docs/sequencer.md); fixed when the keyspace is created. */
   shardCount: number;
 }
@@ -117,6 +122,27 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE ${ks}.seq_heads ADD IF NOT EXISTS buckets set<int>`,
     ],
   },
+  {
+    version: 4,
+    description: 'owner log: one log row per round, tables written behind; send journal partitioned by sender',
+    statements: (ks) => [
+      // Every row an owner writes, made durable by one write per round in the process's own
+      // partition (docs/sequencer.md, "Owner log"). Partitions behind log_marks are deleted by
+      // their process; the TTL is the backstop for the log of a process that died.
+      `CREATE TABLE IF NOT EXISTS ${ks}.store_log (process text, part int, pos bigint, body blob,
+         PRIMARY KEY ((process, part), pos)) WITH default_time_to_live = 604800 AND gc_grace_seconds = 3600`,
+      // How far each process's log is in the tables: a takeover replays what comes after.
+      `CREATE TABLE IF NOT EXISTS ${ks}.log_marks (process text PRIMARY KEY, flushed bigint) WITH default_time_to_live = 604800`,
+      // The send journal, one partition per sender: a window's journal rows of one sender are one
+      // partition write (the dedup table had one partition per send).
+      `CREATE TABLE IF NOT EXISTS ${ks}.journal (
+         from_uid text, client_msg_id text,
+         msg_id text, expires_at_ms bigint, claimed_at_ms bigint, digest blob,
+         conv_id text, conv_seq bigint, sender_seq bigint,
+         PRIMARY KEY ((from_uid), client_msg_id)
+       ) WITH gc_grace_seconds = 10800`,
+    ],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
@@ -159,7 +185,9 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
       [m.version, m.description, new Date()], { prepare: true });
     if (rs.first()?.['[applied]'] === true) applied.push(m.version);
   }
-  for (const [name, value] of Object.entries(sizes)) {
+  // A keyspace created now has nothing in dedup; one upgraded now looks there for a window.
+  const journalSinceMs = applied.includes(4) && !applied.includes(1) ? Date.now() : 0;
+  for (const [name, value] of Object.entries({ ...sizes, journalSinceMs })) {
     // First writer wins; every later open reads what it chose.
     await client.execute(`INSERT INTO ${ks}.store_settings (name, value) VALUES (?, ?) IF NOT EXISTS`,
       [name, value], { prepare: true });
@@ -176,6 +204,7 @@ export async function readSettings(client: Client, keyspace: string): Promise<St
     historyBucketSize: byName.get('historyBucketSize'),
     // Keyspaces created before version 3 get the default on their first open (migrate records it).
     shardCount: byName.get('shardCount'),
+    journalSinceMs: byName.get('journalSinceMs') ?? 0,
   };
   if (!out.inboxBucketSize || !out.historyBucketSize || !out.shardCount) {
     throw new ConfigError('keyspace', `${keyspace}.store_settings has no bucket sizes (run migrate first)`);

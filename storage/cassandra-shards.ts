@@ -53,6 +53,12 @@ export interface ShardOptions {
   nextTs: () => number;
   /** Where a free shard should go instead of here (cassandra-balance.ts); undefined: take it. */
   preferred?: (shard: number) => { owner: string; untilMs: number } | undefined;
+  /**
+   * Before taking a shard from a process that did not release it (dead, paused past its lease,
+   * or an earlier incarnation of this one): writes what it logged for the shard in that epoch to
+   * the tables (cassandra-log.ts), so the new epoch starts from a complete timeline.
+   */
+  replay?: (owner: string, shard: number, epoch: number) => Promise<unknown>;
 }
 
 /** FNV-1a over UTF-16 code units: cheap, stable across processes and releases. */
@@ -182,6 +188,10 @@ export class Shards {
       const held = this.owned.get(shard);
       if (held) return { mine: held };
       const rs = await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency });
+      // Taken by another resolve here while the row was read: the row shows this process, and
+      // taking it again would start a second epoch of our own over rows still being written.
+      const justTaken = this.owned.get(shard);
+      if (justTaken) return { mine: justTaken };
       const row = rs.first();
       const me = this.o.lease.processId;
       const elsewhere = preferOthers ? this.o.preferred?.(shard) : undefined;
@@ -205,6 +215,13 @@ export class Shards {
         // Free (released), or its owner's lease is over (a dead or paused process), or an old
         // incarnation of this process that lapsed: a new epoch (keys are fenced at first touch).
         if (elsewhere && owner !== me) return { ...elsewhere, preferred: true };
+        // Replayed before the take: once taken, nothing may read the shard's tables incomplete.
+        // Replaying twice (a racing taker) writes the same rows again.
+        if (owner !== null && owner !== me) {
+          await this.o.replay?.(owner, shard, epoch);
+          const tookMeanwhile = this.owned.get(shard);
+          if (tookMeanwhile) return { mine: tookMeanwhile };
+        }
         const taken = await this.take(shard, { epoch, bound }, me);
         if (taken) return { mine: taken };
       }

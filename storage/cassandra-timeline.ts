@@ -19,7 +19,8 @@ import type { Logger } from '../common/log';
 import type { Lease } from './cassandra-lease';
 import { NotOwnerError, type OwnedShard, type Shards } from './cassandra-shards';
 import { LruMap, num, sleep, toStoreError } from './cassandra-util';
-import { routingKey, type Row, type RowWriter } from './cassandra-writer';
+import type { LoggedRow, OwnerLog } from './cassandra-log';
+import { routingKey, type Row } from './cassandra-writer';
 
 export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
@@ -30,6 +31,8 @@ export interface TimelineSpec<E> {
   values: (e: E) => unknown[];
   idOf: (e: E) => string;
   sizeOf: (e: E) => number;
+  /** Rows the owner writes with each entry besides its timeline row (the inbox's unread index). */
+  extraRows?: (key: string, e: E, seq: number) => Row[];
 }
 
 type DbRow = Record<string, unknown>;
@@ -150,7 +153,7 @@ interface Lane<E> {
 export interface OwnedOptions {
   lease: Lease;
   shards: Shards;
-  writer: RowWriter;
+  writer: OwnerLog;
   logger: Logger;
   maxBatchEntries: number;
   maxBatchBytes: number;
@@ -168,7 +171,8 @@ export class OwnedTimeline<E> {
   private pending = 0;
 
   constructor(private readonly reader: TimelineReader<E>, private readonly client: Client, private readonly o: OwnedOptions) {
-    this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy);
+    // A lane whose rows are logged but not yet in the table stays: a reload would read an old tail.
+    this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy || o.writer.pendingFor(lane.key));
   }
 
   /** Whether a key of the shard has a round running (or a write being retried) here. */
@@ -297,19 +301,20 @@ export class OwnedTimeline<E> {
     }
     await this.o.shards.ensureBound(st, lane.cur);
     const newBuckets = [...new Set(fresh.map((f) => this.reader.bucketOf(f.seq)))].filter((b) => !lane.buckets.has(b));
-    const rows: Row[] = fresh.map(({ p, seq }) => ({
+    const at = { key: lane.key, shard: lane.shard, epoch: lane.epoch };
+    const rows: LoggedRow[] = fresh.flatMap(({ p, seq }) => [{
       query: this.reader.queries.insert,
       params: [lane.key, this.reader.bucketOf(seq), seq, ...spec.values(p.entry)],
       routingKey: routingKey(lane.key, this.reader.bucketOf(seq)),
-      bytes: spec.sizeOf(p.entry),
-    }));
+      bytes: spec.sizeOf(p.entry), ...at,
+    }, ...(spec.extraRows?.(lane.key, p.entry, seq) ?? []).map((r) => ({ ...r, ...at }))]);
     try {
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that
         // reads the list sees every bucket a row can be in.
         await this.durably(lane, [{
           query: this.reader.queries.addBucket, params: [newBuckets, spec.kind, lane.key],
-          routingKey: routingKey(spec.kind, lane.key), bytes: 64,
+          routingKey: routingKey(spec.kind, lane.key), bytes: 64, ...at,
         }], []);
         for (const b of newBuckets) lane.buckets.add(b);
       }
@@ -335,7 +340,7 @@ export class OwnedTimeline<E> {
    * are durable or the lease is gone: a later seq of this key is never written while an earlier
    * one might still land.
    */
-  private async durably(lane: Lane<E>, rows: Row[], callers: Pending<E>[]): Promise<void> {
+  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: Pending<E>[]): Promise<void> {
     // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
     // under a new incarnation) they must never be sent, nor count if acknowledged.
     const stillMine = () => {
@@ -365,6 +370,8 @@ export class OwnedTimeline<E> {
 
   /** First touch in this epoch: where the key ends, its recent msgIds, and the fence. */
   private async load(lane: Lane<E>, st: OwnedShard): Promise<void> {
+    // A lane dropped after a failed round may leave rows logged here and not yet in the table.
+    await this.o.writer.flushKey(lane.key);
     const { listed } = await this.reader.listed(lane.key);
     const buckets = await this.reader.buckets(lane.key);
     let tail = 0;
@@ -396,6 +403,7 @@ export class OwnedTimeline<E> {
 
   /** Was msgId written to this key since sinceMs (memory could not tell)? Pages back through the tail. */
   private async findSince(lane: Lane<E>, msgId: string, sinceMs: number): Promise<number | undefined> {
+    await this.o.writer.flushKey(lane.key);
     const sinceUs = (sinceMs - 60_000) * 1000; // generous: write timestamps come from other clocks
     let before = Number.MAX_SAFE_INTEGER;
     for (const b of (await this.reader.buckets(lane.key)).reverse()) {

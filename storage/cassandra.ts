@@ -3,8 +3,9 @@
  * (docs/sequencer.md). Any number of processes open it over one keyspace; each key (an inbox, a
  * conversation history, a sender's dedup journal) belongs to a shard, and a shard to one process
  * at a time under a lease and an epoch. The owner allocates seqs in memory (persisting a bound
- * every `seqStep` seqs) and writes the rows with plain writes, batched per replica per tick. A
- * process asked to write a key it does not own forwards the call to the owner over the bus.
+ * every `seqStep` seqs), makes a round's rows durable with one write to its own log and writes
+ * them to their tables behind (cassandra-log.ts). A process asked to write (or read) a key it
+ * does not own forwards the call to the owner over the bus.
  * No lightweight transaction per message: LWTs only take, advance and release shards, and keep
  * the group member cap (Groups).
  */
@@ -24,7 +25,7 @@ import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredM
 import { NotOwnerError, Shards, type OwnedShard } from './cassandra-shards';
 import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './cassandra-util';
-import { routingKey, RowWriter, type Row } from './cassandra-writer';
+import { OwnerLog } from './cassandra-log';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export type { CassandraStoreOptions } from './cassandra-options';
@@ -32,7 +33,7 @@ export { migrate } from './cassandra-schema';
 
 /** The key whose shard owns a store peer call. */
 function keyOf(op: string, args: unknown): string {
-  if (op === 'append') return (args as AppendArgs).key;
+  if (op === 'append' || op === 'flush') return (args as { key: string }).key;
   return (args as { from: string }).from; // 'open' (the AppendInput) and 'complete' (a Completion)
 }
 
@@ -68,7 +69,7 @@ export class CassandraStore implements Store {
   private readonly inbox: OwnedTimeline<StoredMessage>;
   private readonly historyLog: OwnedTimeline<AppendInput>;
   private readonly journal: Journal;
-  private readonly indexWriter: RowWriter;
+  private readonly log: OwnerLog;
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -141,17 +142,17 @@ export class CassandraStore implements Store {
       client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
       serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
       preferred: (shard) => this.balancer.preferred(shard),
+      replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
     });
-    const batchBounds = { client, gate: this.gate, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes };
-    // Owner writes: at this process's clock, above every fence of its epochs, and only while its lease holds.
-    const ownerWriter = new RowWriter({
-      ...batchBounds, what: 'owner write', timestamp: nextTs,
-      beforeSend: () => this.lease.check(this.lease.writeTimeoutMs, 'owner write'),
-      timeoutMs: () => this.lease.writeTimeoutMs,
+    // Owner writes: logged at this process's clock (above every fence of its epochs), only while
+    // its lease holds, and written to their tables behind (cassandra-log.ts).
+    this.log = new OwnerLog({
+      client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
+      writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
+      maxLogBytes: 2 * 1024 * 1024, partRows: 1000, what: 'owner write',
     });
-    // Index rows carry their own timestamps (USING TIMESTAMP = seq: the largest value wins).
-    this.indexWriter = new RowWriter({ ...batchBounds, what: 'append index', timeoutMs: () => o.requestTimeoutMs });
-    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize), client, ks);
+    const ownerWriter = this.log;
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, ks), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
@@ -162,7 +163,7 @@ export class CassandraStore implements Store {
     this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
     this.journal = new Journal({
       client, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
-      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds,
+      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds, journalSinceMs: o.journalSinceMs ?? 0,
     });
     this.peers = new Peers({
       bus: o.bus ?? new InProcessBus(), prefix: `im.store.${ks}`, timeoutMs: o.peerTimeoutMs, logger: o.logger,
@@ -170,9 +171,6 @@ export class CassandraStore implements Store {
     });
     this.groups = new Groups({ client, keyspace: ks, serialConsistency: serial, maxCasAttempts: o.maxCasAttempts });
     this.q = {
-      convOwn: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET last_seq = ? WHERE uid = ? AND conv_id = ?`,
-      convIncoming: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET last_seq = ?, last_incoming_seq = ? WHERE uid = ? AND conv_id = ?`,
-      unreadPut: `INSERT INTO ${ks}.conv_unread (uid, conv_id, bucket, seq) VALUES (?, ?, ?, ?)`,
       unreadCount: `SELECT COUNT(*) AS n FROM ${ks}.conv_unread WHERE uid = ? AND conv_id = ? AND bucket = ? AND seq > ?`,
       cursorPut: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET read_seq = ? WHERE uid = ? AND conv_id = ?`,
       convGet: `SELECT last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? AND conv_id = ?`,
@@ -220,6 +218,7 @@ export class CassandraStore implements Store {
     this.checkOpen();
     validateSeq('afterSeq', afterSeq);
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
+    await this.flushed(uid);
     const rows = await this.wrap(this.gate.run(() => this.inboxReader.after(uid, afterSeq, n + 1)), 'sync');
     const items = rows.map(inboxRowToEntry);
     return { items: items.slice(0, n), hasMore: items.length > n };
@@ -227,6 +226,7 @@ export class CassandraStore implements Store {
 
   async maxSeq(uid: string): Promise<number> {
     this.checkOpen();
+    await this.flushed(uid);
     return this.wrap(this.gate.run(() => this.inboxReader.newest(uid)), 'maxSeq');
   }
 
@@ -234,6 +234,7 @@ export class CassandraStore implements Store {
     this.checkOpen();
     validateSeq('beforeConvSeq', beforeConvSeq);
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
+    await this.flushed(convId);
     const rows = await this.wrap(this.gate.run(() => this.historyReader.before(convId, beforeConvSeq, n + 1)), 'history');
     const items = rows.map((r) => historyRowToMessage(convId, r));
     return { items: items.slice(0, n), hasMore: items.length > n };
@@ -268,11 +269,13 @@ export class CassandraStore implements Store {
     validateSeq('seq', seq);
     // Written at timestamp = seq: a smaller cursor arriving later loses to the larger one.
     await this.wrap(this.client.execute(this.q.cursorPut, [seq, seq, uid, convId], { prepare: true }), 'setReadCursor');
+    await this.flushed(uid);
     return this.unreadOne(uid, convId);
   }
 
   async unread(uid: string, convIds?: string[]): Promise<UnreadInfo[]> {
     this.checkOpen();
+    await this.flushed(uid);
     if (convIds !== undefined) {
       const unique = [...new Set(convIds)];
       if (unique.length > this.o.maxUnreadConvs) {
@@ -308,18 +311,31 @@ export class CassandraStore implements Store {
       // already running here finish before the shards are handed back.
       const owned = this.shards.surrender();
       await drain(this.serving, deadline);
-      if (this.inFlight.size === 0 && this.serving.size === 0) {
+      const flushed = await Promise.race([
+        this.log.flushAll().then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline - Date.now())).unref()),
+      ]);
+      if (this.inFlight.size === 0 && this.serving.size === 0 && flushed) {
         await this.shards.release(owned);
         await this.lease.close();
       } else {
-        this.o.logger.warn('cassandra store: writes still running at close; keeping shards until the lease ends',
-          { appends: this.inFlight.size, served: this.serving.size });
+        this.o.logger.warn('cassandra store: writes still running at close; keeping shards until the lease ends (the next owners replay the log)',
+          { appends: this.inFlight.size, served: this.serving.size, flushed });
         await this.lease.close({ keepRow: true });
       }
       this.peers.close();
+      this.log.close();
       await this.client.shutdown();
     })();
     return this.closing;
+  }
+
+  /**
+   * Before a read of key: its owner has written every row of it it logged to the tables (taking
+   * the shard, and replaying a dead owner's log, when nobody owns it).
+   */
+  private async flushed(key: string): Promise<void> {
+    await this.onOwner(key, 'flush', { key });
   }
 
   private checkOpen(): void {
@@ -332,6 +348,7 @@ export class CassandraStore implements Store {
   }
 
   private onLapse(newId: string): void {
+    this.log.drop();
     this.shards.forgetAll();
     this.inbox.forget();
     this.historyLog.forget();
@@ -366,6 +383,7 @@ export class CassandraStore implements Store {
   private async append(input: AppendInput): Promise<AppendResult> {
     const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
     if (j.state === 'done') {
+      await this.flushed(j.convId);
       const rows = await this.wrap(this.historyReader.before(j.convId, j.convSeq + 1, 1), 'append dedup');
       const original = rows[0] && num(rows[0].seq) === j.convSeq ? historyRowToMessage(j.convId, rows[0]) : undefined;
       if (!original) throw new UnavailableError(`send ${input.clientMsgId}: original ${j.convId}#${j.convSeq} not readable yet; retry`);
@@ -382,7 +400,6 @@ export class CassandraStore implements Store {
     const seqList = await Promise.all(input.recipients.map((uid) =>
       this.onOwner(uid, 'append', { t: 'i', key: uid, e: message, s: since }) as Promise<number>));
     const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
-    await this.indexWriter.write(input.recipients.flatMap((uid, i) => this.indexRows(uid, input, seqList[i])));
     const senderSeq = seqs.get(input.from)!;
     const done: Completion = {
       from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq, senderSeq,
@@ -440,6 +457,12 @@ export class CassandraStore implements Store {
         if (Date.now() > deadline || this.closing || this.shards.mine(shard) !== st) return false;
         await sleep(5);
       }
+      // Released only once every row of the shard is in its table: the next owner replays nothing.
+      const inTables = await Promise.race([
+        this.log.flushShard(shard).then(() => true),
+        sleep(Math.max(1, deadline - Date.now())).then(() => false),
+      ]);
+      if (!inTables || this.closing || this.shards.mine(shard) !== st) return false;
       this.shards.forget(shard);
       this.inbox.forget(shard);
       this.historyLog.forget(shard);
@@ -458,6 +481,7 @@ export class CassandraStore implements Store {
     switch (op) {
       case 'open': return this.journal.open(args as AppendInput);
       case 'complete': return this.journal.complete(args as Completion);
+      case 'flush': return this.log.flushKey((args as { key: string }).key);
       case 'append': {
         const a = args as AppendArgs;
         return a.t === 'i'
@@ -506,18 +530,6 @@ export class CassandraStore implements Store {
       }
     }
     throw toStoreError(last, `store ${op}: owner of shard ${shard} kept changing`);
-  }
-
-  private indexRows(uid: string, input: AppendInput, seq: number): Row[] {
-    const ks = routingKey(uid);
-    if (uid === input.from) return [{ query: this.q.convOwn, params: [seq, seq, uid, input.convId], routingKey: ks, bytes: 64 }];
-    return [
-      { query: this.q.convIncoming, params: [seq, seq, seq, uid, input.convId], routingKey: ks, bytes: 64 },
-      {
-        query: this.q.unreadPut, params: [uid, input.convId, this.inboxReader.bucketOf(seq), seq],
-        routingKey: routingKey(uid, input.convId, this.inboxReader.bucketOf(seq)), bytes: 64,
-      },
-    ];
   }
 
   private async unreadOne(uid: string, convId: string): Promise<UnreadInfo> {

@@ -22,6 +22,7 @@ const CASSANDRA_FIELDS: Record<string, string> = {
   consistency: 'IM_CASSANDRA_CONSISTENCY',
   replication: 'IM_CASSANDRA_REPLICATION',
   leaseMs: 'IM_CASSANDRA_LEASE_MS',
+  writeBehindMs: 'IM_CASSANDRA_WRITE_BEHIND_MS',
 };
 
 // Compile-time check: every level the config accepts is one the store accepts.
@@ -52,6 +53,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       credentials: config.credentials,
       tls: config.tls,
       leaseMs: config.leaseMs,
+      writeBehindMs: config.writeBehindMs,
       bus: options.bus,
       logger,
     });

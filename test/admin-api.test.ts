@@ -28,7 +28,7 @@ describe('admin API in embedded mode', () => {
     dirs.push(dir);
     fs.writeFileSync(path.join(dir, 'admin-tokens'), `${FILE_TOKEN}\n`);
     const config = loadEmbeddedConfig({
-      IM_DATA_DIR: dir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0', ...env(dir),
+      IM_DATA_DIR: dir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...env(dir),
     }, []);
     const system = await startEmbedded(config);
     systems.push(system);

@@ -19,6 +19,7 @@ import { CassandraStore } from '../storage/cassandra';
 import type { AppendInput, AppendResult, Store } from '../storage/store';
 import { CassandraNode } from './cassandra-node';
 import { freePort, needs } from './infra';
+import { eventually } from './wait';
 
 const SENDERS = 6;
 const ACKS_BEFORE_KILL = 300;
@@ -37,15 +38,18 @@ function append(from: string, to: string, n: number): AppendInput {
  * Calls fn again while it fails retryably (UNAVAILABLE right after the node restarts: the driver's
  * pool is still reconnecting), as a client retries; anything else, or past the deadline, throws.
  */
-async function retrying<T>(fn: () => Promise<T>, deadlineMs = Date.now() + 60_000): Promise<T> {
-  for (;;) {
+async function retrying<T>(fn: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  let last: unknown;
+  const r = await eventually(async () => {
     try {
-      return await fn();
+      return { value: await fn() };
     } catch (err) {
-      if (!(err instanceof ImError && err.retryable) || Date.now() > deadlineMs) throw err;
-      await new Promise((r) => setTimeout(r, 100)); // back off before the next attempt
+      last = err;
+      return !(err instanceof ImError && err.retryable) && { err };
     }
-  }
+  }, 'a retryable failure to pass', timeoutMs).catch(() => ({ err: last }));
+  if ('err' in r) throw r.err;
+  return r.value;
 }
 
 /** Every inbox entry of uid, by seq. */

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { alive } from './infra';
+import { eventually } from './wait';
 
 const REPO = path.join(__dirname, '..', '..');
 const SCRIPTS = path.join(REPO, 'cassandra');
@@ -57,11 +58,7 @@ export class CassandraNode {
     const pid = this.pid();
     if (pid === undefined) throw new Error(`no Cassandra pid file under ${this.o.base}`);
     process.kill(pid, 'SIGKILL');
-    const deadline = Date.now() + timeoutMs;
-    while (alive(pid)) {
-      if (Date.now() > deadline) throw new Error(`Cassandra pid ${pid} still alive ${timeoutMs} ms after SIGKILL`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually(() => !alive(pid), `Cassandra pid ${pid} to be gone after SIGKILL`, timeoutMs);
   }
 
   private script(name: string, args: string[]): Promise<void> {

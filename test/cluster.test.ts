@@ -5,10 +5,11 @@
  */
 import * as assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
 import { signToken } from '../common/jwt';
 import { ImClient } from '../client/sdk';
 import { Cluster, freshKeyspace, startCluster } from './cluster';
-import { collect, Mode, sleep, text, withWebSocket } from './harness';
+import { collect, Mode, text, withWebSocket } from './harness';
 import { dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from './infra';
 import { badInputSuite } from './suites/bad-input';
 import { assertReplaced, deviceLoginSuite, nextDisconnect } from './suites/device-login';
@@ -16,6 +17,7 @@ import { messagingSuite } from './suites/messaging';
 import { newOpSuite } from './suites/new-op';
 import { requestIntegritySuite } from './suites/request-integrity';
 import { restartSuite } from './suites/restart';
+import { eventually } from './wait';
 
 /** One keyspace for the whole run (users are namespaced per test), dropped at the end. */
 const RUN_KEYSPACE = freshKeyspace();
@@ -108,7 +110,7 @@ describe('distributed mode', function () {
       const { group } = await ann.c.createGroup('gc', [uid('gc-ben'), uid('gc-cat')]);
       const gid = group!.groupId;
       // A precondition, not a figure: the test is about the cache, so wait until it may answer.
-      while (!cluster.logicServices.every((s) => s.groupCacheReady)) await sleep(10);
+      await eventually(() => cluster.logicServices.every((s) => s.groupCacheReady), 'the group caches to be ready');
       // Logic 1 (ben's) caches the membership with cat in it; then logic 0 (ann's) removes cat.
       await ben.c.sendGroup(gid, 'before');
       await cat.inbox.waitFor(1);
@@ -180,23 +182,21 @@ describe('distributed mode', function () {
         for (let i = 0; !stop && i < 400; i++) {
           const r = await alice.c.send(uid('bob'), `m${i}`);
           acked.push(r.msgId);
-          await sleep(10);
+          await delay(10); // pacing: the conversation goes on over the outage rather than ending before it
         }
       })();
       /** Until `n` more sends are acknowledged than now. */
       const flowing = async (n: number, what: string) => {
         const want = acked.length + n;
-        for (const deadline = Date.now() + 20_000; acked.length < want;) {
-          if (Date.now() > deadline) throw new Error(`only ${acked.length} of ${want} sends acked ${what}`);
-          await sleep(20);
-        }
+        await eventually(() => acked.length >= want, `${want} sends acked ${what}`, 20_000);
       };
       await flowing(30, 'before the outage');
       await stopNatsServer(nats!, 'SIGKILL');
       // Sent while NATS is away: stored at once when this logic process owns its keys' shards;
       // else the store cannot reach the owner and the SDK retries until the bus is back.
       const sentToCarol = alice.c.send(uid('carol'), 'while NATS was away');
-      await sleep(1000); // the outage itself: NATS stays down for a second
+      // The outage itself: NATS stays down until every gateway and logic process has lost it.
+      await eventually(() => cluster.buses.every((b) => !b.connected), 'every NATS connection to notice the outage');
       const ackedDuringOutage = acked.length;
       nats = await startNatsServer(natsPort);
       const toCarol = await sentToCarol;

@@ -47,6 +47,8 @@ export interface Cluster {
   logicServers: LogicServer[];
   /** The logic services behind logicServers, in the same order. */
   logicServices: LogicService[];
+  /** The NATS connection of every logic and gateway. */
+  buses: NatsBus[];
   stop(): Promise<void>;
 }
 
@@ -74,8 +76,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const logicAddrs: string[] = [];
     const logicServers: LogicServer[] = [];
     const logicServices: LogicService[] = [];
+    const buses: NatsBus[] = [];
     for (let i = 0; i < (options.logics ?? 2); i++) {
       const bus = await NatsBus.connect({ servers: natsUrl, name: `logic-${i}`, logger });
+      buses.push(bus);
       stops.push(() => bus.close());
       const store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', logger, bus, ...options.store });
       stops.push(() => store.close());
@@ -96,6 +100,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const gatewayAddrs: string[] = [];
     for (let i = 0; i < (options.gateways ?? 2); i++) {
       const bus = await NatsBus.connect({ servers: natsUrl, name: `gw-${i}`, logger });
+      buses.push(bus);
       stops.push(() => bus.close());
       const routerClient = new RouterClient({ address: routerAddr, logger });
       stops.push(() => routerClient.close());
@@ -124,7 +129,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
 
     let stopping: Promise<void> | undefined;
     return {
-      keyspace, authSecret, gatewayAddrs, logicServers, logicServices,
+      keyspace, authSecret, gatewayAddrs, logicServers, logicServices, buses,
       routerUrl: `http://${LOOPBACK}:${ports.httpPort}`,
       routeUrlFor: (i) => pinned[i],
       stop: () => (stopping ??= stopAll()),

@@ -35,7 +35,7 @@ describe('embedded process: kill -9 under load', function () {
     dataDir = tempDir('im-crash-');
     const [gatewayPort, routerPort] = await Promise.all([freePort(), freePort()]);
     env = {
-      IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`,
+      IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
       IM_GATEWAY_ADDR: `${LOOPBACK}:${gatewayPort}`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:${routerPort}`,
       IM_RATE_LIMIT: '1000000', IM_RATE_BURST: '1000000',
     };

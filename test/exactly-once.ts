@@ -15,19 +15,16 @@
  *   a skip: the SDK will never deliver it).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ImClient, type ImClientOptions } from '../client/sdk';
 import { syncAll } from '../client/test-support';
 import { signToken } from '../common/jwt';
 import type { Message, SendResp } from '../proto/wire';
+import { eventually } from './wait';
 
-/** Resolves when pred holds (a throw counts as not yet), polling every 50 ms; rejects naming `what` after timeoutMs. */
-export async function waitFor(what: string, timeoutMs: number, pred: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await Promise.resolve().then(pred).catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** eventually (./wait) in the argument order gateway/tls.test.ts and storage/cassandra.test.ts still call it with. */
+export const waitFor = (what: string, timeoutMs: number, pred: () => boolean | Promise<boolean>): Promise<true> =>
+  eventually(pred, what, timeoutMs);
 
 /** One SDK client and what its application was handed. */
 export class App {
@@ -129,13 +126,13 @@ export class Ledger {
 
   /** Waits until `n` sends started at or after sinceMs are acknowledged. */
   waitAcked(n: number, sinceMs: number, timeoutMs: number, what: string): Promise<void> {
-    return waitFor(`${n} acks of sends started ${what} (have ${this.ackedStartedSince(sinceMs)})`, timeoutMs,
-      () => this.ackedStartedSince(sinceMs) >= n);
+    return eventually(() => this.ackedStartedSince(sinceMs) >= n,
+      `${n} acks of sends started ${what} (have ${this.ackedStartedSince(sinceMs)})`, timeoutMs).then(() => undefined);
   }
 
   /** Waits until every send made so far has its outcome. */
   settled(timeoutMs: number): Promise<void> {
-    return waitFor(`every send to settle (${this.inFlight()} in flight)`, timeoutMs, () => this.inFlight() === 0);
+    return eventually(() => this.inFlight() === 0, `every send to settle (${this.inFlight()} in flight)`, timeoutMs).then(() => undefined);
   }
 }
 
@@ -154,10 +151,10 @@ export class Load {
     this.running = true;
     this.loops = this.pairs.map(async ([from, to], i) => {
       // Spread the senders over the interval rather than firing them all in one turn.
-      await new Promise((r) => setTimeout(r, (i * this.o.intervalMs) / this.pairs.length));
+      await delay((i * this.o.intervalMs) / this.pairs.length);
       while (this.running) {
         if (this.ledger.inFlight(from) < this.o.maxInFlightPerSender) void this.ledger.send(from, to);
-        await new Promise((r) => setTimeout(r, this.o.intervalMs));
+        await delay(this.o.intervalMs); // open-loop pacing, not a wait for anything
       }
     });
   }
@@ -228,7 +225,7 @@ export async function checkExactlyOnce(apps: App[], control: App, ledger: Ledger
   const closing = await Promise.all(apps.filter((a) => a !== control).map((a) => ledger.send(control, a)));
   const closingNotReceived: string[] = [];
   await Promise.all(closing.map(async (s) => {
-    const ok = s.resp && await waitFor('', timeoutMs, () => s.to.events.some((m) => m.msgId === s.resp!.msgId)).then(() => true, () => false);
+    const ok = s.resp && await eventually(() => s.to.events.some((m) => m.msgId === s.resp!.msgId), 'the closing message', timeoutMs).then(() => true, () => false);
     if (!ok) closingNotReceived.push(`${s.to.name}: ${s.resp ? `closing message ${s.resp.msgId} not received` : `closing send failed: ${s.error}`}`);
   }));
 

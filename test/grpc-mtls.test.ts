@@ -26,6 +26,7 @@ import { freePort, needs } from './infra';
 import { expectConfigExit } from './launch';
 import { needsNatsServerBinary, ProcCluster, ServiceProc } from './procs';
 import { ca, signed } from './tls-certs';
+import { eventually } from './wait';
 
 const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n';
 const CLIENT_EXT = 'extendedKeyUsage=clientAuth\n';
@@ -75,14 +76,6 @@ async function lookupStatus(address: string, credentials: grpc.ChannelCredential
     return (err as grpc.ServiceError).code;
   } finally {
     client.close();
-  }
-}
-
-async function eventually(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -238,7 +231,7 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
       dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-grpc-mtls-embedded-'));
       const adminToken = randomBytes(24).toString('hex');
       sys = await startEmbedded(loadEmbeddedConfig({
-        IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0',
+        IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
         IM_LOGIC_ADMIN_TOKENS: adminToken, ...tlsEnv(pki, 'logic-0'),
       }, []));
       const call = async (creds: grpc.ChannelCredentials) => {
@@ -288,17 +281,17 @@ describe('internal gRPC mutual TLS (IM_GRPC_TLS_*)', function () {
 
       // The overlap bundle: old and new CA.
       replace(fs.readFileSync(pki.file('ca.pem'), 'utf8') + fs.readFileSync(pki.file('other-ca.pem'), 'utf8'));
-      await eventually('the other CA trusted', 10_000, async () => (await lookupStatus(addr, sslAs(pki, 'gateway-rogue'))) === grpc.status.OK);
+      await eventually(async () => (await lookupStatus(addr, sslAs(pki, 'gateway-rogue'))) === grpc.status.OK, 'the other CA trusted', 10_000);
       assert.equal(await lookupStatus(addr, sslAs(pki, 'gateway-0')), grpc.status.OK, 'the old CA still trusted');
 
       // A broken file is reported and not used: the bundle loaded before keeps serving.
       replace('not a certificate\n');
-      await eventually('the broken CA file reported', 10_000, async () => router!.log.includes('new files not used'));
+      await eventually(() => router!.log.includes('new files not used'), 'the broken CA file reported', 10_000);
       assert.equal(await lookupStatus(addr, sslAs(pki, 'gateway-rogue')), grpc.status.OK);
 
       // The old CA dropped: its certificates are refused from then on.
       replace(fs.readFileSync(pki.file('other-ca.pem'), 'utf8'));
-      await eventually('the old CA dropped', 10_000, async () => (await lookupStatus(addr, sslAs(pki, 'gateway-0'))) === grpc.status.UNAVAILABLE);
+      await eventually(async () => (await lookupStatus(addr, sslAs(pki, 'gateway-0'))) === grpc.status.UNAVAILABLE, 'the old CA dropped', 10_000);
       assert.equal(router.running, true);
     });
   });

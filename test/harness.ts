@@ -329,4 +329,3 @@ export function collect(client: ImClient): Inbox {
 }
 
 export const text = (m: { content: Uint8Array }) => Buffer.from(m.content).toString('utf8');
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -99,7 +99,7 @@ describe('client HTTP API in `npm start`', function () {
     proc = await ServiceProc.spawn('embedded', 'embedded', {
       IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0',
       IM_GATEWAY_ADDR: `${LOOPBACK}:${gatewayPort}`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:${routerPort}`, IM_HTTP_ADDR: `${LOOPBACK}:${httpPort}`,
-      ...LIMIT_ENV,
+      IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...LIMIT_ENV,
     });
     assert.match(String(proc.info.line), new RegExp(`HTTP API http://${LOOPBACK}:${httpPort} `));
     const api = new HttpApiClient(`http://${LOOPBACK}:${httpPort}`);
@@ -114,6 +114,7 @@ describe('client HTTP API in `npm start`', function () {
     const off = await ServiceProc.spawn('embedded-off', 'embedded', {
       IM_DATA_DIR: offDir, IM_AUTH_SECRET: `embedded-http-${randomBytes(8).toString('hex')}`, IM_LOGIC_PORT: '0',
       IM_GATEWAY_ADDR: `${LOOPBACK}:${gatewayPort}`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:${routerPort}`, IM_HTTP_ADDR: 'off',
+      IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
     });
     try {
       assert.match(String(off.info.line), /HTTP API off /);

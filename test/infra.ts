@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort, reachable } from '../common/net';
 import { Client } from 'cassandra-driver';
+import { eventually } from './wait';
 
 /**
  * The URL, with credentials, that scripts/nats-start.sh wrote for the tests (its dev user, all
@@ -95,11 +96,11 @@ export async function startNatsServer(port: number, configFile?: string): Promis
   let stderr = '';
   p.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
   p.on('error', (err) => { stderr += String(err); });
-  const deadline = Date.now() + 10_000;
-  while (!(await reachable('127.0.0.1', port, 200))) {
-    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`nats-server exited during startup: ${stderr}`);
-    if (Date.now() > deadline) { p.kill('SIGKILL'); throw new Error(`nats-server not accepting on ${port}: ${stderr}`); }
-    await new Promise((r) => setTimeout(r, 20));
+  const exited = () => p.exitCode !== null || p.signalCode !== null;
+  const up = await eventually(async () => exited() || reachable('127.0.0.1', port, 200), `nats-server on ${port}`, 10_000).catch(() => false);
+  if (up !== true || exited()) {
+    p.kill('SIGKILL');
+    throw new Error(exited() ? `nats-server exited during startup: ${stderr}` : `nats-server not accepting on ${port}: ${stderr}`);
   }
   return p;
 }

@@ -56,14 +56,7 @@ function roleBus(n: OwnNats, role: string, extraEnv: Record<string, string> = {}
 
 /** A reload (SIGHUP) is asynchronous: retries a connect its credential refuses until it is accepted. */
 async function connectWhenAccepted(connect: () => Promise<NatsBus>, timeoutMs = 10_000): Promise<NatsBus> {
-  for (const deadline = Date.now() + timeoutMs; ;) {
-    try {
-      return await connect();
-    } catch (err) {
-      if (!(err instanceof ConfigError) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 50)); // poll interval
-    }
-  }
+  return eventually(connect, 'the reloaded credentials to be accepted', timeoutMs);
 }
 
 describe('NATS credentials and permissions (own nats-server from scripts/nats-start.sh)', function () {
@@ -286,6 +279,48 @@ describe('NATS gateway class credential (--gateway-class: gateways whose node id
       assert.deepEqual(seen, ['push', 'kick']);
     } finally {
       await Promise.all([gw.close(), logic.close(), observer.close()]);
+    }
+  });
+});
+
+describe('NATS per-pod gateway credentials (the Helm chart\'s nats.credentials.gateway.perPodSecret)', function () {
+  this.timeout(60_000);
+  let nats: OwnNats | undefined;
+  let seeds: string;
+  const script = (...args: string[]) => execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'nats-config.js'), ...args], { encoding: 'utf8' });
+  before(async function () {
+    needsNatsServerBinary(this);
+    nats = await startOwnNats();
+    // What an operator runs for a release "prod" with two gateway pods: the Secret's files, then the
+    // external server's authorization block from public keys only, as k8s/README.md says.
+    seeds = path.join(nats.dir, 'per-pod');
+    const gatewayArgs = script('gateway-seeds', seeds, 'prod-im-gateway', '2').trim().split(/\s+/);
+    const logicKey = script('nkey', path.join(seeds, '..', 'per-pod-logic.nk')).trim();
+    fs.writeFileSync(path.join(nats.dir, 'nats.conf'), `listen: "127.0.0.1:${nats.port}"\n${script('authorization', '--logic', logicKey, ...gatewayArgs)}`);
+    process.kill(Number(fs.readFileSync(path.join(nats.dir, 'nats.pid'), 'utf8')), 'SIGHUP');
+  });
+  after(() => stopOwnNats(nats));
+
+  it('gateway-seeds writes gateway-<pod>.nk per pod; each pod\'s seed subscribes to its own subjects only', async () => {
+    assert.deepEqual(fs.readdirSync(seeds).sort(), ['gateway-prod-im-gateway-0.nk', 'gateway-prod-im-gateway-1.nk']);
+    const pod = (i: number) => connectWhenAccepted(() => NatsBus.connect({
+      servers: nats!.url, drainTimeoutMs: 500,
+      auth: loadNatsAuth(new Settings({ IM_NATS_NKEY_SEED_FILE: path.join(seeds, `gateway-prod-im-gateway-${i}.nk`) })),
+    }));
+    const [p0, p1] = [await pod(0), await pod(1)];
+    try {
+      const got: string[] = [];
+      p0.subscribe(gatewaySubject('prod-im-gateway-0'), (d) => got.push(Buffer.from(d).toString()));
+      p0.subscribe(kickSubject('prod-im-gateway-0'), (d) => got.push(Buffer.from(d).toString()));
+      await p0.flush();
+      p0.subscribe(gatewaySubject('prod-im-gateway-1'), () => got.push('stolen'));
+      await assert.rejects(p0.flush(), (e: unknown) => e instanceof ConfigError && e.message.includes(gatewaySubject('prod-im-gateway-1')));
+      p1.publish(kickSubject('prod-im-gateway-0'), Buffer.from('kick from pod 1'));
+      await eventually(() => got.includes('kick from pod 1'), 'pod 1\'s kick');
+      // Kept, not made anew: a second run prints the same keys (the Secret and the server stay in step).
+      assert.equal(script('gateway-seeds', seeds, 'prod-im-gateway', '1').trim(), script('gateway-seeds', seeds, 'prod-im-gateway', '2').trim().split('\n')[0]);
+    } finally {
+      await Promise.all([p0.close(), p1.close()]);
     }
   });
 });

@@ -15,6 +15,7 @@ import {
   CASSANDRA_CONTACT, dropKeyspace, freePort, NATS_SERVER_BIN, REQUIRE_INFRA, startNatsServer, stopNatsServer, writeNatsAuthConfig,
   type NatsAuthFiles,
 } from './infra';
+import { eventually } from './wait';
 
 const DIST = path.join(__dirname, '..');
 const LOOPBACK = '127.0.0.1';
@@ -96,6 +97,20 @@ export class ServiceProc {
 
   signal(sig: NodeJS.Signals): void {
     if (this.running) this.child.kill(sig);
+  }
+
+  /** Watches its output from now on for `text`; the function returned says whether it came. */
+  watchFor(text: string): () => boolean {
+    let tail = '';
+    let seen = false;
+    const on = (d: Buffer) => {
+      tail = (tail + d.toString()).slice(-(text.length + 64 * 1024));
+      if (!tail.includes(text)) return;
+      seen = true;
+      this.child.stderr!.off('data', on);
+    };
+    this.child.stderr!.on('data', on); // the log (common/log.ts)
+    return () => seen;
   }
 
   /** Sends `sig` and waits for the exit; SIGKILL after timeoutMs. */
@@ -242,11 +257,15 @@ export class ProcCluster {
     return exit;
   }
 
-  /** Stops the nats-server, waits `downMs`, starts it again on the same port. */
-  async restartNats(sig: NodeJS.Signals, downMs: number): Promise<void> {
+  /**
+   * Stops the nats-server and starts it again on the same port: once every logic and gateway
+   * process has lost it (it logs so), or at once with untilLost false.
+   */
+  async restartNats(sig: NodeJS.Signals, { untilLost = true } = {}): Promise<void> {
+    const lost = [...this.logics, ...this.gateways].map((p) => p.watchFor('nats disconnected'));
     if (this.nats) await stopNatsServer(this.nats, sig);
     this.nats = undefined;
-    await new Promise((r) => setTimeout(r, downMs));
+    if (untilLost) await eventually(() => lost.every((seen) => seen()), 'every process to lose NATS', 15_000);
     this.nats = await startNatsServer(this.natsPort, this.natsAuth.config);
   }
 

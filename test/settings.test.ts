@@ -14,6 +14,7 @@ import { decode, Op } from '../proto/wire';
 import { Mode, RawClient, SystemHandle, TestSystem, tempDir } from './harness';
 import { needs } from './infra';
 import { needsNatsServerBinary, ProcCluster } from './procs';
+import { eventually } from './wait';
 
 interface Row {
   setting: string;
@@ -41,15 +42,7 @@ const ROWS: Row[] = [
       assert.equal(disconnectOf(d).code, DisconnectCode.DRAINING);
       await t.closeClients();
       // The next probes need a free slot: wait until the gateway has seen these sockets close.
-      for (const deadline = Date.now() + 10_000; ;) {
-        try {
-          await t.rawAuthed('conn-after');
-          break;
-        } catch (err) {
-          if (Date.now() > deadline) throw err;
-          await new Promise((resolve) => setTimeout(resolve, 20)); // poll interval
-        }
-      }
+      await eventually(async () => !!(await t.rawAuthed('conn-after')), 'a free connection slot', 10_000);
     },
   },
   {
@@ -142,15 +135,11 @@ const ROWS: Row[] = [
       const r = await t.rawAuthed('deduper');
       const first = decode('SendResp', (await send(r, t.uid('dd'), 'same', 10)).body);
       // A retry is a duplicate until the window has passed, then it is a new message.
-      for (let tries = 0; ; tries++) {
-        const again = decode('SendResp', (await send(r, t.uid('dd'), 'same', 10)).body);
-        if (!again.duplicate) {
-          assert.notEqual(again.msgId, first.msgId);
-          break;
-        }
-        assert.ok(tries < 100, 'still a duplicate long after a 1 s window');
-        await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, within the rate limit
-      }
+      const again = await eventually(async () => {
+        const resp = decode('SendResp', (await send(r, t.uid('dd'), 'same', 10)).body);
+        return !resp.duplicate && resp;
+      }, 'a retry after the 1 s window to be a new message', 10_000, 100); // 100 ms: within the rate limit
+      assert.notEqual(again.msgId, first.msgId);
     },
   },
   {
@@ -230,7 +219,7 @@ const MODES: SettingsMode[] = [
     async start(env) {
       const dataDir = tempDir();
       const config = loadEmbeddedConfig({
-        ...env, IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0',
+        IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off', ...env, IM_DATA_DIR: dataDir, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0',
       }, []);
       const sys = await startEmbedded(config);
       return { ...sys, persist: dataDir, stop: () => sys.stop() };

@@ -27,21 +27,14 @@ import { Op } from '../proto/wire';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
 import { SqliteStore } from '../storage/sqlite';
-import { RawClient, sleep, tempDir } from './harness';
+import { RawClient, tempDir } from './harness';
 import { freePort, needs, startNatsServer, stopNatsServer } from './infra';
+import { killAll, launchMain, type Launched } from './launch';
+import { startOtlpCollector, type OtlpCollector } from './otlp-collector';
+import { eventually } from './wait';
 
 const HOST = '127.0.0.1';
 const SECRET = 'telemetry-test-secret';
-
-async function eventually<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function httpGet(port: number, p: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://${HOST}:${port}${p}`);
@@ -127,7 +120,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     alice = await authed(gateways[0], 'alice');
     bob = await authed(gateways[1], 'bob');
     // Binds reach the router asynchronously: pushes need both sessions known.
-    await eventually('both sessions bound', () => (router.table.lookup([uid('alice'), uid('bob')]).length === 2 ? true : undefined));
+    await eventually(() => (router.table.lookup([uid('alice'), uid('bob')]).length === 2 ? true : undefined), 'both sessions bound', 10_000);
   });
 
   after(async () => {
@@ -161,13 +154,13 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     await send(alice, 'bob', `trace-${ns}`, 'traced hello');
     await bob.waitFor((f) => f.op === Op.PUSH && bob.frames.filter((x) => x.op === Op.PUSH).length > pushesBefore);
 
-    const request = await eventually('the request span', () => exporter.getFinishedSpans().find((s) =>
-      s.name === 'im.gateway.request' && s.attributes['im.node'] === nodes[0]));
+    const request = await eventually(() => exporter.getFinishedSpans().find((s) =>
+      s.name === 'im.gateway.request' && s.attributes['im.node'] === nodes[0]), 'the request span', 10_000);
     const traceId = request.spanContext().traceId;
     const inTrace = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
-    const push = await eventually('the receiving gateway\'s push span', () =>
-      inTrace().find((s) => s.name === 'im.gateway.push' && s.attributes['im.node'] === nodes[1]));
-    const publish = await eventually('the publish span', () => inTrace().find((s) => s.name === 'im.bus.publish'));
+    const push = await eventually(() =>
+      inTrace().find((s) => s.name === 'im.gateway.push' && s.attributes['im.node'] === nodes[1]), 'the receiving gateway\'s push span', 10_000);
+    const publish = await eventually(() => inTrace().find((s) => s.name === 'im.bus.publish'), 'the publish span', 10_000);
     const spans = inTrace();
     const one = (name: string) => {
       const found = spans.filter((s) => s.name === name);
@@ -188,7 +181,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
       [SpanKind.SERVER, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER]);
     // The NATS message to the receiving node carried the publish span in its headers too.
     const expected = `00-${traceId}-${idOf(publish)}-01`;
-    await eventually('the traceparent header', () => (observed.some((h) => h?.traceparent === expected) ? true : undefined));
+    await eventually(() => (observed.some((h) => h?.traceparent === expected) ? true : undefined), 'the traceparent header', 10_000);
 
     if (process.env.IM_PRINT_TRACE) printTree(spans);
   });
@@ -199,16 +192,16 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     const bobPushes = () => bob.frames.filter((f) => f.op === Op.PUSH).length;
     const pushesBefore = bobPushes();
     for (let i = 0; i < n; i++) await send(alice, 'bob', `m-${ns}-${i}`, `hello ${i}`);
-    await eventually('bob\'s pushes', () => (bobPushes() >= pushesBefore + n ? true : undefined));
+    await eventually(() => (bobPushes() >= pushesBefore + n ? true : undefined), 'bob\'s pushes', 10_000);
     const dup = await send(alice, 'bob', `m-${ns}-0`, 'hello 0'); // an idempotent retry
     assert.ok(dup);
     const bad = await alice.request(Op.SEND, 'SendReq', { to: uid('bob'), clientMsgId: '' });
     assert.equal(bad.error?.code, 2000);
     // Only bob is pushed: alice's sending connection gets no copy of her own sends.
-    const after = await eventually('the gateway push counters', async () => {
+    const after = await eventually(async () => {
       const s = await scrape();
       return sampleSum(s, 'im_gateway_pushes_total') - sampleSum(before, 'im_gateway_pushes_total') >= n ? s : undefined;
-    });
+    }, 'the gateway push counters', 10_000);
     const delta = (name: string, labels: Record<string, string> = {}) => sampleSum(after, name, labels) - sampleSum(before, name, labels);
 
     assert.equal(delta('im_logic_sends_total', { result: 'new' }), n);
@@ -263,7 +256,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
       const notStarted = await httpGet(port, '/readyz');
       assert.equal(notStarted.status, 503);
       gatewayPorts.set(gateway, (await gateway.start()).port);
-      await eventually('ready', async () => ((await httpGet(port, '/readyz')).status === 200 ? true : undefined));
+      await eventually(async () => ((await httpGet(port, '/readyz')).status === 200 ? true : undefined), 'ready', 10_000);
       const client = await authed(gateway, 'carol');
       const stopping = gateway.stop();
       const draining = await httpGet(port, '/readyz');
@@ -303,3 +296,37 @@ function printTree(spans: ReadableSpan[]): void {
   walk(undefined, 0);
   process.stdout.write(lines.join('\n') + '\n');
 }
+
+describe('tracing in a service process (router exporting over OTLP, gRPC instrumented)', function () {
+  this.timeout(60_000);
+  const procs: Launched[] = [];
+  let collector: OtlpCollector | undefined;
+  after(async () => {
+    await killAll(procs);
+    await collector?.stop();
+  });
+
+  it('exports the server span of a gRPC call under its service name, flushed when the process stops', async () => {
+    collector = await startOtlpCollector('http/json');
+    const router = launchMain('router', {
+      IM_ROUTER_GRPC_ADDR: `${HOST}:0`, IM_ROUTER_HTTP_ADDR: `${HOST}:0`, IM_LOG_LEVEL: 'warn',
+      OTEL_SDK_DISABLED: 'false', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name=im-router-0',
+    });
+    procs.push(router);
+    const r = await router.firstLine;
+    const client = new RouterClient({ address: String(r.grpc) });
+    try {
+      assert.deepEqual(await client.lookup(['nobody']), []);
+    } finally {
+      client.close();
+    }
+    router.child.kill('SIGTERM');
+    const exit = await router.exit;
+    assert.equal(exit.code, 0, exit.stderr);
+    const exported = collector.bodies.map((b) => b.toString()).join('\n');
+    assert.match(exported, /"grpc\.im\.internal\.v1\.Router\/Lookup"/, `stderr: ${exit.stderr}`);
+    assert.match(exported, /"im-router"/);
+    assert.match(exported, /"im-router-0"/);
+  });
+});

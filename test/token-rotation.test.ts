@@ -26,7 +26,7 @@ describe('token key rotation (embedded)', function () {
   });
 
   async function start(keys: string): Promise<TestSystem> {
-    const env = { IM_DATA_DIR: dataDir, IM_AUTH_KEYS: keys, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0' };
+    const env = { IM_DATA_DIR: dataDir, IM_AUTH_KEYS: keys, IM_GATEWAY_ADDR: '127.0.0.1:0', IM_ROUTER_HTTP_ADDR: '127.0.0.1:0', IM_LOGIC_PORT: '0', IM_HTTP_ADDR: '127.0.0.1:0', IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off' };
     const sys = await startEmbedded(loadEmbeddedConfig(env, []));
     return new TestSystem({ ...sys, persist: dataDir, stop: () => sys.stop() }, embeddedMode, 'rot');
   }

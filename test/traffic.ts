@@ -6,9 +6,11 @@
  */
 import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { signToken } from '../common/jwt';
 import { ImClient, ImClientOptions } from '../client/sdk';
 import type { Message } from '../proto/wire';
+import { eventually } from './wait';
 
 export interface DeviceSpec {
   /** User name (namespaced into a uid by the Traffic). */
@@ -140,7 +142,7 @@ export class Traffic {
         } catch (err) {
           d.failedSends.push({ text, err: err instanceof Error ? `${(err as { code?: number }).code ?? ''} ${err.message}` : String(err) });
         }
-        await new Promise((r) => setTimeout(r, this.o.intervalMs ?? 40));
+        await delay(this.o.intervalMs ?? 40); // pacing of the conversation, not a wait for anything
       }
     });
   }
@@ -155,14 +157,10 @@ export class Traffic {
    * again through whatever the test just broke and repaired.
    */
   async waitFlowing(sinceMs: number, what: string, perDevice = 5, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
     const short = () => this.devices.filter((d) => this.acked.filter((a) => a.from === d && a.ackedAtMs >= sinceMs).length < perDevice);
-    while (short().length > 0) {
-      if (Date.now() > deadline) {
-        throw new Error(`timed out after ${timeoutMs}ms waiting for ${perDevice} acked sends per device ${what}: ${short().map((d) => d.label).join(', ')} short`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(() => short().length === 0, `${perDevice} acked sends per device ${what}`, timeoutMs).catch((err: Error) => {
+      throw new Error(`${err.message}: ${short().map((d) => d.label).join(', ')} short`);
+    });
   }
 
   /** Acked sends after `sinceMs` (a point in the test). */
@@ -186,7 +184,10 @@ export class Traffic {
         throw new Error(`${err.message}; missing ${missing.length}: ${missing.slice(0, 10).join(', ')}`);
       });
     }
-    await new Promise((r) => setTimeout(r, 300)); // a late duplicate would show up by now
+    // A marker to the group (every device), sent after everything: pushes to an inbox come in seq
+    // order, so once it arrived a duplicate of anything before it would have too.
+    const marker = await this.devices[0].client.sendGroup(this.groupId, 'marker');
+    for (const d of this.devices) await d.waitUntil(() => d.got.some((m) => m.msgId === marker.msgId), timeoutMs, 'the marker');
     const ackedIds = new Map(this.acked.map((a) => [a.msgId, a]));
     for (const d of this.devices) {
       const ids = d.got.map((m) => m.msgId);

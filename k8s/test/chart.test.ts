@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
-import { nkeys } from 'nats';
+import * as nkeys from '@nats-io/nkeys';
 import { loadAdminAddr } from '../../common/admin-http';
 import { loadBusConfig, type BusConfig } from '../../common/backends';
 import { loadTelemetryConfig } from '../../common/telemetry';
@@ -34,8 +34,13 @@ const NATS_CREDENTIAL_VOLUME = 'nats-credential';
 const NATS_TLS_VOLUME = 'nats-tls';
 const NATS_AUTH_SETTINGS = /^IM_NATS_(USER|PASSWORD|NKEY_SEED_FILE|TLS_CA)$/;
 const GATEWAY_TLS_VOLUME = 'gateway-tls';
+const ROUTER_TLS_VOLUME = 'router-tls';
+/** Every gateway pod's NATS seed (nats.credentials.gateway.perPodSecret), mounted in the init container only. */
+const NATS_SEEDS_VOLUME = 'nats-seeds';
 /** The Secret volumes a pod may have besides /tmp, each mounted read-only. */
-const SECRET_VOLUMES = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME, GATEWAY_TLS_VOLUME, NATS_CREDENTIAL_VOLUME, NATS_TLS_VOLUME];
+const SECRET_VOLUMES = [ADMIN_TOKENS_VOLUME, CASSANDRA_TLS_VOLUME, GRPC_TLS_VOLUME, GATEWAY_TLS_VOLUME, ROUTER_TLS_VOLUME, NATS_CREDENTIAL_VOLUME, NATS_SEEDS_VOLUME, NATS_TLS_VOLUME];
+/** perPodSecret: the pod's own seed, in memory, written only by the init container of the same name. */
+const isPerPodSeed = (v: { name: string; emptyDir?: { medium?: string } }) => v.name === NATS_CREDENTIAL_VOLUME && v.emptyDir?.medium === 'Memory';
 /** Variants with Cassandra TLS (values-ha.yaml has it on). */
 const CASSANDRA_TLS: readonly Variant[] = ['ha', 'haCertManager', 'extras'];
 
@@ -90,6 +95,7 @@ describe('Helm chart k8s/im', function () {
         [CASSANDRA_TLS_VOLUME]: { 'ca.crt': pki.caPem, 'tls.crt': pki.clientCert, 'tls.key': pki.clientKey },
         [GRPC_TLS_VOLUME]: { 'ca.crt': pki.caPem, 'tls.crt': at(`${comp}.pem`), 'tls.key': at(`${comp}.key`) },
         [GATEWAY_TLS_VOLUME]: { 'tls.crt': gw.cert, 'tls.key': gw.key },
+        [ROUTER_TLS_VOLUME]: { 'tls.crt': gw.cert, 'tls.key': gw.key },
       };
       return byVolume[volume] ?? {};
     };
@@ -212,10 +218,11 @@ describe('Helm chart k8s/im', function () {
             assert.deepEqual(sc?.capabilities?.drop, ['ALL'], what);
             assert.equal(sc?.capabilities?.add, undefined, what);
             // The admin-token and TLS Secrets (when given) are the other volumes, read-only.
-            const writable = (c.volumeMounts ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.readOnly));
+            const writable = (c.volumeMounts ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.readOnly)
+              && !(c.name === NATS_CREDENTIAL_VOLUME && v.name === NATS_CREDENTIAL_VOLUME && spec.initContainers?.includes(c)));
             assert.deepEqual(writable, [{ name: 'tmp', mountPath: '/tmp' }], `${what}: only /tmp is writable`);
           }
-          const volumes = (spec.volumes ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.secret));
+          const volumes = (spec.volumes ?? []).filter((v) => !(SECRET_VOLUMES.includes(v.name) && v.secret) && !isPerPodSeed(v));
           assert.equal(volumes.length, 1, what);
           const tmp = volumes[0];
           assert.equal(tmp.name, 'tmp');
@@ -291,10 +298,12 @@ describe('Helm chart k8s/im', function () {
         assert.equal(logic.bus.kind, 'nats', label);
         const gwBus = loadBusConfig(env('gateway'), []);
         const natsAuth = (b: BusConfig) => (b.kind === 'nats' ? [b.auth?.credentials?.kind, b.auth?.tlsCa !== undefined] : []);
-        assert.deepEqual([natsAuth(logic.bus), natsAuth(gwBus)], label === 'natsAuth' ? [['nkey', true], ['password', true]]
-          : [[undefined, false], [undefined, false]], `${label}: NATS credentials`);
+        const natsWanted: Partial<Record<string, unknown>> = { natsAuth: [['nkey', true], ['password', true]], natsPerPod: [[undefined, false], ['nkey', false]] };
+        assert.deepEqual([natsAuth(logic.bus), natsAuth(gwBus)], natsWanted[label] ?? [[undefined, false], [undefined, false]], `${label}: NATS credentials`);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);
+        assert.equal(router.httpTls !== undefined, ['ha', 'haCertManager', 'extras'].includes(label), `${label}: route API HTTPS as the values say`);
+        assert.equal(gw.ws?.tls ?? false, label === 'extras', `${label}: wss:// as the values say`);
         for (const [comp, tls] of [['gateway', gw.grpcTls], ['logic', logic.grpcTls], ['router', router.grpcTls]] as const) {
           assert.equal(tls !== undefined, GRPC_TLS.includes(label as Variant), `${label} ${comp}: internal gRPC mTLS as the values say`);
         }
@@ -387,6 +396,21 @@ describe('Helm chart k8s/im', function () {
           const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
           assert.ok(!Object.keys(cm).some((k) => NATS_AUTH_SETTINGS.test(k)), `${label} ${comp}: no NATS credential in the ConfigMap`);
           const env = effectiveEnv(m, c);
+          if (label === 'natsPerPod' && comp === 'gateway') {
+            // Its own seed only: copied by the init container from the Secret of every pod's seeds.
+            const spec = podSpec(m.workload(comp));
+            const init = spec.initContainers?.find((i) => i.name === NATS_CREDENTIAL_VOLUME);
+            const seedDir = init?.volumeMounts?.find((v) => v.name === NATS_SEEDS_VOLUME);
+            assert.deepEqual(init?.command, ['cp', `${seedDir?.mountPath}/gateway-$(POD_NAME).nk`, env.get('IM_NATS_NKEY_SEED_FILE')]);
+            assert.equal(init?.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
+            assert.equal(seedDir?.readOnly, true);
+            assert.equal(spec.volumes?.find((v) => v.name === NATS_SEEDS_VOLUME)?.secret?.secretName, 'my-nats-gateways');
+            assert.ok(isPerPodSeed(spec.volumes!.find((v) => v.name === NATS_CREDENTIAL_VOLUME)!), 'the seed in memory');
+            assert.deepEqual(c.volumeMounts?.filter((v) => v.name.startsWith('nats-')), [{ name: NATS_CREDENTIAL_VOLUME, mountPath: '/etc/im/nats-credential', readOnly: true }],
+              'the gateway container never mounts the other pods\' seeds');
+            assert.equal(env.get('IM_NODE_ID'), '<fieldRef:metadata.name>', 'the node id (its NATS subject) is the pod name its seed is for');
+            continue;
+          }
           if (label !== 'natsAuth' || comp === 'router') {
             assert.deepEqual([...env.keys()].filter((k) => NATS_AUTH_SETTINGS.test(k)), [], `${label} ${comp}`);
             continue;
@@ -410,12 +434,13 @@ describe('Helm chart k8s/im', function () {
       assert.match(renderError({ set: { 'nats.credentials.logic.existingSecret': 's', 'nats.credentials.logic.userKey': 'u' } }), /go together/);
       assert.match(renderError({ set: { 'nats.credentials.gateway.userKey': 'u', 'nats.credentials.gateway.passwordKey': 'p' } }),
         /existingSecret, which is empty/);
+      assert.match(renderError({ set: { 'nats.credentials.gateway.perPodSecret': 'a', 'nats.credentials.gateway.existingSecret': 'b' } }), /perPodSecret replaces existingSecret/);
     });
 
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
       for (const [label, m] of Object.entries(renders)) {
         // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
-        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway', 'my-nats-ca', 'my-nats-logic',
+        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway', 'my-nats-ca', 'my-nats-logic', 'my-nats-gateways', 'my-router-tls', 'im-router-tls',
           'my-admin-tokens', 'my-cassandra-tls', 'my-gateway-tls', ...COMPONENTS.map((c) => `my-grpc-${c}`),
           'im-cassandra-tls', 'im-gateway-tls', ...COMPONENTS.map((c) => `im-grpc-${c}`)]);
         // ...or the Secrets the chart's cert-manager Certificates write.
@@ -463,7 +488,7 @@ describe('Helm chart k8s/im', function () {
 
     it('exposes the WebSocket port only when gateway.websocket.port is set: container, Services, hostPort, and the setting the gateway reads', () => {
       const expected: Record<Variant, { port: number; url?: string } | undefined> = {
-        default: undefined, ha: undefined, haCertManager: undefined, longName: undefined, natsAuth: undefined,
+        default: undefined, ha: undefined, haCertManager: undefined, longName: undefined, natsAuth: undefined, natsPerPod: undefined,
         perPodService: { port: 7101 }, hostPortNodePort: { port: 7101 }, extras: { port: 8443, url: 'wss://im.example.com/ws' },
       };
       for (const [label, m] of Object.entries(renders) as Array<[Variant, Manifest]>) {
@@ -486,7 +511,7 @@ describe('Helm chart k8s/im', function () {
           assert.equal(s.spec?.ports?.find((p) => p.targetPort === 'ws')?.port, want.port, `${label}: ${s.metadata?.name} exposes ws`);
         }
         const cfg = loadGatewayConfig({ ...podValues(env, 'gateway'), IM_AUTH_SECRET: 'a-secret-value-0123456789' }, []);
-        assert.deepEqual(cfg.ws, { host: '0.0.0.0', port: want.port, ...(want.url ? { publicUrl: want.url } : {}) }, label);
+        assert.deepEqual(cfg.ws, { host: '0.0.0.0', port: want.port, tls: label === 'extras', ...(want.url ? { publicUrl: want.url } : {}) }, label);
       }
     });
 

@@ -49,10 +49,19 @@ function secretLeaks(m: Manifest): string[] {
   }
   for (const w of m.workloads()) {
     const spec = podSpec(w);
+    // Files an init container copies (`cp <from a read-only Secret mount> <to a memory emptyDir>`).
+    const copied = new Map<string, string>();
+    for (const init of spec.initContainers ?? []) {
+      const [cmd, from, to] = init.command ?? [];
+      const fromSecret = init.volumeMounts?.some((v) => v.readOnly && spec.volumes?.find((x) => x.name === v.name)?.secret && from?.startsWith(`${v.mountPath}/`));
+      const into = init.volumeMounts?.find((v) => to?.startsWith(`${v.mountPath}/`));
+      if (cmd === 'cp' && fromSecret && into && spec.volumes?.find((x) => x.name === into.name)?.emptyDir?.medium === 'Memory') copied.set(to, into.name);
+    }
     for (const c of spec.containers) {
       // Files the container can read from Secret volumes: "<mountPath>/<item path>".
       const secretFiles = new Set<string>();
       for (const mount of c.volumeMounts ?? []) {
+        for (const [file, volume] of copied) if (volume === mount.name && mount.readOnly && file.startsWith(`${mount.mountPath}/`)) secretFiles.add(file);
         const secret = spec.volumes?.find((v) => v.name === mount.name)?.secret;
         if (!secret || !mount.readOnly || mount.subPath) continue;
         for (const item of secret.items ?? []) secretFiles.add(`${mount.mountPath}/${item.path}`);
@@ -251,6 +260,48 @@ describe('Helm chart k8s/im: secrets and TLS', function () {
       // Node's public CAs for Cassandra are a choice to make explicitly.
       const publicCas = render({ valuesFiles: [HA_VALUES], set: { ...HA_TLS_SECRETS, 'cassandra.tls.existingSecret': '', 'cassandra.tls.caKey': '' } });
       assert.equal(effectiveEnv(publicCas, mainContainer(publicCas.workload('logic'))).get('IM_CASSANDRA_TLS_CA'), undefined);
+    });
+  });
+
+  describe('route API HTTPS and wss://', () => {
+    it('serves the route API over HTTPS with router.tls.existingSecret, mounted read-only; on in values-ha.yaml at port 443', () => {
+      const m = renders.extras;
+      const c = mainContainer(m.workload('router'));
+      const env = effectiveEnv(m, c);
+      const mount = c.volumeMounts?.find((v) => v.name === 'router-tls');
+      assert.equal(mountedSecret(m, 'router', 'router-tls'), 'my-router-tls');
+      assert.equal(mount?.readOnly, true);
+      assert.equal(mount?.subPath, undefined, 'a subPath mount would never see a renewed certificate');
+      assert.deepEqual(['IM_ROUTER_HTTP_TLS_CERT', 'IM_ROUTER_HTTP_TLS_KEY', 'IM_ROUTER_HTTP_TLS_RELOAD_INTERVAL'].map((n) => env.get(n)),
+        [`${mount?.mountPath}/tls.crt`, `${mount?.mountPath}/tls.key`, '30s']);
+      for (const label of ['ha', 'haCertManager'] as const) {
+        const ha = renders[label];
+        assert.match(effectiveEnv(ha, mainContainer(ha.workload('router'))).get('IM_ROUTER_HTTP_TLS_CERT') ?? '', /^\/etc\/im\/router-tls\//, label);
+        assert.equal(ha.get<Service>('Service', `${ha.name('router')}-public`).spec?.ports?.[0].port, 443, label);
+      }
+      assert.equal(mountedSecret(renders.ha, 'router', 'router-tls'), 'im-router-tls');
+      const off = effectiveEnv(renders.default, mainContainer(renders.default.workload('router')));
+      assert.deepEqual([...off.keys()].filter((k) => k.startsWith('IM_ROUTER_HTTP_TLS')), []);
+    });
+
+    it('issues the route API\'s certificate from the gateways\' issuer for certManager.router.dnsNames, else router.ingress.host, else refuses', () => {
+      const cert = (m: Manifest) => m.all<Certificate>('Certificate').find((c) => c.spec.secretName === mountedSecret(m, 'router', 'router-tls'));
+      const ha = cert(renders.haCertManager);
+      assert.deepEqual([ha?.spec.dnsNames, ha?.spec.issuerRef.name, ha?.spec.usages], [['route.example.com'], 'letsencrypt', ['digital signature', 'key encipherment', 'server auth']]);
+      const cm = { 'router.tls.enabled': true, 'certManager.enabled': true, 'certManager.gateway.issuerRef.name': 'le' };
+      assert.deepEqual(cert(render({ set: { ...cm, 'router.ingress.enabled': true, 'router.ingress.host': 'route.example.org' } }))?.spec.dnsNames, ['route.example.org']);
+      assert.match(renderError({ set: cm }), /certManager\.router\.dnsNames \(or router\.ingress\.host\) is required/);
+      assert.match(renderError({ set: { 'router.tls.enabled': true } }), /set: router\.tls\.existingSecret/);
+    });
+
+    it('gateway.websocket.tls: wss:// by default when TLS-only, refused without a certificate or as plaintext beside TLS-only', () => {
+      const ws = { 'gateway.websocket.port': 7101, 'gateway.tls.enabled': true, 'gateway.tls.existingSecret': 'gw' };
+      const only = render({ set: { ...ws, 'gateway.tls.plaintext': false } });
+      assert.equal(gatewayEnv(only).get('IM_GATEWAY_WS_TLS'), undefined, 'the gateway\'s own default (wss:// when plaintext is off)');
+      assert.equal(gatewayEnv(renders.extras).get('IM_GATEWAY_WS_TLS'), 'true');
+      assert.equal(gatewayEnv(render({ set: { ...ws, 'gateway.websocket.tls': false } })).get('IM_GATEWAY_WS_TLS'), 'false');
+      assert.match(renderError({ set: { 'gateway.websocket.port': 7101, 'gateway.websocket.tls': true } }), /gateway\.websocket\.tls=true needs gateway\.tls\.enabled/);
+      assert.match(renderError({ set: { ...ws, 'gateway.tls.plaintext': false, 'gateway.websocket.tls': false } }), /gateway\.websocket\.tls=false with gateway\.tls\.plaintext=false/);
     });
   });
 

@@ -15,6 +15,7 @@ export const TEN_MILLION = 10_000_000;
 export const HA_TLS_SECRETS = {
   'gateway.tls.existingSecret': 'im-gateway-tls', 'cassandra.tls.existingSecret': 'im-cassandra-tls',
   'grpcTls.gatewaySecret': 'im-grpc-gateway', 'grpcTls.logicSecret': 'im-grpc-logic', 'grpcTls.routerSecret': 'im-grpc-router',
+  'router.tls.existingSecret': 'im-router-tls',
 } as const;
 
 /** cert-manager instead: the Secrets the chart's Certificates write (Cassandra's CA is outside the chart). */
@@ -61,7 +62,8 @@ export const VARIANTS = {
       'gateway.tls.publicPort': 443,
       'logic.autoscaling.enabled': true, 'logic.autoscaling.maxReplicas': 5, 'gateway.extraEnv.IM_RATE_LIMIT': 80,
       'gateway.publicAddress.host': 'gw.example.com', 'gateway.heartbeatInterval': '45s',
-      'gateway.websocket.port': 8443, 'gateway.websocket.publicUrl': 'wss://im.example.com/ws',
+      'gateway.websocket.port': 8443, 'gateway.websocket.publicUrl': 'wss://im.example.com/ws', 'gateway.websocket.tls': true,
+      'router.tls.enabled': true, 'router.tls.existingSecret': 'my-router-tls', 'router.tls.reloadInterval': '30s',
       'router.trustedProxies': '{10.0.0.0/8,192.168.1.7}', 'router.regionCidrs.203\\.0\\.113\\.0/24': 'eu-west',
     },
   },
@@ -73,6 +75,8 @@ export const VARIANTS = {
       'nats.credentials.gateway.passwordKey': 'password', 'nats.tls.existingSecret': 'my-nats-ca',
     },
   },
+  // A NATS credential per gateway pod (each subscribes to its own subjects only).
+  natsPerPod: { set: { 'nats.credentials.gateway.perPodSecret': 'my-nats-gateways' } },
   // Helm's longest release name (53 characters), with the longest names the chart makes (cert-manager's Secrets).
   longName: {
     release: 'a-release-name-that-is-exactly-fifty-three-chars-long',

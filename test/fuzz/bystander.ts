@@ -7,6 +7,7 @@ import { ImClient } from '../../client/sdk';
 import { signToken } from '../../common/jwt';
 import { syncAll } from '../../client/test-support';
 import type { Message } from '../../proto/wire';
+import { eventually } from '../wait';
 
 export interface BystanderResult {
   /** Sends acknowledged, both directions. */
@@ -95,5 +96,5 @@ function firstDiff(a: string[], b: string[]): number {
 
 /** Polls a condition until it holds or the deadline passes (then the check reports what is missing). */
 async function waitUntil(cond: () => boolean, deadlineMs: number): Promise<void> {
-  while (!cond() && Date.now() < deadlineMs) await new Promise((r) => setTimeout(r, 20));
+  await eventually(cond, 'the condition', Math.max(0, deadlineMs - Date.now())).catch(() => undefined);
 }

@@ -21,6 +21,7 @@ import { BystanderResult, Bystanders } from './bystander';
 import { cutWrites, FrameContext, fuzzFrame, WRITE_PATTERNS } from './frames';
 import { fuzzConnection, Tally } from './fuzz-conn';
 import { Prng } from './prng';
+import { eventually } from '../wait';
 
 const LOOPBACK = '127.0.0.1';
 const MIB = 1024 * 1024;
@@ -73,7 +74,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const secret = randomBytes(16).toString('hex');
   const [gatewayPort, routerPort] = await Promise.all([freePort(), freePort()]);
   const proc = await ServiceProc.spawn('embedded', 'embedded', {
-    IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`,
+    IM_DATA_DIR: dataDir, IM_AUTH_SECRET: secret, IM_LOGIC_PORT: '0', IM_HTTP_ADDR: `${LOOPBACK}:0`, IM_GATEWAY_WS_ADDR: 'off', IM_WEB_ADDR: 'off',
     IM_GATEWAY_ADDR: `${LOOPBACK}:${gatewayPort}`, IM_ROUTER_HTTP_ADDR: `${LOOPBACK}:${routerPort}`,
     // Past the per-connection flood limit, so frames reach the parsers rather than the rate limiter.
     IM_RATE_LIMIT: '1000000', IM_RATE_BURST: '1000000', IM_LOG_LEVEL: 'error',
@@ -118,12 +119,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
 
     // RSS comes back once the sockets' buffers are freed and the heap shrinks; the bystanders
     // keep chatting meanwhile (their allocations are what lets the collector run).
-    const settleDeadline = Date.now() + o.settleTimeoutMs;
     let afterBytes = rss();
-    while (afterBytes > baselineBytes + o.settleMarginBytes && Date.now() < settleDeadline && proc.running) {
-      await new Promise((r) => setTimeout(r, 200));
+    await eventually(() => {
       afterBytes = rss();
-    }
+      return afterBytes <= baselineBytes + o.settleMarginBytes || !proc.running;
+    }, 'RSS to settle', o.settleTimeoutMs).catch(() => undefined); // the report says by how much it did not
     const peakBytes = sampleProc(proc.child.pid!)?.hwmBytes ?? 0;
     const exited = proc.running ? undefined : `gateway exited: ${proc.log.slice(-2000)}`;
     const bystanderResult = await bystanders.stop();

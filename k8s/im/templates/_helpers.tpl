@@ -252,6 +252,13 @@ template that mounts one calls it first, so the message is the same whichever re
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and $v.router.tls.enabled (not $v.router.tls.existingSecret) -}}
+{{- if not $cm.enabled -}}
+{{- $missing = append $missing "router.tls.existingSecret (a kubernetes.io/tls Secret with tls.crt and tls.key for the route API; or certManager.enabled=true)" -}}
+{{- else if not $cm.gateway.issuerRef.name -}}
+{{- $missing = append $missing "certManager.gateway.issuerRef.name (it issues the route API's certificate too; or router.tls.existingSecret)" -}}
+{{- end -}}
+{{- end -}}
 {{- $ct := $v.cassandra.tls -}}
 {{- if and $ct.enabled (not $ct.existingSecret) $ct.caKey -}}
 {{- $missing = append $missing "cassandra.tls.existingSecret (the Cassandra nodes' CA under cassandra.tls.caKey; or cassandra.tls.caKey=\"\" to trust Node's public CAs)" -}}
@@ -276,6 +283,11 @@ a secret there (a secret-named variable, a PEM block, a URL with a password).
 {{/* The gateways' client-facing TLS Secret: gateway.tls.existingSecret, else cert-manager's. */}}
 {{- define "im.gatewayTlsSecret" -}}
 {{- default (printf "%s-gateway-tls" (include "im.fullname" .)) .Values.gateway.tls.existingSecret -}}
+{{- end -}}
+
+{{/* The route API's TLS Secret: router.tls.existingSecret, else cert-manager's. */}}
+{{- define "im.routerTlsSecret" -}}
+{{- default (printf "%s-router-tls" (include "im.fullname" .)) .Values.router.tls.existingSecret -}}
 {{- end -}}
 
 {{/* A role's internal gRPC Secret: grpcTls.<component>Secret, else cert-manager's. (dict "root" $ "component" "logic") */}}
@@ -316,6 +328,14 @@ the CA are files in read-only Secret volumes; a user and password are secretKeyR
 {{- define "im.natsAuthEnv" -}}
 {{- $n := .root.Values.nats -}}
 {{- $c := index $n.credentials .role -}}
+{{- if and $c.perPodSecret (or $c.existingSecret $c.userKey) }}
+{{- fail "nats.credentials.gateway.perPodSecret replaces existingSecret (one credential for all gateways): set one of them" }}
+{{- end }}
+{{- if $c.perPodSecret }}
+# This pod's own seed, which the init container nats-credential copied from perPodSecret.
+- name: IM_NATS_NKEY_SEED_FILE
+  value: "/etc/im/nats-credential/nkey-seed"
+{{- end }}
 {{- if ne (empty $c.userKey) (empty $c.passwordKey) }}
 {{- fail (printf "nats.credentials.%s.userKey and passwordKey go together (a user and its password)" .role) }}
 {{- end }}
@@ -346,7 +366,7 @@ the CA are files in read-only Secret volumes; a user and password are secretKeyR
 {{- define "im.natsAuthMounts" -}}
 {{- $n := .root.Values.nats -}}
 {{- $c := index $n.credentials .role -}}
-{{- if and $c.existingSecret (not $c.userKey) }}
+{{- if or $c.perPodSecret (and $c.existingSecret (not $c.userKey)) }}
 - name: nats-credential
   mountPath: /etc/im/nats-credential
   readOnly: true
@@ -361,7 +381,17 @@ the CA are files in read-only Secret volumes; a user and password are secretKeyR
 {{- define "im.natsAuthVolumes" -}}
 {{- $n := .root.Values.nats -}}
 {{- $c := index $n.credentials .role -}}
-{{- if and $c.existingSecret (not $c.userKey) }}
+{{- if $c.perPodSecret }}
+# This pod's seed only (in memory); every pod's seeds (nats-seeds) reach the init container alone.
+- name: nats-credential
+  emptyDir:
+    medium: Memory
+    sizeLimit: 64Ki
+- name: nats-seeds
+  secret:
+    secretName: {{ $c.perPodSecret }}
+    defaultMode: 0440
+{{- else if and $c.existingSecret (not $c.userKey) }}
 - name: nats-credential
   secret:
     secretName: {{ $c.existingSecret }}
@@ -378,6 +408,41 @@ the CA are files in read-only Secret volumes; a user and password are secretKeyR
       - key: {{ $n.tls.caKey }}
         path: {{ $n.tls.caKey }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The init container of a gateway pod with nats.credentials.gateway.perPodSecret: copies the seed
+under gateway-<pod name>.nk (and nothing else) into the memory volume the gateway reads. No key
+for this pod: the copy fails and the pod does not start. (dict "root" $)
+*/}}
+{{- define "im.natsPerPodInit" -}}
+{{- $c := .root.Values.nats.credentials.gateway -}}
+{{- if $c.perPodSecret -}}
+- name: nats-credential
+  image: {{ include "im.image" .root }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command: ["cp", "/etc/im/nats-seeds/gateway-$(POD_NAME).nk", "/etc/im/nats-credential/nkey-seed"]
+  env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+  resources:
+    requests:
+      cpu: 10m
+      memory: 16Mi
+    limits:
+      memory: 16Mi
+  securityContext:
+    {{- include "im.containerSecurityContext" .root | nindent 4 }}
+  volumeMounts:
+    {{- include "im.tmpMount" .root | nindent 4 }}
+    - name: nats-seeds
+      mountPath: /etc/im/nats-seeds
+      readOnly: true
+    - name: nats-credential
+      mountPath: /etc/im/nats-credential
+{{- end -}}
 {{- end -}}
 
 {{- define "im.otelResourceAttributes" -}}
