@@ -56,6 +56,9 @@ export interface StoreCostResult {
   walFrames?: number;
   checkpoints?: number;
   walQuietWindows?: number;
+  /** SQLite: the longest quiet window (ms: every append waited in it) and the most WAL pages one copied. */
+  walLongestQuietMs?: number;
+  walMaxQuietFrames?: number;
   /** Paced runs: the rate and one line per interval. */
   rate?: number;
   intervals?: StoreCostInterval[];
@@ -175,6 +178,8 @@ export async function storeCost(
       result.walFrames = st.checkpoints?.walFrames;
       result.checkpoints = st.checkpoints?.runs;
       result.walQuietWindows = st.checkpoints?.quietWindows;
+      result.walLongestQuietMs = st.checkpoints && round2(st.checkpoints.longestQuietMs);
+      result.walMaxQuietFrames = st.checkpoints?.maxQuietFrames;
       const per = Object.fromEntries((Object.keys(rows) as (keyof typeof rows)[]).map((t) => [t, round2((rows[t] - stats0[t]) / count)]));
       result.rowsPerMessage = per;
       result.btreeEntriesPerMessage = round2((Object.keys(per) as (keyof typeof rows)[]).reduce((a, t) => a + per[t] * (1 + SQLITE_INDEXES[t]), 0));

@@ -23,8 +23,25 @@ export function groupConvId(groupId: string): string {
  * Sorting ids sorts by creation time (to the millisecond).
  */
 export function newId(nowMs = Date.now()): string {
-  const r = globalThis.crypto.getRandomValues(new Uint8Array(5));
-  let hex = '';
-  for (const b of r) hex += (b < 16 ? '0' : '') + b.toString(16);
-  return nowMs.toString(16).padStart(12, '0') + hex;
+  return nowMs.toString(16).padStart(12, '0') + randomHex10();
+}
+
+/**
+ * Random bytes drawn from the CSPRNG in blocks: one getRandomValues per 819 ids instead of one
+ * per id (drawing 5 bytes per message was 5 % of the embedded process at a few thousand sends/s).
+ * Each byte is used once.
+ */
+const RANDOM_POOL = new Uint8Array(4096);
+let randomPos = RANDOM_POOL.length;
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+function randomHex10(): string {
+  if (randomPos + 5 > RANDOM_POOL.length) {
+    globalThis.crypto.getRandomValues(RANDOM_POOL);
+    randomPos = 0;
+  }
+  const p = RANDOM_POOL;
+  const i = randomPos;
+  randomPos += 5;
+  return HEX[p[i]] + HEX[p[i + 1]] + HEX[p[i + 2]] + HEX[p[i + 3]] + HEX[p[i + 4]];
 }

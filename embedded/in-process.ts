@@ -18,17 +18,27 @@ export class InProcessLogic implements LogicBackend {
 
   constructor(private readonly registry: OpRegistry, private readonly logger: Logger) {}
 
-  async call(c: LogicCall): Promise<LogicCallResult> {
+  call(c: LogicCall): Promise<LogicCallResult> {
+    // The context is the Caller the op's handler passes on: one object per call, no async frame.
     const ctx = { op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node };
+    let p: Promise<Uint8Array>;
     try {
-      const body = await logicCall(c.op, c.traceParent ?? '', () => this.registry.handle(ctx, c.body));
-      return { body, code: 0, message: '', retryable: false };
+      p = logicCall(c.op, c.traceParent ?? '', () => this.registry.handle(ctx, c.body));
     } catch (err) {
-      const im = toImError(err);
-      if (!(err instanceof ImError)) this.logger.error('op failed', { op: c.op, err: err instanceof Error ? err.stack : String(err) });
-      return { body: new Uint8Array(0), code: im.code, message: err instanceof ImError ? im.message : 'internal error', retryable: im.retryable };
+      return Promise.resolve(this.failed(c.op, err));
     }
+    return p.then(succeeded, (err: unknown) => this.failed(c.op, err));
   }
+
+  private failed(op: number, err: unknown): LogicCallResult {
+    const im = toImError(err);
+    if (!(err instanceof ImError)) this.logger.error('op failed', { op, err: err instanceof Error ? err.stack : String(err) });
+    return { body: new Uint8Array(0), code: im.code, message: err instanceof ImError ? im.message : 'internal error', retryable: im.retryable };
+  }
+}
+
+function succeeded(body: Uint8Array): LogicCallResult {
+  return { body, code: 0, message: '', retryable: false };
 }
 
 /** The router as its callers see it, backed by the route table in this process. */

@@ -37,6 +37,12 @@ describe('OpRegistry', () => {
     assert.equal(await errorCode(registry.handle(ctx('alice', Op.SEND), Uint8Array.from([0xff, 0xff, 0xff]))), 2000);
   });
 
+  it('turns a custom handler that throws instead of rejecting into a rejection', async () => {
+    registry.register(501, () => { throw new Error('thrown, not rejected'); });
+    const p = registry.handle(ctx('alice', 501), new Uint8Array());
+    await assert.rejects(p, /thrown, not rejected/);
+  });
+
   it('refuses ops below 100 and duplicate registrations', () => {
     assert.throws(() => registry.register(5, async () => new Uint8Array()), /business ops/);
     assert.throws(() => registry.register(Op.SEND, async () => new Uint8Array()), /already registered/);

@@ -27,10 +27,15 @@ export class OpRegistry {
     return this.handlers.has(op);
   }
 
-  async handle(ctx: CallContext, body: Uint8Array): Promise<Uint8Array> {
+  /** Always a promise: an unknown op, or a handler that throws instead of rejecting, is a rejection. */
+  handle(ctx: CallContext, body: Uint8Array): Promise<Uint8Array> {
     const handler = this.handlers.get(ctx.op);
-    if (!handler) throw new UnknownOpError(`unknown op ${ctx.op}`);
-    return handler(ctx, body);
+    if (!handler) return Promise.reject(new UnknownOpError(`unknown op ${ctx.op}`));
+    try {
+      return handler(ctx, body);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
 
@@ -47,10 +52,9 @@ function decodeReq<N extends WireTypeName>(name: N, body: Uint8Array): WireTypes
 function route<Req extends WireTypeName, Resp extends WireTypeName>(
   req: Req, resp: Resp, call: (caller: Caller, body: WireTypes[Req]) => Promise<WireTypes[Resp]>,
 ): OpHandler {
-  return async (ctx, body) => {
-    const caller: Caller = { uid: ctx.uid, deviceId: ctx.deviceId, connId: ctx.connId, node: ctx.node };
-    return encode(resp, await call(caller, decodeReq(req, body)));
-  };
+  // The call context is a Caller (with its op): passed on as it is, not copied per call.
+  const encodeResp = (r: WireTypes[Resp]) => encode(resp, r);
+  return async (ctx, body) => encodeResp(await call(ctx, decodeReq(req, body)));
 }
 
 export function registerClientOps(registry: OpRegistry, service: LogicService): void {

@@ -6,6 +6,7 @@
  * checkpoints instead, asking for short quiet windows so the log can start over.
  */
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 
 export interface CheckpointStats {
@@ -16,6 +17,9 @@ export interface CheckpointStats {
   walFrames: number;
   checkpointed: number;
   quietWindows: number;
+  /** The most WAL frames one quiet window's checkpoint copied, and the longest window (ms; appends wait in it). */
+  maxQuietFrames: number;
+  longestQuietMs: number;
   errors: number;
 }
 
@@ -32,11 +36,12 @@ export interface CheckpointerOptions {
 }
 
 export class Checkpointer {
-  readonly stats: CheckpointStats = { runs: 0, framesWritten: 0, walFrames: 0, checkpointed: 0, quietWindows: 0, errors: 0 };
+  readonly stats: CheckpointStats = { runs: 0, framesWritten: 0, walFrames: 0, checkpointed: 0, quietWindows: 0, maxQuietFrames: 0, longestQuietMs: 0, errors: 0 };
   private readonly worker: Worker;
   private stopped: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   private quietTimer: NodeJS.Timeout | undefined;
+  private quietSinceMs = 0;
 
   constructor(private readonly options: CheckpointerOptions) {
     this.worker = new Worker(path.join(__dirname, 'sqlite-checkpoint-worker.js'), {
@@ -44,9 +49,12 @@ export class Checkpointer {
     });
     // A background helper: it must not keep a process alive that has nothing else to do.
     this.worker.unref();
-    this.worker.on('message', (m: { log?: number; checkpointed?: number; error?: string; want?: string; quiet?: boolean }) => {
+    this.worker.on('message', (m: { log?: number; checkpointed?: number; copiedNow?: number; error?: string; want?: string; quiet?: boolean }) => {
       if (m.want === 'quiet') return this.grantQuiet();
-      if (m.quiet) this.endQuiet();
+      if (m.quiet) {
+        this.stats.maxQuietFrames = Math.max(this.stats.maxQuietFrames, m.copiedNow ?? 0);
+        this.endQuiet();
+      }
       if (m.error !== undefined) this.stats.errors++;
       else {
         this.stats.runs++;
@@ -92,6 +100,7 @@ export class Checkpointer {
     // Messages arrive between ticks, so no write transaction is open now.
     this.options.hold();
     this.stats.quietWindows++;
+    this.quietSinceMs = performance.now();
     this.quietTimer = setTimeout(() => this.endQuiet(), this.options.maxQuietMs);
     this.worker.postMessage('quiet');
   }
@@ -100,6 +109,7 @@ export class Checkpointer {
     if (this.quietTimer === undefined) return;
     clearTimeout(this.quietTimer);
     this.quietTimer = undefined;
+    this.stats.longestQuietMs = Math.max(this.stats.longestQuietMs, performance.now() - this.quietSinceMs);
     this.options.resume();
   }
 

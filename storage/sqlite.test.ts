@@ -171,6 +171,44 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('seqs in memory', () => {
+    it('keeps every inbox and conversation gap-free with far more of them than maxCachedSeqs', async () => {
+      const store = openStore({ maxCachedSeqs: 4 });
+      const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
+      // Rounds over more users than the cache holds: every key is dropped and reloaded many times.
+      for (let round = 0; round < 5; round++) {
+        for (const [i, from] of users.entries()) await store.appendMessage(msg(from, users[(i + 1) % users.length]));
+      }
+      for (const uid of users) {
+        const items = (await store.sync(uid, 0, 100)).items;
+        assert.deepEqual(items.map((e) => e.seq), Array.from({ length: 10 }, (_, k) => k + 1), uid);
+      }
+      const history = (await store.history(peerConvId('u0', 'u1'), 0, 100)).items;
+      assert.deepEqual(history.map((m) => m.convSeq).sort((a, b) => a - b), [1, 2, 3, 4, 5]);
+    });
+  });
+
+  describe('WAL checkpoints', () => {
+    it('starts the log over under appends that never pause, and loses nothing', async () => {
+      const store = openStore({ walRestartFrames: 64, checkpointIntervalMs: 5 });
+      const file = store.path;
+      let n = 0;
+      // No pause between ticks: the worker has to catch up and ask for its quiet windows.
+      while ((store.appendStats().checkpoints?.quietWindows ?? 0) < 3) {
+        if (n >= 100_000) assert.fail(`no third quiet window after ${n} appends: ${JSON.stringify(store.appendStats().checkpoints)}`);
+        await Promise.all(Array.from({ length: 20 }, () => store.appendMessage(msg('alice', `p${n++ % 50}`))));
+      }
+      const cp = store.appendStats().checkpoints!;
+      // A log that never restarted is as long as everything written to it.
+      assert.ok(cp.framesWritten > cp.walFrames, `the log started over: ${JSON.stringify(cp)}`);
+      assert.ok(cp.longestQuietMs > 0 && cp.maxQuietFrames <= cp.framesWritten, JSON.stringify(cp));
+      await store.close();
+      const again = openStore({ path: file });
+      assert.equal(await again.maxSeq('alice'), n);
+      assert.equal((await again.sync('p7', 0, 1000)).items.length, Math.ceil((n - 7) / 50));
+    });
+  });
+
   describe('summaries written behind', () => {
     function crashImage(store: SqliteStore): string {
       // What kill -9 leaves: the database and WAL files as they are between two ticks.

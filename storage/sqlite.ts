@@ -57,7 +57,7 @@ export interface SqliteStoreOptions {
   maxCachedSeqs?: number;
   /** How often the worker thread checkpoints the WAL. Default 200. */
   checkpointIntervalMs?: number;
-  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 4096 (16 MiB). */
+  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 32768 (128 MiB, under journal_size_limit): every window holds appends, so fewer is better. */
   walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
@@ -94,7 +94,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'path' | 'clock'> = {
   maxPendingSummaries: 50000,
   maxCachedSeqs: 1_000_000,
   checkpointIntervalMs: 200,
-  walRestartFrames: 4096,
+  walRestartFrames: 32768,
   cacheSizeKiB: 65536,
   maxUnreadConvs: 1000,
   maxPageItems: 1000,
@@ -180,8 +180,9 @@ export class SqliteStore implements Store {
       this.db.pragma('foreign_keys = OFF');
       // Checkpoints run on the worker (storage/sqlite-checkpoint.ts), never inside a commit here.
       this.db.pragma('wal_autocheckpoint = 0');
-      // After a checkpoint lets the WAL restart, its file is cut back to this size.
-      this.db.pragma('journal_size_limit = 67108864');
+      // After a checkpoint lets the WAL restart, its file is cut back to this size: above the
+      // default walRestartFrames' 128 MiB, so a restart reuses the file rather than cut and regrow it.
+      this.db.pragma('journal_size_limit = 167772160');
       this.db.pragma(`cache_size = -${options.cacheSizeKiB}`);
       migrate(this.db);
       this.sql = prepareStatements(this.db);
@@ -438,24 +439,36 @@ export class SqliteStore implements Store {
   }
 
   private appendSync(input: AppendInput): AppendResult {
-    const s = this.sql;
-    const prior = s.dedupGet.get(input.from, input.clientMsgId);
-    let dedupGen = 0;
-    if (prior) {
-      if (prior.dedup_until_ms > input.sentAtMs) {
-        // The stored message is the accepted send: its digest is recomputed from it, not stored.
-        checkSameSend(sendDigest(toMessage(prior)), input);
-        return { message: toMessage(prior), senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true };
-      }
-      dedupGen = prior.dedup_gen + 1;
+    // Nearly every send is new: its insert is the duplicate check (the dedup key is unique), so
+    // the lookup below runs only when that key already exists.
+    const fresh = this.writeMessage(input, 0, this.sql.messagePutNew);
+    if (fresh) return fresh;
+    const prior = this.sql.dedupGet.get(input.from, input.clientMsgId);
+    if (!prior) throw new InternalError(`append: message row of ${input.msgId} refused, and no earlier send of it`);
+    if (prior.dedup_until_ms > input.sentAtMs) {
+      // The stored message is the accepted send: its digest is recomputed from it, not stored.
+      checkSameSend(sendDigest(toMessage(prior)), input);
+      return { message: toMessage(prior), senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true };
     }
+    // Past its window the id is free again, as a new generation of the key.
+    return this.writeMessage(input, prior.dedup_gen + 1, this.sql.messagePut)!;
+  }
+
+  /** Takes the seqs and writes the message and its inbox rows; undefined (seqs handed back) when `put` wrote nothing. */
+  private writeMessage(input: AppendInput, dedupGen: number, put: Statements['messagePut']): AppendResult | undefined {
+    const s = this.sql;
     const convSeq = this.convSeqs.next(input.convId);
     const seqs = new Map<string, number>();
     for (const uid of input.recipients) seqs.set(uid, this.userSeqs.next(uid));
     const senderSeq = seqs.get(input.from)!;
     const content = Buffer.from(input.content.buffer, input.content.byteOffset, input.content.byteLength);
-    s.messagePut.run(input.convId, convSeq, input.msgId, input.from, input.to, input.groupId, input.clientMsgId,
-      input.contentType, content, input.sentAtMs, senderSeq, input.sentAtMs + input.dedupWindowMs, dedupGen);
+    const written = put.run(input.convId, convSeq, input.msgId, input.from, input.to, input.groupId, input.clientMsgId,
+      input.contentType, content, input.sentAtMs, senderSeq, input.sentAtMs + input.dedupWindowMs, dedupGen).changes;
+    if (written === 0) {
+      this.convSeqs.giveBack(input.convId, convSeq);
+      for (const [uid, seq] of seqs) this.userSeqs.giveBack(uid, seq);
+      return undefined;
+    }
     for (const [uid, seq] of seqs) {
       s.inboxPut.run(uid, seq, input.convId, convSeq, input.from);
       this.batchEntries.push({ uid, seq, convId: input.convId, from: input.from });
