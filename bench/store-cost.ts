@@ -90,7 +90,7 @@ export async function storeCost(
   if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
     throw new UsageError('--rate must be max, half or a positive integer (appends/s)');
   }
-  const writeBehindMs = num('write-behind-ms', 2000, 60_000);
+  const writeBehindMs = num('write-behind-ms', 10_000, 60_000);
   const durationS = num('duration', 60, 86_400);
   const intervalS = num('interval', 60, 86_400);
 

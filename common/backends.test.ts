@@ -30,7 +30,7 @@ describe('backends config', () => {
     it('has cassandra defaults', () => {
       assert.deepEqual(loadStoreConfig({ IM_STORE: 'cassandra' }, []), {
         kind: 'cassandra', contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1',
-        keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 2000,
+        keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 10_000,
       });
     });
 

@@ -90,7 +90,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const consistency = s.oneOf('IM_CASSANDRA_CONSISTENCY', CASSANDRA_CONSISTENCIES, 'LOCAL_QUORUM', 'cassandra-consistency');
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
-  const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 2000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
+  const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 10_000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {

@@ -71,7 +71,7 @@ export interface CassandraStoreOptions {
   /**
    * How long logged rows wait before they are written to their tables, gathered per partition
    * (docs/sequencer.md, "Owner log"). Longer: fewer partition writes; the rows are durable from
-   * the log either way. Default 2000.
+   * the log either way. Default 10000.
    */
   writeBehindMs?: number;
   /** Items one sync/history page returns at most. Default 1000. */
@@ -109,7 +109,7 @@ const NUMERIC_DEFAULTS = {
   shardCount: DEFAULT_SHARD_COUNT,
   peerTimeoutMs: 0,
   maxShardMoves: 64,
-  writeBehindMs: 2000,
+  writeBehindMs: 10_000,
   maxPageItems: 1000,
   maxUnreadConvs: 1000,
   maxUnreadScanConvs: 10_000,
