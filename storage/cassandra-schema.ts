@@ -128,9 +128,10 @@ export const MIGRATIONS: readonly Migration[] = [
     statements: (ks) => [
       // Every row an owner writes, made durable by one write per round in the process's own
       // partition (docs/sequencer.md, "Owner log"). Partitions behind log_marks are deleted by
-      // their process; the TTL is the backstop for the log of a process that died.
+      // their process; the TTL is the backstop for the log of a process that died. No grace for
+      // tombstones: only positions after a process's mark are ever read, and those are never deleted.
       `CREATE TABLE IF NOT EXISTS ${ks}.store_log (process text, part int, pos bigint, body blob,
-         PRIMARY KEY ((process, part), pos)) WITH default_time_to_live = 604800 AND gc_grace_seconds = 3600`,
+         PRIMARY KEY ((process, part), pos)) WITH default_time_to_live = 604800 AND gc_grace_seconds = 0`,
       // How far each process's log is in the tables: a takeover replays what comes after.
       `CREATE TABLE IF NOT EXISTS ${ks}.log_marks (process text PRIMARY KEY, flushed bigint) WITH default_time_to_live = 604800`,
       // The send journal, one partition per sender: a window's journal rows of one sender are one
