@@ -311,9 +311,12 @@ export class CassandraStore implements Store {
       // already running here finish before the shards are handed back.
       const owned = this.shards.surrender();
       await drain(this.serving, deadline);
+      // Everything logged goes to its tables before the shards are released (the next owners then
+      // replay nothing and wait for nothing): up to one more lease for a window's backlog, while
+      // the lease is still renewed. Past that, the shards are left to the lease and the log.
       const flushed = await Promise.race([
         this.log.flushAll().then(() => true, () => false),
-        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline - Date.now())).unref()),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline + this.o.leaseMs - Date.now())).unref()),
       ]);
       if (this.inFlight.size === 0 && this.serving.size === 0 && flushed) {
         await this.shards.release(owned);
