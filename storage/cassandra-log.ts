@@ -24,6 +24,7 @@
  *   comes after, and partitions wholly behind the mark are deleted (a TTL is the backstop).
  */
 import type { Client } from 'cassandra-driver';
+import { OverloadedError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Lease } from './cassandra-lease';
 import { Gate, num, sleep, toStoreError } from './cassandra-util';
@@ -76,6 +77,8 @@ export interface OwnerLogOptions {
   maxLogBytes: number;
   /** Log rows per partition of store_log. */
   partRows: number;
+  /** Bytes of rows logged and not yet in their tables at most; beyond it a write fails OVERLOADED. */
+  maxUnflushedBytes: number;
   what: string;
 }
 
@@ -188,6 +191,7 @@ export class OwnerLog {
   private readonly byKey = new Counter<string>();
   private readonly byShard = new Counter<number>();
   private readonly all = new Counter<0>();
+  private unflushedBytes = 0;
   /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
   private readonly unflushedAt = new Map<number, number>();
   private markWritten = 0;
@@ -231,6 +235,13 @@ export class OwnerLog {
    */
   write(rows: LoggedRow[], check?: () => void): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
+    if (this.unflushedBytes >= this.o.maxUnflushedBytes) {
+      // The tables fall behind the log (Cassandra slower than the sends): refuse rather than hold
+      // more in memory; the client retries.
+      void this.flush();
+      return Promise.reject(new OverloadedError(
+        `${this.o.what}: ${Math.round(this.unflushedBytes / 1048576)} MiB logged and not yet written to the tables (maxUnflushedBytes)`));
+    }
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ check, rows, resolve, reject });
       if (!this.logging) {
@@ -268,6 +279,7 @@ export class OwnerLog {
   drop(): void {
     this.generation++;
     this.pending = new Map();
+    this.unflushedBytes = 0;
     this.unflushedAt.clear();
     this.byKey.clear();
     this.byShard.clear();
@@ -356,6 +368,7 @@ export class OwnerLog {
     this.byKey.add(r.key, 1);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
+    this.unflushedBytes += r.bytes;
   }
 
   // --- writing behind --------------------------------------------------------------------------
@@ -421,13 +434,14 @@ export class OwnerLog {
     return keep.reverse();
   }
 
-    private done(t: Tracked): void {
+  private done(t: Tracked): void {
     const left = (this.unflushedAt.get(t.pos) ?? 1) - 1;
     if (left > 0) this.unflushedAt.set(t.pos, left);
     else this.unflushedAt.delete(t.pos);
     this.byKey.add(t.key, -1);
     this.byShard.add(t.shard, -1);
     this.all.add(0, -1);
+    this.unflushedBytes -= t.bytes;
   }
 
   /** Records how far this process's log is in the tables; deletes log partitions wholly behind that. */

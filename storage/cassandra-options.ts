@@ -74,6 +74,8 @@ export interface CassandraStoreOptions {
    * the log either way. Default 10000.
    */
   writeBehindMs?: number;
+  /** Bytes of rows logged and not yet written to their tables at most; beyond it appends fail OVERLOADED. Default 256 MiB. */
+  maxUnflushedBytes?: number;
   /** Items one sync/history page returns at most. Default 1000. */
   maxPageItems?: number;
   /** Conversations unread() accepts, and returns at most without convIds. Default 1000. */
@@ -110,6 +112,7 @@ const NUMERIC_DEFAULTS = {
   peerTimeoutMs: 0,
   maxShardMoves: 64,
   writeBehindMs: 10_000,
+  maxUnflushedBytes: 256 * 1024 * 1024,
   maxPageItems: 1000,
   maxUnreadConvs: 1000,
   maxUnreadScanConvs: 10_000,

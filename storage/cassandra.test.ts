@@ -207,6 +207,26 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('owner log bound', () => {
+    it('refuses appends with OVERLOADED while the tables are more than maxUnflushedBytes behind the log, and takes them again once they catch up', async () => {
+      const store = await CassandraStore.open(tiny({ writeBehindMs: 60_000, maxUnflushedBytes: 3000 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        let refused: unknown;
+        for (let i = 0; i < 50 && refused === undefined; i++) {
+          await store.appendMessage(direct(alice, bob, `m${i}`)).catch((err: unknown) => { refused = err; });
+        }
+        assert.equal((refused as { code?: number } | undefined)?.code, Code.OVERLOADED, String(refused));
+        // The refusal started writing the backlog to the tables: appends are taken again.
+        const after = direct(alice, bob, 'after');
+        await waitFor('an append taken again', 10_000, () => store.appendMessage(after).then(() => true, () => false));
+        assert.ok((await store.sync(bob, 0, 100)).items.some((m) => m.clientMsgId === after.clientMsgId));
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   describe('a send whose first attempt died part way', () => {
     it('re-drives a journal entry left without its appends: the retry stores the message once, under the original msgId', async () => {
       const store = await CassandraStore.open(tiny());

@@ -149,7 +149,7 @@ export class CassandraStore implements Store {
     this.log = new OwnerLog({
       client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
       writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
-      maxLogBytes: 2 * 1024 * 1024, partRows: 1000, what: 'owner write',
+      maxLogBytes: 2 * 1024 * 1024, partRows: 1000, maxUnflushedBytes: o.maxUnflushedBytes, what: 'owner write',
     });
     const ownerWriter = this.log;
     this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, ks), client, ks);
