@@ -131,6 +131,22 @@ export const isErr = (e: unknown) => e instanceof ImClientError && e.retryable;
     assert.match(bad.stdout, /TokenProvider/);
   });
 
+  it('its declarations type-check a browser TypeScript project: DOM lib, no @types/node, skipLibCheck off', () => {
+    const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
+    fs.writeFileSync(path.join(project, 'browser-check.ts'), `import { Code, ImClient, ImClientError, ImError, type Message, type SendResp } from '${NAME}';
+const c = new ImClient({ routerUrl: 'https://im.example.com', token: () => 'jwt', transport: 'websocket' });
+c.on('message', (m: Message) => void m.seq);
+export const r: Promise<SendResp> = c.send('bob', 'hi');
+export const isErr = (e: unknown) => (e instanceof ImClientError && e.retryable) || (e instanceof ImError && e.code === Code.UNAVAILABLE);
+`);
+    fs.writeFileSync(path.join(project, 'tsconfig.browser.json'), JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, skipLibCheck: false, target: 'es2022', module: 'es2022', moduleResolution: 'bundler', lib: ['es2022', 'dom'], types: [] },
+      files: ['browser-check.ts'],
+    }));
+    const res = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.browser.json'], { cwd: project, encoding: 'utf8' });
+    assert.equal(res.status, 0, `tsc: ${res.stdout}${res.stderr}`);
+  });
+
   it('the browser build runs with no Node API at all and talks WebSocket to the gateway', async () => {
     // Only web globals: no require, process, Buffer. WebSocket is the ws package's, which follows the WHATWG API.
     const context = vm.createContext({

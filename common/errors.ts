@@ -62,7 +62,18 @@ export class ImError extends Error {
   }
 }
 
-function errorClass<C extends number>(name: string, code: C) {
+/**
+ * The type of each error class below: `new X(message)` is an ImError whose code is `X.code`.
+ * Written out so the declarations the SDK ships name no Node type (an inferred class type would
+ * carry Node's ErrorConstructor statics, `prepareStackTrace(…: NodeJS.CallSite[])`).
+ */
+export interface ImErrorClass<C extends number> {
+  new (message: string, options?: { cause?: unknown }): ImError;
+  readonly code: C;
+  readonly prototype: ImError;
+}
+
+function errorClass<C extends number>(name: string, code: C): ImErrorClass<C> {
   const cls = class extends ImError {
     static readonly code = code;
     constructor(message: string, options: { cause?: unknown } = {}) {
