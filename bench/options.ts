@@ -4,7 +4,13 @@
  */
 import * as path from 'node:path';
 import { parseDurationMs } from '../common/config';
-import { TLS_KEY_TYPES, type TlsKeyType } from './tls-pki';
+
+/**
+ * Key types of the bench's TLS certificates (--tls-key); bench/tls-pki.ts makes them. Defined
+ * here, not there: `im plan` loads this module, and tls-pki loads test code the image leaves out.
+ */
+export const TLS_KEY_TYPES = ['ec', 'rsa'] as const;
+export type TlsKeyType = (typeof TLS_KEY_TYPES)[number];
 
 export const SCENARIOS = ['one-to-one', 'group', 'connect-storm', 'idle', 'mixed', 'handshake'] as const;
 export type Scenario = (typeof SCENARIOS)[number];

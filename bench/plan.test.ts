@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { ASSUMED, fitCosts, loadOf, Measured, measureFromResults, PLAN_DEFAULTS, planCapacity } from './plan-model';
 import { planMain } from './plan';
 import type { BenchResult, PhaseResult } from './results';
@@ -110,5 +112,18 @@ describe('capacity planner arithmetic', () => {
     const c = io();
     assert.equal(await planMain(['--send-qps', '10'], c.io), 2);
     assert.match(c.o.err, /--online is required/);
+  });
+});
+
+describe('im plan in the Docker image', () => {
+  it('loads no test code (the image deletes dist/test): the CLI and the planner, required in a fresh process', () => {
+    const dist = path.resolve(__dirname, '..');
+    const res = spawnSync(process.execPath, ['-e', `
+      require(${JSON.stringify(path.join(dist, 'bench', 'plan.js'))});
+      const testDir = ${JSON.stringify(path.join(dist, 'test') + path.sep)};
+      process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((f) => f.startsWith(testDir) || /\.test\.js$/.test(f))));
+    `], { encoding: 'utf8' });
+    assert.equal(res.status, 0, res.stderr);
+    assert.deepEqual(JSON.parse(res.stdout), [], 'test modules the planner loads');
   });
 });

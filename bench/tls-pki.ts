@@ -8,9 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ca, EC_P256, RSA_2048, SERVER_EXT, signed } from '../test/tls-certs';
-
-export const TLS_KEY_TYPES = ['ec', 'rsa'] as const;
-export type TlsKeyType = (typeof TLS_KEY_TYPES)[number];
+import type { TlsKeyType } from './options';
 
 /** What each key type is, in results. */
 export const TLS_KEY_DESCRIPTION: Record<TlsKeyType, string> = { ec: 'ECDSA P-256', rsa: 'RSA-2048' };
