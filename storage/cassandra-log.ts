@@ -494,10 +494,17 @@ export class OwnerLog {
     const rs = await this.o.client.execute(this.q.getMark, [process], { prepare: true });
     const mark = num(rs.first()?.flushed) ?? 0;
     const out: Replayable[] = [];
+    // Log rows carry a whole round each (up to maxLogBytes): a few per page.
     for (let part = Math.floor((mark + 1) / this.o.partRows); ; part++) {
-      const page = await this.o.client.execute(this.q.read, [process, part, mark], { prepare: true, fetchSize: 100_000 });
-      if (page.rows.length === 0) break;
-      for (const r of page.rows) out.push(...decodeBody(r.body as Buffer));
+      let rows = 0;
+      let pageState: string | undefined;
+      do {
+        const page = await this.o.client.execute(this.q.read, [process, part, mark], { prepare: true, fetchSize: 16, pageState });
+        for (const r of page.rows) out.push(...decodeBody(r.body as Buffer));
+        rows += page.rows.length;
+        pageState = page.pageState ?? undefined;
+      } while (pageState);
+      if (rows === 0) break;
     }
     return out;
   }
