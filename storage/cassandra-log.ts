@@ -162,6 +162,10 @@ class Counter<K> {
   has(k: K): boolean {
     return this.n.has(k);
   }
+  /** Whether someone waits for k to drain. */
+  waited(k: K): boolean {
+    return this.waiters.has(k);
+  }
   /** Resolves once k has nothing left (at once when it has nothing now). */
   drained(k: K): Promise<void> {
     if (!this.n.has(k)) return Promise.resolve();
@@ -254,21 +258,24 @@ export class OwnerLog {
   /** Writes the key's rows to their tables now; resolves when none are left. */
   flushKey(key: string): Promise<void> {
     if (!this.byKey.has(key)) return Promise.resolve();
+    const drained = this.byKey.drained(key);
     void this.flush((t) => t.key === key);
-    return this.byKey.drained(key);
+    return drained;
   }
 
   /** Writes the shard's rows to their tables now (before it is released); resolves when none are left. */
   flushShard(shard: number): Promise<void> {
     if (!this.byShard.has(shard)) return Promise.resolve();
+    const drained = this.byShard.drained(shard);
     void this.flush((t) => t.shard === shard);
-    return this.byShard.drained(shard);
+    return drained;
   }
 
   /** Writes everything now; resolves when nothing is left (a clean stop). */
   async flushAll(): Promise<void> {
+    const drained = this.all.drained(0);
     await this.flush();
-    await this.all.drained(0);
+    await drained;
     await this.writeMark();
   }
 
@@ -369,6 +376,20 @@ export class OwnerLog {
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
     this.unflushedBytes += r.bytes;
+    // A reader, a handover or a stop waits for this key or shard: its rows go now, not at the
+    // next window (a log write in flight when it asked lands its rows after the ask).
+    if (this.byKey.waited(r.key) || this.byShard.waited(r.shard) || this.all.waited(0)) this.flushWaitedSoon();
+  }
+
+  private waitedScheduled = false;
+
+  private flushWaitedSoon(): void {
+    if (this.waitedScheduled) return;
+    this.waitedScheduled = true;
+    setImmediate(() => {
+      this.waitedScheduled = false;
+      void this.flush((t) => this.byKey.waited(t.key) || this.byShard.waited(t.shard) || this.all.waited(0));
+    });
   }
 
   // --- writing behind --------------------------------------------------------------------------
