@@ -30,6 +30,18 @@ function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): Cass
   return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
 }
 
+/**
+ * A store stopped as by kill -9, as far as the keyspace can tell: lease renewals stop and its row
+ * stays until it ends, nothing logged is written to the tables any more, the driver closes.
+ */
+async function killHard(store: CassandraStore): Promise<void> {
+  const inner = store as unknown as { lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client };
+  inner.log.close();
+  inner.log.drop();
+  await inner.lease.close({ keepRow: true });
+  await inner.client.shutdown();
+}
+
 /** Bucket sizes small enough that a test crosses many partitions. */
 const tiny = (over: Partial<CassandraStoreOptions> = {}) => base(TINY_KS, { inboxBucketSize: 4, historyBucketSize: 3, ...over });
 
@@ -181,13 +193,7 @@ describe('CassandraStore (real Cassandra)', function () {
       const rowsOf = async (user: string) => (await Promise.all([0, 1, 2, 3].map((b) =>
         admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = ?`, [user, b], { prepare: true })))).flatMap((rs) => rs.rows);
       assert.deepEqual(await rowsOf(bob), [], 'acknowledged while only in the owner log');
-      // kill -9 as far as the keyspace can tell: renewals stop, the lease row stays until it ends,
-      // nothing more is written.
-      const inner = dead as unknown as { lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client };
-      inner.log.close();
-      inner.log.drop();
-      await inner.lease.close({ keepRow: true });
-      await inner.client.shutdown();
+      await killHard(dead);
 
       const next = await CassandraStore.open(tiny({ leaseMs: 1000 }));
       try {
@@ -215,11 +221,7 @@ describe('CassandraStore (real Cassandra)', function () {
       const inboxRows = async () => (await Promise.all([0, 1].map((b) =>
         admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = ?`, [bob, b], { prepare: true })))).flatMap((rs) => rs.rows);
       assert.deepEqual(await inboxRows(), [], 'only in the owner log');
-      const inner = dead as unknown as { lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client };
-      inner.log.close();
-      inner.log.drop();
-      await inner.lease.close({ keepRow: true });
-      await inner.client.shutdown();
+      await killHard(dead);
       // Nothing reads or writes bob here: the next store's balancer finds the dead process gone.
       const next = await CassandraStore.open(tiny({ leaseMs: 1000 }));
       try {
