@@ -58,13 +58,6 @@ export interface BalancerOptions {
   owned: () => number[];
   /** Hands a shard back; false when it could not be done now (busy, lost, closing). */
   handover: (shard: number) => Promise<boolean>;
-  /** Shards in all (the sweep below looks at each). */
-  shardCount?: number;
-  /**
-   * Takes the shard over when its owner's lease is over (replaying that owner's log), and does
-   * nothing when it is free or its owner is alive (cassandra-shards.ts adoptOrphan).
-   */
-  adopt?: (shard: number) => Promise<unknown>;
 }
 
 export class Balancer {
@@ -74,8 +67,6 @@ export class Balancer {
   private sameRounds = 0;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private sweeping: Promise<void> | undefined;
-  private listed = false;
   private closed = false;
 
   constructor(private readonly o: BalancerOptions) {}
@@ -90,22 +81,6 @@ export class Balancer {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.running;
-    await this.sweeping;
-  }
-
-  /** Adopts the orphaned shards this process is preferred for (at start, and when a process left). */
-  private async sweep(names: string[]): Promise<void> {
-    const adopt = this.o.adopt;
-    if (!adopt || !this.o.shardCount) return;
-    const me = this.o.lease.processId;
-    const all = names.includes(me) ? names : [...names, me];
-    const owned = new Set(this.o.owned());
-    const mine = Array.from({ length: this.o.shardCount }, (_, s) => s).filter((s) => !owned.has(s) && preferredOwner(all, s) === me);
-    for (let i = 0; i < mine.length && !this.closed; i += 8) {
-      await Promise.all(mine.slice(i, i + 8).map((s) => adopt(s).catch((err: unknown) => {
-        this.o.logger.warn('cassandra store: could not take over an orphaned shard (its next use will)', { shard: s, err });
-      })));
-    }
   }
 
   /**
@@ -134,16 +109,9 @@ export class Balancer {
     if (this.closed) return;
     const live = await this.o.lease.live();
     const names = live.map((p) => p.process).sort();
-    const first = !this.listed;
-    const gone = this.names.filter((p) => !names.includes(p));
     this.sameRounds = names.join('\n') === this.names.join('\n') ? this.sameRounds + 1 : 0;
     this.live = live;
     this.names = names;
-    this.listed = true;
-    // A process that died may hold rows only in its log (cassandra-log.ts): its shards are taken
-    // (and the log replayed) now, by their preferred owners, not whenever a key of theirs is next
-    // used — which for an idle shard could be after the log's TTL.
-    if (first || gone.length > 0) this.sweeping ??= this.sweep(names).finally(() => { this.sweeping = undefined; });
     // Nothing moves while processes come and go (a rolling restart): only once the list held still.
     if (this.o.maxMoves === 0 || this.sameRounds < 1) return;
     const me = this.o.lease.processId;

@@ -138,24 +138,6 @@ export class Shards {
     return p;
   }
 
-  /**
-   * Takes the shard over if its owner is another process whose lease is over (dead or paused):
-   * replaying that owner's log on the way (resolve). A free shard, or one a live process owns,
-   * is left as it is.
-   */
-  async adoptOrphan(shard: number): Promise<void> {
-    if (this.owned.has(shard)) return;
-    const row = (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
-    const owner = (row?.owner as string | null | undefined) ?? null;
-    if (owner === null || owner === this.o.lease.processId) return;
-    const untilMs = await this.o.lease.untilOf(owner);
-    if (Date.now() <= untilMs) return; // alive
-    // Its lease is over: past the skew margin, it is taken (the sweep runs as the lease ends).
-    const wait = untilMs + this.o.clockSkewMs - Date.now();
-    if (wait > 0) await sleep(wait + 5);
-    await this.resolve(shard);
-  }
-
   /** Makes sure `seq` fits the shard's persisted bound, advancing it (one LWT per `step` seqs). */
   async ensureBound(st: OwnedShard, seq: number): Promise<void> {
     while (seq > st.bound) {

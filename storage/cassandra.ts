@@ -137,7 +137,6 @@ export class CassandraStore implements Store {
     this.balancer = new Balancer({
       lease: this.lease, logger: o.logger, intervalMs: Math.max(100, Math.floor(o.leaseMs / 3)), maxMoves: o.maxShardMoves,
       owned: () => this.shards.ownedList(), handover: (shard) => this.handover(shard),
-      shardCount: o.shardCount, adopt: (shard) => this.shards.adoptOrphan(shard),
     });
     this.shards = new Shards({
       client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
