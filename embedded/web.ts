@@ -12,6 +12,7 @@ import { Code } from '../common/errors';
 import { isValidUid } from '../common/ids';
 import { signToken, type SignOptions } from '../common/jwt';
 import type { Logger } from '../common/log';
+import { listen } from '../common/net';
 
 /** Where `npm run build` puts the page: dist/web, next to this file's dist/embedded. */
 export const DEFAULT_WEB_ROOT = path.resolve(__dirname, '..', 'web');
@@ -91,13 +92,7 @@ export class WebServer {
   }
 
   async start(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(this.server, this.o.host, this.o.port);
     this.server.on('error', (err) => this.o.logger.error('web: server error', { err }));
     if (!fs.existsSync(path.join(this.root, 'index.html'))) {
       this.o.logger.warn('web: the page is not built (run npm run build); / answers 503', { root: this.root });

@@ -10,9 +10,9 @@
  * Same as `kill -HUP <supervisor pid>` for the upgrade, with an answer.
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { silentLogger, type Logger } from '../common/log';
 import { GatewaySupervisor, UpgradeInProgressError } from './supervisor';
+import { listen } from '../common/net';
 
 export interface SupervisorAdminOptions {
   host: string;
@@ -45,14 +45,7 @@ export class SupervisorAdmin {
   }
 
   async start(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.o.port, this.o.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return (this.server.address() as AddressInfo).port;
+    return listen(this.server, this.o.host, this.o.port);
   }
 
   stop(): Promise<void> {
