@@ -90,7 +90,12 @@ export class CassandraStore implements Store {
       localDataCenter: o.localDataCenter,
       ...(o.credentials && { credentials: o.credentials }),
       ...(o.tls && { sslOptions: driverSslOptions(o.tls) }),
-      socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs },
+      // Requests here carry deadlines shorter than the shard lease, so on a busy node many time out
+      // at once while the connection itself is fine. The driver's default drops a connection after
+      // 64 simultaneously timed-out requests; with one connection per host that marks the host down
+      // and every request fails with "no host available" until it reconnects (seen in CI under
+      // load). A dead socket is found by the driver's heartbeat and by the socket closing instead.
+      socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs, defunctReadTimeoutThreshold: 2048 },
       queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
     });
     // Server warnings come back on every request that earns one (a cluster with the stock batch
