@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { loadEmbeddedConfig } from '../embedded/config';
 import { makeTestPki, type TestPki } from '../test/tls-certs';
 import { gatewayShutdownTimeoutMs, loadGatewayConfig, SHUTDOWN_MARGIN_MS } from './config';
-import { loadSupervisorConfig } from './supervisor-config';
+import { loadSupervisorConfig } from './upgrade/supervisor-config';
 
 const S = 'gateway-config-secret';
 

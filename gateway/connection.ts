@@ -24,7 +24,7 @@ import { FrameDecoder } from '../proto/codec';
 import { decode, decodeFrame, encode, FIRST_BUSINESS_OP, Frame, frameBytes, Op } from '../proto/wire';
 import type { ConnectionLimits } from './limits';
 import type { LogicCaller } from './logic-client';
-import { stopReading } from './handoff-socket';
+import { stopReading } from './socket-handle';
 import { TokenBucket, WindowCounter } from './rate-limit';
 import type { TimerWheel, WheelItem } from './timer-wheel';
 

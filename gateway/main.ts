@@ -3,13 +3,12 @@
  * every logic address, reports to the router, accepts clients on IM_GATEWAY_ADDR. SIGTERM/SIGINT
  * drain (clients get Disconnect DRAINING and reconnect elsewhere) before the process exits.
  */
-import { describeBackends, loadBusConfig, loadLogLevel, openBus } from '../common/backends';
+import { describeBackends, loadBusConfig, loadLogLevel } from '../common/backends';
 import { formatHostPort } from '../common/config';
 import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
-import { RouterClient } from '../router/client';
 import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
-import { LogicClient } from './logic-client';
+import { openGatewayBackends } from './backends';
 import { Gateway } from './server';
 
 serviceMain({
@@ -26,14 +25,9 @@ serviceMain({
   logFields: (c) => ({ node: c.gateway.node }),
   async start(proc, { gateway: config, bus: busConfig }) {
     const { logger } = proc;
-    const bus = await openBus(busConfig, { name: `gateway-${config.node}`, logger: logger.child({ component: 'bus' }) });
-    proc.onStop('bus', () => bus.close());
-    if (proc.stopping) return;
-    const router = new RouterClient({ address: config.routerAddr, grpcTls: config.grpcTls, logger });
-    proc.onStop('router', () => router.close());
-    const logic = new LogicClient({ addresses: config.logicAddresses, grpcTls: config.grpcTls, logger });
-    logic.start();
-    proc.onStop('logic', () => logic.close());
+    const backends = await openGatewayBackends(proc, config, busConfig, `gateway-${config.node}`);
+    if (!backends) return;
+    const { bus, router, logic } = backends;
     const { listen, routerAddr, logicAddresses, grpcTls, tls, ...tuning } = config;
     const gateway = new Gateway({ ...tuning, host: listen.host, port: listen.port, tls: gatewayTlsOptions(tls), logic, router, bus, logger });
     proc.onStop('gateway', () => gateway.stop()); // drains clients; the logic streams close after it

@@ -1,7 +1,9 @@
 /**
- * The gateway node: accepts TCP connections (and WebSocket ones when `ws` is set, ws.ts), indexes them by uid, writes the downlink that
- * arrives on its bus subject, registers sessions and its own load with the router, and drains
- * on stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts).
+ * The gateway node's lifecycle: accepts TCP connections (and WebSocket ones when `ws` is set,
+ * ws.ts), indexes them by uid, writes the downlink that arrives on its bus subject, and drains on
+ * stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts). Its
+ * registration with the router (heartbeats, session lists) is router-link.ts; what a hot upgrade
+ * may do with its connections is the UpgradeHost it exposes (upgrade-seam.ts, used by upgrade/).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -18,14 +20,15 @@ import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
 import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
-import { Connection, type ConnectionContext, ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
+import { Connection, type ConnectionContext, type ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { granuleFor, TimerWheel } from './timer-wheel';
-import { HandOffResult, HandOffSink, handOffConnections } from './handoff';
-import { deliveryItemId, DownlinkTap, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
-import type { AdoptMsg, ConnectionInfo } from './handoff-protocol';
+import { RouterLink } from './router-link';
+import { deliveryItemId, type DownlinkTap, kickItemId, type UpgradeHost, type UpgradeSettings } from './upgrade-seam';
+import { within } from './within';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
 import { LogicClient, type LogicBackend } from './logic-client';
 import { ReloadableTlsContext, type TlsFiles } from './tls';
+import { defaultWsUrl, refuseWs, WsListener, wsTransport } from './ws';
 
 /** The TLS listener: its own address, a certificate and key re-read when their files change (tls.ts). */
 export interface GatewayTlsOptions extends TlsFiles {
@@ -37,8 +40,6 @@ export interface GatewayTlsOptions extends TlsFiles {
   /** How often the files are checked for a change. 10000. */
   reloadIntervalMs?: number;
 }
-import { defaultWsUrl, refuseWs, WsListener, wsTransport } from './ws';
-
 export interface GatewayOptions {
   node: string;
   host: string;
@@ -95,16 +96,16 @@ export interface GatewayOptions {
   drainWindowMs?: number;
   /**
    * false: no listener of its own; a supervisor accepts and passes sockets to acceptSocket()
-   * (supervisor.ts). publicAddr is then required. Default true.
+   * (upgrade/supervisor.ts). publicAddr is then required. Default true.
    */
   listen?: boolean;
   /**
-   * Hot upgrade: this process takes over a running node's connections (adopt()). Until
-   * completeAdoption() it buffers the downlink for connections still in transit and sends the
+   * Hot upgrade: this process takes over a running node's connections (upgrade/handover.ts). Until
+   * the adoption ends it buffers the downlink for connections still in transit and sends the
    * router no session snapshot (that would drop the sessions the old process still holds).
    */
   successor?: boolean;
-  /** Hot upgrade bounds on the downlink items kept during the overlap (handoff-overlap.ts). 200000 / 64 MiB. */
+  /** Hot upgrade bounds on the downlink items kept during the overlap (upgrade/handoff-overlap.ts). 200000 / 64 MiB. */
   maxOverlapItems?: number;
   maxOverlapBytes?: number;
   logger?: Logger;
@@ -113,8 +114,20 @@ export interface GatewayOptions {
 /** Disconnect reason of a session a newer login of its device replaced. */
 export const REPLACED_REASON = 'replaced by a newer login of this device';
 
-/** Disconnect reason of a WebSocket connection closed by a hot upgrade (TCP ones move instead). */
-export const UPGRADE_REASON = 'gateway upgrading: reconnect';
+/** One served connection, as the supervisor's admin status lists it. */
+export interface ConnectionInfo {
+  connId: string;
+  uid: string;
+  deviceId: string;
+  state: string;
+  remoteAddress: string;
+  remotePort: number;
+  /** Received bytes of a frame not yet complete. */
+  pendingBytes: number;
+  /** Came in on the TLS listener. */
+  tls: boolean;
+  transport: 'tcp' | 'ws';
+}
 
 /** Spacing of the DRAINING batches of a drain (see disconnectSpread). */
 export const DRAIN_TICK_MS = 100;
@@ -127,7 +140,6 @@ export class Gateway {
   private readonly ownedLogic: LogicClient | undefined;
   private readonly maxConnections: number;
   private readonly capacity: number;
-  private readonly routerHeartbeatMs: number;
   private readonly drainTimeoutMs: number;
   private readonly drainWindowMs: number;
   private readonly logger: Logger;
@@ -139,6 +151,8 @@ export class Gateway {
   private readonly wsListener: WsListener | undefined;
   private wsUrl = '';
   private readonly conns = new Set<Connection>();
+  /** Waiting for conns to empty (allClosed). */
+  private emptied: Array<() => void> = [];
   /** One timer for every connection's deadlines, and the context they all share. */
   private readonly wheel: TimerWheel;
   private readonly connContext: ConnectionContext;
@@ -154,21 +168,16 @@ export class Gateway {
   private publicAddr = '';
   private tlsPublicAddr = '';
   private unsubscribe: (() => void) | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** Heartbeats (draining: true once a drain began) go on until the end of the drain. */
+  private readonly link: RouterLink;
   private draining = false;
-  /** Set at the end of the drain: heartbeats (draining: true) go on until then. */
-  private drained = false;
   private started = false;
   private unwatchMetrics: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
-  private readonly maxOverlapItems: number;
+  /** During a hot upgrade the tap sees every downlink item first (upgrade/handoff-overlap.ts); otherwise unset. */
   private tap: DownlinkTap | undefined;
-  private handingOff = false;
-  private awaitingAdoption: boolean;
-  /** The hand-over ended: the router gets this process's sessions as the node's (retried by heartbeats until it lands). */
-  private snapshotDue = false;
-  /** The bus's reconnect count at the last heartbeat (a change means missed pushes). */
-  private busReconnects = 0;
+  /** What a hot upgrade may do with this gateway (upgrade/handover.ts drives it). */
+  readonly upgradeHost: UpgradeHost;
 
   constructor(options: GatewayOptions) {
     if (!options.node) throw new ConfigError('node', 'required');
@@ -184,7 +193,7 @@ export class Gateway {
     this.limits = resolveLimits(options);
     this.maxConnections = positiveOption('maxConnections', options.maxConnections, 50_000);
     this.capacity = positiveOption('capacity', options.capacity, this.maxConnections);
-    this.routerHeartbeatMs = positiveOption('routerHeartbeatMs', options.routerHeartbeatMs, 3000);
+    const routerHeartbeatMs = positiveOption('routerHeartbeatMs', options.routerHeartbeatMs, 3000);
     this.drainTimeoutMs = positiveOption('drainTimeoutMs', options.drainTimeoutMs, 5000);
     this.drainWindowMs = positiveOption('drainWindowMs', options.drainWindowMs, 30_000);
     this.plaintext = options.plaintext !== false;
@@ -198,10 +207,18 @@ export class Gateway {
     }
     if (options.ws?.tls && !options.tls) throw new ConfigError('ws.tls', 'needs tls (wss:// uses the TLS listener\'s certificate)');
     if (options.ws && !options.ws.tls && !this.plaintext) throw new ConfigError('ws.tls', 'required with plaintext: false (no plaintext client listener)');
-    this.maxOverlapItems = positiveOption('maxOverlapItems', options.maxOverlapItems, 200_000);
-    const maxOverlapBytes = positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024);
-    this.awaitingAdoption = options.successor === true;
-    if (this.awaitingAdoption) this.tap = new OverlapBuffer(this.maxOverlapItems, maxOverlapBytes);
+    const upgradeSettings: UpgradeSettings = {
+      successor: options.successor === true,
+      maxOverlapItems: positiveOption('maxOverlapItems', options.maxOverlapItems, 200_000),
+      maxOverlapBytes: positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024),
+      drainWindowMs: this.drainWindowMs, drainTimeoutMs: this.drainTimeoutMs,
+    };
+    this.link = new RouterLink({
+      node: options.node, router: options.router, bus: options.bus, intervalMs: routerHeartbeatMs, logger: this.logger,
+      status: () => this.status(), sessions: () => this.sessions(), hintSync: (why) => this.hintSync(why),
+      holdSnapshots: upgradeSettings.successor,
+    });
+    this.upgradeHost = this.makeUpgradeHost(upgradeSettings);
     this.ownedLogic = options.logic ? undefined : new LogicClient({ addresses: options.logicAddresses!, logger: this.logger });
     this.logic = options.logic ?? this.ownedLogic!;
     this.wheel = new TimerWheel({ granuleMs: granuleFor(Math.min(this.limits.authTimeoutMs, this.limits.idleTimeoutMs)) });
@@ -296,7 +313,7 @@ export class Gateway {
       for (const c of g.conns) bytes += c.socket.writableLength;
       return bytes;
     });
-    this.heartbeatLoop(true);
+    this.link.start();
     this.logger.info('gateway listening', { node: this.opts.node, port, publicAddr: this.publicAddr, tlsPort, tlsPublicAddr: this.tlsPublicAddr, wsUrl: this.wsUrl || undefined });
     return { port, tlsPort, wsPort };
   }
@@ -321,19 +338,38 @@ export class Gateway {
     // Out of the route list before anyone is told to reconnect, so no client is sent back here.
     // The heartbeat loop goes on (draining: true) until the end of the drain: a window longer
     // than the router's TTL must not make the router forget the connections not yet moved.
-    if (this.started) await this.withTimeout(this.sendHeartbeat(), this.drainTimeoutMs);
+    if (this.started) await this.link.beat(this.drainTimeoutMs);
     await this.disconnectSpread(deadlineMs);
-    if (!(await this.withTimeout(closed, this.drainTimeoutMs))) {
+    if (!(await within(closed, this.drainTimeoutMs))) {
       for (const c of [...this.conns]) c.destroy();
       await closed;
     }
-    this.drained = true;
-    this.stopHeartbeats();
+    this.link.stop();
+    await this.release('gateway stopped');
+  }
+
+  /** The end of every stop: nothing more from the bus, the wheel, the metrics; the logic client this gateway made is closed. */
+  private async release(what: string): Promise<void> {
+    this.wheel.stop();
+    this.tlsContext?.stop();
     this.unsubscribe?.();
     this.unwatchMetrics?.();
-    this.wheel.stop();
     await this.ownedLogic?.close();
-    this.logger.info('gateway stopped', { node: this.opts.node });
+    this.logger.info(what, { node: this.opts.node });
+  }
+
+  /**
+   * After a hot upgrade moved the connections away: close the rest without a word to the router
+   * (stop() is then this too). Connections that were already closing get their grace period.
+   */
+  closeAfterHandOff(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.draining = true;
+      this.link.stop();
+      if (!(await within(this.allClosed(), this.limits.closeGraceMs))) for (const c of [...this.conns]) c.destroy();
+      await this.release('gateway handed over');
+    })();
+    return this.stopping;
   }
 
   /**
@@ -407,7 +443,7 @@ export class Gateway {
   }
 
   private onClose(conn: Connection): void {
-    this.conns.delete(conn);
+    this.forget(conn);
     if (!conn.authenticated) return;
     this.unindex(conn);
     this.opts.router.unbind([conn.session()]).catch((err) => this.logger.warn('router unbind failed', { err, uid: conn.uid }));
@@ -481,28 +517,6 @@ export class Gateway {
     };
   }
 
-  /**
-   * One heartbeat; a router that did not know this node gets the full session list. The first
-   * heartbeat of a run always sends it, replacing whatever a previous run of this node left.
-   */
-  private async sendHeartbeat(first = false): Promise<void> {
-    // The bus came back since the last beat: pushes published meanwhile never arrived.
-    const reconnects = this.opts.bus.reconnects;
-    if (reconnects !== this.busReconnects) this.hintSync('bus reconnected');
-    this.busReconnects = reconnects;
-    try {
-      const reply = await this.opts.router.heartbeat(this.status());
-      if ((first || !reply.known || this.snapshotDue) && !this.drained && !this.awaitingAdoption) {
-        await this.opts.router.snapshot(this.opts.node, this.sessions());
-        this.snapshotDue = false;
-        // A router that had forgotten this node sent its pushes nowhere until now.
-        if (!first && !reply.known) this.hintSync('router re-registered');
-      }
-    } catch (err) {
-      this.logger.warn('router heartbeat failed', { err });
-    }
-  }
-
   /** Tells every client to sync: the push path was broken, so some pushes may not have come. */
   private hintSync(why: string): void {
     let n = 0;
@@ -512,23 +526,7 @@ export class Gateway {
 
   /** A router heartbeat is scheduled (false once a drain or hand-off ended the loop; tests). */
   get heartbeatScheduled(): boolean {
-    return this.heartbeatTimer !== undefined;
-  }
-
-  private stopHeartbeats(): void {
-    clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = undefined;
-  }
-
-  private heartbeatLoop(first = false): void {
-    this.heartbeatTimer = undefined;
-    if (this.drained || this.handingOff) return;
-    // Chained timeouts, not setInterval: a slow router never gets overlapping heartbeats.
-    // Bounded wait, so a hung router call cannot stop the heartbeats for good.
-    void this.withTimeout(this.sendHeartbeat(first), 3 * this.routerHeartbeatMs).then(() => {
-      if (this.drained || this.handingOff) return;
-      this.heartbeatTimer = setTimeout(() => this.heartbeatLoop(), this.routerHeartbeatMs);
-    });
+    return this.link.scheduled;
   }
 
   private unindex(conn: Connection): void {
@@ -539,11 +537,19 @@ export class Gateway {
   }
 
   /** Without a listener (listen: false) no server 'close' waits for the clients: this does. */
-  private async allClosed(): Promise<void> {
-    while (this.conns.size > 0) await new Promise((r) => setTimeout(r, 20));
+  private allClosed(): Promise<void> {
+    if (this.conns.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.emptied.push(resolve));
   }
 
-  // --- hot upgrade (supervisor.ts runs it; handoff.ts, handoff-overlap.ts) ---
+  /** Drops a connection that closed or left; the last one wakes allClosed(). */
+  private forget(conn: Connection): void {
+    this.conns.delete(conn);
+    if (this.conns.size > 0 || this.emptied.length === 0) return;
+    const waiting = this.emptied;
+    this.emptied = [];
+    for (const resolve of waiting) resolve();
+  }
 
   /**
    * A socket accepted elsewhere (the supervisor's listeners), served like one this gateway
@@ -561,100 +567,6 @@ export class Gateway {
     else this.onSocket(kind === 'tls' ? this.wrapTls(socket) : socket);
   }
 
-  /** Old worker: record the downlink from now on; the successor subscribes next. */
-  prepareHandOff(): void {
-    if (!this.tap && !this.handingOff) this.tap = new OverlapRecord(this.maxOverlapItems);
-  }
-
-  /** Old worker: the upgrade was called off before any connection moved. */
-  abortHandOff(): void {
-    if (this.tap instanceof OverlapRecord && !this.handingOff) this.tap = undefined;
-  }
-
-  /**
-   * Old worker: stop heartbeating (the successor reports the node now) and move every plaintext
-   * TCP connection. A TLS connection cannot move: its session keys live in this process's OpenSSL
-   * state, which no fd passing carries. Each gets Disconnect DRAINING (spread over
-   * min(drainWindowMs, maxMs)) and reconnects, to the new worker through the same listener.
-   * WebSocket connections are not moved either (the ws library's state cannot be exported): they
-   * get Disconnect DRAINING (close code 3000) at once and reconnect to the successor
-   * (docs/operations.md "Hot upgrade"). `reconnected` counts both.
-   */
-  async handOff(sink: HandOffSink, maxMs: number): Promise<HandOffResult & { reconnected: number }> {
-    this.handingOff = true;
-    this.stopHeartbeats();
-    this.tlsContext?.stop();
-    const plain: Connection[] = [];
-    const secure: Connection[] = [];
-    let websockets = 0;
-    for (const c of [...this.conns]) {
-      if (c.transport.name !== 'tcp') {
-        websockets++;
-        c.disconnect(DisconnectCode.DRAINING, UPGRADE_REASON);
-      } else (c.socket instanceof tls.TLSSocket ? secure : plain).push(c);
-    }
-    const reconnect = this.disconnectSpread(Date.now() + Math.min(this.drainWindowMs, maxMs), secure, 'gateway is upgrading; reconnect (a TLS session cannot move to the new process)');
-    const moved = await handOffConnections({
-      conns: plain, flushBus: () => flushBus(this.opts.bus), record: this.tap instanceof OverlapRecord ? this.tap : undefined,
-      sink, maxMs, logger: this.logger,
-      release: (c) => {
-        this.conns.delete(c);
-        this.live--;
-        if (c.authenticated) this.unindex(c);
-      },
-    });
-    await reconnect;
-    return { ...moved, reconnected: secure.length + websockets };
-  }
-
-  /** Old worker, after handOff(): close the rest without a word to the router (stop() is then this too). */
-  closeAfterHandOff(): Promise<void> {
-    this.stopping ??= (async () => {
-      this.draining = true;
-      // Connections that were already closing get their grace period.
-      const deadline = Date.now() + this.limits.closeGraceMs;
-      while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      for (const c of [...this.conns]) c.destroy();
-      this.wheel.stop();
-      this.tlsContext?.stop();
-      this.unsubscribe?.();
-      this.unwatchMetrics?.();
-      await this.ownedLogic?.close();
-      this.logger.info('gateway handed over', { node: this.opts.node });
-    })();
-    return this.stopping;
-  }
-
-  /** New worker: serve a connection the old worker handed over (socket absent: it closed in transit). */
-  adopt(socket: net.Socket | undefined, msg: AdoptMsg): void {
-    if (!socket) return; // completeAdoption()'s snapshot drops its router binding
-    if (msg.conn?.v !== SNAPSHOT_VERSION || this.draining) {
-      this.logger.warn('handed-over connection refused', { version: msg.conn?.v, draining: this.draining });
-      refuse(socket, this.limits.closeGraceMs);
-      return;
-    }
-    const conn = this.register(socket, msg.conn.connId, msg.conn);
-    if (conn.authenticated) this.onAuthenticated(conn); // re-bind: same node and connId
-    if (this.tap instanceof OverlapBuffer && !this.tap.adopted(conn, msg.seen)) {
-      conn.disconnect(DisconnectCode.DRAINING, 'hand-over buffer overflowed; reconnect and sync');
-    }
-  }
-
-  /**
-   * New worker: the old one has moved everything. Once this process has surely received every
-   * item the old one applied (bus flush, then `graceMs` for a NATS cluster's route lag), the
-   * overlap ends and the router gets this process's sessions as the node's.
-   */
-  async completeAdoption(graceMs: number): Promise<void> {
-    if (!this.awaitingAdoption) return;
-    await this.withTimeout(flushBus(this.opts.bus), this.drainTimeoutMs);
-    if (graceMs > 0) await new Promise((r) => setTimeout(r, graceMs));
-    this.tap = undefined;
-    this.awaitingAdoption = false;
-    this.snapshotDue = true;
-    await this.withTimeout(this.sendHeartbeat(), 3 * this.routerHeartbeatMs);
-  }
-
   /** Served connections for the supervisor's admin status (at most `limit`). */
   describeConnections(limit: number): ConnectionInfo[] {
     const out: ConnectionInfo[] = [];
@@ -668,11 +580,36 @@ export class Gateway {
     return out;
   }
 
-  private withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), ms);
-      p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-    });
+  /** The core's side of a hot upgrade (upgrade-seam.ts): closures over this gateway's state. */
+  private makeUpgradeHost(settings: UpgradeSettings): UpgradeHost {
+    return {
+      settings, logger: this.logger,
+      connections: () => [...this.conns],
+      setDownlinkTap: (tap) => { this.tap = tap; },
+      downlinkTap: () => this.tap,
+      flushBus: (maxMs) => within(flushBus(this.opts.bus), maxMs),
+      leaveNode: () => {
+        this.link.stop();
+        this.tlsContext?.stop();
+      },
+      disconnectSpread: (deadlineMs, among, reason) => this.disconnectSpread(deadlineMs, among, reason),
+      release: (c) => {
+        this.forget(c);
+        this.live--;
+        if (c.authenticated) this.unindex(c);
+      },
+      adopt: (socket, snapshot) => {
+        if (snapshot?.v !== SNAPSHOT_VERSION || this.draining) {
+          this.logger.warn('handed-over connection refused', { version: snapshot?.v, draining: this.draining });
+          refuse(socket, this.limits.closeGraceMs);
+          return undefined;
+        }
+        const conn = this.register(socket, snapshot.connId, snapshot);
+        if (conn.authenticated) this.onAuthenticated(conn); // re-bind: same node and connId
+        return conn;
+      },
+      endAdoption: () => this.link.endHold(),
+    };
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * TLS on the gateway, as an operator runs it: real gateway processes (dist/gateway/main.js), a
- * real supervisor (dist/gateway/supervisor-main.js) and `npm start` (dist/embedded/main.js), with
+ * real supervisor (dist/gateway/upgrade/supervisor-main.js) and `npm start` (dist/embedded/main.js), with
  * certificates from a CA made here with openssl. Router and logic (over SQLite) run in this
  * process; the bus between logic and the gateway processes is the shared nats-server.
  */
@@ -22,7 +22,7 @@ import { collect, type Inbox, text } from '../test/harness';
 import { freePort, NATS_URL, needs, reachable } from '../test/infra';
 import { ServiceProc } from '../test/procs';
 import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
-import type { UpgradeResult } from './supervisor';
+import type { UpgradeResult } from './upgrade/supervisor';
 import { startTestBackends } from './test-backends';
 
 const HOST = '127.0.0.1';

@@ -17,7 +17,7 @@ import { encodeDeliveryBatch } from '../proto/delivery';
 import { LENGTH_BYTES } from '../proto/codec';
 import { decode, encode, frameBytes, Op } from '../proto/wire';
 import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
-import { UPGRADE_REASON } from './server';
+import { HandOver, UPGRADE_REASON } from './upgrade/handover';
 import { eventually, Harness, OP_HANG, parseEcho, startGateway, TestClient, token } from './test-support';
 import { WsCloseCode } from './ws';
 
@@ -314,7 +314,7 @@ describe('gateway WebSocket transport', () => {
       await ws.authOk(token('wes'));
       const hang = ws.send({ op: OP_HANG, body: Buffer.from('x') });
       const moved: string[] = [];
-      const r = await h.gateway.handOff(async (msg, socket) => { moved.push(msg.conn.uid); socket.destroy(); }, 2000);
+      const r = await new HandOver(h.gateway.upgradeHost).handOff(async (msg, socket) => { moved.push(msg.conn.uid); socket.destroy(); }, 2000);
       assert.deepEqual([r.handedOver, moved], [1, ['tom']]);
       const d = await ws.disconnectFrame();
       assert.deepEqual([d.code, d.reason, d.reconnect], [DisconnectCode.DRAINING, UPGRADE_REASON, true]);
@@ -439,7 +439,7 @@ describe('gateway WebSocket transport', () => {
       const c = await h.connectWs({ ca });
       await c.authOk(token('wes'));
       const moved: string[] = [];
-      const r = await h.gateway.handOff(async (msg, socket) => { moved.push(msg.conn.uid); socket.destroy(); }, 2000);
+      const r = await new HandOver(h.gateway.upgradeHost).handOff(async (msg, socket) => { moved.push(msg.conn.uid); socket.destroy(); }, 2000);
       assert.deepEqual([r.handedOver, r.reconnected, moved], [0, 1, []]);
       const d = await c.disconnectFrame();
       assert.deepEqual([d.code, d.reason, d.reconnect], [DisconnectCode.DRAINING, UPGRADE_REASON, true]);

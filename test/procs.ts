@@ -49,11 +49,11 @@ export class ServiceProc {
     child.stderr!.on('data', keep);
   }
 
-  /** Spawns `node dist/<svc>/main.js` (the supervisor: dist/gateway/supervisor-main.js) and resolves once it printed its listening line. */
+  /** Spawns `node dist/<svc>/main.js` (the supervisor: dist/gateway/upgrade/supervisor-main.js) and resolves once it printed its listening line. */
   static async spawn(name: string, svc: Main, env: Record<string, string>, timeoutMs = 30_000): Promise<ServiceProc> {
     // Only the given IM_* settings reach the child, whatever the runner's own environment holds.
     const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IM_')));
-    const script = svc === 'gateway-supervisor' ? path.join(DIST, 'gateway', 'supervisor-main.js') : path.join(DIST, svc, 'main.js');
+    const script = svc === 'gateway-supervisor' ? path.join(DIST, 'gateway', 'upgrade', 'supervisor-main.js') : path.join(DIST, svc, 'main.js');
     const child = spawn(process.execPath, [script], {
       // No tracing: nothing collects it here, and export errors would drown the log.
       env: { ...base, IM_LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'],

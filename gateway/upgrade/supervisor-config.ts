@@ -4,9 +4,9 @@
  * instead of failing every worker it forks.
  */
 import * as path from 'node:path';
-import { loadBusConfig } from '../common/backends';
-import { Env, HostPort, parseFlags, Settings } from '../common/config';
-import { gatewayShutdownTimeoutMs, loadGatewayConfig } from './config';
+import { loadBusConfig } from '../../common/backends';
+import { Env, HostPort, parseFlags, Settings } from '../../common/config';
+import { gatewayShutdownTimeoutMs, loadGatewayConfig } from '../config';
 
 export interface SupervisorConfig {
   node: string;

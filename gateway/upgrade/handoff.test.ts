@@ -1,18 +1,19 @@
 /**
- * Both ends of a hand-off inside one process: Gateway.handOff() on a real gateway (the socket
- * lands in a sink instead of an IPC channel), and Gateway.adopt() on a second, listener-less
+ * Both ends of a hand-off inside one process: HandOver.handOff() on a real gateway (the socket
+ * lands in a sink instead of an IPC channel), and HandOver.adopt() on a second, listener-less
  * gateway of the same node serving a real socket with the snapshot. Across real processes:
  * hotswap.test.ts.
  */
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { gatewaySubject } from '../common/bus';
-import { Code } from '../common/errors';
-import { encodeDeliveryBatch } from '../proto/delivery';
-import { decode, encode, Frame, frameBytes, Op } from '../proto/wire';
+import { gatewaySubject } from '../../common/bus';
+import { Code } from '../../common/errors';
+import { encodeDeliveryBatch } from '../../proto/delivery';
+import { decode, encode, Frame, frameBytes, Op } from '../../proto/wire';
 import type { AdoptMsg } from './handoff-protocol';
-import { Gateway } from './server';
-import { eventually, Harness, OP_HANG, parseEcho, SECRET, startGateway, TestClient } from './test-support';
+import { Gateway } from '../server';
+import { HandOver } from './handover';
+import { eventually, Harness, OP_HANG, parseEcho, SECRET, startGateway, TestClient } from '../test-support';
 
 const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });
 const OP_ECHO = 120;
@@ -35,7 +36,8 @@ describe('hand-off inside one process', () => {
   it('old side: replies in flight go out first, the half-received frame and the applied pushes travel with the state, the router binding stays', async () => {
     h = await startGateway();
     const c = await h.login('ann');
-    h.gateway.prepareHandOff();
+    const old = new HandOver(h.gateway.upgradeHost);
+    old.prepare();
     h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ deliveries: [{ uid: 'ann', seq: 5, message: message('m5', 5) }] }));
     await c.take((f) => f.op === Op.PUSH);
     const echoId = c.send({ op: OP_ECHO, body: Buffer.from('answered before the move') });
@@ -47,7 +49,7 @@ describe('hand-off inside one process', () => {
     await eventually(() => [...h.router.sessions.values()].some((s) => s.uid === 'ann'), 'bind');
 
     const out = sink();
-    const r = await h.gateway.handOff(out.send, 5000);
+    const r = await old.handOff(out.send, 5000);
     assert.deepEqual([r.handedOver, r.dropped], [1, 0]);
     const { msg, socket } = out.moved[0];
     assert.equal(parseEcho(await c.reply(echoId)).body, 'answered before the move');
@@ -73,7 +75,7 @@ describe('hand-off inside one process', () => {
     }
     await new Promise((r) => setImmediate(r));
     const out = sink();
-    const r = await h.gateway.handOff(out.send, 300);
+    const r = await new HandOver(h.gateway.upgradeHost).handOff(out.send, 300);
     assert.deepEqual([r.handedOver, r.dropped], [1, 1]);
     assert.equal(out.moved[0].msg.conn.uid, 'bea');
     for (const { socket } of out.moved) socket.destroy();
@@ -84,12 +86,14 @@ describe('hand-off inside one process', () => {
   it('new side: serves a handed-over connection as the same session, completes its frame, replays only what the old side had not applied', async () => {
     h = await startGateway();
     const c = await h.login('dot');
-    h.gateway.prepareHandOff();
+    const old = new HandOver(h.gateway.upgradeHost);
+    old.prepare();
     // The successor: same node, same bus, no listener of its own.
     const next = new Gateway({
       node: h.node, host: '127.0.0.1', port: 0, listen: false, publicAddr: '127.0.0.1:1', successor: true,
       auth: { secret: SECRET }, logic: h.logic, router: h.router, bus: h.bus,
     });
+    const adopting = new HandOver(next.upgradeHost);
     await next.start();
     try {
       const push = (seq: number) => h.bus.publish(gatewaySubject(h.node), encodeDeliveryBatch({ deliveries: [{ uid: 'dot', seq, message: message(`m${seq}`, seq) }] }));
@@ -99,7 +103,7 @@ describe('hand-off inside one process', () => {
       c.socket.write(whole.subarray(0, 10));
       await eventually(() => h.gateway.describeConnections(1)[0]?.pendingBytes === 6, 'half frame read');
       const out = sink();
-      await h.gateway.handOff(out.send, 5000);
+      await old.handOff(out.send, 5000);
       push(2); // after the move: only the successor applies it
       await new Promise((r) => setImmediate(r));
 
@@ -108,7 +112,7 @@ describe('hand-off inside one process', () => {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
       const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
       const client = await TestClient.connect((server.address() as net.AddressInfo).port);
-      next.adopt(await accepted, out.moved[0].msg);
+      adopting.adopt(await accepted, out.moved[0].msg);
       out.moved[0].socket.destroy();
       server.close();
       const replayed = await client.take((f: Frame) => f.op === Op.PUSH);

@@ -4,7 +4,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import type * as net from 'node:net';
-import type { Logger } from '../common/log';
+import type { Logger } from '../../common/log';
 import { isMsg, type AdoptMsg, type FromWorkerMsg, type StatusReplyMsg, type ToWorkerMsg } from './handoff-protocol';
 
 export interface WorkerSpawnOptions {

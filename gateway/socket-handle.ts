@@ -1,5 +1,6 @@
 /**
- * Stopping a socket's reads before its handle crosses to another process.
+ * Stopping a socket's reads before its handle crosses to another process (a hot upgrade: the
+ * supervisor does it before passing a new socket on, a connection before it is handed over).
  *
  * A handle passed with subprocess.send(msg, socket) stays open in the sender until the receiver
  * acknowledges it, and Node only swaps its read callback for a no-op: if libuv is still reading,

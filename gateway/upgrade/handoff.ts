@@ -12,9 +12,10 @@
  * (that reply is lost; the client's request times out and is retried, and sends are idempotent).
  */
 import type * as net from 'node:net';
-import { DisconnectCode } from '../common/errors';
-import type { Logger } from '../common/log';
-import type { Connection } from './connection';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DisconnectCode } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { Connection } from '../connection';
 import type { AdoptMsg } from './handoff-protocol';
 import type { OverlapRecord } from './handoff-overlap';
 
@@ -23,8 +24,8 @@ export type HandOffSink = (msg: AdoptMsg, socket: net.Socket) => Promise<void>;
 
 export interface HandOffOptions {
   conns: Iterable<Connection>;
-  /** Resolves once every bus message sent to this process before the call has been applied. */
-  flushBus: () => Promise<void>;
+  /** Resolves true once every bus message sent to this process before the call has been applied, false after maxMs. */
+  flushBus: (maxMs: number) => Promise<boolean>;
   record: OverlapRecord | undefined;
   /** Forget a connection that left (no router unbind: it lives on, same node and connId). */
   release: (conn: Connection) => void;
@@ -56,7 +57,7 @@ export async function handOffConnections(o: HandOffOptions): Promise<HandOffResu
   const queue = [...o.conns].filter(live); // already closing ones finish closing here
   // Items published before the successor subscribed reach this process only: apply them all
   // while every socket is still here.
-  if (!(await withTimeout(o.flushBus(), o.maxMs))) {
+  if (!(await o.flushBus(o.maxMs))) {
     o.logger.warn('hand-off: bus flush did not finish in time; a push may be missed until the client syncs');
   }
 
@@ -109,14 +110,3 @@ export async function handOffConnections(o: HandOffOptions): Promise<HandOffResu
   return { handedOver, dropped, tookMs: Date.now() - startedMs };
 }
 
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    p.then(() => { clearTimeout(timer); resolve(true); }, () => { clearTimeout(timer); resolve(true); });
-  });
-}

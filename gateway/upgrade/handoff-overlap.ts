@@ -13,26 +13,10 @@
  *
  * An item published before the new worker subscribed reaches the old worker only; the old worker
  * flushes its bus before moving any socket, so it has applied all of those by then.
- * Item ids: `d<seq>` for a delivery (seq is unique per uid), `k<device>/<code>/<reason>[/<connId>]` for a kick.
+ * Item ids (../upgrade-seam.ts): `d<seq>` for a delivery (seq is unique per uid), `k<device>/<code>/<reason>[/<connId>]` for a kick.
  */
-import type { Connection } from './connection';
-
-/** What the gateway's downlink calls for every item while a hand-off is being prepared or run. */
-export interface DownlinkTap {
-  /** Every item, before it is applied to `conns` (the uid's connections here, if any). */
-  observe(uid: string, id: string, bytes: number, apply: (c: Connection) => void, conns: readonly Connection[] | undefined): void;
-  /** True: the old worker already applied this item to this (adopted) connection. */
-  skip(conn: Connection, id: string): boolean;
-}
-
-export function deliveryItemId(seq: number): string {
-  return `d${seq}`;
-}
-
-export function kickItemId(deviceId: string, code: number, reason: string, connId = ''): string {
-  // Without a connId, the form workers of earlier releases use: ids must match across a hot upgrade.
-  return connId ? `k${deviceId}/${code}/${reason}/${connId}` : `k${deviceId}/${code}/${reason}`;
-}
+import type { Connection } from '../connection';
+import type { DownlinkTap } from '../upgrade-seam';
 
 /** Old worker: which items it applied, per uid it holds. */
 export class OverlapRecord implements DownlinkTap {

@@ -4,9 +4,10 @@
  * next worker or adopt them from the previous one (handoff-protocol.ts has the sequence).
  */
 import type * as net from 'node:net';
-import type { Logger } from '../common/log';
+import type { Logger } from '../../common/log';
 import { isMsg, type AdoptMsg, type FromWorkerMsg, type HandedOffMsg, type HandOffMsg, type SocketMsg, type StatusRequestMsg } from './handoff-protocol';
-import type { Gateway } from './server';
+import type { Gateway } from '../server';
+import { HandOver } from './handover';
 
 /** The IPC end of this process (`process` when forked with an IPC channel). */
 export interface WorkerChannel {
@@ -33,6 +34,7 @@ const MAX_STATUS_LIST = 100_000;
 export class GatewayWorker {
   private readonly o: GatewayWorkerOptions;
   private readonly overlapGraceMs: number;
+  private readonly handOver: HandOver;
   private handingOff = false;
   private _handedOff = false;
   private adopted = 0;
@@ -40,6 +42,7 @@ export class GatewayWorker {
   constructor(options: GatewayWorkerOptions) {
     this.o = options;
     this.overlapGraceMs = options.overlapGraceMs ?? 500;
+    this.handOver = new HandOver(options.gateway.upgradeHost);
   }
 
   /** True once every connection left for the next worker: stopping must not drain anything. */
@@ -61,17 +64,17 @@ export class GatewayWorker {
     if (isMsg<SocketMsg>(msg, 'socket')) {
       if (socket) this.o.gateway.acceptSocket(socket, msg.transport === 'ws' ? 'ws' : msg.tls === true ? 'tls' : 'tcp');
     } else if (isMsg<AdoptMsg>(msg, 'adopt')) {
-      this.o.gateway.adopt(socket, msg);
+      this.handOver.adopt(socket, msg);
       if (socket) this.adopted++;
     } else if (isMsg(msg, 'prepare')) {
-      this.o.gateway.prepareHandOff();
+      this.handOver.prepare();
       void this.send({ t: 'prepared' });
     } else if (isMsg<HandOffMsg>(msg, 'hand-off')) {
       void this.handOff(msg.maxMs);
     } else if (isMsg<HandedOffMsg>(msg, 'handed-off')) {
       void this.complete(msg);
     } else if (isMsg(msg, 'abort')) {
-      this.o.gateway.abortHandOff();
+      this.handOver.abort();
     } else if (isMsg<StatusRequestMsg>(msg, 'status')) {
       const limit = Math.min(Math.max(0, Math.floor(msg.limit) || 0), MAX_STATUS_LIST);
       void this.send({
@@ -85,7 +88,7 @@ export class GatewayWorker {
     if (this.handingOff) return;
     this.handingOff = true;
     this.o.logger.info('handing connections over', { connections: this.o.gateway.connectionCount });
-    const r = await this.o.gateway.handOff((msg, socket) => new Promise<void>((resolve, reject) => {
+    const r = await this.handOver.handOff((msg, socket) => new Promise<void>((resolve, reject) => {
       const send = this.o.channel.send;
       if (!send || !this.o.channel.connected) { reject(new Error('no supervisor channel')); return; }
       send.call(this.o.channel, msg, socket, {}, (err) => (err ? reject(err) : resolve()));
@@ -98,7 +101,7 @@ export class GatewayWorker {
   }
 
   private async complete(msg: HandedOffMsg): Promise<void> {
-    await this.o.gateway.completeAdoption(this.overlapGraceMs);
+    await this.handOver.complete(this.overlapGraceMs);
     this.o.logger.info('hand-over complete', {
       adopted: this.adopted, handedOver: msg.handedOver, dropped: msg.dropped, reconnected: msg.reconnected ?? 0,
       predecessorDied: msg.predecessorDied ?? false,

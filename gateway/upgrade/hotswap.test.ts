@@ -1,6 +1,6 @@
 /**
  * Hot upgrade of a gateway, as an operator runs it: a real supervisor process
- * (dist/gateway/supervisor-main.js) replaces its worker process twice — once through the control
+ * (dist/gateway/upgrade/supervisor-main.js) replaces its worker process twice — once through the control
  * port, once through SIGHUP — while SDK clients and a raw client exchange messages without pause.
  * Router and logic (over SQLite) run in this process; the bus is a private nats-server, since the
  * workers are separate processes.
@@ -13,17 +13,17 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { signToken } from '../common/jwt';
-import { ImClient } from '../client/sdk';
-import { LENGTH_BYTES } from '../proto/codec';
-import { decode, encode, Frame, frameBytes, Op, textContent } from '../proto/wire';
-import { CassandraStore } from '../storage/cassandra';
-import { RawClient } from '../test/harness';
-import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../test/infra';
+import { signToken } from '../../common/jwt';
+import { ImClient } from '../../client/sdk';
+import { LENGTH_BYTES } from '../../proto/codec';
+import { decode, encode, Frame, frameBytes, Op, textContent } from '../../proto/wire';
+import { CassandraStore } from '../../storage/cassandra';
+import { RawClient } from '../../test/harness';
+import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../../test/infra';
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
-import { startTestBackends } from './test-backends';
-import { eventually } from './test-support';
+import { startTestBackends } from '../test-backends';
+import { eventually } from '../test-support';
 
 const HOST = '127.0.0.1';
 const SUPERVISOR = path.join(__dirname, 'supervisor-main.js');

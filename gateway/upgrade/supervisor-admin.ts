@@ -10,9 +10,9 @@
  * Same as `kill -HUP <supervisor pid>` for the upgrade, with an answer.
  */
 import * as http from 'node:http';
-import { silentLogger, type Logger } from '../common/log';
+import { silentLogger, type Logger } from '../../common/log';
 import { GatewaySupervisor, UpgradeInProgressError } from './supervisor';
-import { listen } from '../common/net';
+import { listen } from '../../common/net';
 
 export interface SupervisorAdminOptions {
   host: string;

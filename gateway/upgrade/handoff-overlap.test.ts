@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
-import type { Connection } from './connection';
-import { deliveryItemId, kickItemId, OverlapBuffer, OverlapRecord } from './handoff-overlap';
+import type { Connection } from '../connection';
+import { deliveryItemId, kickItemId } from '../upgrade-seam';
+import { OverlapBuffer, OverlapRecord } from './handoff-overlap';
 
 /** The ledgers only key by connection identity and read its uid. */
 const conn = (uid: string) => ({ uid }) as unknown as Connection;

@@ -11,12 +11,12 @@
  * sequence is in handoff-protocol.ts; what keeps pushes exact across it, in handoff-overlap.ts.
  */
 import * as net from 'node:net';
-import { formatHostPort } from '../common/config';
-import { listen } from '../common/net';
-import { Logger, silentLogger } from '../common/log';
+import { formatHostPort } from '../../common/config';
+import { listen } from '../../common/net';
+import { Logger, silentLogger } from '../../common/log';
 import type { AdoptMsg, HandedOffMsg, PreparedMsg, CompleteMsg, StatusReplyMsg } from './handoff-protocol';
-import { stopReading } from './handoff-socket';
-import { positiveOption } from './limits';
+import { stopReading } from '../socket-handle';
+import { positiveOption } from '../limits';
 import { WorkerProcess } from './supervisor-worker';
 
 /** Beyond the old worker's own per-connection bound, before a hand-off without progress counts as failed. */

@@ -26,8 +26,8 @@ describe('gateway supervisor settings', () => {
     assert.throws(() => loadSupervisorConfig({ IM_AUTH_SECRET: SECRET, IM_SUPERVISOR_ADDR: 'nowhere' }, [], '/w.js'), /config IM_SUPERVISOR_ADDR:/);
     assert.throws(() => loadSupervisorConfig({ IM_AUTH_SECRET: SECRET, IM_BUS: 'inprocess' }, [], '/w.js'), /config IM_BUS:/);
     assert.throws(() => loadSupervisorConfig({ IM_AUTH_SECRET: SECRET, IM_HANDOFF_TIMEOUT: 'soon' }, [], '/w.js'), /config IM_HANDOFF_TIMEOUT:/);
-    const c = loadSupervisorConfig({ IM_AUTH_SECRET: SECRET, IM_GATEWAY_ADDR: '127.0.0.1:7300' }, ['--supervisor-addr', '127.0.0.1:7309'], '/opt/im/dist/gateway/worker-main.js');
-    assert.deepEqual([c.listen, c.controlAddr, c.workerScript], [{ host: '127.0.0.1', port: 7300 }, { host: '127.0.0.1', port: 7309 }, '/opt/im/dist/gateway/worker-main.js']);
+    const c = loadSupervisorConfig({ IM_AUTH_SECRET: SECRET, IM_GATEWAY_ADDR: '127.0.0.1:7300' }, ['--supervisor-addr', '127.0.0.1:7309'], '/opt/im/dist/gateway/upgrade/worker-main.js');
+    assert.deepEqual([c.listen, c.controlAddr, c.workerScript], [{ host: '127.0.0.1', port: 7300 }, { host: '127.0.0.1', port: 7309 }, '/opt/im/dist/gateway/upgrade/worker-main.js']);
     assert.equal(loadSupervisorConfig({ IM_AUTH_SECRET: SECRET }, [], '/w.js').controlAddr, undefined, 'the control port is off unless set');
   });
 

@@ -15,7 +15,8 @@
  *   old -> supervisor   handed-off       forwarded to new; old exits
  *   new -> supervisor   complete         new has ended the overlap and told the router
  */
-import type { ConnectionSnapshot } from './connection';
+import type { ConnectionSnapshot } from '../connection';
+import type { ConnectionInfo } from '../server';
 
 /**
  * A new client connection accepted by the supervisor (+ socket), not read yet. tls: it came in on
@@ -52,21 +53,6 @@ export interface HandedOffMsg {
 }
 export interface CompleteMsg { t: 'complete'; adopted: number }
 export interface StatusRequestMsg { t: 'status'; id: number; limit: number }
-
-/** One served connection, as the admin status lists it. */
-export interface ConnectionInfo {
-  connId: string;
-  uid: string;
-  deviceId: string;
-  state: string;
-  remoteAddress: string;
-  remotePort: number;
-  /** Received bytes of a frame not yet complete. */
-  pendingBytes: number;
-  /** Came in on the TLS listener. */
-  tls: boolean;
-  transport: 'tcp' | 'ws';
-}
 
 export interface StatusReplyMsg {
   t: 'status';
