@@ -1,3 +1,7 @@
+/**
+ * The gateway's settings as config.ts reads them from env and flags (and the supervisor's, which
+ * take the gateway's): defaults, the WebSocket and TLS listeners, bad values refused naming the setting.
+ */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,3 +1,7 @@
+/**
+ * One client connection on a real gateway over TCP: the handshake, requests to logic, bad input
+ * and the timeouts, each with the documented error or Disconnect code.
+ */
 import * as assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Code, DisconnectCode } from '../common/errors';

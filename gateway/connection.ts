@@ -9,11 +9,12 @@
  * object's part (state handed-off) and returns a ConnectionSnapshot, from which the next process
  * builds the same connection around the same socket (`adopt`).
  *
- * The framing under it is a Transport: TCP (a stream of length-prefixed frames, below) or
- * WebSocket (one binary message per frame, ws.ts). Everything else — handshake, limits, rate
- * limits, deadlines, backpressure, drain — is this one class for both.
+ * Under it, two seams: the byte pipe is a ClientSocket (a TCP or TLS socket as it is, or an
+ * in-memory one in a test: connection-memory.test.ts; client-socket.ts), and the framing on it is a Transport: TCP
+ * (a stream of length-prefixed frames, below) or WebSocket (one binary message per frame, ws.ts).
+ * Everything else — handshake, limits, rate limits, deadlines, backpressure, drain — is this one
+ * class for every kind.
  */
-import type * as net from 'node:net';
 import { Code, DisconnectCode, InvalidUtf8Error, isRetryableCode, shouldReconnect, TokenExpiredError } from '../common/errors';
 import { type TokenAuth, verifyToken } from '../common/jwt';
 import type { Logger } from '../common/log';
@@ -24,7 +25,7 @@ import { FrameDecoder } from '../proto/codec';
 import { decode, decodeFrame, encode, FIRST_BUSINESS_OP, Frame, frameBytes, Op } from '../proto/wire';
 import type { ConnectionLimits } from './limits';
 import type { LogicCaller } from './logic-client';
-import { stopReading } from './socket-handle';
+import { type ClientSocket, stopReading } from './client-socket';
 import { TokenBucket, WindowCounter } from './rate-limit';
 import type { TimerWheel, WheelItem } from './timer-wheel';
 
@@ -76,7 +77,7 @@ export interface ConnectionContext {
 /**
  * How a connection's frames travel. Stateless and shared by every connection of its kind: what a
  * connection needs of its own is its socket and `link` (undefined for TCP; the WebSocket for ws.ts),
- * so an idle TCP connection costs no more than before. Either way the TCP socket under it is
+ * so an idle TCP connection costs no more than before. Either way the byte pipe under it is
  * `socket`: its write queue is the one backpressure counts, and its 'close' ends the connection.
  */
 export interface Transport {
@@ -91,7 +92,7 @@ export interface Transport {
 
 /** The socket's back reference: listeners are shared functions, called with the socket as this. */
 const CONN = Symbol('connection');
-type ConnSocket = net.Socket & { [CONN]?: Connection };
+type ConnSocket = ClientSocket & { [CONN]?: Connection };
 
 /** Length-prefixed frames on the TCP stream itself (docs/protocol.md). */
 export const tcpTransport: Transport = {
@@ -112,8 +113,10 @@ function onSocketData(this: ConnSocket, chunk: Buffer): void {
   this[CONN]?.receive(chunk);
 }
 
+export type { ClientSocket };
+
 export class Connection implements WheelItem {
-  readonly socket: net.Socket;
+  readonly socket: ClientSocket;
   readonly connId: string;
   readonly transport: Transport;
   /** The transport's per-connection state (the WebSocket); undefined for TCP. */
@@ -142,7 +145,7 @@ export class Connection implements WheelItem {
 
   /** `adopt`: serve a connection another process handed over (same connId, no new handshake). */
   constructor(
-    context: ConnectionContext, socket: net.Socket, connId: string, adopt?: ConnectionSnapshot,
+    context: ConnectionContext, socket: ClientSocket, connId: string, adopt?: ConnectionSnapshot,
     transport: Transport = tcpTransport, link?: unknown,
   ) {
     this.opts = context;
@@ -167,8 +170,8 @@ export class Connection implements WheelItem {
     }
 
     const s = this.socket as ConnSocket;
-    s.setNoDelay(true);
-    s.setKeepAlive(true, 60_000);
+    s.setNoDelay?.(true);
+    s.setKeepAlive?.(true, 60_000);
     s[CONN] = this;
     transport.attach(this);
     s.on('error', Connection.onSocketError);
@@ -537,6 +540,6 @@ export class Connection implements WheelItem {
   }
 }
 
-function destroySocket(socket: net.Socket): void {
+function destroySocket(socket: ClientSocket): void {
   socket.destroy();
 }

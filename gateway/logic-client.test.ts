@@ -1,3 +1,7 @@
+/**
+ * The gateway's client of logic against real gRPC servers: batched calls on one stream per logic
+ * address, backpressure, round-robin, a logic restart, broken streams, timeouts, OVERLOADED.
+ */
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';

@@ -1,3 +1,6 @@
+/**
+ * The token bucket and the rejection window that a connection's flood limit is made of.
+ */
 import * as assert from 'node:assert/strict';
 import { TokenBucket, WindowCounter } from './rate-limit';
 

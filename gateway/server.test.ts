@@ -1,3 +1,7 @@
+/**
+ * The gateway node on a real listener with an in-memory router and bus: pushes and kicks from the
+ * bus, replaced logins, router bind/unbind/heartbeats, capacity, stop(), bad options.
+ */
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { gatewaySubject, kickSubject } from '../common/bus';

@@ -1,3 +1,7 @@
+/**
+ * The one timer for every connection's deadlines, on an injected clock: scheduling, rescheduling,
+ * cancelling, a long stall, and the granule a timeout gets.
+ */
 import * as assert from 'node:assert/strict';
 import { granuleFor, TimerWheel, WheelItem } from './timer-wheel';
 

@@ -1,3 +1,7 @@
+/**
+ * The two ledgers that keep each downlink item to each connection exactly once while two workers
+ * of a node overlap in a hot upgrade (handoff-overlap.ts).
+ */
 import * as assert from 'node:assert/strict';
 import type { Connection } from '../connection';
 import { deliveryItemId, kickItemId } from '../upgrade-seam';

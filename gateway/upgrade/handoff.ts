@@ -23,6 +23,7 @@ import type { OverlapRecord } from './handoff-overlap';
 export type HandOffSink = (msg: AdoptMsg, socket: net.Socket) => Promise<void>;
 
 export interface HandOffOptions {
+  /** Connections on a plaintext TCP socket (a net.Socket: only those can change process). */
   conns: Iterable<Connection>;
   /** Resolves true once every bus message sent to this process before the call has been applied, false after maxMs. */
   flushBus: (maxMs: number) => Promise<boolean>;
@@ -67,7 +68,7 @@ export async function handOffConnections(o: HandOffOptions): Promise<HandOffResu
   const move = (c: Connection) => {
     const msg: AdoptMsg = { t: 'adopt', conn: c.detach(), seen: o.record?.seen(c.uid) ?? [] };
     o.release(c);
-    const p = o.sink(msg, c.socket).then(
+    const p = o.sink(msg, c.socket as net.Socket).then(
       () => { handedOver++; },
       (err: unknown) => {
         dropped++;

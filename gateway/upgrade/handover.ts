@@ -3,7 +3,7 @@
  * worker's side (prepare, hand off, abort) and the new worker's (adopt, complete). worker.ts calls
  * these as the supervisor's messages arrive (handoff-protocol.ts has the sequence).
  */
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DisconnectCode } from '../../common/errors';
@@ -54,10 +54,10 @@ export class HandOver {
     host.leaveNode();
     const plain: Connection[] = [];
     const secure: Connection[] = [];
-    let websockets = 0;
+    let reconnectedNow = 0;
     for (const c of host.connections()) {
-      if (c.transport.name !== 'tcp') {
-        websockets++;
+      if (c.transport.name !== 'tcp' || !(c.socket instanceof net.Socket)) {
+        reconnectedNow++;
         c.disconnect(DisconnectCode.DRAINING, UPGRADE_REASON);
       } else (c.socket instanceof tls.TLSSocket ? secure : plain).push(c);
     }
@@ -71,7 +71,7 @@ export class HandOver {
       sink, maxMs, logger: host.logger, release: (c) => host.release(c),
     });
     await reconnect;
-    return { ...moved, reconnected: secure.length + websockets };
+    return { ...moved, reconnected: secure.length + reconnectedNow };
   }
 
   /** New worker: serve a connection the old worker handed over (socket absent: it closed in transit). */

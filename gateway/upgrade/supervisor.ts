@@ -15,7 +15,7 @@ import { formatHostPort } from '../../common/config';
 import { listen } from '../../common/net';
 import { Logger, silentLogger } from '../../common/log';
 import type { AdoptMsg, HandedOffMsg, PreparedMsg, CompleteMsg, StatusReplyMsg } from './handoff-protocol';
-import { stopReading } from '../socket-handle';
+import { stopReading } from '../client-socket';
 import { positiveOption } from '../limits';
 import { WorkerProcess } from './supervisor-worker';
 
