@@ -8,7 +8,8 @@ import { gatewaySubject, kickSubject } from '../common/bus';
 import { Code, DisconnectCode } from '../common/errors';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
-import { Gateway, REPLACED_REASON } from './server';
+import { REPLACED_REASON } from './downlink';
+import { Gateway } from './server';
 import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './test-support';
 import { InProcessBus } from '../common/bus';
 

@@ -1,29 +1,28 @@
 /**
- * The gateway node's lifecycle: accepts TCP connections (and WebSocket ones when `ws` is set,
- * ws.ts), indexes them by uid, writes the downlink that arrives on its bus subject, and drains on
- * stop. Business-agnostic: ops >= 100 travel to logic as opaque bytes (see connection.ts). Its
- * registration with the router (heartbeats, session lists) is router-link.ts; what a hot upgrade
- * may do with its connections is the UpgradeHost it exposes (upgrade-seam.ts, used by upgrade/).
+ * The gateway node's lifecycle: its listeners (TCP, TLS, WebSocket when `ws` is set: ws.ts), the
+ * connections it holds, start, and the drain on stop. Business-agnostic: ops >= 100 travel to
+ * logic as opaque bytes (see connection.ts). Beside it: the uid index and what the bus brings
+ * for it (downlink.ts), the registration with the router (router-link.ts), and what a hot upgrade
+ * may do with its connections, the UpgradeHost it exposes (upgrade-seam.ts, used by upgrade/).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { WebSocket } from 'ws';
 import { randomBytes } from 'node:crypto';
-import { Bus, BusHeaders, flushBus, gatewaySubject, kickSubject } from '../common/bus';
+import { Bus, flushBus, gatewaySubject, kickSubject } from '../common/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
 import { Logger, silentLogger } from '../common/log';
 import { listen } from '../common/net';
-import { gatewayPush, watchGateway } from '../common/telemetry-hooks';
+import { watchGateway } from '../common/telemetry-hooks';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
-import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
-import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { encode, frameBytes, Op } from '../proto/wire';
 import { Connection, type ConnectionContext, type ConnectionSnapshot, SNAPSHOT_VERSION } from './connection';
 import { granuleFor, TimerWheel } from './timer-wheel';
+import { Downlink } from './downlink';
 import { RouterLink } from './router-link';
-import { deliveryItemId, type DownlinkTap, kickItemId, type UpgradeHost, type UpgradeSettings } from './upgrade-seam';
+import type { UpgradeHost, UpgradeSettings } from './upgrade-seam';
 import { within } from './within';
 import { ConnectionLimits, positiveOption, resolveLimits } from './limits';
 import { LogicClient, type LogicBackend } from './logic-client';
@@ -111,9 +110,6 @@ export interface GatewayOptions {
   logger?: Logger;
 }
 
-/** Disconnect reason of a session a newer login of its device replaced. */
-export const REPLACED_REASON = 'replaced by a newer login of this device';
-
 /** One served connection, as the supervisor's admin status lists it. */
 export interface ConnectionInfo {
   connId: string;
@@ -156,11 +152,8 @@ export class Gateway {
   /** One timer for every connection's deadlines, and the context they all share. */
   private readonly wheel: TimerWheel;
   private readonly connContext: ConnectionContext;
-  /**
-   * A uid's authenticated connections here. Arrays replaced on change (never mutated), so a loop
-   * over one is safe while kicks close connections; a 1-element array costs a third of a Set.
-   */
-  private readonly byUid = new Map<string, readonly Connection[]>();
+  /** The uid index and what the bus brings for it. */
+  private readonly downlink: Downlink;
   /** Distinguishes this process's connection ids from a previous run of the same node. */
   private readonly connPrefix = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   private connSeq = 0;
@@ -174,8 +167,6 @@ export class Gateway {
   private started = false;
   private unwatchMetrics: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
-  /** During a hot upgrade the tap sees every downlink item first (upgrade/handoff-overlap.ts); otherwise unset. */
-  private tap: DownlinkTap | undefined;
   /** What a hot upgrade may do with this gateway (upgrade/handover.ts drives it). */
   readonly upgradeHost: UpgradeHost;
 
@@ -213,6 +204,7 @@ export class Gateway {
       maxOverlapBytes: positiveOption('maxOverlapBytes', options.maxOverlapBytes, 64 * 1024 * 1024),
       drainWindowMs: this.drainWindowMs, drainTimeoutMs: this.drainTimeoutMs,
     };
+    this.downlink = new Downlink({ node: options.node, bus: options.bus, logger: this.logger });
     this.link = new RouterLink({
       node: options.node, router: options.router, bus: options.bus, intervalMs: routerHeartbeatMs, logger: this.logger,
       status: () => this.status(), sessions: () => this.sessions(), hintSync: (why) => this.hintSync(why),
@@ -302,8 +294,8 @@ export class Gateway {
     const publicHost = publicAddr ? parseHostPort(publicAddr)!.host : ws?.host;
     if (ws) this.wsUrl = ws.publicUrl ?? defaultWsUrl(publicHost ?? ws.host, wsPort!, ws.tls === true);
     const unsubs = [
-      this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.onBus(data, headers)),
-      this.opts.bus.subscribe(kickSubject(this.opts.node), (data) => this.onBus(data, undefined, true)),
+      this.opts.bus.subscribe(gatewaySubject(this.opts.node), (data, headers) => this.downlink.onBus(data, headers)),
+      this.opts.bus.subscribe(kickSubject(this.opts.node), (data) => this.downlink.onBus(data, undefined, true)),
     ];
     this.unsubscribe = () => { for (const u of unsubs) u(); };
     // Throws (ConfigError) when NATS refused a subscription: this node would never get a push.
@@ -410,98 +402,18 @@ export class Gateway {
   }
 
   private onAuthenticated(conn: Connection): void {
-    const held = this.byUid.get(conn.uid);
-    // A literal and concat size their arrays exactly (a spread leaves spare capacity).
-    this.byUid.set(conn.uid, held ? held.concat(conn) : [conn]);
+    this.downlink.index(conn);
     this.opts.router.bind([conn.session()]).then(
-      (displaced) => this.kickDisplaced(displaced),
+      (displaced) => this.downlink.kickDisplaced(displaced),
       (err) => this.logger.warn('router bind failed', { err, uid: conn.uid }),
     );
-  }
-
-  /**
-   * A newer login of the same uid and device id replaced these sessions (the router decided, so
-   * of two logins at once exactly one survives): KICKED, here if this node holds the connection,
-   * else by a kick on its node's bus subject.
-   */
-  private kickDisplaced(displaced: SessionRef[]): void {
-    for (const d of displaced) {
-      const kick = { uid: d.uid, deviceId: d.deviceId, connId: d.connId, code: DisconnectCode.KICKED, reason: REPLACED_REASON };
-      if (d.node === this.opts.node) {
-        for (const c of [...(this.byUid.get(d.uid) ?? [])]) this.kickOne(kick, c);
-      } else {
-        this.opts.bus.publish(kickSubject(d.node), encodeDeliveryBatch({ kicks: [kick] }));
-      }
-    }
-  }
-
-  /** Applies a kick to one of its uid's connections: every device, one device, or one connection. */
-  private kickOne(k: Kick, c: Connection): void {
-    if (k.deviceId !== '' && k.deviceId !== c.deviceId) return;
-    if (k.connId && k.connId !== c.connId) return;
-    c.disconnect(k.code || DisconnectCode.KICKED, k.reason || 'kicked');
   }
 
   private onClose(conn: Connection): void {
     this.forget(conn);
     if (!conn.authenticated) return;
-    this.unindex(conn);
+    this.downlink.unindex(conn);
     this.opts.router.unbind([conn.session()]).catch((err) => this.logger.warn('router unbind failed', { err, uid: conn.uid }));
-  }
-
-  /** kicksOnly: from the kick subject, which other gateways may publish on: pushes there are ignored. */
-  private onBus(data: Uint8Array, headers?: BusHeaders, kicksOnly = false): void {
-    let batch: DeliveryBatch;
-    try {
-      batch = decodeDeliveryBatch(data);
-    } catch (err) {
-      this.logger.warn('undecodable delivery batch dropped', { err, bytes: data.length });
-      return;
-    }
-    if (kicksOnly && (batch.pushes.length > 0 || batch.deliveries.length > 0)) {
-      this.logger.warn('pushes on the kick subject ignored', { pushes: batch.pushes.length, deliveries: batch.deliveries.length });
-      batch = { ...batch, pushes: [], deliveries: [] };
-    }
-    for (const p of batch.pushes) {
-      const shared = p.message;
-      for (const t of p.targets) {
-        // One head per uid, made on first use and shared by its connections here; the body is
-        // shared by every target.
-        let head: Buffer | undefined;
-        const write = (c: Connection) => c.pushFrame(head ??= pushFrameHead(t.seq, shared.length), shared);
-        this.push(t.uid, t.seq, t.exceptConnId ?? '', shared.length + PUSH_HEAD_MAX_BYTES, write, p, headers);
-      }
-    }
-    for (const d of batch.deliveries) {
-      const frame = frameBytes({ op: Op.PUSH, requestId: 0, body: d.message });
-      this.push(d.uid, d.seq, '', frame.length, (c) => c.pushFrame(frame), d, headers);
-    }
-    // During a hot upgrade the tap sees every item first (handoff-overlap.ts); otherwise it is unset.
-    const tap = this.tap;
-    for (const k of batch.kicks) {
-      const set = this.byUid.get(k.uid);
-      const id = tap ? kickItemId(k.deviceId, k.code, k.reason, k.connId) : '';
-      tap?.observe(k.uid, id, 0, (c) => this.kickOne(k, c), set);
-      if (!set) continue;
-      for (const c of [...set]) if (!tap?.skip(c, id)) this.kickOne(k, c);
-    }
-  }
-
-  /** Writes one uid's push (its inbox seq `seq`) to each of its connections here but `exceptConnId`. */
-  private push(
-    uid: string, seq: number, exceptConnId: string, bytes: number, write: (c: Connection) => boolean,
-    telemetry: { traceParent?: string; sentAtMs?: number }, headers: BusHeaders | undefined,
-  ): void {
-    const set = this.byUid.get(uid);
-    const tap = this.tap;
-    const id = tap ? deliveryItemId(seq) : '';
-    const apply = (c: Connection): boolean => c.connId !== exceptConnId && write(c);
-    tap?.observe(uid, id, bytes, (c) => { apply(c); }, set);
-    if (!set) return; // gone since logic looked it up: the client syncs on reconnect
-    const span = gatewayPush(this.opts.node, telemetry, headers);
-    let pushed = 0;
-    for (const c of [...set]) if (!tap?.skip(c, id) && apply(c)) pushed++;
-    span.end(pushed);
   }
 
   private sessions(): SessionRef[] {
@@ -527,13 +439,6 @@ export class Gateway {
   /** A router heartbeat is scheduled (false once a drain or hand-off ended the loop; tests). */
   get heartbeatScheduled(): boolean {
     return this.link.scheduled;
-  }
-
-  private unindex(conn: Connection): void {
-    const rest = this.byUid.get(conn.uid)?.filter((c) => c !== conn);
-    if (!rest) return;
-    if (rest.length === 0) this.byUid.delete(conn.uid);
-    else this.byUid.set(conn.uid, rest);
   }
 
   /** Without a listener (listen: false) no server 'close' waits for the clients: this does. */
@@ -585,8 +490,8 @@ export class Gateway {
     return {
       settings, logger: this.logger,
       connections: () => [...this.conns],
-      setDownlinkTap: (tap) => { this.tap = tap; },
-      downlinkTap: () => this.tap,
+      setDownlinkTap: (tap) => { this.downlink.tap = tap; },
+      downlinkTap: () => this.downlink.tap,
       flushBus: (maxMs) => within(flushBus(this.opts.bus), maxMs),
       leaveNode: () => {
         this.link.stop();
@@ -596,7 +501,7 @@ export class Gateway {
       release: (c) => {
         this.forget(c);
         this.live--;
-        if (c.authenticated) this.unindex(c);
+        if (c.authenticated) this.downlink.unindex(c);
       },
       adopt: (socket, snapshot) => {
         if (snapshot?.v !== SNAPSHOT_VERSION || this.draining) {
