@@ -99,9 +99,10 @@ export interface GatewayOptions {
    */
   listen?: boolean;
   /**
-   * Hot upgrade: this process takes over a running node's connections (upgrade/handover.ts). Until
-   * the adoption ends it buffers the downlink for connections still in transit and sends the
-   * router no session snapshot (that would drop the sessions the old process still holds).
+   * Hot upgrade: this process takes over a running node's connections (upgrade/handover.ts, whose
+   * HandOver is made on upgradeHost before start()). Until the adoption ends it buffers the downlink
+   * for connections still in transit and sends the router no session snapshot (that would drop the
+   * sessions the old process still holds).
    */
   successor?: boolean;
   /** Hot upgrade bounds on the downlink items kept during the overlap (upgrade/handoff-overlap.ts). 200000 / 64 MiB. */
