@@ -129,6 +129,8 @@ function encodeBody(rows: Tracked[]): Buffer {
 }
 
 interface Replayable extends TableRow { shard: number; epoch: number }
+/** A log read from its mark: its rows, and the partitions they came from. */
+interface ReadLog { rows: Replayable[]; firstPart: number; parts: number }
 
 function decodeBody(body: Buffer): Replayable[] {
   const parsed = JSON.parse(body.toString('utf8')) as
@@ -199,6 +201,8 @@ export class OwnerLog {
   /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
   private readonly unflushedAt = new Map<number, number>();
   private markWritten = 0;
+  /** When this incarnation's log_marks row was last written by register() (0: not yet). */
+  private registeredAtMs = 0;
   private logProcess = '';
   /** The position of the log write in flight (its rows are not tracked yet), or 0. */
   private loggingPos = 0;
@@ -216,6 +220,8 @@ export class OwnerLog {
       read: `SELECT pos, body FROM ${ks}.store_log WHERE process = ? AND part = ? AND pos > ?`,
       mark: `INSERT INTO ${ks}.log_marks (process, flushed) VALUES (?, ?)`,
       getMark: `SELECT flushed FROM ${ks}.log_marks WHERE process = ?`,
+      marks: `SELECT process FROM ${ks}.log_marks`,
+      dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
       dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
     };
     this.timer = setInterval(() => { void this.flush(); }, Math.max(10, o.writeBehindMs));
@@ -337,6 +343,7 @@ export class OwnerLog {
       this.pos = 0;
       this.markWritten = 0;
       this.partsDeletedBelow = 0;
+      this.registeredAtMs = 0;
     }
     const generation = this.generation;
     const pos = ++this.pos;
@@ -344,6 +351,7 @@ export class OwnerLog {
     let rows: Tracked[] = [];
     try {
       this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
+      await this.register(process);
       const ts = this.o.nextTs();
       rows = take.flatMap((w) => w.rows.map((r): Tracked => ({
         query: r.query, params: r.params, routingKey: r.routingKey, bytes: r.bytes, replaces: r.replaces,
@@ -365,6 +373,18 @@ export class OwnerLog {
       this.unflushedAt.set(pos, rows.length);
     }
     for (const w of take) w.resolve();
+  }
+
+  /**
+   * Lists this log in `log_marks` before its first row (and again daily, ahead of the row's TTL),
+   * so a process that dies before it ever wrote a mark is still found by the orphan sweep.
+   */
+  private async register(process: string): Promise<void> {
+    const now = Date.now();
+    if (now - this.registeredAtMs < 86_400_000) return;
+    await this.o.gate.run(() => this.o.client.execute(this.q.mark, [process, this.markWritten],
+      { prepare: true, readTimeout: this.o.lease.writeTimeoutMs }));
+    this.registeredAtMs = now;
   }
 
   private track(r: Tracked): void {
@@ -488,7 +508,7 @@ export class OwnerLog {
   // --- replay ----------------------------------------------------------------------------------
 
   /** Decoded logs of other processes, read once per takeover wave (every shard of a dead process replays from one read). */
-  private readonly replayCache = new Map<string, { at: number; rows: Promise<Replayable[]> }>();
+  private readonly replayCache = new Map<string, { at: number; rows: Promise<ReadLog> }>();
 
   /**
    * Writes to their tables the rows `process` logged for `shard` in `epoch` that it may not have
@@ -503,7 +523,7 @@ export class OwnerLog {
       this.replayCache.set(process, cached);
       cached.rows.catch(() => this.replayCache.delete(process));
     }
-    const rows = (await cached.rows).filter((r) => r.shard === shard && r.epoch === epoch);
+    const rows = (await cached.rows).rows.filter((r) => r.shard === shard && r.epoch === epoch);
     if (rows.length > 0) {
       await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
       this.o.logger.info('cassandra store: replayed a previous owner\'s log', { process, shard, epoch, rows: rows.length });
@@ -511,12 +531,48 @@ export class OwnerLog {
     return rows.length;
   }
 
-  private async readLog(process: string): Promise<Replayable[]> {
+  /**
+   * The logs listed in `log_marks` (every process that logged in the last 7 days and was not
+   * swept since), for the orphan sweep (cassandra-orphans.ts).
+   */
+  async listed(): Promise<string[]> {
+    const out: string[] = [];
+    let pageState: string | undefined;
+    do {
+      const page = await this.o.client.execute(this.q.marks, [], { prepare: true, fetchSize: 1000, pageState });
+      for (const r of page.rows) out.push(String(r.process));
+      pageState = page.pageState ?? undefined;
+    } while (pageState);
+    return out;
+  }
+
+  /**
+   * Writes to their tables every row a dead process logged after its mark, whatever shard or
+   * epoch (each keeps its logged timestamp, so a newer write of a later owner still wins), then
+   * deletes its log and its mark. Only for a process whose lease is over (past the skew margin).
+   */
+  async replayAll(process: string): Promise<number> {
+    this.replayCache.delete(process);
+    const { rows, firstPart, parts } = await this.readLog(process);
+    if (rows.length > 0) {
+      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      this.o.logger.info('cassandra store: replayed the log of a process that is gone', { process, rows: rows.length });
+    }
+    for (let part = firstPart; part < firstPart + parts; part++) {
+      await this.o.client.execute(this.q.dropPart, [process, part], { prepare: true });
+    }
+    await this.o.client.execute(this.q.dropMark, [process], { prepare: true });
+    return rows.length;
+  }
+
+  private async readLog(process: string): Promise<ReadLog> {
     const rs = await this.o.client.execute(this.q.getMark, [process], { prepare: true });
     const mark = num(rs.first()?.flushed) ?? 0;
     const out: Replayable[] = [];
+    const firstPart = Math.floor((mark + 1) / this.o.partRows);
+    let parts = 0;
     // Log rows carry a whole round each (up to maxLogBytes): a few per page.
-    for (let part = Math.floor((mark + 1) / this.o.partRows); ; part++) {
+    for (let part = firstPart; ; part++, parts++) {
       let rows = 0;
       let pageState: string | undefined;
       do {
@@ -527,7 +583,7 @@ export class OwnerLog {
       } while (pageState);
       if (rows === 0) break;
     }
-    return out;
+    return { rows: out, firstPart, parts };
   }
 }
 

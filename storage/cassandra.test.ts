@@ -35,7 +35,12 @@ function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): Cass
  * stays until it ends, nothing logged is written to the tables any more, the driver closes.
  */
 async function killHard(store: CassandraStore): Promise<void> {
-  const inner = store as unknown as { lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client };
+  const inner = store as unknown as {
+    lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client;
+    balancer: { close(): Promise<void> }; orphans: { close(): Promise<void> };
+  };
+  await inner.balancer.close();
+  await inner.orphans.close();
   inner.log.close();
   inner.log.drop();
   await inner.lease.close({ keepRow: true });
@@ -207,6 +212,31 @@ describe('CassandraStore (real Cassandra)', function () {
         const retry = await next.appendMessage({ ...direct(alice, bob, 'm9'), clientMsgId: acked[9].message.clientMsgId, msgId: newId(), sentAtMs: acked[9].message.sentAtMs, content: acked[9].message.content });
         assert.equal(retry.message.msgId, acked[9].message.msgId);
         assert.equal(retry.duplicate, true);
+      } finally {
+        await next.close();
+      }
+    });
+  });
+
+  describe('orphaned logs', () => {
+    it('a dead process\'s log is written to the tables and deleted once its lease is over, though no key of it is used again', async () => {
+      // Dies before its first write-behind window and before it ever wrote a log mark.
+      const dead = await CassandraStore.open(tiny({ leaseMs: 1000, writeBehindMs: 60_000 }));
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      for (let i = 0; i < 3; i++) await dead.appendMessage(direct(alice, bob, `m${i}`));
+      const inboxRows = async () => (await Promise.all([0, 1].map((b) =>
+        admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = ?`, [bob, b], { prepare: true })))).flatMap((rs) => rs.rows);
+      const logged = async () => (await admin.execute(`SELECT process FROM ${TINY_KS}.log_marks WHERE process = ?`, [dead.processId], { prepare: true })).rows.length
+        + (await admin.execute(`SELECT pos FROM ${TINY_KS}.store_log WHERE process = ? AND part = 0`, [dead.processId], { prepare: true })).rows.length;
+      assert.deepEqual(await inboxRows(), [], 'only in the owner log');
+      assert.ok(await logged() > 1, 'the log is listed in log_marks and holds the rows');
+      await killHard(dead);
+      // Nothing here reads or writes bob: the next store's sweep finds the dead process's log.
+      const next = await CassandraStore.open(tiny({ leaseMs: 1000 }));
+      try {
+        await waitFor('the dead process\'s rows in the inbox table', 20_000, async () => (await inboxRows()).length === 3);
+        await waitFor('its log and its mark deleted', 20_000, async () => (await logged()) === 0);
+        assert.deepEqual((await next.sync(bob, 0, 10)).items.map((m) => m.seq), [1, 2, 3]);
       } finally {
         await next.close();
       }
