@@ -28,6 +28,7 @@ import { OverloadedError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Lease } from './cassandra-lease';
 import { Gate, num, sleep, toStoreError } from './cassandra-util';
+import { decodeBody, encodeBody } from './cassandra-log-body';
 import { tableOf, type Row } from './cassandra-writer';
 
 /** A row with what the log needs to route it: the key whose reads wait for it, and its shard and epoch. */
@@ -93,58 +94,9 @@ function stamped(query: string): boolean {
   return s;
 }
 
-/**
- * The log row's body: the distinct queries once, the distinct byte values once (a message's
- * content is in its history row and in every inbox row: logged once), then each row with its
- * routing and its parameters, bytes as { $r: index }.
- */
-function encodeBody(rows: Tracked[]): Buffer {
-  const queries: string[] = [];
-  const index = new Map<string, number>();
-  const blobs: string[] = [];
-  const seen = new Map<ArrayBufferLike, Map<string, number>>();
-  const param = (v: unknown): unknown => {
-    if (v instanceof Uint8Array) {
-      const at = `${v.byteOffset}:${v.byteLength}`;
-      let inBuffer = seen.get(v.buffer);
-      if (!inBuffer) seen.set(v.buffer, (inBuffer = new Map()));
-      let ri = inBuffer.get(at);
-      if (ri === undefined) {
-        ri = blobs.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')) - 1;
-        inBuffer.set(at, ri);
-      }
-      return { $r: ri };
-    }
-    return Array.isArray(v) ? v.map(param) : v;
-  };
-  const out = rows.map((r) => {
-    let qi = index.get(r.query);
-    if (qi === undefined) {
-      qi = queries.push(r.query) - 1;
-      index.set(r.query, qi);
-    }
-    return [qi, r.shard, r.epoch, r.ts ?? null, r.routingKey.toString('base64'), r.bytes, r.params.map(param)];
-  });
-  return Buffer.from(JSON.stringify({ q: queries, b: blobs, r: out }));
-}
-
 interface Replayable extends TableRow { shard: number; epoch: number }
 /** A log read from its mark: its rows, and the partitions they came from. */
 interface ReadLog { rows: Replayable[]; firstPart: number; parts: number }
-
-function decodeBody(body: Buffer): Replayable[] {
-  const parsed = JSON.parse(body.toString('utf8')) as
-    { q: string[]; b: string[]; r: [number, number, number, number | null, string, number, unknown[]][] };
-  const blobs = parsed.b.map((b) => Buffer.from(b, 'base64'));
-  const param = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(param);
-    if (v && typeof v === 'object' && typeof (v as { $r?: unknown }).$r === 'number') return blobs[(v as { $r: number }).$r];
-    return v;
-  };
-  return parsed.r.map(([qi, shard, epoch, ts, rk, bytes, params]) => ({
-    query: parsed.q[qi], params: params.map(param), routingKey: Buffer.from(rk, 'base64'), bytes, ts: ts ?? undefined, shard, epoch,
-  }));
-}
 
 /** Counts of rows not yet in their tables, per key and per shard, with who waits for them to reach 0. */
 class Counter<K> {
