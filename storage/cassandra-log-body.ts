@@ -29,6 +29,8 @@ export interface BodyRow {
   epoch: number;
   ts: number | undefined;
   routingKey: Buffer;
+  /** routingKey as latin1, when the caller has it already. */
+  routingKeyText?: string;
   bytes: number;
   params: unknown[];
 }
@@ -135,7 +137,7 @@ export function encodeBody(rows: readonly BodyRow[]): Buffer {
     w.varint(r.shard);
     w.varint(r.epoch);
     w.value(r.ts === undefined ? null : r.ts - base);
-    w.str(r.routingKey.toString('latin1'), 'latin1');
+    w.str(r.routingKeyText ?? r.routingKey.toString('latin1'), 'latin1');
     w.varint(r.bytes);
     w.varint(r.params.length);
     for (const p of r.params) w.value(p);

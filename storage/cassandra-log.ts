@@ -48,6 +48,9 @@ interface TableRow {
 }
 
 interface Tracked extends TableRow {
+  /** Its partition: table and routing key (latin1), computed once. */
+  where: string;
+  routingKeyText: string;
   replaces?: string;
   key: string;
   shard: number;
@@ -305,10 +308,13 @@ export class OwnerLog {
       this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
       await this.register(process);
       const ts = this.o.nextTs();
-      rows = take.flatMap((w) => w.rows.map((r): Tracked => ({
-        query: r.query, params: r.params, routingKey: r.routingKey, bytes: r.bytes, replaces: r.replaces,
-        ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
-      })));
+      rows = take.flatMap((w) => w.rows.map((r): Tracked => {
+        const rk = r.routingKey.toString('latin1');
+        return {
+          query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
+          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
+        };
+      }));
       const body = encodeBody(rows);
       await this.o.gate.run(() => this.o.client.execute(this.q.log, [process, Math.floor(pos / this.o.partRows), pos, body],
         { prepare: true, timestamp: ts, readTimeout: this.o.lease.writeTimeoutMs }));
@@ -340,10 +346,9 @@ export class OwnerLog {
   }
 
   private track(r: Tracked): void {
-    const where = `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}`;
-    const list = this.pending.get(where);
+    const list = this.pending.get(r.where);
     if (list) list.push(r);
-    else this.pending.set(where, [r]);
+    else this.pending.set(r.where, [r]);
     this.byKey.add(r.key, 1);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
@@ -398,10 +403,9 @@ export class OwnerLog {
       if (generation !== this.generation) return;
       const retry = new Set(batch);
       for (const t of batch) {
-        const where = `${tableOf(t.query)}\0${t.routingKey.toString('latin1')}`;
-        const list = this.pending.get(where);
+        const list = this.pending.get(t.where);
         if (list) list.unshift(t);
-        else this.pending.set(where, [t]);
+        else this.pending.set(t.where, [t]);
       }
       void this.flush((t) => retry.has(t));
       return;
@@ -544,16 +548,17 @@ export class OwnerLog {
  * one partition has more than maxRows/maxBytes), all concurrently, at the newest timestamp of the
  * rows in it unless their queries carry their own. `prepare` runs before each send and returns its timeout.
  */
-async function writeRows(client: Client, gate: Gate, rows: TableRow[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
-  const groups = new Map<string, TableRow[]>();
+async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
+  // By partition, and apart those that carry their own timestamp (the batch must not set one).
+  const groups = new Map<string, { own: TableRow[]; logged: TableRow[] }>();
   for (const r of rows) {
-    const where = `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}\0${r.ts === undefined ? 's' : 't'}`;
-    const g = groups.get(where);
-    if (g) g.push(r);
-    else groups.set(where, [r]);
+    const where = r.where ?? `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}`;
+    let g = groups.get(where);
+    if (!g) groups.set(where, (g = { own: [], logged: [] }));
+    (r.ts === undefined ? g.own : g.logged).push(r);
   }
   const sends: Promise<unknown>[] = [];
-  for (const g of groups.values()) {
+  for (const { own, logged } of groups.values()) for (const g of [own, logged]) {
     for (let i = 0; i < g.length;) {
       let bytes = 0;
       let j = i;
