@@ -79,12 +79,19 @@ export interface OwnerLogOptions {
   maxBytes: number;
   /** Bytes of rows one log write carries at most (one round's rows always go, whatever their size). */
   maxLogBytes: number;
-  /** Log rows per partition of store_log. */
+  /**
+   * Log positions per partition of store_log: a partition is deleted once its last row is in the
+   * tables, so fewer positions per partition delete rows sooner (while still in Cassandra's memtable,
+   * they are then never written to disk). Recorded with the log, so replay reads any layout.
+   */
   partRows: number;
   /** Bytes of rows logged and not yet in their tables at most; beyond it a write fails OVERLOADED. */
   maxUnflushedBytes: number;
   what: string;
 }
+
+/** Positions per log partition of logs written before the layout was recorded in log_marks. */
+const LEGACY_PART_ROWS = 1000;
 
 const stampedQueries = new Map<string, boolean>();
 /** Whether a write statement sets its own timestamp (then a batch must not set one). */
@@ -174,7 +181,8 @@ export class OwnerLog {
       log: `INSERT INTO ${ks}.store_log (process, part, pos, body) VALUES (?, ?, ?, ?)`,
       read: `SELECT pos, body FROM ${ks}.store_log WHERE process = ? AND part = ? AND pos > ?`,
       mark: `INSERT INTO ${ks}.log_marks (process, flushed) VALUES (?, ?)`,
-      getMark: `SELECT flushed FROM ${ks}.log_marks WHERE process = ?`,
+      register: `INSERT INTO ${ks}.log_marks (process, flushed, part_rows) VALUES (?, ?, ?)`,
+      getMark: `SELECT flushed, part_rows FROM ${ks}.log_marks WHERE process = ?`,
       marks: `SELECT process FROM ${ks}.log_marks`,
       dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
       dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
@@ -340,7 +348,7 @@ export class OwnerLog {
   private async register(process: string): Promise<void> {
     const now = Date.now();
     if (now - this.registeredAtMs < 86_400_000) return;
-    await this.o.gate.run(() => this.o.client.execute(this.q.mark, [process, this.markWritten],
+    await this.o.gate.run(() => this.o.client.execute(this.q.register, [process, this.markWritten, this.o.partRows],
       { prepare: true, readTimeout: this.o.lease.writeTimeoutMs }));
     this.registeredAtMs = now;
   }
@@ -524,8 +532,10 @@ export class OwnerLog {
   private async readLog(process: string): Promise<ReadLog> {
     const rs = await this.o.client.execute(this.q.getMark, [process], { prepare: true });
     const mark = num(rs.first()?.flushed) ?? 0;
+    // The layout that process wrote its log in (logs older than the part_rows column: 1,000).
+    const partRows = num(rs.first()?.part_rows) ?? LEGACY_PART_ROWS;
     const out: Replayable[] = [];
-    const firstPart = Math.floor((mark + 1) / this.o.partRows);
+    const firstPart = Math.floor((mark + 1) / partRows);
     let parts = 0;
     // Log rows carry a whole round each (up to maxLogBytes): a few per page.
     for (let part = firstPart; ; part++, parts++) {

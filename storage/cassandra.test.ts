@@ -243,6 +243,30 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('orphaned logs (previous release)', () => {
+    it('a log written before the layout was recorded (JSON body, 1,000 positions per partition) is replayed from its mark', async () => {
+      const process = `old-release-${randomBytes(4).toString('hex')}`;
+      const carol = uid('carol');
+      const row = (seq: number) => [0, 1, 1, 1_000 + seq, Buffer.from(carol).toString('base64'), 40, [carol, 0, seq, `m${seq}`]];
+      const body = JSON.stringify({ q: [`INSERT INTO ${TINY_KS}.inbox (uid, bucket, seq, msg_id) VALUES (?, ?, ?, ?)`], b: [], r: [row(1), row(2)] });
+      // Positions 150 and 151 sit in partition 0 of that layout (in partition 1 of today's).
+      for (const pos of [150, 151]) {
+        await admin.execute(`INSERT INTO ${TINY_KS}.store_log (process, part, pos, body) VALUES (?, 0, ?, ?)`,
+          [process, pos, Buffer.from(pos === 150 ? body : JSON.stringify({ q: [], b: [], r: [] }))], { prepare: true });
+      }
+      await admin.execute(`INSERT INTO ${TINY_KS}.log_marks (process, flushed) VALUES (?, 120)`, [process], { prepare: true });
+      const store = await CassandraStore.open(tiny({ leaseMs: 1000 }));
+      try {
+        await waitFor('the old log replayed', 20_000, async () =>
+          (await admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = 0`, [carol], { prepare: true })).rows.length === 2);
+        await waitFor('the old log deleted', 20_000, async () =>
+          (await admin.execute(`SELECT pos FROM ${TINY_KS}.store_log WHERE process = ? AND part = 0`, [process], { prepare: true })).rows.length === 0);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   describe('owner log bound', () => {
     it('refuses appends with OVERLOADED while the tables are more than maxUnflushedBytes behind the log, and takes them again once they catch up', async () => {
       const store = await CassandraStore.open(tiny({ writeBehindMs: 60_000, maxUnflushedBytes: 3000 }));
