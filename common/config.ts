@@ -100,6 +100,14 @@ export class Settings {
 
 export { type HostPort, parseHostPort, formatHostPort } from './host-port';
 
+/** A host name or IPv4 address without a port. */
+export const HOST_NAME_RE = /^[A-Za-z0-9.-]+$/;
+
+/** IM_LOG_LEVEL (--log-level): debug, info, warn, error or silent. */
+export function loadLogLevel(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): Level {
+  return new Settings(env, parseFlags(argv)).logLevel();
+}
+
 export function parseDurationMs(v: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
   if (!m) return undefined;

@@ -6,7 +6,7 @@
  */
 import { ImError, toImError } from '../common/errors';
 import type { Logger } from '../common/log';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import type { LogicBackend, LogicCall, LogicCallResult } from '../gateway/logic-client';
 import type { OpRegistry } from '../logic/ops';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from '../router/api';

@@ -18,7 +18,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
-import { loadLogicProto } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { positiveOption } from './limits';
 import { Logger, silentLogger } from '../common/log';

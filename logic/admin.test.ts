@@ -11,7 +11,7 @@ import * as protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
 import type { IFileDescriptorProto } from 'protobufjs/ext/descriptor';
-import { InProcessBus, gatewaySubject } from '../common/bus';
+import { InProcessBus, gatewaySubject } from '../bus/bus';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import type { DeliveryBatch } from '../proto/delivery';
 import { RouterClient } from '../router/client';

@@ -7,7 +7,8 @@
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Code, ImError } from '../common/errors';
-import { loadInternalProto, toGrpcError } from '../common/grpc';
+import { toGrpcError } from '../common/grpc';
+import { loadInternalProto } from '../proto/load';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import type { ProtoGrpcType as AdminProto } from '../proto/gen/admin';

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { gatewaySubject } from '../common/bus';
+import { gatewaySubject } from '../bus/bus';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import { chunkByBytes, Fanout } from './fanout';
 import type { LogicEnv } from './test-support';

@@ -8,13 +8,13 @@
  * Push is best effort: clients heal any loss by sync, so failures are logged only.
  */
 import type { Context } from '@opentelemetry/api';
-import type { Bus } from '../common/bus';
-import { gatewaySubject } from '../common/bus';
+import type { Bus } from '../bus/bus';
+import { gatewaySubject } from '../bus/bus';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import { metrics } from '../common/metrics';
-import { FanoutSpans, fanoutTrace } from '../common/telemetry-hooks';
-import { traceHeaders } from '../common/telemetry-spans';
+import { FanoutSpans, fanoutTrace } from '../telemetry/hooks';
+import { traceHeaders } from '../telemetry/spans';
 import type { Push, PushTarget } from '../proto/delivery';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { encode } from '../proto/wire';

@@ -16,7 +16,7 @@
  * cannot land after the drop. Embedded mode (InProcessBus, one process) has no peers: a change
  * is one synchronous drop.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { newId } from '../common/ids';
 import type { Logger } from '../common/log';
 

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { BadRequestError, Code, FrameTooLargeError, ImError, NotAuthenticatedError, RateLimitedError, TimeoutError, toImError, UnknownOpError } from '../common/errors';
 import { verifyToken, type TokenAuth } from '../common/jwt';
 import { silentLogger, type Logger } from '../common/log';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import { Op } from '../proto/wire';
 import { IpRateLimiter } from '../router/ip-rate-limit';
 import { checkFields, queryFields, SEND_FIELDS, toSendReq, withMessagesJson } from './http-json';

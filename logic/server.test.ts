@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
-import { loadLogicProto } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { metrics } from '../common/metrics';
 import type { LogicGatewayClient } from '../proto/gen/im/internal/v1/LogicGateway';
 import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';

@@ -4,7 +4,8 @@
  * services to the same port before start().
  */
 import * as grpc from '@grpc/grpc-js';
-import { bindServer, loadLogicProto } from '../common/grpc';
+import { bindServer } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';

@@ -4,12 +4,12 @@
  * fan-out coalescing queue and the group cache (kept true across processes by GroupSync), so any
  * number of logic processes can serve the same store.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { BadRequestError, ContentTooLargeError, GroupNotFoundError, NotGroupMemberError } from '../common/errors';
 import { groupConvId, isValidUid, newId, peerConvId } from '../common/ids';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
-import { countSend, storeAppend } from '../common/telemetry-hooks';
+import { countSend, storeAppend } from '../telemetry/hooks';
 import type {
   GroupCreateReq, GroupMembersReq, GroupResp, HistoryReq, HistoryResp, ReadReq, ReadResp, SendReq,
   SendResp, SyncReq, SyncResp, UnreadReq, UnreadResp,

@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, toImError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { metrics } from '../common/metrics';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import type { Call__Output } from '../proto/gen/im/internal/v1/Call';
 import type { CallBatch__Output } from '../proto/gen/im/internal/v1/CallBatch';
 import type { Result } from '../proto/gen/im/internal/v1/Result';

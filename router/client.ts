@@ -6,7 +6,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
-import { fromGrpcError, loadRouterProto } from '../common/grpc';
+import { fromGrpcError } from '../common/grpc';
+import { loadRouterProto } from '../proto/load';
 import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import type { BindReply__Output } from '../proto/gen/im/internal/v1/BindReply';

@@ -6,7 +6,7 @@ import { bindServer } from '../common/grpc';
 import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import { ReloadableTlsContext } from '../common/tls-context';
-import { watchRouteTable } from '../common/telemetry-hooks';
+import { watchRouteTable } from '../telemetry/hooks';
 import { CidrMap, CidrSet } from './cidr';
 import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
 import { addRouterService } from './grpc-server';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'cassandra-driver';
 import { ConfigError } from '../common/config';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';

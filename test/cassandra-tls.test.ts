@@ -17,7 +17,7 @@ import * as tls from 'node:tls';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main as cli } from '../client/cli';
-import { loadStoreConfig } from '../common/backends';
+import { loadStoreConfig } from '../storage/config';
 import { ImError } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { openStore } from '../storage/open';

@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ImClient } from '../client/sdk';
 import { Settings } from '../common/config';
-import { PROTO_DIR } from '../common/grpc';
+import { PROTO_DIR } from '../proto/load';
 import { grpcChannel, loadGrpcTls } from '../common/grpc-tls';
 import { silentLogger } from '../common/log';
 import { signToken } from '../common/jwt';
