@@ -31,11 +31,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3
 COPY . .
-# dist/bench stays: `im plan` loads its planner from there (the load generator in it is never run).
-RUN npm run build \
+# The production build (tsconfig.build.json): no tests, test helpers, test/ or k8s/ in dist, and it
+# fails if a production file imports one. Of bench/ it builds only the planner `im plan` loads.
+RUN npm run build:prod \
  && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf dist/test dist/k8s \
- && find dist \( -name '*.test.js' -o -name '*.test.js.map' \) -delete \
  && find bench/results -type f ! -name '*.json' -delete \
  && node dist/client/cli.js plan --online 1000 --send-qps 10 --json > /dev/null
 

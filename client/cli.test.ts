@@ -7,7 +7,7 @@ import { verifyToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
 import { main } from './cli';
 import { eventually } from '../test/wait';
-import { deadAddr, tempDir } from './test-support';
+import { deadAddr, tempDir } from './client.test-support';
 
 interface Run { code: number; lines: Record<string, any>[]; stderr: string }
 

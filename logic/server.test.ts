@@ -11,8 +11,8 @@ import { decode, encode, Op } from '../proto/wire';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import type { LogicServerOptions } from './server';
-import type { LogicEnv } from './test-support';
-import { makeLogicEnv } from './test-support';
+import type { LogicEnv } from './logic.test-support';
+import { makeLogicEnv } from './logic.test-support';
 import { eventually } from '../test/wait';
 
 const CUSTOM_OP = 900;

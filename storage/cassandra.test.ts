@@ -15,7 +15,7 @@ import { waitFor } from '../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
 import { preferredOwner } from './cassandra-balance';
 import { MIGRATIONS, readSettings } from './cassandra-schema';
-import { storeContract } from './contract';
+import { storeContract } from './contract.test-support';
 import { sendDigest } from './send-digest';
 import type { AppendInput, Store } from './store';
 

@@ -21,7 +21,7 @@ import { silentLogger } from '../common/log';
 import { signToken } from '../common/jwt';
 import { loadEmbeddedConfig } from '../embedded/config';
 import { startEmbedded, type EmbeddedSystem } from '../embedded/system';
-import { adminClient, bearerMetadata, failedStatus, LOADER, unary } from '../logic/admin-test-client';
+import { adminClient, bearerMetadata, failedStatus, LOADER, unary } from '../logic/admin-client.test-support';
 import { freePort, needs } from './infra';
 import { expectConfigExit } from './launch';
 import { needsNatsServerBinary, ProcCluster, ServiceProc } from './procs';

@@ -16,7 +16,7 @@ import { AdminServer } from '../common/admin-http';
 import { gatewaySubject, type BusHeaders } from '../bus/bus';
 import { NatsBus } from '../bus/nats';
 import { signToken } from '../common/jwt';
-import { parsePrometheusText, sampleSum, type Scrape } from '../common/metrics-text';
+import { parsePrometheusText, sampleSum, type Scrape } from '../common/metrics-text.test-support';
 import { startTelemetry, type Telemetry } from '../common/telemetry';
 import { LogicClient } from '../gateway/logic-client';
 import { Gateway } from '../gateway/server';
