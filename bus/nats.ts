@@ -22,6 +22,7 @@ import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConf
 import { UnavailableError } from '../common/errors';
 import { silentLogger, type Logger } from '../common/log';
 import { metrics } from '../common/metrics';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface NatsBusOptions {
   /** One URL, a comma-separated list, or an array: `nats://host:4222`. */
@@ -169,7 +170,7 @@ export class NatsBus implements Bus {
         const fatal = refused(err, opts.auth);
         if (fatal) throw fatal;
         if (attempt === 1) opts.logger.warn('nats not reachable yet; waiting for it', { servers: opts.servers, err });
-        await new Promise((r) => setTimeout(r, opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs));
+        await sleep(opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs);
       }
     }
     opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name, auth: describeNatsAuth(opts.auth) });

@@ -1,5 +1,5 @@
 /** ImClient options: the public shape, the defaults, and the one place they are applied and checked. */
-import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, validateBackoff } from './backoff';
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, validateBackoff } from '../common/backoff';
 import { DEFAULT_MAX_BUFFERED_MESSAGES } from './inbox';
 
 export type TokenProvider = () => Promise<string> | string;

@@ -3,7 +3,7 @@
  * internal contracts themselves are loaded by proto/load.ts.
  */
 import * as grpc from '@grpc/grpc-js';
-import { Code, codeName, ImError, InternalError, isRetryableCode, TimeoutError, toImError, UnavailableError } from './errors';
+import { Code, codeName, errorReply, ImError, InternalError, isRetryableCode, TimeoutError, UnavailableError } from './errors';
 
 /** Metadata key carrying the app error code across gRPC (the status code stays canonical). */
 export const APP_CODE_KEY = 'im-app-code';
@@ -43,11 +43,10 @@ export function grpcStatusFor(code: number): grpc.status {
  * generic message: their text (SQL, paths) is for the log, not for callers.
  */
 export function toGrpcError(err: unknown): Partial<grpc.StatusObject> {
-  const im = toImError(err);
-  const message = err instanceof ImError ? im.message : 'internal error';
+  const { code, message } = errorReply(err);
   const metadata = new grpc.Metadata();
-  metadata.set(APP_CODE_KEY, String(im.code));
-  return { code: grpcStatusFor(im.code), details: `${codeName(im.code)}(${im.code}): ${message}`, metadata };
+  metadata.set(APP_CODE_KEY, String(code));
+  return { code: grpcStatusFor(code), details: `${codeName(code)}(${code}): ${message}`, metadata };
 }
 
 /** A failed gRPC call as an ImError: the app code when present, else from the status. */
