@@ -21,6 +21,7 @@ import { encode } from '../proto/wire';
 import type { RouterApi, SessionRef } from '../router/api';
 import type { StoredMessage } from '../storage/store';
 import { toWireMessage } from './convert';
+import { compileNumbers } from '../common/options';
 
 export interface FanoutOptions {
   bus: Bus;
@@ -73,9 +74,8 @@ export class Fanout {
     this.bus = opts.bus;
     this.router = opts.router;
     this.logger = opts.logger ?? silentLogger;
-    this.maxPendingDeliveries = positiveInt('maxPendingDeliveries', opts.maxPendingDeliveries ?? 8192);
-    this.maxInFlightFlushes = positiveInt('maxInFlightFlushes', opts.maxInFlightFlushes ?? 64);
-    this.maxBatchBytes = positiveInt('maxBatchBytes', opts.maxBatchBytes ?? 512 * 1024);
+    ({ maxPendingDeliveries: this.maxPendingDeliveries, maxInFlightFlushes: this.maxInFlightFlushes, maxBatchBytes: this.maxBatchBytes } =
+      compileNumbers('Fanout', opts, { maxPendingDeliveries: 8192, maxInFlightFlushes: 64, maxBatchBytes: 512 * 1024 }, { integer: true }));
   }
 
   /**
@@ -249,7 +249,3 @@ export function chunkByBytes(pushes: readonly Push[], maxBytes: number): Push[][
   return chunks;
 }
 
-function positiveInt(field: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`Fanout ${field} must be a positive integer, got ${v}`);
-  return v;
-}

@@ -4,6 +4,7 @@
  */
 import { LruMap } from '../common/lru';
 import type { GroupInfo } from '../storage/store';
+import { checkNumber } from '../common/options';
 
 export class GroupCache {
   private readonly entries: LruMap<string, GroupInfo>;
@@ -11,7 +12,7 @@ export class GroupCache {
   private drops = 0;
 
   constructor(readonly maxEntries: number) {
-    if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError(`GroupCache maxEntries must be a non-negative integer, got ${maxEntries}`);
+    checkNumber('GroupCache', 'maxEntries', maxEntries, { integer: true, min: 0 });
     this.entries = new LruMap(maxEntries);
   }
 

@@ -12,6 +12,7 @@ import { silentLogger } from '../common/log';
 import type { OpRegistry } from './ops';
 import { CallStream } from './stream';
 import type { ConnectCall } from './stream';
+import { compileNumbers } from '../common/options';
 
 export interface LogicServerOptions {
   registry: OpRegistry;
@@ -46,9 +47,8 @@ export class LogicServer {
     this.registry = opts.registry;
     this.host = opts.host;
     this.port = opts.port;
-    this.maxInFlightPerStream = positiveInt('maxInFlightPerStream', opts.maxInFlightPerStream ?? 4096);
-    this.maxResultBatchBytes = positiveInt('maxResultBatchBytes', opts.maxResultBatchBytes ?? 1_048_576);
-    this.stopTimeoutMs = positiveInt('stopTimeoutMs', opts.stopTimeoutMs ?? 5000);
+    ({ maxInFlightPerStream: this.maxInFlightPerStream, maxResultBatchBytes: this.maxResultBatchBytes, stopTimeoutMs: this.stopTimeoutMs } =
+      compileNumbers('LogicServer', opts, { maxInFlightPerStream: 4096, maxResultBatchBytes: 1_048_576, stopTimeoutMs: 5000 }, { integer: true }));
     this.logger = opts.logger ?? silentLogger;
     this.grpcTls = opts.grpcTls;
     const proto = loadLogicProto();
@@ -114,7 +114,3 @@ function safePeer(call: ConnectCall): string {
   }
 }
 
-function positiveInt(field: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`LogicServer ${field} must be a positive integer, got ${v}`);
-  return v;
-}

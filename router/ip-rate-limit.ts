@@ -10,6 +10,7 @@
 import { LruMap } from '../common/lru';
 import { TokenBucket } from '../common/token-bucket';
 import type { IpAddr } from './cidr';
+import { checkNumber } from '../common/options';
 
 export interface IpRateLimiterOptions {
   /** Tokens refilled per second per IP. */
@@ -32,9 +33,9 @@ export class IpRateLimiter {
   private readonly buckets: LruMap<string, TokenBucket>;
 
   constructor(options: IpRateLimiterOptions) {
-    this.ratePerSec = check('ratePerSec', options.ratePerSec, false);
-    this.burst = check('burst', options.burst, true);
-    this.maxTrackedIps = check('maxTrackedIps', options.maxTrackedIps, true);
+    this.ratePerSec = checkNumber('IpRateLimiter', 'ratePerSec', options.ratePerSec);
+    this.burst = checkNumber('IpRateLimiter', 'burst', options.burst, { integer: true });
+    this.maxTrackedIps = checkNumber('IpRateLimiter', 'maxTrackedIps', options.maxTrackedIps, { integer: true });
     this.now = options.now ?? Date.now;
     this.buckets = new LruMap(this.maxTrackedIps);
   }
@@ -68,10 +69,4 @@ export function rateLimitKey(ip: IpAddr | undefined): string {
   if (!ip) return 'unknown';
   if (ip.family === 4) return `4:${ip.value}`;
   return `6:${ip.value >> 64n}`;
-}
-
-function check(field: string, v: number, integer: boolean): number {
-  const ok = Number.isFinite(v) && v > 0 && (!integer || Number.isInteger(v));
-  if (!ok) throw new RangeError(`IpRateLimiter ${field} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
-  return v;
 }
