@@ -16,7 +16,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main as cli } from '../client/cli';
+import { main as cli } from '../cli/main';
 import { loadStoreConfig } from '../storage/config';
 import { ImError } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';

@@ -13,9 +13,9 @@ import { isValidUid } from '../common/ids';
 import { signToken } from '../common/jwt';
 import { loadSigningKey, readSecretFromDataDir } from '../common/secret';
 import type { GroupResp, Message } from '../proto/wire';
-import { UsageError, arity, intArg, intFlag, parseArgs } from './cli-args';
-import type { ClientTlsOptions } from './options';
-import { ImClient, ImClientOptions } from './sdk';
+import { UsageError, arity, intArg, intFlag, parseArgs } from './args';
+import type { ClientTlsOptions } from '../client/options';
+import { ImClient, ImClientOptions } from '../client/sdk';
 
 export const DEFAULT_ROUTER_URL = 'http://127.0.0.1:7180';
 const DEFAULT_TTL_MS = 3_600_000;
