@@ -42,7 +42,6 @@ export class Gate {
   }
 }
 
-
 /**
  * Runs calls for one key one after another in this process. Concurrent LWTs on one partition
  * from one process only make Paxos rounds collide; queuing them locally leaves the LWT to settle
