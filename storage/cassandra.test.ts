@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'cassandra-driver';
 import { ConfigError } from '../common/config';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';
@@ -15,7 +15,7 @@ import { waitFor } from '../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
 import { preferredOwner } from './cassandra-balance';
 import { MIGRATIONS, readSettings } from './cassandra-schema';
-import { storeContract } from './contract';
+import { storeContract } from './contract.test-support';
 import { sendDigest } from './send-digest';
 import type { AppendInput, Store } from './store';
 

@@ -10,7 +10,7 @@
  * the group member cap (Groups).
  */
 import { Client } from 'cassandra-driver';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { metrics } from '../common/metrics';
 import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';

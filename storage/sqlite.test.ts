@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { Code } from '../common/errors';
 import { ConfigError } from '../common/config';
 import { newId, peerConvId } from '../common/ids';
-import { storeContract } from './contract';
+import { storeContract } from './contract.test-support';
 import { MIGRATIONS, migrate, schemaVersion } from './sqlite-schema';
 import { SqliteStore } from './sqlite';
 import type { AppendInput, Store } from './store';

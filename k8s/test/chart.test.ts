@@ -14,7 +14,7 @@ import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
 import * as nkeys from '@nats-io/nkeys';
 import { loadAdminAddr } from '../../common/admin-http';
-import { loadBusConfig, type BusConfig } from '../../common/backends';
+import { loadBusConfig, type BusConfig } from '../../bus/config';
 import { loadTelemetryConfig } from '../../common/telemetry';
 import { loadGatewayConfig } from '../../gateway/config';
 import { loadLogicProcessConfig } from '../../logic/config';
