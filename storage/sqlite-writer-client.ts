@@ -26,6 +26,12 @@ import { errorOf, type WriteBatch, type WriteOp, type WriteReply, type WriterSta
 
 export const MAX_RESTARTS = 3;
 export const RESTART_WINDOW_MS = 60_000;
+/**
+ * Batches posted and not yet answered, at most. The writer always has the next one waiting, and
+ * while it is busy a tick's writes wait on the loop and go in one larger batch (one commit for
+ * more messages). As many content buffers are kept for reuse, so a steady stream allocates none.
+ */
+export const MAX_BATCHES_IN_FLIGHT = 4;
 
 /** One running writer: a thread, or the engine on the loop for ':memory:'. */
 export interface WriterLink {
@@ -107,8 +113,9 @@ export interface WriterClientOptions {
   name: string;
   /** Ops queued or in flight beyond which submit refuses with OverloadedError. */
   maxPending: number;
-  /** Ops posted in one batch at most; the rest go on the next turn. */
+  /** Ops posted in one batch at most, and bytes of content; the rest go on the next turn. */
   maxBatch: number;
+  maxBatchBytes: number;
   start: (on: LinkEvents) => WriterLink;
   /** Every answer's writer counters. */
   onStats: (stats: WriterStats) => void;
@@ -126,6 +133,8 @@ export class WriterClient {
   private down: Error | undefined;
   private idleWaiters: (() => void)[] = [];
   private readonly failures: number[] = [];
+  /** Content buffers handed back by the writer, for reuse. */
+  private readonly spare: ArrayBuffer[] = [];
   private link: WriterLink;
   restarts = 0;
 
@@ -190,18 +199,26 @@ export class WriterClient {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (this.held || this.down) return;
+      // Past the window an answer schedules the next post.
+      if (this.held || this.down || this.inflight.size >= MAX_BATCHES_IN_FLIGHT) return;
       this.postOne();
       this.schedule();
     });
   }
 
   private postOne(): void {
-    const batch = this.queue.splice(0, this.options.maxBatch);
-    if (batch.length === 0) return;
+    // Up to maxBatch ops and maxBatchBytes of contents (at least one op): copying the contents
+    // is this turn's cost, so it is bounded like the rest.
+    let n = 0;
     let total = 0;
-    for (const p of batch) total += p.content?.byteLength ?? 0;
-    const contents = new ArrayBuffer(total);
+    for (; n < this.queue.length && n < this.options.maxBatch; n++) {
+      const len = this.queue[n].content?.byteLength ?? 0;
+      if (n > 0 && total + len > this.options.maxBatchBytes) break;
+      total += len;
+    }
+    const batch = this.queue.splice(0, n);
+    if (batch.length === 0) return;
+    const contents = this.takeBuffer(total);
     const bytes = new Uint8Array(contents);
     let off = 0;
     for (const p of batch) {
@@ -218,7 +235,19 @@ export class WriterClient {
     this.link.post({ id, ops: batch.map((p) => p.op), contents });
   }
 
+  /**
+   * A buffer of at least `size` bytes that no one else holds: one the writer handed back, or a
+   * new one (not zero-filled: the batch writes what it reads). Reuse spares each batch the page
+   * faults of fresh memory, most of the cost of copying large contents.
+   */
+  private takeBuffer(size: number): ArrayBuffer {
+    const capacity = this.options.maxBatchBytes;
+    if (size > capacity) return Buffer.allocUnsafeSlow(size).buffer;
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(capacity).buffer;
+  }
+
   private onReply(reply: WriteReply): void {
+    if (reply.contents.byteLength === this.options.maxBatchBytes && this.spare.length < MAX_BATCHES_IN_FLIGHT) this.spare.push(reply.contents);
     const batch = this.inflight.get(reply.id);
     if (!batch) return;
     this.inflight.delete(reply.id);
@@ -230,6 +259,7 @@ export class WriterClient {
       else p.reject(o ? errorOf(o.code, o.message) : new UnavailableError(`${this.options.name}: the writer answered no outcome`));
     });
     this.settled();
+    this.schedule();
   }
 
   private settled(): void {

@@ -21,5 +21,6 @@ parentPort!.on('message', (m: WriteBatch | 'close') => {
     return;
   }
   // A throw here (only the fault drill, or a bug) ends the thread: the store fails what was pending.
-  parentPort!.postMessage(engine.handle(m));
+  const reply = engine.handle(m);
+  parentPort!.postMessage(reply, [reply.contents]);
 });

@@ -76,6 +76,8 @@ export interface WriteReply {
   id: number;
   outcomes: OpOutcome[];
   stats: WriterStats;
+  /** The batch's contents buffer, handed back (transferred) for the next batch to reuse. */
+  contents: ArrayBuffer;
 }
 
 export interface WriterOptions {
@@ -193,7 +195,7 @@ export class WriterEngine {
       this.runAppends(ops.slice(i, end) as AppendOp[], contents, outcomes);
       i = end;
     }
-    return { id: batch.id, outcomes, stats: this.snapshot() };
+    return { id: batch.id, outcomes, stats: this.snapshot(), contents: batch.contents };
   }
 
   /** Writes every queued summary (a clean close leaves nothing to rebuild). */

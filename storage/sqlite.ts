@@ -37,6 +37,12 @@ export interface SqliteStoreOptions {
   /** Appends committed in one transaction at most. Default 512. */
   maxBatchAppends?: number;
   /**
+   * Bytes of message content posted to the writer in one batch at most (at least one message):
+   * the loop copies them into the buffer it hands over, about 1 ms per MiB. A batch is committed
+   * in its own transactions. Default 1048576.
+   */
+  maxBatchBytes?: number;
+  /**
    * Time one append transaction's statements may take on the writer thread before it stops taking
    * items (the rest go in the next). Its commit then writes the pages they dirtied, about three
    * times as much again, so 1 ms of statements is a transaction of ~4 ms: the longest a
@@ -87,6 +93,7 @@ export interface AppendStats {
 const DEFAULTS: Omit<ResolvedOptions, 'path'> = {
   busyTimeoutMs: 5000,
   maxBatchAppends: 512,
+  maxBatchBytes: 1 << 20,
   maxBatchMs: 1,
   maxPendingAppends: 20000,
   maxSummaryBatch: 256,
@@ -165,6 +172,7 @@ export class SqliteStore implements Store {
       name: 'sqlite store',
       maxPending: options.maxPendingAppends,
       maxBatch: options.maxBatchAppends,
+      maxBatchBytes: options.maxBatchBytes,
       start: (on) => {
         if (!inMemory) return workerLink({ path: options.path, connection, writer: writerOptions }, on);
         const engine = new WriterEngine(this.db, writerOptions);
