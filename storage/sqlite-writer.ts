@@ -160,7 +160,12 @@ export class WriterEngine {
   private batchEntries: SummaryEntry[] = [];
   private readonly stats: WriterStats;
 
-  constructor(private readonly db: Database.Database, private readonly options: WriterOptions) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly options: WriterOptions,
+    /** Milliseconds for the transaction time budget; unit tests inject one. */
+    private readonly clock: () => number = () => performance.now(),
+  ) {
     this.sql = prepareStatements(db);
     this.summaries = new Summaries(db, { maxFlushEntries: options.maxSummaryBatch });
     this.convSeqs = new SeqCache((convId) => this.sql.convMaxSeq.get(convId)?.s ?? 0, options.maxCachedSeqs);
@@ -337,10 +342,10 @@ export class WriterEngine {
   private appendBatchSync(ops: AppendOp[], contents: Buffer, savepoints: boolean): AppendResultOf[] {
     // Past the budget the rest go to the next transaction: a checkpoint's quiet window waits for
     // the open one, and acks of this one are not held back by items after it.
-    const deadline = performance.now() + this.options.maxBatchMs;
+    const deadline = this.clock() + this.options.maxBatchMs;
     const out: AppendResultOf[] = [];
     for (const op of ops) {
-      if (out.length > 0 && performance.now() > deadline) break;
+      if (out.length > 0 && this.clock() > deadline) break;
       const mark = this.batchEntries.length;
       const content = contents.subarray(op.contentOff, op.contentOff + op.contentLen);
       try {
