@@ -167,8 +167,8 @@ describe('SqliteStore', () => {
   describe('writer thread', () => {
     it('keeps the event loop free while a large append transaction commits', async () => {
       // 1024 appends of 64 KiB (64 MiB) in one tick, and no time budget: the store before the
-      // writer thread committed them in one transaction on the loop, holding it 150-250 ms on
-      // this 2-core box. Now the loop copies at most a MiB of contents per turn into the batch it
+      // writer thread committed them in one transaction on the loop, holding it 205-565 ms on a
+      // shared 2-core box. Now the loop copies at most a MiB of contents per turn into the batch it
       // hands to the writer.
       const store = openStore({ maxBatchMs: 60_000, maxBatchAppends: 1024 });
       // Eight distinct contents, reused: memory the test holds is not the store's to collect.
@@ -189,7 +189,9 @@ describe('SqliteStore', () => {
       delay.disable();
       assert.deepEqual(results.map((r) => r.seqs.get('bob')), Array.from({ length: 1024 }, (_, i) => i + 1));
       const maxMs = delay.max / 1e6;
-      assert.ok(maxMs < 50, `the event loop was held ${maxMs.toFixed(1)} ms`);
+      // The bound sits between the two with room on both sides: on a shared 2-core box the loop
+      // also waits for the CPU (its own writer and checkpoint threads are busy), 10-53 ms seen.
+      assert.ok(maxMs < 100, `the event loop was held ${maxMs.toFixed(1)} ms`);
       const last = (await store.sync('bob', 1023, 1)).items[0];
       assert.ok(Buffer.from(last.content).equals(contents[1023 % 8]), 'an acknowledged append is readable at once');
     });
