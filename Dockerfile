@@ -3,9 +3,9 @@
 #
 #   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process
 #   docker run IMAGE dist/gateway/main.js                          # or dist/router/main.js, dist/logic/main.js
-#   docker run IMAGE dist/client/cli.js migrate                     # the im CLI: operator commands
-#   docker run -v im-data:/data IMAGE dist/client/cli.js token alice
-#   docker run IMAGE dist/client/cli.js plan --online 100000 --send-qps 2000
+#   docker run IMAGE dist/cli/main.js migrate                     # the im CLI: operator commands
+#   docker run -v im-data:/data IMAGE dist/cli/main.js token alice
+#   docker run IMAGE dist/cli/main.js plan --online 100000 --send-qps 2000
 #
 # `im plan` reads the bench results shipped in bench/results (JSON only) through dist/bench; the
 # build runs it once so an image where it cannot start is never produced. The client SDK for
@@ -31,13 +31,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3
 COPY . .
-# dist/bench stays: `im plan` loads its planner from there (the load generator in it is never run).
-RUN npm run build \
+# The production build (tsconfig.build.json): no tests, test helpers, test/ or k8s/ in dist, and it
+# fails if a production file imports one. Of bench/ it builds only the planner `im plan` loads.
+RUN npm run build:prod \
  && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf dist/test dist/k8s \
- && find dist \( -name '*.test.js' -o -name '*.test.js.map' \) -delete \
  && find bench/results -type f ! -name '*.json' -delete \
- && node dist/client/cli.js plan --online 1000 --send-qps 10 --json > /dev/null
+ && node dist/cli/main.js plan --online 1000 --send-qps 10 --json > /dev/null
 
 # ---- runtime ----
 FROM ${NODE_IMAGE}

@@ -11,6 +11,7 @@ import type { Message } from '../proto/wire';
 import { Device } from '../test/traffic';
 import type { ChaosSend, Seen } from './chaos-check';
 import { Role, sendersTo, Topology } from './topology';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LoadSend extends ChaosSend {
   /** Gateway node of the connection the ack came on. */
@@ -76,7 +77,7 @@ export class ChaosLoad {
     this.loops = this.devices.map(async (d, u) => {
       if (t.role[u] === Role.IDLE) return;
       // Spread the users' sends over the interval instead of firing in waves.
-      await new Promise((r) => setTimeout(r, (intervalMs * u) / t.spec.users));
+      await sleep((intervalMs * u) / t.spec.users);
       for (let n = 1; this.running; n++) {
         const s: LoadSend = { sender: u, n, startedAtMs: Date.now() };
         this.sends.push(s);
@@ -92,7 +93,7 @@ export class ChaosLoad {
           s.error = err instanceof Error ? `${(err as { code?: number }).code ?? ''} ${err.message}` : String(err);
         }
         const waitMs = s.startedAtMs + intervalMs - Date.now();
-        if (waitMs > 0 && this.running) await new Promise((r) => setTimeout(r, waitMs));
+        if (waitMs > 0 && this.running) await sleep(waitMs);
       }
     });
   }

@@ -17,6 +17,7 @@ import { ChaosVerdict, checkChaos, FaultWindow } from './chaos-check';
 import { ChaosLoad } from './chaos-load';
 import { ChaosReport, KnownCauses, renderSection, renderTable, whyLines, writeReliability } from './chaos-report';
 import { buildTopology } from './topology';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ChaosOptions {
   users: number;
@@ -100,7 +101,7 @@ async function waitUntil(pred: () => boolean | Promise<boolean>, timeoutMs: numb
   for (;;) {
     if (await Promise.resolve(pred()).catch(() => false)) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await sleep(POLL_MS);
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { parseDurationMs } from '../common/config';
+import { parseCommandLine, UsageError, type ParsedArgs } from '../common/args';
 
 /**
  * Key types of the bench's TLS certificates (--tls-key); bench/tls-pki.ts makes them. Defined
@@ -15,12 +16,7 @@ export type TlsKeyType = (typeof TLS_KEY_TYPES)[number];
 export const SCENARIOS = ['one-to-one', 'group', 'connect-storm', 'idle', 'mixed', 'handshake'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
 export interface BenchOptions {
   scenario: Scenario;
@@ -139,30 +135,11 @@ const VALUE_FLAGS = new Set([
 ]);
 
 /** Parses `--name value`, `--name=value` and the boolean flags; --sweep takes an optional list. */
-export function parseFlags(argv: readonly string[], valueFlags: ReadonlySet<string> = VALUE_FLAGS): { positionals: string[]; flags: Map<string, string> } {
-  const positionals: string[] = [];
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) {
-      positionals.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-    if (flags.has(name)) throw new UsageError(`option --${name} given twice`);
-    if (BOOLEAN_FLAGS.has(name)) {
-      if (eq > 0) flags.set(name, a.slice(eq + 1));
-      else if (name === 'sweep' && i + 1 < argv.length && /^[\d,]+$/.test(argv[i + 1])) flags.set(name, argv[++i]);
-      else flags.set(name, 'true');
-      continue;
-    }
-    if (!valueFlags.has(name)) throw new UsageError(`unknown option --${name}`);
-    if (eq > 0) flags.set(name, a.slice(eq + 1));
-    else if (i + 1 < argv.length) flags.set(name, argv[++i]);
-    else throw new UsageError(`option --${name} needs a value`);
-  }
-  return { positionals, flags };
+export function parseFlags(argv: readonly string[], valueFlags: ReadonlySet<string> = VALUE_FLAGS): ParsedArgs {
+  return parseCommandLine(argv, {
+    values: [...valueFlags].filter((name) => !BOOLEAN_FLAGS.has(name)),
+    optional: { names: BOOLEAN_FLAGS, takesNext: (name, next) => name === 'sweep' && /^[\d,]+$/.test(next) },
+  });
 }
 
 function int(flags: Map<string, string>, name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {

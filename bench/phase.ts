@@ -9,6 +9,7 @@ import type { WorkerPool } from './pool';
 import type { ProcTracker } from './proc-stats';
 import { round2 } from './proc-stats';
 import { cpuUsPer, type PerSecond, type PhaseResult } from './results';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface PhaseSpec {
   name: string;
@@ -31,7 +32,6 @@ export interface PhaseDeps {
   stopTimeoutMs: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class Totals {
   sent = 0;

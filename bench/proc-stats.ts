@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 let clkTck: number | undefined;
 /** Kernel clock ticks per second (the unit of utime/stime in /proc/<pid>/stat). */
@@ -87,7 +88,7 @@ export async function topProcesses(windowMs = 1000, limit = 8): Promise<TopProce
     const s = sampleProc(pid);
     if (s) before.set(pid, s.cpuS);
   }
-  await new Promise((r) => setTimeout(r, windowMs));
+  await sleep(windowMs);
   const out: TopProcess[] = [];
   for (const pid of allPids()) {
     const s = sampleProc(pid);

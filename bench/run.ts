@@ -22,6 +22,7 @@ import { ServerProc, startEchoServer, startTarget, Target } from './servers';
 import { buildTopology, fanoutOf, isSender, Topology, TopologySpec, usersOfWorker } from './topology';
 import { Histogram, toMs } from './histogram';
 import { sendFrame, stampContent } from './stamp';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RunIo {
   /** Progress and notices, one line at a time. */
@@ -40,7 +41,6 @@ interface Ctx {
   userPrefix: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longest a worker waits for outstanding replies when a phase stops (the gateway's call timeout is 10 s). */
 const STOP_TIMEOUT_MS = 15_000;
 /** The ceiling runs this long at most: it only has to be steady, not long. */

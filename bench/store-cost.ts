@@ -21,6 +21,7 @@ import type { Store } from '../storage/store';
 import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
 import { pidListeningOn, round2, sampleProc } from './proc-stats';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface StoreCostInterval {
   /** End of the interval, seconds since the paced run started. */
@@ -205,7 +206,7 @@ async function paced(
   let mark = { atMs: start, issued: 0, skipped: 0, frames: framesWritten?.() ?? 0, cpu: process.cpuUsage() };
   const tickMs = 10;
   for (let tick = 1; ; tick++) {
-    await new Promise((r) => setTimeout(r, Math.max(0, start + tick * tickMs - Date.now())));
+    await sleep(Math.max(0, start + tick * tickMs - Date.now()));
     const now = Date.now();
     const due = Math.min(Math.floor(((now - start) / 1000) * rate), Math.floor(durationS * rate));
     // A store that cannot keep up is not queued without bound: those sends are simply not made.

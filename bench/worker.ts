@@ -13,6 +13,7 @@ import { Histogram } from './histogram';
 import type { Command, ConnectResult, Envelope, HandshakesCmd, HandshakesResult, InitCmd, LoadCmd, TickStats, TlsSeen, VerifyResult } from './ipc';
 import { buildTopology, isSender, Role, sendersTo, Topology } from './topology';
 import { nowUs, readStamp, sendFrame, stampContent } from './stamp';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const TOKEN_TTL_S = 24 * 3600;
 const SYNC_PAGE = 500;
@@ -325,7 +326,7 @@ class LoadWorker {
     if (this.rateTimer) clearInterval(this.rateTimer);
     this.rateTimer = undefined;
     const deadline = Date.now() + timeoutMs;
-    while (this.totalInflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (this.totalInflight > 0 && Date.now() < deadline) await sleep(20);
     return { outstanding: this.totalInflight };
   }
 

@@ -8,6 +8,10 @@
 #   CASSANDRA_BASE   data, logs, generated conf, pid file   (default: <repo>/.run/cassandra, git-ignored)
 #   CASSANDRA_LIB    jars                                   (default: <this dir>/lib; run fetch.sh first)
 #   CASSANDRA_HEAP   -Xms/-Xmx                              (default: 1G; the node needs ~1.5 GiB resident)
+#   CASSANDRA_MEMTABLE_MIB  memtable_heap_space and memtable_offheap_space, MiB (default: 128,
+#                    small for tests; Cassandra's own default is a quarter of the heap, and a
+#                    production node's memtables hold the owner log until its rows are deleted:
+#                    BENCHMARKS.md "Owner log" measures both)
 #   CQL_PORT / STORAGE_PORT                                 (default: 9042 / 7000; loopback only)
 #   Durability is as in production: every acknowledged write is fsynced (cassandra.yaml:
 #   commitlog_sync group) and schema changes are flushed (docs/storage.md, Durability).
@@ -35,6 +39,8 @@ ROOT="$(cd "$HERE/.." && pwd)"
 LIB="${CASSANDRA_LIB:-$HERE/lib}"
 BASE="${CASSANDRA_BASE:-$ROOT/.run/cassandra}"
 HEAP="${CASSANDRA_HEAP:-1G}"
+MEMTABLE_MIB="${CASSANDRA_MEMTABLE_MIB:-128}"
+[[ "$MEMTABLE_MIB" =~ ^[1-9][0-9]*$ ]] || { echo "start: CASSANDRA_MEMTABLE_MIB must be a positive number of MiB, got '$MEMTABLE_MIB'" >&2; exit 2; }
 CQL_PORT="${CQL_PORT:-9042}"
 STORAGE_PORT="${STORAGE_PORT:-7000}"
 TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
@@ -71,7 +77,8 @@ JAMM_JAR="$(ls "$LIB"/jamm-*.jar | head -1)"
 # ---------- working tree: data kept across restarts unless --fresh; conf regenerated each time ----------
 [ "$FRESH" = "1" ] && rm -rf "$BASE"
 mkdir -p "$BASE"/{conf/triggers,data,commitlog,saved_caches,hints,cdc_raw,logs,tmp}
-sed "s#__CASSANDRA_BASE__#$BASE#g" "$HERE/cassandra.yaml" > "$BASE/conf/cassandra.yaml"
+sed -e "s#__CASSANDRA_BASE__#$BASE#g" -e "s#^memtable_heap_space: .*#memtable_heap_space: ${MEMTABLE_MIB}MiB#" \
+  -e "s#^memtable_offheap_space: .*#memtable_offheap_space: ${MEMTABLE_MIB}MiB#" "$HERE/cassandra.yaml" > "$BASE/conf/cassandra.yaml"
 if [ -n "${CASSANDRA_CLIENT_KEYSTORE:-}" ]; then
   [ -r "$CASSANDRA_CLIENT_KEYSTORE" ] || { echo "start: cannot read CASSANDRA_CLIENT_KEYSTORE $CASSANDRA_CLIENT_KEYSTORE" >&2; exit 1; }
   cat >> "$BASE/conf/cassandra.yaml" <<YAML

@@ -12,7 +12,7 @@ import type { Connection } from './connection';
 import { Inbox } from './inbox';
 import { Waits } from './waits';
 import { InboxSync } from './inbox-sync';
-import { inboxMessage as msg, waitEvent } from './test-support';
+import { inboxMessage as msg, waitEvent } from './client.test-support';
 
 /** Resolves once cond() holds, checking it now and after every `change` of `events`. */
 async function until(events: EventEmitter, cond: () => boolean): Promise<void> {

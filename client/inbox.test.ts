@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import type { Message } from '../proto/wire';
 import { Inbox } from './inbox';
-import { inboxMessage as msg } from './test-support';
+import { inboxMessage as msg } from './client.test-support';
 
 const seqs = (ms: Message[]) => ms.map((m) => m.seq);
 

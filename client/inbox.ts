@@ -14,6 +14,7 @@
  *   jump across a change of the shard's owner: docs/protocol.md, "Gaps in inbox seqs").
  */
 import type { Message } from '../proto/wire';
+import { numberOption } from '../common/options';
 
 export interface InboxOptions {
   /** The highest seq the application has already processed. */
@@ -32,12 +33,8 @@ export class Inbox {
   private droppedForSpace = 0;
 
   constructor(options: InboxOptions = {}) {
-    const lastSeq = options.lastSeq ?? 0;
-    if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new RangeError(`lastSeq must be an integer >= 0, got ${lastSeq}`);
-    const max = options.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;
-    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`maxBufferedMessages must be an integer >= 1, got ${max}`);
-    this.last = lastSeq;
-    this.maxBuffered = max;
+    this.last = numberOption('Inbox', 'lastSeq', options.lastSeq, 0, { integer: true, min: 0 });
+    this.maxBuffered = numberOption('Inbox', 'maxBufferedMessages', options.maxBufferedMessages, DEFAULT_MAX_BUFFERED_MESSAGES, { integer: true });
   }
 
   /** The highest seq delivered so far. */

@@ -1,5 +1,6 @@
 /** ImClient options: the public shape, the defaults, and the one place they are applied and checked. */
-import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, validateBackoff } from './backoff';
+import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, validateBackoff } from '../common/backoff';
+import { checkNonEmpty, numberOption, OptionError, type NumberRule } from '../common/options';
 import { DEFAULT_MAX_BUFFERED_MESSAGES } from './inbox';
 
 export type TokenProvider = () => Promise<string> | string;
@@ -93,20 +94,14 @@ export interface ResolvedOptions {
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 30_000;
 
-function positive(name: string, v: number | undefined, def: number, { allowInfinity = false, allowZero = false } = {}): number {
-  if (v === undefined) return def;
-  const ok = typeof v === 'number' && !Number.isNaN(v) && (allowZero ? v >= 0 : v > 0) && (allowInfinity || Number.isFinite(v));
-  if (!ok) throw new RangeError(`ImClientOptions.${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`);
-  return v;
-}
+const OWNER = 'ImClientOptions';
+const positive = (name: string, v: number | undefined, def: number, rule: NumberRule = {}) => numberOption(OWNER, name, v, def, rule);
 
 function resolveTls(t: ImClientOptions['tls']): ClientTlsOptions | undefined {
   if (t === undefined || t === false) return undefined;
   if (t === true) return {};
-  if (typeof t !== 'object' || t === null) throw new RangeError(`ImClientOptions.tls must be a boolean or an object, got ${JSON.stringify(t)}`);
-  if (t.servername !== undefined && (typeof t.servername !== 'string' || t.servername === '')) {
-    throw new RangeError('ImClientOptions.tls.servername must be a non-empty string');
-  }
+  if (typeof t !== 'object' || t === null) throw new OptionError(OWNER, 'tls', `must be a boolean or an object, got ${JSON.stringify(t)}`);
+  if (t.servername !== undefined) checkNonEmpty(OWNER, 'tls.servername', t.servername);
   return { ...(t.ca !== undefined ? { ca: t.ca } : {}), ...(t.servername !== undefined ? { servername: t.servername } : {}) };
 }
 
@@ -133,13 +128,12 @@ export interface ResolveEnv {
 
 export function resolveOptions(o: ImClientOptions, env: ResolveEnv): ResolvedOptions {
   if (!o || typeof o.routerUrl !== 'string' || !/^https?:\/\/./.test(o.routerUrl)) {
-    throw new RangeError(`ImClientOptions.routerUrl must be an http(s) URL, got ${JSON.stringify(o?.routerUrl)}`);
+    throw new OptionError(OWNER, 'routerUrl', `must be an http(s) URL, got ${JSON.stringify(o?.routerUrl)}`);
   }
   if (typeof o.token !== 'function' && (typeof o.token !== 'string' || o.token === '')) {
-    throw new RangeError('ImClientOptions.token must be a non-empty string or a function');
+    throw new OptionError(OWNER, 'token', 'must be a non-empty string or a function');
   }
-  const lastSeq = o.lastSeq ?? 0;
-  if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) throw new RangeError(`ImClientOptions.lastSeq must be an integer >= 0, got ${lastSeq}`);
+  const lastSeq = positive('lastSeq', o.lastSeq, 0, { integer: true, min: 0 });
   const r: ResolvedOptions = {
     routerUrl: o.routerUrl,
     transport: o.transport ?? env.defaultTransport,
@@ -150,9 +144,9 @@ export function resolveOptions(o: ImClientOptions, env: ResolveEnv): ResolvedOpt
     lastSeq,
     requestTimeoutMs: positive('requestTimeoutMs', o.requestTimeoutMs, 10_000),
     connectTimeoutMs: positive('connectTimeoutMs', o.connectTimeoutMs, 5000),
-    backoffBaseMs: o.backoffBaseMs === undefined ? undefined : positive('backoffBaseMs', o.backoffBaseMs, 0, { allowZero: true }),
-    backoffMaxMs: o.backoffMaxMs === undefined ? undefined : positive('backoffMaxMs', o.backoffMaxMs, 0, { allowZero: true }),
-    maxReconnectAttempts: positive('maxReconnectAttempts', o.maxReconnectAttempts, Infinity, { allowInfinity: true, allowZero: true }),
+    backoffBaseMs: o.backoffBaseMs === undefined ? undefined : positive('backoffBaseMs', o.backoffBaseMs, 0, { min: 0 }),
+    backoffMaxMs: o.backoffMaxMs === undefined ? undefined : positive('backoffMaxMs', o.backoffMaxMs, 0, { min: 0 }),
+    maxReconnectAttempts: positive('maxReconnectAttempts', o.maxReconnectAttempts, Infinity, { min: 0, infinite: true }),
     autoReconnect: o.autoReconnect ?? true,
     receiveMessages: o.receiveMessages ?? true,
     sendMaxAttempts: Math.floor(positive('sendMaxAttempts', o.sendMaxAttempts, 5)),
@@ -163,13 +157,13 @@ export function resolveOptions(o: ImClientOptions, env: ResolveEnv): ResolvedOpt
     maxIncomingFrameBytes: Math.floor(positive('maxIncomingFrameBytes', o.maxIncomingFrameBytes, 16 * 1024 * 1024)),
   };
   if (r.transport !== 'tcp' && r.transport !== 'websocket') {
-    throw new RangeError(`ImClientOptions.transport must be "tcp" or "websocket", got ${JSON.stringify(r.transport)}`);
+    throw new OptionError(OWNER, 'transport', `must be "tcp" or "websocket", got ${JSON.stringify(r.transport)}`);
   }
-  if (r.deviceId === '') throw new RangeError('ImClientOptions.deviceId must not be empty');
+  if (r.deviceId === '') throw new OptionError(OWNER, 'deviceId', 'must not be empty');
   // The server's rule (docs/route-api.md), checked here so a typo fails at construction, not per connect.
   if (r.region !== undefined && (typeof r.region !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(r.region))) {
-    throw new RangeError(`ImClientOptions.region must be 1-64 letters, digits, ".", "_" or "-", got ${JSON.stringify(r.region)}`);
+    throw new OptionError(OWNER, 'region', `must be 1-64 letters, digits, ".", "_" or "-", got ${JSON.stringify(r.region)}`);
   }
-  validateBackoff(r.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS, r.backoffMaxMs ?? Math.max(DEFAULT_BACKOFF_MAX_MS, r.backoffBaseMs ?? 0));
+  validateBackoff(r.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS, r.backoffMaxMs ?? Math.max(DEFAULT_BACKOFF_MAX_MS, r.backoffBaseMs ?? 0), OWNER);
   return r;
 }

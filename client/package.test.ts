@@ -13,7 +13,7 @@ import * as vm from 'node:vm';
 import { WebSocket } from 'ws';
 import { signToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
-import { tempDir } from './test-support';
+import { tempDir } from './client.test-support';
 
 const SOURCE_DIR = path.resolve(__dirname, '..', '..', 'client');
 const REPO = path.resolve(SOURCE_DIR, '..');

@@ -11,7 +11,7 @@ import { eventually } from '../test/wait';
 import { DisconnectedEvent, ImClient, ImClientError, ImClientOptions } from './sdk';
 import {
   FaultProxy, RouteServer, SilentServer, deadAddr, gatewaysReply, realRoute, tempDir, waitEvent,
-} from './test-support';
+} from './client.test-support';
 
 const HEARTBEAT_MS = 250;
 const text = (m: Message) => Buffer.from(m.content).toString('utf8');

@@ -10,7 +10,7 @@ import {
   AuthOk, GroupResp, HistoryResp, Message, Op, ReadResp, SendReq, SendResp, SyncResp, UnreadResp,
   WireTypeName, WireTypes, decode, encode,
 } from '../proto/wire';
-import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs } from './backoff';
+import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs } from '../common/backoff';
 import { CloseInfo, Connection } from './connection';
 import { Emitter } from './emitter';
 import { ImClientError, clientClosed, retryWindowRanOut } from './errors';

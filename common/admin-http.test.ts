@@ -3,7 +3,7 @@ import { Counter, Registry } from 'prom-client';
 import { AdminServer, loadAdminAddr } from './admin-http';
 import { ConfigError } from './config';
 import { metrics, SourcedGauge } from './metrics';
-import { parsePrometheusText, sampleSum } from './metrics-text';
+import { parsePrometheusText, sampleSum } from './metrics-text.test-support';
 
 async function get(port: number, path: string, method = 'GET'): Promise<{ status: number; type: string; body: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });

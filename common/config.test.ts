@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
-import { ConfigError, parseDurationMs, parseFlags, parseHostPort, Settings } from './config';
+import { ConfigError, loadLogLevel, parseDurationMs, parseFlags, parseHostPort, Settings } from './config';
+import { namesField } from './config.test-support';
 
 describe('config', () => {
   it('parses durations, host:port and flags', () => {
@@ -17,5 +18,10 @@ describe('config', () => {
     assert.throws(() => s.int('IM_X', 1), (e: any) => e instanceof ConfigError && e.field === 'IM_X');
     assert.throws(() => s.addr('IM_ADDR', '1.2.3.4:5'), /IM_ADDR/);
     assert.equal(new Settings({}, { port: '9' }).int('IM_PORT', 1, { flag: 'port' }), 9);
+  });
+  it('loadLogLevel accepts the five levels and names IM_LOG_LEVEL otherwise', () => {
+    assert.equal(loadLogLevel({}, []), 'info');
+    assert.equal(loadLogLevel({ IM_LOG_LEVEL: 'debug' }, ['--log-level', 'warn']), 'warn');
+    assert.throws(() => loadLogLevel({ IM_LOG_LEVEL: 'verbose' }, []), namesField('IM_LOG_LEVEL'));
   });
 });

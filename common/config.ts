@@ -3,6 +3,7 @@
  * these; a bad value throws ConfigError naming the field, and main() exits with it.
  */
 
+import { parseCommandLine } from './args';
 import { LEVELS, type Level } from './log';
 import { type HostPort, parseHostPort } from './host-port';
 
@@ -15,21 +16,11 @@ export class ConfigError extends Error {
 
 export type Env = Record<string, string | undefined>;
 
-/** `--flag value` and `--flag=value` pairs from argv, keyed by flag name without dashes. */
+/** `--flag value` and `--flag=value` pairs from argv, keyed by flag name without dashes; a bare `--flag` is "true". */
 export function parseFlags(argv: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) continue;
-    const eq = a.indexOf('=');
-    if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[a.slice(2)] = argv[++i];
-    else out[a.slice(2)] = 'true';
-  }
-  return out;
+  return Object.fromEntries(parseCommandLine(argv, { lenient: true }).flags);
 }
 
-/** Reads one setting: flag first, then env var, then the default. */
 export class Settings {
   constructor(private readonly env: Env, private readonly flags: Record<string, string> = {}) {}
 
@@ -99,6 +90,14 @@ export class Settings {
 }
 
 export { type HostPort, parseHostPort, formatHostPort } from './host-port';
+
+/** A host name or IPv4 address without a port. */
+export const HOST_NAME_RE = /^[A-Za-z0-9.-]+$/;
+
+/** IM_LOG_LEVEL (--log-level): debug, info, warn, error or silent. */
+export function loadLogLevel(env: Env = process.env, argv: readonly string[] = process.argv.slice(2)): Level {
+  return new Settings(env, parseFlags(argv)).logLevel();
+}
 
 export function parseDurationMs(v: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());

@@ -122,6 +122,23 @@ export function toImError(err: unknown): ImError {
   return new InternalError(err instanceof Error ? err.message : String(err), { cause: err });
 }
 
+/** What a caller is told of a failed call. */
+export interface ErrorReply {
+  code: number;
+  message: string;
+  retryable: boolean;
+}
+
+/**
+ * Any thrown value as the reply to a call, in every mode (logic's gateway stream, embedded mode,
+ * gRPC). Unexpected errors (not ImError) get a generic text: their stack traces and SQL are for
+ * the log, never for a client.
+ */
+export function errorReply(err: unknown): ErrorReply {
+  const im = toImError(err);
+  return { code: im.code, message: err instanceof ImError ? im.message : 'internal error', retryable: im.retryable };
+}
+
 /** Disconnect codes: sent in a Disconnect frame just before the server closes the socket. */
 export const DisconnectCode = {
   DRAINING: 3000,        // gateway is shutting down: reconnect (elsewhere) now

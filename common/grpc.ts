@@ -1,29 +1,9 @@
-/** Loading the internal gRPC contracts with the same options the generated types assume. */
-import * as path from 'node:path';
+/**
+ * gRPC without the contracts: app errors to and from gRPC statuses, and binding a server. The
+ * internal contracts themselves are loaded by proto/load.ts.
+ */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import type { ProtoGrpcType as LogicProto } from '../proto/gen/logic';
-import type { ProtoGrpcType as RouterProto } from '../proto/gen/router';
-import * as logicCodecs from '../proto/gen-ts/internal/logic';
-import * as routerCodecs from '../proto/gen-ts/internal/router';
-import { withGeneratedCodecs } from '../proto/grpc-codecs';
-import { Code, codeName, ImError, InternalError, isRetryableCode, TimeoutError, toImError, UnavailableError } from './errors';
-
-export const PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
-
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false, longs: Number, enums: Number, defaults: true, oneofs: true,
-  includeDirs: [PROTO_DIR],
-};
-
-/** A file of proto/internal as grpc-js services, serialized by the codecs generated from it. */
-export function loadInternalProto<T>(file: string, codecs: object): T {
-  const def = protoLoader.loadSync(path.join(PROTO_DIR, 'internal', file), LOADER_OPTIONS);
-  return grpc.loadPackageDefinition(withGeneratedCodecs(def, codecs)) as unknown as T;
-}
-
-export const loadLogicProto = () => loadInternalProto<LogicProto>('logic.proto', logicCodecs);
-export const loadRouterProto = () => loadInternalProto<RouterProto>('router.proto', routerCodecs);
+import { Code, codeName, errorReply, ImError, InternalError, isRetryableCode, TimeoutError, UnavailableError } from './errors';
 
 /** Metadata key carrying the app error code across gRPC (the status code stays canonical). */
 export const APP_CODE_KEY = 'im-app-code';
@@ -63,11 +43,10 @@ export function grpcStatusFor(code: number): grpc.status {
  * generic message: their text (SQL, paths) is for the log, not for callers.
  */
 export function toGrpcError(err: unknown): Partial<grpc.StatusObject> {
-  const im = toImError(err);
-  const message = err instanceof ImError ? im.message : 'internal error';
+  const { code, message } = errorReply(err);
   const metadata = new grpc.Metadata();
-  metadata.set(APP_CODE_KEY, String(im.code));
-  return { code: grpcStatusFor(im.code), details: `${codeName(im.code)}(${im.code}): ${message}`, metadata };
+  metadata.set(APP_CODE_KEY, String(code));
+  return { code: grpcStatusFor(code), details: `${codeName(code)}(${code}): ${message}`, metadata };
 }
 
 /** A failed gRPC call as an ImError: the app code when present, else from the status. */

@@ -12,6 +12,7 @@
  */
 import { AdminServer, loadAdminAddr, type ReadinessChecks } from './admin-http';
 import { ConfigError, formatHostPort, type HostPort } from './config';
+import { OptionError } from './options';
 import { createLogger, type Level, type Logger } from './log';
 import { installInstrumentations, loadTelemetryConfig, startTelemetry, type TelemetryConfig } from './telemetry';
 
@@ -36,7 +37,7 @@ export interface ServiceMainOptions<C> {
   svc: string;
   /** Bound on the whole shutdown, above the parts' own bounds. */
   shutdownTimeoutMs: number;
-  /** Reads and validates settings (throws ConfigError). */
+  /** Reads and validates settings (throws ConfigError, or OptionError from a component's options). */
   loadConfig: () => C;
   logLevel: (config: C) => Level;
   logFields?: (config: C) => Record<string, unknown>;
@@ -45,7 +46,7 @@ export interface ServiceMainOptions<C> {
 
 export function serviceMain<C>(options: ServiceMainOptions<C>): void {
   const fail = (err: unknown): never => {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof OptionError) {
       process.stderr.write(`im-${options.svc}: ${err.message}\n`);
       process.exit(2);
     }

@@ -10,7 +10,7 @@
  * On by default in a service process, off by default in embedded mode (a trial on a laptop has
  * no collector); OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turns it off anywhere. Off
  * means nothing of the SDK is even loaded: @opentelemetry/api answers with its no-op tracer and
- * the span helpers (telemetry-spans.ts) return before building anything.
+ * the span helpers (telemetry/spans.ts) return before building anything.
  *
  * The SDK is process-global by OpenTelemetry's design (one registered tracer provider, context
  * manager and propagator), so this module keeps the one flag that mirrors it.
@@ -99,7 +99,7 @@ export interface TelemetryOptions {
   spanProcessors?: SpanProcessor[];
   /**
    * Patch gRPC and cassandra-driver (default true). Tests that load them long before turn this
-   * off; the message's own spans (telemetry-spans.ts) do not depend on it.
+   * off; the message's own spans (telemetry/spans.ts) do not depend on it.
    */
   instrumentations?: boolean;
   /** Bound on flushing spans at shutdown. Default 2000. */

@@ -4,9 +4,9 @@
  * (logic/stream.ts, router/grpc-server.ts) but without encoding every call into HTTP/2 frames.
  * The distributed mode, and its tests, keep the gRPC paths.
  */
-import { ImError, toImError } from '../common/errors';
+import { errorReply, ImError } from '../common/errors';
 import type { Logger } from '../common/log';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import type { LogicBackend, LogicCall, LogicCallResult } from '../gateway/logic-client';
 import type { OpRegistry } from '../logic/ops';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from '../router/api';
@@ -31,9 +31,8 @@ export class InProcessLogic implements LogicBackend {
   }
 
   private failed(op: number, err: unknown): LogicCallResult {
-    const im = toImError(err);
     if (!(err instanceof ImError)) this.logger.error('op failed', { op, err: err instanceof Error ? err.stack : String(err) });
-    return { body: new Uint8Array(0), code: im.code, message: err instanceof ImError ? im.message : 'internal error', retryable: im.retryable };
+    return { body: new Uint8Array(0), ...errorReply(err) };
   }
 }
 

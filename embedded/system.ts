@@ -4,7 +4,7 @@
  * (embedded/in-process.ts); logic and the router still serve their gRPC and HTTP APIs (the
  * internal admin API, the route API) as in a deployment.
  */
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { formatHostPort } from '../common/config';
 import type { GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { tempDir } from '../client/test-support';
+import { tempDir } from '../client/client.test-support';
 import { verifyToken } from '../common/jwt';
 import { silentLogger } from '../common/log';
 import { loadEmbeddedConfig } from './config';

@@ -2,8 +2,8 @@
  * What a gateway process opens before its Gateway (main.ts, upgrade/worker-main.ts): the bus, a
  * client of the router and one of logic, each closed when the process stops (in reverse order).
  */
-import { type BusConfig, openBus } from '../common/backends';
-import type { Bus } from '../common/bus';
+import { type BusConfig, openBus } from '../bus/config';
+import type { Bus } from '../bus/bus';
 import type { ServiceProcess } from '../common/service-main';
 import { RouterClient } from '../router/client';
 import type { GatewayConfig } from './config';

@@ -19,7 +19,7 @@ import { Code, DisconnectCode, InvalidUtf8Error, isRetryableCode, shouldReconnec
 import { type TokenAuth, verifyToken } from '../common/jwt';
 import type { Logger } from '../common/log';
 import { metrics } from '../common/metrics';
-import { countDisconnect, countGatewayError, gatewayRequest } from '../common/telemetry-hooks';
+import { countDisconnect, countGatewayError, gatewayRequest } from '../telemetry/hooks';
 import type { SessionRef } from '../router/api';
 import { FrameDecoder } from '../proto/codec';
 import { decode, decodeFrame, encode, FIRST_BUSINESS_OP, Frame, frameBytes, Op } from '../proto/wire';

@@ -4,10 +4,10 @@
  * here, kicks (also of sessions a newer login replaced, here or through another node's kick
  * subject). During a hot upgrade a DownlinkTap (upgrade-seam.ts) sees every item first.
  */
-import { Bus, BusHeaders, kickSubject } from '../common/bus';
+import { Bus, BusHeaders, kickSubject } from '../bus/bus';
 import { DisconnectCode } from '../common/errors';
 import type { Logger } from '../common/log';
-import { gatewayPush } from '../common/telemetry-hooks';
+import { gatewayPush } from '../telemetry/hooks';
 import type { SessionRef } from '../router/api';
 import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
 import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';

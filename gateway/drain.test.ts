@@ -5,7 +5,7 @@
  * to another gateway) is in test/releases.test.ts.
  */
 import * as assert from 'node:assert/strict';
-import { gatewaySubject, InProcessBus } from '../common/bus';
+import { gatewaySubject, InProcessBus } from '../bus/bus';
 import { DisconnectCode } from '../common/errors';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';

@@ -2,8 +2,8 @@
  * Per-connection limits, resolved once (defaults applied, values checked) by the Gateway and
  * shared by every Connection it creates.
  */
-import { ConfigError } from '../common/config';
 import { DEFAULT_MAX_FRAME_BYTES } from '../proto/codec';
+import { numberOption, OptionError } from '../common/options';
 
 export interface ConnectionLimits {
   /** Largest Frame a client may send (the length prefix is checked before buffering). 65536. */
@@ -35,7 +35,7 @@ export function resolveLimits(partial: Partial<ConnectionLimits>): ConnectionLim
   const heartbeatIntervalMs = positiveOption('heartbeatIntervalMs', partial.heartbeatIntervalMs, DEFAULT_HEARTBEAT_INTERVAL_MS);
   const idleTimeoutMs = positiveOption('idleTimeoutMs', partial.idleTimeoutMs, 3 * heartbeatIntervalMs);
   // A client pinging on schedule must never look idle.
-  if (idleTimeoutMs <= heartbeatIntervalMs) throw new ConfigError('idleTimeoutMs', 'must be greater than heartbeatIntervalMs');
+  if (idleTimeoutMs <= heartbeatIntervalMs) throw new OptionError('Gateway', 'idleTimeoutMs', 'must be greater than heartbeatIntervalMs');
   return {
     maxFrameBytes: positiveOption('maxFrameBytes', partial.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES),
     heartbeatIntervalMs,
@@ -49,9 +49,7 @@ export function resolveLimits(partial: Partial<ConnectionLimits>): ConnectionLim
   };
 }
 
-/** An optional positive number: the default when absent, ConfigError naming the field when bad. */
+/** An optional positive number of the gateway's: the default when absent, OptionError naming the field when bad. */
 export function positiveOption(field: string, v: number | undefined, def: number): number {
-  if (v === undefined) return def;
-  if (!Number.isFinite(v) || v <= 0) throw new ConfigError(field, `must be a positive number, got ${v}`);
-  return v;
+  return numberOption('Gateway', field, v, def);
 }

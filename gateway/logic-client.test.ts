@@ -6,7 +6,8 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
-import { bindServer, loadLogicProto } from '../common/grpc';
+import { bindServer } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { LogicCall, LogicClient } from './logic-client';
 import { closedPort, Echo, eventually, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './test-support';
 

@@ -18,13 +18,14 @@
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseHostPort } from '../common/config';
 import { Code } from '../common/errors';
-import { loadLogicProto } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { positiveOption } from './limits';
 import { Logger, silentLogger } from '../common/log';
 import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';
 import type { LogicGatewayClient } from '../proto/gen/im/internal/v1/LogicGateway';
 import type { ResultBatch__Output } from '../proto/gen/im/internal/v1/ResultBatch';
+import { fullJitterDelayMs } from '../common/backoff';
 
 export interface LogicClientOptions {
   /** host:port of each logic server; one stream is kept to each. */
@@ -377,9 +378,8 @@ class LogicLink {
 
   private scheduleReconnect(): void {
     if (this.closed) return;
-    const capMs = Math.min(this.deps.maxMs, this.deps.baseMs * 2 ** this.attempt);
+    const delayMs = fullJitterDelayMs(this.attempt, this.deps.baseMs, this.deps.maxMs);
     this.attempt = Math.min(this.attempt + 1, 30);
-    const delayMs = Math.random() * capMs;
     this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
   }
 

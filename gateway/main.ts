@@ -3,8 +3,8 @@
  * every logic address, reports to the router, accepts clients on IM_GATEWAY_ADDR. SIGTERM/SIGINT
  * drain (clients get Disconnect DRAINING and reconnect elsewhere) before the process exits.
  */
-import { describeBackends, loadBusConfig, loadLogLevel } from '../common/backends';
-import { formatHostPort } from '../common/config';
+import { describeBus, loadBusConfig } from '../bus/config';
+import { formatHostPort, loadLogLevel } from '../common/config';
 import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
 import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from './config';
@@ -40,7 +40,7 @@ serviceMain({
       node: config.node, addr, publicAddr: config.plaintext ? config.publicAddr ?? addr : '',
       ...(tls ? { tlsAddr, tlsPublicAddr: tls.publicAddr ?? tlsAddr } : {}),
       ...(config.ws && wsPort !== undefined ? { wsAddr: formatHostPort({ host: config.ws.host, port: wsPort }) } : {}),
-      logic: logicAddresses.join(','), router: routerAddr, grpcTls: describeGrpcTls(grpcTls), ...describeBackends(undefined, busConfig),
+      logic: logicAddresses.join(','), router: routerAddr, grpcTls: describeGrpcTls(grpcTls), ...describeBus(busConfig),
     });
   },
 });

@@ -5,7 +5,7 @@
  * adoption ended. A push path found broken (the bus reconnected, the router had forgotten the
  * node) makes every client sync.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import type { Logger } from '../common/log';
 import type { GatewayStatus, RouterApi, SessionRef } from '../router/api';
 import { within } from './within';

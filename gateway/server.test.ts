@@ -4,14 +4,14 @@
  */
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { gatewaySubject, kickSubject } from '../common/bus';
+import { gatewaySubject, kickSubject } from '../bus/bus';
 import { Code, DisconnectCode } from '../common/errors';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
 import { REPLACED_REASON } from './downlink';
 import { Gateway } from './server';
 import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './test-support';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 
 const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });
 const withoutSeq = (msgId: string) => message(msgId, 0);

@@ -2,7 +2,7 @@
  * What gateway processes under test dial: a router (gRPC + route API) and logic over a given store,
  * publishing pushes on a NATS server, all in the test's own process.
  */
-import { NatsBus } from '../common/bus-nats';
+import { NatsBus } from '../bus/nats';
 import { OpRegistry, registerClientOps } from '../logic/ops';
 import { LogicServer } from '../logic/server';
 import { LogicService } from '../logic/service';

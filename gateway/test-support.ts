@@ -6,8 +6,9 @@
 import * as net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { WebSocket, type ClientOptions } from 'ws';
-import { bindServer, loadLogicProto } from '../common/grpc';
-import { InProcessBus } from '../common/bus';
+import { bindServer } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
+import { InProcessBus } from '../bus/bus';
 import { signToken } from '../common/jwt';
 import { Gateway, GatewayOptions } from './server';
 import { LogicClient } from './logic-client';

@@ -7,6 +7,7 @@
  * early. Items do their own check when called (e.g. "idle since lastFrameAtMs?") and return their
  * next deadline, so a connection that receives frames is never rescheduled per frame.
  */
+import { checkNumber } from '../common/options';
 
 export interface WheelItem {
   /** Owned by the wheel: the tick whose bucket holds this item, -1 when not scheduled. */
@@ -39,8 +40,7 @@ export class TimerWheel {
   private stopped = false;
 
   constructor(opts: TimerWheelOptions) {
-    if (!Number.isFinite(opts.granuleMs) || opts.granuleMs <= 0) throw new RangeError(`TimerWheel granuleMs must be positive, got ${opts.granuleMs}`);
-    this.granuleMs = opts.granuleMs;
+    this.granuleMs = checkNumber('TimerWheel', 'granuleMs', opts.granuleMs);
     this.now = opts.now ?? Date.now;
     this.autoAdvance = opts.autoAdvance ?? true;
     this.cursor = Math.floor(this.now() / this.granuleMs) + 1;

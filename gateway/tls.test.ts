@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { main as cliMain } from '../client/cli';
+import { main as cliMain } from '../cli/main';
 import { ImClient, type ImClientOptions } from '../client/sdk';
 import { DisconnectCode } from '../common/errors';
 import { signToken } from '../common/jwt';

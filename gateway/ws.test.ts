@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { ClientOptions } from 'ws';
-import { gatewaySubject } from '../common/bus';
+import { gatewaySubject } from '../bus/bus';
 import { Code, codeName, DisconnectCode } from '../common/errors';
 import { metrics } from '../common/metrics';
 import { encodeDeliveryBatch } from '../proto/delivery';

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { LOADER_OPTIONS, PROTO_DIR } from '../common/grpc';
+import { LOADER_OPTIONS, PROTO_DIR } from '../proto/load';
 
 /**
  * Adds the reflection service for `protoFiles` (absolute, or relative to PROTO_DIR such as

@@ -11,7 +11,7 @@ import * as protobuf from 'protobufjs';
 import * as protoLoader from '@grpc/proto-loader';
 import { FileDescriptorProto } from 'protobufjs/ext/descriptor';
 import type { IFileDescriptorProto } from 'protobufjs/ext/descriptor';
-import { InProcessBus, gatewaySubject } from '../common/bus';
+import { InProcessBus, gatewaySubject } from '../bus/bus';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import type { DeliveryBatch } from '../proto/delivery';
 import { RouterClient } from '../router/client';
@@ -20,12 +20,12 @@ import { SqliteStore } from '../storage/sqlite';
 import { LogicClient } from '../gateway/logic-client';
 import { encode, Op } from '../proto/wire';
 import { addInternalApis } from './admin';
-import { adminClient, bearerMetadata, failedStatus, LOADER, type Reply, unary } from './admin-test-client';
+import { adminClient, bearerMetadata, failedStatus, LOADER, type Reply, unary } from './admin-client.test-support';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import { LogicService } from './service';
 import type { Caller } from './service';
-import { pushedTo } from './test-support';
+import { pushedTo } from './logic.test-support';
 
 const HOST = '127.0.0.1';
 const REFLECTION_PROTO = path.join(

@@ -7,7 +7,8 @@
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Code, ImError } from '../common/errors';
-import { loadInternalProto, toGrpcError } from '../common/grpc';
+import { toGrpcError } from '../common/grpc';
+import { loadInternalProto } from '../proto/load';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import type { ProtoGrpcType as AdminProto } from '../proto/gen/admin';
@@ -24,6 +25,7 @@ import { requireLength, requireUid, uidList } from './validate';
 import { adminApiEnabled, AdminTokens, type AdminAuthSettings } from './admin-auth';
 import { addReflection } from './admin-reflection';
 import { rejectedRequest, withStrictRequests } from './admin-strict';
+import { numberOption } from '../common/options';
 
 export { addReflection };
 
@@ -51,10 +53,7 @@ const MAX_OWNER_ATTEMPTS = 3;
 export function adminHandlers(options: AdminServiceOptions): LogicAdminHandlers {
   const { service, router } = options;
   const logger = options.logger ?? silentLogger;
-  const maxUidsPerLookup = options.maxUidsPerLookup ?? 1000;
-  if (!Number.isSafeInteger(maxUidsPerLookup) || maxUidsPerLookup < 1) {
-    throw new RangeError(`admin maxUidsPerLookup must be a positive integer, got ${maxUidsPerLookup}`);
-  }
+  const maxUidsPerLookup = numberOption('LogicAdmin', 'maxUidsPerLookup', options.maxUidsPerLookup, 1000, { integer: true });
 
   function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {

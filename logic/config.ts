@@ -1,7 +1,8 @@
 /** Logic service configuration: a pure function of env and flags. */
-import { loadBusConfig, loadLogLevel, loadStoreConfig, type BusConfig, type StoreConfig } from '../common/backends';
+import { loadBusConfig, type BusConfig } from '../bus/config';
+import { loadStoreConfig, type StoreConfig } from '../storage/config';
 import type { Env } from '../common/config';
-import { ConfigError, formatHostPort, parseFlags, Settings } from '../common/config';
+import { ConfigError, formatHostPort, loadLogLevel, parseFlags, Settings } from '../common/config';
 import { loadGrpcTls, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { TokenAuth } from '../common/jwt';
 import type { Level } from '../common/log';
@@ -101,7 +102,7 @@ export interface LogicProcessConfig {
 }
 
 /**
- * loadLogicConfig plus IM_STORE / IM_BUS and their settings (common/backends.ts),
+ * loadLogicConfig plus IM_STORE / IM_BUS and their settings (storage/config.ts, bus/config.ts),
  * IM_ROUTER_GRPC_ADDR, the HTTP API and its token keys, the admin tokens (`readFile` reads IM_LOGIC_ADMIN_TOKEN_FILE; for tests) and
  * IM_LOG_LEVEL. Throws ConfigError naming the setting on a bad value.
  */

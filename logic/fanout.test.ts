@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { gatewaySubject } from '../common/bus';
+import { gatewaySubject } from '../bus/bus';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import { chunkByBytes, Fanout } from './fanout';
-import type { LogicEnv } from './test-support';
-import { caller, collectBatches, makeLogicEnv, pushedTo, settle } from './test-support';
+import type { LogicEnv } from './logic.test-support';
+import { caller, collectBatches, makeLogicEnv, pushedTo, settle } from './logic.test-support';
 
 const alice = caller('alice', 'gw1');
 

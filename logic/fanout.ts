@@ -8,19 +8,20 @@
  * Push is best effort: clients heal any loss by sync, so failures are logged only.
  */
 import type { Context } from '@opentelemetry/api';
-import type { Bus } from '../common/bus';
-import { gatewaySubject } from '../common/bus';
+import type { Bus } from '../bus/bus';
+import { gatewaySubject } from '../bus/bus';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import { metrics } from '../common/metrics';
-import { FanoutSpans, fanoutTrace } from '../common/telemetry-hooks';
-import { traceHeaders } from '../common/telemetry-spans';
+import { FanoutSpans, fanoutTrace } from '../telemetry/hooks';
+import { traceHeaders } from '../telemetry/spans';
 import type { Push, PushTarget } from '../proto/delivery';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { encode } from '../proto/wire';
 import type { RouterApi, SessionRef } from '../router/api';
 import type { StoredMessage } from '../storage/store';
 import { toWireMessage } from './convert';
+import { compileNumbers } from '../common/options';
 
 export interface FanoutOptions {
   bus: Bus;
@@ -73,9 +74,8 @@ export class Fanout {
     this.bus = opts.bus;
     this.router = opts.router;
     this.logger = opts.logger ?? silentLogger;
-    this.maxPendingDeliveries = positiveInt('maxPendingDeliveries', opts.maxPendingDeliveries ?? 8192);
-    this.maxInFlightFlushes = positiveInt('maxInFlightFlushes', opts.maxInFlightFlushes ?? 64);
-    this.maxBatchBytes = positiveInt('maxBatchBytes', opts.maxBatchBytes ?? 512 * 1024);
+    ({ maxPendingDeliveries: this.maxPendingDeliveries, maxInFlightFlushes: this.maxInFlightFlushes, maxBatchBytes: this.maxBatchBytes } =
+      compileNumbers('Fanout', opts, { maxPendingDeliveries: 8192, maxInFlightFlushes: 64, maxBatchBytes: 512 * 1024 }, { integer: true }));
   }
 
   /**
@@ -249,7 +249,3 @@ export function chunkByBytes(pushes: readonly Push[], maxBytes: number): Push[][
   return chunks;
 }
 
-function positiveInt(field: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`Fanout ${field} must be a positive integer, got ${v}`);
-  return v;
-}

@@ -2,15 +2,18 @@
  * Group membership kept in memory for the send path, so a group send does not read the store.
  * Bounded (least recently used out past maxEntries); kept true by GroupSync (see its rules).
  */
+import { LruMap } from '../common/lru';
 import type { GroupInfo } from '../storage/store';
+import { checkNumber } from '../common/options';
 
 export class GroupCache {
-  private readonly entries = new Map<string, GroupInfo>();
+  private readonly entries: LruMap<string, GroupInfo>;
   /** Bumped by every drop: a load that saw a drop while in flight is not kept (it may be older). */
   private drops = 0;
 
   constructor(readonly maxEntries: number) {
-    if (!Number.isSafeInteger(maxEntries) || maxEntries < 0) throw new RangeError(`GroupCache maxEntries must be a non-negative integer, got ${maxEntries}`);
+    checkNumber('GroupCache', 'maxEntries', maxEntries, { integer: true, min: 0 });
+    this.entries = new LruMap(maxEntries);
   }
 
   get size(): number { return this.entries.size; }
@@ -19,19 +22,11 @@ export class GroupCache {
   async get(groupId: string, usable: boolean, load: () => Promise<GroupInfo | undefined>): Promise<GroupInfo | undefined> {
     if (usable) {
       const hit = this.entries.get(groupId);
-      if (hit) {
-        // Map order is recency order: move to the back.
-        this.entries.delete(groupId);
-        this.entries.set(groupId, hit);
-        return hit;
-      }
+      if (hit) return hit;
     }
     const drops = this.drops;
     const group = await load();
-    if (group && usable && drops === this.drops && this.maxEntries > 0) {
-      this.entries.set(groupId, group);
-      if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    }
+    if (group && usable && drops === this.drops && this.maxEntries > 0) this.entries.set(groupId, group);
     return group;
   }
 

@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { silentLogger } from '../common/log';
 import type { GroupInfo } from '../storage/store';
 import { GroupCache } from './group-cache';

@@ -16,9 +16,10 @@
  * cannot land after the drop. Embedded mode (InProcessBus, one process) has no peers: a change
  * is one synchronous drop.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { newId } from '../common/ids';
 import type { Logger } from '../common/log';
+import { numberOption } from '../common/options';
 
 export const GROUP_SUBJECT = 'im.logic.groups';
 const ackSubject = (id: string) => `im.logic.groups.ack.${id}`;
@@ -50,8 +51,7 @@ export class GroupSync {
   private closed = false;
 
   constructor(private readonly opts: GroupSyncOptions) {
-    this.helloIntervalMs = opts.helloIntervalMs ?? 1000;
-    if (!(this.helloIntervalMs > 0)) throw new RangeError(`GroupSync helloIntervalMs must be positive, got ${this.helloIntervalMs}`);
+    this.helloIntervalMs = numberOption('GroupSync', 'helloIntervalMs', opts.helloIntervalMs, 1000);
     this.leaseMs = 3 * this.helloIntervalMs;
     this.now = opts.now ?? Date.now;
     this.unsubs = [

@@ -1,7 +1,7 @@
 /**
  * The client HTTP API against a real running server: an embedded system (SQLite, real gateway,
  * real SDK clients on TCP) with the API on an ephemeral port. Every answer is checked against the
- * OpenAPI document (http-test-support.ts), and the last test requires every documented operation
+ * OpenAPI document (http.test-support.ts), and the last test requires every documented operation
  * to have answered 200 at least once.
  */
 import * as assert from 'node:assert/strict';
@@ -15,8 +15,8 @@ import { embeddedMode, TestSystem, tempDir, text } from '../test/harness';
 import { loadHttpApiSettings, loadLogicProcessConfig } from './config';
 import { HttpApi } from './http-api';
 import { OPENAPI_DOCUMENT } from './http-openapi';
-import { documentedOperations, HttpApiClient } from './http-test-support';
-import { makeLogicEnv } from './test-support';
+import { documentedOperations, HttpApiClient } from './http.test-support';
+import { makeLogicEnv } from './logic.test-support';
 import { eventually } from '../gateway/test-support';
 
 const MAX_BODY = 4096;

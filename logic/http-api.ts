@@ -11,12 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { BadRequestError, Code, FrameTooLargeError, ImError, NotAuthenticatedError, RateLimitedError, TimeoutError, toImError, UnknownOpError } from '../common/errors';
 import { verifyToken, type TokenAuth } from '../common/jwt';
 import { silentLogger, type Logger } from '../common/log';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import { Op } from '../proto/wire';
 import { IpRateLimiter } from '../router/ip-rate-limit';
 import { checkFields, queryFields, SEND_FIELDS, toSendReq, withMessagesJson } from './http-json';
 import { OPENAPI_DOCUMENT } from './http-openapi';
 import type { Caller, LogicService } from './service';
+import { checkNumber } from '../common/options';
 
 export interface HttpApiRateLimit {
   /** Requests per second per uid. */
@@ -164,9 +165,7 @@ export class HttpApi {
       stopTimeoutMs: options.stopTimeoutMs ?? HTTP_API_DEFAULTS.stopTimeoutMs,
       logger: options.logger ?? silentLogger, now: options.now ?? Date.now,
     };
-    for (const f of ['maxBodyBytes', 'callTimeoutMs', 'stopTimeoutMs'] as const) {
-      if (!Number.isSafeInteger(this.o[f]) || this.o[f] < 1) throw new RangeError(`HttpApi ${f} must be a positive integer, got ${this.o[f]}`);
-    }
+    for (const f of ['maxBodyBytes', 'callTimeoutMs', 'stopTimeoutMs'] as const) checkNumber('HttpApi', f, this.o[f], { integer: true });
     this.limiter = options.rateLimit && new IpRateLimiter({
       ratePerSec: options.rateLimit.ratePerSec, burst: options.rateLimit.burst,
       maxTrackedIps: options.rateLimit.maxTrackedUsers, now: this.o.now,

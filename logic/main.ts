@@ -3,8 +3,9 @@
  * the router, serves the gateway stream and, when an admin token is configured, the internal admin API (with
  * reflection) on IM_LOGIC_ADDR, and with IM_HTTP_ADDR the client HTTP API (docs/http-api.md).
  */
-import { describeBackends, openBus } from '../common/backends';
-import { flushBus } from '../common/bus';
+import { describeBus, openBus } from '../bus/config';
+import { describeStore } from '../storage/config';
+import { flushBus } from '../bus/bus';
 import { formatHostPort } from '../common/config';
 import { describeGrpcTls } from '../common/grpc-tls';
 import { serviceMain } from '../common/service-main';
@@ -60,7 +61,7 @@ serviceMain({
       addr: formatHostPort({ host: config.logic.host, port }), router: config.routerAddr, grpcTls: describeGrpcTls(config.grpcTls),
       httpApi: config.http && httpPort !== undefined ? `http://${formatHostPort({ host: config.http.host, port: httpPort })}` : 'off (no IM_HTTP_ADDR)',
       adminApi: internal.admin ? 'on' : 'off (no IM_LOGIC_ADMIN_TOKENS or IM_LOGIC_ADMIN_TOKEN_FILE)',
-      ...describeBackends(config.store, config.bus),
+      ...describeStore(config.store), ...describeBus(config.bus),
     });
   },
 });

@@ -3,8 +3,8 @@ import { Code } from '../common/errors';
 import { decode, encode, Op } from '../proto/wire';
 import type { CallContext } from './ops';
 import { OpRegistry, registerClientOps } from './ops';
-import type { LogicEnv } from './test-support';
-import { errorCode, makeLogicEnv } from './test-support';
+import type { LogicEnv } from './logic.test-support';
+import { errorCode, makeLogicEnv } from './logic.test-support';
 
 const ctx = (uid: string, op: number): CallContext => ({ uid, op, deviceId: 'd', connId: 'c', node: 'gw1' });
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as grpc from '@grpc/grpc-js';
 import { Code } from '../common/errors';
-import { loadLogicProto } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { metrics } from '../common/metrics';
 import type { LogicGatewayClient } from '../proto/gen/im/internal/v1/LogicGateway';
 import type { CallBatch } from '../proto/gen/im/internal/v1/CallBatch';
@@ -11,8 +11,8 @@ import { decode, encode, Op } from '../proto/wire';
 import { OpRegistry, registerClientOps } from './ops';
 import { LogicServer } from './server';
 import type { LogicServerOptions } from './server';
-import type { LogicEnv } from './test-support';
-import { makeLogicEnv } from './test-support';
+import type { LogicEnv } from './logic.test-support';
+import { makeLogicEnv } from './logic.test-support';
 import { eventually } from '../test/wait';
 
 const CUSTOM_OP = 900;

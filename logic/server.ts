@@ -4,13 +4,15 @@
  * services to the same port before start().
  */
 import * as grpc from '@grpc/grpc-js';
-import { bindServer, loadLogicProto } from '../common/grpc';
+import { bindServer } from '../common/grpc';
+import { loadLogicProto } from '../proto/load';
 import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import type { OpRegistry } from './ops';
 import { CallStream } from './stream';
 import type { ConnectCall } from './stream';
+import { compileNumbers } from '../common/options';
 
 export interface LogicServerOptions {
   registry: OpRegistry;
@@ -45,9 +47,8 @@ export class LogicServer {
     this.registry = opts.registry;
     this.host = opts.host;
     this.port = opts.port;
-    this.maxInFlightPerStream = positiveInt('maxInFlightPerStream', opts.maxInFlightPerStream ?? 4096);
-    this.maxResultBatchBytes = positiveInt('maxResultBatchBytes', opts.maxResultBatchBytes ?? 1_048_576);
-    this.stopTimeoutMs = positiveInt('stopTimeoutMs', opts.stopTimeoutMs ?? 5000);
+    ({ maxInFlightPerStream: this.maxInFlightPerStream, maxResultBatchBytes: this.maxResultBatchBytes, stopTimeoutMs: this.stopTimeoutMs } =
+      compileNumbers('LogicServer', opts, { maxInFlightPerStream: 4096, maxResultBatchBytes: 1_048_576, stopTimeoutMs: 5000 }, { integer: true }));
     this.logger = opts.logger ?? silentLogger;
     this.grpcTls = opts.grpcTls;
     const proto = loadLogicProto();
@@ -113,7 +114,3 @@ function safePeer(call: ConnectCall): string {
   }
 }
 
-function positiveInt(field: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`LogicServer ${field} must be a positive integer, got ${v}`);
-  return v;
-}

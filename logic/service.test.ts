@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { Code } from '../common/errors';
 import { groupConvId, peerConvId } from '../common/ids';
-import type { LogicEnv } from './test-support';
-import { caller, errorCode, makeLogicEnv, rejection } from './test-support';
+import type { LogicEnv } from './logic.test-support';
+import { caller, errorCode, makeLogicEnv, rejection } from './logic.test-support';
 
 const alice = caller('alice');
 const bob = caller('bob');

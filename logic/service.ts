@@ -4,12 +4,12 @@
  * fan-out coalescing queue and the group cache (kept true across processes by GroupSync), so any
  * number of logic processes can serve the same store.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { BadRequestError, ContentTooLargeError, GroupNotFoundError, NotGroupMemberError } from '../common/errors';
 import { groupConvId, isValidUid, newId, peerConvId } from '../common/ids';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
-import { countSend, storeAppend } from '../common/telemetry-hooks';
+import { countSend, storeAppend } from '../telemetry/hooks';
 import type {
   GroupCreateReq, GroupMembersReq, GroupResp, HistoryReq, HistoryResp, ReadReq, ReadResp, SendReq,
   SendResp, SyncReq, SyncResp, UnreadReq, UnreadResp,
@@ -22,6 +22,7 @@ import { GroupCache } from './group-cache';
 import { GroupSync } from './group-sync';
 import { GroupRules } from './groups';
 import { nonNegativeInt, pageLimit, requireActor, requireLength, requireUid, str } from './validate';
+import { compileNumbers } from '../common/options';
 
 /** Who is calling: filled by the gateway from the authenticated connection. */
 export interface Caller { uid: string; deviceId: string; connId: string; node: string }
@@ -73,10 +74,9 @@ export class LogicService {
   constructor(opts: LogicServiceOptions) {
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
-    this.maxGroupMembers = positiveInt('maxGroupMembers', opts.maxGroupMembers ?? 100);
-    this.dedupWindowMs = positiveInt('dedupWindowMs', opts.dedupWindowMs ?? 24 * 3_600_000);
-    this.maxContentBytes = positiveInt('maxContentBytes', opts.maxContentBytes ?? 16_384);
-    this.maxReplyBytes = positiveInt('maxReplyBytes', opts.maxReplyBytes ?? 512 * 1024);
+    ({ maxGroupMembers: this.maxGroupMembers, dedupWindowMs: this.dedupWindowMs, maxContentBytes: this.maxContentBytes,
+      maxReplyBytes: this.maxReplyBytes } = compileNumbers('LogicService', opts,
+      { maxGroupMembers: 100, dedupWindowMs: 24 * 3_600_000, maxContentBytes: 16_384, maxReplyBytes: 512 * 1024 }, { integer: true }));
     this.fanout = new Fanout({ bus: opts.bus, router: opts.router, logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }) });
     const cache = new GroupCache(opts.groupCacheEntries ?? 10_000);
     this.groupSync = new GroupSync({
@@ -243,10 +243,6 @@ export class LogicService {
   }
 }
 
-function positiveInt(field: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`LogicService ${field} must be a positive integer, got ${v}`);
-  return v;
-}
 
 /** Estimated wire size of a message beyond its content (ids, uids, numbers). */
 const MESSAGE_OVERHEAD_BYTES = 256;

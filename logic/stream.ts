@@ -6,10 +6,10 @@
  * too, so neither memory nor the backlog grows without limit.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { ImError, OverloadedError, toImError, UnavailableError } from '../common/errors';
+import { errorReply, ImError, OverloadedError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { metrics } from '../common/metrics';
-import { logicCall } from '../common/telemetry-hooks';
+import { logicCall } from '../telemetry/hooks';
 import type { Call__Output } from '../proto/gen/im/internal/v1/Call';
 import type { CallBatch__Output } from '../proto/gen/im/internal/v1/CallBatch';
 import type { Result } from '../proto/gen/im/internal/v1/Result';
@@ -166,8 +166,5 @@ export class CallStream {
 }
 
 function errorResult(callId: number, err: unknown): Result {
-  const im = toImError(err);
-  // Never leak internals (stack traces, SQL text) to a client: unexpected errors get a generic text.
-  const message = err instanceof ImError ? im.message : 'internal error';
-  return { callId, body: new Uint8Array(0), code: im.code, message, retryable: im.retryable };
+  return { callId, body: new Uint8Array(0), ...errorReply(err) };
 }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { InvalidUtf8Error } from '../common/errors';
-import { LOADER_OPTIONS, loadLogicProto, PROTO_DIR } from '../common/grpc';
+import { LOADER_OPTIONS, loadLogicProto, PROTO_DIR } from './load';
 
 type Method = grpc.MethodDefinition<unknown, unknown>;
 

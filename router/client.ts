@@ -6,7 +6,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
-import { fromGrpcError, loadRouterProto } from '../common/grpc';
+import { fromGrpcError } from '../common/grpc';
+import { loadRouterProto } from '../proto/load';
 import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import type { BindReply__Output } from '../proto/gen/im/internal/v1/BindReply';
@@ -14,6 +15,7 @@ import type { HeartbeatReply__Output } from '../proto/gen/im/internal/v1/Heartbe
 import type { LookupReply__Output } from '../proto/gen/im/internal/v1/LookupReply';
 import type { RouterClient as RouterStub } from '../proto/gen/im/internal/v1/Router';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from './api';
+import { checkNumber } from '../common/options';
 
 export interface RouterClientOptions {
   address: string;            // host:port
@@ -76,7 +78,7 @@ export class RouterClient implements RouterApi {
   constructor(options: RouterClientOptions) {
     this.o = { ...ROUTER_CLIENT_DEFAULTS, ...definedOnly(options) } as Required<Omit<RouterClientOptions, 'logger' | 'grpcTls'>>;
     for (const f of ['callTimeoutMs', 'maxUidsPerRpc', 'maxSessionsPerRpc', 'maxPendingUids', 'maxPendingSessions'] as const) {
-      if (!Number.isInteger(this.o[f]) || this.o[f] <= 0) throw new RangeError(`RouterClient ${f} must be a positive integer, got ${this.o[f]}`);
+      checkNumber('RouterClient', f, this.o[f], { integer: true });
     }
     this.log = options.logger ?? silentLogger;
     const proto = loadRouterProto();

@@ -1,7 +1,8 @@
 /** The Router gRPC service: maps protobuf to RouteTable calls and errors to canonical statuses. */
 import * as grpc from '@grpc/grpc-js';
 import { BadRequestError, ImError } from '../common/errors';
-import { loadRouterProto, toGrpcError } from '../common/grpc';
+import { toGrpcError } from '../common/grpc';
+import { loadRouterProto } from '../proto/load';
 import { Logger } from '../common/log';
 import type { RouterHandlers } from '../proto/gen/im/internal/v1/Router';
 import type { Session__Output } from '../proto/gen/im/internal/v1/Session';

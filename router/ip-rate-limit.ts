@@ -7,7 +7,10 @@
  * again with a full bucket, so the bound trades a little precision under a flood from very many
  * addresses for memory that cannot grow without limit.
  */
+import { LruMap } from '../common/lru';
+import { TokenBucket } from '../common/token-bucket';
 import type { IpAddr } from './cidr';
+import { checkNumber } from '../common/options';
 
 export interface IpRateLimiterOptions {
   /** Tokens refilled per second per IP. */
@@ -22,24 +25,19 @@ export interface IpRateLimiterOptions {
 
 export type RateDecision = { allowed: true } | { allowed: false; retryAfterMs: number };
 
-interface Bucket {
-  tokens: number;
-  lastMs: number;
-}
-
 export class IpRateLimiter {
   private readonly ratePerSec: number;
   private readonly burst: number;
   private readonly maxTrackedIps: number;
   private readonly now: () => number;
-  /** Map order is recency: a hit moves its key to the end, eviction takes from the front. */
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets: LruMap<string, TokenBucket>;
 
   constructor(options: IpRateLimiterOptions) {
-    this.ratePerSec = check('ratePerSec', options.ratePerSec, false);
-    this.burst = check('burst', options.burst, true);
-    this.maxTrackedIps = check('maxTrackedIps', options.maxTrackedIps, true);
+    this.ratePerSec = checkNumber('IpRateLimiter', 'ratePerSec', options.ratePerSec);
+    this.burst = checkNumber('IpRateLimiter', 'burst', options.burst, { integer: true });
+    this.maxTrackedIps = checkNumber('IpRateLimiter', 'maxTrackedIps', options.maxTrackedIps, { integer: true });
     this.now = options.now ?? Date.now;
+    this.buckets = new LruMap(this.maxTrackedIps);
   }
 
   /** Takes one token for this client; when none is left, says how long until one is. */
@@ -51,20 +49,11 @@ export class IpRateLimiter {
   takeKey(key: string): RateDecision {
     const now = this.now();
     let b = this.buckets.get(key);
-    if (b) {
-      this.buckets.delete(key);
-      const elapsedMs = now - b.lastMs;
-      if (elapsedMs > 0) b = { tokens: Math.min(this.burst, b.tokens + (elapsedMs * this.ratePerSec) / 1000), lastMs: now };
-    } else {
-      if (this.buckets.size >= this.maxTrackedIps) this.buckets.delete(this.buckets.keys().next().value!);
-      b = { tokens: this.burst, lastMs: now };
+    if (!b) {
+      b = new TokenBucket(this.ratePerSec, this.burst, now);
+      this.buckets.set(key, b);
     }
-    this.buckets.set(key, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return { allowed: true };
-    }
-    return { allowed: false, retryAfterMs: Math.ceil(((1 - b.tokens) * 1000) / this.ratePerSec) };
+    return b.take(now) ? { allowed: true } : { allowed: false, retryAfterMs: b.nextTokenInMs() };
   }
 
   get trackedIps(): number {
@@ -80,10 +69,4 @@ export function rateLimitKey(ip: IpAddr | undefined): string {
   if (!ip) return 'unknown';
   if (ip.family === 4) return `4:${ip.value}`;
   return `6:${ip.value >> 64n}`;
-}
-
-function check(field: string, v: number, integer: boolean): number {
-  const ok = Number.isFinite(v) && v > 0 && (!integer || Number.isInteger(v));
-  if (!ok) throw new RangeError(`IpRateLimiter ${field} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
-  return v;
 }

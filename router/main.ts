@@ -10,7 +10,7 @@ serviceMain({
   shutdownTimeoutMs: 15_000,
   loadConfig: () => {
     const config = loadRouterConfig();
-    return { config, service: new RouterService(config) }; // validates its options (ConfigError)
+    return { config, service: new RouterService(config) }; // validates its options (ConfigError, OptionError)
   },
   logLevel: ({ config }) => config.logLevel,
   async start(proc, { config, service }) {

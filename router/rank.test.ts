@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import type { GatewayStatus } from './api';
 import { loadRatio, rankGateways, RankOptions } from './rank';
-import { seededRandom } from './test-support';
+import { seededRandom } from './router.test-support';
 
 function gw(node: string, region: string, connections: number, over: Partial<GatewayStatus> = {}): GatewayStatus {
   return { node, addr: '10.0.0.1:7100', region, zone: `${region}-a`, connections, capacity: 100, draining: false, ...over };

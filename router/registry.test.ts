@@ -6,7 +6,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as http from 'node:http';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { signToken } from '../common/jwt';
 import { Gateway } from '../gateway/server';
 import { eventually, LogicTestServer, startLogicServer, TestClient } from '../gateway/test-support';

@@ -9,7 +9,7 @@ import { Code } from '../common/errors';
 import type { GatewayStatus } from './api';
 import { RouterClient } from './client';
 import { RouterService, RouterServiceOptions } from './service';
-import { seededRandom } from './test-support';
+import { seededRandom } from './router.test-support';
 
 const HOST = '127.0.0.1';
 

@@ -14,7 +14,7 @@ import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { main as cliMain } from '../client/cli';
+import { main as cliMain } from '../cli/main';
 import { fetchRoute } from '../client/route';
 import { ImClient, type ImClientOptions } from '../client/sdk';
 import { signToken } from '../common/jwt';

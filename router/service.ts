@@ -6,13 +6,14 @@ import { bindServer } from '../common/grpc';
 import { grpcServerCredentials, type GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
 import { ReloadableTlsContext } from '../common/tls-context';
-import { watchRouteTable } from '../common/telemetry-hooks';
+import { watchRouteTable } from '../telemetry/hooks';
 import { CidrMap, CidrSet } from './cidr';
 import { buildProxySet, buildRegionMap, RegionCidr } from './client-origin';
 import { addRouterService } from './grpc-server';
 import { createRouteHttpServer, ROUTE_HTTP_DEFAULTS, type RouteServer } from './http';
 import { RANK_DEFAULTS } from './rank';
 import { ROUTE_TABLE_DEFAULTS, RouteTable } from './table';
+import { checkNumber } from '../common/options';
 
 export interface RouterServiceOptions {
   grpcHost: string;
@@ -220,14 +221,10 @@ function resolveOptions(options: RouterServiceOptions): ResolvedOptions {
   port('httpPort', o.httpPort);
   for (const f of ['gatewayTtlMs', 'gatewayHeartbeatIntervalMs', 'backoffBaseMs', 'backoffMaxMs', 'clientHeartbeatIntervalMs',
     'routeRateBurst', 'routeRateMaxIps', 'maxGatewaysPerRoute', 'shutdownTimeoutMs'] as const) {
-    if (!Number.isInteger(o[f]) || o[f] <= 0) throw new ConfigError(f, `must be a positive integer, got ${o[f]}`);
+    checkNumber('RouterService', f, o[f], { integer: true });
   }
-  if (!Number.isFinite(o.routeRatePerSec) || o.routeRatePerSec < 0) {
-    throw new ConfigError('routeRatePerSec', `must be a number >= 0 (0 = no limit), got ${o.routeRatePerSec}`);
-  }
-  if (!Number.isFinite(o.routeLoadExponent) || o.routeLoadExponent < 0) {
-    throw new ConfigError('routeLoadExponent', `must be a number >= 0, got ${o.routeLoadExponent}`);
-  }
+  checkNumber('RouterService', 'routeRatePerSec', o.routeRatePerSec, { min: 0 }); // 0 = no limit
+  checkNumber('RouterService', 'routeLoadExponent', o.routeLoadExponent, { min: 0 });
   if (o.gatewayTtlMs <= o.gatewayHeartbeatIntervalMs) {
     throw new ConfigError('gatewayTtlMs', `must exceed gatewayHeartbeatIntervalMs (${o.gatewayHeartbeatIntervalMs}ms), got ${o.gatewayTtlMs}ms`);
   }

@@ -7,6 +7,7 @@ import { parseHostPort } from '../common/config';
 import { BadRequestError, OverloadedError } from '../common/errors';
 import { isValidUid } from '../common/ids';
 import type { GatewayStatus, SessionRef } from './api';
+import { compileNumbers } from '../common/options';
 
 export interface RouteTableOptions {
   /** Clock in milliseconds; injected so expiry is testable without waiting. */
@@ -65,10 +66,8 @@ export class RouteTable {
 
   constructor(options: RouteTableOptions = {}) {
     this.now = options.now ?? Date.now;
-    this.gatewayTtlMs = positive('gatewayTtlMs', options.gatewayTtlMs ?? ROUTE_TABLE_DEFAULTS.gatewayTtlMs);
-    this.maxSessionsPerUid = positive('maxSessionsPerUid', options.maxSessionsPerUid ?? ROUTE_TABLE_DEFAULTS.maxSessionsPerUid);
-    this.maxUidsPerLookup = positive('maxUidsPerLookup', options.maxUidsPerLookup ?? ROUTE_TABLE_DEFAULTS.maxUidsPerLookup);
-    this.maxNodes = positive('maxNodes', options.maxNodes ?? ROUTE_TABLE_DEFAULTS.maxNodes);
+    ({ gatewayTtlMs: this.gatewayTtlMs, maxSessionsPerUid: this.maxSessionsPerUid, maxUidsPerLookup: this.maxUidsPerLookup,
+      maxNodes: this.maxNodes } = compileNumbers('RouteTable', options, ROUTE_TABLE_DEFAULTS, { integer: true }));
   }
 
   /**
@@ -233,10 +232,6 @@ function sessionKey(node: string, connId: string): string {
   return `${node}\u0000${connId}`;
 }
 
-function positive(field: string, v: number): number {
-  if (!Number.isInteger(v) || v <= 0) throw new RangeError(`RouteTable ${field} must be a positive integer, got ${v}`);
-  return v;
-}
 
 function requireId(field: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new BadRequestError(`${field} is required`);

@@ -130,7 +130,7 @@ if ((infra_only)); then
 fi
 
 # ---------------------------------------------------------------- services
-if [[ ! -f dist/router/main.js || ! -f dist/logic/main.js || ! -f dist/gateway/main.js || ! -f dist/client/cli.js ]]; then
+if [[ ! -f dist/router/main.js || ! -f dist/logic/main.js || ! -f dist/gateway/main.js || ! -f dist/cli/main.js ]]; then
   echo "up: dist/ is incomplete; building (npm run build)"
   npm run build || fail "the build failed"
 fi
@@ -227,7 +227,7 @@ up: all services running (logs and pids in .run/procs/; stop with 'make down')
   NATS         $nats_url   ($nats_note; credentials in $nats_dir: logic.nk, gateway-gw-N.nk, dev.url)
   Cassandra    127.0.0.1:$cql_port   ($cassandra_note)
   auth secret  .run/auth.secret; $cli_note
-  try          node dist/client/cli.js listen bob --count 1 --timeout 30 --router http://$router_http &
-               node dist/client/cli.js send alice bob hello --router http://$router_http
+  try          node dist/cli/main.js listen bob --count 1 --timeout 30 --router http://$router_http &
+               node dist/cli/main.js send alice bob hello --router http://$router_http
                (listen starts at seq 0: with data from earlier runs, add --from-seq <bob's last seq>)
 EOF

@@ -58,6 +58,8 @@ export interface BalancerOptions {
   owned: () => number[];
   /** Hands a shard back; false when it could not be done now (busy, lost, closing). */
   handover: (shard: number) => Promise<boolean>;
+  /** Told each list of live processes read, and whether it differs from the one before. */
+  onList?: (names: readonly string[], changed: boolean) => void;
 }
 
 export class Balancer {
@@ -109,9 +111,11 @@ export class Balancer {
     if (this.closed) return;
     const live = await this.o.lease.live();
     const names = live.map((p) => p.process).sort();
-    this.sameRounds = names.join('\n') === this.names.join('\n') ? this.sameRounds + 1 : 0;
+    const same = names.join('\n') === this.names.join('\n');
+    this.sameRounds = same ? this.sameRounds + 1 : 0;
     this.live = live;
     this.names = names;
+    this.o.onList?.(names, !same);
     // Nothing moves while processes come and go (a rolling restart): only once the list held still.
     if (this.o.maxMoves === 0 || this.sameRounds < 1) return;
     const me = this.o.lease.processId;

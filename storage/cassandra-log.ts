@@ -28,6 +28,7 @@ import { OverloadedError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Lease } from './cassandra-lease';
 import { Gate, num, sleep, toStoreError } from './cassandra-util';
+import { decodeBody, encodeBody } from './cassandra-log-body';
 import { tableOf, type Row } from './cassandra-writer';
 
 /** A row with what the log needs to route it: the key whose reads wait for it, and its shard and epoch. */
@@ -47,6 +48,9 @@ interface TableRow {
 }
 
 interface Tracked extends TableRow {
+  /** Its partition: table and routing key (latin1), computed once. */
+  where: string;
+  routingKeyText: string;
   replaces?: string;
   key: string;
   shard: number;
@@ -75,12 +79,19 @@ export interface OwnerLogOptions {
   maxBytes: number;
   /** Bytes of rows one log write carries at most (one round's rows always go, whatever their size). */
   maxLogBytes: number;
-  /** Log rows per partition of store_log. */
+  /**
+   * Log positions per partition of store_log: a partition is deleted once its last row is in the
+   * tables, so fewer positions per partition delete rows sooner (while still in Cassandra's memtable,
+   * they are then never written to disk). Recorded with the log, so replay reads any layout.
+   */
   partRows: number;
   /** Bytes of rows logged and not yet in their tables at most; beyond it a write fails OVERLOADED. */
   maxUnflushedBytes: number;
   what: string;
 }
+
+/** Positions per log partition of logs written before the layout was recorded in log_marks. */
+const LEGACY_PART_ROWS = 1000;
 
 const stampedQueries = new Map<string, boolean>();
 /** Whether a write statement sets its own timestamp (then a batch must not set one). */
@@ -93,56 +104,9 @@ function stamped(query: string): boolean {
   return s;
 }
 
-/**
- * The log row's body: the distinct queries once, the distinct byte values once (a message's
- * content is in its history row and in every inbox row: logged once), then each row with its
- * routing and its parameters, bytes as { $r: index }.
- */
-function encodeBody(rows: Tracked[]): Buffer {
-  const queries: string[] = [];
-  const index = new Map<string, number>();
-  const blobs: string[] = [];
-  const seen = new Map<ArrayBufferLike, Map<string, number>>();
-  const param = (v: unknown): unknown => {
-    if (v instanceof Uint8Array) {
-      const at = `${v.byteOffset}:${v.byteLength}`;
-      let inBuffer = seen.get(v.buffer);
-      if (!inBuffer) seen.set(v.buffer, (inBuffer = new Map()));
-      let ri = inBuffer.get(at);
-      if (ri === undefined) {
-        ri = blobs.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')) - 1;
-        inBuffer.set(at, ri);
-      }
-      return { $r: ri };
-    }
-    return Array.isArray(v) ? v.map(param) : v;
-  };
-  const out = rows.map((r) => {
-    let qi = index.get(r.query);
-    if (qi === undefined) {
-      qi = queries.push(r.query) - 1;
-      index.set(r.query, qi);
-    }
-    return [qi, r.shard, r.epoch, r.ts ?? null, r.routingKey.toString('base64'), r.bytes, r.params.map(param)];
-  });
-  return Buffer.from(JSON.stringify({ q: queries, b: blobs, r: out }));
-}
-
 interface Replayable extends TableRow { shard: number; epoch: number }
-
-function decodeBody(body: Buffer): Replayable[] {
-  const parsed = JSON.parse(body.toString('utf8')) as
-    { q: string[]; b: string[]; r: [number, number, number, number | null, string, number, unknown[]][] };
-  const blobs = parsed.b.map((b) => Buffer.from(b, 'base64'));
-  const param = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(param);
-    if (v && typeof v === 'object' && typeof (v as { $r?: unknown }).$r === 'number') return blobs[(v as { $r: number }).$r];
-    return v;
-  };
-  return parsed.r.map(([qi, shard, epoch, ts, rk, bytes, params]) => ({
-    query: parsed.q[qi], params: params.map(param), routingKey: Buffer.from(rk, 'base64'), bytes, ts: ts ?? undefined, shard, epoch,
-  }));
-}
+/** A log read from its mark: its rows, and the partitions they came from. */
+interface ReadLog { rows: Replayable[]; firstPart: number; parts: number }
 
 /** Counts of rows not yet in their tables, per key and per shard, with who waits for them to reach 0. */
 class Counter<K> {
@@ -199,6 +163,8 @@ export class OwnerLog {
   /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
   private readonly unflushedAt = new Map<number, number>();
   private markWritten = 0;
+  /** When this incarnation's log_marks row was last written by register() (0: not yet). */
+  private registeredAtMs = 0;
   private logProcess = '';
   /** The position of the log write in flight (its rows are not tracked yet), or 0. */
   private loggingPos = 0;
@@ -215,7 +181,10 @@ export class OwnerLog {
       log: `INSERT INTO ${ks}.store_log (process, part, pos, body) VALUES (?, ?, ?, ?)`,
       read: `SELECT pos, body FROM ${ks}.store_log WHERE process = ? AND part = ? AND pos > ?`,
       mark: `INSERT INTO ${ks}.log_marks (process, flushed) VALUES (?, ?)`,
-      getMark: `SELECT flushed FROM ${ks}.log_marks WHERE process = ?`,
+      register: `INSERT INTO ${ks}.log_marks (process, flushed, part_rows) VALUES (?, ?, ?)`,
+      getMark: `SELECT flushed, part_rows FROM ${ks}.log_marks WHERE process = ?`,
+      marks: `SELECT process FROM ${ks}.log_marks`,
+      dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
       dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
     };
     this.timer = setInterval(() => { void this.flush(); }, Math.max(10, o.writeBehindMs));
@@ -337,6 +306,7 @@ export class OwnerLog {
       this.pos = 0;
       this.markWritten = 0;
       this.partsDeletedBelow = 0;
+      this.registeredAtMs = 0;
     }
     const generation = this.generation;
     const pos = ++this.pos;
@@ -344,11 +314,15 @@ export class OwnerLog {
     let rows: Tracked[] = [];
     try {
       this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
+      await this.register(process);
       const ts = this.o.nextTs();
-      rows = take.flatMap((w) => w.rows.map((r): Tracked => ({
-        query: r.query, params: r.params, routingKey: r.routingKey, bytes: r.bytes, replaces: r.replaces,
-        ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
-      })));
+      rows = take.flatMap((w) => w.rows.map((r): Tracked => {
+        const rk = r.routingKey.toString('latin1');
+        return {
+          query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
+          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
+        };
+      }));
       const body = encodeBody(rows);
       await this.o.gate.run(() => this.o.client.execute(this.q.log, [process, Math.floor(pos / this.o.partRows), pos, body],
         { prepare: true, timestamp: ts, readTimeout: this.o.lease.writeTimeoutMs }));
@@ -367,11 +341,22 @@ export class OwnerLog {
     for (const w of take) w.resolve();
   }
 
+  /**
+   * Lists this log in `log_marks` before its first row (and again daily, ahead of the row's TTL),
+   * so a process that dies before it ever wrote a mark is still found by the orphan sweep.
+   */
+  private async register(process: string): Promise<void> {
+    const now = Date.now();
+    if (now - this.registeredAtMs < 86_400_000) return;
+    await this.o.gate.run(() => this.o.client.execute(this.q.register, [process, this.markWritten, this.o.partRows],
+      { prepare: true, readTimeout: this.o.lease.writeTimeoutMs }));
+    this.registeredAtMs = now;
+  }
+
   private track(r: Tracked): void {
-    const where = `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}`;
-    const list = this.pending.get(where);
+    const list = this.pending.get(r.where);
     if (list) list.push(r);
-    else this.pending.set(where, [r]);
+    else this.pending.set(r.where, [r]);
     this.byKey.add(r.key, 1);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
@@ -426,10 +411,9 @@ export class OwnerLog {
       if (generation !== this.generation) return;
       const retry = new Set(batch);
       for (const t of batch) {
-        const where = `${tableOf(t.query)}\0${t.routingKey.toString('latin1')}`;
-        const list = this.pending.get(where);
+        const list = this.pending.get(t.where);
         if (list) list.unshift(t);
-        else this.pending.set(where, [t]);
+        else this.pending.set(t.where, [t]);
       }
       void this.flush((t) => retry.has(t));
       return;
@@ -488,7 +472,7 @@ export class OwnerLog {
   // --- replay ----------------------------------------------------------------------------------
 
   /** Decoded logs of other processes, read once per takeover wave (every shard of a dead process replays from one read). */
-  private readonly replayCache = new Map<string, { at: number; rows: Promise<Replayable[]> }>();
+  private readonly replayCache = new Map<string, { at: number; rows: Promise<ReadLog> }>();
 
   /**
    * Writes to their tables the rows `process` logged for `shard` in `epoch` that it may not have
@@ -503,7 +487,7 @@ export class OwnerLog {
       this.replayCache.set(process, cached);
       cached.rows.catch(() => this.replayCache.delete(process));
     }
-    const rows = (await cached.rows).filter((r) => r.shard === shard && r.epoch === epoch);
+    const rows = (await cached.rows).rows.filter((r) => r.shard === shard && r.epoch === epoch);
     if (rows.length > 0) {
       await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
       this.o.logger.info('cassandra store: replayed a previous owner\'s log', { process, shard, epoch, rows: rows.length });
@@ -511,12 +495,50 @@ export class OwnerLog {
     return rows.length;
   }
 
-  private async readLog(process: string): Promise<Replayable[]> {
+  /**
+   * The logs listed in `log_marks` (every process that logged in the last 7 days and was not
+   * swept since), for the orphan sweep (cassandra-orphans.ts).
+   */
+  async listed(): Promise<string[]> {
+    const out: string[] = [];
+    let pageState: string | undefined;
+    do {
+      const page = await this.o.client.execute(this.q.marks, [], { prepare: true, fetchSize: 1000, pageState });
+      for (const r of page.rows) out.push(String(r.process));
+      pageState = page.pageState ?? undefined;
+    } while (pageState);
+    return out;
+  }
+
+  /**
+   * Writes to their tables every row a dead process logged after its mark, whatever shard or
+   * epoch (each keeps its logged timestamp, so a newer write of a later owner still wins), then
+   * deletes its log and its mark. Only for a process whose lease is over (past the skew margin).
+   */
+  async replayAll(process: string): Promise<number> {
+    this.replayCache.delete(process);
+    const { rows, firstPart, parts } = await this.readLog(process);
+    if (rows.length > 0) {
+      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      this.o.logger.info('cassandra store: replayed the log of a process that is gone', { process, rows: rows.length });
+    }
+    for (let part = firstPart; part < firstPart + parts; part++) {
+      await this.o.client.execute(this.q.dropPart, [process, part], { prepare: true });
+    }
+    await this.o.client.execute(this.q.dropMark, [process], { prepare: true });
+    return rows.length;
+  }
+
+  private async readLog(process: string): Promise<ReadLog> {
     const rs = await this.o.client.execute(this.q.getMark, [process], { prepare: true });
     const mark = num(rs.first()?.flushed) ?? 0;
+    // The layout that process wrote its log in (logs older than the part_rows column: 1,000).
+    const partRows = num(rs.first()?.part_rows) ?? LEGACY_PART_ROWS;
     const out: Replayable[] = [];
+    const firstPart = Math.floor((mark + 1) / partRows);
+    let parts = 0;
     // Log rows carry a whole round each (up to maxLogBytes): a few per page.
-    for (let part = Math.floor((mark + 1) / this.o.partRows); ; part++) {
+    for (let part = firstPart; ; part++, parts++) {
       let rows = 0;
       let pageState: string | undefined;
       do {
@@ -527,7 +549,7 @@ export class OwnerLog {
       } while (pageState);
       if (rows === 0) break;
     }
-    return out;
+    return { rows: out, firstPart, parts };
   }
 }
 
@@ -536,16 +558,17 @@ export class OwnerLog {
  * one partition has more than maxRows/maxBytes), all concurrently, at the newest timestamp of the
  * rows in it unless their queries carry their own. `prepare` runs before each send and returns its timeout.
  */
-async function writeRows(client: Client, gate: Gate, rows: TableRow[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
-  const groups = new Map<string, TableRow[]>();
+async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
+  // By partition, and apart those that carry their own timestamp (the batch must not set one).
+  const groups = new Map<string, { own: TableRow[]; logged: TableRow[] }>();
   for (const r of rows) {
-    const where = `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}\0${r.ts === undefined ? 's' : 't'}`;
-    const g = groups.get(where);
-    if (g) g.push(r);
-    else groups.set(where, [r]);
+    const where = r.where ?? `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}`;
+    let g = groups.get(where);
+    if (!g) groups.set(where, (g = { own: [], logged: [] }));
+    (r.ts === undefined ? g.own : g.logged).push(r);
   }
   const sends: Promise<unknown>[] = [];
-  for (const g of groups.values()) {
+  for (const { own, logged } of groups.values()) for (const g of [own, logged]) {
     for (let i = 0; i < g.length;) {
       let bytes = 0;
       let j = i;

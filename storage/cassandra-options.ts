@@ -6,7 +6,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { types } from 'cassandra-driver';
 import type { CassandraTlsConfig } from '../common/cassandra-tls';
 import { ConfigError } from '../common/config';
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { silentLogger, type Logger } from '../common/log';
 import { DEFAULT_BUCKET_SIZE, DEFAULT_SHARD_COUNT, validateKeyspace } from './cassandra-schema';
 

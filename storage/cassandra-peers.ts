@@ -6,7 +6,7 @@
  *
  * Wire form: JSON; byte fields (message content, digests) as base64 strings under a "$b" key.
  */
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { ImError, TimeoutError, UnavailableError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { NotOwnerError } from './cassandra-shards';

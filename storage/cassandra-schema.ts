@@ -144,6 +144,12 @@ export const MIGRATIONS: readonly Migration[] = [
        ) WITH gc_grace_seconds = 10800`,
     ],
   },
+  {
+    version: 5,
+    description: 'owner log: each log says how many positions one of its partitions holds',
+    // Null for logs started before this version: those used 1,000.
+    statements: (ks) => [`ALTER TABLE ${ks}.log_marks ADD IF NOT EXISTS part_rows int`],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;

@@ -4,6 +4,9 @@
  */
 import { errors as driverErrors, types } from 'cassandra-driver';
 import { ImError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+import { fullJitterDelayMs } from '../common/backoff';
+export { setTimeout as sleep } from 'node:timers/promises';
+export { LruMap } from '../common/lru';
 
 /** bigint/int columns come back as Long (bigint) or number (int); null stays null. */
 export function num(v: unknown): number | null {
@@ -17,12 +20,8 @@ export function bytesOf(content: Uint8Array): Buffer {
   return Buffer.from(content.buffer, content.byteOffset, content.byteLength);
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Jittered backoff for contended LWT retries: spreads racing writers apart. */
-export function backoffMs(attempt: number, capMs = 50): number {
-  return Math.random() * Math.min(capMs, 2 ** Math.min(attempt, 6));
-}
+export const backoffMs = (attempt: number, capMs = 50): number => fullJitterDelayMs(attempt, 1, capMs);
 
 /** Bounds how many statements one store has in flight; waiters queue in order. */
 export class Gate {
@@ -40,39 +39,6 @@ export class Gate {
       if (next) next(); // the slot passes straight to the next waiter
       else this.active--;
     }
-  }
-}
-
-/** A Map that forgets its least recently used key beyond `max` entries (never one `keep` pins). */
-export class LruMap<K, V> {
-  private readonly map = new Map<K, V>();
-  constructor(private readonly max: number, private readonly keep?: (value: V) => boolean) {}
-
-  get(key: K): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-
-  set(key: K, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size <= this.max) return;
-    for (const [k, v] of this.map) {
-      if (this.map.size <= this.max) break;
-      if (!this.keep?.(v)) this.map.delete(k);
-    }
-  }
-
-  delete(key: K): void {
-    this.map.delete(key);
-  }
-
-  deleteWhere(test: (value: V) => boolean): void {
-    for (const [k, v] of this.map) if (test(v)) this.map.delete(k);
   }
 }
 

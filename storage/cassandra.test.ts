@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'cassandra-driver';
 import { ConfigError } from '../common/config';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { Code } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../test/infra';
@@ -15,7 +15,7 @@ import { waitFor } from '../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './cassandra';
 import { preferredOwner } from './cassandra-balance';
 import { MIGRATIONS, readSettings } from './cassandra-schema';
-import { storeContract } from './contract';
+import { storeContract } from './contract.test-support';
 import { sendDigest } from './send-digest';
 import type { AppendInput, Store } from './store';
 
@@ -35,7 +35,12 @@ function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): Cass
  * stays until it ends, nothing logged is written to the tables any more, the driver closes.
  */
 async function killHard(store: CassandraStore): Promise<void> {
-  const inner = store as unknown as { lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client };
+  const inner = store as unknown as {
+    lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client;
+    balancer: { close(): Promise<void> }; orphans: { close(): Promise<void> };
+  };
+  await inner.balancer.close();
+  await inner.orphans.close();
   inner.log.close();
   inner.log.drop();
   await inner.lease.close({ keepRow: true });
@@ -209,6 +214,55 @@ describe('CassandraStore (real Cassandra)', function () {
         assert.equal(retry.duplicate, true);
       } finally {
         await next.close();
+      }
+    });
+  });
+
+  describe('orphaned logs', () => {
+    it('a dead process\'s log is written to the tables and deleted once its lease is over, though no key of it is used again', async () => {
+      // Dies before its first write-behind window and before it ever wrote a log mark.
+      const dead = await CassandraStore.open(tiny({ leaseMs: 1000, writeBehindMs: 60_000 }));
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      for (let i = 0; i < 3; i++) await dead.appendMessage(direct(alice, bob, `m${i}`));
+      const inboxRows = async () => (await Promise.all([0, 1].map((b) =>
+        admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = ?`, [bob, b], { prepare: true })))).flatMap((rs) => rs.rows);
+      const logged = async () => (await admin.execute(`SELECT process FROM ${TINY_KS}.log_marks WHERE process = ?`, [dead.processId], { prepare: true })).rows.length
+        + (await admin.execute(`SELECT pos FROM ${TINY_KS}.store_log WHERE process = ? AND part = 0`, [dead.processId], { prepare: true })).rows.length;
+      assert.deepEqual(await inboxRows(), [], 'only in the owner log');
+      assert.ok(await logged() > 1, 'the log is listed in log_marks and holds the rows');
+      await killHard(dead);
+      // Nothing here reads or writes bob: the next store's sweep finds the dead process's log.
+      const next = await CassandraStore.open(tiny({ leaseMs: 1000 }));
+      try {
+        await waitFor('the dead process\'s rows in the inbox table', 20_000, async () => (await inboxRows()).length === 3);
+        await waitFor('its log and its mark deleted', 20_000, async () => (await logged()) === 0);
+        assert.deepEqual((await next.sync(bob, 0, 10)).items.map((m) => m.seq), [1, 2, 3]);
+      } finally {
+        await next.close();
+      }
+    });
+  });
+
+  describe('orphaned logs (previous release)', () => {
+    it('a log written before the layout was recorded (JSON body, 1,000 positions per partition) is replayed from its mark', async () => {
+      const process = `old-release-${randomBytes(4).toString('hex')}`;
+      const carol = uid('carol');
+      const row = (seq: number) => [0, 1, 1, 1_000 + seq, Buffer.from(carol).toString('base64'), 40, [carol, 0, seq, `m${seq}`]];
+      const body = JSON.stringify({ q: [`INSERT INTO ${TINY_KS}.inbox (uid, bucket, seq, msg_id) VALUES (?, ?, ?, ?)`], b: [], r: [row(1), row(2)] });
+      // Positions 150 and 151 sit in partition 0 of that layout (in partition 1 of today's).
+      for (const pos of [150, 151]) {
+        await admin.execute(`INSERT INTO ${TINY_KS}.store_log (process, part, pos, body) VALUES (?, 0, ?, ?)`,
+          [process, pos, Buffer.from(pos === 150 ? body : JSON.stringify({ q: [], b: [], r: [] }))], { prepare: true });
+      }
+      await admin.execute(`INSERT INTO ${TINY_KS}.log_marks (process, flushed) VALUES (?, 120)`, [process], { prepare: true });
+      const store = await CassandraStore.open(tiny({ leaseMs: 1000 }));
+      try {
+        await waitFor('the old log replayed', 20_000, async () =>
+          (await admin.execute(`SELECT seq FROM ${TINY_KS}.inbox WHERE uid = ? AND bucket = 0`, [carol], { prepare: true })).rows.length === 2);
+        await waitFor('the old log deleted', 20_000, async () =>
+          (await admin.execute(`SELECT pos FROM ${TINY_KS}.store_log WHERE process = ? AND part = 0`, [process], { prepare: true })).rows.length === 0);
+      } finally {
+        await store.close();
       }
     });
   });

@@ -10,7 +10,7 @@
  * the group member cap (Groups).
  */
 import { Client } from 'cassandra-driver';
-import { InProcessBus } from '../common/bus';
+import { InProcessBus } from '../bus/bus';
 import { metrics } from '../common/metrics';
 import { BadRequestError, OverloadedError, UnavailableError } from '../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from './store';
@@ -26,6 +26,7 @@ import { NotOwnerError, Shards, type OwnedShard } from './cassandra-shards';
 import { OwnedTimeline, TimelineReader } from './cassandra-timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './cassandra-util';
 import { OwnerLog } from './cassandra-log';
+import { OrphanSweep } from './cassandra-orphans';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from './validate';
 
 export type { CassandraStoreOptions } from './cassandra-options';
@@ -61,6 +62,7 @@ export class CassandraStore implements Store {
   private readonly lease: Lease;
   private readonly shards: Shards;
   private readonly balancer: Balancer;
+  private readonly orphans: OrphanSweep;
   /** Calls running in serve(), per shard: a handover waits for them. */
   private readonly serveCount = new Map<number, number>();
   private readonly peers: Peers;
@@ -142,6 +144,7 @@ export class CassandraStore implements Store {
     this.balancer = new Balancer({
       lease: this.lease, logger: o.logger, intervalMs: Math.max(100, Math.floor(o.leaseMs / 3)), maxMoves: o.maxShardMoves,
       owned: () => this.shards.ownedList(), handover: (shard) => this.handover(shard),
+      onList: (names, changed) => this.orphans.onList(names, changed),
     });
     this.shards = new Shards({
       client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
@@ -154,8 +157,9 @@ export class CassandraStore implements Store {
     this.log = new OwnerLog({
       client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
       writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
-      maxLogBytes: 2 * 1024 * 1024, partRows: 1000, maxUnflushedBytes: o.maxUnflushedBytes, what: 'owner write',
+      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, what: 'owner write',
     });
+    this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
     this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, ks), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
@@ -309,6 +313,7 @@ export class CassandraStore implements Store {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.balancer.close();
+      await this.orphans.close();
       this.unregister?.();
       const deadline = Date.now() + Math.max(2000, Math.floor(this.o.leaseMs / 2));
       await drain(this.inFlight, deadline);

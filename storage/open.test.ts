@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { CassandraStoreConfig } from '../common/backends';
+import type { CassandraStoreConfig } from './config';
 import { ConfigError } from '../common/config';
 import { openStore, SQLITE_DB_FILE } from './open';
 

@@ -1,11 +1,11 @@
 /**
- * Opens the Store a StoreConfig (common/backends.ts) describes. Lives in storage/ so that common/
+ * Opens the Store a StoreConfig (config.ts) describes. Lives in storage/ so that common/
  * stays below the storage layer.
  */
 import * as path from 'node:path';
-import type { CassandraConsistency, StoreConfig } from '../common/backends';
+import type { CassandraConsistency, StoreConfig } from './config';
 import { ConfigError } from '../common/config';
-import type { Bus } from '../common/bus';
+import type { Bus } from '../bus/bus';
 import { silentLogger, type Logger } from '../common/log';
 import { CassandraStore } from './cassandra';
 import type { ConsistencyName } from './cassandra-options';

@@ -8,9 +8,9 @@
  * restarts the log from its beginning once one has: the file would grow without bound. So once
  * the log passes restartFrames, the worker first runs checkpoints back to back until the backlog
  * stops shrinking (each copies only what arrived during the one before, and leaves it fsynced),
- * then asks the store for a quiet window (the store holds appends back between transactions; its
- * event loop keeps running), finishes the copy of those last pages in it, and the store's next
- * commit starts the log over. Every append waits while the window lasts, so it should copy what
+ * then asks the store for a quiet window (the store posts no more writes and waits until its
+ * writer thread answered those in flight; its event loop keeps running), finishes the copy of
+ * those last pages in it, and the writer's next commit starts the log over. Every append waits while the window lasts, so it should copy what
  * arrived since a round that just ended, not up to a quarter of the log (tens of ms of copying
  * and fsync, several times a second at half the max rate: the p95 and p99 of send->deliver);
  * and with a long log (walRestartFrames) windows are rare.

@@ -30,8 +30,8 @@ export interface CheckpointerOptions {
   restartFrames: number;
   /** Longest quiet window: writes resume after it even if the worker has not answered. */
   maxQuietMs: number;
-  /** Holds writes back (between transactions) until `resume` is called. */
-  hold: () => void;
+  /** Holds writes back until `resume` is called; resolves once no write transaction is open. */
+  hold: () => Promise<void>;
   resume: () => void;
 }
 
@@ -97,12 +97,12 @@ export class Checkpointer {
 
   private grantQuiet(): void {
     if (this.stopped) return;
-    // Messages arrive between ticks, so no write transaction is open now.
-    this.options.hold();
     this.stats.quietWindows++;
     this.quietSinceMs = performance.now();
+    // The window (and its bound) starts now: the writer may still be finishing its transactions.
     this.quietTimer = setTimeout(() => this.endQuiet(), this.options.maxQuietMs);
-    this.worker.postMessage('quiet');
+    // Past the bound the writer resumes; the copy still runs, as a round the worker goes on from.
+    void this.options.hold().then(() => this.worker.postMessage('quiet'));
   }
 
   private endQuiet(): void {

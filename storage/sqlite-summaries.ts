@@ -24,7 +24,7 @@ export interface SummaryEntry {
 }
 
 export interface SummariesOptions {
-  /** Entries one flush transaction writes at most (bounds the time it holds the event loop). */
+  /** Entries one flush transaction writes at most (bounds the time appends on the writer wait behind it). */
   maxFlushEntries: number;
 }
 

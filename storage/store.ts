@@ -1,5 +1,5 @@
 /**
- * The storage contract. Two implementations pass one contract suite (storage/contract.ts):
+ * The storage contract. Two implementations pass one contract suite (storage/contract.test-support.ts):
  * the embedded SQLite store (default) and Cassandra (distributed mode).
  */
 

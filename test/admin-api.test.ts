@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadEmbeddedConfig } from '../embedded/config';
 import { startEmbedded, type EmbeddedSystem } from '../embedded/system';
-import { adminClient, bearerMetadata, failedStatus, unary } from '../logic/admin-test-client';
+import { adminClient, bearerMetadata, failedStatus, unary } from '../logic/admin-client.test-support';
 import { tempDir } from './harness';
 
 const TOKEN = 'embedded-admin-token-0123456789abcdef';

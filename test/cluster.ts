@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { NatsBus } from '../common/bus-nats';
+import { NatsBus } from '../bus/nats';
 import { Logger, silentLogger } from '../common/log';
 import { Gateway } from '../gateway/server';
 import { LogicClient } from '../gateway/logic-client';

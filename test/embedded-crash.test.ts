@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { ImClient } from '../client/sdk';
 import type { Message, SendResp } from '../proto/wire';
 import { signToken } from '../common/jwt';
-import { syncAll } from '../client/test-support';
+import { syncAll } from '../client/client.test-support';
 import { tempDir } from './harness';
 import { freePort } from './infra';
 import { ServiceProc } from './procs';

@@ -17,7 +17,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ImClient, type ImClientOptions } from '../client/sdk';
-import { syncAll } from '../client/test-support';
+import { syncAll } from '../client/client.test-support';
 import { signToken } from '../common/jwt';
 import type { Message, SendResp } from '../proto/wire';
 import { eventually } from './wait';

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { ImClient } from '../client/sdk';
 import { Code } from '../common/errors';
 import { signToken } from '../common/jwt';
-import { HttpApiClient } from '../logic/http-test-support';
+import { HttpApiClient } from '../logic/http.test-support';
 import { collect, tempDir, text } from './harness';
 import { freePort, needs } from './infra';
 import { needsNatsServerBinary, ProcCluster, ServiceProc } from './procs';

@@ -6,7 +6,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { tokenSigner } from '../client/cli';
+import { tokenSigner } from '../cli/main';
 import { Code } from '../common/errors';
 import { loadEmbeddedConfig } from '../embedded/config';
 import { startEmbedded } from '../embedded/system';

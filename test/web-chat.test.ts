@@ -24,7 +24,7 @@ import { REQUIRE_INFRA } from './infra';
 import { ServiceProc } from './procs';
 
 const CHROMIUM = process.env.IM_CHROMIUM_BIN ?? '/usr/bin/chromium';
-const CLI = path.resolve(__dirname, '..', 'client', 'cli.js');
+const CLI = path.resolve(__dirname, '..', 'cli', 'main.js');
 const WAIT_MS = 15_000;
 
 /** Runs the built `im` CLI against the system; resolves with its stdout lines as JSON. */

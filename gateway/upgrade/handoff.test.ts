@@ -6,7 +6,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { gatewaySubject } from '../../common/bus';
+import { gatewaySubject } from '../../bus/bus';
 import { Code } from '../../common/errors';
 import { encodeDeliveryBatch } from '../../proto/delivery';
 import { decode, encode, Frame, frameBytes, Op } from '../../proto/wire';

@@ -4,7 +4,7 @@
  * instead of failing every worker it forks.
  */
 import * as path from 'node:path';
-import { loadBusConfig } from '../../common/backends';
+import { loadBusConfig } from '../../bus/config';
 import { Env, HostPort, parseFlags, Settings } from '../../common/config';
 import { gatewayShutdownTimeoutMs, loadGatewayConfig } from '../config';
 

@@ -6,8 +6,7 @@
  * the code on disk and moves every connection to it. SIGTERM/SIGINT drain the worker and exit.
  */
 import * as path from 'node:path';
-import { loadLogLevel } from '../../common/backends';
-import { formatHostPort } from '../../common/config';
+import { formatHostPort, loadLogLevel } from '../../common/config';
 import { serviceMain } from '../../common/service-main';
 import { GatewaySupervisor } from './supervisor';
 import { SupervisorAdmin } from './supervisor-admin';

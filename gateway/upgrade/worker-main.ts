@@ -4,9 +4,9 @@
  * IPC, and on an upgrade it hands them all to the next worker (or adopts them from the previous
  * one) instead of draining. SIGTERM/SIGINT drain as main.ts does.
  */
-import { describeBackends, loadBusConfig, loadLogLevel } from '../../common/backends';
-import { flushBus } from '../../common/bus';
-import { ConfigError, formatHostPort } from '../../common/config';
+import { describeBus, loadBusConfig } from '../../bus/config';
+import { flushBus } from '../../bus/bus';
+import { ConfigError, formatHostPort, loadLogLevel } from '../../common/config';
 import { serviceMain } from '../../common/service-main';
 import { gatewayShutdownTimeoutMs, gatewayTlsOptions, loadGatewayConfig } from '../config';
 import { openGatewayBackends } from '../backends';
@@ -63,7 +63,7 @@ serviceMain({
     proc.readiness(() => gateway.readinessChecks());
     worker.attach();
     logger.info('gateway worker ready', {
-      pid: process.pid, generation: settings.generation, successor: settings.successor, ...describeBackends(undefined, busConfig),
+      pid: process.pid, generation: settings.generation, successor: settings.successor, ...describeBus(busConfig),
     });
   },
 });

@@ -14,7 +14,7 @@ import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
 import * as nkeys from '@nats-io/nkeys';
 import { loadAdminAddr } from '../../common/admin-http';
-import { loadBusConfig, type BusConfig } from '../../common/backends';
+import { loadBusConfig, type BusConfig } from '../../bus/config';
 import { loadTelemetryConfig } from '../../common/telemetry';
 import { loadGatewayConfig } from '../../gateway/config';
 import { loadLogicProcessConfig } from '../../logic/config';
@@ -23,7 +23,7 @@ import { CHART_DIR, DEFAULT_NAMESPACE, needsHelm, render, renderError, REPO_ROOT
 import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template, type K8sObject } from './manifest';
 import { makeTestPki, signed, signServerCert, type TestPki } from '../../test/tls-certs';
 import { typecheckObjects } from './typecheck';
-import { bytes, COMPONENTS, GATEWAY_TLS, GRPC_TLS, maxPods, probeCheck, renderVariants, VARIANTS, type Variant } from './variants';
+import { bytes, COMPONENTS, GATEWAY_TLS, GRPC_TLS, maxPods, NATS_SECRETS, probeCheck, renderVariants, VARIANTS, type Variant } from './variants';
 
 /** The Secret volume logic reads its admin tokens from (logic.adminTokens). */
 const ADMIN_TOKENS_VOLUME = 'admin-tokens';
@@ -298,7 +298,10 @@ describe('Helm chart k8s/im', function () {
         assert.equal(logic.bus.kind, 'nats', label);
         const gwBus = loadBusConfig(env('gateway'), []);
         const natsAuth = (b: BusConfig) => (b.kind === 'nats' ? [b.auth?.credentials?.kind, b.auth?.tlsCa !== undefined] : []);
-        const natsWanted: Partial<Record<string, unknown>> = { natsAuth: [['nkey', true], ['password', true]], natsPerPod: [[undefined, false], ['nkey', false]] };
+        const natsWanted: Partial<Record<string, unknown>> = {
+          natsAuth: [['nkey', true], ['password', true]], natsPerPod: [[undefined, false], ['nkey', false]],
+          ha: [['nkey', true], ['nkey', true]], haCertManager: [['nkey', true], ['nkey', true]],
+        };
         assert.deepEqual([natsAuth(logic.bus), natsAuth(gwBus)], natsWanted[label] ?? [[undefined, false], [undefined, false]], `${label}: NATS credentials`);
         const router = loadRouterConfig(env('router'), [], () => { throw new Error('no region file in the chart'); });
         assert.equal(router.httpHost, '0.0.0.0', label);
@@ -390,44 +393,46 @@ describe('Helm chart k8s/im', function () {
     });
 
     it('gives logic and gateways their NATS credentials and CA from Secrets only, the router none', () => {
-      for (const [label, m] of Object.entries(renders)) {
+      const CREDENTIAL_SETTINGS = /^IM_NATS_(USER|PASSWORD|NKEY_SEED_FILE)$/;
+      for (const [label, m] of Object.entries(renders) as Array<[Variant, Manifest]>) {
+        const want = NATS_SECRETS[label] ?? {};
         for (const comp of COMPONENTS) {
           const c = mainContainer(m.workload(comp));
           const cm = m.configMap(c.envFrom![0].configMapRef!.name!);
           assert.ok(!Object.keys(cm).some((k) => NATS_AUTH_SETTINGS.test(k)), `${label} ${comp}: no NATS credential in the ConfigMap`);
           const env = effectiveEnv(m, c);
-          if (label === 'natsPerPod' && comp === 'gateway') {
-            // Its own seed only: copied by the init container from the Secret of every pod's seeds.
-            const spec = podSpec(m.workload(comp));
-            const init = spec.initContainers?.find((i) => i.name === NATS_CREDENTIAL_VOLUME);
-            const seedDir = init?.volumeMounts?.find((v) => v.name === NATS_SEEDS_VOLUME);
-            assert.deepEqual(init?.command, ['cp', `${seedDir?.mountPath}/gateway-$(POD_NAME).nk`, env.get('IM_NATS_NKEY_SEED_FILE')]);
-            assert.equal(init?.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
-            assert.equal(seedDir?.readOnly, true);
-            assert.equal(spec.volumes?.find((v) => v.name === NATS_SEEDS_VOLUME)?.secret?.secretName, 'my-nats-gateways');
-            assert.ok(isPerPodSeed(spec.volumes!.find((v) => v.name === NATS_CREDENTIAL_VOLUME)!), 'the seed in memory');
-            assert.deepEqual(c.volumeMounts?.filter((v) => v.name.startsWith('nats-')), [{ name: NATS_CREDENTIAL_VOLUME, mountPath: '/etc/im/nats-credential', readOnly: true }],
-              'the gateway container never mounts the other pods\' seeds');
-            assert.equal(env.get('IM_NODE_ID'), '<fieldRef:metadata.name>', 'the node id (its NATS subject) is the pod name its seed is for');
-            continue;
-          }
-          if (label !== 'natsAuth' || comp === 'router') {
-            assert.deepEqual([...env.keys()].filter((k) => NATS_AUTH_SETTINGS.test(k)), [], `${label} ${comp}`);
+          if (comp === 'router') {
+            assert.deepEqual([...env.keys()].filter((k) => NATS_AUTH_SETTINGS.test(k)), [], `${label} router`);
             continue;
           }
           const spec = podSpec(m.workload(comp));
           const file = (volumeName: string) => {
             const volume = spec.volumes?.find((v) => v.name === volumeName);
             const mount = c.volumeMounts?.find((v) => v.name === volumeName);
-            assert.equal(mount?.readOnly, true, `${comp} ${volumeName} read-only`);
+            assert.equal(mount?.readOnly, true, `${label} ${comp} ${volumeName} read-only`);
             return { secret: volume?.secret?.secretName, path: `${mount?.mountPath}/${volume?.secret?.items?.[0].path}` };
           };
-          assert.deepEqual(file(NATS_TLS_VOLUME), { secret: 'my-nats-ca', path: env.get('IM_NATS_TLS_CA') });
-          if (comp === 'logic') {
-            assert.deepEqual(file(NATS_CREDENTIAL_VOLUME), { secret: 'my-nats-logic', path: env.get('IM_NATS_NKEY_SEED_FILE') });
-          } else {
-            assert.deepEqual([env.get('IM_NATS_USER'), env.get('IM_NATS_PASSWORD')], ['<secret:my-nats-gateway/user>', '<secret:my-nats-gateway/password>']);
+          if (want.ca) assert.deepEqual(file(NATS_TLS_VOLUME), { secret: want.ca, path: env.get('IM_NATS_TLS_CA') }, `${label} ${comp}`);
+          else assert.equal(env.get('IM_NATS_TLS_CA'), undefined, `${label} ${comp}: plaintext NATS`);
+          if (comp === 'logic' && want.logic) {
+            assert.deepEqual(file(NATS_CREDENTIAL_VOLUME), { secret: want.logic, path: env.get('IM_NATS_NKEY_SEED_FILE') }, label);
+          } else if (comp === 'gateway' && want.perPod) {
+            // Its own seed only: copied by the init container from the Secret of every pod's seeds.
+            const init = spec.initContainers?.find((i) => i.name === NATS_CREDENTIAL_VOLUME);
+            const seedDir = init?.volumeMounts?.find((v) => v.name === NATS_SEEDS_VOLUME);
+            assert.deepEqual(init?.command, ['cp', `${seedDir?.mountPath}/gateway-$(POD_NAME).nk`, env.get('IM_NATS_NKEY_SEED_FILE')], label);
+            assert.equal(init?.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name');
+            assert.equal(seedDir?.readOnly, true);
+            assert.equal(spec.volumes?.find((v) => v.name === NATS_SEEDS_VOLUME)?.secret?.secretName, want.perPod, label);
+            assert.ok(isPerPodSeed(spec.volumes!.find((v) => v.name === NATS_CREDENTIAL_VOLUME)!), `${label}: the seed in memory`);
+            assert.deepEqual(c.volumeMounts?.filter((v) => v.name.startsWith('nats-') && v.name !== NATS_TLS_VOLUME),
+              [{ name: NATS_CREDENTIAL_VOLUME, mountPath: '/etc/im/nats-credential', readOnly: true }], `${label}: the gateway container never mounts the other pods' seeds`);
+            assert.equal(env.get('IM_NODE_ID'), '<fieldRef:metadata.name>', 'the node id (its NATS subject) is the pod name its seed is for');
+          } else if (comp === 'gateway' && want.gateway) {
+            assert.deepEqual([env.get('IM_NATS_USER'), env.get('IM_NATS_PASSWORD')], [`<secret:${want.gateway}/user>`, `<secret:${want.gateway}/password>`], label);
             assert.equal(spec.volumes?.find((v) => v.name === NATS_CREDENTIAL_VOLUME), undefined, 'no seed volume with a password');
+          } else {
+            assert.deepEqual([...env.keys()].filter((k) => CREDENTIAL_SETTINGS.test(k)), [], `${label} ${comp}: no NATS credential`);
           }
         }
       }
@@ -440,7 +445,8 @@ describe('Helm chart k8s/im', function () {
     it('references only ConfigMaps the chart renders and Secrets it renders or was given', () => {
       for (const [label, m] of Object.entries(renders)) {
         // Secrets the values name (extras variant, values-ha.yaml) exist before the install.
-        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-nats-gateway', 'my-nats-ca', 'my-nats-logic', 'my-nats-gateways', 'my-router-tls', 'im-router-tls',
+        const given = new Set(['my-auth', 'my-auth-keys', 'my-nats', 'my-cassandra', 'im-auth', 'im-cassandra', 'my-router-tls', 'im-router-tls',
+          ...Object.values(NATS_SECRETS).flatMap((n) => Object.values(n)),
           'my-admin-tokens', 'my-cassandra-tls', 'my-gateway-tls', ...COMPONENTS.map((c) => `my-grpc-${c}`),
           'im-cassandra-tls', 'im-gateway-tls', ...COMPONENTS.map((c) => `im-grpc-${c}`)]);
         // ...or the Secrets the chart's cert-manager Certificates write.

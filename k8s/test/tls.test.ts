@@ -6,15 +6,18 @@
  * refusing to render until every certificate Secret is named or issued.
  */
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { Service } from 'kubernetes-types/core/v1';
 import { parse as parseYaml } from 'yaml';
+import * as nkeys from '@nats-io/nkeys';
 import { roleOf } from '../../common/grpc-tls';
-import { CHART_DIR, DEFAULT_NAMESPACE, HA_VALUES, needsHelm, render, renderError, runHelm } from './helm';
+import { CHART_DIR, DEFAULT_NAMESPACE, HA_VALUES, needsHelm, render, renderError, REPO_ROOT, runHelm } from './helm';
 import { effectiveEnv, mainContainer, Manifest, podSpec, selects, template } from './manifest';
-import { COMPONENTS, HA_TLS_SECRETS, renderVariants, type Variant } from './variants';
+import { COMPONENTS, HA_NATS_SECRETS, HA_TLS_SECRETS, maxPods, renderVariants, type Variant } from './variants';
 
 interface Certificate {
   apiVersion: string;
@@ -112,6 +115,54 @@ function goSeconds(d: string): number {
   for (const [, n, unit] of d.matchAll(/(\d+(?:\.\d+)?)(h|m|s)/g)) total += Number(n) * { h: 3600, m: 60, s: 1 }[unit as 'h' | 'm' | 's'];
   return total;
 }
+
+/**
+ * Runs the commands k8s/README.md gives for values-ha.yaml's NATS Secrets ("NATS in values-ha.yaml")
+ * in a fresh directory: the `node scripts/nats-config.js` lines for real (stdout into the file
+ * after `>`), the `kubectl create secret generic` lines as the keys such a Secret gets (a file under
+ * KEY= or its name, a directory's files by name). Returns the Secrets and the directory.
+ */
+function runHaNatsCommands(): { dir: string; secrets: Map<string, Map<string, string>>; namespaces: Set<string> } {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'k8s', 'README.md'), 'utf8');
+  const block = /<!-- ha-nats-commands[^>]*-->\n```sh\n([\s\S]*?)```\n<!-- \/ha-nats-commands -->/.exec(readme);
+  assert.ok(block, 'k8s/README.md has the ha-nats-commands block');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'im-chart-nats-'));
+  const secrets = new Map<string, Map<string, string>>();
+  const namespaces = new Set<string>();
+  // Shell words: "$(cat F)" is F's text as one word, $(cat F) its words, anything else itself.
+  const words = (args: string) => [...args.matchAll(/"\$\(cat (\S+)\)"|\$\(cat (\S+)\)|\S+/g)].flatMap(([w, quoted, unquoted]) => {
+    if (quoted) return [fs.readFileSync(path.join(dir, quoted), 'utf8').trim()];
+    if (unquoted) return fs.readFileSync(path.join(dir, unquoted), 'utf8').split(/\s+/).filter(Boolean);
+    return [w];
+  });
+  for (const line of block[1].split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter(Boolean)) {
+    const node = /^node scripts\/nats-config\.js (.*?)(?: > (\S+))?$/.exec(line);
+    const kubectl = /^kubectl -n (\S+) create secret generic (\S+) --from-file=(?:([^=\s]+)=)?(\S+)$/.exec(line);
+    if (node) {
+      const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'nats-config.js'), ...words(node[1])], { cwd: dir, encoding: 'utf8' });
+      assert.equal(r.status, 0, `${line}: ${r.stderr}`);
+      if (node[2]) fs.writeFileSync(path.join(dir, node[2]), r.stdout);
+    } else if (kubectl) {
+      const [, namespace, name, key, from] = kubectl;
+      const src = path.join(dir, from);
+      namespaces.add(namespace);
+      const keys = key ? [[key, src]] : fs.statSync(src).isDirectory() ? fs.readdirSync(src).map((f) => [f, path.join(src, f)]) : [[path.basename(src), src]];
+      secrets.set(name, new Map(keys as Array<[string, string]>));
+    } else {
+      assert.fail(`k8s/README.md ha-nats-commands: a line this test does not know: ${line}`);
+    }
+  }
+  return { dir, secrets, namespaces };
+}
+
+/** The users of an authorization block nats-config.js printed: public key -> allowed subjects. */
+function natsUsers(block: string): Map<string, { publish: string[]; subscribe: string[] }> {
+  const list = (l: string) => [...l.matchAll(/"([^"]*)"/g)].map((x) => x[1]);
+  return new Map([...block.matchAll(/\{ nkey: "(U[A-Z2-7]+)", permissions: \{ publish: \{ allow: \[([^\]]*)\] \}, subscribe: \{ allow: \[([^\]]*)\] \} \} \}/g)]
+    .map(([, key, pub, sub]) => [key, { publish: list(pub), subscribe: list(sub) }]));
+}
+
+const publicKeyOf = (seedFile: string) => nkeys.fromSeed(new TextEncoder().encode(fs.readFileSync(seedFile, 'utf8').trim())).getPublicKey();
 
 describe('Helm chart k8s/im: secrets and TLS', function () {
   this.timeout(180_000);
@@ -225,7 +276,7 @@ describe('Helm chart k8s/im: secrets and TLS', function () {
   });
 
   describe('values-ha.yaml', () => {
-    it('has TLS on everywhere: clients (TLS only), internal gRPC with roles checked, Cassandra', () => {
+    it('has TLS on everywhere: clients (TLS only), internal gRPC with roles checked, NATS with per-role credentials, Cassandra', () => {
       for (const label of ['ha', 'haCertManager'] as const) {
         const m = renders[label];
         const gw = gatewayEnv(m);
@@ -241,9 +292,50 @@ describe('Helm chart k8s/im: secrets and TLS', function () {
         const logic = effectiveEnv(m, mainContainer(m.workload('logic')));
         assert.deepEqual([logic.get('IM_CASSANDRA_TLS'), logic.get('IM_CASSANDRA_TLS_CA')], ['true', '/etc/im/cassandra-tls/ca.crt'], label);
         assert.equal(mountedSecret(m, 'logic', 'cassandra-tls'), 'im-cassandra-tls', label);
+        // NATS: TLS, the servers verified against their CA, and a credential of the role's own (no URL credential).
+        for (const comp of ['logic', 'gateway'] as const) {
+          const env = effectiveEnv(m, mainContainer(m.workload(comp)));
+          assert.equal(env.get('IM_NATS_TLS_CA'), '/etc/im/nats-tls/ca.crt', `${label} ${comp}: NATS over TLS`);
+          assert.equal(mountedSecret(m, comp, 'nats-tls'), HA_NATS_SECRETS.ca, `${label} ${comp}`);
+          assert.match(env.get('IM_NATS_NKEY_SEED_FILE') ?? '', /^\/etc\/im\/nats-credential\//, `${label} ${comp}: a NATS credential`);
+          assert.doesNotMatch(env.get('IM_NATS_URL') ?? '', /@/, `${label} ${comp}: no credential shared in the URL`);
+        }
+        assert.equal(mountedSecret(m, 'logic', 'nats-credential'), HA_NATS_SECRETS.logic, label);
+        assert.equal(mountedSecret(m, 'gateway', 'nats-seeds'), HA_NATS_SECRETS.perPod, `${label}: a seed per gateway pod`);
       }
       assert.equal(mountedSecret(renders.ha, 'gateway', 'gateway-tls'), 'im-gateway-tls');
       assert.equal(renders.ha.all('Certificate').length, 0, 'Secrets named: no Certificate');
+    });
+
+    it('the commands k8s/README.md gives make the NATS Secrets it mounts: a seed for every gateway pod up to maxReplicas, each allowed only its own subjects', () => {
+      const m = renders.ha;
+      const { dir, secrets, namespaces } = runHaNatsCommands();
+      try {
+        assert.deepEqual([...namespaces], [DEFAULT_NAMESPACE]);
+        const volume = (comp: 'logic' | 'gateway', name: string) => podSpec(m.workload(comp)).volumes?.find((v) => v.name === name)?.secret;
+        // Every key the render reads from each Secret is in the Secret the commands create.
+        for (const [comp, name] of [['logic', 'nats-credential'], ['logic', 'nats-tls'], ['gateway', 'nats-tls']] as const) {
+          const v = volume(comp, name);
+          for (const item of v?.items ?? []) assert.ok(secrets.get(v!.secretName!)?.has(item.key), `${comp} ${name}: ${v!.secretName}/${item.key}`);
+        }
+        const users = natsUsers(fs.readFileSync(path.join(dir, 'nats-authorization.conf'), 'utf8'));
+        const logicSeed = secrets.get(HA_NATS_SECRETS.logic)!.get(volume('logic', 'nats-credential')!.items![0].key)!;
+        assert.deepEqual(users.get(publicKeyOf(logicSeed))?.publish, ['im.gw.>', 'im.store.>', 'im.logic.>'], 'logic publishes pushes');
+        // The init container copies gateway-<pod name>.nk: one for every pod the HPA may make.
+        const gw = m.workload('gateway');
+        const seeds = secrets.get(volume('gateway', 'nats-seeds')!.secretName!);
+        assert.ok(seeds, 'the per-pod Secret is created');
+        const pods = Array.from({ length: maxPods(gw, m) }, (_, i) => `${gw.metadata!.name}-${i}`);
+        assert.equal(pods.length, 320, 'gateway.autoscaling.maxReplicas of values-ha.yaml');
+        for (const pod of pods) {
+          const seed: string | undefined = seeds.get(`gateway-${pod}.nk`);
+          assert.ok(seed, `a seed for ${pod}`);
+          assert.deepEqual(users.get(publicKeyOf(seed)), { publish: ['im.kick.>'], subscribe: [`im.gw.${pod}`, `im.kick.${pod}`] }, pod);
+        }
+        assert.equal(users.size, pods.length + 1, 'no other user (no credential for any gateway)');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('fails to render until every certificate Secret is named or issued, naming each value to set', () => {

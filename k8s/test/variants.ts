@@ -18,6 +18,9 @@ export const HA_TLS_SECRETS = {
   'router.tls.existingSecret': 'im-router-tls',
 } as const;
 
+/** The NATS Secrets values-ha.yaml names (the operator creates them: k8s/README.md, "NATS in values-ha.yaml"). */
+export const HA_NATS_SECRETS = { logic: 'im-nats-logic', perPod: 'im-nats-gateways', ca: 'im-nats-ca' } as const;
+
 /** cert-manager instead: the Secrets the chart's Certificates write (Cassandra's CA is outside the chart). */
 export const HA_CERT_MANAGER = {
   'certManager.enabled': true, 'certManager.gateway.issuerRef.name': 'letsencrypt',
@@ -89,6 +92,17 @@ export type Variant = keyof typeof VARIANTS;
 /** The variants with the gateways' TLS listener, and those with internal gRPC mTLS. */
 export const GATEWAY_TLS: readonly Variant[] = ['ha', 'haCertManager', 'perPodService', 'hostPortNodePort', 'extras'];
 export const GRPC_TLS: readonly Variant[] = ['ha', 'haCertManager', 'extras', 'longName'];
+
+/**
+ * The NATS Secrets each variant names: logic's credential, the gateways' (one for all, or one seed
+ * per pod), the NATS servers' CA. Variants not listed connect without credentials, in plaintext.
+ */
+export const NATS_SECRETS: Partial<Record<Variant, { logic?: string; gateway?: string; perPod?: string; ca?: string }>> = {
+  natsAuth: { logic: 'my-nats-logic', gateway: 'my-nats-gateway', ca: 'my-nats-ca' },
+  natsPerPod: { perPod: 'my-nats-gateways' },
+  ha: HA_NATS_SECRETS,
+  haCertManager: HA_NATS_SECRETS,
+};
 
 let cache: Record<Variant, Manifest> | undefined;
 

@@ -5,7 +5,7 @@
  */
 import { ImClient } from '../../client/sdk';
 import { signToken } from '../../common/jwt';
-import { syncAll } from '../../client/test-support';
+import { syncAll } from '../../client/client.test-support';
 import type { Message } from '../../proto/wire';
 import { eventually } from '../wait';
 

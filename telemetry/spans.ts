@@ -14,8 +14,8 @@ import {
   context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span,
 } from '@opentelemetry/api';
 import { Op } from '../proto/wire';
-import { codeName, ImError, toImError } from './errors';
-import { tracingActive } from './telemetry';
+import { codeName, ImError, toImError } from '../common/errors';
+import { tracingActive } from '../common/telemetry';
 
 const TRACER_NAME = 'im';
 const tracer = () => trace.getTracer(TRACER_NAME);

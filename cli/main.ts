@@ -13,9 +13,9 @@ import { isValidUid } from '../common/ids';
 import { signToken } from '../common/jwt';
 import { loadSigningKey, readSecretFromDataDir } from '../common/secret';
 import type { GroupResp, Message } from '../proto/wire';
-import { UsageError, arity, intArg, intFlag, parseArgs } from './cli-args';
-import type { ClientTlsOptions } from './options';
-import { ImClient, ImClientOptions } from './sdk';
+import { UsageError, arity, intArg, intFlag, parseArgs } from './args';
+import type { ClientTlsOptions } from '../client/options';
+import { ImClient, ImClientOptions } from '../client/sdk';
 
 export const DEFAULT_ROUTER_URL = 'http://127.0.0.1:7180';
 const DEFAULT_TTL_MS = 3_600_000;
@@ -128,13 +128,13 @@ const COMMANDS: Record<string, (args: string[], ctx: Ctx) => Promise<void>> = {
   async migrate(args, ctx) {
     arity(args, 0, 0, 'im migrate [--store sqlite|cassandra]');
     // Loaded on demand: the SDK side of this package never needs the storage layer.
-    const { loadStoreConfig, describeBackends } = await import('../common/backends');
+    const { loadStoreConfig, describeStore } = await import('../storage/config');
     const { openStore } = await import('../storage/open');
     const argv = [...ctx.flags].flatMap(([k, v]) => [`--${k}`, v]);
     const config = loadStoreConfig(ctx.io.env, argv);
     const store = await openStore(config);
     await store.close();
-    out(ctx, { ok: true, ...describeBackends(config, undefined) });
+    out(ctx, { ok: true, ...describeStore(config) });
   },
 
   async token(args, ctx) {

@@ -2,12 +2,12 @@ import * as assert from 'node:assert/strict';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { startOtlpCollector } from '../test/otlp-collector';
-import { BadRequestError } from './errors';
-import { createLogger } from './log';
-import { loadTelemetryConfig, startTelemetry, tracingActive, type Telemetry } from './telemetry';
+import { BadRequestError } from '../common/errors';
+import { createLogger } from '../common/log';
+import { loadTelemetryConfig, startTelemetry, tracingActive, type Telemetry } from '../common/telemetry';
 import {
   formatTraceParent, parseTraceParent, startPushSpan, startRequestSpan, traceLogicCall, traceStoreAppend,
-} from './telemetry-spans';
+} from './spans';
 import { eventually } from '../test/wait';
 
 describe('telemetry config', () => {

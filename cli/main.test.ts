@@ -5,13 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { verifyToken } from '../common/jwt';
 import { EmbeddedSystem, startEmbedded } from '../embedded/system';
-import { main } from './cli';
+import { main } from './main';
 import { eventually } from '../test/wait';
-import { deadAddr, tempDir } from './test-support';
+import { deadAddr, tempDir } from '../client/client.test-support';
 
 interface Run { code: number; lines: Record<string, any>[]; stderr: string }
 
-describe('client/cli (im) against the embedded system', function () {
+describe('cli (im) against the embedded system', function () {
   let sys: EmbeddedSystem;
   let env: Record<string, string>;
 
@@ -194,7 +194,7 @@ describe('client/cli (im) against the embedded system', function () {
   });
 
   it('the built bin runs, prints JSON and exits on its own', async () => {
-    const bin = path.join(__dirname, 'cli.js');
+    const bin = path.join(__dirname, 'main.js');
     const run = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 15_000 }, (err, stdout, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });

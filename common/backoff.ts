@@ -3,6 +3,7 @@
  * Jitter spreads a reconnect storm (a gateway draining 100k clients) over the whole window instead
  * of synchronising it into waves.
  */
+import { checkNumber, OptionError } from './options';
 
 export interface BackoffOptions {
   baseMs: number;
@@ -26,9 +27,9 @@ export function fullJitterDelayMs(attempt: number, baseMs: number, maxMs: number
   return Math.floor(random() * backoffCeilingMs(attempt, baseMs, maxMs));
 }
 
-export function validateBackoff(baseMs: number, maxMs: number): void {
-  if (!Number.isFinite(baseMs) || baseMs < 0) throw new RangeError(`backoffBaseMs must be a finite number >= 0, got ${baseMs}`);
-  if (!(maxMs >= baseMs)) throw new RangeError(`backoffMaxMs must be >= backoffBaseMs (${baseMs}), got ${maxMs}`);
+export function validateBackoff(baseMs: number, maxMs: number, owner = 'Backoff'): void {
+  checkNumber(owner, 'backoffBaseMs', baseMs, { min: 0 });
+  if (!(maxMs >= baseMs)) throw new OptionError(owner, 'backoffMaxMs', `must be >= backoffBaseMs (${baseMs}), got ${maxMs}`);
 }
 
 /** Counts attempts and hands out the next delay; reset() after a success. */

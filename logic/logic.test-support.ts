@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InProcessBus, gatewaySubject } from '../common/bus';
+import { InProcessBus, gatewaySubject } from '../bus/bus';
 import { ImError } from '../common/errors';
 import { decodeDeliveryBatch } from '../proto/delivery';
 import type { DeliveryBatch } from '../proto/delivery';

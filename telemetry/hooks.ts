@@ -1,15 +1,15 @@
 /**
- * One-line instrumentation points for the layers: each records the span (telemetry-spans.ts) and
+ * One-line instrumentation points for the layers: each records the span (spans.ts) and
  * the metrics (metrics.ts) of one event, so the gateway, logic and store code calls one function
  * and knows nothing of either library.
  */
 import type { Context } from '@opentelemetry/api';
-import { codeName, DisconnectCode, toImError } from './errors';
-import { metrics } from './metrics';
+import { codeName, DisconnectCode, toImError } from '../common/errors';
+import { metrics } from '../common/metrics';
 import {
   opName, recordingContext, startPublishSpan, startPushSpan, startRequestSpan, traceLogicCall, traceStoreAppend,
   type PublishSpan,
-} from './telemetry-spans';
+} from './spans';
 
 const secondsSince = (startMs: number) => Math.max(0, performance.now() - startMs) / 1000;
 

@@ -6,10 +6,10 @@ import {
 } from '../test/infra';
 import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { eventually } from '../test/wait';
-import { NatsBus, type NatsBusOptions } from './bus-nats';
-import { ConfigError } from './config';
-import { UnavailableError } from './errors';
-import { createLogger } from './log';
+import { NatsBus, type NatsBusOptions } from './nats';
+import { ConfigError } from '../common/config';
+import { UnavailableError } from '../common/errors';
+import { createLogger } from '../common/log';
 
 let seq = 0;
 const subject = () => `im.test.${process.pid}.${Date.now()}.${seq++}`;

@@ -17,18 +17,19 @@ import {
 } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Bus, BusHandler, BusHeaders } from './bus';
-import { ConfigError } from './config';
+import { ConfigError } from '../common/config';
 import { describeNatsAuth, natsConnectOptions, urlCredentials, type NatsAuthConfig } from './nats-auth';
-import { UnavailableError } from './errors';
-import { silentLogger, type Logger } from './log';
-import { metrics } from './metrics';
+import { UnavailableError } from '../common/errors';
+import { silentLogger, type Logger } from '../common/log';
+import { metrics } from '../common/metrics';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface NatsBusOptions {
   /** One URL, a comma-separated list, or an array: `nats://host:4222`. */
   servers: string | string[];
   /** Connection name shown by the server's monitoring (e.g. `gateway-node1`). */
   name?: string;
-  /** Credentials and TLS (IM_NATS_USER…, common/nats-auth.ts); absent: an open server. */
+  /** Credentials and TLS (IM_NATS_USER…, bus/nats-auth.ts); absent: an open server. */
   auth?: NatsAuthConfig;
   logger?: Logger;
   /** Bound on bytes handed to the client while disconnected; past it, publishes are dropped. Default 8 MiB. */
@@ -169,7 +170,7 @@ export class NatsBus implements Bus {
         const fatal = refused(err, opts.auth);
         if (fatal) throw fatal;
         if (attempt === 1) opts.logger.warn('nats not reachable yet; waiting for it', { servers: opts.servers, err });
-        await new Promise((r) => setTimeout(r, opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs));
+        await sleep(opts.reconnectTimeWaitMs + Math.random() * opts.reconnectJitterMs);
       }
     }
     opts.logger.info('nats connected', { server: nc.getServer(), name: opts.name, auth: describeNatsAuth(opts.auth) });

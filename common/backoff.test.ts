@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { Backoff, backoffCeilingMs, fullJitterDelayMs } from './backoff';
 
-describe('client/backoff', () => {
+describe('common/backoff', () => {
   it('doubles the jitter window per attempt up to the maximum', () => {
     assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((a) => backoffCeilingMs(a, 500, 10_000)),
       [500, 1000, 2000, 4000, 8000, 10_000, 10_000]);

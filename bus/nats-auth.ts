@@ -9,8 +9,8 @@
 import * as fs from 'node:fs';
 import * as nkeys from '@nats-io/nkeys';
 import { nkeyAuthenticator, usernamePasswordAuthenticator, type Authenticator, type ConnectionOptions } from '@nats-io/nats-core';
-import { checkCertificates, readPem } from './cassandra-tls';
-import { ConfigError, type Settings } from './config';
+import { checkCertificates, readPem } from '../common/cassandra-tls';
+import { ConfigError, type Settings } from '../common/config';
 
 export type NatsCredentials =
   | { kind: 'password'; user: string; password: string }
