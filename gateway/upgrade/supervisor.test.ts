@@ -45,6 +45,16 @@ describe('gateway supervisor settings', () => {
   it('a worker started by hand (no supervisor channel) exits 2 saying how to run it', async () => {
     const r = await run('worker-main.js', { IM_AUTH_SECRET: SECRET });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /supervisor-main\.js/);
+    assert.match(r.stderr, /dist\/gateway\/upgrade\/supervisor-main\.js/);
+  });
+
+  it('the entry points at their paths of earlier releases (dist/gateway/*-main.js) run these ones', async () => {
+    // A supervisor of an earlier release forks dist/gateway/worker-main.js at an upgrade.
+    const worker = await run('../worker-main.js', { IM_AUTH_SECRET: SECRET });
+    assert.equal(worker.code, 2, worker.stderr);
+    assert.match(worker.stderr, /a gateway worker runs under the supervisor/);
+    const supervisor = await run('../supervisor-main.js', { IM_AUTH_SECRET: SECRET, IM_WORKER_READY_TIMEOUT: '1ms' });
+    assert.equal(supervisor.code, 2, supervisor.stderr);
+    assert.match(supervisor.stderr, /config IM_WORKER_READY_TIMEOUT:/);
   });
 });
