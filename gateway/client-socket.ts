@@ -24,7 +24,8 @@ export interface ClientSocket {
   readonly writableEnded: boolean;
   readonly remoteAddress?: string;
   readonly remotePort?: number;
-  write(chunk: Uint8Array): boolean;
+  /** `done` runs once the chunk (and all before it) has been written, or with an error once it cannot be. */
+  write(chunk: Uint8Array, done?: (err?: Error | null) => void): boolean;
   /** Writes until uncork() are handed on together (one writev on a socket). */
   cork(): void;
   uncork(): void;

@@ -30,12 +30,13 @@ class MemorySocket extends EventEmitter implements ClientSocket {
   private readonly decoder = new FrameDecoder(1 << 20);
   private closed = false;
 
-  write(chunk: Uint8Array): boolean {
+  write(chunk: Uint8Array, done?: (err?: Error | null) => void): boolean {
     if (this.writableEnded || this.destroyed) throw new Error('write after end');
     const { frames, error } = this.decoder.push(Buffer.from(chunk));
     if (error) throw error;
     for (const f of frames) this.frames.push(decodeFrame(f));
     if (frames.length > 0) this.emit('frame');
+    if (done) setImmediate(done);
     return true;
   }
   cork(): void {}

@@ -92,6 +92,13 @@ export interface Transport {
 
 /** The socket's back reference: listeners are shared functions, called with the socket as this. */
 const CONN = Symbol('connection');
+
+/**
+ * Hot upgrade: the wake-up of a paused connection waiting in whenSettled() for its logic calls to
+ * answer. Here rather than a field: only connections being handed over ever have one.
+ */
+const settleWaiters = new Map<Connection, () => void>();
+const NO_BYTES = Buffer.alloc(0);
 type ConnSocket = ClientSocket & { [CONN]?: Connection };
 
 /** Length-prefixed frames on the TCP stream itself (docs/protocol.md). */
@@ -210,6 +217,30 @@ export class Connection implements WheelItem {
   }
 
   /**
+   * Hot upgrade, once paused: resolves when the connection is settled (no logic call awaiting its
+   * reply, every byte written has reached the kernel) or no longer served (closed meanwhile).
+   * Unbounded: the caller bounds it (a client that does not read never drains).
+   */
+  async whenSettled(): Promise<void> {
+    while ((this._state === 'awaiting-auth' || this._state === 'open') && !this.settled) {
+      await new Promise<void>((resolve) => {
+        if (this.pendingCalls > 0) settleWaiters.set(this, resolve);
+        // Its callback runs once every byte queued before it is written (or the socket is gone).
+        else this.socket.write(NO_BYTES, () => resolve());
+      });
+    }
+  }
+
+  /** A call answered or the connection stopped being served: whenSettled() looks again. */
+  private wakeSettled(): void {
+    if (!this.paused) return;
+    const wake = settleWaiters.get(this);
+    if (!wake) return;
+    settleWaiters.delete(this);
+    wake();
+  }
+
+  /**
    * Hot upgrade: stops serving the socket and returns the state to rebuild this connection from.
    * Call when paused and (ideally) settled; the caller passes the socket on. Late replies are dropped.
    */
@@ -258,6 +289,7 @@ export class Connection implements WheelItem {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
     this._state = 'closing';
     this.clearTimers();
+    this.wakeSettled();
     const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
     // Forced past the write bound: one small frame, and the socket takes nothing after it.
     this.write(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), true);
@@ -397,6 +429,7 @@ export class Connection implements WheelItem {
         (r) => {
           req.end(r.code);
           this.pendingCalls--;
+          this.wakeSettled();
           if (this._state !== 'open') return;
           if (r.code === Code.OK) this.write(frameBytes({ op, requestId, body: r.body }));
           else this.write(frameBytes({ op, requestId, error: { code: r.code, message: r.message, retryable: r.retryable } }));
@@ -405,6 +438,7 @@ export class Connection implements WheelItem {
           // LogicClient never rejects; a LogicCaller that does gets INTERNAL, not a crash.
           req.end(Code.INTERNAL);
           this.pendingCalls--;
+          this.wakeSettled();
           this.opts.logger.error('logic call rejected', { err });
           if (this._state === 'open') this.replyError({ op, requestId }, Code.INTERNAL, 'internal error');
         },
@@ -443,6 +477,7 @@ export class Connection implements WheelItem {
     countGatewayError(code);
     this._state = 'closing';
     this.clearTimers();
+    this.wakeSettled();
     this.graceTimer = setTimeout(destroySocket, this.limits.closeGraceMs, this.socket);
     this.graceTimer.unref();
     this.opts.logger.debug('broken input', { connId: this.connId, uid: this._uid, transport: this.transport.name, code, message });
@@ -534,6 +569,7 @@ export class Connection implements WheelItem {
     const wasLive = this._state !== 'closing';
     this._state = 'closed';
     this.clearTimers();
+    this.wakeSettled();
     if (this.graceTimer) clearTimeout(this.graceTimer);
     if (wasLive) this.opts.onClosing?.(this);
     this.opts.onClose?.(this);

@@ -12,10 +12,10 @@
  * (that reply is lost; the client's request times out and is retried, and sends are idempotent).
  */
 import type * as net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DisconnectCode } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { Connection } from '../connection';
+import { within } from '../within';
 import type { AdoptMsg } from './handoff-protocol';
 import type { OverlapRecord } from './handoff-overlap';
 
@@ -42,8 +42,6 @@ export interface HandOffResult {
   tookMs: number;
 }
 
-/** How often paused connections are looked at again. */
-const RECHECK_MS = 5;
 /**
  * Connections paused but not yet on the channel, at most. Sockets cross the IPC channel one at a
  * time (each waits for the receiver's acknowledgement), so pausing everyone up front would keep
@@ -64,50 +62,36 @@ export async function handOffConnections(o: HandOffOptions): Promise<HandOffResu
 
   let handedOver = 0;
   let dropped = 0;
-  const sending = new Set<Promise<void>>();
-  const move = (c: Connection) => {
+  const move = async (c: Connection): Promise<void> => {
     const msg: AdoptMsg = { t: 'adopt', conn: c.detach(), seen: o.record?.seen(c.uid) ?? [] };
     o.release(c);
-    const p = o.sink(msg, c.socket as net.Socket).then(
-      () => { handedOver++; },
-      (err: unknown) => {
-        dropped++;
-        o.logger.warn('hand-off: could not pass a connection on; it is closed', { connId: msg.conn.connId, err });
-        c.socket.destroy();
-      },
-    ).finally(() => sending.delete(p));
-    sending.add(p);
+    try {
+      await o.sink(msg, c.socket as net.Socket);
+      handedOver++;
+    } catch (err) {
+      dropped++;
+      o.logger.warn('hand-off: could not pass a connection on; it is closed', { connId: msg.conn.connId, err });
+      c.socket.destroy();
+    }
   };
-  const paused = new Map<Connection, number>(); // -> when it was paused
+  // Paused until settled (its calls answered, its writes in the kernel), for maxMs at most.
+  const handOne = async (c: Connection): Promise<void> => {
+    if (!live(c)) return;
+    c.pauseForHandOff();
+    const settled = await within(c.whenSettled(), o.maxMs);
+    if (!live(c)) return; // closed meanwhile (kick, timeout)
+    if (settled || c.writesDrained) {
+      await move(c);
+    } else {
+      dropped++;
+      c.disconnect(DisconnectCode.SLOW_CONSUMER, 'client is not reading');
+    }
+  };
+  // WINDOW lanes, each taking the next connection once its last one is on the channel.
   let next = 0;
-  for (;;) {
-    while (paused.size + sending.size < WINDOW && next < queue.length) {
-      const c = queue[next++];
-      if (!live(c)) continue;
-      c.pauseForHandOff();
-      paused.set(c, Date.now());
-    }
-    const now = Date.now();
-    for (const [c, sinceMs] of paused) {
-      if (!live(c)) {
-        paused.delete(c); // closed meanwhile (kick, timeout)
-      } else if (c.settled) {
-        paused.delete(c);
-        move(c);
-      } else if (now - sinceMs >= o.maxMs) {
-        paused.delete(c);
-        if (c.writesDrained) {
-          move(c);
-        } else {
-          dropped++;
-          c.disconnect(DisconnectCode.SLOW_CONSUMER, 'client is not reading');
-        }
-      }
-    }
-    if (next >= queue.length && paused.size === 0) break;
-    await sleep(RECHECK_MS);
-  }
-  await Promise.all([...sending]);
+  const lane = async (): Promise<void> => {
+    while (next < queue.length) await handOne(queue[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(WINDOW, queue.length) }, lane));
   return { handedOver, dropped, tookMs: Date.now() - startedMs };
 }
-
