@@ -60,13 +60,18 @@ const ENV_PENDING_IN_CODE = new Set<string>();
 /** IM_* names the services read, from their sources (not tests). */
 function envNamesReadByCode(): Set<string> {
   const names = new Set<string>();
-  for (const dir of ['common', 'gateway', 'router', 'logic', 'storage', 'embedded', 'proto']) {
-    const abs = path.join(REPO_ROOT, dir);
-    if (!fs.existsSync(abs)) continue;
-    for (const f of fs.readdirSync(abs)) {
-      if (!f.endsWith('.ts') || f.endsWith('.test.ts')) continue;
-      for (const m of fs.readFileSync(path.join(abs, f), 'utf8').matchAll(/['"`](IM_[A-Z0-9_]+)['"`]/g)) names.add(m[1]);
+  const read = (abs: string): void => {
+    for (const e of fs.readdirSync(abs, { withFileTypes: true })) {
+      const f = path.join(abs, e.name);
+      if (e.isDirectory()) read(f);
+      else if (e.name.endsWith('.ts') && !/\.test(-support)?\.ts$/.test(e.name)) {
+        for (const m of fs.readFileSync(f, 'utf8').matchAll(/['"`](IM_[A-Z0-9_]+)['"`]/g)) names.add(m[1]);
+      }
     }
+  };
+  for (const dir of ['common', 'bus', 'telemetry', 'gateway', 'router', 'logic', 'storage', 'embedded', 'proto']) {
+    const abs = path.join(REPO_ROOT, dir);
+    if (fs.existsSync(abs)) read(abs);
   }
   return names;
 }
