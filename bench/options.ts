@@ -191,7 +191,7 @@ export function parseBenchOptions(argv: readonly string[], cwd = process.cwd()):
   } else throw new UsageError(`--target must be embedded, distributed or an http(s) route API URL, got "${t}"`);
   const noDb = bool('no-db');
   if (noDb && target !== 'distributed') throw new UsageError('--no-db applies to --target distributed only');
-  // The SQLite store takes one writing process (storage/sqlite-lock.ts).
+  // The SQLite store takes one writing process (storage/sqlite/lock.ts).
   if (noDb && int(flags, 'logics', 1, 1, 16) > 1) throw new UsageError('--no-db runs logic on SQLite, which takes one logic process: drop --logics');
 
   const users = int(flags, 'users', DEFAULT_USERS[scenario], scenario === 'one-to-one' ? 2 : 1);

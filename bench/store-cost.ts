@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
-import { SqliteStore, type AppendStats } from '../storage/sqlite';
+import { SqliteStore, type AppendStats } from '../storage/sqlite/store';
 import type { Store } from '../storage/store';
 import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
@@ -67,7 +67,7 @@ export interface StoreCostResult {
   serverCpuUsPerMessage?: number;
 }
 
-/** Secondary indexes per table (storage/sqlite-schema-v4.ts): each row written costs 1 + this. */
+/** Secondary indexes per table (storage/sqlite/schema-v4.ts): each row written costs 1 + this. */
 const SQLITE_INDEXES: Record<keyof AppendStats['rowsWritten'], number> = { messages: 1, inbox: 0, userConvs: 0, unreadMarks: 0 };
 
 const FLAGS = new Set(['store', 'recipients', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);

@@ -8,9 +8,9 @@ import { Code, DisconnectCode } from '../common/errors';
 import { silentLogger } from '../common/log';
 import { Connection, type ConnectionContext, type ConnectionSnapshot } from './connection';
 import { resolveLimits } from './limits';
-import { eventually, TestClient, token } from './test-support';
+import { eventually, TestClient, token } from './gateway.test-support';
 import { TimerWheel } from './timer-wheel';
-import { SECRET } from './test-support';
+import { SECRET } from './gateway.test-support';
 
 describe('Connection deadlines and rate state (timer wheel, injected clock)', () => {
   const limits = resolveLimits({ authTimeoutMs: 5000, heartbeatIntervalMs: 30_000, idleTimeoutMs: 90_000, rateLimitPerSec: 1, rateLimitBurst: 3 });

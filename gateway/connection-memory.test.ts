@@ -14,7 +14,7 @@ import { decode, decodeFrame, encode, Frame, frameBytes, Op } from '../proto/wir
 import { type ClientSocket, Connection, type ConnectionContext } from './connection';
 import type { LogicCall, LogicCallResult } from './logic-client';
 import { resolveLimits } from './limits';
-import { SECRET, token } from './test-support';
+import { SECRET, token } from './gateway.test-support';
 import { TimerWheel } from './timer-wheel';
 
 const OP_ECHO = 120;

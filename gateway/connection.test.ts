@@ -8,7 +8,7 @@ import { Code, DisconnectCode } from '../common/errors';
 import { decode, encode, frameBytes, Op } from '../proto/wire';
 import {
   eventually as waitFor, Harness, OP_FAIL, OP_HANG, parseEcho, SECRET, startGateway, TestClient, token,
-} from './test-support';
+} from './gateway.test-support';
 import { signToken } from '../common/jwt';
 import { encodeDeliveryBatch } from '../proto/delivery';
 

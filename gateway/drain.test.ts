@@ -10,7 +10,7 @@ import { DisconnectCode } from '../common/errors';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
 import { Gateway } from './server';
-import { Harness, MemoryRouter, SECRET, startGateway, TestClient } from './test-support';
+import { Harness, MemoryRouter, SECRET, startGateway, TestClient } from './gateway.test-support';
 
 describe('Gateway drain (stop)', () => {
   let h: Harness | undefined;

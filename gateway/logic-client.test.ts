@@ -9,7 +9,7 @@ import { Code } from '../common/errors';
 import { bindServer } from '../common/grpc';
 import { loadLogicProto } from '../proto/load';
 import { LogicCall, LogicClient } from './logic-client';
-import { closedPort, Echo, eventually, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './test-support';
+import { closedPort, Echo, eventually, LogicTestServer, OP_FAIL, OP_HANG, startLogicServer } from './gateway.test-support';
 
 const call = (op: number, text = 'hi'): LogicCall => ({
   op, uid: 'alice', deviceId: 'phone', connId: 'c1', node: 'gw-1', body: Buffer.from(text),

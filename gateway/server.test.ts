@@ -10,7 +10,7 @@ import { decodeDeliveryBatch, encodeDeliveryBatch } from '../proto/delivery';
 import { decode, encode, Op } from '../proto/wire';
 import { REPLACED_REASON } from './downlink';
 import { Gateway } from './server';
-import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './test-support';
+import { closedPort, eventually, Harness, MemoryRouter, startGateway, TestClient, SECRET, token } from './gateway.test-support';
 import { InProcessBus } from '../bus/bus';
 
 const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });

@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { WebSocket } from 'ws';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Bus, flushBus, gatewaySubject, kickSubject } from '../bus/bus';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
@@ -381,7 +382,7 @@ export class Gateway {
       const batch = Math.ceil(live.length / ticksLeft);
       for (const c of live.slice(0, batch)) c.disconnect(DisconnectCode.DRAINING, reason);
       if (batch >= live.length) return;
-      await new Promise((r) => setTimeout(r, DRAIN_TICK_MS));
+      await sleep(DRAIN_TICK_MS);
     }
   }
 

@@ -23,7 +23,7 @@ import { freePort, NATS_URL, needs, reachable } from '../test/infra';
 import { ServiceProc } from '../test/procs';
 import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
 import type { UpgradeResult } from './upgrade/supervisor';
-import { startTestBackends } from './test-backends';
+import { startTestBackends } from './backends.test-support';
 
 const HOST = '127.0.0.1';
 

@@ -18,7 +18,7 @@ import { LENGTH_BYTES } from '../proto/codec';
 import { decode, encode, frameBytes, Op } from '../proto/wire';
 import { makeTestPki, signServerCert, type TestPki } from '../test/tls-certs';
 import { HandOver, UPGRADE_REASON } from './upgrade/handover';
-import { eventually, Harness, OP_HANG, parseEcho, startGateway, TestClient, token } from './test-support';
+import { eventually, Harness, OP_HANG, parseEcho, startGateway, TestClient, token } from './gateway.test-support';
 import { WsCloseCode } from './ws';
 
 const OP_ECHO = 120;

@@ -16,7 +16,7 @@ import { decodeDeliveryBatch } from '../proto/delivery';
 import type { DeliveryBatch } from '../proto/delivery';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { SqliteStore } from '../storage/sqlite';
+import { SqliteStore } from '../storage/sqlite/store';
 import { LogicClient } from '../gateway/logic-client';
 import { encode, Op } from '../proto/wire';
 import { addInternalApis } from './admin';

@@ -17,7 +17,7 @@ import { HttpApi } from './http-api';
 import { OPENAPI_DOCUMENT } from './http-openapi';
 import { documentedOperations, HttpApiClient } from './http.test-support';
 import { makeLogicEnv } from './logic.test-support';
-import { eventually } from '../gateway/test-support';
+import { eventually } from '../gateway/gateway.test-support';
 
 const MAX_BODY = 4096;
 const MAX_CONTENT = 1024;

@@ -13,7 +13,7 @@ import { LENGTH_BYTES } from '../proto/codec';
 import { pushFrame } from '../proto/push';
 import { decode, decodeFrame, type Message } from '../proto/wire';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from '../router/api';
-import { SqliteStore } from '../storage/sqlite';
+import { SqliteStore } from '../storage/sqlite/store';
 import type { Caller, LogicServiceOptions } from './service';
 import { LogicService } from './service';
 
@@ -23,7 +23,7 @@ export class MemoryRouter implements RouterApi {
   /** When set, lookup rejects with it (to exercise best-effort push). */
   failLookups: Error | undefined;
 
-  /** Logic never binds; displacement is the gateway's business (gateway/test-support.ts). */
+  /** Logic never binds; displacement is the gateway's business (gateway/gateway.test-support.ts). */
   async bind(sessions: SessionRef[]): Promise<SessionRef[]> {
     for (const s of sessions) {
       const list = (this.byUid.get(s.uid) ?? []).filter((x) => !(x.node === s.node && x.connId === s.connId));

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import { InProcessBus } from '../bus/bus';
 import { signToken } from '../common/jwt';
 import { Gateway } from '../gateway/server';
-import { eventually, LogicTestServer, startLogicServer, TestClient } from '../gateway/test-support';
+import { eventually, LogicTestServer, startLogicServer, TestClient } from '../gateway/gateway.test-support';
 import { RouterClient } from './client';
 import { RouterService } from './service';
 

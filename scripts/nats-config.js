@@ -26,7 +26,7 @@
  * Seeds already in DIR are kept (a restart of NATS does not log out running services); the config
  * is written anew each time, so --gateways may grow.
  *
- * Permissions (subjects: bus/bus.ts, storage/cassandra-peers.ts, logic/group-sync.ts):
+ * Permissions (subjects: bus/bus.ts, storage/cassandra/peers.ts, logic/group-sync.ts):
  *   logic           publish im.gw.> (pushes, kicks), im.store.> (peer calls and replies) and
  *                   im.logic.> (group cache sync and its acks); subscribe im.store.> and im.logic.>
  *   gateway <node>  subscribe im.gw.<node> and im.kick.<node> only; publish im.kick.> (a login

@@ -12,7 +12,7 @@ export type StoreKind = (typeof STORE_KINDS)[number];
 /**
  * Levels the Cassandra store accepts. LOCAL_ONE and ALL are left out on purpose: the store pairs
  * each level with the serial level of its lightweight transactions and only defines that pairing
- * for these three (storage/cassandra-options.ts), so accepting more here would only fail later.
+ * for these three (storage/cassandra/options.ts), so accepting more here would only fail later.
  */
 export const CASSANDRA_CONSISTENCIES = ['ONE', 'LOCAL_QUORUM', 'QUORUM'] as const;
 export type CassandraConsistency = (typeof CASSANDRA_CONSISTENCIES)[number];

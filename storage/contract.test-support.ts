@@ -1,5 +1,5 @@
 /**
- * The Store contract suite: every Store implementation runs it (see sqlite.test.ts). Each test
+ * The Store contract suite: every Store implementation runs it (see sqlite/store.test.ts). Each test
  * opens its own store and uses fresh random uids, so it also passes over a shared database.
  */
 import assert from 'node:assert/strict';

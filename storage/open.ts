@@ -7,9 +7,9 @@ import type { CassandraConsistency, StoreConfig } from './config';
 import { ConfigError } from '../common/config';
 import type { Bus } from '../bus/bus';
 import { silentLogger, type Logger } from '../common/log';
-import { CassandraStore } from './cassandra';
-import type { ConsistencyName } from './cassandra-options';
-import { SqliteStore } from './sqlite';
+import { CassandraStore } from './cassandra/store';
+import type { ConsistencyName } from './cassandra/options';
+import { SqliteStore } from './sqlite/store';
 import type { Store } from './store';
 
 export const SQLITE_DB_FILE = 'im.db';

@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImError } from '../common/errors';
 import { newId, peerConvId } from '../common/ids';
-import { CassandraStore } from '../storage/cassandra';
+import { CassandraStore } from '../storage/cassandra/store';
 import type { AppendInput, AppendResult, Store } from '../storage/store';
 import { CassandraNode } from './cassandra-node';
 import { freePort, needs } from './infra';

@@ -14,7 +14,7 @@ import { LogicServer } from '../logic/server';
 import { LogicService } from '../logic/service';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { CassandraStore, type CassandraStoreOptions } from '../storage/cassandra';
+import { CassandraStore, type CassandraStoreOptions } from '../storage/cassandra/store';
 import type { EmbeddedOptions, GatewayTuning } from '../embedded/system';
 import { CASSANDRA_CONTACT, NATS_URL } from './infra';
 

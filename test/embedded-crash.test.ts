@@ -1,7 +1,7 @@
 /**
  * kill -9 of the embedded process under load loses no acknowledged message. The SQLite store
  * acknowledges an append once its transaction is committed to the WAL and writes conversation
- * summaries behind (storage/sqlite-summaries.ts), so this kills a real `node dist/embedded/main.js`
+ * summaries behind (storage/sqlite/summaries.ts), so this kills a real `node dist/embedded/main.js`
  * while senders are busy, starts it again over the same data dir, and checks by sync that every
  * acknowledged send is at its seq in both inboxes, that unread counts (rebuilt from the inbox)
  * cover them, and that new sends continue after them.

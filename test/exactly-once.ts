@@ -22,7 +22,7 @@ import { signToken } from '../common/jwt';
 import type { Message, SendResp } from '../proto/wire';
 import { eventually } from './wait';
 
-/** eventually (./wait) in the argument order gateway/tls.test.ts and storage/cassandra.test.ts still call it with. */
+/** eventually (./wait) in the argument order gateway/tls.test.ts and storage/cassandra/store.test.ts still call it with. */
 export const waitFor = (what: string, timeoutMs: number, pred: () => boolean | Promise<boolean>): Promise<true> =>
   eventually(pred, what, timeoutMs);
 

@@ -150,7 +150,7 @@ describe('logic failover under load (service processes on NATS + Cassandra, issu
     const back1 = Date.now();
     await ledger.waitAcked(100, back1, RECOVERY_MS, 'after logic 1 started again');
     // Logic 0 took every shard while logic 1 was down; the restarted logic 1 gets its share back
-    // under the load (cassandra-balance.ts), rather than forwarding everything for good.
+    // under the load (cassandra/balance.ts), rather than forwarding everything for good.
     let shares = '';
     await eventually(async () => {
       const owners = await shardOwners(cluster!.keyspace);

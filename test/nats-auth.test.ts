@@ -15,7 +15,7 @@ import { ConfigError } from '../common/config';
 import { signToken } from '../common/jwt';
 import { loadNatsAuth } from '../bus/nats-auth';
 import { Settings } from '../common/config';
-import { eventually, TestClient } from '../gateway/test-support';
+import { eventually, TestClient } from '../gateway/gateway.test-support';
 import { GROUP_SUBJECT } from '../logic/group-sync';
 import { decode, encode, Op, textContent } from '../proto/wire';
 import { freePort } from './infra';

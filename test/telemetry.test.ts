@@ -26,7 +26,7 @@ import { LogicService } from '../logic/service';
 import { Op } from '../proto/wire';
 import { RouterClient } from '../router/client';
 import { RouterService } from '../router/service';
-import { SqliteStore } from '../storage/sqlite';
+import { SqliteStore } from '../storage/sqlite/store';
 import { RawClient, tempDir } from './harness';
 import { freePort, needs, startNatsServer, stopNatsServer } from './infra';
 import { killAll, launchMain, type Launched } from './launch';

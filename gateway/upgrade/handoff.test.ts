@@ -13,7 +13,7 @@ import { decode, encode, Frame, frameBytes, Op } from '../../proto/wire';
 import type { AdoptMsg } from './handoff-protocol';
 import { Gateway } from '../server';
 import { HandOver } from './handover';
-import { eventually, Harness, OP_HANG, parseEcho, SECRET, startGateway, TestClient } from '../test-support';
+import { eventually, Harness, OP_HANG, parseEcho, SECRET, startGateway, TestClient } from '../gateway.test-support';
 
 const message = (msgId: string, seq: number) => encode('Message', { msgId, seq, convId: 'p:a:b', from: 'a', to: 'b' });
 const OP_ECHO = 120;

@@ -17,13 +17,13 @@ import { signToken } from '../../common/jwt';
 import { ImClient } from '../../client/sdk';
 import { LENGTH_BYTES } from '../../proto/codec';
 import { decode, encode, Frame, frameBytes, Op, textContent } from '../../proto/wire';
-import { CassandraStore } from '../../storage/cassandra';
+import { CassandraStore } from '../../storage/cassandra/store';
 import { RawClient } from '../../test/harness';
 import { alive, CASSANDRA_CONTACT, dropKeyspace, freePort, needs, startNatsServer, stopNatsServer } from '../../test/infra';
 import type { StatusReplyMsg } from './handoff-protocol';
 import type { SupervisorStatus, UpgradeResult } from './supervisor';
-import { startTestBackends } from '../test-backends';
-import { eventually } from '../test-support';
+import { startTestBackends } from '../backends.test-support';
+import { eventually } from '../gateway.test-support';
 
 const HOST = '127.0.0.1';
 const SUPERVISOR = path.join(__dirname, 'supervisor-main.js');

@@ -1,0 +1,210 @@
+/**
+ * Idempotent send without a per-message LWT (docs/sequencer.md): the owner of the SENDER's shard
+ * keeps the dedup journal of (sender, clientMsgId). Being the only writer of those rows, it needs
+ * no conditional write: it looks the pair up (memory, else one point read) and either answers
+ * with the stored original, tells the caller to re-drive an earlier attempt that did not finish
+ * (same msgId; appends are idempotent by msgId), or writes a new journal row and lets the send go
+ * ahead. Calls for one pair are serialized here, so two racing attempts see one journal row.
+ */
+import type { Client } from 'cassandra-driver';
+import type { Lease } from './lease';
+import { NotOwnerError, type Shards } from './shards';
+import { KeyedMutex, LruMap, num } from './util';
+import type { OwnerLog } from './log';
+import { routingKey } from './writer';
+import { checkSameSend, sendDigest } from '../send-digest';
+import type { AppendInput } from '../store';
+
+export type JournalAnswer =
+  | { state: 'new'; createdMs: number }
+  | { state: 'redrive'; msgId: string; sinceMs: number }
+  | { state: 'done'; msgId: string; convId: string; convSeq: number; senderSeq: number };
+
+export interface Completion {
+  from: string;
+  clientMsgId: string;
+  msgId: string;
+  convId: string;
+  convSeq: number;
+  senderSeq: number;
+}
+
+interface Record {
+  from: string;
+  shard: number;
+  msgId: string;
+  expiresAtMs: number;
+  createdMs: number;
+  digest: Buffer | null;
+  done?: { convId: string; convSeq: number; senderSeq: number };
+}
+
+export interface JournalOptions {
+  client: Client;
+  keyspace: string;
+  lease: Lease;
+  shards: Shards;
+  writer: OwnerLog;
+  maxCached: number;
+  ttlSlackSeconds: number;
+  /** Sends journaled before this time (ms) may be in the older dedup table (schema version 4). */
+  journalSinceMs: number;
+}
+
+export class Journal {
+  private readonly mem: LruMap<string, Record>;
+  /** Per sender: every clientMsgId with a journal row, so a new one needs no read (see known()). */
+  private readonly senders: LruMap<string, Sent>;
+  private readonly mutex = new KeyedMutex();
+  private readonly q: { get: string; getLegacy: string; sent: string; open: string };
+
+  constructor(private readonly o: JournalOptions) {
+    // A record whose row is logged but not yet in the table stays: reading the table would miss it.
+    this.mem = new LruMap(o.maxCached, (r) => o.writer.pendingFor(r.from));
+    this.senders = new LruMap(o.maxCached, (x) => o.writer.pendingFor(x.from));
+    const t = `${o.keyspace}.journal`;
+    const cols = 'msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest';
+    this.q = {
+      get: `SELECT ${cols} FROM ${t} WHERE from_uid = ? AND client_msg_id = ?`,
+      getLegacy: `SELECT ${cols} FROM ${o.keyspace}.dedup WHERE from_uid = ? AND client_msg_id = ?`,
+      sent: `SELECT client_msg_id FROM ${t} WHERE from_uid = ? LIMIT ${MAX_SENT + 1}`,
+      // Every column written, so a late write of an older attempt (lower timestamp) leaves nothing behind.
+      open: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest, conv_id, conv_seq, sender_seq)
+             VALUES (?, ?, ?, ?, ?, ?, null, null, null) USING TTL ?`,
+    };
+  }
+
+  ttlSeconds(input: Pick<AppendInput, 'dedupWindowMs'>): number {
+    return Math.max(1, Math.ceil(input.dedupWindowMs / 1000) + this.o.ttlSlackSeconds);
+  }
+
+  forget(shard?: number): void {
+    this.mem.deleteWhere((r) => shard === undefined || r.shard === shard);
+    this.senders.deleteWhere((x) => shard === undefined || x.shard === shard);
+  }
+
+  open(input: AppendInput): Promise<JournalAnswer> {
+    const shard = this.owned(input.from);
+    return this.mutex.run(pairKey(input.from, input.clientMsgId), async () => {
+      const key = pairKey(input.from, input.clientMsgId);
+      const digest = sendDigest(input);
+      const { check: stillMine, epoch } = this.guard(input.from);
+      let rec = this.mem.get(key);
+      let sent: Sent | undefined;
+      if (!rec) {
+        sent = await this.known(input.from, shard, epoch);
+        const legacy = Date.now() < this.o.journalSinceMs + input.dedupWindowMs;
+        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || legacy) rec = await this.read(shard, input.from, input.clientMsgId, input.dedupWindowMs);
+      }
+      if (rec && rec.expiresAtMs > input.sentAtMs) {
+        checkSameSend(rec.digest, input, digest);
+        this.mem.set(key, rec);
+        if (rec.done) return { state: 'done', msgId: rec.msgId, ...rec.done };
+        return { state: 'redrive', msgId: rec.msgId, sinceMs: rec.createdMs };
+      }
+      const fresh: Record = { from: input.from, shard, msgId: input.msgId, expiresAtMs: input.sentAtMs + input.dedupWindowMs, createdMs: Date.now(), digest };
+      // Listed before the write: if the write fails, a retry reads the table instead of trusting the list.
+      sent?.cmids?.add(input.clientMsgId);
+      await this.o.writer.write([{
+        query: this.q.open,
+        params: [input.from, input.clientMsgId, fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest, this.ttlSeconds(input)],
+        routingKey: routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
+      }], stillMine);
+      this.o.lease.check(0, 'send journal');
+      stillMine();
+      this.mem.set(key, fresh);
+      return { state: 'new', createdMs: fresh.createdMs };
+    });
+  }
+
+  /**
+   * Records, in this owner's memory, where the message went: later attempts here answer with it
+   * at once. Nothing is written: a partition write costs as much as one of the message's own rows
+   * (docs/sequencer.md, Cost), and a retry that finds the journal row without it (after a change
+   * of owner, or once memory forgot it) re-drives, which the idempotent appends answer with the
+   * seqs the message already has. Ignores a replaced record.
+   */
+  complete(c: Completion): Promise<void> {
+    const shard = this.owned(c.from);
+    return this.mutex.run(pairKey(c.from, c.clientMsgId), async () => {
+      const key = pairKey(c.from, c.clientMsgId);
+      const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId, 0));
+      if (!rec || rec.msgId !== c.msgId) return;
+      rec.done ??= { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
+      this.mem.set(key, rec);
+    });
+  }
+
+  /**
+   * The clientMsgIds `from` has journal rows for, read once per sender and epoch (one partition
+   * read, instead of a point read per send): in this epoch this process is the only writer of
+   * the sender's rows, the table held every earlier row when the epoch began (a takeover replays
+   * the previous owner's log first), and every row opened here is added as it is written.
+   */
+  private async known(from: string, shard: number, epoch: number): Promise<Sent> {
+    let x = this.senders.get(from);
+    if (!x || x.epoch !== epoch) {
+      const fresh: Sent = { from, shard, epoch, cmids: new Set(), ready: Promise.resolve() };
+      fresh.ready = (async () => {
+        const rs = await this.o.client.execute(this.q.sent, [from], { prepare: true, fetchSize: MAX_SENT + 1 });
+        if (rs.rows.length > MAX_SENT) fresh.cmids = undefined;
+        else for (const r of rs.rows) fresh.cmids!.add(r.client_msg_id as string);
+      })();
+      fresh.ready.catch(() => { if (this.senders.get(from) === fresh) this.senders.delete(from); });
+      this.senders.set(from, fresh);
+      x = fresh;
+    }
+    await x.ready;
+    return x;
+  }
+
+  /** A check that the sender's shard is still owned here in the epoch it is owned in now. */
+  private guard(from: string): { check: () => void; epoch: number } {
+    const shard = this.o.shards.of(from);
+    const epoch = this.o.shards.mine(shard)?.epoch;
+    const check = () => {
+      if (epoch === undefined || this.o.shards.mine(shard)?.epoch !== epoch) {
+        throw new NotOwnerError(`send journal of ${from}: shard ${shard} changed owner`);
+      }
+    };
+    check();
+    return { check, epoch: epoch! };
+  }
+
+  private owned(from: string): number {
+    const shard = this.o.shards.of(from);
+    if (!this.o.shards.mine(shard)) throw new NotOwnerError(`send journal of ${from}: shard ${shard} is not owned here`);
+    return shard;
+  }
+
+  private async read(shard: number, from: string, clientMsgId: string, windowMs: number): Promise<Record | undefined> {
+    let r = (await this.o.client.execute(this.q.get, [from, clientMsgId], { prepare: true })).first();
+    // Within a window of the upgrade to the journal table, a send may have been journaled in dedup.
+    if (!r && windowMs > 0 && Date.now() < this.o.journalSinceMs + windowMs) r = (await this.o.client.execute(this.q.getLegacy, [from, clientMsgId], { prepare: true })).first();
+    if (!r) return undefined;
+    const convId = (r.conv_id as string | null) ?? null;
+    const convSeq = num(r.conv_seq);
+    const senderSeq = num(r.sender_seq);
+    return {
+      from, shard, msgId: String(r.msg_id), expiresAtMs: num(r.expires_at_ms) ?? 0, createdMs: num(r.claimed_at_ms) ?? 0,
+      digest: (r.digest as Buffer | null) ?? null,
+      ...(convId !== null && convSeq !== null && senderSeq !== null && { done: { convId, convSeq, senderSeq } }),
+    };
+  }
+}
+
+/** Journal rows of one sender read into memory at most; a sender with more is looked up per send. */
+const MAX_SENT = 10_000;
+
+interface Sent {
+  from: string;
+  shard: number;
+  epoch: number;
+  /** undefined: more than MAX_SENT rows (each send reads its own row). */
+  cmids: Set<string> | undefined;
+  ready: Promise<void>;
+}
+
+function pairKey(from: string, clientMsgId: string): string {
+  return `${from}\n${clientMsgId}`;
+}

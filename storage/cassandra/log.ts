@@ -1,0 +1,591 @@
+/**
+ * The owner log (docs/sequencer.md, "Owner log"): every row an owner writes is made durable by
+ * ONE write per round of this process — a row of `store_log` in the process's own partition that
+ * carries all the rows of that round — and is written to its own table (inbox, history, journal,
+ * unread index) later, behind, with the rows of the same partition gathered over
+ * `writeBehindMs` into one single-partition batch.
+ *
+ * Why: on Cassandra a partition mutation costs ~100-200 µs of CPU however it is batched, a row
+ * inside one ~12 µs (BENCHMARKS.md). A 1:1 message touches seven partitions; here it touches the
+ * log (shared by every message of the round) at once and each of its partitions once per window,
+ * whatever number of messages that window brings to it.
+ *
+ * What keeps this correct:
+ * - Acknowledged means logged: write() resolves only when the log row is acknowledged within the
+ *   lease. One log write is in flight at a time, so a log row whose acknowledgement counted was
+ *   stored before the next one was even sent.
+ * - Readers see the owner's rows: a read of a key asks its owner to flush that key first
+ *   (flushKey); the owner's own first-touch and dedup reads never see a table without rows it
+ *   still holds, because it keeps what it has not flushed pinned in memory.
+ * - A takeover replays: before a process takes a shard whose owner died (or lapsed), it writes
+ *   that owner's logged rows of the shard's epoch to their tables (replay()). Rows a process has
+ *   logged but not flushed are dropped when its lease lapses: the next owner replays them.
+ * - The log is bounded: `log_marks` records how far a process has flushed; replay reads only what
+ *   comes after, and partitions wholly behind the mark are deleted (a TTL is the backstop).
+ */
+import type { Client } from 'cassandra-driver';
+import { OverloadedError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { Lease } from './lease';
+import { Gate, num, sleep, toStoreError } from './util';
+import { decodeBody, encodeBody } from './log-body';
+import { tableOf, type Row } from './writer';
+
+/** A row with what the log needs to route it: the key whose reads wait for it, and its shard and epoch. */
+export interface LoggedRow extends Row {
+  key: string;
+  shard: number;
+  epoch: number;
+}
+
+/** A row as it is written to its table: with the log row's timestamp unless its query carries its own. */
+interface TableRow {
+  query: string;
+  params: unknown[];
+  routingKey: Buffer;
+  bytes: number;
+  ts: number | undefined;
+}
+
+interface Tracked extends TableRow {
+  /** Its partition: table and routing key (latin1), computed once. */
+  where: string;
+  routingKeyText: string;
+  replaces?: string;
+  key: string;
+  shard: number;
+  epoch: number;
+  pos: number;
+}
+
+interface Waiter {
+  check?: () => void;
+  rows: LoggedRow[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface OwnerLogOptions {
+  client: Client;
+  keyspace: string;
+  gate: Gate;
+  lease: Lease;
+  logger: Logger;
+  /** Write timestamps (µs), strictly increasing in this process. */
+  nextTs: () => number;
+  /** Rows wait this long for others of their partition before they are written to their table. */
+  writeBehindMs: number;
+  maxRows: number;
+  maxBytes: number;
+  /** Bytes of rows one log write carries at most (one round's rows always go, whatever their size). */
+  maxLogBytes: number;
+  /**
+   * Log positions per partition of store_log: a partition is deleted once its last row is in the
+   * tables, so fewer positions per partition delete rows sooner (while still in Cassandra's memtable,
+   * they are then never written to disk). Recorded with the log, so replay reads any layout.
+   */
+  partRows: number;
+  /** Bytes of rows logged and not yet in their tables at most; beyond it a write fails OVERLOADED. */
+  maxUnflushedBytes: number;
+  what: string;
+}
+
+/** Positions per log partition of logs written before the layout was recorded in log_marks. */
+const LEGACY_PART_ROWS = 1000;
+
+const stampedQueries = new Map<string, boolean>();
+/** Whether a write statement sets its own timestamp (then a batch must not set one). */
+function stamped(query: string): boolean {
+  let s = stampedQueries.get(query);
+  if (s === undefined) {
+    s = /USING\s+(?:TTL\s+\?\s+AND\s+)?TIMESTAMP/i.test(query);
+    stampedQueries.set(query, s);
+  }
+  return s;
+}
+
+interface Replayable extends TableRow { shard: number; epoch: number }
+/** A log read from its mark: its rows, and the partitions they came from. */
+interface ReadLog { rows: Replayable[]; firstPart: number; parts: number }
+
+/** Counts of rows not yet in their tables, per key and per shard, with who waits for them to reach 0. */
+class Counter<K> {
+  private readonly n = new Map<K, number>();
+  private readonly waiters = new Map<K, (() => void)[]>();
+  add(k: K, d: number): void {
+    const v = (this.n.get(k) ?? 0) + d;
+    if (v > 0) {
+      this.n.set(k, v);
+      return;
+    }
+    this.n.delete(k);
+    const w = this.waiters.get(k);
+    this.waiters.delete(k);
+    for (const f of w ?? []) f();
+  }
+  has(k: K): boolean {
+    return this.n.has(k);
+  }
+  /** Whether someone waits for k to drain. */
+  waited(k: K): boolean {
+    return this.waiters.has(k);
+  }
+  /** Resolves once k has nothing left (at once when it has nothing now). */
+  drained(k: K): Promise<void> {
+    if (!this.n.has(k)) return Promise.resolve();
+    return new Promise<void>((r) => {
+      const w = this.waiters.get(k);
+      if (w) w.push(r);
+      else this.waiters.set(k, [r]);
+    });
+  }
+  clear(): void {
+    this.n.clear();
+    for (const w of this.waiters.values()) for (const f of w) f();
+    this.waiters.clear();
+  }
+  get size(): number {
+    return this.n.size;
+  }
+}
+
+export class OwnerLog {
+  private readonly q: Record<string, string>;
+  private queue: Waiter[] = [];
+  private logging = false;
+  private pos = 0;
+  /** Rows logged, not yet written to their table, by partition (table + routing key). */
+  private pending = new Map<string, Tracked[]>();
+  private readonly byKey = new Counter<string>();
+  private readonly byShard = new Counter<number>();
+  private readonly all = new Counter<0>();
+  private unflushedBytes = 0;
+  /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
+  private readonly unflushedAt = new Map<number, number>();
+  private markWritten = 0;
+  /** When this incarnation's log_marks row was last written by register() (0: not yet). */
+  private registeredAtMs = 0;
+  private logProcess = '';
+  /** The position of the log write in flight (its rows are not tracked yet), or 0. */
+  private loggingPos = 0;
+  private partsDeletedBelow = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+  /** Bumped by drop(): a batch in flight from before it does not count its rows again. */
+  private generation = 0;
+
+  constructor(private readonly o: OwnerLogOptions) {
+    const ks = o.keyspace;
+    this.q = {
+      log: `INSERT INTO ${ks}.store_log (process, part, pos, body) VALUES (?, ?, ?, ?)`,
+      read: `SELECT pos, body FROM ${ks}.store_log WHERE process = ? AND part = ? AND pos > ?`,
+      mark: `INSERT INTO ${ks}.log_marks (process, flushed) VALUES (?, ?)`,
+      register: `INSERT INTO ${ks}.log_marks (process, flushed, part_rows) VALUES (?, ?, ?)`,
+      getMark: `SELECT flushed, part_rows FROM ${ks}.log_marks WHERE process = ?`,
+      marks: `SELECT process FROM ${ks}.log_marks`,
+      dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
+      dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
+    };
+    this.timer = setInterval(() => { void this.flush(); }, Math.max(10, o.writeBehindMs));
+    this.timer.unref();
+  }
+
+  /** Whether rows of the shard are logged here and not yet in their tables. */
+  pendingIn(shard: number): boolean {
+    return this.byShard.has(shard);
+  }
+
+  /** Whether rows of the key are logged here and not yet in their tables (their memory must stay). */
+  pendingFor(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  /**
+   * Logs rows (with the other rows of this round, one log write); resolves when the log row is
+   * acknowledged. `check` runs just before the log write; if it throws, these rows are left out
+   * and the call fails with its error.
+   */
+  write(rows: LoggedRow[], check?: () => void): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    if (this.unflushedBytes >= this.o.maxUnflushedBytes) {
+      // The tables fall behind the log (Cassandra slower than the sends): refuse rather than hold
+      // more in memory; the client retries.
+      void this.flush();
+      return Promise.reject(new OverloadedError(
+        `${this.o.what}: ${Math.round(this.unflushedBytes / 1048576)} MiB logged and not yet written to the tables (maxUnflushedBytes)`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ check, rows, resolve, reject });
+      if (!this.logging) {
+        this.logging = true;
+        setImmediate(() => { void this.logLoop(); });
+      }
+    });
+  }
+
+  /** Writes the key's rows to their tables now; resolves when none are left. */
+  flushKey(key: string): Promise<void> {
+    if (!this.byKey.has(key)) return Promise.resolve();
+    const drained = this.byKey.drained(key);
+    void this.flush((t) => t.key === key);
+    return drained;
+  }
+
+  /** Writes the shard's rows to their tables now (before it is released); resolves when none are left. */
+  flushShard(shard: number): Promise<void> {
+    if (!this.byShard.has(shard)) return Promise.resolve();
+    const drained = this.byShard.drained(shard);
+    void this.flush((t) => t.shard === shard);
+    return drained;
+  }
+
+  /** Writes everything now; resolves when nothing is left (a clean stop). */
+  async flushAll(): Promise<void> {
+    const drained = this.all.drained(0);
+    await this.flush();
+    await drained;
+    await this.writeMark();
+  }
+
+  /**
+   * After a lease lapse: nothing logged here may be written by this process any more (the
+   * shards' next owners replay it from the log). Calls waiting to be logged fail.
+   */
+  drop(): void {
+    this.generation++;
+    this.pending = new Map();
+    this.unflushedBytes = 0;
+    this.unflushedAt.clear();
+    this.byKey.clear();
+    this.byShard.clear();
+    this.all.clear();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+  }
+
+  // --- logging -------------------------------------------------------------------------------
+
+  private async logLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) await this.logOnce();
+    } finally {
+      this.logging = false;
+      if (this.queue.length > 0) {
+        this.logging = true;
+        setImmediate(() => { void this.logLoop(); });
+      }
+    }
+  }
+
+  private async logOnce(): Promise<void> {
+    const take: Waiter[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0) {
+      const w = this.queue[0];
+      const b = w.rows.reduce((s, r) => s + r.bytes, 0);
+      if (take.length > 0 && bytes + b > this.o.maxLogBytes) break;
+      this.queue.shift();
+      try {
+        w.check?.();
+      } catch (err) {
+        w.reject(err);
+        continue;
+      }
+      take.push(w);
+      bytes += b;
+    }
+    if (take.length === 0) return;
+    const process = this.o.lease.processId;
+    if (process !== this.logProcess) {
+      // A new incarnation (after a lapse) starts its own log at position 1.
+      this.logProcess = process;
+      this.pos = 0;
+      this.markWritten = 0;
+      this.partsDeletedBelow = 0;
+      this.registeredAtMs = 0;
+    }
+    const generation = this.generation;
+    const pos = ++this.pos;
+    this.loggingPos = pos;
+    let rows: Tracked[] = [];
+    try {
+      this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
+      await this.register(process);
+      const ts = this.o.nextTs();
+      rows = take.flatMap((w) => w.rows.map((r): Tracked => {
+        const rk = r.routingKey.toString('latin1');
+        return {
+          query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
+          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
+        };
+      }));
+      const body = encodeBody(rows);
+      await this.o.gate.run(() => this.o.client.execute(this.q.log, [process, Math.floor(pos / this.o.partRows), pos, body],
+        { prepare: true, timestamp: ts, readTimeout: this.o.lease.writeTimeoutMs }));
+      this.o.lease.check(0, this.o.what);
+    } catch (err) {
+      this.loggingPos = 0;
+      const e = toStoreError(err, this.o.what);
+      for (const w of take) w.reject(e);
+      return;
+    }
+    this.loggingPos = 0;
+    if (generation === this.generation && process === this.o.lease.processId) {
+      for (const r of rows) this.track(r);
+      this.unflushedAt.set(pos, rows.length);
+    }
+    for (const w of take) w.resolve();
+  }
+
+  /**
+   * Lists this log in `log_marks` before its first row (and again daily, ahead of the row's TTL),
+   * so a process that dies before it ever wrote a mark is still found by the orphan sweep.
+   */
+  private async register(process: string): Promise<void> {
+    const now = Date.now();
+    if (now - this.registeredAtMs < 86_400_000) return;
+    await this.o.gate.run(() => this.o.client.execute(this.q.register, [process, this.markWritten, this.o.partRows],
+      { prepare: true, readTimeout: this.o.lease.writeTimeoutMs }));
+    this.registeredAtMs = now;
+  }
+
+  private track(r: Tracked): void {
+    const list = this.pending.get(r.where);
+    if (list) list.push(r);
+    else this.pending.set(r.where, [r]);
+    this.byKey.add(r.key, 1);
+    this.byShard.add(r.shard, 1);
+    this.all.add(0, 1);
+    this.unflushedBytes += r.bytes;
+    // A reader, a handover or a stop waits for this key or shard: its rows go now, not at the
+    // next window (a log write in flight when it asked lands its rows after the ask).
+    if (this.byKey.waited(r.key) || this.byShard.waited(r.shard) || this.all.waited(0)) this.flushWaitedSoon();
+  }
+
+  private waitedScheduled = false;
+
+  private flushWaitedSoon(): void {
+    if (this.waitedScheduled) return;
+    this.waitedScheduled = true;
+    setImmediate(() => {
+      this.waitedScheduled = false;
+      void this.flush((t) => this.byKey.waited(t.key) || this.byShard.waited(t.shard) || this.all.waited(0));
+    });
+  }
+
+  // --- writing behind --------------------------------------------------------------------------
+
+  /** Sends the pending rows (those `only` picks, or all) to their tables; failed ones are pending again. */
+  private async flush(only?: (t: Tracked) => boolean): Promise<void> {
+    const groups: Tracked[][] = [];
+    for (const [where, list] of this.pending) {
+      if (only && !only(list[0])) continue;
+      this.pending.delete(where);
+      groups.push(this.newestOnly(list));
+    }
+    if (groups.length === 0) return;
+    const generation = this.generation;
+    // One partition's rows in one call: writeRows cuts them into batches of maxRows / maxBytes.
+    const sends = groups.map((g) => this.sendBatch(g, generation));
+    await Promise.all(sends);
+    if (!only) await this.writeMark();
+  }
+
+  private async sendBatch(batch: Tracked[], generation: number): Promise<void> {
+    // Written whatever became of the shard since: a later owner replayed the same rows (and this
+    // process stops writing when its lease lapses), and a later epoch of this process flushes a
+    // key before it reads its tail.
+    try {
+      await writeRows(this.o.client, this.o.gate, batch, () => {
+        this.o.lease.check(this.o.lease.writeTimeoutMs, `${this.o.what} (write behind)`);
+        return this.o.lease.writeTimeoutMs;
+      }, this.o.maxRows, this.o.maxBytes);
+    } catch (err) {
+      if (generation !== this.generation) return;
+      this.o.logger.warn('cassandra store: write behind failed; retrying', { rows: batch.length, err: toStoreError(err, 'write behind') });
+      await sleep(50);
+      if (generation !== this.generation) return;
+      const retry = new Set(batch);
+      for (const t of batch) {
+        const list = this.pending.get(t.where);
+        if (list) list.unshift(t);
+        else this.pending.set(t.where, [t]);
+      }
+      void this.flush((t) => retry.has(t));
+      return;
+    }
+    if (generation !== this.generation) return;
+    for (const t of batch) this.done(t);
+  }
+
+  /** A partition's rows without those a later row replaces (Row.replaces); those count as written. */
+  private newestOnly(list: Tracked[]): Tracked[] {
+    if (!list.some((t) => t.replaces !== undefined)) return list;
+    const seen = new Set<string>();
+    const keep: Tracked[] = [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const t = list[i];
+      if (t.replaces !== undefined && seen.has(t.replaces)) {
+        this.done(t);
+        continue;
+      }
+      if (t.replaces !== undefined) seen.add(t.replaces);
+      keep.push(t);
+    }
+    return keep.reverse();
+  }
+
+  private done(t: Tracked): void {
+    const left = (this.unflushedAt.get(t.pos) ?? 1) - 1;
+    if (left > 0) this.unflushedAt.set(t.pos, left);
+    else this.unflushedAt.delete(t.pos);
+    this.byKey.add(t.key, -1);
+    this.byShard.add(t.shard, -1);
+    this.all.add(0, -1);
+    this.unflushedBytes -= t.bytes;
+  }
+
+  /** Records how far this process's log is in the tables; deletes log partitions wholly behind that. */
+  private async writeMark(): Promise<void> {
+    // Not past a log write in flight: its rows reach the tables only after it is acknowledged.
+    let mark = this.loggingPos > 0 ? this.loggingPos - 1 : this.pos;
+    for (const p of this.unflushedAt.keys()) mark = Math.min(mark, p - 1);
+    if (mark <= this.markWritten) return;
+    try {
+      this.o.lease.check(this.o.lease.writeTimeoutMs, 'log mark');
+      const process = this.o.lease.processId;
+      await this.o.client.execute(this.q.mark, [process, mark], { prepare: true, readTimeout: this.o.lease.writeTimeoutMs });
+      this.markWritten = Math.max(this.markWritten, mark);
+      const below = Math.floor((mark + 1) / this.o.partRows);
+      for (; this.partsDeletedBelow < below; this.partsDeletedBelow++) {
+        await this.o.client.execute(this.q.dropPart, [process, this.partsDeletedBelow], { prepare: true });
+      }
+    } catch (err) {
+      this.o.logger.debug('cassandra store: log mark not written (next round tries again)', { err });
+    }
+  }
+
+  // --- replay ----------------------------------------------------------------------------------
+
+  /** Decoded logs of other processes, read once per takeover wave (every shard of a dead process replays from one read). */
+  private readonly replayCache = new Map<string, { at: number; rows: Promise<ReadLog> }>();
+
+  /**
+   * Writes to their tables the rows `process` logged for `shard` in `epoch` that it may not have
+   * written itself (everything after its mark). Called before this process takes the shard over.
+   */
+  async replay(process: string, shard: number, epoch: number): Promise<number> {
+    const now = Date.now();
+    for (const [p, c] of this.replayCache) if (now - c.at > this.o.lease.writeTimeoutMs) this.replayCache.delete(p);
+    let cached = this.replayCache.get(process);
+    if (!cached) {
+      cached = { at: now, rows: this.readLog(process) };
+      this.replayCache.set(process, cached);
+      cached.rows.catch(() => this.replayCache.delete(process));
+    }
+    const rows = (await cached.rows).rows.filter((r) => r.shard === shard && r.epoch === epoch);
+    if (rows.length > 0) {
+      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      this.o.logger.info('cassandra store: replayed a previous owner\'s log', { process, shard, epoch, rows: rows.length });
+    }
+    return rows.length;
+  }
+
+  /**
+   * The logs listed in `log_marks` (every process that logged in the last 7 days and was not
+   * swept since), for the orphan sweep (orphans.ts).
+   */
+  async listed(): Promise<string[]> {
+    const out: string[] = [];
+    let pageState: string | undefined;
+    do {
+      const page = await this.o.client.execute(this.q.marks, [], { prepare: true, fetchSize: 1000, pageState });
+      for (const r of page.rows) out.push(String(r.process));
+      pageState = page.pageState ?? undefined;
+    } while (pageState);
+    return out;
+  }
+
+  /**
+   * Writes to their tables every row a dead process logged after its mark, whatever shard or
+   * epoch (each keeps its logged timestamp, so a newer write of a later owner still wins), then
+   * deletes its log and its mark. Only for a process whose lease is over (past the skew margin).
+   */
+  async replayAll(process: string): Promise<number> {
+    this.replayCache.delete(process);
+    const { rows, firstPart, parts } = await this.readLog(process);
+    if (rows.length > 0) {
+      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      this.o.logger.info('cassandra store: replayed the log of a process that is gone', { process, rows: rows.length });
+    }
+    for (let part = firstPart; part < firstPart + parts; part++) {
+      await this.o.client.execute(this.q.dropPart, [process, part], { prepare: true });
+    }
+    await this.o.client.execute(this.q.dropMark, [process], { prepare: true });
+    return rows.length;
+  }
+
+  private async readLog(process: string): Promise<ReadLog> {
+    const rs = await this.o.client.execute(this.q.getMark, [process], { prepare: true });
+    const mark = num(rs.first()?.flushed) ?? 0;
+    // The layout that process wrote its log in (logs older than the part_rows column: 1,000).
+    const partRows = num(rs.first()?.part_rows) ?? LEGACY_PART_ROWS;
+    const out: Replayable[] = [];
+    const firstPart = Math.floor((mark + 1) / partRows);
+    let parts = 0;
+    // Log rows carry a whole round each (up to maxLogBytes): a few per page.
+    for (let part = firstPart; ; part++, parts++) {
+      let rows = 0;
+      let pageState: string | undefined;
+      do {
+        const page = await this.o.client.execute(this.q.read, [process, part, mark], { prepare: true, fetchSize: 16, pageState });
+        for (const r of page.rows) out.push(...decodeBody(r.body as Buffer));
+        rows += page.rows.length;
+        pageState = page.pageState ?? undefined;
+      } while (pageState);
+      if (rows === 0) break;
+    }
+    return { rows: out, firstPart, parts };
+  }
+}
+
+/**
+ * Writes rows to their tables: one single-partition unlogged batch per partition (several when
+ * one partition has more than maxRows/maxBytes), all concurrently, at the newest timestamp of the
+ * rows in it unless their queries carry their own. `prepare` runs before each send and returns its timeout.
+ */
+async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
+  // By partition, and apart those that carry their own timestamp (the batch must not set one).
+  const groups = new Map<string, { own: TableRow[]; logged: TableRow[] }>();
+  for (const r of rows) {
+    const where = r.where ?? `${tableOf(r.query)}\0${r.routingKey.toString('latin1')}`;
+    let g = groups.get(where);
+    if (!g) groups.set(where, (g = { own: [], logged: [] }));
+    (r.ts === undefined ? g.own : g.logged).push(r);
+  }
+  const sends: Promise<unknown>[] = [];
+  for (const { own, logged } of groups.values()) for (const g of [own, logged]) {
+    for (let i = 0; i < g.length;) {
+      let bytes = 0;
+      let j = i;
+      while (j < g.length && j - i < maxRows && (j === i || bytes + g[j].bytes <= maxBytes)) {
+        bytes += g[j].bytes;
+        j++;
+      }
+      const part = g.slice(i, j);
+      sends.push(gate.run(async () => {
+        const timeout = prepare();
+        const ts = part.reduce<number | undefined>((m, r) => (r.ts === undefined ? m : Math.max(m ?? 0, r.ts)), undefined);
+        const options = { prepare: true, readTimeout: timeout, ...(ts !== undefined && { timestamp: ts }) };
+        if (part.length === 1) await client.execute(part[0].query, part[0].params, options);
+        else await client.batch(part.map((r) => ({ query: r.query, params: r.params })), { ...options, logged: false });
+      }));
+      i = j;
+    }
+  }
+  await Promise.all(sends);
+}

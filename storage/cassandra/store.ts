@@ -1,0 +1,570 @@
+/**
+ * The distributed Store: Apache Cassandra through cassandra-driver, with owned sequencers
+ * (docs/sequencer.md). Any number of processes open it over one keyspace; each key (an inbox, a
+ * conversation history, a sender's dedup journal) belongs to a shard, and a shard to one process
+ * at a time under a lease and an epoch. The owner allocates seqs in memory (persisting a bound
+ * every `seqStep` seqs), makes a round's rows durable with one write to its own log and writes
+ * them to their tables behind (log.ts). A process asked to write (or read) a key it
+ * does not own forwards the call to the owner over the bus.
+ * No lightweight transaction per message: LWTs only take, advance and release shards, and keep
+ * the group member cap (Groups).
+ */
+import { Client } from 'cassandra-driver';
+import { InProcessBus } from '../../bus/bus';
+import { metrics } from '../../common/metrics';
+import { BadRequestError, OverloadedError, UnavailableError } from '../../common/errors';
+import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from '../store';
+import { migrate, readSettings } from './schema';
+import { consistencyLevels, driverSslOptions, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './options';
+import { Balancer } from './balance';
+import { Groups } from './groups';
+import { Journal, type Completion, type JournalAnswer } from './journal';
+import { Lease } from './lease';
+import { Peers, PeerTimeoutError } from './peers';
+import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { NotOwnerError, Shards, type OwnedShard } from './shards';
+import { OwnedTimeline, TimelineReader } from './timeline';
+import { Gate, num, sleep, toOpenError, toStoreError } from './util';
+import { OwnerLog } from './log';
+import { OrphanSweep } from './orphans';
+import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
+
+export type { CassandraStoreOptions } from './options';
+export { migrate } from './schema';
+
+/** The key whose shard owns a store peer call. */
+function keyOf(op: string, args: unknown): string {
+  if (op === 'append' || op === 'flush') return (args as { key: string }).key;
+  return (args as { from: string }).from; // 'open' (the AppendInput) and 'complete' (a Completion)
+}
+
+/** Waits until `set` is empty or the deadline passes. */
+async function drain(set: Set<Promise<unknown>>, deadline: number): Promise<void> {
+  while (set.size > 0 && Date.now() < deadline) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...set]),
+      new Promise<void>((r) => { timer = setTimeout(r, Math.max(1, deadline - Date.now())); }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+/** Tries of one owner call (re-resolving the owner in between) before UNAVAILABLE. */
+const OWNER_ATTEMPTS = 6;
+
+interface AppendArgs { t: 'i' | 'h'; key: string; e: unknown; s?: number }
+
+export class CassandraStore implements Store {
+  readonly keyspace: string;
+  private readonly o: ResolvedCassandraOptions;
+  private readonly gate: Gate;
+  private readonly lease: Lease;
+  private readonly shards: Shards;
+  private readonly balancer: Balancer;
+  private readonly orphans: OrphanSweep;
+  /** Calls running in serve(), per shard: a handover waits for them. */
+  private readonly serveCount = new Map<number, number>();
+  private readonly peers: Peers;
+  private readonly inboxReader: TimelineReader<StoredMessage>;
+  private readonly historyReader: TimelineReader<AppendInput>;
+  private readonly inbox: OwnedTimeline<StoredMessage>;
+  private readonly historyLog: OwnedTimeline<AppendInput>;
+  private readonly journal: Journal;
+  private readonly log: OwnerLog;
+  private readonly groups: Groups;
+  private readonly q: Record<string, string>;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Calls other stores forwarded here, still running. */
+  private readonly serving = new Set<Promise<unknown>>();
+  private lastTs = 0;
+  private closing: Promise<void> | undefined;
+  private unregister: (() => void) | undefined;
+
+  /** Connects, creates or upgrades the schema, takes a process lease and returns a ready store. */
+  static async open(options: CassandraStoreOptions): Promise<CassandraStore> {
+    const o = resolveCassandraOptions(options);
+    const levels = consistencyLevels(o.consistency);
+    const client = new Client({
+      contactPoints: o.contactPoints,
+      // With localDataCenter set, the default policy is token-aware within that data center:
+      // prepared statements carry their routing key, so each goes straight to a replica.
+      localDataCenter: o.localDataCenter,
+      ...(o.credentials && { credentials: o.credentials }),
+      ...(o.tls && { sslOptions: driverSslOptions(o.tls) }),
+      // Requests here carry deadlines shorter than the shard lease, so on a busy node many time out
+      // at once while the connection itself is fine. The driver's default drops a connection after
+      // 64 simultaneously timed-out requests; with one connection per host that marks the host down
+      // and every request fails with "no host available" until it reconnects (seen in CI under
+      // load). A dead socket is found by the driver's heartbeat and by the socket closing instead.
+      socketOptions: { connectTimeout: o.connectTimeoutMs, readTimeout: o.requestTimeoutMs, defunctReadTimeoutThreshold: 2048 },
+      queryOptions: { consistency: levels.consistency, serialConsistency: levels.serial, prepare: true },
+    });
+    // Server warnings come back on every request that earns one (a cluster with the stock batch
+    // thresholds warns on most of this store's batches): one line per kind of warning a minute.
+    const lastLogged = new Map<string, number>();
+    client.on('log', (level: string, className: string, message: string) => {
+      if (level !== 'warning' && level !== 'error') return;
+      const kind = message.replace(/[0-9]+/g, '#').slice(0, 120);
+      const now = Date.now();
+      if (now - (lastLogged.get(kind) ?? -Infinity) < 60_000) return;
+      if (lastLogged.size > 1000) lastLogged.clear();
+      lastLogged.set(kind, now);
+      o.logger.warn('cassandra driver', { level, className, message, note: 'repeats of this warning are not logged for a minute' });
+    });
+    try {
+      await client.connect();
+      await migrate(client, o.keyspace, {
+        replication: o.replication, localDataCenter: o.localDataCenter,
+        inboxBucketSize: o.inboxBucketSize, historyBucketSize: o.historyBucketSize, shardCount: o.shardCount,
+      });
+      const settings = await readSettings(client, o.keyspace);
+      if (settings.inboxBucketSize !== o.inboxBucketSize || settings.historyBucketSize !== o.historyBucketSize || settings.shardCount !== o.shardCount) {
+        o.logger.info('cassandra store: keyspace keeps the bucket sizes and shard count it was created with', { ...settings });
+      }
+      const store = new CassandraStore(client, { ...o, ...settings }, levels.serial);
+      await store.start();
+      return store;
+    } catch (err) {
+      await client.shutdown().catch(() => undefined);
+      throw err instanceof Error && err.name === 'ConfigError' ? err : toOpenError(err);
+    }
+  }
+
+  private constructor(private readonly client: Client, o: ResolvedCassandraOptions, serial: number) {
+    this.o = o;
+    this.keyspace = o.keyspace;
+    this.gate = new Gate(o.maxInFlight);
+    const ks = o.keyspace;
+    this.lease = new Lease({
+      client, keyspace: ks, leaseMs: o.leaseMs, logger: o.logger,
+      onLapse: (_old, now) => this.onLapse(now),
+    });
+    const nextTs = () => this.nextTs();
+    this.balancer = new Balancer({
+      lease: this.lease, logger: o.logger, intervalMs: Math.max(100, Math.floor(o.leaseMs / 3)), maxMoves: o.maxShardMoves,
+      owned: () => this.shards.ownedList(), handover: (shard) => this.handover(shard),
+      onList: (names, changed) => this.orphans.onList(names, changed),
+    });
+    this.shards = new Shards({
+      client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
+      serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
+      preferred: (shard) => this.balancer.preferred(shard),
+      replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
+    });
+    // Owner writes: logged at this process's clock (above every fence of its epochs), only while
+    // its lease holds, and written to their tables behind (log.ts).
+    this.log = new OwnerLog({
+      client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
+      writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
+      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, what: 'owner write',
+    });
+    this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
+    const ownerWriter = this.log;
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, ks), client, ks);
+    this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
+    const owned = {
+      lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
+      maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
+      maxLanes: o.maxCachedHeads, recentPerKey: 32, recentMs: 120_000,
+    };
+    this.inbox = new OwnedTimeline(this.inboxReader, client, owned);
+    this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
+    this.journal = new Journal({
+      client, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
+      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds, journalSinceMs: o.journalSinceMs ?? 0,
+    });
+    this.peers = new Peers({
+      bus: o.bus ?? new InProcessBus(), prefix: `im.store.${ks}`, timeoutMs: o.peerTimeoutMs, logger: o.logger,
+      serve: (op, args) => this.track(this.serve(op, args), this.serving),
+    });
+    this.groups = new Groups({ client, keyspace: ks, serialConsistency: serial, maxCasAttempts: o.maxCasAttempts });
+    this.q = {
+      unreadCount: `SELECT COUNT(*) AS n FROM ${ks}.conv_unread WHERE uid = ? AND conv_id = ? AND bucket = ? AND seq > ?`,
+      cursorPut: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET read_seq = ? WHERE uid = ? AND conv_id = ?`,
+      convGet: `SELECT last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? AND conv_id = ?`,
+      convList: `SELECT conv_id, last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? LIMIT ?`,
+    };
+  }
+
+  private async start(): Promise<void> {
+    await this.lease.start();
+    this.peers.listen(this.lease.processId);
+    this.balancer.start();
+    this.unregister = metrics().storeShardsOwned.add(this, (s) => s.ownedShards);
+  }
+
+  /** This process's id in logic_leases and shard_owners (changes after a lease lapse). */
+  get processId(): string {
+    return this.lease.processId;
+  }
+
+  /** Shards this process owns now. */
+  get ownedShards(): number {
+    return this.shards.ownedCount;
+  }
+
+  /** Reads the live processes now and hands over what another one is preferred for (tests). */
+  rebalance(): Promise<void> {
+    return this.balancer.tick();
+  }
+
+  appendMessage(input: AppendInput): Promise<AppendResult> {
+    try {
+      this.checkOpen();
+      validateAppend(input);
+      if (this.inFlight.size >= this.o.maxPendingAppends) {
+        throw new OverloadedError(`cassandra store: ${this.inFlight.size} appends already in flight`);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Registered before the first await, so close() always waits for it.
+    return this.track(this.append(input));
+  }
+
+  async sync(uid: string, afterSeq: number, limit: number): Promise<Page<InboxEntry>> {
+    this.checkOpen();
+    validateSeq('afterSeq', afterSeq);
+    const n = Math.min(validateLimit(limit), this.o.maxPageItems);
+    await this.flushed(uid);
+    const rows = await this.wrap(this.gate.run(() => this.inboxReader.after(uid, afterSeq, n + 1)), 'sync');
+    const items = rows.map(inboxRowToEntry);
+    return { items: items.slice(0, n), hasMore: items.length > n };
+  }
+
+  async maxSeq(uid: string): Promise<number> {
+    this.checkOpen();
+    await this.flushed(uid);
+    return this.wrap(this.gate.run(() => this.inboxReader.newest(uid)), 'maxSeq');
+  }
+
+  async history(convId: string, beforeConvSeq: number, limit: number): Promise<Page<StoredMessage>> {
+    this.checkOpen();
+    validateSeq('beforeConvSeq', beforeConvSeq);
+    const n = Math.min(validateLimit(limit), this.o.maxPageItems);
+    await this.flushed(convId);
+    const rows = await this.wrap(this.gate.run(() => this.historyReader.before(convId, beforeConvSeq, n + 1)), 'history');
+    const items = rows.map((r) => historyRowToMessage(convId, r));
+    return { items: items.slice(0, n), hasMore: items.length > n };
+  }
+
+  async createGroup(group: GroupInfo, maxMembers: number): Promise<GroupInfo> {
+    this.checkOpen();
+    const members = validateNewGroup(group, maxMembers);
+    return this.wrap(this.groups.create(group, members), 'createGroup');
+  }
+
+  async getGroup(groupId: string): Promise<GroupInfo | undefined> {
+    this.checkOpen();
+    return this.wrap(this.groups.get(groupId), 'getGroup');
+  }
+
+  async addMembers(groupId: string, uids: string[], maxMembers: number): Promise<GroupInfo> {
+    this.checkOpen();
+    validateMaxMembers(maxMembers);
+    validateUids('uids', uids);
+    return this.wrap(this.groups.add(groupId, uids, maxMembers), 'addMembers');
+  }
+
+  async removeMembers(groupId: string, uids: string[], newOwner?: string): Promise<GroupInfo> {
+    this.checkOpen();
+    validateUids('uids', uids);
+    return this.wrap(this.groups.remove(groupId, uids, newOwner), 'removeMembers');
+  }
+
+  async setReadCursor(uid: string, convId: string, seq: number): Promise<UnreadInfo> {
+    this.checkOpen();
+    validateSeq('seq', seq);
+    // Written at timestamp = seq: a smaller cursor arriving later loses to the larger one.
+    await this.wrap(this.client.execute(this.q.cursorPut, [seq, seq, uid, convId], { prepare: true }), 'setReadCursor');
+    await this.flushed(uid);
+    return this.unreadOne(uid, convId);
+  }
+
+  async unread(uid: string, convIds?: string[]): Promise<UnreadInfo[]> {
+    this.checkOpen();
+    await this.flushed(uid);
+    if (convIds !== undefined) {
+      const unique = [...new Set(convIds)];
+      if (unique.length > this.o.maxUnreadConvs) {
+        throw new BadRequestError(`at most ${this.o.maxUnreadConvs} conversations per unread call, got ${unique.length}`);
+      }
+      return Promise.all(unique.map((c) => this.unreadOne(uid, c)));
+    }
+    const rows = await this.read(this.q.convList, [uid, this.o.maxUnreadScanConvs], 'unread');
+    const candidates = rows
+      .map((r) => ({ convId: r.conv_id as string, lastSeq: num(r.last_seq) ?? 0, lastIncoming: num(r.last_incoming_seq) ?? 0, readSeq: num(r.read_seq) ?? 0 }))
+      .filter((c) => c.lastIncoming > c.readSeq)
+      .sort((a, b) => b.lastIncoming - a.lastIncoming)
+      .slice(0, this.o.maxUnreadConvs);
+    const out = await Promise.all(candidates.map(async (c) => ({
+      convId: c.convId, count: await this.countUnread(uid, c.convId, c.readSeq, c.lastIncoming), readSeq: c.readSeq, lastSeq: c.lastSeq,
+    })));
+    return out.filter((u) => u.count > 0);
+  }
+
+  /**
+   * Waits for appends in flight (at most `closeWaitMs`), hands every owned shard back (so the next
+   * owner takes it at once, without waiting out the lease), ends the lease and closes the driver.
+   * Appends still running after the wait keep their shards: those are left to expire with the
+   * lease, as after a crash, because a shard is handed back only after its last write. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.balancer.close();
+      await this.orphans.close();
+      this.unregister?.();
+      const deadline = Date.now() + Math.max(2000, Math.floor(this.o.leaseMs / 2));
+      await drain(this.inFlight, deadline);
+      // From here a peer's call for any of these shards gets "not the owner" at once; the calls
+      // already running here finish before the shards are handed back.
+      const owned = this.shards.surrender();
+      await drain(this.serving, deadline);
+      // Everything logged goes to its tables before the shards are released (the next owners then
+      // replay nothing and wait for nothing): up to one more lease for a window's backlog, while
+      // the lease is still renewed. Past that, the shards are left to the lease and the log.
+      const flushed = await Promise.race([
+        this.log.flushAll().then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline + this.o.leaseMs - Date.now())).unref()),
+      ]);
+      if (this.inFlight.size === 0 && this.serving.size === 0 && flushed) {
+        await this.shards.release(owned);
+        await this.lease.close();
+      } else {
+        this.o.logger.warn('cassandra store: writes still running at close; keeping shards until the lease ends (the next owners replay the log)',
+          { appends: this.inFlight.size, served: this.serving.size, flushed });
+        await this.lease.close({ keepRow: true });
+      }
+      this.peers.close();
+      this.log.close();
+      await this.client.shutdown();
+    })();
+    return this.closing;
+  }
+
+  /**
+   * Before a read of key: its owner has written every row of it it logged to the tables (taking
+   * the shard, and replaying a dead owner's log, when nobody owns it).
+   */
+  private async flushed(key: string): Promise<void> {
+    await this.onOwner(key, 'flush', { key });
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new UnavailableError('cassandra store is closed');
+  }
+
+  private nextTs(): number {
+    this.lastTs = Math.max(this.lastTs + 1, Date.now() * 1000);
+    return this.lastTs;
+  }
+
+  private onLapse(newId: string): void {
+    this.log.drop();
+    this.shards.forgetAll();
+    this.inbox.forget();
+    this.historyLog.forget();
+    this.journal.forget();
+    this.peers.listen(newId);
+  }
+
+  private track<T>(p: Promise<T>, set = this.inFlight): Promise<T> {
+    set.add(p);
+    const done = () => set.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private async wrap<T>(p: Promise<T>, what: string): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      throw toStoreError(err, what);
+    }
+  }
+
+  private async read(query: string, params: unknown[], what: string): Promise<Record<string, unknown>[]> {
+    const rs = await this.wrap(this.gate.run(() => this.client.execute(query, params, { prepare: true })), what);
+    return rs.rows;
+  }
+
+  /**
+   * The send: the sender's shard owner opens (or finds) its journal entry; the history and every
+   * inbox owner append the message, idempotently by msgId; the journal entry is completed.
+   */
+  private async append(input: AppendInput): Promise<AppendResult> {
+    const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
+    if (j.state === 'done') {
+      await this.flushed(j.convId);
+      const rows = await this.wrap(this.historyReader.before(j.convId, j.convSeq + 1, 1), 'append dedup');
+      const original = rows[0] && num(rows[0].seq) === j.convSeq ? historyRowToMessage(j.convId, rows[0]) : undefined;
+      if (!original) throw new UnavailableError(`send ${input.clientMsgId}: original ${j.convId}#${j.convSeq} not readable yet; retry`);
+      return { message: original, senderSeq: j.senderSeq, seqs: new Map(), duplicate: true };
+    }
+    const redrive = j.state === 'redrive' ? j : undefined;
+    const msg: AppendInput = redrive ? { ...input, msgId: redrive.msgId } : input;
+    // Every append says when the send was journaled: an owner that cannot tell from memory
+    // whether msgId is already in the timeline (a retried call, a re-drive racing the first
+    // attempt, a new owner) reads the tail back to then instead of appending it twice.
+    const since = j.state === 'redrive' ? j.sinceMs : j.createdMs;
+    const convSeq = await this.onOwner(input.convId, 'append', { t: 'h', key: input.convId, e: msg, s: since }) as number;
+    const message = toStoredMessage(msg, convSeq);
+    const seqList = await Promise.all(input.recipients.map((uid) =>
+      this.onOwner(uid, 'append', { t: 'i', key: uid, e: message, s: since }) as Promise<number>));
+    const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
+    const senderSeq = seqs.get(input.from)!;
+    const done: Completion = {
+      from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq, senderSeq,
+    };
+    await this.onOwner(input.from, 'complete', done);
+    // A re-driven send that finds everything stored is still the original's answer to give.
+    return { message, senderSeq, seqs, duplicate: redrive !== undefined };
+  }
+
+  /** Serves a call forwarded by another store (or made here) on a key this process must own. */
+  private async serve(op: string, args: unknown): Promise<unknown> {
+    const shard = this.shards.of(keyOf(op, args));
+    await this.admit(shard);
+    this.serveCount.set(shard, (this.serveCount.get(shard) ?? 0) + 1);
+    try {
+      return await this.run(op, args);
+    } finally {
+      const n = (this.serveCount.get(shard) ?? 1) - 1;
+      if (n > 0) this.serveCount.set(shard, n);
+      else this.serveCount.delete(shard);
+    }
+  }
+
+  /**
+   * Lets a call on the shard start here: owned and not being handed over; or free (or its owner's
+   * lease over) and taken now, when another store sent it here as the preferred owner. A call for
+   * a shard being handed over waits for the handover, then is told to look again.
+   */
+  private async admit(shard: number): Promise<void> {
+    const st = this.shards.mine(shard);
+    if (st && !st.leaving) return;
+    if (st?.handedOver) await st.handedOver;
+    if (this.shards.mine(shard) && !this.shards.mine(shard)!.leaving) return;
+    // Closing: shards only leave this process; the caller takes them.
+    if (st || this.closing) throw new NotOwnerError(`shard ${shard} is not owned here`);
+    const where = await this.wrap(this.shards.resolve(shard), 'shard owner');
+    if (!('mine' in where)) throw new NotOwnerError(`shard ${shard} is owned by ${where.owner}`);
+  }
+
+  /**
+   * Hands an owned shard back to be taken by its preferred owner (balance.ts): no new
+   * call starts here, the running ones and every write of the shard's keys finish, and then the
+   * shard is released, as on a clean stop. Called off (false) when that takes longer than two
+   * write timeouts: the shard stays here and serves again.
+   */
+  private async handover(shard: number): Promise<boolean> {
+    const st: OwnedShard | undefined = this.shards.mine(shard);
+    if (!st || st.leaving || this.closing) return false;
+    let ended!: () => void;
+    st.handedOver = new Promise<void>((r) => { ended = r; });
+    st.leaving = true;
+    try {
+      const deadline = Date.now() + 2 * this.lease.writeTimeoutMs;
+      while ((this.serveCount.get(shard) ?? 0) > 0 || this.inbox.busyIn(shard) || this.historyLog.busyIn(shard)) {
+        if (Date.now() > deadline || this.closing || this.shards.mine(shard) !== st) return false;
+        await sleep(5);
+      }
+      // Released only once every row of the shard is in its table: the next owner replays nothing.
+      const inTables = await Promise.race([
+        this.log.flushShard(shard).then(() => true),
+        sleep(Math.max(1, deadline - Date.now())).then(() => false),
+      ]);
+      if (!inTables || this.closing || this.shards.mine(shard) !== st) return false;
+      this.shards.forget(shard);
+      this.inbox.forget(shard);
+      this.historyLog.forget(shard);
+      this.journal.forget(shard);
+      await this.shards.release([st]);
+      metrics().storeShardHandovers.inc();
+      return true;
+    } finally {
+      st.leaving = false;
+      ended();
+    }
+  }
+
+  private run(op: string, args: unknown): Promise<unknown> {
+    // Served while closing too: sends in flight here or elsewhere finish before shards are released.
+    switch (op) {
+      case 'open': return this.journal.open(args as AppendInput);
+      case 'complete': return this.journal.complete(args as Completion);
+      case 'flush': return this.log.flushKey((args as { key: string }).key);
+      case 'append': {
+        const a = args as AppendArgs;
+        return a.t === 'i'
+          ? this.inbox.append(a.key, a.e as StoredMessage, a.s)
+          : this.historyLog.append(a.key, a.e as AppendInput, a.s);
+      }
+      default: return Promise.reject(new BadRequestError(`unknown store peer op ${op}`));
+    }
+  }
+
+  /**
+   * Runs op on the owner of key's shard: here when this process owns it (taking it when free or
+   * abandoned), else forwarded. An owner that does not answer is waited out: after its lease
+   * ends (at most leaseMs + clockSkewMs) this process takes the shard over.
+   */
+  private async onOwner(key: string, op: string, args: unknown): Promise<unknown> {
+    const shard = this.shards.of(key);
+    let last: unknown;
+    for (let attempt = 1; attempt <= OWNER_ATTEMPTS; attempt++) {
+      // A free shard goes to its preferred owner, except on the last attempts: a preferred
+      // process that is stopping or unreachable never keeps a send from being stored.
+      const where = await this.wrap(this.shards.resolve(shard, attempt < OWNER_ATTEMPTS - 1), 'shard owner');
+      try {
+        return 'mine' in where ? await this.serve(op, args) : await this.peers.call(where.owner, op, args);
+      } catch (err) {
+        last = err;
+        if (err instanceof NotOwnerError) {
+          if (!this.shards.mine(shard)) this.shards.forget(shard);
+          if (attempt > 1) await sleep(10 * attempt);
+          continue;
+        }
+        if (err instanceof PeerTimeoutError && !('mine' in where) && where.preferred) {
+          attempt = Math.max(attempt, OWNER_ATTEMPTS - 2); // take it here on the next attempt
+          continue;
+        }
+        if (err instanceof PeerTimeoutError && !('mine' in where)) {
+          this.shards.forget(shard);
+          // Closing: no waiting out another process's lease; the client retries elsewhere.
+          if (this.closing) throw toStoreError(err, `store ${op}`);
+          const wait = where.untilMs + this.o.clockSkewMs - Date.now();
+          this.o.logger.debug('cassandra store: shard owner did not answer; waiting for its lease', { shard, owner: where.owner, waitMs: wait, op });
+          if (wait > 0) await sleep(Math.min(wait + 5, this.o.leaseMs + this.o.clockSkewMs));
+          continue;
+        }
+        throw toStoreError(err, `store ${op}`);
+      }
+    }
+    throw toStoreError(last, `store ${op}: owner of shard ${shard} kept changing`);
+  }
+
+  private async unreadOne(uid: string, convId: string): Promise<UnreadInfo> {
+    const [r] = await this.read(this.q.convGet, [uid, convId], 'unread');
+    const readSeq = num(r?.read_seq) ?? 0;
+    const lastSeq = num(r?.last_seq) ?? 0;
+    const lastIncoming = num(r?.last_incoming_seq) ?? 0;
+    const count = lastIncoming > readSeq ? await this.countUnread(uid, convId, readSeq, lastIncoming) : 0;
+    return { convId, count, readSeq, lastSeq };
+  }
+
+  /** Incoming messages in (readSeq, lastIncoming], over the inbox's buckets, stopping at maxUnreadCount. */
+  private async countUnread(uid: string, convId: string, readSeq: number, lastIncoming: number): Promise<number> {
+    const lo = this.inboxReader.bucketOf(readSeq + 1);
+    const hi = this.inboxReader.bucketOf(lastIncoming);
+    const buckets = (await this.wrap(this.inboxReader.buckets(uid), 'unread')).filter((b) => b >= lo && b <= hi).reverse();
+    let count = 0;
+    for (const b of buckets) {
+      if (count >= this.o.maxUnreadCount) break;
+      const [r] = await this.read(this.q.unreadCount, [uid, convId, b, readSeq], 'unread');
+      count += num(r?.n) ?? 0;
+    }
+    return Math.min(count, this.o.maxUnreadCount);
+  }
+}

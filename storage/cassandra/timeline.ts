@@ -1,0 +1,423 @@
+/**
+ * Timelines (inboxes and conversation histories) under owned sequencers (docs/sequencer.md).
+ *
+ * TimelineReader serves any process: rows live in (key, bucket) partitions of `bucketSize` seqs,
+ * and seq_heads.buckets lists the buckets a timeline has rows in (seqs jump across an ownership
+ * change, so buckets may be skipped).
+ *
+ * OwnedTimelines runs on the owner of a key's shard only. Per key it keeps the newest seq and the
+ * recent msgIds in memory and serializes the key's writes: the next rows of a key are sent only
+ * after the previous ones are acknowledged, so seq n+1 is never visible before n (the committed
+ * watermark every reader relies on). Appends are idempotent by msgId. On its first touch of a key
+ * in an epoch, the owner reads the key's tail and writes a range tombstone, at the epoch's fence
+ * timestamp, over every seq a previous owner may still have in flight: such a write, landing
+ * late, is shadowed for good.
+ */
+import type { Client } from 'cassandra-driver';
+import { TimeoutError, UnavailableError } from '../../common/errors';
+import type { Logger } from '../../common/log';
+import type { Lease } from './lease';
+import { NotOwnerError, type OwnedShard, type Shards } from './shards';
+import { LruMap, num, sleep, toStoreError } from './util';
+import type { LoggedRow, OwnerLog } from './log';
+import { routingKey, type Row } from './writer';
+
+export interface TimelineSpec<E> {
+  kind: 'inbox' | 'history';
+  table: string;
+  keyColumn: string;
+  columns: readonly string[];
+  bucketSize: number;
+  values: (e: E) => unknown[];
+  idOf: (e: E) => string;
+  sizeOf: (e: E) => number;
+  /** Rows the owner writes with each entry besides its timeline row (the inbox's unread index). */
+  extraRows?: (key: string, e: E, seq: number) => Row[];
+}
+
+type DbRow = Record<string, unknown>;
+
+/** Clock difference allowed between the journal owner (sinceMs) and a timeline owner. */
+const CLOCK_MARGIN_MS = 5000;
+
+export class TimelineReader<E> {
+  private readonly q: Record<string, string>;
+
+  constructor(readonly spec: TimelineSpec<E>, private readonly client: Client, keyspace: string) {
+    const t = `${keyspace}.${spec.table}`;
+    const k = spec.keyColumn;
+    const cols = spec.columns.join(', ');
+    this.q = {
+      heads: `SELECT bucket, buckets FROM ${keyspace}.seq_heads WHERE kind = ? AND id = ?`,
+      addBucket: `UPDATE ${keyspace}.seq_heads SET buckets = buckets + ? WHERE kind = ? AND id = ?`,
+      after: `SELECT seq, ${cols} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
+      before: `SELECT seq, ${cols} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      tail: `SELECT seq, msg_id, WRITETIME(msg_id) AS wt FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      insert: `INSERT INTO ${t} (${k}, bucket, seq, ${cols}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`,
+      fence: `DELETE FROM ${t} USING TIMESTAMP ? WHERE ${k} = ? AND bucket = ? AND seq > ? AND seq <= ?`,
+    };
+  }
+
+  get queries(): Readonly<Record<string, string>> {
+    return this.q;
+  }
+
+  bucketOf(seq: number): number {
+    return Math.floor(seq / this.spec.bucketSize);
+  }
+
+  /**
+   * Buckets the key may have rows in, ascending: the listed ones, bucket 0 (v1 timelines that
+   * never left it wrote no hint) and, for v1 timelines, every bucket up to the hint.
+   */
+  async buckets(key: string): Promise<number[]> {
+    const { listed, legacy } = await this.listed(key);
+    const out = new Set<number>(listed);
+    out.add(0);
+    for (let b = 0; b <= legacy; b++) out.add(b);
+    return [...out].sort((a, b) => a - b);
+  }
+
+  /** The buckets recorded in seq_heads (the owner adds to this list) and the v1 hint (-1: none). */
+  async listed(key: string): Promise<{ listed: number[]; legacy: number }> {
+    const rs = await this.client.execute(this.q.heads, [this.spec.kind, key], { prepare: true });
+    const r = rs.first();
+    return { listed: (r?.buckets as number[] | null | undefined) ?? [], legacy: num(r?.bucket) ?? -1 };
+  }
+
+  /** Rows with seq > after, ascending, at most limit. */
+  async after(key: string, after: number, limit: number): Promise<DbRow[]> {
+    const rows: DbRow[] = [];
+    const first = this.bucketOf(after + 1);
+    const read = async (b: number) => {
+      const rs = await this.client.execute(this.q.after, [key, b, after, limit - rows.length], { prepare: true });
+      rows.push(...rs.rows);
+    };
+    await read(first);
+    if (rows.length >= limit) return rows;
+    for (const b of await this.buckets(key)) {
+      if (b <= first) continue;
+      await read(b);
+      if (rows.length >= limit) break;
+    }
+    return rows;
+  }
+
+  /** Rows with seq < before (0: newest), descending, at most limit. */
+  async before(key: string, before: number, limit: number): Promise<DbRow[]> {
+    const rows: DbRow[] = [];
+    const lt = before === 0 ? Number.MAX_SAFE_INTEGER : before;
+    for (const b of (await this.buckets(key)).reverse()) {
+      if (b > this.bucketOf(lt - 1)) continue;
+      const rs = await this.client.execute(this.q.before, [key, b, lt, limit - rows.length], { prepare: true });
+      rows.push(...rs.rows);
+      if (rows.length >= limit) break;
+    }
+    return rows;
+  }
+
+  /** The newest seq (0 when empty). */
+  async newest(key: string): Promise<number> {
+    const rows = await this.before(key, 0, 1);
+    return rows.length > 0 ? num(rows[0].seq) ?? 0 : 0;
+  }
+}
+
+interface Pending<E> {
+  entry: E;
+  /**
+   * When the send was journaled (ms, the journal owner's clock): the entry cannot have been
+   * written to this key before then, so memory answers "not written yet" when it holds every
+   * append since then; otherwise the tail is read back to this time.
+   */
+  sinceMs?: number;
+  resolve: (seq: number) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Lane<E> {
+  key: string;
+  shard: number;
+  epoch: number;
+  loaded: boolean;
+  /** Memory (`recent`) holds every append of this key written since this time (ms). */
+  coveredFromMs: number;
+  cur: number;
+  buckets: Set<number>;
+  /** msgId -> seq and append time of the entries of the last `recentMs` (at least `recentPerKey`), oldest first. */
+  recent: Map<string, { seq: number; atMs: number }>;
+  queue: Pending<E>[];
+  busy: boolean;
+}
+
+export interface OwnedOptions {
+  lease: Lease;
+  shards: Shards;
+  writer: OwnerLog;
+  logger: Logger;
+  maxBatchEntries: number;
+  maxBatchBytes: number;
+  maxPending: number;
+  maxLanes: number;
+  /** msgIds remembered per key at least, whatever their age. */
+  recentPerKey: number;
+  /** msgIds appended this recently are all remembered (a retried or raced append is answered from memory). */
+  recentMs: number;
+}
+
+export class OwnedTimeline<E> {
+  private readonly lanes: LruMap<string, Lane<E>>;
+  private readonly busy = new Set<Lane<E>>();
+  private pending = 0;
+
+  constructor(private readonly reader: TimelineReader<E>, private readonly client: Client, private readonly o: OwnedOptions) {
+    // A lane whose rows are logged but not yet in the table stays: a reload would read an old tail.
+    this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy || o.writer.pendingFor(lane.key));
+  }
+
+  /** Whether a key of the shard has a round running (or a write being retried) here. */
+  busyIn(shard: number): boolean {
+    for (const lane of this.busy) if (lane.shard === shard) return true;
+    return false;
+  }
+
+  /** Forgets every key (after a lease lapse or a lost shard). */
+  forget(shard?: number): void {
+    this.lanes.deleteWhere((lane) => shard === undefined || lane.shard === shard);
+  }
+
+  /**
+   * Appends entry to key's timeline (this process must own the key's shard); resolves with its
+   * seq once durably written. An entry whose msgId the key already has answers with that seq.
+   */
+  append(key: string, entry: E, sinceMs?: number): Promise<number> {
+    const shard = this.o.shards.of(key);
+    const st = this.o.shards.mine(shard);
+    if (!st) return Promise.reject(new NotOwnerError(`${this.reader.spec.kind} ${key}: shard ${shard} is not owned here`));
+    if (this.pending >= this.o.maxPending) {
+      return Promise.reject(new UnavailableError(`${this.reader.spec.kind} owner: ${this.pending} appends already queued`));
+    }
+    let lane = this.lanes.get(key);
+    if (lane && lane.epoch !== st.epoch && !lane.busy) lane = undefined;
+    if (!lane) {
+      lane = { key, shard, epoch: st.epoch, loaded: false, coveredFromMs: Number.MAX_SAFE_INTEGER, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
+      this.lanes.set(key, lane);
+    }
+    this.pending++;
+    const l = lane;
+    return new Promise<number>((resolve, reject) => {
+      l.queue.push({ entry, sinceMs, resolve, reject });
+      if (!l.busy) void this.drain(l);
+    });
+  }
+
+  private settle(p: Pending<E>, seq: number | undefined, err?: unknown): void {
+    this.pending--;
+    if (seq !== undefined) p.resolve(seq);
+    else p.reject(err);
+  }
+
+  private async drain(lane: Lane<E>): Promise<void> {
+    lane.busy = true;
+    this.busy.add(lane);
+    try {
+      while (lane.queue.length > 0) {
+        const st = this.o.shards.mine(lane.shard);
+        if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
+        if (!lane.loaded) await this.load(lane, st);
+        await this.round(lane, st, this.takeBatch(lane.queue));
+      }
+    } catch (err) {
+      // Whatever this lane believed is stale: fail what waits and start over on the next append.
+      const e = toStoreError(err, `${this.reader.spec.kind} append`);
+      for (const p of lane.queue.splice(0)) this.settle(p, undefined, e);
+      this.lanes.delete(lane.key);
+    } finally {
+      lane.busy = false;
+      this.busy.delete(lane);
+    }
+  }
+
+  private takeBatch(queue: Pending<E>[]): Pending<E>[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < queue.length && n < this.o.maxBatchEntries) {
+      bytes += this.reader.spec.sizeOf(queue[n].entry);
+      if (n > 0 && bytes > this.o.maxBatchBytes) break;
+      n++;
+    }
+    return queue.splice(0, n);
+  }
+
+  private remember(lane: Lane<E>, id: string, seq: number, atMs = Date.now()): void {
+    const now = Date.now();
+    lane.recent.delete(id);
+    lane.recent.set(id, { seq, atMs });
+    for (const [old, r] of lane.recent) {
+      if (lane.recent.size <= this.o.recentPerKey || r.atMs > now - this.o.recentMs) break;
+      lane.recent.delete(old);
+      lane.coveredFromMs = Math.max(lane.coveredFromMs, r.atMs);
+    }
+  }
+
+  /**
+   * Whether memory can say an entry journaled at sinceMs was never appended here: it holds every
+   * append written since coveredFromMs (with a clock-skew margin between the two owners' clocks).
+   */
+  private memoryCovers(lane: Lane<E>, sinceMs: number): boolean {
+    return sinceMs - CLOCK_MARGIN_MS >= lane.coveredFromMs;
+  }
+
+  /** One round: answers known msgIds, allocates seqs for the rest, writes them, acknowledges. */
+  private async round(lane: Lane<E>, st: OwnedShard, batch: Pending<E>[]): Promise<void> {
+    const spec = this.reader.spec;
+    const fresh: { p: Pending<E>; seq: number }[] = [];
+    const dupes: { p: Pending<E>; id: string }[] = [];
+    for (const p of batch) {
+      const id = spec.idOf(p.entry);
+      let seq = lane.recent.get(id)?.seq;
+      if (seq === undefined && p.sinceMs !== undefined && !this.memoryCovers(lane, p.sinceMs)) {
+        seq = await this.findSince(lane, id, p.sinceMs).catch((err: unknown) => {
+          this.settle(p, undefined, toStoreError(err, `${spec.kind} append`));
+          return -1;
+        });
+        if (seq === -1) continue;
+        if (seq !== undefined) this.remember(lane, id, seq);
+      }
+      if (seq !== undefined) {
+        // Written before, or earlier in this batch: the same seq, once the batch is durable.
+        if (fresh.some((f) => f.seq === seq)) dupes.push({ p, id });
+        else this.settle(p, seq);
+        continue;
+      }
+      const next = lane.cur + 1;
+      lane.cur = next;
+      this.remember(lane, id, next);
+      fresh.push({ p, seq: next });
+    }
+    if (fresh.length === 0) {
+      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
+      return;
+    }
+    await this.o.shards.ensureBound(st, lane.cur);
+    const newBuckets = [...new Set(fresh.map((f) => this.reader.bucketOf(f.seq)))].filter((b) => !lane.buckets.has(b));
+    const at = { key: lane.key, shard: lane.shard, epoch: lane.epoch };
+    const rows: LoggedRow[] = fresh.flatMap(({ p, seq }) => [{
+      query: this.reader.queries.insert,
+      params: [lane.key, this.reader.bucketOf(seq), seq, ...spec.values(p.entry)],
+      routingKey: routingKey(lane.key, this.reader.bucketOf(seq)),
+      bytes: spec.sizeOf(p.entry), ...at,
+    }, ...(spec.extraRows?.(lane.key, p.entry, seq) ?? []).map((r) => ({ ...r, ...at }))]);
+    try {
+      if (newBuckets.length > 0) {
+        // Listed (and acknowledged) before any row in them exists: a fence or a reader that
+        // reads the list sees every bucket a row can be in.
+        await this.durably(lane, [{
+          query: this.reader.queries.addBucket, params: [newBuckets, spec.kind, lane.key],
+          routingKey: routingKey(spec.kind, lane.key), bytes: 64, ...at,
+        }], []);
+        for (const b of newBuckets) lane.buckets.add(b);
+      }
+      await this.durably(lane, rows, fresh.map((f) => f.p));
+    } catch (err) {
+      for (const { p } of fresh) if (!this.settledEarly.has(p)) this.settle(p, undefined, err);
+      for (const d of dupes) this.settle(d.p, undefined, err);
+      throw err;
+    }
+    for (const { p, seq } of fresh) {
+      if (this.settledEarly.delete(p)) continue;
+      this.settle(p, seq);
+    }
+    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
+  }
+
+  /** Callers told of a failed first attempt while the lane kept retrying their rows. */
+  private readonly settledEarly = new WeakSet<Pending<E>>();
+
+  /**
+   * Writes rows and returns once they are acknowledged within the lease. A failed attempt fails
+   * the callers at once (their clients retry) but the lane keeps trying the SAME rows until they
+   * are durable or the lease is gone: a later seq of this key is never written while an earlier
+   * one might still land.
+   */
+  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: Pending<E>[]): Promise<void> {
+    // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
+    // under a new incarnation) they must never be sent, nor count if acknowledged.
+    const stillMine = () => {
+      const st = this.o.shards.mine(lane.shard);
+      if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.o.writer.write(rows, stillMine);
+        this.o.lease.check(0, `${this.reader.spec.kind} ${lane.key}`);
+        stillMine();
+        return;
+      } catch (err) {
+        if (err instanceof NotOwnerError) throw err;
+        stillMine();
+        if (attempt === 1) {
+          this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
+          for (const p of callers) {
+            this.settledEarly.add(p);
+            this.settle(p, undefined, err instanceof TimeoutError || err instanceof UnavailableError ? err : toStoreError(err, 'timeline write'));
+          }
+        }
+        await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+  }
+
+  /** First touch in this epoch: where the key ends, its recent msgIds, and the fence. */
+  private async load(lane: Lane<E>, st: OwnedShard): Promise<void> {
+    // A lane dropped after a failed round may leave rows logged here and not yet in the table.
+    await this.o.writer.flushKey(lane.key);
+    const { listed } = await this.reader.listed(lane.key);
+    const buckets = await this.reader.buckets(lane.key);
+    let tail = 0;
+    // Memory covers the whole timeline when it is empty or all of it was read; else from the
+    // oldest row read on (seqs, and so rows, are written in time order).
+    lane.coveredFromMs = 0;
+    for (const [i, b] of [...buckets].reverse().entries()) {
+      const rs = await this.client.execute(this.reader.queries.tail, [lane.key, b, Number.MAX_SAFE_INTEGER, this.o.recentPerKey], { prepare: true });
+      if (rs.rows.length === 0) continue;
+      tail = num(rs.rows[0].seq) ?? 0;
+      const rows = [...rs.rows].reverse();
+      for (const r of rows) this.remember(lane, r.msg_id as string, num(r.seq) ?? 0, Math.floor((num(r.wt) ?? 0) / 1000));
+      const whole = rs.rows.length < this.o.recentPerKey && i === buckets.length - 1;
+      lane.coveredFromMs = whole ? 0 : Math.floor((num(rows[0].wt) ?? Date.now() * 1000) / 1000);
+      break;
+    }
+    if (tail < st.startBound) {
+      // Any row a previous owner still has in flight lies in (tail, startBound], in a listed bucket.
+      const fence = buckets.filter((b) => b >= this.reader.bucketOf(tail + 1) && b <= this.reader.bucketOf(st.startBound));
+      this.o.lease.check(this.o.lease.writeTimeoutMs, `${this.reader.spec.kind} fence`);
+      await Promise.all(fence.map((b) => this.client.execute(this.reader.queries.fence, [st.fenceTs, lane.key, b, tail, st.startBound],
+        { prepare: true, readTimeout: this.o.lease.writeTimeoutMs })));
+      this.o.lease.check(0, `${this.reader.spec.kind} fence`);
+    }
+    lane.buckets = new Set(listed);
+    lane.cur = Math.max(tail, st.startBound);
+    lane.loaded = true;
+  }
+
+  /** Was msgId written to this key since sinceMs (memory could not tell)? Pages back through the tail. */
+  private async findSince(lane: Lane<E>, msgId: string, sinceMs: number): Promise<number | undefined> {
+    await this.o.writer.flushKey(lane.key);
+    const sinceUs = (sinceMs - 60_000) * 1000; // generous: write timestamps come from other clocks
+    let before = Number.MAX_SAFE_INTEGER;
+    for (const b of (await this.reader.buckets(lane.key)).reverse()) {
+      for (;;) {
+        const rs = await this.client.execute(this.reader.queries.tail, [lane.key, b, before, 256], { prepare: true });
+        for (const r of rs.rows) {
+          if (r.msg_id === msgId) return num(r.seq) ?? undefined;
+          if ((num(r.wt) ?? 0) < sinceUs) return undefined;
+        }
+        if (rs.rows.length < 256) break;
+        before = num(rs.rows[rs.rows.length - 1].seq) ?? 0;
+      }
+      before = Number.MAX_SAFE_INTEGER;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Small pieces the Cassandra store modules share: number conversion, a concurrency gate, a
+ * bounded LRU map, a per-key mutex, and the mapping of driver failures to ImErrors.
+ */
+import { errors as driverErrors, types } from 'cassandra-driver';
+import { ImError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../../common/errors';
+import { fullJitterDelayMs } from '../../common/backoff';
+export { setTimeout as sleep } from 'node:timers/promises';
+export { LruMap } from '../../common/lru';
+
+/** bigint/int columns come back as Long (bigint) or number (int); null stays null. */
+export function num(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'number') return v;
+  if (types.Long.isLong(v)) return (v as types.Long).toNumber();
+  return Number(v);
+}
+
+export function bytesOf(content: Uint8Array): Buffer {
+  return Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+}
+
+/** Jittered backoff for contended LWT retries: spreads racing writers apart. */
+export const backoffMs = (attempt: number, capMs = 50): number => fullJitterDelayMs(attempt, 1, capMs);
+
+/** Bounds how many statements one store has in flight; waiters queue in order. */
+export class Gate {
+  private active = 0;
+  private readonly waiters: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next(); // the slot passes straight to the next waiter
+      else this.active--;
+    }
+  }
+}
+
+/**
+ * Runs calls for one key one after another in this process. Concurrent LWTs on one partition
+ * from one process only make Paxos rounds collide; queuing them locally leaves the LWT to settle
+ * races between processes. The map holds only keys with work queued.
+ */
+export class KeyedMutex {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return next;
+  }
+}
+
+/** The driver marks failures of the connection itself ("Socket was closed", reset, refused). */
+function isSocketError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { isSocketError?: unknown }).isSocketError === true;
+}
+
+/**
+ * True when the connection to Cassandra, not the request, failed: the socket closed or reset
+ * mid-request, or every connection busy (no host reachable is mapped just before). Another attempt, perhaps after the
+ * driver reconnects, can succeed, so these are UNAVAILABLE (the client retries for its whole
+ * window) rather than INTERNAL.
+ */
+function connectionLost(err: unknown): boolean {
+  return err instanceof driverErrors.BusyConnectionError || isSocketError(err);
+}
+
+/**
+ * A failed connect as toStoreError maps it, but saying why each contact point refused (a TLS
+ * certificate that does not verify, a plaintext client on a TLS port): the operator reads this
+ * once, at start-up, where "no host available" alone says nothing.
+ */
+export function toOpenError(err: unknown): ImError {
+  if (!(err instanceof driverErrors.NoHostAvailableError)) return toStoreError(err, 'cassandra store open');
+  const why = Object.entries(err.innerErrors as Record<string, unknown>)
+    .map(([host, e]) => `${host}: ${e instanceof Error ? e.message : String(e)}`).join('; ');
+  return new UnavailableError(`cassandra store open: no Cassandra host available (${why || err.message})`, { cause: err });
+}
+
+/** Driver failures as the project's retryable error classes; this is the one place they are mapped. */
+export function toStoreError(err: unknown, what: string): ImError {
+  if (err instanceof ImError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  if (err instanceof driverErrors.NoHostAvailableError) return new UnavailableError(`${what}: no Cassandra host available`, { cause: err });
+  if (connectionLost(err)) return new UnavailableError(`${what}: connection to Cassandra lost (${detail})`, { cause: err });
+  if (err instanceof driverErrors.OperationTimedOutError) return new TimeoutError(`${what}: ${detail}`, { cause: err });
+  if (err instanceof driverErrors.ResponseError) {
+    const c = types.responseErrorCodes;
+    if (err.code === c.writeTimeout || err.code === c.readTimeout) return new TimeoutError(`${what}: ${detail}`, { cause: err });
+    if (err.code === c.unavailableException) return new UnavailableError(`${what}: ${detail}`, { cause: err });
+    if (err.code === c.overloaded || err.code === c.isBootstrapping) return new OverloadedError(`${what}: ${detail}`, { cause: err });
+  }
+  return new InternalError(`${what}: ${detail}`, { cause: err });
+}
