@@ -385,6 +385,7 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
   });
   after(async () => {
     await Promise.all(stores.map((s) => s.close()));
+    await admin?.execute(`DROP KEYSPACE IF EXISTS ${BALANCE_KS}`);
     await admin?.shutdown();
   });
 
