@@ -50,6 +50,8 @@ interface TableRow {
 interface Tracked extends TableRow {
   /** Its partition: table and routing key (latin1), computed once. */
   where: string;
+  /** When it was logged (ms): it is written behind writeBehindMs later. */
+  at: number;
   routingKeyText: string;
   replaces?: string;
   key: string;
@@ -87,6 +89,8 @@ export interface OwnerLogOptions {
   partRows: number;
   /** Bytes of rows logged and not yet in their tables at most; beyond it a write fails OVERLOADED. */
   maxUnflushedBytes: number;
+  /** Batches written behind in flight at once (their own limit, apart from `gate`). */
+  writeBehindConcurrency: number;
   what: string;
 }
 
@@ -176,6 +180,7 @@ export class OwnerLog {
   private generation = 0;
 
   constructor(private readonly o: OwnerLogOptions) {
+    this.behind = new Gate(o.writeBehindConcurrency);
     const ks = o.keyspace;
     this.q = {
       log: `INSERT INTO ${ks}.store_log (process, part, pos, body) VALUES (?, ?, ?, ?)`,
@@ -187,7 +192,9 @@ export class OwnerLog {
       dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
       dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
     };
-    this.timer = setInterval(() => { void this.flush(); }, Math.max(10, o.writeBehindMs));
+    // Ten looks per window: each writes the partitions whose oldest row has waited a window, so
+    // the tables get a steady stream instead of a whole window's rows at once.
+    this.timer = setInterval(() => { void this.flushDue(); }, Math.max(10, Math.floor(o.writeBehindMs / 10)));
     this.timer.unref();
   }
 
@@ -320,7 +327,7 @@ export class OwnerLog {
         const rk = r.routingKey.toString('latin1');
         return {
           query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
-          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos,
+          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
         };
       }));
       const body = encodeBody(rows);
@@ -335,7 +342,11 @@ export class OwnerLog {
     }
     this.loggingPos = 0;
     if (generation === this.generation && process === this.o.lease.processId) {
-      for (const r of rows) this.track(r);
+      const at = Date.now();
+      for (const r of rows) {
+        r.at = at;
+        this.track(r);
+      }
       this.unflushedAt.set(pos, rows.length);
     }
     for (const w of take) w.resolve();
@@ -379,6 +390,34 @@ export class OwnerLog {
 
   // --- writing behind --------------------------------------------------------------------------
 
+  private dueRunning = false;
+  /** Writes behind in flight at most, apart from the log writes' gate: a call's log write never queues behind them. */
+  private readonly behind: Gate;
+
+  /**
+   * Writes the partitions whose oldest pending row has waited `writeBehindMs` (pending is in the
+   * order partitions got their oldest row, so the look stops at the first younger one), then
+   * moves the mark. One at a time: while the tables are slow, rows wait for the next look.
+   */
+  private async flushDue(): Promise<void> {
+    if (this.dueRunning || this.closed) return;
+    this.dueRunning = true;
+    try {
+      const dueBefore = Date.now() - this.o.writeBehindMs;
+      const groups: Tracked[][] = [];
+      for (const [where, list] of this.pending) {
+        if (list[0].at > dueBefore) break;
+        this.pending.delete(where);
+        groups.push(this.newestOnly(list));
+      }
+      const generation = this.generation;
+      await Promise.all(groups.map((g) => this.sendBatch(g, generation)));
+      await this.writeMark();
+    } finally {
+      this.dueRunning = false;
+    }
+  }
+
   /** Sends the pending rows (those `only` picks, or all) to their tables; failed ones are pending again. */
   private async flush(only?: (t: Tracked) => boolean): Promise<void> {
     const groups: Tracked[][] = [];
@@ -400,7 +439,7 @@ export class OwnerLog {
     // process stops writing when its lease lapses), and a later epoch of this process flushes a
     // key before it reads its tail.
     try {
-      await writeRows(this.o.client, this.o.gate, batch, () => {
+      await writeRows(this.o.client, this.behind, batch, () => {
         this.o.lease.check(this.o.lease.writeTimeoutMs, `${this.o.what} (write behind)`);
         return this.o.lease.writeTimeoutMs;
       }, this.o.maxRows, this.o.maxBytes);

@@ -157,7 +157,7 @@ export class CassandraStore implements Store {
     this.log = new OwnerLog({
       client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
       writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
-      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, what: 'owner write',
+      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, writeBehindConcurrency: Math.max(1, Math.floor(o.maxInFlight / 8)), what: 'owner write',
     });
     this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
