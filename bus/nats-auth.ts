@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as nkeys from '@nats-io/nkeys';
 import { nkeyAuthenticator, usernamePasswordAuthenticator, type Authenticator, type ConnectionOptions } from '@nats-io/nats-core';
-import { checkCertificates, readPem } from '../common/cassandra-tls';
+import { checkCertificates, readPem } from '../common/pem';
 import { ConfigError, type Settings } from '../common/config';
 
 export type NatsCredentials =

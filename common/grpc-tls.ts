@@ -19,7 +19,7 @@
 import { checkServerIdentity, createSecureContext, type PeerCertificate } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { checkCertificates, readPem } from './cassandra-tls';
+import { checkCertificates, readPem } from './pem';
 import { ConfigError, type Settings } from './config';
 import type { Logger } from './log';
 

@@ -3,7 +3,7 @@
  * plus the chosen store's settings. The store factory is open.ts.
  */
 import * as path from 'node:path';
-import { loadCassandraTls, type CassandraTlsConfig } from '../common/cassandra-tls';
+import { loadCassandraTls, type CassandraTlsConfig } from './cassandra/tls';
 import { ConfigError, type Env, HOST_NAME_RE, parseFlags, parseHostPort, Settings } from '../common/config';
 
 export const STORE_KINDS = ['sqlite', 'cassandra'] as const;
@@ -33,7 +33,7 @@ export interface CassandraStoreConfig {
   replication: number;
   /** Password authentication, when the cluster requires it (IM_CASSANDRA_USERNAME / _PASSWORD). */
   credentials?: { username: string; password: string };
-  /** TLS to the nodes (IM_CASSANDRA_TLS*, common/cassandra-tls.ts); absent: plaintext. */
+  /** TLS to the nodes (IM_CASSANDRA_TLS*, storage/cassandra/tls.ts); absent: plaintext. */
   tls?: CassandraTlsConfig;
   /** Shard lease of a logic process (docs/sequencer.md), ms: how long its shards wait after a kill -9. */
   leaseMs: number;

@@ -4,7 +4,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { types } from 'cassandra-driver';
-import type { CassandraTlsConfig } from '../../common/cassandra-tls';
+import type { CassandraTlsConfig } from './tls';
 import { ConfigError } from '../../common/config';
 import type { Bus } from '../../bus/bus';
 import { silentLogger, type Logger } from '../../common/log';

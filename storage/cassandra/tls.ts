@@ -3,10 +3,9 @@
  * missing or unreadable PEM file stops the process naming the setting (exit 2), not at the first
  * connection. Off by default; on, the server's certificate chain is always verified.
  */
-import * as fs from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
-import { ConfigError, type Settings } from './config';
+import { ConfigError, type Settings } from '../../common/config';
+import { checkCertificates, readPem } from '../../common/pem';
 
 export interface CassandraTlsConfig {
   /** PEM of the CA(s) to trust (IM_CASSANDRA_TLS_CA); absent: Node's bundled CAs. */
@@ -16,29 +15,6 @@ export interface CassandraTlsConfig {
   key?: string;
   /** Check that the certificate names the contact point (IM_CASSANDRA_TLS_VERIFY_HOSTNAME). Default true. */
   verifyHostname: boolean;
-}
-
-const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-export function readPem(setting: string, file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(setting, `cannot read ${file}: ${(err as Error).message}`);
-  }
-}
-
-/** Every certificate of a PEM bundle, parsed; none or a bad one is a ConfigError. */
-export function checkCertificates(setting: string, file: string, pem: string): void {
-  const blocks = pem.match(PEM_CERT_RE) ?? [];
-  if (blocks.length === 0) throw new ConfigError(setting, `${file} holds no PEM certificate`);
-  for (const block of blocks) {
-    try {
-      new X509Certificate(block);
-    } catch (err) {
-      throw new ConfigError(setting, `${file} holds a certificate that does not parse: ${(err as Error).message}`);
-    }
-  }
 }
 
 /** undefined when IM_CASSANDRA_TLS is off; the other TLS settings without it are refused. */
