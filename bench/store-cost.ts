@@ -53,13 +53,13 @@ export interface StoreCostResult {
   /** SQLite: share of append and write-behind transactions that held the loop over 5 ms. */
   appendBatchesOver5MsPct?: number;
   summaryBatchesOver5MsPct?: number;
-  /** SQLite: WAL frames the last checkpoint saw (the log's length), and checkpoints run. */
+  /** SQLite: WAL frames the last checkpoint saw (the log's length), checkpoints run, and times the log started over. */
   walFrames?: number;
   checkpoints?: number;
-  walQuietWindows?: number;
-  /** SQLite: the longest quiet window (ms: every append waited in it) and the most WAL pages one copied. */
-  walLongestQuietMs?: number;
-  walMaxQuietFrames?: number;
+  walRestarts?: number;
+  /** SQLite: the writer's checkpoints before a restart: the longest (ms: writes waited behind it), and the share over 5 ms. */
+  longestWriterCheckpointMs?: number;
+  writerCheckpointsOver5MsPct?: number;
   /** Paced runs: the rate and one line per interval. */
   rate?: number;
   intervals?: StoreCostInterval[];
@@ -178,9 +178,9 @@ export async function storeCost(
       result.summaryBatchesOver5MsPct = round2((100 * st.summaryBatchesOver5Ms) / Math.max(1, st.summaryBatches));
       result.walFrames = st.checkpoints?.walFrames;
       result.checkpoints = st.checkpoints?.runs;
-      result.walQuietWindows = st.checkpoints?.quietWindows;
-      result.walLongestQuietMs = st.checkpoints && round2(st.checkpoints.longestQuietMs);
-      result.walMaxQuietFrames = st.checkpoints?.maxQuietFrames;
+      result.walRestarts = st.checkpoints?.restarts;
+      result.longestWriterCheckpointMs = st.checkpoints && round2(st.checkpoints.writerLongestMs);
+      result.writerCheckpointsOver5MsPct = st.checkpoints && round2((100 * st.checkpoints.writerOver5Ms) / Math.max(1, st.checkpoints.writerRuns));
       const per = Object.fromEntries((Object.keys(rows) as (keyof typeof rows)[]).map((t) => [t, round2((rows[t] - stats0[t]) / count)]));
       result.rowsPerMessage = per;
       result.btreeEntriesPerMessage = round2((Object.keys(per) as (keyof typeof rows)[]).reduce((a, t) => a + per[t] * (1 + SQLITE_INDEXES[t]), 0));

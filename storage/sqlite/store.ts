@@ -22,6 +22,7 @@ import { BadRequestError, UnavailableError } from '../../common/errors';
 import { ConfigError } from '../../common/config';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from '../store';
 import { migrate } from './schema';
+import { MessageChannel } from 'node:worker_threads';
 import { Checkpointer, type CheckpointStats } from './checkpoint';
 import { SqliteWriterLock } from './lock';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './statements';
@@ -45,8 +46,8 @@ export interface SqliteStoreOptions {
   /**
    * Time one append transaction's statements may take on the writer thread before it stops taking
    * items (the rest go in the next). Its commit then writes the pages they dirtied, about three
-   * times as much again, so 1 ms of statements is a transaction of ~4 ms: the longest a
-   * checkpoint's quiet window waits for, and the most an ack waits behind other items. Default 1.
+   * times as much again, so 1 ms of statements is a transaction of ~4 ms: the most an ack waits
+   * behind other items. Default 1.
    */
   maxBatchMs?: number;
   /** Writes (appends and the rest) queued or in flight to the writer; beyond it a write fails with OverloadedError. Default 20000. */
@@ -59,9 +60,9 @@ export interface SqliteStoreOptions {
   maxPendingSummaries?: number;
   /** User inboxes and conversations whose newest seq is kept in memory. Default 1000000. */
   maxCachedSeqs?: number;
-  /** How often the worker thread checkpoints the WAL. Default 200. */
+  /** How often the checkpoint worker copies the WAL into the database file. Default 200. */
   checkpointIntervalMs?: number;
-  /** WAL length in pages past which the checkpoint worker asks for a quiet window to restart it. Default 32768 (128 MiB, under journal_size_limit): every window holds appends, so fewer is better. */
+  /** WAL length in pages past which the log is made to start over (the writer copies the last few ms of it, holding its writes meanwhile). Default 32768 (128 MiB, under journal_size_limit). */
   walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
@@ -168,13 +169,22 @@ export class SqliteStore implements Store {
       maxPendingSummaries: options.maxPendingSummaries, maxCachedSeqs: options.maxCachedSeqs,
     };
     const inMemory = options.path === ':memory:';
+    const checkpointer = inMemory ? undefined : new Checkpointer({
+      file: options.path, intervalMs: options.checkpointIntervalMs, restartFrames: options.walRestartFrames,
+    });
+    this.checkpointer = checkpointer;
     this.writer = new WriterClient({
       name: 'sqlite store',
       maxPending: options.maxPendingAppends,
       maxBatch: options.maxBatchAppends,
       maxBatchBytes: options.maxBatchBytes,
       start: (on) => {
-        if (!inMemory) return workerLink({ path: options.path, connection, writer: writerOptions }, on);
+        if (checkpointer) {
+          // Each writer thread gets its own port to the checkpoint worker (see checkpoint.ts).
+          const { port1, port2 } = new MessageChannel();
+          checkpointer.connectWriter(port1);
+          return workerLink({ path: options.path, connection, writer: writerOptions, checkpointPort: port2 }, on, [port2]);
+        }
         const engine = new WriterEngine(this.db, writerOptions);
         return inThreadLink((b) => engine.handle(b), () => engine.flushAll(), on);
       },
@@ -183,17 +193,11 @@ export class SqliteStore implements Store {
         if (stats.pendingSummaries > 0) this.scheduleSummaryFlush();
       },
     });
-    this.checkpointer = inMemory ? undefined : new Checkpointer({
-      file: options.path, intervalMs: options.checkpointIntervalMs, restartFrames: options.walRestartFrames,
-      maxQuietMs: 1000,
-      hold: () => this.writer.hold(),
-      resume: () => this.writer.resume(),
-    });
   }
 
   /**
    * Append transactions committed so far, writes waiting for one, summary entries not yet
-   * written, rows written per table, and the checkpoint worker's counts (for metrics, tests and
+   * written, rows written per table, and the writer's WAL checkpoint counts (for metrics, tests and
    * the bench, which turns rows into B-tree entries: see storage/sqlite/schema-v4.ts).
    */
   appendStats(): AppendStats {
@@ -204,13 +208,11 @@ export class SqliteStore implements Store {
       longestAppendBatchMs: w?.longestAppendBatchMs ?? 0, longestSummaryBatchMs: w?.longestSummaryBatchMs ?? 0,
       appendBatchesOver5Ms: w?.appendBatchesOver5Ms ?? 0,
       summaryBatches: w?.summaryBatches ?? 0, summaryBatchesOver5Ms: w?.summaryBatchesOver5Ms ?? 0,
-      checkpoints: this.checkpointer?.stats, writerRestarts: this.writer.restarts,
+      checkpoints: this.checkpointer && {
+        ...this.checkpointer.stats, ...(w?.checkpoints ?? { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0 }),
+      },
+      writerRestarts: this.writer.restarts,
     };
-  }
-
-  /** Asks the worker for a checkpoint now and waits for it (tests and tools). */
-  async checkpoint(): Promise<void> {
-    await this.checkpointer?.runNow();
   }
 
   /**

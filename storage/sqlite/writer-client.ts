@@ -20,7 +20,7 @@
  * with UNAVAILABLE until the process is restarted.
  */
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { Worker, type TransferListItem } from 'node:worker_threads';
 import { OverloadedError, UnavailableError } from '../../common/errors';
 import { errorOf, type WriteBatch, type WriteOp, type WriteReply, type WriterStats } from './writer';
 
@@ -50,8 +50,8 @@ export interface LinkEvents {
 }
 
 /** Starts the writer thread (storage/sqlite/writer-worker.ts) with its workerData. */
-export function workerLink(workerData: unknown, on: LinkEvents): WriterLink {
-  const worker = new Worker(path.join(__dirname, 'writer-worker.js'), { workerData });
+export function workerLink(workerData: unknown, on: LinkEvents, transferList: TransferListItem[] = []): WriterLink {
+  const worker = new Worker(path.join(__dirname, 'writer-worker.js'), { workerData, transferList });
   worker.unref();
   let closing = false;
   let exited = false;
@@ -127,7 +127,6 @@ export class WriterClient {
   private inflightOps = 0;
   private nextId = 1;
   private scheduled = false;
-  private held = false;
   private closed = false;
   /** Set when the writer is down for good: every call fails with it. */
   private down: Error | undefined;
@@ -165,21 +164,9 @@ export class WriterClient {
     });
   }
 
-  /** Posts nothing more until resume(); resolves once nothing is in flight (no write transaction is open). */
-  hold(): Promise<void> {
-    this.held = true;
-    return this.whenIdle();
-  }
-
-  resume(): void {
-    this.held = false;
-    this.schedule();
-  }
-
-  /** Refuses new calls, commits everything queued (held or not), then closes the writer. Idempotent. */
+  /** Refuses new calls, commits everything queued, then closes the writer. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    this.held = false;
     while (this.queue.length > 0 && !this.down) this.postOne();
     await this.whenIdle();
     await this.link.close();
@@ -200,7 +187,7 @@ export class WriterClient {
     setImmediate(() => {
       this.scheduled = false;
       // Past the window an answer schedules the next post.
-      if (this.held || this.down || this.inflight.size >= MAX_BATCHES_IN_FLIGHT) return;
+      if (this.down || this.inflight.size >= MAX_BATCHES_IN_FLIGHT) return;
       this.postOne();
       this.schedule();
     });

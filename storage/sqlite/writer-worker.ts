@@ -1,21 +1,31 @@
 /**
  * Writer thread body of the SQLite store (storage/sqlite/writer-client.ts starts it): its own
  * connection to the store's file, running every write batch the store posts, one at a time in
- * the order posted, and answering each after its transactions committed. 'close' writes the
- * queued summaries, closes the connection and ends the thread.
+ * the order posted, and answering each after its transactions committed. When the checkpoint
+ * worker says the log is due to start over (RESTART_DUE on checkpointPort), it copies the rest of
+ * the log itself between two batches (storage/sqlite/checkpoint.ts). 'close' writes the queued
+ * summaries, closes the connection and ends the thread.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { RESTART_DUE, RestartCheckpoint } from './checkpoint';
 import { openConnection, WriterEngine, type ConnectionOptions, type WriteBatch, type WriterOptions } from './writer';
 
-interface Data { path: string; connection: ConnectionOptions; writer: WriterOptions }
+interface Data { path: string; connection: ConnectionOptions; writer: WriterOptions; checkpointPort: MessagePort }
 
-const { path, connection, writer } = workerData as Data;
+const { path, connection, writer, checkpointPort } = workerData as Data;
 const db = openConnection(path, connection);
-const engine = new WriterEngine(db, writer);
+const engine = new WriterEngine(db, writer, undefined, new RestartCheckpoint(db));
+
+checkpointPort.on('message', (m: unknown) => {
+  if (m === RESTART_DUE) engine.restartCheckpoint();
+});
+// The thread ends with its batches: the checkpoint worker's port must not keep it alive.
+checkpointPort.unref();
 
 parentPort!.on('message', (m: WriteBatch | 'close') => {
   if (m === 'close') {
     engine.flushAll();
+    checkpointPort.close();
     db.close();
     parentPort!.close();
     return;

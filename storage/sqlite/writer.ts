@@ -18,6 +18,7 @@ import {
   OverloadedError, UnavailableError, type ImErrorClass,
 } from '../../common/errors';
 import type { GroupInfo, StoredMessage, UnreadInfo } from '../store';
+import type { RestartCheckpoint, WriterCheckpointStats } from './checkpoint';
 import { SeqCache } from './seqs';
 import { Summaries, type SummaryEntry } from './summaries';
 import { checkSameSend, sendDigest } from '../send-digest';
@@ -70,6 +71,8 @@ export interface WriterStats {
   longestSummaryBatchMs: number;
   summaryBatches: number;
   summaryBatchesOver5Ms: number;
+  /** The writer's own WAL checkpoints before the log starts over (a file-backed store's; none for ':memory:'). */
+  checkpoints?: WriterCheckpointStats;
 }
 
 export interface WriteReply {
@@ -109,7 +112,8 @@ export function openConnection(file: string, options: ConnectionOptions): Databa
     // pay; operators who need power-loss durability run the Cassandra store.
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = OFF');
-    // Checkpoints run on their own worker (storage/sqlite/checkpoint.ts), never inside a commit.
+    // Checkpoints run on their own worker and, before the log starts over, between the writer's
+    // batches (storage/sqlite/checkpoint.ts), never inside a commit.
     db.pragma('wal_autocheckpoint = 0');
     // After a checkpoint lets the WAL restart, its file is cut back to this size: above the
     // default walRestartFrames' 128 MiB, so a restart reuses the file rather than cut and regrow it.
@@ -165,6 +169,8 @@ export class WriterEngine {
     private readonly options: WriterOptions,
     /** Milliseconds for the transaction time budget; unit tests inject one. */
     private readonly clock: () => number = () => performance.now(),
+    /** A file-backed store's checkpoint before the log starts over (see restartCheckpoint). */
+    private readonly checkpoints?: RestartCheckpoint,
   ) {
     this.sql = prepareStatements(db);
     this.summaries = new Summaries(db, { maxFlushEntries: options.maxSummaryBatch });
@@ -203,6 +209,11 @@ export class WriterEngine {
     return { id: batch.id, outcomes, stats: this.snapshot(), contents: batch.contents };
   }
 
+  /** Between two batches, when the checkpoint worker says the log is due to start over: copies the rest of it. */
+  restartCheckpoint(): void {
+    this.checkpoints?.run();
+  }
+
   /** Writes every queued summary (a clean close leaves nothing to rebuild). */
   flushAll(): void {
     this.summaries.flushAll();
@@ -214,6 +225,7 @@ export class WriterEngine {
       ...this.stats, pendingSummaries: s.pending,
       rowsWritten: { ...this.stats.rowsWritten, ...s.rowsWritten },
       longestSummaryBatchMs: s.longestFlushMs, summaryBatches: s.flushes, summaryBatchesOver5Ms: s.flushesOver5Ms,
+      checkpoints: this.checkpoints && { ...this.checkpoints.stats },
     };
   }
 
