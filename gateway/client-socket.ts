@@ -15,15 +15,22 @@
  * The byte pipe under a connection, as much of a socket as a connection uses: net.Socket and
  * tls.TLSSocket are ClientSockets as they are (no wrapper object per connection). Listeners are
  * called with the socket as `this`, as an EventEmitter calls them. 'data' (Buffer) feeds the TCP
- * transport, 'close' ends the connection, 'error' is logged.
+ * transport and 'end' (the client's FIN) ends its input, 'close' ends the connection, 'error' is logged.
  */
 export interface ClientSocket {
   /** Bytes queued but not yet handed to the kernel: what backpressure counts. */
   readonly writableLength: number;
   readonly destroyed: boolean;
   readonly writableEnded: boolean;
+  /** The client's FIN was read ('end' emitted). */
+  readonly readableEnded?: boolean;
   readonly remoteAddress?: string;
   readonly remotePort?: number;
+  /**
+   * false (Node's default for a server socket): the client's FIN ends the output too, so replies
+   * still owed are lost. The TCP transport sets it true (connection.ts endOfInput).
+   */
+  allowHalfOpen?: boolean;
   /** `done` runs once the chunk (and all before it) has been written, or with an error once it cannot be. */
   write(chunk: Uint8Array, done?: (err?: Error | null) => void): boolean;
   /** Writes until uncork() are handed on together (one writev on a socket). */
@@ -38,6 +45,8 @@ export interface ClientSocket {
   setNoDelay?(noDelay: boolean): unknown;
   setKeepAlive?(enable: boolean, initialDelayMs: number): unknown;
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  /** The client's FIN: no more 'data'. */
+  on(event: 'end', listener: () => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
   on(event: 'close', listener: () => void): unknown;
 }

@@ -2,7 +2,8 @@
  * A Connection over an in-memory ClientSocket: no network, no listener. The client's bytes are
  * fed as 'data' events, what the connection writes is decoded frame by frame, and time is the
  * TimerWheel's injected clock. What it checks is the connection's own behaviour: the handshake,
- * a business op to logic and its reply, a push, backpressure, the idle timeout, the close.
+ * a business op to logic and its reply, a push, backpressure, the idle timeout, the close, the
+ * client's half-close.
  */
 import * as assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -18,12 +19,15 @@ import { SECRET, token } from './gateway.test-support';
 import { TimerWheel } from './timer-wheel';
 
 const OP_ECHO = 120;
+/** Logic never answers it. */
+const OP_NEVER = 121;
 
 /** The client end and the socket at once: frames written by the connection queue in `frames`. */
 class MemorySocket extends EventEmitter implements ClientSocket {
   writableLength = 0;
   destroyed = false;
   writableEnded = false;
+  readableEnded = false;
   readonly remoteAddress = 'memory';
   readonly remotePort = 1;
   readonly frames: Frame[] = [];
@@ -54,6 +58,12 @@ class MemorySocket extends EventEmitter implements ClientSocket {
     if (this.closed) return;
     this.closed = true;
     this.emit('close');
+  }
+
+  /** The client half-closes (a FIN). */
+  endInput(): void {
+    this.readableEnded = true;
+    this.emit('end');
   }
 
   /** The client sends a frame. */
@@ -87,6 +97,7 @@ describe('Connection over an in-memory transport (no sockets, injected clock)', 
       logic: {
         call: async (c: LogicCall): Promise<LogicCallResult> => {
           calls.push(c);
+          if (c.op === OP_NEVER) await new Promise(() => undefined);
           return { code: Code.OK, body: Buffer.concat([Buffer.from(`${c.uid}/${c.deviceId}:`), c.body]), message: '', retryable: false };
         },
       },
@@ -157,5 +168,31 @@ describe('Connection over an in-memory transport (no sockets, injected clock)', 
     assert.equal(conn.state, 'closed');
     assert.deepEqual(events, ['authenticated dot', 'closing', 'closed']);
     assert.equal(wheel.size, 0, 'a closed connection leaves the wheel');
+  });
+
+  it('half-close: replies owed are still written after the FIN; a call logic never answers is bounded by the idle deadline', async () => {
+    const { socket, conn } = await open('eve');
+    socket.send(OP_ECHO, 5, Buffer.from('a'));
+    socket.send(OP_NEVER, 6, Buffer.from('b'));
+    socket.emit('data', Buffer.from([0, 0, 0, 9])); // a frame that never completes
+    socket.endInput();
+    assert.equal(Buffer.from((await socket.take((f) => f.requestId === 5)).body).toString(), 'eve/tab:a');
+    assert.deepEqual([conn.state, socket.writableEnded, conn.pendingBytes], ['open', false, 0], 'one call still owed; the partial frame dropped');
+    wheel.advance(Date.now() + limits.idleTimeoutMs + 1000);
+    assert.equal((await socket.take((f) => f.op === Op.ERROR)).error?.code, Code.IDLE_TIMEOUT);
+    assert.equal(decode('Disconnect', (await socket.take((f) => f.op === Op.DISCONNECT)).body).code, DisconnectCode.IDLE_TIMEOUT);
+    await new Promise((resolve) => socket.once('close', resolve));
+    assert.deepEqual(events, ['authenticated eve', 'closing', 'closed']);
+  });
+
+  it('half-close with nothing owed: the socket ends at once, without a Disconnect', async () => {
+    const { socket, conn } = await open('fay');
+    socket.send(OP_ECHO, 5, Buffer.from('a'));
+    socket.endInput();
+    assert.equal(Buffer.from((await socket.take((f) => f.requestId === 5)).body).toString(), 'fay/tab:a');
+    await new Promise((resolve) => socket.once('close', resolve));
+    assert.equal(conn.state, 'closed');
+    assert.deepEqual(socket.frames, [], 'no Disconnect');
+    assert.deepEqual(events, ['authenticated fay', 'closing', 'closed']);
   });
 });

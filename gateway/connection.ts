@@ -4,10 +4,14 @@
  * what a business op means.
  *
  * States: awaiting-auth -> open -> closing (Disconnect written, end() called) -> closed (socket
- * closed). Everything a connection is (uid, device, connId, lastSeq, undecoded bytes) stays
- * readable so that a later release can hand a live socket to a new process: detach() ends this
- * object's part (state handed-off) and returns a ConnectionSnapshot, from which the next process
- * builds the same connection around the same socket (`adopt`).
+ * closed). A TCP client's half-close (FIN) is no close: its socket is half-open, every request
+ * that came before the FIN is still answered, and then the connection goes to closing without a
+ * Disconnect (endOfInput).
+ *
+ * Everything a connection is (uid, device, connId, lastSeq, undecoded bytes) stays readable so
+ * that a later release can hand a live socket to a new process: detach() ends this object's part
+ * (state handed-off) and returns a ConnectionSnapshot, from which the next process builds the same
+ * connection around the same socket (`adopt`).
  *
  * Under it, two seams: the byte pipe is a ClientSocket (a TCP or TLS socket as it is, or an
  * in-memory one in a test: connection-memory.test.ts; client-socket.ts), and the framing on it is a Transport: TCP
@@ -86,9 +90,12 @@ export interface Transport {
   attach(conn: Connection): void;
   /** Writes one frame as frameBytes() makes it (length prefix first), continued by `tail` when given. */
   write(conn: Connection, frame: Buffer, tail: Uint8Array | undefined): void;
-  /** Ends the stream after the Disconnect frame; `code` is the Disconnect code or a transport's own. */
+  /** Ends the stream after the Disconnect frame (or the last reply); `code` is the Disconnect code or a transport's own. */
   end(conn: Connection, code: number, reason: string): void;
 }
+
+/** What transport.end() is given when the client ended the session (a WebSocket's normal closure). */
+const CLIENT_CLOSED = 1000;
 
 /** The socket's back reference: listeners are shared functions, called with the socket as this. */
 const CONN = Symbol('connection');
@@ -105,7 +112,11 @@ type ConnSocket = ClientSocket & { [CONN]?: Connection };
 export const tcpTransport: Transport = {
   name: 'tcp',
   attach(conn) {
-    (conn.socket as ConnSocket).on('data', onSocketData);
+    const s = conn.socket as ConnSocket;
+    // The client's FIN ends its input only: replies still owed are written after it (endOfInput).
+    s.allowHalfOpen = true;
+    s.on('data', onSocketData);
+    s.on('end', onSocketEnd);
   },
   write(conn, frame, tail) {
     conn.socket.write(frame);
@@ -118,6 +129,10 @@ export const tcpTransport: Transport = {
 
 function onSocketData(this: ConnSocket, chunk: Buffer): void {
   this[CONN]?.receive(chunk);
+}
+
+function onSocketEnd(this: ConnSocket): void {
+  this[CONN]?.endOfInput();
 }
 
 export type { ClientSocket };
@@ -287,18 +302,55 @@ export class Connection implements WheelItem {
    */
   disconnect(code: number, reason: string, closeCode = code): void {
     if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
+    const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
+    this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
+    countDisconnect(code);
+    this.close(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), closeCode, reason);
+  }
+
+  /**
+   * Goes to closing: writes `last` (the Disconnect) if given, ends the stream, destroys the socket
+   * after closeGraceMs (a client that does not read what is queued, or never closes its side).
+   */
+  private close(last: Buffer | undefined, closeCode: number, reason: string): void {
     this._state = 'closing';
     this.clearTimers();
     this.wakeSettled();
-    const body = encode('Disconnect', { code, reason, reconnect: shouldReconnect(code) });
     // Forced past the write bound: one small frame, and the socket takes nothing after it.
-    this.write(frameBytes({ op: Op.DISCONNECT, requestId: 0, body }), true);
+    if (last) this.write(last, true);
     this.transport.end(this, closeCode, reason);
     this.graceTimer = setTimeout(destroySocket, this.limits.closeGraceMs, this.socket);
     this.graceTimer.unref();
-    this.opts.logger.debug('disconnect', { connId: this.connId, uid: this._uid, code, reason });
-    countDisconnect(code);
     this.opts.onClosing?.(this);
+  }
+
+  /**
+   * Transport input: the client sent its last byte (a TCP FIN, on TLS after its close_notify). The
+   * socket is half-open: every request that arrived before is still answered, and once no logic
+   * call is pending the connection ends its side too (no Disconnect: the client is the one
+   * leaving). A partial frame can never complete and is dropped. The wait is bounded by what bounds
+   * any connection: the logic call timeout, and the idle and auth deadlines, which keep running.
+   */
+  endOfInput(): void {
+    if (this._state !== 'awaiting-auth' && this._state !== 'open') return;
+    this.decoder = undefined;
+    this.opts.logger.debug('client half-closed', { connId: this.connId, uid: this._uid, pendingCalls: this.pendingCalls });
+    this.closeIfDone();
+  }
+
+  /**
+   * The client will send nothing more (its FIN was read): the socket's own flag, so that an idle
+   * connection carries no field for it. TCP only: a WebSocket's close is the `ws` library's.
+   */
+  private get inputEnded(): boolean {
+    return this.transport === tcpTransport && this.socket.readableEnded === true;
+  }
+
+  /** After the client's FIN: closes once the last reply is written (queued: end() sends it before the FIN). */
+  private closeIfDone(): void {
+    if (this.pendingCalls === 0 && this.inputEnded && (this._state === 'awaiting-auth' || this._state === 'open')) {
+      this.close(undefined, CLIENT_CLOSED, 'client closed');
+    }
   }
 
   /** Closes the socket at once, without a Disconnect frame. */
@@ -433,6 +485,7 @@ export class Connection implements WheelItem {
           if (this._state !== 'open') return;
           if (r.code === Code.OK) this.write(frameBytes({ op, requestId, body: r.body }));
           else this.write(frameBytes({ op, requestId, error: { code: r.code, message: r.message, retryable: r.retryable } }));
+          this.closeIfDone();
         },
         (err: unknown) => {
           // LogicClient never rejects; a LogicCaller that does gets INTERNAL, not a crash.
@@ -441,6 +494,7 @@ export class Connection implements WheelItem {
           this.wakeSettled();
           this.opts.logger.error('logic call rejected', { err });
           if (this._state === 'open') this.replyError({ op, requestId }, Code.INTERNAL, 'internal error');
+          this.closeIfDone();
         },
       );
   }

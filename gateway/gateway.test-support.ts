@@ -4,6 +4,7 @@
  * RouterApi (the router is not under test here).
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { WebSocket, type ClientOptions } from 'ws';
 import { bindServer } from '../common/grpc';
@@ -22,6 +23,7 @@ import type { ResultBatch } from '../proto/gen/im/internal/v1/ResultBatch';
 /** Ops the test logic server treats specially; every other op is echoed. */
 export const OP_FAIL = 150;   // answered with BAD_REQUEST
 export const OP_HANG = 160;   // never answered
+export const OP_HOLD = 170;   // echoed once the test calls release()
 
 export interface Echo { op: number; uid: string; deviceId: string; connId: string; node: string; body: string }
 
@@ -79,6 +81,17 @@ export class TestClient {
   static connect(port: number): Promise<TestClient> {
     return new Promise((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => {
+        s.off('error', reject);
+        resolve(new TestClient(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  /** A client of the TLS listener on `port`, trusting `ca`. */
+  static connectTls(port: number, ca: Buffer): Promise<TestClient> {
+    return new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ca }, () => {
         s.off('error', reject);
         resolve(new TestClient(s));
       });
@@ -159,14 +172,22 @@ export interface LogicTestServer {
   port: number;
   /** Size of every CallBatch received, in order. */
   batchSizes: number[];
+  /** OP_HOLD calls received and not yet answered. */
+  readonly held: number;
+  /** Answers every OP_HOLD call held so far (echoed, in the order they came). */
+  release(): void;
   stop(): void;
 }
 
-/** A real LogicGateway server: echoes each call as JSON, fails OP_FAIL, never answers OP_HANG. */
+/**
+ * A real LogicGateway server: echoes each call as JSON, fails OP_FAIL, never answers OP_HANG, and
+ * answers OP_HOLD only when the test says so (release()): a slow logic call, as slow as the test needs.
+ */
 export async function startLogicServer(port = 0): Promise<LogicTestServer> {
   const proto = loadLogicProto();
   const server = new grpc.Server();
   const batchSizes: number[] = [];
+  let held: Array<() => void> = [];
   server.addService(proto.im.internal.v1.LogicGateway.service, {
     Connect: (call: grpc.ServerDuplexStream<CallBatch__Output, ResultBatch>) => {
       call.on('error', () => {});
@@ -176,22 +197,35 @@ export async function startLogicServer(port = 0): Promise<LogicTestServer> {
         const results: ResultBatch['results'] = [];
         for (const c of batch.calls) {
           if (c.op === OP_HANG) continue;
+          if (c.op === OP_HOLD) {
+            held.push(() => call.write({ results: [{ callId: c.callId, body: echoBytes(c) }] }));
+            continue;
+          }
           if (c.op === OP_FAIL) {
             results.push({ callId: c.callId, code: Code.BAD_REQUEST, message: 'bad request', retryable: false });
             continue;
           }
-          const echo: Echo = {
-            op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node,
-            body: Buffer.from(c.body).toString('utf8'),
-          };
-          results.push({ callId: c.callId, body: Buffer.from(JSON.stringify(echo)) });
+          results.push({ callId: c.callId, body: echoBytes(c) });
         }
         if (results.length > 0) call.write({ results });
       });
     },
   });
   const bound = await bindServer(server, '127.0.0.1', port);
-  return { port: bound, batchSizes, stop: () => server.forceShutdown() };
+  return {
+    port: bound, batchSizes, stop: () => server.forceShutdown(),
+    get held() { return held.length; },
+    release() {
+      const answers = held;
+      held = [];
+      for (const answer of answers) answer();
+    },
+  };
+}
+
+function echoBytes(c: CallBatch__Output['calls'][number]): Buffer {
+  const echo: Echo = { op: c.op, uid: c.uid, deviceId: c.deviceId, connId: c.connId, node: c.node, body: Buffer.from(c.body).toString('utf8') };
+  return Buffer.from(JSON.stringify(echo));
 }
 
 export function parseEcho(f: Frame): Echo {
@@ -259,9 +293,13 @@ export const token = (uid: string, ttlSeconds = 3600, nowMs = Date.now()) => sig
 export interface Harness {
   gateway: Gateway;
   port: number;
+  /** With `tls` in the overrides: the TLS listener's port. */
+  tlsPort: number | undefined;
   router: MemoryRouter;
   bus: InProcessBus;
   logic: LogicClient;
+  /** The logic server the harness started (undefined when given a logicPort). */
+  logicServer: LogicTestServer | undefined;
   node: string;
   clients: TestClient[];
   connect(): Promise<TestClient>;
@@ -287,7 +325,7 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   const bus = new InProcessBus();
   const node = `gw-test-${++nodeSeq}`;
   const gateway = new Gateway({ node, host: '127.0.0.1', port: 0, auth: { secret: SECRET }, logic, router, bus, ...overrides });
-  const { port, wsPort } = await gateway.start();
+  const { port, tlsPort, wsPort } = await gateway.start();
   const wsUrl = wsPort === undefined ? '' : `${overrides.ws?.tls ? 'wss' : 'ws'}://127.0.0.1:${wsPort}/`;
   const clients: TestClient[] = [];
   const track = async (p: Promise<TestClient>) => {
@@ -297,7 +335,7 @@ export async function startGateway(overrides: Partial<GatewayOptions> = {}, logi
   };
   const connect = () => track(TestClient.connect(port));
   return {
-    gateway, port, router, bus, logic, node, clients, connect, wsUrl,
+    gateway, port, tlsPort, router, bus, logic, logicServer, node, clients, connect, wsUrl,
     connectWs: (options) => track(TestClient.connectWs(wsUrl, options)),
     async login(uid, deviceId = 'phone') {
       const c = await connect();

@@ -19,7 +19,7 @@ import { freePort } from '../infra';
 import { ServiceProc } from '../procs';
 import { BystanderResult, Bystanders } from './bystander';
 import { cutWrites, FrameContext, fuzzFrame, WRITE_PATTERNS } from './frames';
-import { fuzzConnection, Tally } from './fuzz-conn';
+import { fuzzConnection, replyKey, Tally } from './fuzz-conn';
 import { Prng } from './prng';
 import { eventually } from '../wait';
 
@@ -163,21 +163,33 @@ async function slowloris(host: string, port: number, token: string, bytes: numbe
   return s;
 }
 
-/** Auth + Ping written in two writes cut at every offset: each cut still gets AuthOk and Pong. */
+/**
+ * Auth + Ping written in two writes cut at every offset: each cut still gets AuthOk and Pong. Each
+ * cut logs in as its own device: cuts run `concurrency` at a time, and a newer login of the same
+ * device replaces the older session (KICKED, docs/protocol.md "One session per device"), which
+ * would lose the Pong of a cut whose Auth came whole in its first write.
+ */
 async function splitSweep(c: { host: string; port: number; tally: Tally; closeTimeoutMs: number; token: string }, concurrency: number): Promise<{ cuts: number; failures: string[] }> {
-  const bytes = Buffer.concat([
-    frameBytes({ op: Op.AUTH, requestId: 1, body: encode('Auth', { token: c.token, deviceId: 'split' }) }),
-    frameBytes({ op: Op.PING, requestId: 2, body: encode('Ping', {}) }),
+  const ping = frameBytes({ op: Op.PING, requestId: 2, body: encode('Ping', {}) });
+  // The device id of every cut has the same length, so cut n falls at the same byte in each.
+  const exchange = (cut: number) => Buffer.concat([
+    frameBytes({ op: Op.AUTH, requestId: 1, body: encode('Auth', { token: c.token, deviceId: `split-${cut.toString().padStart(4, '0')}` }) }),
+    ping,
   ]);
   const failures: string[] = [];
-  const cuts = Array.from({ length: bytes.length - 1 }, (_, i) => i + 1);
+  const cuts = Array.from({ length: exchange(0).length - 1 }, (_, i) => i + 1);
   const one = async (cut: number) => {
+    const bytes = exchange(cut);
     const ok = new Set<number>();
+    const other: string[] = [];
     await fuzzConnection({
       ...c, frames: 2, writes: [bytes.subarray(0, cut), bytes.subarray(cut)],
-      onFrame: (f) => { if (!f.error && (f.op === Op.AUTH || f.op === Op.PING)) ok.add(f.op); },
+      onFrame: (f) => {
+        if (!f.error && (f.op === Op.AUTH || f.op === Op.PING)) ok.add(f.op);
+        else other.push(replyKey(f));
+      },
     });
-    if (ok.size !== 2) failures.push(`cut at ${cut}: got ${[...ok].join(',') || 'nothing'}`);
+    if (ok.size !== 2) failures.push(`cut at ${cut}: got ${[...ok].join(',') || 'nothing'}${other.length > 0 ? ` and ${other.join(', ')}` : ''}`);
   };
   for (let i = 0; i < cuts.length; i += concurrency) await Promise.all(cuts.slice(i, i + concurrency).map(one));
   return { cuts: cuts.length, failures };
