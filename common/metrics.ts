@@ -74,7 +74,7 @@ export class ImMetrics {
   readonly gatewayPushes = this.counter('im_gateway_pushes_total', 'Push frames written to client connections.');
   readonly gatewayPushLatency = new Histogram({
     name: 'im_gateway_push_latency_seconds',
-    help: 'From the message being accepted by logic (sentAtMs) to its push being written here; includes clock skew between hosts.',
+    help: 'From the message being accepted by logic (sentAtMs) to its pushes being written here, once per message; includes clock skew between hosts.',
     buckets: LATENCY_BUCKETS_S, registers: [this.registry],
   });
 

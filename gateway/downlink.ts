@@ -81,21 +81,36 @@ export class Downlink {
       this.o.logger.warn('pushes on the kick subject ignored', { pushes: batch.pushes.length, deliveries: batch.deliveries.length });
       batch = { ...batch, pushes: [], deliveries: [] };
     }
+    const tap = this.tap;
     for (const p of batch.pushes) {
+      // One message body, shared by every target and connection here; telemetry once per message.
       const shared = p.message;
+      const span = gatewayPush(this.o.node, p, headers, p.targets.length);
+      let pushed = 0;
       for (const t of p.targets) {
-        // One head per uid, made on first use and shared by its connections here; the body is
-        // shared by every target.
+        const except = t.exceptConnId ?? '';
+        if (tap) {
+          pushed += this.pushTapped(tap, t.uid, t.seq, shared.length + PUSH_HEAD_MAX_BYTES,
+            (c) => c.connId !== except && c.pushFrame(pushFrameHead(t.seq, shared.length), shared));
+          continue;
+        }
+        // Arrays are replaced on change, never mutated: safe to loop while a write closes one.
+        const set = this.byUid.get(t.uid);
+        if (!set) continue; // gone since logic looked it up: the client syncs on reconnect
+        // One head per uid, made on first use and shared by its connections here.
         let head: Buffer | undefined;
-        const write = (c: Connection) => c.pushFrame(head ??= pushFrameHead(t.seq, shared.length), shared);
-        this.push(t.uid, t.seq, t.exceptConnId ?? '', shared.length + PUSH_HEAD_MAX_BYTES, write, p, headers);
+        for (const c of set) {
+          if (c.connId !== except && c.pushFrame(head ??= pushFrameHead(t.seq, shared.length), shared)) pushed++;
+        }
       }
+      span.end(pushed);
     }
     for (const d of batch.deliveries) {
       const frame = frameBytes({ op: Op.PUSH, requestId: 0, body: d.message });
-      this.push(d.uid, d.seq, '', frame.length, (c) => c.pushFrame(frame), d, headers);
+      const span = gatewayPush(this.o.node, d, headers, 1);
+      const write = (c: Connection) => c.pushFrame(frame);
+      span.end(tap ? this.pushTapped(tap, d.uid, d.seq, frame.length, write) : this.pushTo(d.uid, write));
     }
-    const tap = this.tap;
     for (const k of batch.kicks) {
       const set = this.byUid.get(k.uid);
       const id = tap ? kickItemId(k.deviceId, k.code, k.reason, k.connId) : '';
@@ -105,21 +120,22 @@ export class Downlink {
     }
   }
 
-  /** Writes one uid's push (its inbox seq `seq`) to each of its connections here but `exceptConnId`. */
-  private push(
-    uid: string, seq: number, exceptConnId: string, bytes: number, write: (c: Connection) => boolean,
-    telemetry: { traceParent?: string; sentAtMs?: number }, headers: BusHeaders | undefined,
-  ): void {
+  /** Writes one uid's push to each of its connections here; returns how many took it. */
+  private pushTo(uid: string, write: (c: Connection) => boolean): number {
     const set = this.byUid.get(uid);
-    const tap = this.tap;
-    const id = tap ? deliveryItemId(seq) : '';
-    const apply = (c: Connection): boolean => c.connId !== exceptConnId && write(c);
-    tap?.observe(uid, id, bytes, (c) => { apply(c); }, set);
-    if (!set) return; // gone since logic looked it up: the client syncs on reconnect
-    const span = gatewayPush(this.o.node, telemetry, headers);
     let pushed = 0;
-    for (const c of [...set]) if (!tap?.skip(c, id) && apply(c)) pushed++;
-    span.end(pushed);
+    if (set) for (const c of set) if (write(c)) pushed++;
+    return pushed;
+  }
+
+  /** pushTo during a hot upgrade: the tap sees the item first and skips connections the old worker already served. */
+  private pushTapped(tap: DownlinkTap, uid: string, seq: number, bytes: number, write: (c: Connection) => boolean): number {
+    const set = this.byUid.get(uid);
+    const id = deliveryItemId(seq);
+    tap.observe(uid, id, bytes, (c) => { write(c); }, set);
+    let pushed = 0;
+    if (set) for (const c of set) if (!tap.skip(c, id) && write(c)) pushed++;
+    return pushed;
   }
 
   unindex(conn: Connection): void {

@@ -63,24 +63,29 @@ export function watchGateway<G extends object>(gateway: G, connections: (g: G) =
 export interface GatewayPush { end(connections: number): void }
 
 /**
- * One delivery from the bus about to be written to a uid's connections here: the consumer span,
- * and once written, the push count and send->push latency (from the message's sentAtMs).
+ * One message from the bus about to be written to its recipients' connections here (`uids` of
+ * them: one for a 1:1 message, up to a group's size): the consumer span, the delivery count, and
+ * once written, the push count and the send->push latency (from the message's sentAtMs), observed
+ * once per message here, not once per connection (a group's pushes leave in the same tick).
  */
 export function gatewayPush(
-  node: string, delivery: { traceParent?: string; sentAtMs?: number }, headers?: Record<string, string>,
+  node: string, message: { traceParent?: string; sentAtMs?: number }, headers: Record<string, string> | undefined, uids: number,
 ): GatewayPush {
-  const span = startPushSpan(delivery.traceParent, headers, node);
+  const span = startPushSpan(message.traceParent, headers, node);
   const m = metrics();
-  m.gatewayDeliveries.inc();
+  m.gatewayDeliveries.inc(uids);
   return {
     end(connections) {
       span.end(connections);
-      if (connections <= 0) return;
-      m.gatewayPushes.inc(connections);
-      const sentAtMs = delivery.sentAtMs ?? 0;
-      if (sentAtMs > 0) m.gatewayPushLatency.observe(Math.max(0, Date.now() - sentAtMs) / 1000);
+      countPushes(m, message.sentAtMs, connections);
     },
   };
+}
+
+function countPushes(m: ReturnType<typeof metrics>, sentAtMs: number | undefined, connections: number): void {
+  if (connections <= 0) return;
+  m.gatewayPushes.inc(connections);
+  if (sentAtMs !== undefined && sentAtMs > 0) m.gatewayPushLatency.observe(Math.max(0, Date.now() - sentAtMs) / 1000);
 }
 
 // ---------------------------------------------------------------- router
