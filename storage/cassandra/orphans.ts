@@ -39,6 +39,11 @@ export class OrphanSweep {
   /** When a dead log seen last time becomes safe to replay (Infinity: none waiting). */
   private dueAtMs = Infinity;
   private closed = false;
+  /**
+   * Tests only: awaited at each step of each dead log's sweep ('due': its lease is over and it is
+   * about to be read; 'read'; 'written': its rows are in the tables, the log not yet deleted).
+   */
+  pause: ((process: string, step: 'due' | 'read' | 'written') => Promise<void>) | undefined;
 
   constructor(private readonly o: OrphanSweepOptions) {}
 
@@ -83,7 +88,9 @@ export class OrphanSweep {
         dueAtMs = Math.min(dueAtMs, safeAtMs);
         continue;
       }
-      await this.o.log.replayAll(process);
+      const pause = this.pause;
+      await pause?.(process, 'due');
+      await this.o.log.replayAll(process, pause && ((step) => pause(process, step)));
     }
     this.dueAtMs = dueAtMs;
   }
