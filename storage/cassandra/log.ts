@@ -336,6 +336,11 @@ export class OwnerLog {
       this.o.lease.check(0, this.o.what);
     } catch (err) {
       this.loggingPos = 0;
+      // The next round takes this position again: a replay reads the log partition by partition
+      // up to the first empty one, so a run of failed rounds must not leave a whole partition
+      // empty before rows acknowledged later. (Had this write landed after all, the next one
+      // replaces it: same key, a later timestamp; nothing of it was acknowledged.)
+      if (this.pos === pos && process === this.logProcess) this.pos = pos - 1;
       const e = toStoreError(err, this.o.what);
       for (const w of take) w.reject(e);
       return;

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'cassandra-driver';
 import { InProcessBus } from '../../bus/bus';
+import { Code, UnavailableError } from '../../common/errors';
 import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
@@ -197,6 +198,31 @@ describe('orphan sweep races (real Cassandra)', function () {
     for (const s of [taker, d.sweeper]) assert.deepEqual(await inboxOf(s, bob), expected);
     const rows = await d.inboxRows([lateSeq]);
     assert.ok(!rows.some((r) => r.msg_id === lateId), 'the late row is shadowed by the fence');
+  });
+
+  it('a run of failed rounds longer than a log partition (a lease too short to send them) leaves no empty partition: the rows acknowledged after it are replayed', async () => {
+    const dead = await CassandraStore.open(opts({ writeBehindMs: 60_000 }));
+    const [alice, bob] = [uid('alice'), uid('bob')];
+    const acked = [await dead.appendMessage(direct(alice, bob, 'before'))];
+    // What a late lease renewal does to every round for a while: the log write is not sent (the
+    // lease has less than a write timeout left). Enough failed rounds for a whole log partition (100 positions).
+    const lease = (dead as unknown as { lease: { check(need: number, what: string): void } }).lease;
+    const check = lease.check.bind(lease);
+    lease.check = (need, what) => {
+      if (what === 'owner write') throw new UnavailableError('lease too short (test)');
+      check(need, what);
+    };
+    for (let i = 0; i < 250; i++) {
+      await assert.rejects(dead.appendMessage(direct(alice, bob, `refused ${i}`)), (e: unknown) => (e as { code?: number }).code === Code.UNAVAILABLE);
+    }
+    lease.check = check;
+    for (let i = 0; i < 3; i++) acked.push(await dead.appendMessage(direct(alice, bob, `after ${i}`)));
+    const deadId = dead.processId;
+    await killHard(dead);
+
+    open.push(await CassandraStore.open(opts()));
+    await waitFor('the dead log swept', 20_000, async () => !(await logLeft(deadId)));
+    assert.deepEqual(await inboxOf(open[0], bob), acked.map((r) => [r.seqs.get(bob)!, r.message.msgId]));
   });
 
   it('writes each epoch of a dead log at its own timestamps: a row of an epoch handed over since does not come back over the next owner\'s write', async () => {
