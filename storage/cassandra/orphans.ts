@@ -11,7 +11,8 @@
  *   `everyRounds` rounds as a backstop;
  * - one live process does each dead log: the preferred one for it (rendezvous hashing, as for
  *   shards), so two processes rarely do the same one, and if they do it is harmless (a replay
- *   writes rows with their logged timestamps: a later owner's newer writes still win);
+ *   writes rows with their logged timestamps, each shard's epoch apart: a later owner's newer
+ *   writes still win; docs/sequencer.md, "The orphan sweep under races");
  * - only after the dead process's lease ended plus the skew margin (its writes had deadlines
  *   inside its lease, so none can land after); a log not yet due is retried when it is;
  * - one sweep at a time; a list that changes while one runs starts another after it.
