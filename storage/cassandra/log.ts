@@ -336,6 +336,11 @@ export class OwnerLog {
       this.o.lease.check(0, this.o.what);
     } catch (err) {
       this.loggingPos = 0;
+      // The next round takes this position again: a replay reads the log partition by partition
+      // up to the first empty one, so a run of failed rounds must not leave a whole partition
+      // empty before rows acknowledged later. (Had this write landed after all, the next one
+      // replaces it: same key, a later timestamp; nothing of it was acknowledged.)
+      if (this.pos === pos && process === this.logProcess) this.pos = pos - 1;
       const e = toStoreError(err, this.o.what);
       for (const w of take) w.reject(e);
       return;
@@ -551,16 +556,33 @@ export class OwnerLog {
 
   /**
    * Writes to their tables every row a dead process logged after its mark, whatever shard or
-   * epoch (each keeps its logged timestamp, so a newer write of a later owner still wins), then
-   * deletes its log and its mark. Only for a process whose lease is over (past the skew margin).
+   * epoch, then deletes its log and its mark. Only for a process whose lease is over (past the
+   * skew margin). `pause` (tests) is awaited after the read and after the writes.
+   *
+   * Each (shard, epoch)'s rows are written apart: a batch takes the newest timestamp of its rows,
+   * and within one epoch that is still older than any later owner's write, but the log may also
+   * hold rows of an epoch the process handed over since (written, then possibly overwritten by
+   * the next owner: a journal row re-opened after its window) and rows of its epoch of the same
+   * shard taken back later; one batch of both would rewrite the old row at the later epoch's
+   * timestamp, over the intermediate owner's.
    */
-  async replayAll(process: string): Promise<number> {
+  async replayAll(process: string, pause?: (step: 'read' | 'written') => Promise<void>): Promise<number> {
     this.replayCache.delete(process);
     const { rows, firstPart, parts } = await this.readLog(process);
+    await pause?.('read');
     if (rows.length > 0) {
-      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      const byEpoch = new Map<string, Replayable[]>();
+      for (const r of rows) {
+        const k = `${r.shard}:${r.epoch}`;
+        const list = byEpoch.get(k);
+        if (list) list.push(r);
+        else byEpoch.set(k, [r]);
+      }
+      await Promise.all([...byEpoch.values()].map((list) =>
+        writeRows(this.o.client, this.o.gate, list, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes)));
       this.o.logger.info('cassandra store: replayed the log of a process that is gone', { process, rows: rows.length });
     }
+    await pause?.('written');
     for (let part = firstPart; part < firstPart + parts; part++) {
       await this.o.client.execute(this.q.dropPart, [process, part], { prepare: true });
     }

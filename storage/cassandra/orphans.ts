@@ -11,7 +11,8 @@
  *   `everyRounds` rounds as a backstop;
  * - one live process does each dead log: the preferred one for it (rendezvous hashing, as for
  *   shards), so two processes rarely do the same one, and if they do it is harmless (a replay
- *   writes rows with their logged timestamps: a later owner's newer writes still win);
+ *   writes rows with their logged timestamps, each shard's epoch apart: a later owner's newer
+ *   writes still win; docs/sequencer.md, "The orphan sweep under races");
  * - only after the dead process's lease ended plus the skew margin (its writes had deadlines
  *   inside its lease, so none can land after); a log not yet due is retried when it is;
  * - one sweep at a time; a list that changes while one runs starts another after it.
@@ -39,6 +40,11 @@ export class OrphanSweep {
   /** When a dead log seen last time becomes safe to replay (Infinity: none waiting). */
   private dueAtMs = Infinity;
   private closed = false;
+  /**
+   * Tests only: awaited at each step of each dead log's sweep ('due': its lease is over and it is
+   * about to be read; 'read'; 'written': its rows are in the tables, the log not yet deleted).
+   */
+  pause: ((process: string, step: 'due' | 'read' | 'written') => Promise<void>) | undefined;
 
   constructor(private readonly o: OrphanSweepOptions) {}
 
@@ -83,7 +89,9 @@ export class OrphanSweep {
         dueAtMs = Math.min(dueAtMs, safeAtMs);
         continue;
       }
-      await this.o.log.replayAll(process);
+      const pause = this.pause;
+      await pause?.(process, 'due');
+      await this.o.log.replayAll(process, pause && ((step) => pause(process, step)));
     }
     this.dueAtMs = dueAtMs;
   }

@@ -13,6 +13,7 @@ import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './store';
+import { direct, killHard, uid } from './store.test-support';
 import { preferredOwner } from './balance';
 import { MIGRATIONS, readSettings } from './schema';
 import { storeContract } from '../contract.test-support';
@@ -30,38 +31,10 @@ function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): Cass
   return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
 }
 
-/**
- * A store stopped as by kill -9, as far as the keyspace can tell: lease renewals stop and its row
- * stays until it ends, nothing logged is written to the tables any more, the driver closes.
- */
-async function killHard(store: CassandraStore): Promise<void> {
-  const inner = store as unknown as {
-    lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client;
-    balancer: { close(): Promise<void> }; orphans: { close(): Promise<void> };
-  };
-  await inner.balancer.close();
-  await inner.orphans.close();
-  inner.log.close();
-  inner.log.drop();
-  await inner.lease.close({ keepRow: true });
-  await inner.client.shutdown();
-}
-
 /** Bucket sizes small enough that a test crosses many partitions. */
 const tiny = (over: Partial<CassandraStoreOptions> = {}) => base(TINY_KS, { inboxBucketSize: 4, historyBucketSize: 3, ...over });
 
-function uid(name: string): string {
-  return `${name}-${randomBytes(5).toString('hex')}`;
-}
-
 let clock = Date.now();
-function direct(from: string, to: string, text: string, over: Partial<AppendInput> = {}): AppendInput {
-  return {
-    msgId: newId(), convId: peerConvId(from, to), from, to, groupId: '', clientMsgId: newId(),
-    contentType: 'text/plain', content: new TextEncoder().encode(text), sentAtMs: ++clock,
-    recipients: [from, to], dedupWindowMs: 60_000, ...over,
-  };
-}
 
 describe('CassandraStore (real Cassandra)', function () {
   this.timeout(60_000);

@@ -1,0 +1,53 @@
+/**
+ * Test support for the Cassandra store: test users and sends, stopping a store as by kill -9, and
+ * reaching the parts a test steers (the orphan sweep's pause hook, a call served as its owner).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Client } from 'cassandra-driver';
+import { newId, peerConvId } from '../../common/ids';
+import type { AppendInput } from '../store';
+import type { CassandraStore } from './store';
+import type { OrphanSweep } from './orphans';
+
+/** A user id of its own for each test. */
+export function uid(name: string): string {
+  return `${name}-${randomBytes(5).toString('hex')}`;
+}
+
+let clock = Date.now();
+/** A 1:1 send, each with its own clientMsgId and a later sentAtMs. */
+export function direct(from: string, to: string, text: string, over: Partial<AppendInput> = {}): AppendInput {
+  return {
+    msgId: newId(), convId: peerConvId(from, to), from, to, groupId: '', clientMsgId: newId(),
+    contentType: 'text/plain', content: new TextEncoder().encode(text), sentAtMs: ++clock,
+    recipients: [from, to], dedupWindowMs: 60_000, ...over,
+  };
+}
+
+interface Inner {
+  lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client;
+  balancer: { close(): Promise<void> }; orphans: OrphanSweep;
+  serve(op: string, args: unknown): Promise<unknown>;
+}
+
+const inner = (store: CassandraStore) => store as unknown as Inner;
+
+/**
+ * A store stopped as by kill -9, as far as the keyspace can tell: lease renewals stop and its row
+ * stays until it ends, nothing logged is written to the tables any more, the driver closes.
+ */
+export async function killHard(store: CassandraStore): Promise<void> {
+  const s = inner(store);
+  await s.balancer.close();
+  await s.orphans.close();
+  s.log.close();
+  s.log.drop();
+  await s.lease.close({ keepRow: true });
+  await s.client.shutdown();
+}
+
+/** The store's orphan sweep (its `pause` hook). */
+export const orphansOf = (store: CassandraStore): OrphanSweep => inner(store).orphans;
+
+/** Serves a call as its key's owner here, taking the key's shard first when it is free or its owner is dead. */
+export const serveHere = (store: CassandraStore, op: string, args: unknown): Promise<unknown> => inner(store).serve(op, args);
