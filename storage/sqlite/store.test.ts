@@ -251,15 +251,21 @@ describe('SqliteStore', () => {
       const store = openStore({ walRestartFrames: 64, checkpointIntervalMs: 5 });
       const file = store.path;
       let n = 0;
-      // No pause between ticks: the worker has to catch up, then the writer copies the rest between two batches.
-      while ((store.appendStats().checkpoints?.restarts ?? 0) < 3) {
-        if (n >= 100_000) assert.fail(`the log did not start over three times in ${n} appends: ${JSON.stringify(store.appendStats().checkpoints)}`);
+      // No pause between ticks: the worker has to catch up, then the writer copies the rest between
+      // two batches. (A round of the worker's that ends while the writer is idle restarts the log
+      // too: both ways count, and the writer's must have run at least once.)
+      const done = () => {
+        const cp = store.appendStats().checkpoints;
+        return (cp?.restarts ?? 0) >= 3 && (cp?.writerRuns ?? 0) >= 1;
+      };
+      while (!done()) {
+        if (n >= 100_000) assert.fail(`no three restarts and a writer checkpoint in ${n} appends: ${JSON.stringify(store.appendStats().checkpoints)}`);
         await Promise.all(Array.from({ length: 20 }, () => store.appendMessage(msg('alice', `p${n++ % 50}`))));
       }
       const cp = store.appendStats().checkpoints!;
       // A log that never restarted is as long as everything written to it.
       assert.ok(cp.framesWritten > cp.walFrames, `the log started over: ${JSON.stringify(cp)}`);
-      assert.ok(cp.writerRuns >= cp.restarts && cp.writerLongestMs > 0, JSON.stringify(cp));
+      assert.ok(cp.writerLongestMs > 0, JSON.stringify(cp));
       await store.close();
       const again = openStore({ path: file });
       assert.equal(await again.maxSeq('alice'), n);
