@@ -13,7 +13,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { RESTART_DUE } from './checkpoint';
+import { CatchUp, RESTART_DONE, RESTART_DUE } from './checkpoint';
 
 interface Data { path: string; intervalMs: number; restartFrames: number }
 type Result = { log: number; checkpointed: number };
@@ -24,16 +24,9 @@ db.pragma('busy_timeout = 0');
 let timer: NodeJS.Timeout | undefined;
 let stopped = false;
 let writer: MessagePort | undefined;
-// A round's backlog is the frames that arrived since the round before (plus any it could not
-// copy): a round copies every frame that was in the log when it started, so what it leaves
-// behind (nearly always nothing) does not say what the writer would have to copy if it went now.
-/** Arrivals this few (a few ms of copying and fsync) are handed to the writer without waiting for them to shrink further. */
-const SMALL_BACKLOG = 128;
-/** The most arrivals handed to the writer when rounds no longer shrink them (4 MiB). */
-const MAX_HANDED_BACKLOG = 1024;
-/** The log's length at the previous round, and the arrivals the previous catch-up round measured (Infinity: not catching up). */
-let lastLog = 0;
-let lastBacklog = Infinity;
+const catchUp = new CatchUp(restartFrames);
+/** How long rounds wait for the writer's RESTART_DONE at most. */
+const WRITER_ANSWER_BOUND_MS = 5000;
 
 function checkpoint(): Result | undefined {
   try {
@@ -51,27 +44,18 @@ function round(): void {
   if (stopped) return;
   const r = checkpoint();
   if (r) parentPort!.postMessage(r);
-  // Frames the log gained since the previous round (a shorter log started over: all of it is new),
-  // plus any this round could not copy (a reader still on an older snapshot).
-  const arrived = r ? (r.log >= lastLog ? r.log - lastLog : r.log) : Infinity;
-  if (r) lastLog = r.log;
-  const backlog = r ? arrived + (r.log - r.checkpointed) : Infinity;
-  if (r && r.log >= restartFrames && writer) {
-    const settled = backlog <= SMALL_BACKLOG || (backlog >= lastBacklog && backlog <= MAX_HANDED_BACKLOG);
-    if (settled) {
-      lastBacklog = Infinity;
-      writer.postMessage(RESTART_DUE);
-      // The writer checkpoints now; a round of ours meanwhile would only make it wait (SQLITE_BUSY).
-      timer = setTimeout(round, intervalMs);
-      return;
-    }
-    lastBacklog = backlog;
+  const next = catchUp.after(r, writer !== undefined);
+  if (next === 'hand-over') {
+    writer!.postMessage(RESTART_DUE);
+    // No round of ours until the writer has copied the rest (RESTART_DONE): the writer gets to
+    // it between two batches, which under load can take longer than an interval, and a round of
+    // ours then would hold the checkpoint lock and make its checkpoint fail (SQLITE_BUSY). Past
+    // the bound (a writer that died or never answers) the rounds go on.
+    timer = setTimeout(round, Math.max(intervalMs, WRITER_ANSWER_BOUND_MS));
+  } else {
     // Catching up: straight on, so the next round only has what arrived during this one.
-    timer = setTimeout(round, 0);
-    return;
+    timer = setTimeout(round, next === 'again' ? 0 : intervalMs);
   }
-  lastBacklog = Infinity;
-  timer = setTimeout(round, intervalMs);
 }
 
 parentPort!.on('message', (m: 'stop' | { writerPort: MessagePort }) => {
@@ -86,5 +70,10 @@ parentPort!.on('message', (m: 'stop' | { writerPort: MessagePort }) => {
   // A new writer thread (the first, or one started after the previous failed).
   writer?.close();
   writer = m.writerPort;
+  writer.on('message', (w: unknown) => {
+    if (w !== RESTART_DONE || stopped) return;
+    clearTimeout(timer);
+    timer = setTimeout(round, intervalMs);
+  });
 });
 timer = setTimeout(round, intervalMs);

@@ -273,6 +273,39 @@ describe('SqliteStore', () => {
     });
   });
 
+  describe('WAL checkpoints with the writer never idle', () => {
+    it('starts the log over through the writer (100-recipient appends, 40 always in flight)', async () => {
+      const store = openStore({ walRestartFrames: 64, checkpointIntervalMs: 5 });
+      const members = Array.from({ length: 100 }, (_, i) => `m${i}`);
+      let n = 0;
+      // Each append changes ~100 inbox pages, and 40 stay in flight so the writer is never idle: a
+      // round of the worker's cannot restart the log, only the writer's own checkpoint can.
+      const restarts = () => store.appendStats().checkpoints?.restarts ?? 0;
+      await new Promise<void>((resolve, reject) => {
+        let inFlight = 0;
+        const pump = (): void => {
+          if (restarts() >= 3) {
+            if (inFlight === 0) resolve();
+            return;
+          }
+          if (n >= 20_000) {
+            reject(new Error(`the log did not start over three times in ${n} appends: ${JSON.stringify(store.appendStats().checkpoints)}`));
+            return;
+          }
+          while (inFlight < 40 && n < 20_000) {
+            inFlight++;
+            const from = members[n++ % members.length];
+            store.appendMessage(msg(from, '', { convId: 'g:big', groupId: 'big', recipients: members }))
+              .then(() => { inFlight--; pump(); }, reject);
+          }
+        };
+        pump();
+      });
+      assert.equal(await store.maxSeq('m0'), n);
+      await store.close();
+    });
+  });
+
   describe('summaries written behind', () => {
     function crashImage(store: SqliteStore): string {
       // What kill -9 leaves: the database and WAL files as they are between two ticks.

@@ -209,7 +209,7 @@ export class SqliteStore implements Store {
       appendBatchesOver5Ms: w?.appendBatchesOver5Ms ?? 0,
       summaryBatches: w?.summaryBatches ?? 0, summaryBatchesOver5Ms: w?.summaryBatchesOver5Ms ?? 0,
       checkpoints: this.checkpointer && {
-        ...this.checkpointer.stats, ...(w?.checkpoints ?? { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0 }),
+        ...this.checkpointer.stats, ...(w?.checkpoints ?? { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0, writerErrors: 0 }),
       },
       writerRestarts: this.writer.restarts,
     };
