@@ -179,7 +179,10 @@ describe('distributed mode', function () {
       const acked: string[] = [];
       let stop = false;
       const sender = (async () => {
-        for (let i = 0; !stop && i < 400; i++) {
+        // Until stopped (the cap is only a backstop): with a fixed count the conversation could end
+        // during a long outage, and "30 more acked after NATS returned" could never happen (CI
+        // once waited for 430 of 400).
+        for (let i = 0; !stop && i < 10_000; i++) {
           const r = await alice.c.send(uid('bob'), `m${i}`);
           acked.push(r.msgId);
           await delay(10); // pacing: the conversation goes on over the outage rather than ending before it
