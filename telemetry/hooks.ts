@@ -77,15 +77,12 @@ export function gatewayPush(
   return {
     end(connections) {
       span.end(connections);
-      countPushes(m, message.sentAtMs, connections);
+      if (connections <= 0) return;
+      m.gatewayPushes.inc(connections);
+      const sentAtMs = message.sentAtMs ?? 0;
+      if (sentAtMs > 0) m.gatewayPushLatency.observe(Math.max(0, Date.now() - sentAtMs) / 1000);
     },
   };
-}
-
-function countPushes(m: ReturnType<typeof metrics>, sentAtMs: number | undefined, connections: number): void {
-  if (connections <= 0) return;
-  m.gatewayPushes.inc(connections);
-  if (sentAtMs !== undefined && sentAtMs > 0) m.gatewayPushLatency.observe(Math.max(0, Date.now() - sentAtMs) / 1000);
 }
 
 // ---------------------------------------------------------------- router

@@ -4,12 +4,11 @@
  * so no write is held by it; the copy into the database file and its fsync happen here, off the
  * event loop and off the writer thread.
  *
- * Once the log passes restartFrames it runs checkpoints back to back until the backlog (frames
- * not yet copied) is small, or stops shrinking (writes arrive as fast as a round copies them) at
- * a bound, and then tells the writer thread (RESTART_DUE on the port the store gave it): the
- * writer's own checkpoint copies the rest and its next commit starts the log over. Each round
- * copies only what arrived during the one before, so what the writer copies (and the writes
- * queued behind it wait for) is a few ms of writes, not the whole log.
+ * Once the log passes restartFrames it runs checkpoints back to back, each copying only what
+ * arrived during the one before, until CatchUp (checkpoint.ts) says to hand over: what arrives
+ * per round is small, stopped shrinking, or 8 rounds went by. It then tells the writer thread
+ * (RESTART_DUE on the port the store gave it) and runs no round until the writer answers: the
+ * writer's own checkpoint copies the rest and its next commit starts the log over.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';

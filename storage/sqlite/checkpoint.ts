@@ -49,6 +49,16 @@ export type WorkerCheckpointStats = Pick<CheckpointStats, 'runs' | 'errors' | 'f
 /** The writer's part of CheckpointStats. */
 export type WriterCheckpointStats = Pick<CheckpointStats, 'writerRuns' | 'writerLongestMs' | 'writerOver5Ms' | 'writerErrors'>;
 
+/** The writer's part of CheckpointStats before its first checkpoint. */
+export function emptyWriterCheckpointStats(): WriterCheckpointStats {
+  return { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0, writerErrors: 0 };
+}
+
+/** Frames appended between two looks at the log's length: a shorter log started over, so all of it is new. */
+export function framesSince(previousLog: number, log: number): number {
+  return log >= previousLog ? log - previousLog : log;
+}
+
 /** What the worker tells the writer: the log is due to start over, and the copy has caught up. */
 export const RESTART_DUE = 'restart-due';
 /** The writer's answer once its checkpoint ran (or failed): the worker's rounds go on. */
@@ -81,8 +91,7 @@ export class CatchUp {
   /** After a round: `r` is its result (undefined if it failed); `canHandOver`: a writer listens. */
   after(r: { log: number; checkpointed: number } | undefined, canHandOver: boolean): 'again' | 'hand-over' | 'wait' {
     if (!r) return 'wait';
-    // A shorter log than at the previous round started over: all of it is new.
-    const arrived = r.log >= this.lastLog ? r.log - this.lastLog : r.log;
+    const arrived = framesSince(this.lastLog, r.log);
     this.lastLog = r.log;
     const backlog = arrived + (r.log - r.checkpointed);
     if (r.log < this.restartFrames || !canHandOver) {
@@ -127,10 +136,8 @@ export class Checkpointer {
       }
       const s = this.stats;
       s.runs++;
-      // A shorter log than last time started over: everything in it is new.
-      const restarted = m.log < s.walFrames;
-      if (restarted) s.restarts++;
-      s.framesWritten += restarted ? m.log : m.log - s.walFrames;
+      if (m.log < s.walFrames) s.restarts++;
+      s.framesWritten += framesSince(s.walFrames, m.log);
       s.walFrames = m.log;
       s.checkpointed = m.checkpointed;
     });
@@ -155,7 +162,7 @@ export class Checkpointer {
 
 /** The writer's checkpoint before a restart, run between two of its batches when the worker says so. */
 export class RestartCheckpoint {
-  readonly stats: WriterCheckpointStats = { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0, writerErrors: 0 };
+  readonly stats = emptyWriterCheckpointStats();
 
   constructor(private readonly db: Database.Database) {}
 

@@ -17,13 +17,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import { BadRequestError, UnavailableError } from '../../common/errors';
 import { ConfigError } from '../../common/config';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from '../store';
 import { migrate } from './schema';
-import { MessageChannel } from 'node:worker_threads';
-import { Checkpointer, type CheckpointStats } from './checkpoint';
+import { Checkpointer, emptyWriterCheckpointStats, type CheckpointStats } from './checkpoint';
 import { SqliteWriterLock } from './lock';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './statements';
 import { openConnection, readGroup, unreadOne, WriterEngine, type AppendOutcome, type WriterOptions, type WriterStats } from './writer';
@@ -209,7 +209,7 @@ export class SqliteStore implements Store {
       appendBatchesOver5Ms: w?.appendBatchesOver5Ms ?? 0,
       summaryBatches: w?.summaryBatches ?? 0, summaryBatchesOver5Ms: w?.summaryBatchesOver5Ms ?? 0,
       checkpoints: this.checkpointer && {
-        ...this.checkpointer.stats, ...(w?.checkpoints ?? { writerRuns: 0, writerLongestMs: 0, writerOver5Ms: 0, writerErrors: 0 }),
+        ...this.checkpointer.stats, ...(w?.checkpoints ?? emptyWriterCheckpointStats()),
       },
       writerRestarts: this.writer.restarts,
     };
