@@ -29,7 +29,7 @@ import type { Logger } from '../../common/log';
 import type { Lease } from './lease';
 import { Gate, num, sleep, toStoreError } from './util';
 import { decodeBody, encodeBody } from './log-body';
-import { tableOf, type Row } from './writer';
+import { tableOf, type DeriveRows, type Row, type TableRow } from './writer';
 
 /** A row with what the log needs to route it: the key whose reads wait for it, and its shard and epoch. */
 export interface LoggedRow extends Row {
@@ -38,22 +38,12 @@ export interface LoggedRow extends Row {
   epoch: number;
 }
 
-/** A row as it is written to its table: with the log row's timestamp unless its query carries its own. */
-interface TableRow {
-  query: string;
-  params: unknown[];
-  routingKey: Buffer;
-  bytes: number;
-  ts: number | undefined;
-}
-
 interface Tracked extends TableRow {
   /** Its partition: table and routing key (latin1), computed once. */
   where: string;
   /** When it was logged (ms): it is written behind writeBehindMs later. */
   at: number;
   routingKeyText: string;
-  replaces?: string;
   key: string;
   shard: number;
   epoch: number;
@@ -91,6 +81,8 @@ export interface OwnerLogOptions {
   maxUnflushedBytes: number;
   /** Batches written behind in flight at once (their own limit, apart from `gate`). */
   writeBehindConcurrency: number;
+  /** Rows implied by the rows written (the inbox's unread index): written with them, never logged. */
+  derive?: DeriveRows;
   what: string;
 }
 
@@ -327,7 +319,7 @@ export class OwnerLog {
         const rk = r.routingKey.toString('latin1');
         return {
           query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
-          bytes: r.bytes, replaces: r.replaces, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
+          bytes: r.bytes, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
         };
       }));
       const body = encodeBody(rows);
@@ -413,7 +405,7 @@ export class OwnerLog {
       for (const [where, list] of this.pending) {
         if (list[0].at > dueBefore) break;
         this.pending.delete(where);
-        groups.push(this.newestOnly(list));
+        groups.push(list);
       }
       const generation = this.generation;
       await Promise.all(groups.map((g) => this.sendBatch(g, generation)));
@@ -429,7 +421,7 @@ export class OwnerLog {
     for (const [where, list] of this.pending) {
       if (only && !only(list[0])) continue;
       this.pending.delete(where);
-      groups.push(this.newestOnly(list));
+      groups.push(list);
     }
     if (groups.length === 0) return;
     const generation = this.generation;
@@ -444,10 +436,10 @@ export class OwnerLog {
     // process stops writing when its lease lapses), and a later epoch of this process flushes a
     // key before it reads its tail.
     try {
-      await writeRows(this.o.client, this.behind, batch, () => {
+      await this.writeRows(this.behind, batch, () => {
         this.o.lease.check(this.o.lease.writeTimeoutMs, `${this.o.what} (write behind)`);
         return this.o.lease.writeTimeoutMs;
-      }, this.o.maxRows, this.o.maxBytes);
+      });
     } catch (err) {
       if (generation !== this.generation) return;
       this.o.logger.warn('cassandra store: write behind failed; retrying', { rows: batch.length, err: toStoreError(err, 'write behind') });
@@ -464,23 +456,6 @@ export class OwnerLog {
     }
     if (generation !== this.generation) return;
     for (const t of batch) this.done(t);
-  }
-
-  /** A partition's rows without those a later row replaces (Row.replaces); those count as written. */
-  private newestOnly(list: Tracked[]): Tracked[] {
-    if (!list.some((t) => t.replaces !== undefined)) return list;
-    const seen = new Set<string>();
-    const keep: Tracked[] = [];
-    for (let i = list.length - 1; i >= 0; i--) {
-      const t = list[i];
-      if (t.replaces !== undefined && seen.has(t.replaces)) {
-        this.done(t);
-        continue;
-      }
-      if (t.replaces !== undefined) seen.add(t.replaces);
-      keep.push(t);
-    }
-    return keep.reverse();
   }
 
   private done(t: Tracked): void {
@@ -533,7 +508,7 @@ export class OwnerLog {
     }
     const rows = (await cached.rows).rows.filter((r) => r.shard === shard && r.epoch === epoch);
     if (rows.length > 0) {
-      await writeRows(this.o.client, this.o.gate, rows, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes);
+      await this.writeRows(this.o.gate, rows, () => this.o.lease.writeTimeoutMs);
       this.o.logger.info('cassandra store: replayed a previous owner\'s log', { process, shard, epoch, rows: rows.length });
     }
     return rows.length;
@@ -578,8 +553,7 @@ export class OwnerLog {
         if (list) list.push(r);
         else byEpoch.set(k, [r]);
       }
-      await Promise.all([...byEpoch.values()].map((list) =>
-        writeRows(this.o.client, this.o.gate, list, () => this.o.lease.writeTimeoutMs, this.o.maxRows, this.o.maxBytes)));
+      await Promise.all([...byEpoch.values()].map((list) => this.writeRows(this.o.gate, list, () => this.o.lease.writeTimeoutMs)));
       this.o.logger.info('cassandra store: replayed the log of a process that is gone', { process, rows: rows.length });
     }
     await pause?.('written');
@@ -588,6 +562,12 @@ export class OwnerLog {
     }
     await this.o.client.execute(this.q.dropMark, [process], { prepare: true });
     return rows.length;
+  }
+
+  /** Rows and the rows they imply (derive) to their tables. */
+  private writeRows(gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number): Promise<void> {
+    const all = this.o.derive ? [...rows, ...this.o.derive(rows)] : rows;
+    return writeRows(this.o.client, gate, all, prepare, this.o.maxRows, this.o.maxBytes);
   }
 
   private async readLog(process: string): Promise<ReadLog> {

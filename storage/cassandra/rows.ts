@@ -4,7 +4,6 @@
 import type { TimelineSpec } from './timeline';
 import type { AppendInput, InboxEntry, StoredMessage } from '../store';
 import { bytesOf, num } from './util';
-import { routingKey, type Row as WriteRow } from './writer';
 
 /** Per-entry overhead counted toward a round's byte bound, besides the content. */
 const ROW_OVERHEAD_BYTES = 200;
@@ -21,32 +20,9 @@ export function historySpec(bucketSize: number): TimelineSpec<AppendInput> {
   };
 }
 
-/**
- * The unread index rows an inbox entry brings (written by the inbox's owner with the entry):
- * user_convs cells at timestamp = seq (the largest wins without a read), and for a message from
- * someone else its conv_unread row.
- */
-function unreadIndexRows(keyspace: string, bucketSize: number): (uid: string, m: StoredMessage, seq: number) => WriteRow[] {
-  const q = {
-    own: `UPDATE ${keyspace}.user_convs USING TIMESTAMP ? SET last_seq = ? WHERE uid = ? AND conv_id = ?`,
-    incoming: `UPDATE ${keyspace}.user_convs USING TIMESTAMP ? SET last_seq = ?, last_incoming_seq = ? WHERE uid = ? AND conv_id = ?`,
-    unread: `INSERT INTO ${keyspace}.conv_unread (uid, conv_id, bucket, seq) VALUES (?, ?, ?, ?)`,
-  };
-  return (uid, m, seq) => {
-    const convs = routingKey(uid);
-    // user_convs cells are written at timestamp = seq: within a window only the newest of each kind counts.
-    if (uid === m.from) return [{ query: q.own, params: [seq, seq, uid, m.convId], routingKey: convs, bytes: 64, replaces: `o\0${m.convId}` }];
-    const bucket = Math.floor(seq / bucketSize);
-    return [
-      { query: q.incoming, params: [seq, seq, seq, uid, m.convId], routingKey: convs, bytes: 64, replaces: `i\0${m.convId}` },
-      { query: q.unread, params: [uid, m.convId, bucket, seq], routingKey: routingKey(uid, m.convId, bucket), bytes: 64 },
-    ];
-  };
-}
-
-export function inboxSpec(bucketSize: number, keyspace?: string): TimelineSpec<StoredMessage> {
+/** Inbox rows; the unread index they imply is derived when they are written (unread-index.ts). */
+export function inboxSpec(bucketSize: number): TimelineSpec<StoredMessage> {
   return {
-    ...(keyspace !== undefined && { extraRows: unreadIndexRows(keyspace, bucketSize) }),
     kind: 'inbox', table: 'inbox', keyColumn: 'uid', columns: INBOX_COLUMNS, bucketSize,
     values: (m) => [m.msgId, m.convId, m.convSeq, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, bytesOf(m.content), m.sentAtMs],
     idOf: (m) => m.msgId,

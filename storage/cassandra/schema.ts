@@ -150,6 +150,12 @@ export const MIGRATIONS: readonly Migration[] = [
     // Null for logs started before this version: those used 1,000.
     statements: (ks) => [`ALTER TABLE ${ks}.log_marks ADD IF NOT EXISTS part_rows int`],
   },
+  {
+    version: 6,
+    description: 'conv_unread rows carry every incoming seq of a write-behind window (unread-index.ts)',
+    // Null in rows written before this version: each of those holds the one seq of its key.
+    statements: (ks) => [`ALTER TABLE ${ks}.conv_unread ADD IF NOT EXISTS seqs blob`],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;

@@ -22,6 +22,7 @@ import { Journal, type Completion, type JournalAnswer } from './journal';
 import { Lease } from './lease';
 import { Peers, PeerTimeoutError } from './peers';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { OwnedTimeline, TimelineReader } from './timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
@@ -74,6 +75,7 @@ export class CassandraStore implements Store {
   private readonly log: OwnerLog;
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
+  private readonly unreadIndex: UnreadIndex;
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Calls other stores forwarded here, still running. */
   private readonly serving = new Set<Promise<unknown>>();
@@ -152,17 +154,20 @@ export class CassandraStore implements Store {
       preferred: (shard) => this.balancer.preferred(shard),
       replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
     });
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize), client, ks);
+    this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
+    this.unreadIndex = new UnreadIndex(ks, this.inboxReader.queries.insert, o.inboxBucketSize);
     // Owner writes: logged at this process's clock (above every fence of its epochs), only while
-    // its lease holds, and written to their tables behind (log.ts).
+    // its lease holds, and written to their tables behind (log.ts), each inbox row with the
+    // unread index it implies.
     this.log = new OwnerLog({
       client, keyspace: ks, gate: this.gate, lease: this.lease, logger: o.logger, nextTs,
       writeBehindMs: o.writeBehindMs, maxRows: o.maxWriteBatchRows, maxBytes: o.maxWriteBatchBytes,
-      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, writeBehindConcurrency: Math.max(1, Math.floor(o.maxInFlight / 8)), what: 'owner write',
+      maxLogBytes: 2 * 1024 * 1024, partRows: 100, maxUnflushedBytes: o.maxUnflushedBytes, writeBehindConcurrency: Math.max(1, Math.floor(o.maxInFlight / 8)),
+      derive: this.unreadIndex.derive, what: 'owner write',
     });
     this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
-    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, ks), client, ks);
-    this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
@@ -180,7 +185,6 @@ export class CassandraStore implements Store {
     });
     this.groups = new Groups({ client, keyspace: ks, serialConsistency: serial, maxCasAttempts: o.maxCasAttempts });
     this.q = {
-      unreadCount: `SELECT COUNT(*) AS n FROM ${ks}.conv_unread WHERE uid = ? AND conv_id = ? AND bucket = ? AND seq > ?`,
       cursorPut: `UPDATE ${ks}.user_convs USING TIMESTAMP ? SET read_seq = ? WHERE uid = ? AND conv_id = ?`,
       convGet: `SELECT last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? AND conv_id = ?`,
       convList: `SELECT conv_id, last_seq, last_incoming_seq, read_seq FROM ${ks}.user_convs WHERE uid = ? LIMIT ?`,
@@ -559,12 +563,12 @@ export class CassandraStore implements Store {
     const lo = this.inboxReader.bucketOf(readSeq + 1);
     const hi = this.inboxReader.bucketOf(lastIncoming);
     const buckets = (await this.wrap(this.inboxReader.buckets(uid), 'unread')).filter((b) => b >= lo && b <= hi).reverse();
-    let count = 0;
+    const seqs = new Set<number>();
     for (const b of buckets) {
-      if (count >= this.o.maxUnreadCount) break;
-      const [r] = await this.read(this.q.unreadCount, [uid, convId, b, readSeq], 'unread');
-      count += num(r?.n) ?? 0;
+      if (seqs.size >= this.o.maxUnreadCount) break;
+      await this.wrap(this.unreadIndex.collect((q, params, options) => this.gate.run(() => this.client.execute(q, params, options)),
+        uid, convId, b, readSeq, seqs, this.o.maxUnreadCount), 'unread');
     }
-    return Math.min(count, this.o.maxUnreadCount);
+    return Math.min(seqs.size, this.o.maxUnreadCount);
   }
 }

@@ -20,7 +20,7 @@ import type { Lease } from './lease';
 import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { LruMap, num, sleep, toStoreError } from './util';
 import type { LoggedRow, OwnerLog } from './log';
-import { routingKey, type Row } from './writer';
+import { routingKey } from './writer';
 
 export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
@@ -31,8 +31,6 @@ export interface TimelineSpec<E> {
   values: (e: E) => unknown[];
   idOf: (e: E) => string;
   sizeOf: (e: E) => number;
-  /** Rows the owner writes with each entry besides its timeline row (the inbox's unread index). */
-  extraRows?: (key: string, e: E, seq: number) => Row[];
 }
 
 type DbRow = Record<string, unknown>;
@@ -302,12 +300,12 @@ export class OwnedTimeline<E> {
     await this.o.shards.ensureBound(st, lane.cur);
     const newBuckets = [...new Set(fresh.map((f) => this.reader.bucketOf(f.seq)))].filter((b) => !lane.buckets.has(b));
     const at = { key: lane.key, shard: lane.shard, epoch: lane.epoch };
-    const rows: LoggedRow[] = fresh.flatMap(({ p, seq }) => [{
+    const rows: LoggedRow[] = fresh.map(({ p, seq }) => ({
       query: this.reader.queries.insert,
       params: [lane.key, this.reader.bucketOf(seq), seq, ...spec.values(p.entry)],
       routingKey: routingKey(lane.key, this.reader.bucketOf(seq)),
       bytes: spec.sizeOf(p.entry), ...at,
-    }, ...(spec.extraRows?.(lane.key, p.entry, seq) ?? []).map((r) => ({ ...r, ...at }))]);
+    }));
     try {
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that

@@ -10,12 +10,15 @@ export interface Row {
   routingKey: Buffer;
   /** Approximate size, for the batch byte bound. */
   bytes: number;
-  /**
-   * The cells this row sets, when a later row of the same partition with the same value here
-   * makes it unnecessary (its values win by timestamp): only the newest is written behind.
-   */
-  replaces?: string;
 }
+
+/** A row as it is written to its table: at `ts` (the log row's), or at its query's own timestamp (undefined). */
+export interface TableRow extends Row {
+  ts: number | undefined;
+}
+
+/** Rows a list of rows being written implies in other tables (written with them, never logged). */
+export type DeriveRows = (rows: readonly TableRow[]) => TableRow[];
 
 /** The partition key as the driver hashes it: one component raw, several in composite form. */
 export function routingKey(...parts: (string | number)[]): Buffer {
