@@ -3,6 +3,7 @@
 #
 #   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process
 #   docker run IMAGE dist/gateway/main.js                          # or dist/router/main.js, dist/logic/main.js
+#   docker run IMAGE --max-semi-space-size=32 dist/logic/main.js   # as the chart runs logic and gateways
 #   docker run IMAGE dist/cli/main.js migrate                     # the im CLI: operator commands
 #   docker run -v im-data:/data IMAGE dist/cli/main.js token alice
 #   docker run IMAGE dist/cli/main.js plan --online 100000 --send-qps 2000

@@ -289,8 +289,14 @@ interface SpawnServiceOptions {
   timeoutMs: number;
 }
 
+/** V8 flags each role runs with in production (k8s/im/values.yaml maxSemiSpaceMiB; scripts/up.sh): measured as deployed. */
+const ROLE_NODE_FLAGS: Partial<Record<string, string[]>> = {
+  logic: ['--max-semi-space-size=32'],
+  gateway: ['--max-semi-space-size=32'],
+};
+
 async function spawnService(o: SpawnServiceOptions): Promise<{ proc: ServerProc; fields: Record<string, unknown> }> {
-  const args = ['--expose-gc', '-r', PROBE];
+  const args = ['--expose-gc', ...(ROLE_NODE_FLAGS[o.role] ?? []), '-r', PROBE];
   if (o.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`, `--cpu-prof-name=${o.name}.cpuprofile`);
   args.push(path.join(DIST, o.script));
   const child = spawn(process.execPath, args, { env: o.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });

@@ -182,7 +182,10 @@ start_service() {
   [[ -f "$log" ]] && mv -f "$log" "$log.1"
   echo "--- $(date -u +%FT%TZ) up.sh starting $name on $addr ---" >"$log"
   # setsid: the service outlives this shell and is not hit by a terminal's Ctrl-C.
-  env "$@" setsid node "dist/$svc/main.js" >>"$log" 2>&1 </dev/null &
+  # Logic and gateways run with the young generation the Helm chart gives them (maxSemiSpaceMiB).
+  local flags=()
+  [[ "$svc" == logic || "$svc" == gateway ]] && flags=(--max-semi-space-size=32)
+  env "$@" setsid node "${flags[@]}" "dist/$svc/main.js" >>"$log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + timeout_s))

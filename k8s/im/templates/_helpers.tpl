@@ -149,10 +149,11 @@ over a single label (*.<headless>), and it resolves without the search-path roun
 {{- end -}}
 {{- end -}}
 
-{{/* NODE_OPTIONS: the V8 heap bound, sized under the container's memory limit. */}}
+{{/* NODE_OPTIONS: the V8 heap bounds (old space, young generation), sized under the container's memory limit. */}}
 {{- define "im.nodeOptions" -}}
 {{- $parts := list -}}
 {{- if .maxOldSpaceMiB -}}{{- $parts = append $parts (printf "--max-old-space-size=%d" (int .maxOldSpaceMiB)) -}}{{- end -}}
+{{- if .maxSemiSpaceMiB -}}{{- $parts = append $parts (printf "--max-semi-space-size=%d" (int .maxSemiSpaceMiB)) -}}{{- end -}}
 {{- with .nodeOptions -}}{{- $parts = append $parts . -}}{{- end -}}
 {{- join " " $parts -}}
 {{- end -}}
