@@ -10,17 +10,16 @@
  *   body    = 0x02 baseTs:value rowCount:varint row*
  *   row     = query:str shard:varint epoch:varint ts:value routingKey:str bytes:varint
  *             paramCount:varint value*
- *   str     = 0x00 len:varint utf8 (new: appended to the string table) | 0x01 index:varint
- *   value   = NULL | TRUE | FALSE | INT zigzag:varint | F64 8 bytes | STR str | BLOB new-or-ref
- *             | ARRAY count:varint value* | JSON str (anything else, JSON.stringify'd)
+ *   (str and value: values.ts, one string table and one blob table for the whole body)
  *
  * A row's timestamp is written as its difference from the first row's (most are equal), or null.
  * Routing keys are interned as latin1 strings (one byte per byte). Bodies written by the
  * previous release (JSON, first byte '{') are still read.
  */
 
+import { ValueReader, ValueWriter } from './values';
+
 const VERSION = 0x02;
-const T = { NULL: 0, TRUE: 1, FALSE: 2, INT: 3, F64: 4, STR: 5, BLOB_NEW: 6, BLOB_REF: 7, ARRAY: 8, JSON: 9 } as const;
 
 /** What the body carries of each row. */
 export interface BodyRow {
@@ -35,99 +34,8 @@ export interface BodyRow {
   params: unknown[];
 }
 
-class Writer {
-  buf = Buffer.allocUnsafe(4096);
-  at = 0;
-  private readonly strings = new Map<string, number>();
-  private readonly blobs = new Map<ArrayBufferLike, Map<string, number>>();
-  private blobCount = 0;
-
-  private room(n: number): void {
-    if (this.at + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
-    this.buf.copy(next, 0, 0, this.at);
-    this.buf = next;
-  }
-
-  byte(b: number): void {
-    this.room(1);
-    this.buf[this.at++] = b;
-  }
-
-  /** An unsigned integer up to 2^53, 7 bits a byte. */
-  varint(n: number): void {
-    this.room(8);
-    while (n >= 0x80) {
-      this.buf[this.at++] = (n % 0x80) | 0x80;
-      n = Math.floor(n / 0x80);
-    }
-    this.buf[this.at++] = n;
-  }
-
-  str(s: string, encoding: 'utf8' | 'latin1' = 'utf8'): void {
-    const i = this.strings.get(s);
-    if (i !== undefined) {
-      this.byte(1);
-      this.varint(i);
-      return;
-    }
-    this.strings.set(s, this.strings.size);
-    const n = encoding === 'utf8' ? Buffer.byteLength(s, 'utf8') : s.length;
-    this.byte(0);
-    this.varint(n);
-    this.room(n);
-    this.at += this.buf.write(s, this.at, n, encoding);
-  }
-
-  value(v: unknown): void {
-    if (v === null || v === undefined) this.byte(T.NULL);
-    else if (v === true) this.byte(T.TRUE);
-    else if (v === false) this.byte(T.FALSE);
-    else if (typeof v === 'number') {
-      if (Number.isSafeInteger(v)) {
-        this.byte(T.INT);
-        this.varint(v >= 0 ? v * 2 : -v * 2 - 1);
-      } else {
-        this.byte(T.F64);
-        this.room(8);
-        this.at = this.buf.writeDoubleBE(v, this.at);
-      }
-    } else if (typeof v === 'string') {
-      this.byte(T.STR);
-      this.str(v);
-    } else if (v instanceof Uint8Array) this.blob(v);
-    else if (Array.isArray(v)) {
-      this.byte(T.ARRAY);
-      this.varint(v.length);
-      for (const x of v) this.value(x);
-    } else {
-      this.byte(T.JSON);
-      this.str(JSON.stringify(v));
-    }
-  }
-
-  private blob(v: Uint8Array): void {
-    let inBuffer = this.blobs.get(v.buffer);
-    if (!inBuffer) this.blobs.set(v.buffer, (inBuffer = new Map()));
-    // The same slice (one message's content in several rows) is one value.
-    const key = `${v.byteOffset}:${v.byteLength}`;
-    const i = inBuffer.get(key);
-    if (i !== undefined) {
-      this.byte(T.BLOB_REF);
-      this.varint(i);
-      return;
-    }
-    inBuffer.set(key, this.blobCount++);
-    this.byte(T.BLOB_NEW);
-    this.varint(v.byteLength);
-    this.room(v.byteLength);
-    this.buf.set(v, this.at);
-    this.at += v.byteLength;
-  }
-}
-
 export function encodeBody(rows: readonly BodyRow[]): Buffer {
-  const w = new Writer();
+  const w = new ValueWriter();
   w.byte(VERSION);
   const base = rows.find((r) => r.ts !== undefined)?.ts ?? 0;
   w.value(base);
@@ -145,83 +53,10 @@ export function encodeBody(rows: readonly BodyRow[]): Buffer {
   return w.buf.subarray(0, w.at);
 }
 
-class Reader {
-  at = 0;
-  private readonly strings: string[] = [];
-  private readonly blobs: Buffer[] = [];
-  constructor(private readonly buf: Buffer) {}
-
-  byte(): number {
-    this.need(1);
-    return this.buf[this.at++];
-  }
-
-  private need(n: number): void {
-    if (this.at + n > this.buf.length) throw new Error('owner log body: truncated');
-  }
-
-  varint(): number {
-    let n = 0;
-    for (let mul = 1; ; mul *= 0x80) {
-      const b = this.byte();
-      n += (b & 0x7f) * mul;
-      if (b < 0x80) return n;
-    }
-  }
-
-  str(encoding: 'utf8' | 'latin1' = 'utf8'): string {
-    if (this.byte() === 1) return this.strings[this.varint()];
-    const n = this.varint();
-    this.need(n);
-    const s = this.buf.toString(encoding, this.at, this.at + n);
-    this.at += n;
-    this.strings.push(s);
-    return s;
-  }
-
-  value(): unknown {
-    const t = this.byte();
-    switch (t) {
-      case T.NULL: return null;
-      case T.TRUE: return true;
-      case T.FALSE: return false;
-      case T.INT: {
-        const z = this.varint();
-        return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-      }
-      case T.F64: {
-        this.need(8);
-        const v = this.buf.readDoubleBE(this.at);
-        this.at += 8;
-        return v;
-      }
-      case T.STR: return this.str();
-      case T.BLOB_NEW: {
-        const n = this.varint();
-        this.need(n);
-        // Copied: the replayed row must not keep the whole page of log rows alive.
-        const b = Buffer.from(this.buf.subarray(this.at, this.at + n));
-        this.at += n;
-        this.blobs.push(b);
-        return b;
-      }
-      case T.BLOB_REF: return this.blobs[this.varint()];
-      case T.ARRAY: {
-        const n = this.varint();
-        const out: unknown[] = [];
-        for (let i = 0; i < n; i++) out.push(this.value());
-        return out;
-      }
-      case T.JSON: return JSON.parse(this.str()) as unknown;
-      default: throw new Error(`owner log body: unknown value tag ${t}`);
-    }
-  }
-}
-
 export function decodeBody(body: Buffer): BodyRow[] {
   if (body[0] === 0x7b) return decodeJsonBody(body);
   if (body[0] !== VERSION) throw new Error(`owner log body: unknown version ${body[0]}`);
-  const r = new Reader(body);
+  const r = new ValueReader(body);
   r.byte();
   const base = r.value() as number;
   const count = r.varint();

@@ -1,20 +1,64 @@
 /**
  * How messages map to inbox and history rows, and the timeline specs of those two tables.
+ *
+ * Since schema version 7 a row carries the message in one packed `body` cell (values.ts): msgId,
+ * from, to, groupId, clientMsgId, contentType, content, sentAtMs. The history row and every inbox
+ * row of a message share one body buffer (encoded once per message and process; the owner log
+ * writes it once per round). Cassandra spends much of a write per cell (cloning, serializing,
+ * merging each), so two to five cells a row instead of eight to ten is most of a row's cost.
+ * Besides the body, rows keep the cells a query needs alone: msg_id (the owner's tail read and
+ * its write time), and in the inbox conv_id, conv_seq and from_uid (the unread index,
+ * unread-index.ts). Rows written before version 7 have the separate columns and no body; both
+ * read back the same.
  */
 import type { TimelineSpec } from './timeline';
 import type { AppendInput, InboxEntry, StoredMessage } from '../store';
-import { bytesOf, num } from './util';
+import { num } from './util';
+import { packValues, unpackValues } from './values';
 
 /** Per-entry overhead counted toward a round's byte bound, besides the content. */
 const ROW_OVERHEAD_BYTES = 200;
 
-export const HISTORY_COLUMNS = ['msg_id', 'from_uid', 'to_uid', 'group_id', 'client_msg_id', 'content_type', 'content', 'sent_at_ms'] as const;
-export const INBOX_COLUMNS = ['msg_id', 'conv_id', 'conv_seq', 'from_uid', 'to_uid', 'group_id', 'client_msg_id', 'content_type', 'content', 'sent_at_ms'] as const;
+/** Columns of rows written before version 7, still read. */
+const LEGACY = ['from_uid', 'to_uid', 'group_id', 'client_msg_id', 'content_type', 'content', 'sent_at_ms'] as const;
+const BODY_TAG = 0x01;
+
+/** Packed bodies by content buffer: the history row and the inbox rows of a message share one. */
+const bodies = new WeakMap<Uint8Array, { msgId: string; body: Buffer }>();
+
+/** The message's packed body cell, encoded once per message (its content buffer) in this process. */
+export function bodyOf(m: AppendInput | StoredMessage): Buffer {
+  const cached = bodies.get(m.content);
+  if (cached && cached.msgId === m.msgId) return cached.body;
+  const body = packValues(BODY_TAG, [m.msgId, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, m.content, m.sentAtMs]);
+  bodies.set(m.content, { msgId: m.msgId, body });
+  return body;
+}
+
+type Row = Record<string, unknown>;
+
+/** A row's message fields, from its body or (rows before version 7) its separate columns. */
+function fields(r: Row): Omit<StoredMessage, 'convId' | 'convSeq'> {
+  const body = r.body as Buffer | null | undefined;
+  if (body) {
+    const [msgId, from, to, groupId, clientMsgId, contentType, c, sentAtMs] = unpackValues(BODY_TAG, body);
+    return {
+      msgId: msgId as string, from: from as string, to: to as string, groupId: groupId as string, clientMsgId: clientMsgId as string,
+      contentType: contentType as string, content: content(c), sentAtMs: sentAtMs as number,
+    };
+  }
+  return {
+    msgId: r.msg_id as string, from: r.from_uid as string, to: (r.to_uid as string | null) ?? '',
+    groupId: (r.group_id as string | null) ?? '', clientMsgId: r.client_msg_id as string,
+    contentType: (r.content_type as string | null) ?? '', content: content(r.content), sentAtMs: num(r.sent_at_ms) ?? 0,
+  };
+}
 
 export function historySpec(bucketSize: number): TimelineSpec<AppendInput> {
   return {
-    kind: 'history', table: 'history', keyColumn: 'conv_id', columns: HISTORY_COLUMNS, bucketSize,
-    values: (m) => [m.msgId, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, bytesOf(m.content), m.sentAtMs],
+    kind: 'history', table: 'history', keyColumn: 'conv_id', bucketSize,
+    columns: ['msg_id', 'body'], readColumns: ['msg_id', 'body', ...LEGACY],
+    values: (m) => [m.msgId, bodyOf(m)],
     idOf: (m) => m.msgId,
     sizeOf: (m) => m.content.byteLength + ROW_OVERHEAD_BYTES,
   };
@@ -23,35 +67,25 @@ export function historySpec(bucketSize: number): TimelineSpec<AppendInput> {
 /** Inbox rows; the unread index they imply is derived when they are written (unread-index.ts). */
 export function inboxSpec(bucketSize: number): TimelineSpec<StoredMessage> {
   return {
-    kind: 'inbox', table: 'inbox', keyColumn: 'uid', columns: INBOX_COLUMNS, bucketSize,
-    values: (m) => [m.msgId, m.convId, m.convSeq, m.from, m.to, m.groupId, m.clientMsgId, m.contentType, bytesOf(m.content), m.sentAtMs],
+    kind: 'inbox', table: 'inbox', keyColumn: 'uid', bucketSize,
+    // from_uid third: the unread index reads it from the logged row (unread-index.ts).
+    columns: ['msg_id', 'conv_id', 'conv_seq', 'from_uid', 'body'], readColumns: ['msg_id', 'conv_id', 'conv_seq', 'body', ...LEGACY],
+    values: (m) => [m.msgId, m.convId, m.convSeq, m.from, bodyOf(m)],
     idOf: (m) => m.msgId,
     sizeOf: (m) => m.content.byteLength + ROW_OVERHEAD_BYTES,
   };
 }
-
-type Row = Record<string, unknown>;
 
 function content(v: unknown): Uint8Array {
   return v instanceof Uint8Array ? v : new Uint8Array(0); // an empty blob can read back as null
 }
 
 export function historyRowToMessage(convId: string, r: Row): StoredMessage {
-  return {
-    msgId: r.msg_id as string, convId, from: r.from_uid as string, to: (r.to_uid as string | null) ?? '',
-    groupId: (r.group_id as string | null) ?? '', clientMsgId: r.client_msg_id as string,
-    contentType: (r.content_type as string | null) ?? '', content: content(r.content),
-    sentAtMs: num(r.sent_at_ms) ?? 0, convSeq: num(r.seq) ?? 0,
-  };
+  return { ...fields(r), convId, convSeq: num(r.seq) ?? 0 };
 }
 
 export function inboxRowToEntry(r: Row): InboxEntry {
-  return {
-    seq: num(r.seq) ?? 0, msgId: r.msg_id as string, convId: r.conv_id as string, from: r.from_uid as string,
-    to: (r.to_uid as string | null) ?? '', groupId: (r.group_id as string | null) ?? '',
-    clientMsgId: r.client_msg_id as string, contentType: (r.content_type as string | null) ?? '',
-    content: content(r.content), sentAtMs: num(r.sent_at_ms) ?? 0, convSeq: num(r.conv_seq) ?? 0,
-  };
+  return { ...fields(r), seq: num(r.seq) ?? 0, convId: r.conv_id as string, convSeq: num(r.conv_seq) ?? 0 };
 }
 
 export function toStoredMessage(input: AppendInput, convSeq: number): StoredMessage {

@@ -156,6 +156,12 @@ export const MIGRATIONS: readonly Migration[] = [
     // Null in rows written before this version: each of those holds the one seq of its key.
     statements: (ks) => [`ALTER TABLE ${ks}.conv_unread ADD IF NOT EXISTS seqs blob`],
   },
+  {
+    version: 7,
+    description: 'inbox and history rows carry the message in one packed body cell (rows.ts)',
+    // Null in rows written before this version: those keep the separate columns.
+    statements: (ks) => [`ALTER TABLE ${ks}.inbox ADD IF NOT EXISTS body blob`, `ALTER TABLE ${ks}.history ADD IF NOT EXISTS body blob`],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;

@@ -26,7 +26,10 @@ export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
   table: string;
   keyColumn: string;
+  /** The columns a row is written with (after key, bucket, seq), in values() order. */
   columns: readonly string[];
+  /** The columns a reader selects: these and those of rows written by earlier versions. */
+  readColumns: readonly string[];
   bucketSize: number;
   values: (e: E) => unknown[];
   idOf: (e: E) => string;
@@ -45,11 +48,12 @@ export class TimelineReader<E> {
     const t = `${keyspace}.${spec.table}`;
     const k = spec.keyColumn;
     const cols = spec.columns.join(', ');
+    const read = spec.readColumns.join(', ');
     this.q = {
       heads: `SELECT bucket, buckets FROM ${keyspace}.seq_heads WHERE kind = ? AND id = ?`,
       addBucket: `UPDATE ${keyspace}.seq_heads SET buckets = buckets + ? WHERE kind = ? AND id = ?`,
-      after: `SELECT seq, ${cols} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
-      before: `SELECT seq, ${cols} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      after: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
+      before: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
       tail: `SELECT seq, msg_id, WRITETIME(msg_id) AS wt FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
       insert: `INSERT INTO ${t} (${k}, bucket, seq, ${cols}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`,
       fence: `DELETE FROM ${t} USING TIMESTAMP ? WHERE ${k} = ? AND bucket = ? AND seq > ? AND seq <= ?`,

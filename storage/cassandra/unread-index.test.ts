@@ -12,11 +12,11 @@ import { direct, uid } from './store.test-support';
 import { packSeqs, UnreadIndex, unpackSeqs } from './unread-index';
 import { routingKey, type TableRow } from './writer';
 
-const INSERT = 'INSERT INTO ks.inbox (uid, bucket, seq, msg_id, conv_id, conv_seq, from_uid, to_uid, group_id, client_msg_id, content_type, content, sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT = 'INSERT INTO ks.inbox (uid, bucket, seq, msg_id, conv_id, conv_seq, from_uid, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
 
 function inboxRow(owner: string, seq: number, convId: string, from: string, ts: number): TableRow {
   return {
-    query: INSERT, params: [owner, Math.floor(seq / 100), seq, `m${seq}`, convId, seq, from, '', '', `c${seq}`, 'text/plain', Buffer.from('x'), 1],
+    query: INSERT, params: [owner, Math.floor(seq / 100), seq, `m${seq}`, convId, seq, from, Buffer.from('body')],
     routingKey: routingKey(owner, Math.floor(seq / 100)), bytes: 200, ts,
   };
 }

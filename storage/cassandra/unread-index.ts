@@ -22,7 +22,7 @@ type Execute = (query: string, params: unknown[], options: { prepare: true; fetc
 import { num } from './util';
 import { routingKey, type TableRow } from './writer';
 
-/** Column positions of an inbox insert (TimelineReader's: key, bucket, seq, then INBOX_COLUMNS). */
+/** Column positions of an inbox insert (TimelineReader's: key, bucket, seq, then inboxSpec's columns). */
 const UID = 0;
 const SEQ = 2;
 const CONV_ID = 4;
