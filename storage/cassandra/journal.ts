@@ -59,8 +59,11 @@ export class Journal {
   private readonly q: { get: string; getLegacy: string; sent: string; open: string };
 
   constructor(private readonly o: JournalOptions) {
-    // A record whose row is logged but not yet in the table stays: reading the table would miss it.
-    this.mem = new LruMap(o.maxCached, (r) => o.writer.pendingFor(r.from));
+    // Records are forgotten in LRU order: read() makes the sender's logged rows reach the table
+    // before it looks there. (Pinning a record while its sender had rows pending kept every record
+    // of a sender who never paused for a window: unbounded, and each set() scanned pinned ones.)
+    this.mem = new LruMap(o.maxCached);
+    // A sender's list stays while its rows are pending: it is read from the table only when absent.
     this.senders = new LruMap(o.maxCached, (x) => o.writer.pendingFor(x.from));
     const t = `${o.keyspace}.journal`;
     const cols = 'msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest';
@@ -178,6 +181,8 @@ export class Journal {
   }
 
   private async read(shard: number, from: string, clientMsgId: string, windowMs: number): Promise<Record | undefined> {
+    // The sender's journal rows logged here and not yet written behind go first: the row may be one.
+    await this.o.writer.flushKey(from);
     let r = (await this.o.client.execute(this.q.get, [from, clientMsgId], { prepare: true })).first();
     // Within a window of the upgrade to the journal table, a send may have been journaled in dedup.
     if (!r && windowMs > 0 && Date.now() < this.o.journalSinceMs + windowMs) r = (await this.o.client.execute(this.q.getLegacy, [from, clientMsgId], { prepare: true })).first();

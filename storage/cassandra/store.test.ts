@@ -266,6 +266,29 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('send journal memory', () => {
+    it('answers a retry as a duplicate after its record left memory while its journal row was still only in the log', async () => {
+      // Two records in memory at most, rows written behind a minute later: the third send's
+      // record is forgotten while its journal row is not yet in the table (the first sends' rows
+      // went with the first touch of alice's inbox, which flushes her key). Fails without the
+      // flush before the journal's table read.
+      const store = await CassandraStore.open(tiny({ writeBehindMs: 60_000, maxCachedHeads: 2 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const sends = Array.from({ length: 6 }, (_, i) => direct(alice, bob, `m${i}`));
+        const acked = [];
+        for (const s of sends) acked.push(await store.appendMessage(s));
+        const retry = await store.appendMessage({ ...sends[2], msgId: newId() });
+        assert.equal(retry.duplicate, true);
+        assert.equal(retry.message.msgId, acked[2].message.msgId);
+        assert.equal(retry.senderSeq, acked[2].senderSeq);
+        assert.deepEqual((await store.sync(bob, 0, 10)).items.map((m) => m.msgId), acked.map((a) => a.message.msgId));
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   describe('a send whose first attempt died part way', () => {
     it('re-drives a journal entry left without its appends: the retry stores the message once, under the original msgId', async () => {
       const store = await CassandraStore.open(tiny());
