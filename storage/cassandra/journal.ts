@@ -12,6 +12,7 @@ import { NotOwnerError, type Shards } from './shards';
 import { KeyedMutex, LruMap, num } from './util';
 import type { OwnerLog } from './log';
 import { routingKey } from './writer';
+import { packValues, unpackValues } from './values';
 import { checkSameSend, sendDigest } from '../send-digest';
 import type { AppendInput } from '../store';
 
@@ -68,12 +69,13 @@ export class Journal {
     const t = `${o.keyspace}.journal`;
     const cols = 'msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest';
     this.q = {
-      get: `SELECT ${cols} FROM ${t} WHERE from_uid = ? AND client_msg_id = ?`,
+      // body (schema version 8) and, for rows written before it, the separate columns; the newer
+      // of the two wins (an older release may have written the row again since).
+      get: `SELECT body, WRITETIME(body) AS body_wt, ${cols}, WRITETIME(msg_id) AS cols_wt FROM ${t} WHERE from_uid = ? AND client_msg_id = ?`,
       getLegacy: `SELECT ${cols} FROM ${o.keyspace}.dedup WHERE from_uid = ? AND client_msg_id = ?`,
       sent: `SELECT client_msg_id FROM ${t} WHERE from_uid = ? LIMIT ${MAX_SENT + 1}`,
-      // Every column written, so a late write of an older attempt (lower timestamp) leaves nothing behind.
-      open: `INSERT INTO ${t} (from_uid, client_msg_id, msg_id, expires_at_ms, claimed_at_ms, digest, conv_id, conv_seq, sender_seq)
-             VALUES (?, ?, ?, ?, ?, ?, null, null, null) USING TTL ?`,
+      // One packed cell: a late write of an older attempt (lower timestamp) loses it whole.
+      open: `INSERT INTO ${t} (from_uid, client_msg_id, body) VALUES (?, ?, ?) USING TTL ?`,
     };
   }
 
@@ -110,7 +112,7 @@ export class Journal {
       sent?.cmids?.add(input.clientMsgId);
       await this.o.writer.write([{
         query: this.q.open,
-        params: [input.from, input.clientMsgId, fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest, this.ttlSeconds(input)],
+        params: [input.from, input.clientMsgId, packValues(BODY_TAG, [fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest]), this.ttlSeconds(input)],
         routingKey: routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
       }], stillMine);
       this.o.lease.check(0, 'send journal');
@@ -187,6 +189,14 @@ export class Journal {
     // Within a window of the upgrade to the journal table, a send may have been journaled in dedup.
     if (!r && windowMs > 0 && Date.now() < this.o.journalSinceMs + windowMs) r = (await this.o.client.execute(this.q.getLegacy, [from, clientMsgId], { prepare: true })).first();
     if (!r) return undefined;
+    const body = r.body as Buffer | null | undefined;
+    if (body && (num(r.body_wt) ?? 0) >= (num(r.cols_wt) ?? 0)) {
+      const [msgId, expiresAtMs, createdMs, packedDigest] = unpackValues(BODY_TAG, body);
+      return {
+        from, shard, msgId: msgId as string, expiresAtMs: expiresAtMs as number, createdMs: createdMs as number,
+        digest: (packedDigest as Buffer | null) ?? null,
+      };
+    }
     const convId = (r.conv_id as string | null) ?? null;
     const convSeq = num(r.conv_seq);
     const senderSeq = num(r.sender_seq);
@@ -197,6 +207,9 @@ export class Journal {
     };
   }
 }
+
+/** The journal row's packed body: msgId, expiresAtMs, claimedAtMs (createdMs), digest. */
+const BODY_TAG = 0x02;
 
 /** Journal rows of one sender read into memory at most; a sender with more is looked up per send. */
 const MAX_SENT = 10_000;

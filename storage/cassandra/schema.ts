@@ -162,6 +162,12 @@ export const MIGRATIONS: readonly Migration[] = [
     // Null in rows written before this version: those keep the separate columns.
     statements: (ks) => [`ALTER TABLE ${ks}.inbox ADD IF NOT EXISTS body blob`, `ALTER TABLE ${ks}.history ADD IF NOT EXISTS body blob`],
   },
+  {
+    version: 8,
+    description: 'journal rows carry msg_id, expiry, time and digest in one packed body cell',
+    // Null in rows written before this version: those keep the separate columns.
+    statements: (ks) => [`ALTER TABLE ${ks}.journal ADD IF NOT EXISTS body blob`],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
