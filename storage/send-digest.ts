@@ -3,7 +3,7 @@
  * apart from a retry: a retry carries the same recipient and content, a reuse does not. Both
  * stores keep this digest next to (sender, clientMsgId) and compare it the same way.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { IdempotencyConflictError } from '../common/errors';
 import type { AppendInput } from './store';
 
@@ -11,14 +11,20 @@ type Sent = Pick<AppendInput, 'to' | 'groupId' | 'contentType' | 'content' | 'cl
 
 /** SHA-256 over the recipient and content; each field length-prefixed so no two sends collide by concatenation. */
 export function sendDigest(input: Sent): Buffer {
-  const h = createHash('sha256');
-  for (const field of [input.to, input.groupId, input.contentType, input.content]) {
-    const bytes = typeof field === 'string' ? Buffer.from(field, 'utf8') : field;
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bytes.byteLength, 0);
-    h.update(len).update(bytes);
+  // One buffer and a one-shot hash: the same bytes as hashing the pieces one by one.
+  const strings = [input.to, input.groupId, input.contentType];
+  let n = 16 + input.content.byteLength;
+  for (const s of strings) n += Buffer.byteLength(s, 'utf8');
+  const buf = Buffer.allocUnsafe(n);
+  let at = 0;
+  for (const s of strings) {
+    const len = buf.write(s, at + 4, 'utf8');
+    buf.writeUInt32BE(len, at);
+    at += 4 + len;
   }
-  return h.digest();
+  buf.writeUInt32BE(input.content.byteLength, at);
+  buf.set(input.content, at + 4);
+  return hash('sha256', buf, 'buffer');
 }
 
 /**

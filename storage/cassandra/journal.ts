@@ -113,7 +113,7 @@ export class Journal {
       await this.o.writer.write([{
         query: this.q.open,
         params: [input.from, input.clientMsgId, packValues(BODY_TAG, [fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest]), this.ttlSeconds(input)],
-        routingKey: routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
+        routingKey: sent?.routingKey ?? routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
       }], stillMine);
       this.o.lease.check(0, 'send journal');
       stillMine();
@@ -149,7 +149,7 @@ export class Journal {
   private async known(from: string, shard: number, epoch: number): Promise<Sent> {
     let x = this.senders.get(from);
     if (!x || x.epoch !== epoch) {
-      const fresh: Sent = { from, shard, epoch, cmids: new Set(), ready: Promise.resolve() };
+      const fresh: Sent = { from, shard, epoch, cmids: new Set(), ready: Promise.resolve(), routingKey: routingKey(from) };
       fresh.ready = (async () => {
         const rs = await this.o.client.execute(this.q.sent, [from], { prepare: true, fetchSize: MAX_SENT + 1 });
         if (rs.rows.length > MAX_SENT) fresh.cmids = undefined;
@@ -221,6 +221,8 @@ interface Sent {
   /** undefined: more than MAX_SENT rows (each send reads its own row). */
   cmids: Set<string> | undefined;
   ready: Promise<void>;
+  /** The sender's partition's routing key, computed once. */
+  routingKey: Buffer;
 }
 
 function pairKey(from: string, clientMsgId: string): string {

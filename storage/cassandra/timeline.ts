@@ -150,6 +150,8 @@ interface Lane<E> {
   recent: Map<string, { seq: number; atMs: number }>;
   queue: Pending<E>[];
   busy: boolean;
+  /** The routing key of the bucket last written (rows of a round are mostly in one bucket). */
+  rk?: { bucket: number; key: Buffer };
 }
 
 export interface OwnedOptions {
@@ -307,7 +309,7 @@ export class OwnedTimeline<E> {
     const rows: LoggedRow[] = fresh.map(({ p, seq }) => ({
       query: this.reader.queries.insert,
       params: [lane.key, this.reader.bucketOf(seq), seq, ...spec.values(p.entry)],
-      routingKey: routingKey(lane.key, this.reader.bucketOf(seq)),
+      routingKey: this.routingKeyOf(lane, this.reader.bucketOf(seq)),
       bytes: spec.sizeOf(p.entry), ...at,
     }));
     try {
@@ -331,6 +333,11 @@ export class OwnedTimeline<E> {
       this.settle(p, seq);
     }
     for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
+  }
+
+  private routingKeyOf(lane: Lane<E>, bucket: number): Buffer {
+    if (lane.rk?.bucket !== bucket) lane.rk = { bucket, key: routingKey(lane.key, bucket) };
+    return lane.rk.key;
   }
 
   /** Callers told of a failed first attempt while the lane kept retrying their rows. */

@@ -17,6 +17,14 @@ export class ValueWriter {
   private readonly blobs = new Map<ArrayBufferLike, Map<string, number>>();
   private blobCount = 0;
 
+  /** Empty again, for the next buffer (its tables too). */
+  reset(): void {
+    this.at = 0;
+    this.strings.clear();
+    this.blobs.clear();
+    this.blobCount = 0;
+  }
+
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
@@ -175,9 +183,14 @@ export class ValueReader {
 }
 
 
+const scratch = new ValueWriter();
+
 /** Values packed in one buffer (a row's columns): `tag` first, so a reader can tell layouts apart. */
 export function packValues(tag: number, values: readonly unknown[]): Buffer {
-  const w = new ValueWriter();
+  // One writer reused (JavaScript is single-threaded, and nothing here awaits): no 4 KiB
+  // buffer and two tables per message; the result is copied out at its length.
+  const w = scratch;
+  w.reset();
   w.byte(tag);
   w.varint(values.length);
   for (const v of values) w.value(v);
