@@ -4,7 +4,8 @@
  * (embedded/in-process.ts); logic and the router still serve their gRPC and HTTP APIs (the
  * internal admin API, the route API) as in a deployment.
  */
-import { InProcessBus } from '../bus/bus';
+import { type BusHeaders, InProcessBus } from '../bus/bus';
+import type { AppliedBatch } from '../proto/delivery';
 import { formatHostPort } from '../common/config';
 import type { GrpcTlsConfig } from '../common/grpc-tls';
 import { Logger, silentLogger } from '../common/log';
@@ -119,7 +120,14 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     // In one process the route table is called directly (same rules as its gRPC adapter).
     const routes = new InProcessRouter(router.table, ROUTER_HEARTBEAT_MS);
 
-    const service = new LogicService({ ...options.logic, store, bus, router: routes, logger: logger.child({ svc: 'logic' }) });
+    // Pushes for the gateway of this process go to it as built: no encode, bus copy and decode.
+    const node = options.node ?? 'gw-embedded';
+    let localGateway: Gateway | undefined;
+    const localDelivery = {
+      node,
+      deliver: (batch: AppliedBatch, headers?: BusHeaders) => queueMicrotask(() => localGateway?.deliverLocal(batch, headers)),
+    };
+    const service = new LogicService({ ...options.logic, store, bus, localDelivery, router: routes, logger: logger.child({ svc: 'logic' }) });
     stops.push(() => service.close());
     const registry = new OpRegistry();
     registerClientOps(registry, service);
@@ -139,11 +147,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const gatewayHost = options.gatewayHost ?? LOOPBACK;
     const gateway = new Gateway({
       ...options.gateway,
-      node: options.node ?? 'gw-embedded',
+      node,
       host: gatewayHost, port: options.gatewayPort ?? 0,
       auth: { ...options.auth, secret: authSecret }, logic: inProcessLogic, router: routes, bus, routerHeartbeatMs: ROUTER_HEARTBEAT_MS,
       logger: logger.child({ svc: 'gateway' }),
     });
+    localGateway = gateway;
     const { port: gatewayPort, tlsPort, wsPort } = await gateway.start();
     const tls = options.gateway?.tls;
     stops.push(() => gateway.stop());

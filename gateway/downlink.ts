@@ -9,7 +9,7 @@ import { DisconnectCode } from '../common/errors';
 import type { Logger } from '../common/log';
 import { gatewayPush } from '../telemetry/hooks';
 import type { SessionRef } from '../router/api';
-import { decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
+import { type AppliedBatch, decodeDeliveryBatch, DeliveryBatch, encodeDeliveryBatch, Kick } from '../proto/delivery';
 import { PUSH_HEAD_MAX_BYTES, pushFrameHead } from '../proto/push';
 import { frameBytes, Op } from '../proto/wire';
 import type { Connection } from './connection';
@@ -77,6 +77,14 @@ export class Downlink {
       this.o.logger.warn('undecodable delivery batch dropped', { err, bytes: data.length });
       return;
     }
+    this.onBatch(batch, headers, kicksOnly);
+  }
+
+  /**
+   * Applies a delivery batch: from the bus (onBus), or handed over as is by logic in the same
+   * process (embedded mode: nothing to encode, copy or decode; logic/fanout.ts LocalDelivery).
+   */
+  onBatch(batch: AppliedBatch, headers?: BusHeaders, kicksOnly = false): void {
     if (kicksOnly && (batch.pushes.length > 0 || batch.deliveries.length > 0)) {
       this.o.logger.warn('pushes on the kick subject ignored', { pushes: batch.pushes.length, deliveries: batch.deliveries.length });
       batch = { ...batch, pushes: [], deliveries: [] };

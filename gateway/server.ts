@@ -10,7 +10,8 @@ import * as tls from 'node:tls';
 import type { WebSocket } from 'ws';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Bus, flushBus, gatewaySubject, kickSubject } from '../bus/bus';
+import { Bus, type BusHeaders, flushBus, gatewaySubject, kickSubject } from '../bus/bus';
+import type { AppliedBatch } from '../proto/delivery';
 import { ConfigError, formatHostPort, parseHostPort } from '../common/config';
 import type { TokenAuth } from '../common/jwt';
 import { DisconnectCode } from '../common/errors';
@@ -131,6 +132,7 @@ export interface ConnectionInfo {
 export const DRAIN_TICK_MS = 100;
 
 export class Gateway {
+
   private readonly opts: GatewayOptions;
   private readonly limits: ConnectionLimits;
   private readonly logic: LogicBackend;
@@ -268,6 +270,11 @@ export class Gateway {
       notDraining: !this.draining,
       logicStream: this.logic.streamsUp > 0, bus: this.opts.bus.connected,
     };
+  }
+
+  /** Applies a delivery batch for this node handed over in the same process (embedded mode: logic/fanout.ts LocalDelivery). */
+  deliverLocal(batch: AppliedBatch, headers?: BusHeaders): void {
+    this.downlink.onBatch(batch, headers);
   }
 
   /** port: the plaintext listener's (0 without one); tlsPort / wsPort: the TLS and WebSocket listeners', when there are. */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { gatewaySubject } from '../bus/bus';
-import { decodeDeliveryBatch } from '../proto/delivery';
+import { type AppliedBatch, decodeDeliveryBatch, type DeliveryBatch } from '../proto/delivery';
 import { chunkByBytes, Fanout } from './fanout';
 import type { LogicEnv } from './logic.test-support';
 import { caller, collectBatches, makeLogicEnv, pushedTo, settle } from './logic.test-support';
@@ -185,6 +185,34 @@ describe('fan-out: one body per node, none to the sending connection', () => {
     assert.deepEqual(targets(gw1.batches), [['bob', '']], 'only the sending connection online: alice is not a target');
     gw1.stop();
     gw2.stop();
+  });
+});
+
+describe('fan-out to a gateway in the same process (embedded mode)', () => {
+  it('hands that node its batches as built, not over the bus; other nodes still get the bus', async () => {
+    const handed: AppliedBatch[] = [];
+    const env = makeLogicEnv({ localDelivery: { node: 'gw1', deliver: (batch) => queueMicrotask(() => handed.push(batch)) } });
+    try {
+      await env.router.bind([
+        { uid: 'alice', deviceId: 'phone', node: 'gw1', connId: 'c1' },
+        { uid: 'bob', deviceId: 'phone', node: 'gw1', connId: 'c2' },
+        { uid: 'bob', deviceId: 'tablet', node: 'gw2', connId: 'c3' },
+      ]);
+      const gw1 = collectBatches(env.bus, 'gw1');
+      const gw2 = collectBatches(env.bus, 'gw2');
+      const sent = await env.service.send(alice, { to: 'bob', clientMsgId: 'local-1', content: Buffer.from('hi') });
+      await settle(env.service);
+      assert.equal(gw1.batches.length, 0, 'nothing for gw1 on the bus');
+      assert.equal(gw2.batches.length, 1, 'gw2 still over the bus');
+      // alice's phone (c1) is another connection than the one she sent on: it gets the message too.
+      assert.deepEqual(pushedTo(handed as DeliveryBatch[]).map((d) => [d.uid, d.seq, d.message.msgId, Buffer.from(d.message.content).toString()]),
+        [['alice', 1, sent.msgId, 'hi'], ['bob', 1, sent.msgId, 'hi']]);
+      assert.deepEqual(pushedTo(gw2.batches).map((d) => [d.uid, d.message.msgId]), [['bob', sent.msgId]]);
+      gw1.stop();
+      gw2.stop();
+    } finally {
+      await env.close();
+    }
   });
 });
 

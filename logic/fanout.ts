@@ -8,14 +8,14 @@
  * Push is best effort: clients heal any loss by sync, so failures are logged only.
  */
 import type { Context } from '@opentelemetry/api';
-import type { Bus } from '../bus/bus';
+import type { Bus, BusHeaders } from '../bus/bus';
 import { gatewaySubject } from '../bus/bus';
 import type { Logger } from '../common/log';
 import { silentLogger } from '../common/log';
 import { metrics } from '../common/metrics';
 import { FanoutSpans, fanoutTrace } from '../telemetry/hooks';
 import { traceHeaders } from '../telemetry/spans';
-import type { Push, PushTarget } from '../proto/delivery';
+import type { AppliedBatch, Push, PushTarget } from '../proto/delivery';
 import { encodeDeliveryBatch } from '../proto/delivery';
 import { encode } from '../proto/wire';
 import type { RouterApi, SessionRef } from '../router/api';
@@ -23,8 +23,19 @@ import type { StoredMessage } from '../storage/store';
 import { toWireMessage } from './convert';
 import { compileNumbers } from '../common/options';
 
+/**
+ * A gateway in this process (embedded mode): its node's batches are handed to it as built, not
+ * encoded, copied by the bus and decoded again. `deliver` must not run the pushes synchronously
+ * (the bus would not either).
+ */
+export interface LocalDelivery {
+  node: string;
+  deliver(batch: AppliedBatch, headers?: BusHeaders): void;
+}
+
 export interface FanoutOptions {
   bus: Bus;
+  local?: LocalDelivery;
   router: RouterApi;
   logger?: Logger;
   /** Recipient deliveries gathered before a flush starts without waiting for the turn to end. */
@@ -57,6 +68,7 @@ interface Job {
 
 export class Fanout {
   private readonly bus: Bus;
+  private readonly local: LocalDelivery | undefined;
   private readonly router: RouterApi;
   private readonly logger: Logger;
   private readonly maxPendingDeliveries: number;
@@ -72,6 +84,7 @@ export class Fanout {
 
   constructor(opts: FanoutOptions) {
     this.bus = opts.bus;
+    this.local = opts.local;
     this.router = opts.router;
     this.logger = opts.logger ?? silentLogger;
     ({ maxPendingDeliveries: this.maxPendingDeliveries, maxInFlightFlushes: this.maxInFlightFlushes, maxBatchBytes: this.maxBatchBytes } =
@@ -194,7 +207,8 @@ export class Fanout {
         try {
           // The header carries the first traced push's context; each push carries its own.
           const headers = traceHeaders(pushes.find((p) => p.traceParent)?.traceParent);
-          this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ pushes }), headers);
+          if (this.local?.node === node) this.local.deliver({ pushes, deliveries: [], kicks: [] }, headers);
+          else this.bus.publish(gatewaySubject(node), encodeDeliveryBatch({ pushes }), headers);
           metrics().logicDeliveries.inc(targets);
         } catch (err) {
           this.logger.warn('fan-out publish failed', {

@@ -17,7 +17,7 @@ import type {
 import type { RouterApi } from '../router/api';
 import type { Store } from '../storage/store';
 import { toWireGroup, toWireMessage, toWireUnread } from './convert';
-import { Fanout } from './fanout';
+import { Fanout, type LocalDelivery } from './fanout';
 import { GroupCache } from './group-cache';
 import { GroupSync } from './group-sync';
 import { GroupRules } from './groups';
@@ -30,6 +30,8 @@ export interface Caller { uid: string; deviceId: string; connId: string; node: s
 export interface LogicServiceOptions {
   store: Store;
   bus: Bus;
+  /** A gateway in this process, handed its pushes without the bus (embedded mode). */
+  localDelivery?: LocalDelivery;
   router: RouterApi;
   logger?: Logger;
   /** Owner included. */
@@ -77,7 +79,7 @@ export class LogicService {
     ({ maxGroupMembers: this.maxGroupMembers, dedupWindowMs: this.dedupWindowMs, maxContentBytes: this.maxContentBytes,
       maxReplyBytes: this.maxReplyBytes } = compileNumbers('LogicService', opts,
       { maxGroupMembers: 100, dedupWindowMs: 24 * 3_600_000, maxContentBytes: 16_384, maxReplyBytes: 512 * 1024 }, { integer: true }));
-    this.fanout = new Fanout({ bus: opts.bus, router: opts.router, logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }) });
+    this.fanout = new Fanout({ bus: opts.bus, local: opts.localDelivery, router: opts.router, logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }) });
     const cache = new GroupCache(opts.groupCacheEntries ?? 10_000);
     this.groupSync = new GroupSync({
       bus: opts.bus, invalidate: (groupId) => cache.drop(groupId), helloIntervalMs: opts.groupSyncIntervalMs,

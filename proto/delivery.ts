@@ -27,6 +27,9 @@ export interface Push {
 }
 
 /** Fields left out take their proto3 defaults ('' trace_parent and conn_id, 0 sent_at_ms). */
+/** What a gateway applies: a decoded batch, or the pushes logic built, handed over in one process. */
+export interface AppliedBatch { pushes: readonly Push[]; deliveries: readonly gen.Delivery[]; kicks: readonly gen.Kick[] }
+
 export interface DeliveryBatchInput { pushes?: Push[]; deliveries?: Partial<gen.Delivery>[]; kicks?: Partial<gen.Kick>[] }
 
 export function encodeDeliveryBatch(batch: DeliveryBatchInput): Buffer {
