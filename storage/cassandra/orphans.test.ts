@@ -15,7 +15,7 @@ import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import type { AppendResult } from '../store';
-import { direct, killHard, orphansOf, serveHere, uid } from './store.test-support';
+import { direct, killHard, orphansOf, serveHere, testStoreOptions, uid } from './store.test-support';
 import { encodeBody } from './log-body';
 import { shardOf } from './shards';
 import { CassandraStore, type CassandraStoreOptions } from './store';
@@ -26,10 +26,7 @@ const BUCKET = 8;
 
 /** A 1 s lease; no handovers (the owners in these tests change only by takeover). */
 function opts(over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
-  return {
-    contactPoints: CASSANDRA_CONTACT.split(','), keyspace: KS, consistency: 'ONE', maxShardMoves: 0,
-    inboxBucketSize: BUCKET, historyBucketSize: BUCKET, leaseMs: 1000, clockSkewMs: 100, ...over,
-  };
+  return testStoreOptions(KS, { inboxBucketSize: BUCKET, historyBucketSize: BUCKET, leaseMs: 1000, clockSkewMs: 100, ...over });
 }
 
 function latch(): { promise: Promise<void>; open: () => void } {

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
 import { peerConvId } from '../../common/ids';
-import { CASSANDRA_CONTACT, dropKeyspace, needs } from '../../test/infra';
+import { dropKeyspace, needs } from '../../test/infra';
 import { bodyOf, historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
 import { CassandraStore } from './store';
-import { direct, uid } from './store.test-support';
+import { direct, testStoreOptions, uid } from './store.test-support';
 
 describe('message rows', () => {
   it('pack a message once: its history row and every inbox row carry the same body, which reads back whole', () => {
@@ -33,7 +33,7 @@ describe('message rows on Cassandra: the layout before version 7 reads back the 
 
   before(async function () {
     await needs(this, 'cassandra');
-    store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace: KS, consistency: 'ONE', maxShardMoves: 0 });
+    store = await CassandraStore.open(testStoreOptions(KS));
   });
   after(async () => {
     await store?.close();

@@ -6,8 +6,14 @@ import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
 import { newId, peerConvId } from '../../common/ids';
 import type { AppendInput } from '../store';
-import type { CassandraStore } from './store';
+import { CASSANDRA_CONTACT } from '../../test/infra';
+import type { CassandraStore, CassandraStoreOptions } from './store';
 import type { OrphanSweep } from './orphans';
+
+/** A store on the test node: consistency ONE (one node), no handovers (shards move only when a test moves them). */
+export function testStoreOptions(keyspace: string, over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
+  return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
+}
 
 /** A user id of its own for each test. */
 export function uid(name: string): string {

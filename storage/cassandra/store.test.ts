@@ -13,7 +13,7 @@ import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './store';
-import { direct, killHard, uid } from './store.test-support';
+import { direct, killHard, testStoreOptions, uid } from './store.test-support';
 import { preferredOwner } from './balance';
 import { MIGRATIONS, readSettings } from './schema';
 import { storeContract } from '../contract.test-support';
@@ -28,7 +28,7 @@ const keyspaces = [MAIN_KS, TINY_KS, BALANCE_KS];
 
 /** No shard handovers unless a test asks: several assert that no owner changed (gap-free seqs). */
 function base(keyspace: string, over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
-  return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
+  return testStoreOptions(keyspace, over);
 }
 
 /** Bucket sizes small enough that a test crosses many partitions. */

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { peerConvId } from '../../common/ids';
-import { CASSANDRA_CONTACT, dropKeyspace, needs } from '../../test/infra';
+import { dropKeyspace, needs } from '../../test/infra';
 import { CassandraStore } from './store';
-import { direct, uid } from './store.test-support';
+import { direct, testStoreOptions, uid } from './store.test-support';
 import { packSeqs, UnreadIndex, unpackSeqs } from './unread-index';
 import { routingKey, type TableRow } from './writer';
 
@@ -71,7 +71,7 @@ describe('unread index on Cassandra: counts over combined, overlapping and pre-v
 
   before(async function () {
     await needs(this, 'cassandra');
-    store = await CassandraStore.open({ contactPoints: CASSANDRA_CONTACT.split(','), keyspace: KS, consistency: 'ONE', maxShardMoves: 0, writeBehindMs: 60_000 });
+    store = await CassandraStore.open(testStoreOptions(KS, { writeBehindMs: 60_000 }));
   });
   after(async () => {
     await store?.close();

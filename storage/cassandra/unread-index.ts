@@ -21,6 +21,7 @@ import type { types } from 'cassandra-driver';
 type Execute = (query: string, params: unknown[], options: { prepare: true; fetchSize: number; pageState?: string }) => Promise<types.ResultSet>;
 import { num } from './util';
 import { routingKey, type TableRow } from './writer';
+import { packVarints, unpackVarints } from './values';
 
 /** Column positions of an inbox insert (TimelineReader's: key, bucket, seq, then inboxSpec's columns). */
 const UID = 0;
@@ -120,34 +121,9 @@ interface Conv {
 /** The seqs of a row other than its key, as varints of (key - seq); null when there are none. */
 export function packSeqs(key: number, seqs: readonly number[]): Buffer | null {
   if (seqs.length === 1) return null;
-  const out = Buffer.allocUnsafe(seqs.length * 8);
-  let at = 0;
-  for (const s of seqs) {
-    if (s === key) continue;
-    let d = key - s;
-    while (d >= 0x80) {
-      out[at++] = (d % 0x80) | 0x80;
-      d = Math.floor(d / 0x80);
-    }
-    out[at++] = d;
-  }
-  return out.subarray(0, at);
+  return packVarints(seqs.filter((s) => s !== key).map((s) => key - s));
 }
 
 export function unpackSeqs(key: number, packed: Buffer): number[] {
-  const out: number[] = [];
-  let d = 0;
-  let mul = 1;
-  for (let i = 0; i < packed.length; i++) {
-    const b = packed[i];
-    d += (b & 0x7f) * mul;
-    if (b < 0x80) {
-      out.push(key - d);
-      d = 0;
-      mul = 1;
-    } else {
-      mul *= 0x80;
-    }
-  }
-  return out;
+  return unpackVarints(packed).map((d) => key - d);
 }

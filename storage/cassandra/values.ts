@@ -197,6 +197,22 @@ export function packValues(tag: number, values: readonly unknown[]): Buffer {
   return Buffer.from(w.buf.subarray(0, w.at));
 }
 
+/** Unsigned integers as bare varints, one after another (no tag, no count). */
+export function packVarints(ns: Iterable<number>): Buffer {
+  const w = scratch;
+  w.reset();
+  for (const n of ns) w.varint(n);
+  return Buffer.from(w.buf.subarray(0, w.at));
+}
+
+/** The integers packVarints wrote. */
+export function unpackVarints(packed: Buffer): number[] {
+  const r = new ValueReader(packed);
+  const out: number[] = [];
+  while (r.at < packed.length) out.push(r.varint());
+  return out;
+}
+
 /** The values packValues wrote, after checking its tag. */
 export function unpackValues(tag: number, packed: Buffer): unknown[] {
   const r = new ValueReader(packed);
