@@ -10,7 +10,7 @@ import type { Client } from 'cassandra-driver';
 import type { Lease } from './lease';
 import { NotOwnerError, type Shards } from './shards';
 import { KeyedMutex, LruMap, num } from './util';
-import type { OwnerLog } from './log';
+import type { LogOrder, OwnerLog } from './log';
 import { routingKey } from './writer';
 import { packValues, unpackValues } from './values';
 import { checkSameSend, sendDigest } from '../send-digest';
@@ -88,7 +88,11 @@ export class Journal {
     this.senders.deleteWhere((x) => shard === undefined || x.shard === shard);
   }
 
-  open(input: AppendInput): Promise<JournalAnswer> {
+  /**
+   * `order.queued` hears a new send's answer once its journal row is queued for the log (the
+   * pair stays locked until the row is logged, so a second attempt still waits for it).
+   */
+  open(input: AppendInput, order?: LogOrder<JournalAnswer>): Promise<JournalAnswer> {
     const shard = this.owned(input.from);
     return this.mutex.run(pairKey(input.from, input.clientMsgId), async () => {
       const key = pairKey(input.from, input.clientMsgId);
@@ -110,15 +114,18 @@ export class Journal {
       const fresh: Record = { from: input.from, shard, msgId: input.msgId, expiresAtMs: input.sentAtMs + input.dedupWindowMs, createdMs: Date.now(), digest };
       // Listed before the write: if the write fails, a retry reads the table instead of trusting the list.
       sent?.cmids?.add(input.clientMsgId);
-      await this.o.writer.write([{
+      const answer: JournalAnswer = { state: 'new', createdMs: fresh.createdMs };
+      const logged = this.o.writer.enqueue([{
         query: this.q.open,
         params: [input.from, input.clientMsgId, packValues(BODY_TAG, [fresh.msgId, fresh.expiresAtMs, fresh.createdMs, digest]), this.ttlSeconds(input)],
         routingKey: sent?.routingKey ?? routingKey(input.from), bytes: 160, key: input.from, shard, epoch,
       }], stillMine);
+      order?.queued?.(answer, logged);
+      await logged.done;
       this.o.lease.check(0, 'send journal');
       stillMine();
       this.mem.set(key, fresh);
-      return { state: 'new', createdMs: fresh.createdMs };
+      return answer;
     });
   }
 

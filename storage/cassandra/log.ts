@@ -24,7 +24,7 @@
  *   comes after, and partitions wholly behind the mark are deleted (a TTL is the backstop).
  */
 import type { Client } from 'cassandra-driver';
-import { OverloadedError } from '../../common/errors';
+import { OverloadedError, UnavailableError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { Lease } from './lease';
 import { Gate, num, sleep, toStoreError } from './util';
@@ -53,8 +53,56 @@ interface Tracked extends TableRow {
 interface Waiter {
   check?: () => void;
   rows: LoggedRow[];
+  ticket: LogTicket;
   resolve: () => void;
   reject: (err: unknown) => void;
+}
+
+/**
+ * One write of rows to the log: `done` settles when they are logged (or not), and `state` says so
+ * at once, set by the round that took them. Rounds are logged one after another, so rows written
+ * after these and checked with `loggedOrQueued` are never logged unless these are, in the same
+ * round or an earlier one: a send's history and inbox rows are never durable without its journal
+ * row (docs/sequencer.md, "One round per send").
+ */
+export interface LogTicket {
+  state: 'queued' | 'logged' | 'failed';
+  done: Promise<void>;
+}
+
+/** A later write's rows went out without those of an earlier write they depend on (it failed). */
+export class LogOrderError extends UnavailableError {}
+
+/**
+ * How a call's rows are placed in the log: `after` an earlier write (they are not logged if its
+ * rows failed), and whom to tell, with the call's answer, once they are queued (before they are
+ * logged), so the next step of a send can queue its own rows for the same round.
+ */
+export interface LogOrder<A> {
+  after?: LogTicket;
+  queued?: (answer: A, ticket: LogTicket) => void;
+}
+
+/** A step's answer as soon as its rows are queued for the log (with their ticket), or once it ended without queuing any; and how the step ends. */
+export interface Queued<A> {
+  answer: A;
+  ticket?: LogTicket;
+  readonly settled: Promise<A>;
+}
+
+/** Starts a step that takes a LogOrder's `queued` hook; resolves at the earlier of its hook and its end. */
+export function untilQueued<A>(start: (queued: (answer: A, ticket: LogTicket) => void) => Promise<A>): Promise<Queued<A>> {
+  let settled!: Promise<A>;
+  return new Promise<Queued<A>>((resolve, reject) => {
+    // A getter: the hook may run before start() has returned the promise.
+    settled = start((answer, ticket) => resolve({ answer, ticket, get settled() { return settled; } }));
+    settled.then((answer) => resolve({ answer, settled }), reject);
+  });
+}
+
+/** A check for a later write: fails it when the earlier write's rows failed to be logged. */
+export function loggedOrQueued(earlier: LogTicket | undefined, what: string): void {
+  if (earlier?.state === 'failed') throw new LogOrderError(`${what}: the rows it follows were not logged; retry`);
 }
 
 export interface OwnerLogOptions {
@@ -206,21 +254,28 @@ export class OwnerLog {
    * and the call fails with its error.
    */
   write(rows: LoggedRow[], check?: () => void): Promise<void> {
-    if (rows.length === 0) return Promise.resolve();
+    return this.enqueue(rows, check).done;
+  }
+
+  /** write(), with a ticket whose state later writes can check (loggedOrQueued) before they are logged. */
+  enqueue(rows: LoggedRow[], check?: () => void): LogTicket {
+    if (rows.length === 0) return { state: 'logged', done: Promise.resolve() };
     if (this.unflushedBytes >= this.o.maxUnflushedBytes) {
       // The tables fall behind the log (Cassandra slower than the sends): refuse rather than hold
       // more in memory; the client retries.
       void this.flush();
-      return Promise.reject(new OverloadedError(
-        `${this.o.what}: ${Math.round(this.unflushedBytes / 1048576)} MiB logged and not yet written to the tables (maxUnflushedBytes)`));
+      return { state: 'failed', done: Promise.reject(new OverloadedError(
+        `${this.o.what}: ${Math.round(this.unflushedBytes / 1048576)} MiB logged and not yet written to the tables (maxUnflushedBytes)`)) };
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ check, rows, resolve, reject });
+    const ticket = { state: 'queued' } as LogTicket;
+    ticket.done = new Promise<void>((resolve, reject) => {
+      this.queue.push({ check, rows, ticket, resolve, reject });
       if (!this.logging) {
         this.logging = true;
         setImmediate(() => { void this.logLoop(); });
       }
     });
+    return ticket;
   }
 
   /** Writes the key's rows to their tables now; resolves when none are left. */
@@ -291,6 +346,7 @@ export class OwnerLog {
       try {
         w.check?.();
       } catch (err) {
+        w.ticket.state = 'failed';
         w.reject(err);
         continue;
       }
@@ -334,7 +390,10 @@ export class OwnerLog {
       // replaces it: same key, a later timestamp; nothing of it was acknowledged.)
       if (this.pos === pos && process === this.logProcess) this.pos = pos - 1;
       const e = toStoreError(err, this.o.what);
-      for (const w of take) w.reject(e);
+      for (const w of take) {
+        w.ticket.state = 'failed';
+        w.reject(e);
+      }
       return;
     }
     this.loggingPos = 0;
@@ -346,7 +405,10 @@ export class OwnerLog {
       }
       this.unflushedAt.set(pos, rows.length);
     }
-    for (const w of take) w.resolve();
+    for (const w of take) {
+      w.ticket.state = 'logged';
+      w.resolve();
+    }
   }
 
   /**

@@ -18,7 +18,12 @@ import { preferredOwner } from './balance';
 import { MIGRATIONS, readSettings } from './schema';
 import { storeContract } from '../contract.test-support';
 import { sendDigest } from '../send-digest';
-import type { AppendInput, Store } from '../store';
+import type { AppendInput, Store, StoredMessage } from '../store';
+import { LogOrderError, loggedOrQueued, type OwnerLog } from './log';
+import { decodeBody } from './log-body';
+import type { OwnedTimeline } from './timeline';
+import { num } from './util';
+import { tableOf } from './writer';
 
 const runId = randomBytes(4).toString('hex');
 const MAIN_KS = `im_test_${runId}`;
@@ -194,6 +199,76 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('one round per send (docs/sequencer.md)', () => {
+    // Default bucket sizes: a send then rarely starts a bucket (a bucket is listed in its own write first).
+    /** The log rows this store wrote so far: position -> the tables its rows go to. */
+    async function logged(store: CassandraStore): Promise<Map<number, string[]>> {
+      const rs = await admin.execute(`SELECT pos, body FROM ${MAIN_KS}.store_log WHERE process = ? AND part = 0`, [store.processId], { prepare: true });
+      return new Map(rs.rows.map((r) => [num(r.pos)!, decodeBody(r.body as Buffer).map((row) => tableOf(row.query).split('.').pop()!)]));
+    }
+
+    it('logs a send\'s journal, history and inbox rows in one log write when this process owns all of them', async () => {
+      const store = await CassandraStore.open(base(MAIN_KS, { writeBehindMs: 60_000 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        // The first send lists each timeline's first bucket (its own writes, before the rows).
+        await store.appendMessage(direct(alice, bob, 'first'));
+        const before = await logged(store);
+        const res = await store.appendMessage(direct(alice, bob, 'second'));
+        const after = await logged(store);
+        const added = [...after.keys()].filter((pos) => !before.has(pos));
+        assert.equal(added.length, 1, `one log write for the send, got ${added.length}`);
+        assert.deepEqual(after.get(added[0])!.sort(), ['history', 'inbox', 'inbox', 'journal']);
+        assert.deepEqual((await store.sync(bob, 0, 10)).items.map((m) => m.msgId).slice(-1), [res.message.msgId]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('never logs rows queued after rows that failed to be logged, and the timeline reissues the seq they had', async () => {
+      const store = await CassandraStore.open(base(MAIN_KS, { writeBehindMs: 60_000 }));
+      try {
+        const inner = store as unknown as { log: OwnerLog; inbox: OwnedTimeline<StoredMessage> };
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const warm = await store.appendMessage(direct(alice, bob, 'warm'));
+        const bobSeq = warm.seqs.get(bob)!;
+        const before = await logged(store);
+        // An earlier write whose rows are refused (as a lost shard's check refuses them).
+        const failed = inner.log.enqueue([{ query: `INSERT INTO ${MAIN_KS}.journal (from_uid, client_msg_id, body) VALUES (?, ?, ?)`,
+          params: [alice, 'x', Buffer.alloc(1)], routingKey: Buffer.from(alice), bytes: 10, key: alice, shard: 0, epoch: 0 }], () => { throw new Error('refused'); });
+        await assert.rejects(failed.done, /refused/);
+        assert.equal(failed.state, 'failed');
+        const entry = { ...warm.message, msgId: newId() };
+        await assert.rejects(inner.inbox.append(bob, entry, Date.now(), { after: failed }), LogOrderError);
+        assert.deepEqual([...(await logged(store)).keys()], [...before.keys()], 'nothing logged');
+        // The lane started over from what is logged: the next append takes the seq the refused one had.
+        const next = await store.appendMessage(direct(alice, bob, 'next'));
+        assert.equal(next.seqs.get(bob), bobSeq + 1);
+        assert.deepEqual((await store.sync(bob, bobSeq - 1, 10)).items.map((m) => m.seq), [bobSeq, bobSeq + 1]);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('logs rows queued after rows of the same round with them', async () => {
+      const store = await CassandraStore.open(base(MAIN_KS, { writeBehindMs: 60_000 }));
+      try {
+        const inner = store as unknown as { log: OwnerLog };
+        const before = await logged(store);
+        const row = (id: string) => ({ query: `INSERT INTO ${MAIN_KS}.journal (from_uid, client_msg_id, body) VALUES (?, ?, ?)`,
+          params: [id, 'x', Buffer.alloc(1)], routingKey: Buffer.from(id), bytes: 10, key: id, shard: 0, epoch: 0 });
+        const first = inner.log.enqueue([row(uid('a'))]);
+        const second = inner.log.enqueue([row(uid('b'))], () => loggedOrQueued(first, 'test'));
+        await Promise.all([first.done, second.done]);
+        assert.deepEqual([first.state, second.state], ['logged', 'logged']);
+        const added = [...(await logged(store)).entries()].filter(([pos]) => !before.has(pos));
+        assert.deepEqual(added.map(([, tables]) => tables), [['journal', 'journal']]);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
   describe('orphaned logs', () => {
     it('a dead process\'s log is written to the tables and deleted once its lease is over, though no key of it is used again', async () => {
       // Dies before its first write-behind window and before it ever wrote a log mark.
@@ -317,14 +392,17 @@ describe('CassandraStore (real Cassandra)', function () {
       try {
         const [alice, bob] = [uid('alice'), uid('bob')];
         const first = await store.appendMessage(direct(alice, bob, 'first'));
-        const inner = store as unknown as { serve(op: string, args: unknown): Promise<number> };
+        type Timeline = { append(key: string, e: unknown, since?: number, order?: unknown): Promise<number> };
+        const inner = store as unknown as { serve(op: string, args: unknown): Promise<number>; inbox: Timeline; historyLog: Timeline };
         const serve = inner.serve.bind(store);
         // Every append a send makes says when it was journaled, fresh sends included: that is what
         // lets an owner check the tail instead of appending a repeated call twice.
         const seen: unknown[] = [];
-        inner.serve = (op, args) => { if (op === 'append') seen.push((args as { s?: unknown }).s); return serve(op, args); };
+        for (const t of [inner.inbox, inner.historyLog]) {
+          const append = t.append.bind(t);
+          t.append = (key, e, since, order) => { seen.push(since); return append(key, e, since, order); };
+        }
         await store.appendMessage(direct(alice, bob, 'fresh'));
-        inner.serve = serve;
         assert.equal(seen.length, 3);
         for (const since of seen) assert.equal(typeof since, 'number');
         // What a coordinator whose forwarded call timed out sends again, seconds later: the same

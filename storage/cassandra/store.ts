@@ -26,7 +26,7 @@ import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { OwnedTimeline, TimelineReader } from './timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
-import { OwnerLog } from './log';
+import { OwnerLog, untilQueued } from './log';
 import { OrphanSweep } from './orphans';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
 
@@ -393,25 +393,59 @@ export class CassandraStore implements Store {
     return rs.rows;
   }
 
-  /**
-   * The send: the sender's shard owner opens (or finds) its journal entry; the history and every
-   * inbox owner append the message, idempotently by msgId; the journal entry is completed.
-   */
+  /** The send: in one log round when this process owns every key it touches, else key by key. */
   private async append(input: AppendInput): Promise<AppendResult> {
-    const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
-    if (j.state === 'done') {
-      await this.flushed(j.convId);
-      const rows = await this.wrap(this.historyReader.before(j.convId, j.convSeq + 1, 1), 'append dedup');
-      const original = rows[0] && num(rows[0].seq) === j.convSeq ? historyRowToMessage(j.convId, rows[0]) : undefined;
-      if (!original) throw new UnavailableError(`send ${input.clientMsgId}: original ${j.convId}#${j.convSeq} not readable yet; retry`);
-      return { message: original, senderSeq: j.senderSeq, seqs: new Map(), duplicate: true };
+    return (await this.appendHere(input)) ?? this.appendByOwners(input);
+  }
+
+  /**
+   * The send when this process owns every shard it touches (the sender's journal, the
+   * conversation's history, every recipient's inbox): each step queues its rows for the log as
+   * soon as the one before has queued its own, ordered after them (log.ts, LogTicket), so a send
+   * is usually one log round instead of three, and its content is logged once. Answers undefined
+   * when a shard is not owned here or is leaving, or stops being owned meanwhile: the send then
+   * goes owner by owner, which finds what this attempt stored (every step is idempotent).
+   */
+  private async appendHere(input: AppendInput): Promise<AppendResult | undefined> {
+    const shards = [...new Set([input.from, input.convId, ...input.recipients].map((k) => this.shards.of(k)))];
+    if (this.closing || !shards.every((s) => { const st = this.shards.mine(s); return st !== undefined && !st.leaving; })) return undefined;
+    // Counted as served calls: a handover of one of these shards waits for this send.
+    this.countServed(shards, 1);
+    try {
+      const j = await untilQueued<JournalAnswer>((queued) => this.journal.open(input, { queued }));
+      if (j.answer.state === 'done') return await this.storedAlready(j.answer);
+      const { msg, since, redriven } = this.attempt(input, j.answer);
+      const h = await untilQueued<number>((queued) => this.historyLog.append(input.convId, msg, since, { after: j.ticket, queued }));
+      const message = toStoredMessage(msg, h.answer);
+      const after = h.ticket ?? j.ticket;
+      const inboxes = await Promise.all(input.recipients.map((uid) =>
+        untilQueued<number>((queued) => this.inbox.append(uid, message, since, { after, queued }))));
+      // Each step's own error first: a later step fails with LogOrderError when an earlier one did.
+      await j.settled;
+      await h.settled;
+      const seqList = await Promise.all(inboxes.map((i) => i.settled));
+      const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
+      const senderSeq = seqs.get(input.from)!;
+      await this.journal.complete({ from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: h.answer, senderSeq })
+        .catch((err: unknown) => { if (!(err instanceof NotOwnerError)) throw err; });
+      return { message, senderSeq, seqs, duplicate: redriven };
+    } catch (err) {
+      if (err instanceof NotOwnerError) return undefined;
+      throw err;
+    } finally {
+      this.countServed(shards, -1);
     }
-    const redrive = j.state === 'redrive' ? j : undefined;
-    const msg: AppendInput = redrive ? { ...input, msgId: redrive.msgId } : input;
-    // Every append says when the send was journaled: an owner that cannot tell from memory
-    // whether msgId is already in the timeline (a retried call, a re-drive racing the first
-    // attempt, a new owner) reads the tail back to then instead of appending it twice.
-    const since = j.state === 'redrive' ? j.sinceMs : j.createdMs;
+  }
+
+  /**
+   * The send owner by owner: the sender's shard owner opens (or finds) its journal entry; the
+   * history and every inbox owner append the message, idempotently by msgId; the journal entry
+   * is completed.
+   */
+  private async appendByOwners(input: AppendInput): Promise<AppendResult> {
+    const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
+    if (j.state === 'done') return this.storedAlready(j);
+    const { msg, since, redriven } = this.attempt(input, j);
     const convSeq = await this.onOwner(input.convId, 'append', { t: 'h', key: input.convId, e: msg, s: since }) as number;
     const message = toStoredMessage(msg, convSeq);
     const seqList = await Promise.all(input.recipients.map((uid) =>
@@ -423,20 +457,48 @@ export class CassandraStore implements Store {
     };
     await this.onOwner(input.from, 'complete', done);
     // A re-driven send that finds everything stored is still the original's answer to give.
-    return { message, senderSeq, seqs, duplicate: redrive !== undefined };
+    return { message, senderSeq, seqs, duplicate: redriven };
+  }
+
+  /**
+   * What this attempt appends: the input, or the earlier attempt it re-drives (same msgId), and
+   * since when the send was journaled. Every append says so: an owner that cannot tell from
+   * memory whether msgId is already in the timeline (a retried call, a re-drive racing the first
+   * attempt, a new owner) reads the tail back to then instead of appending it twice.
+   */
+  private attempt(input: AppendInput, j: Exclude<JournalAnswer, { state: 'done' }>): { msg: AppendInput; since: number; redriven: boolean } {
+    return j.state === 'redrive'
+      ? { msg: { ...input, msgId: j.msgId }, since: j.sinceMs, redriven: true }
+      : { msg: input, since: j.createdMs, redriven: false };
+  }
+
+  /** The answer to a send the journal says is stored: the original, read back from its history. */
+  private async storedAlready(j: Extract<JournalAnswer, { state: 'done' }>): Promise<AppendResult> {
+    await this.flushed(j.convId);
+    const rows = await this.wrap(this.historyReader.before(j.convId, j.convSeq + 1, 1), 'append dedup');
+    const original = rows[0] && num(rows[0].seq) === j.convSeq ? historyRowToMessage(j.convId, rows[0]) : undefined;
+    if (!original) throw new UnavailableError(`send ${j.msgId}: original ${j.convId}#${j.convSeq} not readable yet; retry`);
+    return { message: original, senderSeq: j.senderSeq, seqs: new Map(), duplicate: true };
   }
 
   /** Serves a call forwarded by another store (or made here) on a key this process must own. */
   private async serve(op: string, args: unknown): Promise<unknown> {
     const shard = this.shards.of(keyOf(op, args));
     await this.admit(shard);
-    this.serveCount.set(shard, (this.serveCount.get(shard) ?? 0) + 1);
+    this.countServed([shard], 1);
     try {
       return await this.run(op, args);
     } finally {
-      const n = (this.serveCount.get(shard) ?? 1) - 1;
-      if (n > 0) this.serveCount.set(shard, n);
-      else this.serveCount.delete(shard);
+      this.countServed([shard], -1);
+    }
+  }
+
+  /** Calls running on these shards (a handover waits for none to be left). */
+  private countServed(shards: number[], d: 1 | -1): void {
+    for (const s of shards) {
+      const n = (this.serveCount.get(s) ?? 0) + d;
+      if (n > 0) this.serveCount.set(s, n);
+      else this.serveCount.delete(s);
     }
   }
 

@@ -19,7 +19,7 @@ import type { Logger } from '../../common/log';
 import type { Lease } from './lease';
 import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { LruMap, num, sleep, toStoreError } from './util';
-import type { LoggedRow, OwnerLog } from './log';
+import { LogOrderError, loggedOrQueued, type LogOrder, type LoggedRow, type LogTicket, type OwnerLog } from './log';
 import { routingKey } from './writer';
 
 export interface TimelineSpec<E> {
@@ -133,6 +133,7 @@ interface Pending<E> {
    * append since then; otherwise the tail is read back to this time.
    */
   sinceMs?: number;
+  order?: LogOrder<number>;
   resolve: (seq: number) => void;
   reject: (err: unknown) => void;
 }
@@ -193,8 +194,10 @@ export class OwnedTimeline<E> {
   /**
    * Appends entry to key's timeline (this process must own the key's shard); resolves with its
    * seq once durably written. An entry whose msgId the key already has answers with that seq.
+   * `order`: its rows are logged only if `order.after`'s were, and `order.queued` hears the seq
+   * once they are queued for the log (not for an entry answered from what is already written).
    */
-  append(key: string, entry: E, sinceMs?: number): Promise<number> {
+  append(key: string, entry: E, sinceMs?: number, order?: LogOrder<number>): Promise<number> {
     const shard = this.o.shards.of(key);
     const st = this.o.shards.mine(shard);
     if (!st) return Promise.reject(new NotOwnerError(`${this.reader.spec.kind} ${key}: shard ${shard} is not owned here`));
@@ -210,7 +213,7 @@ export class OwnedTimeline<E> {
     this.pending++;
     const l = lane;
     return new Promise<number>((resolve, reject) => {
-      l.queue.push({ entry, sinceMs, resolve, reject });
+      l.queue.push({ entry, sinceMs, order, resolve, reject });
       if (!l.busy) void this.drain(l);
     });
   }
@@ -322,7 +325,10 @@ export class OwnedTimeline<E> {
         }], []);
         for (const b of newBuckets) lane.buckets.add(b);
       }
-      await this.durably(lane, rows, fresh.map((f) => f.p));
+      await this.durably(lane, rows, fresh.map((f) => f.p), (t) => {
+        for (const f of fresh) f.p.order?.queued?.(f.seq, t);
+        for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!.seq, t);
+      });
     } catch (err) {
       for (const { p } of fresh) if (!this.settledEarly.has(p)) this.settle(p, undefined, err);
       for (const d of dupes) this.settle(d.p, undefined, err);
@@ -349,21 +355,29 @@ export class OwnedTimeline<E> {
    * are durable or the lease is gone: a later seq of this key is never written while an earlier
    * one might still land.
    */
-  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: Pending<E>[]): Promise<void> {
+  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: Pending<E>[], queued?: (t: LogTicket) => void): Promise<void> {
     // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
     // under a new incarnation) they must never be sent, nor count if acknowledged.
     const stillMine = () => {
       const st = this.o.shards.mine(lane.shard);
       if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
     };
+    // And only after the rows each caller's rows follow (a send's journal or history rows).
+    const check = callers.some((p) => p.order?.after) ? () => {
+      stillMine();
+      for (const p of callers) loggedOrQueued(p.order?.after, `${this.reader.spec.kind} ${lane.key}`);
+    } : stillMine;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.o.writer.write(rows, stillMine);
+        const t = this.o.writer.enqueue(rows, check);
+        if (attempt === 1) queued?.(t);
+        await t.done;
         this.o.lease.check(0, `${this.reader.spec.kind} ${lane.key}`);
         stillMine();
         return;
       } catch (err) {
-        if (err instanceof NotOwnerError) throw err;
+        // Rows that followed rows which were not logged are never written: the lane starts over.
+        if (err instanceof NotOwnerError || err instanceof LogOrderError) throw err;
         stillMine();
         if (attempt === 1) {
           this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
