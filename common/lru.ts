@@ -4,33 +4,43 @@
 const EVICTION_LOOKS = 8;
 
 /**
- * A Map that forgets its least recently used key beyond `max` entries, never one `keep` pins.
- * Pinned entries may hold it above `max` for as long as they are pinned. Each set() looks at a
- * few of the oldest entries at most: a pinned one is moved to the recent end, so the next look
- * starts with the others (with many pinned entries a full scan per set() would cost O(n) each).
+ * A Map that forgets its least recently used keys beyond `max` entries, never one `keep` pins.
+ * Pinned entries may hold it above `max` for as long as they are pinned.
+ *
+ * Recency is tracked the CLOCK way (second chance): get() only marks an entry used, and a set()
+ * beyond max walks from the oldest end, moving used and pinned entries to the recent end (used
+ * ones unmarked) and forgetting the first that is neither. A get() that moved its entry (a Map
+ * delete and insert) cost more than the lookup itself on the store's hot path. Each set() looks at
+ * a few entries at most, so with many pinned entries a set() does not scan them all.
  */
 export class LruMap<K, V> {
-  private readonly map = new Map<K, V>();
+  private readonly map = new Map<K, { v: V; used: boolean }>();
   constructor(private readonly max: number, private readonly keep?: (value: V) => boolean) {}
 
   get(key: K): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
+    const e = this.map.get(key);
+    if (e === undefined) return undefined;
+    e.used = true;
+    return e.v;
   }
 
   set(key: K, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
+    const e = this.map.get(key);
+    if (e !== undefined) {
+      e.v = value;
+      e.used = true;
+      return;
+    }
+    this.map.set(key, { v: value, used: false });
     if (this.map.size <= this.max) return;
     let looks = EVICTION_LOOKS;
-    for (const [k, v] of this.map) {
+    for (const [k, old] of this.map) {
       if (this.map.size <= this.max || looks-- === 0) break;
       this.map.delete(k);
-      if (this.keep?.(v)) this.map.set(k, v);
+      if (old.used || this.keep?.(old.v)) {
+        old.used = false;
+        this.map.set(k, old);
+      }
     }
   }
 
@@ -43,6 +53,6 @@ export class LruMap<K, V> {
   }
 
   deleteWhere(test: (value: V) => boolean): void {
-    for (const [k, v] of this.map) if (test(v)) this.map.delete(k);
+    for (const [k, e] of this.map) if (test(e.v)) this.map.delete(k);
   }
 }
