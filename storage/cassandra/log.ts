@@ -84,19 +84,23 @@ export interface LogOrder<A> {
 }
 
 /** A step's answer as soon as its rows are queued for the log (with their ticket), or once it ended without queuing any; and how the step ends. */
-export interface Queued<A> {
-  answer: A;
-  ticket?: LogTicket;
-  readonly settled: Promise<A>;
+export class Queued<A> {
+  constructor(readonly answer: A, readonly ticket: LogTicket | undefined, readonly settled: Promise<A>) {}
 }
 
 /** Starts a step that takes a LogOrder's `queued` hook; resolves at the earlier of its hook and its end. */
 export function untilQueued<A>(start: (queued: (answer: A, ticket: LogTicket) => void) => Promise<A>): Promise<Queued<A>> {
-  let settled!: Promise<A>;
   return new Promise<Queued<A>>((resolve, reject) => {
-    // A getter: the hook may run before start() has returned the promise.
-    settled = start((answer, ticket) => resolve({ answer, ticket, get settled() { return settled; } }));
-    settled.then((answer) => resolve({ answer, settled }), reject);
+    let settled: Promise<A> | undefined;
+    let early: { answer: A; ticket: LogTicket } | undefined;
+    // The hook may run before start() has returned the promise.
+    settled = start((answer, ticket) => {
+      if (settled) resolve(new Queued(answer, ticket, settled));
+      else early = { answer, ticket };
+    });
+    if (early) resolve(new Queued(early.answer, early.ticket, settled));
+    const s = settled;
+    s.then((answer) => resolve(new Queued(answer, undefined, s)), reject);
   });
 }
 
@@ -146,6 +150,24 @@ function stamped(query: string): boolean {
     stampedQueries.set(query, s);
   }
   return s;
+}
+
+/**
+ * A row's partition as the log groups it (table and routing key), and its routing key as text,
+ * kept per routing-key buffer: the callers reuse one buffer for a key's rows (timeline.ts caches
+ * it per bucket, the journal per sender), so most rows find theirs without building strings.
+ */
+const partitions = new Map<string, WeakMap<Buffer, { where: string; text: string; stamped: boolean }>>();
+function partitionOf(r: Row): { where: string; text: string; stamped: boolean } {
+  let byKey = partitions.get(r.query);
+  if (!byKey) partitions.set(r.query, byKey = new WeakMap());
+  let p = byKey.get(r.routingKey);
+  if (!p) {
+    const text = r.routingKey.toString('latin1');
+    p = { where: `${tableOf(r.query)}\0${text}`, text, stamped: stamped(r.query) };
+    byKey.set(r.routingKey, p);
+  }
+  return p;
 }
 
 interface Replayable extends TableRow { shard: number; epoch: number }
@@ -371,13 +393,15 @@ export class OwnerLog {
       this.o.lease.check(this.o.lease.writeTimeoutMs, this.o.what);
       await this.register(process);
       const ts = this.o.nextTs();
-      rows = take.flatMap((w) => w.rows.map((r): Tracked => {
-        const rk = r.routingKey.toString('latin1');
-        return {
-          query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: rk, where: `${tableOf(r.query)}\0${rk}`,
-          bytes: r.bytes, ts: stamped(r.query) ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
-        };
-      }));
+      for (const w of take) {
+        for (const r of w.rows) {
+          const p = partitionOf(r);
+          rows.push({
+            query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: p.text, where: p.where,
+            bytes: r.bytes, ts: p.stamped ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
+          });
+        }
+      }
       const body = encodeBody(rows);
       await this.o.gate.run(() => this.o.client.execute(this.q.log, [process, Math.floor(pos / this.o.partRows), pos, body],
         { prepare: true, timestamp: ts, readTimeout: this.o.lease.writeTimeoutMs }));
@@ -683,7 +707,8 @@ async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?:
       sends.push(gate.run(async () => {
         const timeout = prepare();
         const ts = part.reduce<number | undefined>((m, r) => (r.ts === undefined ? m : Math.max(m ?? 0, r.ts)), undefined);
-        const options = { prepare: true, readTimeout: timeout, ...(ts !== undefined && { timestamp: ts }) };
+        // The partition's routing key as computed when the row was made: the driver need not encode it again.
+        const options = { prepare: true, readTimeout: timeout, routingKey: part[0].routingKey, ...(ts !== undefined && { timestamp: ts }) };
         if (part.length === 1) await client.execute(part[0].query, part[0].params, options);
         else await client.batch(part.map((r) => ({ query: r.query, params: r.params })), { ...options, logged: false });
       }));

@@ -147,8 +147,15 @@ interface Lane<E> {
   coveredFromMs: number;
   cur: number;
   buckets: Set<number>;
-  /** msgId -> seq and append time of the entries of the last `recentMs` (at least `recentPerKey`), oldest first. */
-  recent: Map<string, { seq: number; atMs: number }>;
+  /** msgId -> seq of the entries of the last `recentMs` (at least `recentPerKey`). */
+  recent: Map<string, number>;
+  /**
+   * The same entries oldest first, as msgIds and append times (ms) from `recentHead` on: plain
+   * arrays, not an object per entry, since a busy key holds a couple of minutes of them.
+   */
+  recentIds: string[];
+  recentAts: number[];
+  recentHead: number;
   queue: Pending<E>[];
   busy: boolean;
   /** The routing key of the bucket last written (rows of a round are mostly in one bucket). */
@@ -207,7 +214,7 @@ export class OwnedTimeline<E> {
     let lane = this.lanes.get(key);
     if (lane && lane.epoch !== st.epoch && !lane.busy) lane = undefined;
     if (!lane) {
-      lane = { key, shard, epoch: st.epoch, loaded: false, coveredFromMs: Number.MAX_SAFE_INTEGER, cur: 0, buckets: new Set(), recent: new Map(), queue: [], busy: false };
+      lane = { key, shard, epoch: st.epoch, loaded: false, coveredFromMs: Number.MAX_SAFE_INTEGER, cur: 0, buckets: new Set(), recent: new Map(), recentIds: [], recentAts: [], recentHead: 0, queue: [], busy: false };
       this.lanes.set(key, lane);
     }
     this.pending++;
@@ -256,15 +263,28 @@ export class OwnedTimeline<E> {
     return queue.splice(0, n);
   }
 
+  /** Remembers an entry of the key (one it did not hold: a new seq, or one found in the table). */
   private remember(lane: Lane<E>, id: string, seq: number, atMs = Date.now()): void {
-    const now = Date.now();
-    lane.recent.delete(id);
-    lane.recent.set(id, { seq, atMs });
-    for (const [old, r] of lane.recent) {
-      if (lane.recent.size <= this.o.recentPerKey || r.atMs > now - this.o.recentMs) break;
-      lane.recent.delete(old);
-      lane.coveredFromMs = Math.max(lane.coveredFromMs, r.atMs);
+    if (lane.recent.has(id)) {
+      lane.recent.set(id, seq);
+      return;
     }
+    lane.recent.set(id, seq);
+    lane.recentIds.push(id);
+    lane.recentAts.push(atMs);
+    const oldestKept = Date.now() - this.o.recentMs;
+    let head = lane.recentHead;
+    while (lane.recent.size > this.o.recentPerKey && lane.recentAts[head] <= oldestKept) {
+      lane.recent.delete(lane.recentIds[head]);
+      lane.coveredFromMs = Math.max(lane.coveredFromMs, lane.recentAts[head]);
+      head++;
+    }
+    if (head > 256 && head * 2 > lane.recentIds.length) {
+      lane.recentIds = lane.recentIds.slice(head);
+      lane.recentAts = lane.recentAts.slice(head);
+      head = 0;
+    }
+    lane.recentHead = head;
   }
 
   /**
@@ -282,7 +302,7 @@ export class OwnedTimeline<E> {
     const dupes: { p: Pending<E>; id: string }[] = [];
     for (const p of batch) {
       const id = spec.idOf(p.entry);
-      let seq = lane.recent.get(id)?.seq;
+      let seq = lane.recent.get(id);
       if (seq === undefined && p.sinceMs !== undefined && !this.memoryCovers(lane, p.sinceMs)) {
         seq = await this.findSince(lane, id, p.sinceMs).catch((err: unknown) => {
           this.settle(p, undefined, toStoreError(err, `${spec.kind} append`));
@@ -303,18 +323,24 @@ export class OwnedTimeline<E> {
       fresh.push({ p, seq: next });
     }
     if (fresh.length === 0) {
-      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
+      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
       return;
     }
     await this.o.shards.ensureBound(st, lane.cur);
-    const newBuckets = [...new Set(fresh.map((f) => this.reader.bucketOf(f.seq)))].filter((b) => !lane.buckets.has(b));
+    const newBuckets: number[] = [];
+    const rows: LoggedRow[] = [];
+    const insert = this.reader.queries.insert;
+    for (const { p, seq } of fresh) {
+      const bucket = this.reader.bucketOf(seq);
+      if (!lane.buckets.has(bucket) && !newBuckets.includes(bucket)) newBuckets.push(bucket);
+      const params = spec.values(p.entry);
+      params.unshift(lane.key, bucket, seq);
+      rows.push({
+        query: insert, params, routingKey: this.routingKeyOf(lane, bucket), bytes: spec.sizeOf(p.entry),
+        key: lane.key, shard: lane.shard, epoch: lane.epoch,
+      });
+    }
     const at = { key: lane.key, shard: lane.shard, epoch: lane.epoch };
-    const rows: LoggedRow[] = fresh.map(({ p, seq }) => ({
-      query: this.reader.queries.insert,
-      params: [lane.key, this.reader.bucketOf(seq), seq, ...spec.values(p.entry)],
-      routingKey: this.routingKeyOf(lane, this.reader.bucketOf(seq)),
-      bytes: spec.sizeOf(p.entry), ...at,
-    }));
     try {
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that
@@ -327,7 +353,7 @@ export class OwnedTimeline<E> {
       }
       await this.durably(lane, rows, fresh.map((f) => f.p), (t) => {
         for (const f of fresh) f.p.order?.queued?.(f.seq, t);
-        for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!.seq, t);
+        for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!, t);
       });
     } catch (err) {
       for (const { p } of fresh) if (!this.settledEarly.has(p)) this.settle(p, undefined, err);
@@ -338,7 +364,7 @@ export class OwnedTimeline<E> {
       if (this.settledEarly.delete(p)) continue;
       this.settle(p, seq);
     }
-    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id)?.seq);
+    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
   }
 
   private routingKeyOf(lane: Lane<E>, bucket: number): Buffer {

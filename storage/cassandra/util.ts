@@ -48,17 +48,35 @@ export class Gate {
  * races between processes. The map holds only keys with work queued.
  */
 export class KeyedMutex {
-  private readonly tails = new Map<string, Promise<unknown>>();
+  /** Per key being run: the calls waiting for it, in order. */
+  private readonly waiting = new Map<string, (() => void)[]>();
 
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+    const queue = this.waiting.get(key);
+    if (!queue) {
+      this.waiting.set(key, []);
+      return this.start(key, fn);
+    }
+    return new Promise<T>((resolve, reject) => {
+      queue.push(() => { this.start(key, fn).then(resolve, reject); });
     });
-    return next;
+  }
+
+  private start<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    let p: Promise<T>;
+    try {
+      p = fn();
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    const next = () => {
+      const queue = this.waiting.get(key)!;
+      const first = queue.shift();
+      if (first) first();
+      else this.waiting.delete(key);
+    };
+    p.then(next, next);
+    return p;
   }
 }
 
