@@ -13,6 +13,18 @@ describe('LruMap', () => {
     assert.equal(m.get('c'), 3);
   });
 
+  it('never forgets the entry being set, even when the hand reaches it first', () => {
+    const m = new LruMap<string, number>(2);
+    m.set('a', 1);
+    m.set('b', 2);
+    m.get('a');
+    m.get('b');
+    // Both older entries were used: the hand unmarks them and comes to 'c' before a second pass.
+    m.set('c', 3);
+    assert.equal(m.get('c'), 3);
+    assert.equal(m.size, 2);
+  });
+
   it('keeps pinned entries, looking at a few entries per set however many are pinned, and forgets them once unpinned', () => {
     const pinned = new Set<number>();
     let looks = 0;
