@@ -42,6 +42,30 @@ export class SourcedGauge {
 }
 
 /** Latency buckets in seconds: 1 ms to 10 s. */
+/**
+ * A counter bumped on hot paths (a frame per delivery): inc() is a plain number add, folded into
+ * the Prometheus counter when it is collected (a scrape), not a prom-client call per event.
+ */
+export class TallyCounter {
+  private pending = 0;
+
+  constructor(registry: Registry, name: string, help: string) {
+    const self = this;
+    new Counter({
+      name, help, registers: [registry],
+      collect() {
+        if (self.pending === 0) return;
+        this.inc(self.pending);
+        self.pending = 0;
+      },
+    });
+  }
+
+  inc(n = 1): void {
+    this.pending += n;
+  }
+}
+
 const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export class ImMetrics {
@@ -52,8 +76,8 @@ export class ImMetrics {
   readonly gatewayConnections = this.sourced('im_gateway_connections', 'Client connections being served (authenticated or not).');
   readonly gatewayWriteQueueBytes = this.sourced('im_gateway_write_queue_bytes',
     'Bytes queued for writing to client sockets, summed over connections.');
-  readonly gatewayFramesIn = this.counter('im_gateway_frames_in_total', 'Frames received from clients.');
-  readonly gatewayFramesOut = this.counter('im_gateway_frames_out_total', 'Frames written to clients.');
+  readonly gatewayFramesIn = this.tally('im_gateway_frames_in_total', 'Frames received from clients.');
+  readonly gatewayFramesOut = this.tally('im_gateway_frames_out_total', 'Frames written to clients.');
   readonly gatewayRequests = new Counter({
     name: 'im_gateway_requests_total', help: 'Client requests forwarded to logic, by op and result code name.',
     labelNames: ['op', 'code'] as const, registers: [this.registry],
@@ -138,6 +162,10 @@ export class ImMetrics {
 
   private counter(name: string, help: string): Counter {
     return new Counter({ name, help, registers: [this.registry] });
+  }
+
+  private tally(name: string, help: string): TallyCounter {
+    return new TallyCounter(this.registry, name, help);
   }
 
   private sourced(name: string, help: string): SourcedGauge {

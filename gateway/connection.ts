@@ -106,6 +106,8 @@ const CONN = Symbol('connection');
  */
 const settleWaiters = new Map<Connection, () => void>();
 const NO_BYTES = Buffer.alloc(0);
+/** Connections corked in this turn of the event loop, uncorked together in its check phase. */
+let corkedThisTurn: Connection[] = [];
 type ConnSocket = ClientSocket & { [CONN]?: Connection };
 
 /** Length-prefixed frames on the TCP stream itself (docs/protocol.md). */
@@ -564,17 +566,22 @@ export class Connection implements WheelItem {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      setImmediate(Connection.uncork, this);
+      // One immediate per turn for every connection corked in it (a group message corks ~100).
+      if (corkedThisTurn.push(this) === 1) setImmediate(Connection.uncorkAll);
     }
     this.transport.write(this, buf, tail);
     metrics().gatewayFramesOut.inc();
     return true;
   }
 
-  /** Uncorks in the check phase of the turn in which write() corked (a shared function, not a closure per connection). */
-  private static uncork(conn: Connection): void {
-    conn.corked = false;
-    conn.socket.uncork();
+  /** Uncorks, in the check phase of the turn, every connection write() corked in it. */
+  private static uncorkAll(): void {
+    const list = corkedThisTurn;
+    corkedThisTurn = [];
+    for (const conn of list) {
+      conn.corked = false;
+      conn.socket.uncork();
+    }
   }
 
   /** The rate bucket, created full on first use. */
