@@ -48,6 +48,8 @@ interface Tracked extends TableRow {
   shard: number;
   epoch: number;
   pos: number;
+  /** The key's generation when it was logged (KeyRows). */
+  kgen: number;
 }
 
 interface Waiter {
@@ -215,6 +217,70 @@ class Counter<K> {
   }
 }
 
+/**
+ * Rows not yet in their tables, per key and by generation: flushKey() waits for the key's rows
+ * logged before it was called, not for the key to have none left at all. A key that takes rows in
+ * every round (a busy inbox) while its batches take longer than a round may never have none, and a
+ * reader waiting for that would wait as long as the traffic lasts. A reader needs only the rows
+ * acknowledged before it asked, and those were counted (in logOnce) before their acknowledgement.
+ */
+class KeyRows {
+  private readonly keys = new Map<string, { gen: number; counts: Map<number, number>; waiters: { gen: number; resolve: () => void }[] }>();
+
+  /** Counts a row of key; returns the generation it is counted in. */
+  add(key: string): number {
+    let k = this.keys.get(key);
+    if (!k) this.keys.set(key, (k = { gen: 0, counts: new Map(), waiters: [] }));
+    k.counts.set(k.gen, (k.counts.get(k.gen) ?? 0) + 1);
+    return k.gen;
+  }
+
+  /** A row of key counted in gen is in its table. */
+  done(key: string, gen: number): void {
+    const k = this.keys.get(key);
+    if (!k) return;
+    const n = (k.counts.get(gen) ?? 1) - 1;
+    if (n > 0) {
+      k.counts.set(gen, n);
+      return;
+    }
+    k.counts.delete(gen);
+    if (k.waiters.length > 0) {
+      let oldest = Infinity;
+      for (const g of k.counts.keys()) oldest = Math.min(oldest, g);
+      // A waiter of generation g waits for every row counted in g or before.
+      k.waiters = k.waiters.filter((w) => {
+        if (w.gen >= oldest) return true;
+        w.resolve();
+        return false;
+      });
+    }
+    if (k.counts.size === 0 && k.waiters.length === 0) this.keys.delete(key);
+  }
+
+  has(key: string): boolean {
+    return (this.keys.get(key)?.counts.size ?? 0) > 0;
+  }
+
+  /** Whether someone waits for rows of key. */
+  waited(key: string): boolean {
+    return (this.keys.get(key)?.waiters.length ?? 0) > 0;
+  }
+
+  /** Resolves once every row of key counted so far is in its table; rows counted later are not waited for. */
+  drained(key: string): Promise<void> {
+    const k = this.keys.get(key);
+    if (!k || k.counts.size === 0) return Promise.resolve();
+    const gen = k.gen++;
+    return new Promise<void>((resolve) => { k.waiters.push({ gen, resolve }); });
+  }
+
+  clear(): void {
+    for (const k of this.keys.values()) for (const w of k.waiters) w.resolve();
+    this.keys.clear();
+  }
+}
+
 export class OwnerLog {
   private readonly q: Record<string, string>;
   private queue: Waiter[] = [];
@@ -222,7 +288,7 @@ export class OwnerLog {
   private pos = 0;
   /** Rows logged, not yet written to their table, by partition (table + routing key). */
   private pending = new Map<string, Tracked[]>();
-  private readonly byKey = new Counter<string>();
+  private readonly byKey = new KeyRows();
   private readonly byShard = new Counter<number>();
   private readonly all = new Counter<0>();
   private unflushedBytes = 0;
@@ -300,7 +366,7 @@ export class OwnerLog {
     return ticket;
   }
 
-  /** Writes the key's rows to their tables now; resolves when none are left. */
+  /** Writes the key's rows to their tables now; resolves when those logged before the call are there. */
   flushKey(key: string): Promise<void> {
     if (!this.byKey.has(key)) return Promise.resolve();
     const drained = this.byKey.drained(key);
@@ -398,7 +464,7 @@ export class OwnerLog {
           const p = partitionOf(r);
           rows.push({
             query: r.query, params: r.params, routingKey: r.routingKey, routingKeyText: p.text, where: p.where,
-            bytes: r.bytes, ts: p.stamped ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0,
+            bytes: r.bytes, ts: p.stamped ? undefined : ts, key: r.key, shard: r.shard, epoch: r.epoch, pos, at: 0, kgen: 0,
           });
         }
       }
@@ -451,7 +517,7 @@ export class OwnerLog {
     const list = this.pending.get(r.where);
     if (list) list.push(r);
     else this.pending.set(r.where, [r]);
-    this.byKey.add(r.key, 1);
+    r.kgen = this.byKey.add(r.key);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
     this.unflushedBytes += r.bytes;
@@ -548,7 +614,7 @@ export class OwnerLog {
     const left = (this.unflushedAt.get(t.pos) ?? 1) - 1;
     if (left > 0) this.unflushedAt.set(t.pos, left);
     else this.unflushedAt.delete(t.pos);
-    this.byKey.add(t.key, -1);
+    this.byKey.done(t.key, t.kgen);
     this.byShard.add(t.shard, -1);
     this.all.add(0, -1);
     this.unflushedBytes -= t.bytes;

@@ -269,6 +269,38 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('a reader\'s flush (docs/sequencer.md, Owner log)', () => {
+    it('waits for the key\'s rows logged before it asked, not for a key that keeps taking rows to have none', async () => {
+      // One batch written behind at a time (maxInFlight / 8), so the test can hold the next one.
+      const store = await CassandraStore.open(base(MAIN_KS, { writeBehindMs: 60_000, maxInFlight: 8 }));
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      try {
+        const log = (store as unknown as { log: OwnerLog }).log;
+        const behind = (log as unknown as { behind: { run(fn: () => Promise<unknown>): Promise<unknown> } }).behind;
+        const key = uid('busy');
+        const row = (cmid: string) => ({ query: `INSERT INTO ${MAIN_KS}.journal (from_uid, client_msg_id, body) VALUES (?, ?, ?)`,
+          params: [key, cmid, Buffer.alloc(1)], routingKey: Buffer.from(key), bytes: 10, key, shard: 0, epoch: 0 });
+        await log.write([row('before')]);
+        let flushed = false;
+        const flush = log.flushKey(key).then(() => { flushed = true; });
+        // The row logged before the flush is being written; whatever comes next waits behind this.
+        const holding = behind.run(() => held);
+        await log.write([row('after')]);
+        await waitFor('the flush of the rows logged before it', 10_000, () => flushed);
+        assert.equal(log.pendingFor(key), true, 'the later row is still waiting to be written');
+        const rs = await admin.execute(`SELECT client_msg_id FROM ${MAIN_KS}.journal WHERE from_uid = ?`, [key], { prepare: true });
+        assert.deepEqual(rs.rows.map((r) => r.client_msg_id), ['before']);
+        release();
+        await holding;
+        await flush;
+      } finally {
+        release();
+        await store.close();
+      }
+    });
+  });
+
   describe('orphaned logs', () => {
     it('a dead process\'s log is written to the tables and deleted once its lease is over, though no key of it is used again', async () => {
       // Dies before its first write-behind window and before it ever wrote a log mark.
