@@ -62,7 +62,13 @@ export interface SqliteStoreOptions {
   maxCachedSeqs?: number;
   /** How often the checkpoint worker copies the WAL into the database file. Default 200. */
   checkpointIntervalMs?: number;
-  /** WAL length in pages past which the log is made to start over (the writer copies the last few ms of it, holding its writes meanwhile). Default 32768 (128 MiB, under journal_size_limit). */
+  /**
+   * WAL length in pages past which the log is made to start over (the writer copies the last few
+   * ms of it, holding its writes meanwhile). Default 131072 (512 MiB, under journal_size_limit):
+   * at 32768 (128 MiB) the log restarted about twice a second at half the 1:1 max rate, and 1:1
+   * embedded ran at 88-90 µs per send against 77 (BENCHMARKS.md, 2026-12-06 14:29). The WAL file
+   * stays at up to this size on disk.
+   */
   walRestartFrames?: number;
   /** SQLite page cache, KiB. Default 65536: the hot ends of the indexes stay in memory as the file grows. */
   cacheSizeKiB?: number;
@@ -102,7 +108,7 @@ const DEFAULTS: Omit<ResolvedOptions, 'path'> = {
   maxPendingSummaries: 50000,
   maxCachedSeqs: 1_000_000,
   checkpointIntervalMs: 200,
-  walRestartFrames: 32768,
+  walRestartFrames: 131072,
   cacheSizeKiB: 65536,
   maxUnreadConvs: 1000,
   maxPageItems: 1000,

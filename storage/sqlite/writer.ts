@@ -115,9 +115,9 @@ export function openConnection(file: string, options: ConnectionOptions): Databa
     // Checkpoints run on their own worker and, before the log starts over, between the writer's
     // batches (storage/sqlite/checkpoint.ts), never inside a commit.
     db.pragma('wal_autocheckpoint = 0');
-    // After a checkpoint lets the WAL restart, its file is cut back to this size: above the
-    // default walRestartFrames' 128 MiB, so a restart reuses the file rather than cut and regrow it.
-    db.pragma('journal_size_limit = 167772160');
+    // After a checkpoint lets the WAL restart, its file is cut back to this size (640 MiB): above
+    // the default walRestartFrames' 512 MiB, so a restart reuses the file rather than cut and regrow it.
+    db.pragma('journal_size_limit = 671088640');
     db.pragma(`cache_size = -${options.cacheSizeKiB}`);
   } catch (err) {
     db.close();
