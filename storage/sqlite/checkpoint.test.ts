@@ -20,6 +20,12 @@ describe('SQLite checkpoint worker: when the writer is told to restart the log',
     assert.deepEqual(choices(1000, [5000, 11000]), ['again', 'hand-over']);
   });
 
+  it('takes a round held up by its fsync for a spike, not a plateau, and goes on until arrivals settle again', () => {
+    // Arrivals per round: 1,200, 300, 200, then 2,300 (one round waited 40 ms for its fsync), 400, 210, 220.
+    assert.deepEqual(choices(1000, [1200, 1500, 1700, 4000, 4400, 4610, 4830]),
+      ['again', 'again', 'again', 'again', 'again', 'again', 'hand-over']);
+  });
+
   it('hands over after the most catch-up rounds even while arrivals still shrink slowly', () => {
     const logs: number[] = [];
     let log = 1000;
