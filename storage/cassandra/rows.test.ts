@@ -4,13 +4,10 @@
  * Cassandra.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
 import { peerConvId } from '../../common/ids';
-import { dropKeyspace, needs } from '../../test/infra';
 import { bodyOf, historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
-import { CassandraStore } from './store';
-import { direct, testStoreOptions, uid } from './store.test-support';
+import { direct, suiteStore, uid } from './store.test-support';
 
 describe('message rows', () => {
   it('pack a message once: its history row and every inbox row carry the same body, which reads back whole', () => {
@@ -28,35 +25,25 @@ describe('message rows', () => {
 
 describe('message rows on Cassandra: the layout before version 7 reads back the same', function () {
   this.timeout(60_000);
-  const KS = `im_test_${randomBytes(4).toString('hex')}_rows`;
-  let store: CassandraStore | undefined;
-
-  before(async function () {
-    await needs(this, 'cassandra');
-    store = await CassandraStore.open(testStoreOptions(KS));
-  });
-  after(async () => {
-    await store?.close();
-    await dropKeyspace(KS);
-  });
+  const { keyspace: KS, store: opened } = suiteStore('rows');
 
   it('sync and history read old rows (separate columns) and new rows (body) alike', async () => {
     const [alice, bob] = [uid('alice'), uid('bob')];
     const convId = peerConvId(alice, bob);
-    const client = (store as unknown as { client: Client }).client;
+    const client = (opened() as unknown as { client: Client }).client;
     // An old row at seq 1 of bob's inbox and of the conversation's history, as version 6 wrote them.
     const old = direct(alice, bob, 'written by version 6');
     await client.execute(`INSERT INTO ${KS}.inbox (uid, bucket, seq, msg_id, conv_id, conv_seq, from_uid, to_uid, group_id, client_msg_id, content_type, content, sent_at_ms)
       VALUES (?, 0, 1, ?, ?, 1, ?, ?, '', ?, ?, ?, ?)`, [bob, old.msgId, convId, alice, bob, old.clientMsgId, old.contentType, Buffer.from(old.content), old.sentAtMs], { prepare: true });
     await client.execute(`INSERT INTO ${KS}.history (conv_id, bucket, seq, msg_id, from_uid, to_uid, group_id, client_msg_id, content_type, content, sent_at_ms)
       VALUES (?, 0, 1, ?, ?, ?, '', ?, ?, ?, ?)`, [convId, old.msgId, alice, bob, old.clientMsgId, old.contentType, Buffer.from(old.content), old.sentAtMs], { prepare: true });
-    const fresh = await store!.appendMessage(direct(alice, bob, 'written by version 7'));
+    const fresh = await opened().appendMessage(direct(alice, bob, 'written by version 7'));
     assert.equal(fresh.seqs.get(bob), 2, 'the owner starts after the old row');
     const texts = (items: { content: Uint8Array; msgId: string }[]) => items.map((m) => [m.msgId, Buffer.from(m.content).toString()]);
     const expected = [[old.msgId, 'written by version 6'], [fresh.message.msgId, 'written by version 7']];
-    assert.deepEqual(texts((await store!.sync(bob, 0, 10)).items), expected);
-    assert.deepEqual(texts((await store!.history(convId, 0, 10)).items).reverse(), expected);
-    const [first] = (await store!.sync(bob, 0, 1)).items;
+    assert.deepEqual(texts((await opened().sync(bob, 0, 10)).items), expected);
+    assert.deepEqual(texts((await opened().history(convId, 0, 10)).items).reverse(), expected);
+    const [first] = (await opened().sync(bob, 0, 1)).items;
     assert.deepEqual({ ...first, content: Buffer.from(first.content).toString() }, {
       seq: 1, msgId: old.msgId, convId, convSeq: 1, from: alice, to: bob, groupId: '', clientMsgId: old.clientMsgId,
       contentType: old.contentType, content: 'written by version 6', sentAtMs: old.sentAtMs,

@@ -6,13 +6,32 @@ import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
 import { newId, peerConvId } from '../../common/ids';
 import type { AppendInput } from '../store';
-import { CASSANDRA_CONTACT } from '../../test/infra';
-import type { CassandraStore, CassandraStoreOptions } from './store';
+import { CASSANDRA_CONTACT, dropKeyspace, needs } from '../../test/infra';
+import { CassandraStore, type CassandraStoreOptions } from './store';
 import type { OrphanSweep } from './orphans';
 
 /** A store on the test node: consistency ONE (one node), no handovers (shards move only when a test moves them). */
 export function testStoreOptions(keyspace: string, over: Partial<CassandraStoreOptions> = {}): CassandraStoreOptions {
   return { contactPoints: CASSANDRA_CONTACT.split(','), keyspace, consistency: 'ONE', maxShardMoves: 0, ...over };
+}
+
+/**
+ * A store on a keyspace of its own for the mocha suite this is called in: opened before its tests
+ * (skipped loudly without Cassandra, a failure with IM_REQUIRE_INFRA=1), closed and the keyspace
+ * dropped after them. `store()` is the open store.
+ */
+export function suiteStore(name: string, over: Partial<CassandraStoreOptions> = {}): { keyspace: string; store: () => CassandraStore } {
+  const keyspace = `im_test_${randomBytes(4).toString('hex')}_${name}`;
+  let store: CassandraStore | undefined;
+  before(async function () {
+    await needs(this, 'cassandra');
+    store = await CassandraStore.open(testStoreOptions(keyspace, over));
+  });
+  after(async () => {
+    await store?.close();
+    await dropKeyspace(keyspace);
+  });
+  return { keyspace, store: () => store! };
 }
 
 /** A user id of its own for each test. */

@@ -4,11 +4,8 @@
  * pre-version-6 rows on a real Cassandra.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { peerConvId } from '../../common/ids';
-import { dropKeyspace, needs } from '../../test/infra';
-import { CassandraStore } from './store';
-import { direct, testStoreOptions, uid } from './store.test-support';
+import { direct, suiteStore, uid } from './store.test-support';
 import { packSeqs, UnreadIndex, unpackSeqs } from './unread-index';
 import { routingKey, type TableRow } from './writer';
 
@@ -66,28 +63,18 @@ describe('unread index, derived from inbox rows', () => {
 
 describe('unread index on Cassandra: counts over combined, overlapping and pre-version-6 rows', function () {
   this.timeout(60_000);
-  const KS = `im_test_${randomBytes(4).toString('hex')}_unread`;
-  let store: CassandraStore | undefined;
-
-  before(async function () {
-    await needs(this, 'cassandra');
-    store = await CassandraStore.open(testStoreOptions(KS, { writeBehindMs: 60_000 }));
-  });
-  after(async () => {
-    await store?.close();
-    await dropKeyspace(KS);
-  });
+  const { keyspace: KS, store: opened } = suiteStore('unread', { writeBehindMs: 60_000 });
 
   it('counts each incoming seq once, whatever rows hold it, and stops at the cursor', async () => {
     const [alice, bob] = [uid('alice'), uid('bob')];
     // Written behind a minute later: the reads below make the owner write them now, in one window.
     const acked = [];
-    for (let i = 0; i < 5; i++) acked.push(await store!.appendMessage(direct(alice, bob, `m${i}`)));
-    await store!.appendMessage(direct(bob, alice, 'reply'));
+    for (let i = 0; i < 5; i++) acked.push(await opened().appendMessage(direct(alice, bob, `m${i}`)));
+    await opened().appendMessage(direct(bob, alice, 'reply'));
     const convId = peerConvId(alice, bob);
     const bobSeqs = acked.map((a) => a.seqs.get(bob)!);
-    assert.deepEqual((await store!.unread(bob)).map((u) => [u.convId, u.count]), [[convId, 5]]);
-    const client = (store as unknown as { client: import('cassandra-driver').Client }).client;
+    assert.deepEqual((await opened().unread(bob)).map((u) => [u.convId, u.count]), [[convId, 5]]);
+    const client = (opened() as unknown as { client: import('cassandra-driver').Client }).client;
     const rows = (await client.execute(`SELECT seq, seqs FROM ${KS}.conv_unread WHERE uid = ? AND conv_id = ? AND bucket = 0`, [bob, convId], { prepare: true })).rows;
     assert.equal(rows.length, 1, 'one row for the window');
     // A replay that grouped them otherwise, and rows of the layout before version 6 (one seq, no seqs).
@@ -96,7 +83,7 @@ describe('unread index on Cassandra: counts over combined, overlapping and pre-v
     for (const s of bobSeqs.slice(0, 2)) {
       await client.execute(`INSERT INTO ${KS}.conv_unread (uid, conv_id, bucket, seq) VALUES (?, ?, 0, ?)`, [bob, convId, s], { prepare: true });
     }
-    assert.equal((await store!.unread(bob, [convId]))[0].count, 5, 'each seq once');
-    assert.equal((await store!.setReadCursor(bob, convId, bobSeqs[2])).count, 2, 'only seqs above the cursor');
+    assert.equal((await opened().unread(bob, [convId]))[0].count, 5, 'each seq once');
+    assert.equal((await opened().setReadCursor(bob, convId, bobSeqs[2])).count, 2, 'only seqs above the cursor');
   });
 });
