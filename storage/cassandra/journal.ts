@@ -94,8 +94,8 @@ export class Journal {
    */
   open(input: AppendInput, order?: LogOrder<JournalAnswer>): Promise<JournalAnswer> {
     const shard = this.owned(input.from);
-    return this.mutex.run(pairKey(input.from, input.clientMsgId), async () => {
-      const key = pairKey(input.from, input.clientMsgId);
+    const key = pairKey(input.from, input.clientMsgId);
+    return this.mutex.run(key, async () => {
       const digest = sendDigest(input);
       const { check: stillMine, epoch } = this.guard(input.from);
       let rec = this.mem.get(key);
@@ -138,8 +138,8 @@ export class Journal {
    */
   complete(c: Completion): Promise<void> {
     const shard = this.owned(c.from);
-    return this.mutex.run(pairKey(c.from, c.clientMsgId), async () => {
-      const key = pairKey(c.from, c.clientMsgId);
+    const key = pairKey(c.from, c.clientMsgId);
+    return this.mutex.run(key, async () => {
       const rec = this.mem.get(key) ?? (await this.read(shard, c.from, c.clientMsgId, 0));
       if (!rec || rec.msgId !== c.msgId) return;
       rec.done ??= { convId: c.convId, convSeq: c.convSeq, senderSeq: c.senderSeq };
