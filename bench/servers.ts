@@ -291,7 +291,7 @@ interface SpawnServiceOptions {
 
 /** V8 flags each role runs with in production (k8s/im/values.yaml maxSemiSpaceMiB; scripts/up.sh): measured as deployed. */
 const ROLE_NODE_FLAGS: Partial<Record<string, string[]>> = {
-  logic: ['--max-semi-space-size=32'],
+  logic: ['--max-semi-space-size=64'],
   gateway: ['--max-semi-space-size=32'],
 };
 
