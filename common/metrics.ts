@@ -41,7 +41,6 @@ export class SourcedGauge {
   }
 }
 
-/** Latency buckets in seconds: 1 ms to 10 s. */
 /**
  * A counter bumped on hot paths (a frame per delivery): inc() is a plain number add, folded into
  * the Prometheus counter when it is collected (a scrape), not a prom-client call per event.
@@ -66,6 +65,7 @@ export class TallyCounter {
   }
 }
 
+/** Latency buckets in seconds: 1 ms to 10 s. */
 const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export class ImMetrics {
