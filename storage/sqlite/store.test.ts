@@ -247,6 +247,12 @@ describe('SqliteStore', () => {
   });
 
   describe('WAL checkpoints', () => {
+    it('keeps the WAL file a quarter above walRestartFrames (journal_size_limit), whatever it is set to', () => {
+      const limit = (st: SqliteStore) => (st as unknown as { db: { pragma(p: string, o: { simple: true }): unknown } }).db.pragma('journal_size_limit', { simple: true });
+      assert.equal(limit(openStore({ walRestartFrames: 1000 })), 1000 * 4096 * 1.25);
+      assert.equal(limit(openStore()), 640 * 1024 * 1024, 'the default 512 MiB restart: 640 MiB, as before');
+    });
+
     it('starts the log over under appends that never pause, and loses nothing', async () => {
       const store = openStore({ walRestartFrames: 64, checkpointIntervalMs: 5 });
       const file = store.path;

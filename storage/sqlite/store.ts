@@ -154,7 +154,7 @@ export class SqliteStore implements Store {
     this.path = options.path;
     if (options.path !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true });
     this.writerLock = SqliteWriterLock.acquire(options.path);
-    const connection = { busyTimeoutMs: options.busyTimeoutMs, cacheSizeKiB: options.cacheSizeKiB };
+    const connection = { busyTimeoutMs: options.busyTimeoutMs, cacheSizeKiB: options.cacheSizeKiB, walRestartFrames: options.walRestartFrames };
     try {
       this.db = openConnection(options.path, connection);
     } catch (err) {

@@ -94,6 +94,8 @@ export interface WriterOptions {
 export interface ConnectionOptions {
   busyTimeoutMs: number;
   cacheSizeKiB: number;
+  /** The store's walRestartFrames: the WAL file is kept a quarter above it (journal_size_limit). */
+  walRestartFrames: number;
 }
 
 /** Opens a connection to the store's file with the store's settings (the loop's reader and the writer thread alike). */
@@ -115,9 +117,10 @@ export function openConnection(file: string, options: ConnectionOptions): Databa
     // Checkpoints run on their own worker and, before the log starts over, between the writer's
     // batches (storage/sqlite/checkpoint.ts), never inside a commit.
     db.pragma('wal_autocheckpoint = 0');
-    // After a checkpoint lets the WAL restart, its file is cut back to this size (640 MiB): above
-    // the default walRestartFrames' 512 MiB, so a restart reuses the file rather than cut and regrow it.
-    db.pragma('journal_size_limit = 671088640');
+    // After a checkpoint lets the WAL restart, its file is cut back to this size, a quarter above
+    // walRestartFrames of 4 KiB pages (640 MiB for the default 512 MiB), so a restart reuses the
+    // file rather than cut and regrow it.
+    db.pragma(`journal_size_limit = ${Math.ceil(options.walRestartFrames * 4096 * 1.25)}`);
     db.pragma(`cache_size = -${options.cacheSizeKiB}`);
   } catch (err) {
     db.close();
