@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { THREAD_NAME_PREFIX } from '../common/thread-name';
 
 let clkTck: number | undefined;
 /** Kernel clock ticks per second (the unit of utime/stime in /proc/<pid>/stat). */
@@ -32,16 +33,46 @@ export interface ProcSample {
 /** Undefined when the process is gone. */
 export function sampleProc(pid: number): ProcSample | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name, which may itself contain spaces.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(rest[11]) + Number(rest[12]); // utime, stime (fields 14 and 15)
+    const cpuS = statCpuS(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-    return { pid, cpuS: ticks / clockTicksPerSec(), rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
+    return { pid, cpuS, rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') };
   } catch {
     return undefined;
   }
+}
+
+function statCpuS(statText: string): number {
+  // Fields after the parenthesised command name, which may itself contain spaces.
+  const rest = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / clockTicksPerSec(); // utime, stime (fields 14 and 15)
+}
+
+/**
+ * CPU seconds of a process's threads by group: 'main' (the event loop's thread), each thread the
+ * process named itself (common/thread-name.ts: the SQLite writer and checkpoint threads), and
+ * 'other' (V8's GC and compiler helpers, libuv's pool). Threads that ended are not counted, so
+ * compare two samples of threads that live through the window. Undefined when the process is gone.
+ */
+export function sampleThreads(pid: number): Record<string, number> | undefined {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  const out: Record<string, number> = {};
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const group = tid === String(pid) ? 'main' : comm.startsWith(THREAD_NAME_PREFIX) ? comm.slice(THREAD_NAME_PREFIX.length) : 'other';
+      out[group] = (out[group] ?? 0) + statCpuS(stat);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
 }
 
 /** Busy and total jiffies of the whole machine (/proc/stat "cpu" line). */
@@ -164,7 +195,10 @@ export function round2(v: number): number {
  * peak. Roles name what each pid is ("gateway", "logic", "loadgen", "nats"...).
  */
 export class ProcTracker {
-  private readonly procs = new Map<number, { role: string; first?: ProcSample; last?: ProcSample; prev?: ProcSample; peakRss: number }>();
+  private readonly procs = new Map<number, {
+    role: string; first?: ProcSample; last?: ProcSample; prev?: ProcSample; peakRss: number;
+    threadsFirst?: Record<string, number>; threadsLast?: Record<string, number>;
+  }>();
   private machineFirst = machineTicks();
   private machinePrev = this.machineFirst;
   private startMs = Date.now();
@@ -173,7 +207,8 @@ export class ProcTracker {
   add(pid: number, role: string): void {
     if (this.procs.has(pid)) return;
     const s = sampleProc(pid);
-    this.procs.set(pid, { role, first: s, last: s, prev: s, peakRss: s?.rssBytes ?? 0 });
+    const t = sampleThreads(pid);
+    this.procs.set(pid, { role, first: s, last: s, prev: s, peakRss: s?.rssBytes ?? 0, threadsFirst: t, threadsLast: t });
   }
 
   remove(pid: number): void {
@@ -187,6 +222,7 @@ export class ProcTracker {
     this.machineFirst = this.machinePrev;
     for (const p of this.procs.values()) {
       p.first = p.last;
+      p.threadsFirst = p.threadsLast;
       p.peakRss = p.last?.rssBytes ?? 0;
     }
   }
@@ -204,6 +240,7 @@ export class ProcTracker {
       const cpu = p.prev ? s.cpuS - p.prev.cpuS : 0;
       p.prev = s;
       p.last = s;
+      p.threadsLast = sampleThreads(pid) ?? p.threadsLast;
       if (s.rssBytes > p.peakRss) p.peakRss = s.rssBytes;
       const r = (byRole[p.role] ??= { cpuPct: 0, rssMb: 0 });
       r.cpuPct = round2(r.cpuPct + (100 * cpu) / dt);
@@ -226,6 +263,7 @@ export class ProcTracker {
         role: p.role, pid, cpuPct: round2((100 * (p.last.cpuS - p.first.cpuS)) / windowS),
         cpuS: round2(p.last.cpuS - p.first.cpuS),
         rssMb: round2(p.last.rssBytes / 1048576), peakRssMb: round2(p.peakRss / 1048576),
+        ...(p.threadsFirst && p.threadsLast && { threadsCpuS: threadsDelta(p.threadsFirst, p.threadsLast) }),
       });
     }
     const m = this.machinePrev;
@@ -234,12 +272,21 @@ export class ProcTracker {
   }
 }
 
+/** CPU seconds per thread group between two samples (a group that appeared counts from 0). */
+function threadsDelta(first: Record<string, number>, last: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(last)) out[k] = round2(Math.max(0, v - (first[k] ?? 0)));
+  return out;
+}
+
 export interface ProcessSummary {
   role: string;
   pid: number;
   /** Average over the window, % of one core. */
   cpuPct: number;
   cpuS: number;
+  /** cpuS by thread group (sampleThreads); absent in results before 2026-12-06. */
+  threadsCpuS?: Record<string, number>;
   rssMb: number;
   peakRssMb: number;
 }

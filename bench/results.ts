@@ -198,6 +198,21 @@ export function cpuUsPer(processes: ProcessSummary[], count: number): Record<str
   return out;
 }
 
+/** CPU-µs per operation by role and thread group (ProcessSummary.threadsCpuS), largest first; roles without thread figures are left out. */
+export function threadUsPer(processes: ProcessSummary[], count: number): Array<[string, Array<[string, number]>]> {
+  const byRole = new Map<string, Record<string, number>>();
+  if (count <= 0) return [];
+  for (const p of processes) {
+    if (!p.threadsCpuS) continue;
+    const acc = byRole.get(p.role) ?? {};
+    for (const [k, v] of Object.entries(p.threadsCpuS)) acc[k] = (acc[k] ?? 0) + v;
+    byRole.set(p.role, acc);
+  }
+  return [...byRole].map(([role, acc]) => [role, Object.entries(acc)
+    .map(([k, v]): [string, number] => [k, Math.round((v * 1e8) / count) / 100])
+    .sort((a, b) => b[1] - a[1])]);
+}
+
 /**
  * Gateway (embedded: whole process) CPU-µs per accepted send in a phase, from its processes' CPU
  * seconds (so results older than cpuUsPerSend have it too).
@@ -263,6 +278,8 @@ export function renderMarkdown(r: BenchResult): string {
     const costed = r.phases.filter((x) => x.cpuUsPerSend);
     for (const p of costed) {
       lines.push(`CPU per accepted send, ${p.name}: ${Object.entries(p.cpuUsPerSend!).map(([k, v]) => `${k} ${fmt(v, 1)} µs`).join(', ')}.`);
+      const threads = threadUsPer(p.processes, p.acceptedPerS * p.windowS);
+      if (threads.length) lines.push(`By thread, µs per accepted send, ${p.name}: ${threads.map(([role, t]) => `${role} ${t.map(([k, v]) => `${k} ${fmt(v, 1)}`).join(' / ')}`).join('; ')}.`);
     }
     if (costed.length) lines.push('');
   }

@@ -91,6 +91,10 @@ describe('bench smoke: --tls (a throwaway CA, gateways TLS only)', function () {
     assert.equal(json.check.duplicated, 0);
     assert.ok(json.phases[0].acceptedPerS > 0);
     assert.ok(json.phases[0].cpuUsPerSend.embedded > 0);
+    // The SQLite store's worker threads name themselves, so their CPU is told apart from the loop's.
+    const threads = json.phases[0].processes.find((p: { role: string }) => p.role === 'embedded').threadsCpuS;
+    assert.ok(threads.main > 0, JSON.stringify(threads));
+    assert.ok('sqlite-write' in threads && 'sqlite-ckpt' in threads, JSON.stringify(threads));
   });
 
   it('refuses TLS options that do not fit', () => {

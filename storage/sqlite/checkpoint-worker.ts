@@ -13,6 +13,9 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { CatchUp, RESTART_DONE, RESTART_DUE } from './checkpoint';
+import { nameThisThread } from '../../common/thread-name';
+
+nameThisThread('sqlite-ckpt');
 
 interface Data { path: string; intervalMs: number; restartFrames: number }
 type Result = { log: number; checkpointed: number };

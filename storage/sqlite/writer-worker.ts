@@ -9,6 +9,9 @@
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { RESTART_DONE, RESTART_DUE, RestartCheckpoint } from './checkpoint';
 import { openConnection, WriterEngine, type ConnectionOptions, type WriteBatch, type WriterOptions } from './writer';
+import { nameThisThread } from '../../common/thread-name';
+
+nameThisThread('sqlite-write');
 
 interface Data { path: string; connection: ConnectionOptions; writer: WriterOptions; checkpointPort: MessagePort }
 
