@@ -30,12 +30,13 @@ describe('bench: CPU by thread', () => {
     }
   });
 
-  it('µs per send by role and thread group, largest first; roles without thread figures left out', () => {
+  it('µs per send by role and thread group, largest first; roles without thread figures or an idle main thread left out', () => {
     const procs: ProcessSummary[] = [
       { role: 'embedded', pid: 1, cpuPct: 0, cpuS: 3, rssMb: 0, peakRssMb: 0, threadsCpuS: { main: 1, 'sqlite-write': 1.5, other: 0.5 } },
       { role: 'gateway', pid: 2, cpuPct: 0, cpuS: 1, rssMb: 0, peakRssMb: 0, threadsCpuS: { main: 0.4, other: 0.1 } },
       { role: 'gateway', pid: 3, cpuPct: 0, cpuS: 1, rssMb: 0, peakRssMb: 0, threadsCpuS: { main: 0.6 } },
       { role: 'nats', pid: 4, cpuPct: 0, cpuS: 1, rssMb: 0, peakRssMb: 0 },
+      { role: 'cassandra', pid: 5, cpuPct: 0, cpuS: 1, rssMb: 0, peakRssMb: 0, threadsCpuS: { main: 0, other: 1 } },
     ];
     assert.deepEqual(threadUsPer(procs, 10_000), [
       ['embedded', [['sqlite-write', 150], ['main', 100], ['other', 50]]],

@@ -198,7 +198,11 @@ export function cpuUsPer(processes: ProcessSummary[], count: number): Record<str
   return out;
 }
 
-/** CPU-µs per operation by role and thread group (ProcessSummary.threadsCpuS), largest first; roles without thread figures are left out. */
+/**
+ * CPU-µs per operation by role and thread group (ProcessSummary.threadsCpuS), largest first. Left
+ * out: roles without thread figures, and those whose main thread did nothing (not an event-loop
+ * process: NATS and Cassandra run on their own threads, all 'other').
+ */
 export function threadUsPer(processes: ProcessSummary[], count: number): Array<[string, Array<[string, number]>]> {
   const byRole = new Map<string, Record<string, number>>();
   if (count <= 0) return [];
@@ -208,7 +212,7 @@ export function threadUsPer(processes: ProcessSummary[], count: number): Array<[
     for (const [k, v] of Object.entries(p.threadsCpuS)) acc[k] = (acc[k] ?? 0) + v;
     byRole.set(p.role, acc);
   }
-  return [...byRole].map(([role, acc]) => [role, Object.entries(acc)
+  return [...byRole].filter(([, acc]) => (acc.main ?? 0) > 0).map(([role, acc]) => [role, Object.entries(acc)
     .map(([k, v]): [string, number] => [k, Math.round((v * 1e8) / count) / 100])
     .sort((a, b) => b[1] - a[1])]);
 }
