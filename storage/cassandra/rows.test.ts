@@ -13,12 +13,14 @@ describe('message rows', () => {
   it('pack a message once: its history row and every inbox row carry the same body, which reads back whole', () => {
     const input = direct('alice', 'bob', 'héllo', { groupId: '', to: 'bob' });
     const stored = toStoredMessage(input, 7);
-    const [historyValues, inboxValues] = [historySpec(100).values(input), inboxSpec(100).values(stored)];
-    assert.equal(historyValues[1], inboxValues[4], 'one buffer');
+    const [historyValues, inboxValues] = [historySpec(100).row(input.convId, 0, 7, input), inboxSpec(100).row('bob', 0, 3, stored)];
+    assert.deepEqual(historyValues.slice(0, 4), [input.convId, 0, 7, input.msgId], 'key, bucket, seq, then the columns');
+    assert.deepEqual(inboxValues.slice(0, 7), ['bob', 0, 3, input.msgId, input.convId, 7, 'alice']);
+    assert.equal(historyValues[4], inboxValues[7], 'one buffer');
     assert.equal(bodyOf(stored), bodyOf(input));
-    const message = historyRowToMessage(input.convId, { seq: 7, msg_id: input.msgId, body: historyValues[1] });
+    const message = historyRowToMessage(input.convId, { seq: 7, msg_id: input.msgId, body: historyValues[4] });
     assert.deepEqual({ ...message, content: Buffer.from(message.content) }, { ...stored, content: Buffer.from(stored.content) });
-    const entry = inboxRowToEntry({ seq: 3, msg_id: input.msgId, conv_id: input.convId, conv_seq: 7, from_uid: 'alice', body: inboxValues[4] });
+    const entry = inboxRowToEntry({ seq: 3, msg_id: input.msgId, conv_id: input.convId, conv_seq: 7, from_uid: 'alice', body: inboxValues[7] });
     assert.deepEqual({ ...entry, content: Buffer.from(entry.content) }, { ...stored, seq: 3, content: Buffer.from(stored.content) });
   });
 });

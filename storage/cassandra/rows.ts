@@ -58,7 +58,7 @@ export function historySpec(bucketSize: number): TimelineSpec<AppendInput> {
   return {
     kind: 'history', table: 'history', keyColumn: 'conv_id', bucketSize,
     columns: ['msg_id', 'body'], readColumns: ['msg_id', 'body', ...LEGACY],
-    values: (m) => [m.msgId, bodyOf(m)],
+    row: (key, bucket, seq, m) => [key, bucket, seq, m.msgId, bodyOf(m)],
     idOf: (m) => m.msgId,
     sizeOf: (m) => m.content.byteLength + ROW_OVERHEAD_BYTES,
   };
@@ -70,7 +70,7 @@ export function inboxSpec(bucketSize: number): TimelineSpec<StoredMessage> {
     kind: 'inbox', table: 'inbox', keyColumn: 'uid', bucketSize,
     // from_uid third: the unread index reads it from the logged row (unread-index.ts).
     columns: ['msg_id', 'conv_id', 'conv_seq', 'from_uid', 'body'], readColumns: ['msg_id', 'conv_id', 'conv_seq', 'body', ...LEGACY],
-    values: (m) => [m.msgId, m.convId, m.convSeq, m.from, bodyOf(m)],
+    row: (key, bucket, seq, m) => [key, bucket, seq, m.msgId, m.convId, m.convSeq, m.from, bodyOf(m)],
     idOf: (m) => m.msgId,
     sizeOf: (m) => m.content.byteLength + ROW_OVERHEAD_BYTES,
   };

@@ -26,12 +26,13 @@ export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
   table: string;
   keyColumn: string;
-  /** The columns a row is written with (after key, bucket, seq), in values() order. */
+  /** The columns a row is written with (after key, bucket, seq), in row() order. */
   columns: readonly string[];
   /** The columns a reader selects: these and those of rows written by earlier versions. */
   readColumns: readonly string[];
   bucketSize: number;
-  values: (e: E) => unknown[];
+  /** A row's bound values: key, bucket, seq, then the columns (one array, built once). */
+  row: (key: string, bucket: number, seq: number, e: E) => unknown[];
   idOf: (e: E) => string;
   sizeOf: (e: E) => number;
 }
@@ -326,32 +327,31 @@ export class OwnedTimeline<E> {
       for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
       return;
     }
-    await this.o.shards.ensureBound(st, lane.cur);
+    // Checked here first: nearly every round is within the bound, and an async call costs a promise and a turn.
+    if (lane.cur > st.bound) await this.o.shards.ensureBound(st, lane.cur);
     const newBuckets: number[] = [];
     const rows: LoggedRow[] = [];
     const insert = this.reader.queries.insert;
     for (const { p, seq } of fresh) {
       const bucket = this.reader.bucketOf(seq);
       if (!lane.buckets.has(bucket) && !newBuckets.includes(bucket)) newBuckets.push(bucket);
-      const params = spec.values(p.entry);
-      params.unshift(lane.key, bucket, seq);
+      const params = spec.row(lane.key, bucket, seq, p.entry);
       rows.push({
         query: insert, params, routingKey: this.routingKeyOf(lane, bucket), bytes: spec.sizeOf(p.entry),
         key: lane.key, shard: lane.shard, epoch: lane.epoch,
       });
     }
-    const at = { key: lane.key, shard: lane.shard, epoch: lane.epoch };
     try {
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that
         // reads the list sees every bucket a row can be in.
         await this.durably(lane, [{
           query: this.reader.queries.addBucket, params: [newBuckets, spec.kind, lane.key],
-          routingKey: routingKey(spec.kind, lane.key), bytes: 64, ...at,
+          routingKey: routingKey(spec.kind, lane.key), bytes: 64, key: lane.key, shard: lane.shard, epoch: lane.epoch,
         }], []);
         for (const b of newBuckets) lane.buckets.add(b);
       }
-      await this.durably(lane, rows, fresh.map((f) => f.p), (t) => {
+      await this.durably(lane, rows, fresh, (t) => {
         for (const f of fresh) f.p.order?.queued?.(f.seq, t);
         for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!, t);
       });
@@ -381,7 +381,7 @@ export class OwnedTimeline<E> {
    * are durable or the lease is gone: a later seq of this key is never written while an earlier
    * one might still land.
    */
-  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: Pending<E>[], queued?: (t: LogTicket) => void): Promise<void> {
+  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: readonly { p: Pending<E> }[], queued?: (t: LogTicket) => void): Promise<void> {
     // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
     // under a new incarnation) they must never be sent, nor count if acknowledged.
     const stillMine = () => {
@@ -389,9 +389,9 @@ export class OwnedTimeline<E> {
       if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
     };
     // And only after the rows each caller's rows follow (a send's journal or history rows).
-    const check = callers.some((p) => p.order?.after) ? () => {
+    const check = callers.some((c) => c.p.order?.after) ? () => {
       stillMine();
-      for (const p of callers) loggedOrQueued(p.order?.after, `${this.reader.spec.kind} ${lane.key}`);
+      for (const c of callers) loggedOrQueued(c.p.order?.after, `${this.reader.spec.kind} ${lane.key}`);
     } : stillMine;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -407,7 +407,7 @@ export class OwnedTimeline<E> {
         stillMine();
         if (attempt === 1) {
           this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
-          for (const p of callers) {
+          for (const { p } of callers) {
             this.settledEarly.add(p);
             this.settle(p, undefined, err instanceof TimeoutError || err instanceof UnavailableError ? err : toStoreError(err, 'timeline write'));
           }
