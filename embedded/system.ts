@@ -103,7 +103,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   };
 
   try {
-    const store = await openStore({ kind: 'sqlite', dataDir: options.dataDir });
+    const store = await openStore({ kind: 'sqlite', dataDir: options.dataDir }, { logger: logger.child({ component: 'store' }) });
     stops.push(() => store.close());
     const bus = new InProcessBus();
     stops.push(() => bus.close());

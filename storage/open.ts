@@ -41,7 +41,13 @@ export interface OpenStoreOptions {
 export async function openStore(config: StoreConfig, options: OpenStoreOptions = {}): Promise<Store> {
   const logger = options.logger ?? silentLogger;
   if (config.kind === 'sqlite') {
-    return SqliteStore.open({ path: path.join(config.dataDir, SQLITE_DB_FILE) });
+    const store = SqliteStore.open({ path: path.join(config.dataDir, SQLITE_DB_FILE) });
+    const { replay } = store.appendStats();
+    // The last stop was not clean (kill -9, a crash, power): what it left unindexed is back.
+    if (replay.replayed > 0 || replay.tornSegments > 0) {
+      logger.warn('sqlite: replayed the message log', { messages: replay.replayed, tornSegments: replay.tornSegments });
+    }
+    return store;
   }
   try {
     return await CassandraStore.open({

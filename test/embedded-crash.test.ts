@@ -1,7 +1,8 @@
 /**
  * kill -9 of the embedded process under load loses no acknowledged message. The SQLite store
- * acknowledges an append once its transaction is committed to the WAL and writes conversation
- * summaries behind (storage/sqlite/summaries.ts), so this kills a real `node dist/embedded/main.js`
+ * acknowledges an append once it is written to the message log, indexes it into the tables behind
+ * (replayed at open after a crash: storage/sqlite/message-log.ts), and writes conversation
+ * summaries behind that (storage/sqlite/summaries.ts), so this kills a real `node dist/embedded/main.js`
  * while senders are busy, starts it again over the same data dir, and checks by sync that every
  * acknowledged send is at its seq in both inboxes, that unread counts (rebuilt from the inbox)
  * cover them, and that new sends continue after them.
@@ -89,6 +90,8 @@ describe('embedded process: kill -9 under load', function () {
     await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
 
     proc = await ServiceProc.spawn('embedded', 'embedded', env);
+    // Sends never paused, so the kill left messages written to the log and not yet indexed.
+    assert.match(proc.log, /replayed the message log/, 'the restart replayed the message log');
     for (let i = 0; i < PAIRS; i++) {
       const [s, r] = [`${ns}-s${i}`, `${ns}-r${i}`];
       const mine = acked.filter((a) => a.from === s);

@@ -1,6 +1,7 @@
 /**
  * Schema version 4: the layout the store writes today, and the copy of a version-3 database into
- * it. A 1:1 message writes 4 B-tree entries when it is acknowledged (version 3 wrote 16): its
+ * it. A 1:1 message writes 4 B-tree entries (version 3 wrote 16; since version 5 they are written
+ * behind the message log, storage/sqlite/message-log.ts, rather than before the ack): its
  * `messages` row, that row's dedup key, and two `inbox` rows. The conversation summaries
  * (`user_convs`, `unread_marks`, `summarized`) are written behind in batches and rebuilt from the
  * inbox after a crash (storage/sqlite/summaries.ts). Nothing stores a seq counter: the newest

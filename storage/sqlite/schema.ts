@@ -112,6 +112,19 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'minimal writes: seqs kept in memory, dedup as a unique key of messages, summaries written behind',
     sql: MINIMAL_WRITES_SQL,
   },
+  {
+    version: 5,
+    description: 'messages acknowledged from an append-only message log, indexed into the tables behind',
+    // How far the message log (storage/sqlite/message-log.ts) is in the tables: records after it
+    // are replayed at open. A version-4 database has no log: everything is indexed.
+    sql: `
+      CREATE TABLE log_state (
+        id          INTEGER PRIMARY KEY CHECK (id = 0),
+        indexed_lsn INTEGER NOT NULL
+      );
+      INSERT INTO log_state (id, indexed_lsn) VALUES (0, 0);
+    `,
+  },
 ];
 
 /** The schema version a database is at (0 when it has none yet). */

@@ -65,22 +65,13 @@ const MESSAGE_COLUMNS = 'msg_id, conv_id, conv_seq, from_uid, to_uid, group_id, 
 
 export type Statements = ReturnType<typeof prepareStatements>;
 
-type MessagePutArgs = [string, number, string, string, string, string, string, string, Buffer, number, number, number, number];
-const MESSAGE_PUT = `(conv_id, conv_seq, msg_id, from_uid, to_uid, group_id, client_msg_id, content_type, content,
-  sent_at_ms, sender_seq, dedup_until_ms, dedup_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
-
 export function prepareStatements(db: Database.Database) {
   return {
-    // Append path.
+    // Append path (storage/sqlite/message-log.ts): the dedup check of a key not held in memory.
     dedupGet: db.prepare<[string, string], DedupRow>(
       `SELECT ${MESSAGE_COLUMNS}, sender_seq, dedup_until_ms, dedup_gen FROM messages
        WHERE from_uid = ? AND client_msg_id = ? ORDER BY dedup_gen DESC LIMIT 1`),
-    messagePut: db.prepare<MessagePutArgs>(`INSERT INTO messages ${MESSAGE_PUT}`),
-    // A first attempt: the dedup key's uniqueness is the duplicate check (0 changes: it exists).
-    messagePutNew: db.prepare<MessagePutArgs>(`INSERT OR IGNORE INTO messages ${MESSAGE_PUT}`),
-    inboxPut: db.prepare<[string, number, string, number, string]>(
-      'INSERT INTO inbox (uid, seq, conv_id, conv_seq, from_uid) VALUES (?, ?, ?, ?, ?)'),
-    // Newest seqs, read once per key into memory (storage/sqlite/seqs.ts).
+    // Newest indexed seqs, read once per key into memory (storage/sqlite/seqs.ts).
     convMaxSeq: db.prepare<[string], { s: number | null }>('SELECT MAX(conv_seq) AS s FROM messages WHERE conv_id = ?'),
     userMaxSeq: db.prepare<[string], { s: number | null }>('SELECT MAX(seq) AS s FROM inbox WHERE uid = ?'),
 

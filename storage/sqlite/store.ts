@@ -1,19 +1,23 @@
 /**
- * The embedded Store: one SQLite file through better-sqlite3. The default for a single machine
- * (`npm start`) and the developer loop; Cassandra takes over in distributed mode.
+ * The embedded Store: one SQLite file through better-sqlite3, and a message log beside it. The
+ * default for a single machine (`npm start`) and the developer loop; Cassandra takes over in
+ * distributed mode.
+ *
+ * A message is accepted on the event loop into an append-only log (storage/sqlite/message-log.ts):
+ * its dedup decision and seqs come from memory, a tick's messages are one write to the log file,
+ * and the append is acknowledged once that write returned. The writer thread indexes the log
+ * into the tables behind, many messages per transaction (storage/sqlite/writer*.ts); until then
+ * reads find a message in memory (storage/sqlite/unindexed.ts), and after a crash the log is
+ * replayed at open. Every other write (groups, read cursors, summaries) runs on the writer
+ * thread and resolves after its transaction committed.
  *
  * Reads run on the event loop, on this connection (better-sqlite3 is synchronous; a read is a
- * few index probes). Every write runs on the writer thread (storage/sqlite/writer*.ts, its own
- * connection): a tick's writes are posted as one batch, run in the order they were made, and
- * each call resolves after its transaction committed, so a read after an acknowledged write
- * sees it (WAL: readers see every commit). No write statement, commit or WAL checkpoint
- * (storage/sqlite/checkpoint.ts) runs on the loop. A ':memory:' store cannot share its database
- * with a second connection, so its writer runs on the loop (tests and throw-away stores).
+ * few index probes), merged with the messages not yet indexed. No write statement, commit or WAL
+ * checkpoint (storage/sqlite/checkpoint.ts) runs on the loop. A ':memory:' store cannot share its
+ * database with a second connection, so its writer runs on the loop, and its log is memory only.
  *
- * This process is the file's only writer, which is what lets an append write only what must be
- * durable before its ack (storage/sqlite/schema-v4.ts): seqs come from the writer's memory
- * (storage/sqlite/seqs.ts), and conversation summaries follow in their own batches
- * (storage/sqlite/summaries.ts).
+ * This process is the file's only writer (storage/sqlite/lock.ts), which is what lets seqs and
+ * the newest messages live in its memory.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,7 +30,10 @@ import { migrate } from './schema';
 import { Checkpointer, emptyWriterCheckpointStats, type CheckpointStats } from './checkpoint';
 import { SqliteWriterLock } from './lock';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './statements';
-import { openConnection, readGroup, unreadOne, WriterEngine, type AppendOutcome, type WriterOptions, type WriterStats } from './writer';
+import { openConnection, readGroup, unreadOne, WriterEngine, type WriterOptions, type WriterStats } from './writer';
+import { FileSink, MemorySink, replayLog, type LogSink, type ReplayResult } from './log-files';
+import { LogIndexer } from './log-indexer';
+import { MessageLog } from './message-log';
 import { inThreadLink, workerLink, WriterClient } from './writer-client';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
 
@@ -35,24 +42,31 @@ export interface SqliteStoreOptions {
   path: string;
   /** How long a statement waits for another process's lock before failing. Default 5000. */
   busyTimeoutMs?: number;
-  /** Appends committed in one transaction at most. Default 512. */
+  /** Ops posted to the writer thread in one batch at most. Default 512. */
   maxBatchAppends?: number;
   /**
-   * Bytes of message content posted to the writer in one batch at most (at least one message):
-   * the loop copies them into the buffer it hands over, about 1 ms per MiB. A batch is committed
-   * in its own transactions. Default 1048576.
+   * Bytes of message log one write carries, and bytes posted to the writer in one batch, at most
+   * (at least one message): the loop encodes the one and copies the other, about 1 ms per MiB
+   * each, in one turn. Default 1048576.
    */
   maxBatchBytes?: number;
-  /**
-   * Time one append transaction's statements may take on the writer thread before it stops taking
-   * items (the rest go in the next). Its commit then writes the pages they dirtied, about three
-   * times as much again, so 1 ms of statements is a transaction of ~4 ms: the most an ack waits
-   * behind other items. Default 1.
-   */
-  maxBatchMs?: number;
-  /** Writes (appends and the rest) queued or in flight to the writer; beyond it a write fails with OverloadedError. Default 20000. */
+  /** How long written messages wait to be indexed into the tables, collecting more (one transaction, many per page). Default 250. */
+  indexFlushMs?: number;
+  /** Rows one index transaction writes, about (a message's row and one per recipient; whole messages). Default 16384. */
+  maxIndexBatch?: number;
+  /** Messages waiting on the writer to be indexed past which it indexes without waiting for indexFlushMs. Default 32768. */
+  maxPendingIndex?: number;
+  /** Messages held in memory until indexed, at most; beyond it an append fails with OVERLOADED. Default 200000. */
+  maxUnindexed?: number;
+  /** Message log segment size past which a new segment starts (a segment is deleted once indexed). Default 67108864. */
+  logSegmentBytes?: number;
+  /** Appends waiting for their log write, and other writes queued or in flight to the writer; beyond it a write fails with OVERLOADED. Default 20000. */
   maxPendingAppends?: number;
-  /** Summary entries (one per recipient of a message) one write-behind transaction writes at most. Default 256. */
+  /**
+   * Summary entries (one per recipient of a message) one write-behind transaction writes at most.
+   * Default 65536: no ack waits for it, and every commit makes the loop's connection drop its page
+   * cache (SQLite resets a reader's cache when the database changed), so few large ones are cheaper.
+   */
   maxSummaryBatch?: number;
   /** How long summaries wait to be written behind, collecting entries. Default 1000. */
   summaryFlushMs?: number;
@@ -81,15 +95,26 @@ export interface SqliteStoreOptions {
 type ResolvedOptions = Required<SqliteStoreOptions>;
 
 export interface AppendStats {
+  /** Message log writes (each acknowledges the appends of one or more ticks), bytes written, and writes that failed. */
+  logWrites: number;
+  logBytes: number;
+  logFailedWrites: number;
+  /** Messages held in memory until indexed, and those of them the writer has received. */
+  unindexed: number;
+  pendingIndex: number;
+  /** What the log replay at open found. */
+  replay: ReplayResult;
+  /** Index transactions committed so far. */
   batches: number;
+  /** Other writes queued or in flight to the writer. */
   pending: number;
   pendingSummaries: number;
   rowsWritten: { messages: number; inbox: number; userConvs: number; unreadMarks: number };
-  /** The longest append transaction and write-behind transaction so far, ms of wall time on the writer (not the loop, except for ':memory:'). */
-  longestAppendBatchMs: number;
+  /** The longest index transaction and write-behind transaction so far, ms of wall time on the writer (not the loop, except for ':memory:'). */
+  longestIndexBatchMs: number;
   longestSummaryBatchMs: number;
-  /** Transactions so far, and those that took over 5 ms (a busy machine's preemption counts too). */
-  appendBatchesOver5Ms: number;
+  /** Index transactions over 50 ms, summary transactions over 5 ms (a busy machine's preemption counts too). */
+  indexBatchesOver50Ms: number;
   summaryBatches: number;
   summaryBatchesOver5Ms: number;
   checkpoints?: CheckpointStats;
@@ -101,9 +126,13 @@ const DEFAULTS: Omit<ResolvedOptions, 'path'> = {
   busyTimeoutMs: 5000,
   maxBatchAppends: 512,
   maxBatchBytes: 1 << 20,
-  maxBatchMs: 1,
+  indexFlushMs: 250,
+  maxIndexBatch: 16384,
+  maxPendingIndex: 32768,
+  maxUnindexed: 200_000,
+  logSegmentBytes: 64 << 20,
   maxPendingAppends: 20000,
-  maxSummaryBatch: 256,
+  maxSummaryBatch: 65536,
   summaryFlushMs: 1000,
   maxPendingSummaries: 50000,
   maxCachedSeqs: 1_000_000,
@@ -139,10 +168,14 @@ export class SqliteStore implements Store {
   private readonly options: ResolvedOptions;
   private readonly writer: WriterClient;
   private readonly checkpointer: Checkpointer | undefined;
+  private readonly log: MessageLog;
+  private readonly sink: LogSink;
+  private readonly replay: ReplayResult;
   private writerStats: WriterStats | undefined;
   private summaryFlushScheduled = false;
+  private indexFlushScheduled = false;
   private closed = false;
-  /** This process is the file's only writer: the seqs its writer keeps in memory are the file's. */
+  /** This process is the file's only writer: the seqs kept in memory are the file's. */
   private readonly writerLock: SqliteWriterLock;
 
   static open(options: SqliteStoreOptions): SqliteStore {
@@ -152,7 +185,8 @@ export class SqliteStore implements Store {
   private constructor(options: ResolvedOptions) {
     this.options = options;
     this.path = options.path;
-    if (options.path !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true });
+    const inMemory = options.path === ':memory:';
+    if (!inMemory) fs.mkdirSync(path.dirname(path.resolve(options.path)), { recursive: true });
     this.writerLock = SqliteWriterLock.acquire(options.path);
     const connection = { busyTimeoutMs: options.busyTimeoutMs, cacheSizeKiB: options.cacheSizeKiB, walRestartFrames: options.walRestartFrames };
     try {
@@ -162,19 +196,23 @@ export class SqliteStore implements Store {
       throw err;
     }
     try {
-      // Before the writer opens its connection: it finds the schema in place.
+      // Before the writer opens its connection: it finds the schema in place and the log indexed.
       migrate(this.db);
       this.sql = prepareStatements(this.db);
+      const indexer = new LogIndexer(this.db);
+      this.replay = inMemory
+        ? { replayed: 0, tornSegments: 0, nextLsn: indexer.indexedLsn + 1 }
+        : replayLog(options.path, indexer.indexedLsn, (records) => indexer.write(records), options.maxIndexBatch);
+      this.sink = inMemory ? new MemorySink() : new FileSink(options.path, this.replay.nextLsn, options.logSegmentBytes);
     } catch (err) {
       this.db.close();
       this.writerLock.release();
       throw err;
     }
     const writerOptions: WriterOptions = {
-      maxBatchAppends: options.maxBatchAppends, maxBatchMs: options.maxBatchMs, maxSummaryBatch: options.maxSummaryBatch,
+      maxIndexBatch: options.maxIndexBatch, maxPendingIndex: options.maxPendingIndex, maxSummaryBatch: options.maxSummaryBatch,
       maxPendingSummaries: options.maxPendingSummaries, maxCachedSeqs: options.maxCachedSeqs,
     };
-    const inMemory = options.path === ':memory:';
     const checkpointer = inMemory ? undefined : new Checkpointer({
       file: options.path, intervalMs: options.checkpointIntervalMs, restartFrames: options.walRestartFrames,
     });
@@ -196,23 +234,36 @@ export class SqliteStore implements Store {
       },
       onStats: (stats) => {
         this.writerStats = stats;
+        this.log.indexed(stats.indexedLsn);
+        if (stats.pendingIndex > 0) this.scheduleIndexFlush();
         if (stats.pendingSummaries > 0) this.scheduleSummaryFlush();
       },
+      // The dead writer's index ops are lost: the new one gets every written message not yet indexed.
+      onRestart: () => this.log.repost(),
+    });
+    this.log = new MessageLog(this.sink, this.sql, this.replay.nextLsn, {
+      maxPendingAppends: options.maxPendingAppends, maxUnindexed: options.maxUnindexed, maxCachedSeqs: options.maxCachedSeqs,
+    }, options.maxBatchBytes, (firstLsn, count, bytes) => {
+      // Settled by the writer's stats; a writer that fails loses it, and the restart posts it again.
+      this.writer.submit({ k: 'index', firstLsn, count, contentOff: 0, contentLen: 0 }, bytes, false).catch(() => undefined);
     });
   }
 
   /**
-   * Append transactions committed so far, writes waiting for one, summary entries not yet
-   * written, rows written per table, and the writer's WAL checkpoint counts (for metrics, tests and
-   * the bench, which turns rows into B-tree entries: see storage/sqlite/schema-v4.ts).
+   * Log writes, messages waiting to be indexed, index and summary transactions, writes waiting for
+   * the writer, rows written per table, and the writer's WAL checkpoint counts (for metrics, tests
+   * and the bench, which turns rows into B-tree entries: see storage/sqlite/schema-v4.ts).
    */
   appendStats(): AppendStats {
     const w = this.writerStats;
+    const log = this.log.stats();
     return {
+      logWrites: log.writes, logBytes: log.bytes, logFailedWrites: log.failedWrites, unindexed: log.unindexed,
+      pendingIndex: w?.pendingIndex ?? 0, replay: { ...this.replay },
       batches: w?.batches ?? 0, pending: this.writer.pending, pendingSummaries: w?.pendingSummaries ?? 0,
       rowsWritten: { ...(w?.rowsWritten ?? { messages: 0, inbox: 0, userConvs: 0, unreadMarks: 0 }) },
-      longestAppendBatchMs: w?.longestAppendBatchMs ?? 0, longestSummaryBatchMs: w?.longestSummaryBatchMs ?? 0,
-      appendBatchesOver5Ms: w?.appendBatchesOver5Ms ?? 0,
+      longestIndexBatchMs: w?.longestIndexBatchMs ?? 0, longestSummaryBatchMs: w?.longestSummaryBatchMs ?? 0,
+      indexBatchesOver50Ms: w?.indexBatchesOver50Ms ?? 0,
       summaryBatches: w?.summaryBatches ?? 0, summaryBatchesOver5Ms: w?.summaryBatchesOver5Ms ?? 0,
       checkpoints: this.checkpointer && {
         ...this.checkpointer.stats, ...(w?.checkpoints ?? emptyWriterCheckpointStats()),
@@ -229,43 +280,31 @@ export class SqliteStore implements Store {
     await this.writer.submit({ k: 'crash' }, undefined, false).catch(() => undefined);
   }
 
+  /** Indexes every message written so far (tests: what a read of the tables alone sees). */
+  async indexNow(): Promise<void> {
+    await this.writer.submit({ k: 'indexFlush' }, undefined, false);
+  }
+
   async appendMessage(input: AppendInput): Promise<AppendResult> {
     this.checkOpen();
     validateAppend(input);
-    const o = await this.writer.submit<AppendOutcome>({
-      k: 'append', msgId: input.msgId, convId: input.convId, from: input.from, to: input.to, groupId: input.groupId,
-      clientMsgId: input.clientMsgId, contentType: input.contentType, sentAtMs: input.sentAtMs,
-      recipients: input.recipients, dedupWindowMs: input.dedupWindowMs, contentOff: 0, contentLen: 0,
-    }, input.content);
-    if (o.duplicate) {
-      const c = o.duplicate.content;
-      const message = { ...o.duplicate, content: Buffer.from(c.buffer, c.byteOffset, c.byteLength) };
-      return { message, senderSeq: o.senderSeq, seqs: new Map(), duplicate: true };
-    }
-    const seqs = new Map<string, number>();
-    input.recipients.forEach((uid, i) => seqs.set(uid, o.seqs[i]));
-    return {
-      message: {
-        msgId: input.msgId, convId: input.convId, from: input.from, to: input.to, groupId: input.groupId,
-        clientMsgId: input.clientMsgId, contentType: input.contentType, content: input.content,
-        sentAtMs: input.sentAtMs, convSeq: o.convSeq,
-      },
-      senderSeq: o.senderSeq, seqs, duplicate: false,
-    };
+    return this.log.append(input);
   }
 
   async sync(uid: string, afterSeq: number, limit: number): Promise<Page<InboxEntry>> {
     this.checkOpen();
     validateSeq('afterSeq', afterSeq);
     const n = Math.min(validateLimit(limit), this.options.maxPageItems);
-    const rows = this.sql.sync.all(uid, afterSeq, n + 1);
-    return { items: rows.slice(0, n).map(toInboxEntry), hasMore: rows.length > n };
+    // The indexed part of the inbox comes first; what is held in memory follows it.
+    const items = this.sql.sync.all(uid, afterSeq, n + 1).map(toInboxEntry);
+    if (items.length <= n) this.log.unindexed.inboxAfter(uid, items.length > 0 ? items[items.length - 1].seq : afterSeq, n + 1, items);
+    return { items: items.slice(0, n), hasMore: items.length > n };
   }
 
-  /** The newest committed seq of uid's inbox: every acknowledged append is in it. */
+  /** The newest acknowledged seq of uid's inbox. */
   async maxSeq(uid: string): Promise<number> {
     this.checkOpen();
-    return this.sql.userMaxSeq.get(uid)?.s ?? 0;
+    return this.log.unindexed.lastDurableUserSeq(uid) ?? this.sql.userMaxSeq.get(uid)?.s ?? 0;
   }
 
   async history(convId: string, beforeConvSeq: number, limit: number): Promise<Page<StoredMessage>> {
@@ -273,8 +312,14 @@ export class SqliteStore implements Store {
     validateSeq('beforeConvSeq', beforeConvSeq);
     const n = Math.min(validateLimit(limit), this.options.maxPageItems);
     const before = beforeConvSeq === 0 ? Number.MAX_SAFE_INTEGER : beforeConvSeq;
-    const rows = this.sql.history.all(convId, before, n + 1);
-    return { items: rows.slice(0, n).map(toMessage), hasMore: rows.length > n };
+    // Newest first: what is held in memory, then the indexed part below it.
+    const items: StoredMessage[] = [];
+    this.log.unindexed.convBefore(convId, before, n + 1, items);
+    if (items.length <= n) {
+      const below = items.length > 0 ? items[items.length - 1].convSeq : before;
+      for (const r of this.sql.history.all(convId, below, n + 1 - items.length)) items.push(toMessage(r));
+    }
+    return { items: items.slice(0, n), hasMore: items.length > n };
   }
 
   async createGroup(group: GroupInfo, maxMembers: number): Promise<GroupInfo> {
@@ -329,12 +374,15 @@ export class SqliteStore implements Store {
       })).filter((u) => u.count > 0))();
   }
 
-  /** Commits queued writes and summaries, then closes the database. Idempotent. */
+  /** Writes and indexes every accepted message, commits queued writes and summaries, then closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    // Summaries are rebuilt from the inbox after any stop, but a clean one leaves nothing to do.
+    await this.log.close();
+    // The writer indexes everything and writes the summaries before it ends: a clean stop leaves
+    // nothing to replay or rebuild (the log's files go).
     await this.writer.close();
+    this.sink.close(!this.writer.failure);
     await this.checkpointer?.stop();
     this.db.close();
     this.writerLock.release();
@@ -344,6 +392,18 @@ export class SqliteStore implements Store {
     if (this.closed) throw new UnavailableError('sqlite store is closed');
     const down = this.writer.failure;
     if (down) throw down;
+  }
+
+  /** Written messages are indexed every indexFlushMs: one transaction covers many messages per page. */
+  private scheduleIndexFlush(): void {
+    if (this.indexFlushScheduled || this.closed) return;
+    this.indexFlushScheduled = true;
+    setTimeout(() => {
+      if (this.closed) return;
+      this.writer.submit({ k: 'indexFlush' }, undefined, false).then(
+        () => { this.indexFlushScheduled = false; if ((this.writerStats?.pendingIndex ?? 0) > 0) this.scheduleIndexFlush(); },
+        () => { this.indexFlushScheduled = false; });
+    }, this.options.indexFlushMs).unref();
   }
 
   /**

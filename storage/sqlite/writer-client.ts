@@ -1,23 +1,23 @@
 /**
  * The event loop's side of the SQLite writer (storage/sqlite/writer.ts): collects the writes of
  * a tick, posts them as one batch, and settles each call when the writer answers, that is after
- * the transaction that wrote it committed (acknowledged = committed to the WAL, so a read on the
- * loop's connection right after sees it).
+ * the transaction that wrote it committed (a read on the loop's connection right after sees it).
+ * Appends are not among them: they are acknowledged by the message log
+ * (storage/sqlite/message-log.ts), which posts its written records here to be indexed.
  *
  * The batch is one postMessage: the ops are plain objects (structured clone: strings and
- * numbers), and every append's content is copied once into one ArrayBuffer that is transferred,
- * not cloned. Cloning the contents would cost more: a Uint8Array is cloned with its whole
- * backing ArrayBuffer, and a message's content is usually a view into a larger one (Buffer's
- * 8 KiB pool, or the frame it was decoded from), while transferring a content's own buffer
- * would detach memory its caller still uses.
+ * numbers), and every op's bytes (the log records to index) are copied once into one ArrayBuffer
+ * that is transferred, not cloned. Cloning them would cost more: a Uint8Array is cloned with its
+ * whole backing ArrayBuffer, and the records are a view into the log's larger slab, while
+ * transferring that would detach memory the log still reads.
  *
  * Bounded: ops queued or in flight beyond maxPending are refused with OVERLOADED (retryable).
  * The writer thread failing (it exited, or threw) fails every op in flight with UNAVAILABLE
- * (retryable; each may or may not have committed, and a retried send is deduplicated) and a new
- * thread is started over the same file for the ops still queued; its connection reloads seqs
- * from what is committed (SQLite rolls back the dead thread's open transaction). After
- * MAX_RESTARTS failures within RESTART_WINDOW_MS the writer stays down and every write fails
- * with UNAVAILABLE until the process is restarted.
+ * (retryable; each may or may not have committed) and a new thread is started over the same file
+ * for the ops still queued (SQLite rolls back the dead thread's open transaction); onRestart lets
+ * the store post again what the dead one lost. After MAX_RESTARTS failures within
+ * RESTART_WINDOW_MS the writer stays down and every write fails with UNAVAILABLE until the
+ * process is restarted.
  */
 import path from 'node:path';
 import { Worker, type TransferListItem } from 'node:worker_threads';
@@ -119,6 +119,8 @@ export interface WriterClientOptions {
   start: (on: LinkEvents) => WriterLink;
   /** Every answer's writer counters. */
   onStats: (stats: WriterStats) => void;
+  /** A new writer thread started after one failed (ops it never answered are failed; the store posts again what it must). */
+  onRestart?: () => void;
 }
 
 export class WriterClient {
@@ -209,7 +211,7 @@ export class WriterClient {
     const bytes = new Uint8Array(contents);
     let off = 0;
     for (const p of batch) {
-      if (!p.content || p.op.k !== 'append') continue;
+      if (!p.content || p.op.k !== 'index') continue;
       bytes.set(p.content, off);
       p.op.contentOff = off;
       p.op.contentLen = p.content.byteLength;
@@ -271,6 +273,7 @@ export class WriterClient {
       // Ops not yet posted never reached the dead writer: the new one runs them.
       this.restarts++;
       this.link = this.startLink();
+      this.options.onRestart?.();
       this.schedule();
     }
     this.settled();

@@ -17,7 +17,7 @@ interface Data { path: string; connection: ConnectionOptions; writer: WriterOpti
 
 const { path, connection, writer, checkpointPort } = workerData as Data;
 const db = openConnection(path, connection);
-const engine = new WriterEngine(db, writer, undefined, new RestartCheckpoint(db));
+const engine = new WriterEngine(db, writer, new RestartCheckpoint(db));
 
 function fromCheckpointWorker(m: unknown): void {
   if (m !== RESTART_DUE) return;

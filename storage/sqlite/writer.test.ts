@@ -2,17 +2,36 @@ import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { Code } from '../../common/errors';
 import { migrate } from './schema';
-import { WriterEngine, type AppendOp, type AppendOutcome, type WriteBatch, type WriterOptions } from './writer';
+import { encodeRecord, maxEncodedSize, type LogRecord } from './log-record';
+import { WriterEngine, type WriteBatch, type WriteOp, type WriterOptions, type WriterStats } from './writer';
 
-const OPTIONS: WriterOptions = { maxBatchAppends: 512, maxBatchMs: 1, maxSummaryBatch: 256, maxPendingSummaries: 50_000, maxCachedSeqs: 1000 };
+const OPTIONS: WriterOptions = { maxIndexBatch: 12, maxPendingIndex: 1000, maxSummaryBatch: 256, maxPendingSummaries: 50_000, maxCachedSeqs: 1000 };
 
-/** A batch of n appends from s<i> to bob, each with a one-byte content. */
-function appends(n: number, id = 1): WriteBatch {
-  const ops: AppendOp[] = Array.from({ length: n }, (_, i) => ({
-    k: 'append', msgId: `m${id}-${i}`, convId: `c${i}`, from: `s${i}`, to: 'bob', groupId: '', clientMsgId: `k${id}-${i}`,
-    contentType: 'text/plain', sentAtMs: 1000, recipients: [`s${i}`, 'bob'], dedupWindowMs: 60_000, contentOff: i, contentLen: 1,
-  }));
-  return { id, ops, contents: new Uint8Array(n).fill(120).buffer };
+/** Records lsn from..to, each a message from s<lsn> to bob, bob's seq = lsn. */
+function records(from: number, to: number): LogRecord[] {
+  const out: LogRecord[] = [];
+  for (let lsn = from; lsn <= to; lsn++) {
+    out.push({
+      lsn, msgId: `m${lsn}`, convId: `c${lsn}`, convSeq: 1, from: `s${lsn}`, to: 'bob', groupId: '', clientMsgId: `k${lsn}`,
+      contentType: 'text/plain', content: Buffer.from(`x${lsn}`), sentAtMs: 1000, senderSeq: 1, dedupUntilMs: 61_000, dedupGen: 0,
+      recipients: [`s${lsn}`, 'bob'], seqs: [1, lsn],
+    });
+  }
+  return out;
+}
+
+let nextId = 1;
+/** One batch: an index op per group of records, then the other ops. */
+function batch(groups: LogRecord[][], ...others: WriteOp[]): WriteBatch {
+  const size = groups.flat().reduce((n, r) => n + maxEncodedSize(r), 0);
+  const buf = Buffer.alloc(size);
+  let at = 0;
+  const ops: WriteOp[] = groups.map((g) => {
+    const start = at;
+    for (const r of g) at = encodeRecord(r, buf, at);
+    return { k: 'index', firstLsn: g[0].lsn, count: g.length, contentOff: start, contentLen: at - start };
+  });
+  return { id: nextId++, ops: [...ops, ...others], contents: buf.buffer.slice(buf.byteOffset, buf.byteOffset + at) };
 }
 
 describe('SQLite writer engine', () => {
@@ -23,25 +42,45 @@ describe('SQLite writer engine', () => {
   });
   afterEach(() => db.close());
 
-  it('ends a transaction at its time budget and commits the rest in the next', () => {
-    let nowMs = 0;
-    // Each item reads the clock once: 1 ms per item against a 3 ms budget.
-    const engine = new WriterEngine(db, { ...OPTIONS, maxBatchMs: 3 }, () => nowMs++);
-    const reply = engine.handle(appends(10));
-    assert.ok(reply.stats.batches >= 3, `${reply.stats.batches} transactions`);
-    assert.deepEqual(reply.outcomes.map((o) => o.ok && (o.value as AppendOutcome).seqs[1]), Array.from({ length: 10 }, (_, i) => i + 1));
-    assert.equal(reply.contents.byteLength, 10, 'the contents buffer goes back');
+  const bobSeqs = () => (db.prepare("SELECT seq FROM inbox WHERE uid = 'bob' ORDER BY seq").all() as { seq: number }[]).map((r) => r.seq);
+
+  it('indexes received records on indexFlush, about maxIndexBatch rows per transaction, with the indexed lsn', () => {
+    const engine = new WriterEngine(db, OPTIONS);
+    const held = engine.handle(batch([records(1, 3), records(4, 10)]));
+    assert.deepEqual([held.stats.pendingIndex, held.stats.indexedLsn, bobSeqs()], [10, 0, []]);
+    const done = engine.handle(batch([], { k: 'indexFlush' })).stats;
+    assert.deepEqual([done.pendingIndex, done.indexedLsn, done.batches, done.rowsWritten.messages, done.rowsWritten.inbox], [0, 10, 3, 10, 20]);
+    assert.deepEqual(bobSeqs(), Array.from({ length: 10 }, (_, i) => i + 1));
+    assert.equal((db.prepare('SELECT indexed_lsn AS l FROM log_state').get() as { l: number }).l, 10);
   });
 
-  it('fails every write of a connection that cannot write with INTERNAL, and takes no seq for them', () => {
+  it('skips records already indexed and waits at a gap until the records before it arrive', () => {
     const engine = new WriterEngine(db, OPTIONS);
+    engine.handle(batch([records(1, 4)], { k: 'indexFlush' }));
+    // A new writer gets the records again (a resubmission) and later ones before the ones between.
+    let stats: WriterStats = engine.handle(batch([records(3, 6), records(9, 10)], { k: 'indexFlush' })).stats;
+    assert.deepEqual([stats.indexedLsn, stats.pendingIndex, stats.skippedRecords], [6, 2, 2]);
+    stats = engine.handle(batch([records(7, 8)], { k: 'indexFlush' })).stats;
+    assert.deepEqual([stats.indexedLsn, stats.pendingIndex], [10, 0]);
+    assert.deepEqual(bobSeqs(), Array.from({ length: 10 }, (_, i) => i + 1));
+  });
+
+  it('keeps records whose index transaction failed and indexes them once the connection can write', () => {
+    const engine = new WriterEngine(db, OPTIONS);
+    engine.handle(batch([records(1, 2)]));
     db.pragma('query_only = 1');
-    const failed = engine.handle(appends(5));
-    assert.deepEqual(failed.outcomes.map((o) => !o.ok && o.code), Array(5).fill(Code.INTERNAL));
-    const group = engine.handle({ id: 2, ops: [{ k: 'createGroup', group: { groupId: 'g', name: 'n', owner: 'o', members: [], createdAtMs: 1 }, members: [] }], contents: new ArrayBuffer(0) });
-    assert.deepEqual(group.outcomes.map((o) => !o.ok && o.code), [Code.INTERNAL]);
+    const failed = engine.handle(batch([], { k: 'indexFlush' },
+      { k: 'createGroup', group: { groupId: 'g', name: 'n', owner: 'o', members: [], createdAtMs: 1 }, members: [] }));
+    assert.deepEqual(failed.outcomes.map((o) => !o.ok && o.code), [Code.INTERNAL, Code.INTERNAL]);
+    assert.equal(failed.stats.pendingIndex, 2);
     db.pragma('query_only = 0');
-    const ok = engine.handle(appends(2, 3));
-    assert.deepEqual(ok.outcomes.map((o) => o.ok && (o.value as AppendOutcome).seqs), [[1, 1], [1, 2]]);
+    const ok = engine.handle(batch([], { k: 'indexFlush' }));
+    assert.deepEqual([ok.stats.indexedLsn, bobSeqs()], [2, [1, 2]]);
+  });
+
+  it('indexes without waiting for indexFlush once maxPendingIndex records wait', () => {
+    const engine = new WriterEngine(db, { ...OPTIONS, maxPendingIndex: 8 });
+    assert.equal(engine.handle(batch([records(1, 7)])).stats.indexedLsn, 0);
+    assert.equal(engine.handle(batch([records(8, 9)])).stats.indexedLsn, 9);
   });
 });

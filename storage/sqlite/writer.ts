@@ -1,15 +1,16 @@
 /**
- * The SQLite store's write side: every write the store makes runs here, in the order the store
+ * The SQLite store's write side: every write to the tables runs here, in the order the store
  * posted it, on one connection. In a file-backed store this runs on the writer thread
  * (storage/sqlite/writer-worker.ts, its own connection) so no statement or commit of a write holds
  * the event loop; a ':memory:' store (one connection: another could not see it) runs it on the
  * loop. The store (storage/sqlite/store.ts) batches a tick's writes into one WriteBatch; the engine
  * answers each op with an outcome, after the transaction that wrote it committed.
  *
- * Seqs are kept in memory here (storage/sqlite/seqs.ts): the writer is the file's only writer,
- * and an append's dedup check (the unique dedup key) must run in the transaction that takes its
- * seqs, or a duplicate would leave a gap. Conversation summaries are written behind from here too
- * (storage/sqlite/summaries.ts), one bounded transaction per 'summaries' op the store posts.
+ * Messages are acknowledged by the message log (storage/sqlite/message-log.ts), not here: the
+ * store posts each log write's records as an 'index' op, and the engine writes them into the
+ * tables behind, many at once (storage/sqlite/log-indexer.ts), when the store asks ('indexFlush',
+ * every indexFlushMs), when maxPendingIndex records wait, and before anything that reads the
+ * summaries. Conversation summaries follow the index (storage/sqlite/summaries.ts).
  */
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
@@ -17,57 +18,62 @@ import {
   BadRequestError, GroupFullError, GroupNotFoundError, IdempotencyConflictError, ImError, InternalError,
   OverloadedError, UnavailableError, type ImErrorClass,
 } from '../../common/errors';
-import type { GroupInfo, StoredMessage, UnreadInfo } from '../store';
+import type { GroupInfo, UnreadInfo } from '../store';
 import type { RestartCheckpoint, WriterCheckpointStats } from './checkpoint';
 import { SeqCache } from './seqs';
-import { Summaries, type SummaryEntry } from './summaries';
-import { checkSameSend, sendDigest } from '../send-digest';
-import { prepareStatements, toMessage, type Statements } from './statements';
+import { Summaries } from './summaries';
+import { decodeRecords, type LogRecord } from './log-record';
+import { LogIndexer } from './log-indexer';
+import { prepareStatements, type Statements } from './statements';
 
-/** An append as posted: the input without its content, which is `contentLen` bytes at `contentOff` of the batch's buffer. */
-export interface AppendOp {
-  k: 'append';
-  msgId: string; convId: string; from: string; to: string; groupId: string; clientMsgId: string;
-  contentType: string; sentAtMs: number; recipients: string[]; dedupWindowMs: number;
-  contentOff: number; contentLen: number;
+/**
+ * Records of the message log to index: `count` records from `firstLsn` on, encoded
+ * (storage/sqlite/log-record.ts) as `contentLen` bytes at `contentOff` of the batch's buffer.
+ */
+export interface IndexOp {
+  k: 'index';
+  firstLsn: number;
+  count: number;
+  contentOff: number;
+  contentLen: number;
 }
 
 export type WriteOp =
-  | AppendOp
+  | IndexOp
+  /** Indexes every record received so far (bounded transactions of maxIndexBatch records each). */
+  | { k: 'indexFlush' }
   | { k: 'createGroup'; group: GroupInfo; members: string[] }
   | { k: 'addMembers'; groupId: string; uids: string[]; maxMembers: number }
   | { k: 'removeMembers'; groupId: string; uids: string[]; newOwner?: string }
   | { k: 'setCursor'; uid: string; convId: string; seq: number }
-  /** Before a read of uid's summaries: any the inbox is ahead of, and every queued one, are written. */
+  /** Before a read of uid's summaries: every received record is indexed, and every queued summary written. */
   | { k: 'summarize'; uid: string }
-  /** One bounded write-behind transaction of queued summaries. */
+  /** One bounded write-behind transaction of queued summaries (of indexed messages). */
   | { k: 'summaries' }
   /** Test hook (fault drills): the engine throws out of its handler, as a crashing writer would. */
   | { k: 'crash' };
-
-/** What an append answers: seqs in the order of its recipients; a duplicate carries the accepted message. */
-export interface AppendOutcome {
-  convSeq: number;
-  senderSeq: number;
-  seqs: number[];
-  duplicate?: StoredMessage;
-}
 
 export type OpOutcome = { ok: true; value: unknown } | { ok: false; code: number; message: string };
 
 export interface WriteBatch {
   id: number;
   ops: WriteOp[];
-  /** Every append's content, packed: one copy on the loop, moved (transferred) to the writer thread. */
+  /** Every op's bytes (the index ops' records), packed: one copy on the loop, moved (transferred) to the writer thread. */
   contents: ArrayBuffer;
 }
 
 export interface WriterStats {
+  /** Index transactions committed so far. */
   batches: number;
+  /** The last log record indexed (every record up to it is in the tables), and records received and not yet indexed. */
+  indexedLsn: number;
+  pendingIndex: number;
   pendingSummaries: number;
   rowsWritten: { messages: number; inbox: number; userConvs: number; unreadMarks: number };
-  longestAppendBatchMs: number;
-  appendBatchesOver5Ms: number;
+  /** Records the index already held (a replay or a resubmission after a writer restart that overlapped): not written again. */
+  skippedRecords: number;
+  longestIndexBatchMs: number;
+  indexBatchesOver50Ms: number;
   longestSummaryBatchMs: number;
   summaryBatches: number;
   summaryBatchesOver5Ms: number;
@@ -84,8 +90,10 @@ export interface WriteReply {
 }
 
 export interface WriterOptions {
-  maxBatchAppends: number;
-  maxBatchMs: number;
+  /** Rows (a message's, and one per recipient) one index transaction writes at most, in whole messages. */
+  maxIndexBatch: number;
+  /** Records received and not yet indexed past which the writer indexes them without waiting for an indexFlush. */
+  maxPendingIndex: number;
   maxSummaryBatch: number;
   maxPendingSummaries: number;
   maxCachedSeqs: number;
@@ -129,17 +137,8 @@ export function openConnection(file: string, options: ConnectionOptions): Databa
   return db;
 }
 
-/** A write failed inside an append transaction without savepoints: it is rolled back and re-run with them. */
-class WriteFailed extends Error {
-  constructor(cause: unknown) {
-    super('append write failed', { cause });
-  }
-}
-
 /** Marks the engine's own fault drill, so it escapes the per-op error handling. */
 class WriterCrash extends Error {}
-
-type AppendResultOf = { ok: true; value: AppendOutcome } | { ok: false; error: ImError };
 
 const ERROR_CLASSES = new Map<number, ImErrorClass<number>>([
   BadRequestError, GroupFullError, GroupNotFoundError, IdempotencyConflictError, InternalError, OverloadedError, UnavailableError,
@@ -156,58 +155,57 @@ function failure(err: unknown): OpOutcome {
   return { ok: false, code: e.code, message: e.message };
 }
 
+/** Records of one index op, decoded (their contents are views into a copy the engine owns). */
+interface Received {
+  firstLsn: number;
+  records: LogRecord[];
+}
+
 export class WriterEngine {
   private readonly sql: Statements;
-  private readonly userSeqs: SeqCache;
-  private readonly convSeqs: SeqCache;
+  private readonly index: LogIndexer;
+  /**
+   * Users whose summaries were checked against their inbox since the engine started: the first
+   * record indexed for a user loads its newest inbox seq, and Summaries.noteLoaded schedules a
+   * re-read of the inbox when the summaries lag it (after a crash or a replay).
+   */
+  private readonly seenUsers: SeqCache;
   private readonly summaries: Summaries;
-  private readonly appendOne: (input: AppendOp, content: Buffer) => AppendOutcome;
-  private readonly appendTx: (ops: AppendOp[], contents: Buffer, savepoints: boolean) => AppendResultOf[];
-  /** Summary entries of the append transaction being built; queued once it commits. */
-  private batchEntries: SummaryEntry[] = [];
-  private readonly stats: WriterStats;
+  private received: Received[] = [];
+  private receivedRecords = 0;
+  private readonly stats: Omit<WriterStats, 'indexedLsn' | 'pendingIndex' | 'pendingSummaries' | 'summaryBatches' | 'longestSummaryBatchMs' | 'summaryBatchesOver5Ms'>;
 
   constructor(
     private readonly db: Database.Database,
     private readonly options: WriterOptions,
-    /** Milliseconds for the transaction time budget; unit tests inject one. */
-    private readonly clock: () => number = () => performance.now(),
     /** A file-backed store's checkpoint before the log starts over (see restartCheckpoint). */
     private readonly checkpoints?: RestartCheckpoint,
   ) {
     this.sql = prepareStatements(db);
     this.summaries = new Summaries(db, { maxFlushEntries: options.maxSummaryBatch });
-    this.convSeqs = new SeqCache((convId) => this.sql.convMaxSeq.get(convId)?.s ?? 0, options.maxCachedSeqs);
-    this.userSeqs = new SeqCache((uid) => {
+    this.seenUsers = new SeqCache((uid) => {
       const max = this.sql.userMaxSeq.get(uid)?.s ?? 0;
       this.summaries.noteLoaded(uid, max);
       return max;
     }, options.maxCachedSeqs);
-    // A nested better-sqlite3 transaction is a SAVEPOINT: one failing item rolls back alone.
-    this.appendOne = db.transaction((op: AppendOp, content: Buffer) => this.appendSync(op, content));
-    this.appendTx = db.transaction((ops: AppendOp[], contents: Buffer, savepoints: boolean) => this.appendBatchSync(ops, contents, savepoints));
+    this.index = new LogIndexer(db, (uid) => this.seenUsers.current(uid));
     this.stats = {
-      batches: 0, pendingSummaries: 0, rowsWritten: { messages: 0, inbox: 0, userConvs: 0, unreadMarks: 0 },
-      longestAppendBatchMs: 0, appendBatchesOver5Ms: 0, longestSummaryBatchMs: 0, summaryBatches: 0, summaryBatchesOver5Ms: 0,
+      batches: 0, rowsWritten: { messages: 0, inbox: 0, userConvs: 0, unreadMarks: 0 }, skippedRecords: 0,
+      longestIndexBatchMs: 0, indexBatchesOver50Ms: 0,
     };
   }
 
-  /** Runs a batch's ops in order; consecutive appends share transactions. Throws only for the 'crash' drill. */
+  /** Runs a batch's ops in order. Throws only for the 'crash' drill. */
   handle(batch: WriteBatch): WriteReply {
     const contents = Buffer.from(batch.contents);
     const outcomes: OpOutcome[] = [];
-    const ops = batch.ops;
-    for (let i = 0; i < ops.length;) {
-      const op = ops[i];
-      if (op.k !== 'append') {
-        outcomes.push(this.runOther(op));
-        i++;
-        continue;
+    for (const op of batch.ops) {
+      if (op.k === 'crash') throw new WriterCrash('writer fault drill');
+      try {
+        outcomes.push({ ok: true, value: op.k === 'index' ? this.receive(op, contents) : this.other(op) });
+      } catch (err) {
+        outcomes.push(failure(err));
       }
-      let end = i;
-      while (end < ops.length && ops[end].k === 'append') end++;
-      this.runAppends(ops.slice(i, end) as AppendOp[], contents, outcomes);
-      i = end;
     }
     return { id: batch.id, outcomes, stats: this.snapshot(), contents: batch.contents };
   }
@@ -217,33 +215,92 @@ export class WriterEngine {
     this.checkpoints?.run();
   }
 
-  /** Writes every queued summary (a clean close leaves nothing to rebuild). */
+  /** Indexes every received record and writes every queued summary (a clean close leaves nothing to replay or rebuild). */
   flushAll(): void {
+    this.indexAll();
     this.summaries.flushAll();
   }
 
   private snapshot(): WriterStats {
     const s = this.summaries;
     return {
-      ...this.stats, pendingSummaries: s.pending,
+      ...this.stats, indexedLsn: this.index.indexedLsn, pendingIndex: this.receivedRecords, pendingSummaries: s.pending,
       rowsWritten: { ...this.stats.rowsWritten, ...s.rowsWritten },
       longestSummaryBatchMs: s.longestFlushMs, summaryBatches: s.flushes, summaryBatchesOver5Ms: s.flushesOver5Ms,
       checkpoints: this.checkpoints && { ...this.checkpoints.stats },
     };
   }
 
-  private runOther(op: Exclude<WriteOp, AppendOp>): OpOutcome {
-    if (op.k === 'crash') throw new WriterCrash('writer fault drill');
-    try {
-      return { ok: true, value: this.other(op) };
-    } catch (err) {
-      return failure(err);
+  /** Keeps an index op's records (copied: the batch buffer goes back) until the next index transaction. */
+  private receive(op: IndexOp, contents: Buffer): null {
+    const bytes = Buffer.from(contents.subarray(op.contentOff, op.contentOff + op.contentLen));
+    const { records } = decodeRecords(bytes);
+    if (records.length !== op.count || (records.length > 0 && records[0].lsn !== op.firstLsn)) {
+      throw new InternalError(`index: ${op.count} records from lsn ${op.firstLsn} posted, ${records.length} decoded`);
     }
+    this.received.push({ firstLsn: op.firstLsn, records });
+    this.receivedRecords += records.length;
+    if (this.receivedRecords >= this.options.maxPendingIndex) this.indexAll();
+    return null;
   }
 
-  private other(op: Exclude<WriteOp, AppendOp | { k: 'crash' }>): unknown {
+  /**
+   * Writes the received records, in log order, in transactions of about maxIndexBatch rows.
+   * Records at or below the indexed lsn are skipped; records past a gap (a resubmission after a
+   * writer restart that has not arrived yet) wait for it.
+   */
+  private indexAll(): void {
+    if (this.received.length === 0) return;
+    this.received.sort((a, b) => a.firstLsn - b.firstLsn);
+    let next = this.index.indexedLsn + 1;
+    let run: LogRecord[] = [];
+    let rows = 0;
+    let used = 0;
+    for (; used < this.received.length; used++) {
+      const { records } = this.received[used];
+      if (records.length > 0 && records[0].lsn > next) break;
+      for (const r of records) {
+        if (r.lsn < next) {
+          this.stats.skippedRecords++;
+          continue;
+        }
+        run.push(r);
+        rows += 1 + r.recipients.length;
+        next = r.lsn + 1;
+        if (rows >= this.options.maxIndexBatch) {
+          this.writeIndex(run);
+          run = [];
+          rows = 0;
+        }
+      }
+    }
+    if (run.length > 0) this.writeIndex(run);
+    const left = this.received.slice(used);
+    this.received = left;
+    this.receivedRecords = left.reduce((n, r) => n + r.records.length, 0);
+  }
+
+  private writeIndex(records: LogRecord[]): void {
+    // Bounded memory: summaries that fell this far behind are written first.
+    while (this.summaries.pending >= this.options.maxPendingSummaries && this.summaries.flushSome());
+    const t0 = performance.now();
+    const written = this.index.write(records);
+    const tookMs = performance.now() - t0;
+    const st = this.stats;
+    st.batches++;
+    st.longestIndexBatchMs = Math.max(st.longestIndexBatchMs, tookMs);
+    if (tookMs > 50) st.indexBatchesOver50Ms++;
+    st.rowsWritten.messages += written.messages;
+    st.rowsWritten.inbox += written.inbox;
+    this.summaries.add(written.entries);
+  }
+
+  private other(op: Exclude<WriteOp, IndexOp | { k: 'crash' }>): unknown {
     const s = this.sql;
     switch (op.k) {
+      case 'indexFlush':
+        this.indexAll();
+        return null;
       case 'createGroup': {
         const { group, members } = op;
         return this.db.transaction(() => {
@@ -288,141 +345,15 @@ export class WriterEngine {
         this.summarizeFor(op.uid);
         return null;
       case 'summaries':
+        // Only what is indexed is queued: indexing here would cut the index's batches short.
         this.summaries.flushSome();
         return null;
     }
   }
 
-  private runAppends(ops: AppendOp[], contents: Buffer, outcomes: OpOutcome[]): void {
-    // Bounded memory: summaries that fell this far behind are written before more appends.
-    while (this.summaries.pending >= this.options.maxPendingSummaries && this.summaries.flushSome());
-    for (let done = 0; done < ops.length;) {
-      const chunk = ops.slice(done, done + this.options.maxBatchAppends);
-      let out: AppendResultOf[];
-      try {
-        out = this.runAppendTx(chunk, contents);
-      } catch (err) {
-        // The transaction itself failed (its commit, the disk): every item of it fails, none half-written.
-        const f = failure(err);
-        out = [];
-        for (const _ of chunk) outcomes.push(f);
-        done += chunk.length;
-        continue;
-      }
-      for (const r of out) outcomes.push(r.ok ? r : failure(r.error));
-      done += out.length;
-    }
-  }
-
-  /** One append transaction (retried with savepoints when a write failed part-way); returns a prefix's outcomes. */
-  private runAppendTx(ops: AppendOp[], contents: Buffer): AppendResultOf[] {
-    const t0 = performance.now();
-    let out: AppendResultOf[];
-    try {
-      out = this.tryAppendTx(ops, contents, false);
-    } catch (err) {
-      if (!(err instanceof WriteFailed)) throw err;
-      // Rare: a write failed part-way. Again, with a savepoint per item so only that one fails.
-      out = this.tryAppendTx(ops, contents, true);
-    }
-    const tookMs = performance.now() - t0;
-    const st = this.stats;
-    st.longestAppendBatchMs = Math.max(st.longestAppendBatchMs, tookMs);
-    if (tookMs > 5) st.appendBatchesOver5Ms++;
-    st.batches++;
-    for (const r of out) {
-      if (r.ok && !r.value.duplicate) {
-        st.rowsWritten.messages++;
-        st.rowsWritten.inbox += r.value.seqs.length;
-      }
-    }
-    this.summaries.add(this.batchEntries);
-    this.batchEntries = [];
-    return out;
-  }
-
-  /** One append transaction; on any failure of it, every seq it took is forgotten. */
-  private tryAppendTx(ops: AppendOp[], contents: Buffer, savepoints: boolean): AppendResultOf[] {
-    this.batchEntries = [];
-    try {
-      return this.appendTx(ops, contents, savepoints);
-    } catch (err) {
-      // Rolled back: forgetting keys it did not touch is harmless.
-      this.forgetSeqs(ops);
-      this.batchEntries = [];
-      throw err;
-    }
-  }
-
-  private appendBatchSync(ops: AppendOp[], contents: Buffer, savepoints: boolean): AppendResultOf[] {
-    // Past the budget the rest go to the next transaction: a checkpoint's quiet window waits for
-    // the open one, and acks of this one are not held back by items after it.
-    const deadline = this.clock() + this.options.maxBatchMs;
-    const out: AppendResultOf[] = [];
-    for (const op of ops) {
-      if (out.length > 0 && this.clock() > deadline) break;
-      const mark = this.batchEntries.length;
-      const content = contents.subarray(op.contentOff, op.contentOff + op.contentLen);
-      try {
-        // A savepoint is two more statements per item, so the first attempt goes without.
-        out.push({ ok: true, value: savepoints ? this.appendOne(op, content) : this.appendSync(op, content) });
-      } catch (err) {
-        // Refusals (ImError) come before the first write; anything else may leave half an item.
-        if (!savepoints && !(err instanceof ImError)) throw new WriteFailed(err);
-        // Its savepoint rolled back (or it wrote nothing): so do its seqs and summary entries.
-        this.forgetSeqs([op]);
-        this.batchEntries.length = mark;
-        out.push({ ok: false, error: err instanceof ImError ? err : new InternalError(`append failed: ${String(err)}`, { cause: err }) });
-      }
-    }
-    return out;
-  }
-
-  private forgetSeqs(ops: readonly AppendOp[]): void {
-    for (const op of ops) {
-      this.convSeqs.forget([op.convId]);
-      this.userSeqs.forget(op.recipients);
-    }
-  }
-
-  private appendSync(op: AppendOp, content: Buffer): AppendOutcome {
-    // Nearly every send is new: its insert is the duplicate check (the dedup key is unique), so
-    // the lookup below runs only when that key already exists.
-    const fresh = this.writeMessage(op, content, 0, this.sql.messagePutNew);
-    if (fresh) return fresh;
-    const prior = this.sql.dedupGet.get(op.from, op.clientMsgId);
-    if (!prior) throw new InternalError(`append: message row of ${op.msgId} refused, and no earlier send of it`);
-    if (prior.dedup_until_ms > op.sentAtMs) {
-      // The stored message is the accepted send: its digest is recomputed from it, not stored.
-      const message = toMessage(prior);
-      checkSameSend(sendDigest(message), { ...op, content });
-      return { convSeq: message.convSeq, senderSeq: prior.sender_seq, seqs: [], duplicate: message };
-    }
-    // Past its window the id is free again, as a new generation of the key.
-    return this.writeMessage(op, content, prior.dedup_gen + 1, this.sql.messagePut)!;
-  }
-
-  /** Takes the seqs and writes the message and its inbox rows; undefined (seqs handed back) when `put` wrote nothing. */
-  private writeMessage(op: AppendOp, content: Buffer, dedupGen: number, put: Statements['messagePut']): AppendOutcome | undefined {
-    const convSeq = this.convSeqs.next(op.convId);
-    const seqs = op.recipients.map((uid) => this.userSeqs.next(uid));
-    const senderSeq = seqs[op.recipients.lastIndexOf(op.from)];
-    const written = put.run(op.convId, convSeq, op.msgId, op.from, op.to, op.groupId, op.clientMsgId,
-      op.contentType, content, op.sentAtMs, senderSeq, op.sentAtMs + op.dedupWindowMs, dedupGen).changes;
-    if (written === 0) {
-      this.convSeqs.giveBack(op.convId, convSeq);
-      for (let i = seqs.length - 1; i >= 0; i--) this.userSeqs.giveBack(op.recipients[i], seqs[i]);
-      return undefined;
-    }
-    op.recipients.forEach((uid, i) => {
-      this.sql.inboxPut.run(uid, seqs[i], op.convId, convSeq, op.from);
-      this.batchEntries.push({ uid, seq: seqs[i], convId: op.convId, from: op.from });
-    });
-    return { convSeq, senderSeq, seqs };
-  }
-
   private summarizeFor(uid: string): void {
-    this.userSeqs.current(uid);
+    this.indexAll();
+    this.seenUsers.current(uid);
     this.summaries.flushAll();
   }
 
