@@ -139,6 +139,9 @@ export async function storeCost(
       const t = Date.now();
       const k0 = k;
       await closedLoop(() => Date.now() - t >= 5000);
+      // The SQLite store acknowledges from its message log and indexes behind: what it sustains is
+      // what it accepted over the time until that is indexed too, not the acks alone.
+      if (kind === 'sqlite') await (store as SqliteStore).indexNow();
       rate = Math.max(1, Math.round((k - k0) / ((Date.now() - t) / 1000) / 2));
       progress(`store-cost: closed-loop max ${rate * 2}/s; pacing at ${rate}/s for ${durationS}s`);
     } else if (rateFlag !== 'max') rate = Number(rateFlag);

@@ -90,6 +90,11 @@ export class MessageLog {
     this.convSeqs = new SeqCache((convId) => this.unindexed.lastConvSeq(convId) ?? sql.convMaxSeq.get(convId)?.s ?? 0, options.maxCachedSeqs);
   }
 
+  /** The last record written (after close(): the last record there is). */
+  get lastWrittenLsn(): number {
+    return this.nextLsn - 1 - this.unwritten;
+  }
+
   stats(): MessageLogStats {
     return { ...this.counters, bytes: this.sink.bytesWritten, unindexed: this.unindexed.size };
   }

@@ -194,6 +194,25 @@ describe('SqliteStore', () => {
       assert.equal((await reopened.appendMessage(msg('alice', 'bob'))).seqs.get('bob'), 4);
     });
 
+    it('keeps the log at close when the last index transaction fails, and replays it at the next open', async () => {
+      const store = openStore({ indexFlushMs: 3_600_000 });
+      await store.appendMessage(msg('alice', 'bob'));
+      const other = new Database(store.path);
+      other.exec(`CREATE TRIGGER refuse_carol BEFORE INSERT ON inbox WHEN NEW.uid = 'carol'
+        BEGIN SELECT RAISE(ABORT, 'injected'); END`);
+      await store.appendMessage(msg('alice', 'carol'));
+      const file = store.path;
+      await store.close();
+      assert.equal(logFiles(file).length, 1, 'the log is kept');
+      other.exec('DROP TRIGGER refuse_carol');
+      other.close();
+      const reopened = openStore({ path: file });
+      assert.equal(reopened.appendStats().replay.replayed, 2);
+      assert.deepEqual((await reopened.sync('carol', 0, 10)).items.map((e) => e.seq), [1]);
+      await reopened.close();
+      assert.deepEqual(logFiles(file), []);
+    });
+
     it('keeps messages readable when an index transaction fails, and indexes them once the tables accept them', async () => {
       const store = openStore({ indexFlushMs: 3_600_000 });
       await store.appendMessage(msg('alice', 'bob'));

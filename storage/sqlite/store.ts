@@ -382,7 +382,10 @@ export class SqliteStore implements Store {
     // The writer indexes everything and writes the summaries before it ends: a clean stop leaves
     // nothing to replay or rebuild (the log's files go).
     await this.writer.close();
-    this.sink.close(!this.writer.failure);
+    // The log's files go only if the tables hold every record in them (a writer that failed, or
+    // whose last index transaction failed, leaves them for the replay at the next open).
+    const indexed = (this.db.prepare('SELECT indexed_lsn AS lsn FROM log_state WHERE id = 0').get() as { lsn: number }).lsn;
+    this.sink.close(indexed >= this.log.lastWrittenLsn);
     await this.checkpointer?.stop();
     this.db.close();
     this.writerLock.release();

@@ -35,7 +35,11 @@ checkpointPort.unref();
 
 parentPort!.on('message', (m: WriteBatch | 'close') => {
   if (m === 'close') {
-    engine.flushAll();
+    try {
+      engine.flushAll();
+    } catch {
+      // What is not indexed stays in the message log: the store keeps it for the next open's replay.
+    }
     checkpointPort.close();
     db.close();
     parentPort!.close();
