@@ -5,17 +5,20 @@
  * (storage/sqlite/log-indexer.ts), so under steady load the log holds about one index interval of
  * messages plus one segment.
  *
- * Writes go through libuv's thread pool (fs.writev), one at a time, so neither the event loop nor
- * the writer thread waits for the disk. A write that returned is in the kernel's page cache: a
- * kill -9 of the process loses nothing written, as with SQLite's WAL at synchronous = NORMAL; a
- * power loss can lose the last writes (no fsync per write).
+ * A write is one writev(2) on the event loop: an append to the page cache, under 0.5 ms nearly
+ * always here. Through libuv's thread pool the same writes waited up to 105 ms for a pool thread
+ * to get a CPU on a busy 2-core box, and the p99 of send->deliver at half the max rate was 22-132 ms
+ * against 13.5-28.5 ms (BENCHMARKS.md, "The embedded store acknowledges from a message log"). A
+ * write that returned is in the kernel's page cache: a kill -9 of the process loses nothing
+ * written, as with SQLite's WAL at synchronous = NORMAL; a power loss can lose the last writes
+ * (no fsync per write).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeRecords, type LogRecord } from './log-record';
 
 export interface LogSink {
-  /** Appends bufs (records firstLsn..lastLsn) to the log in one write; `done` once they are in the page cache (or failed). */
+  /** Appends bufs (records firstLsn..lastLsn) to the log in one write; `done` once they are in the page cache (or failed), maybe at once. */
   write(bufs: Buffer[], firstLsn: number, lastLsn: number, done: (err: Error | null) => void): void;
   /** Records up to lsn are in the tables: segments holding only those are deleted. */
   indexed(lsn: number): void;
@@ -109,27 +112,30 @@ export class FileSink implements LogSink {
   }
 
   write(bufs: Buffer[], firstLsn: number, lastLsn: number, done: (err: Error | null) => void): void {
-    // Called with no write in flight (storage/sqlite/message-log.ts), so the old fd is idle here.
     if (this.size >= this.segmentBytes) this.rotate(firstLsn);
     let len = 0;
     for (const b of bufs) len += b.length;
-    fs.writev(this.fd, bufs, this.size, (err, n) => {
-      if (!err && n !== len) err = Object.assign(new Error(`message log: short write (${n} of ${len} bytes)`), { code: 'EIO' });
-      if (err) {
-        // The file keeps only whole writes: a partial one is cut off, so the next write follows the last good one.
-        try {
-          fs.ftruncateSync(this.fd, this.size);
-        } catch {
-          // A disk that failed the write may fail this too; replay stops at the torn record.
-        }
-        done(err);
-        return;
+    let err: Error | null = null;
+    try {
+      const n = fs.writevSync(this.fd, bufs, this.size);
+      if (n !== len) err = Object.assign(new Error(`message log: short write (${n} of ${len} bytes)`), { code: 'EIO' });
+    } catch (e) {
+      err = e as Error;
+    }
+    if (err) {
+      // The file keeps only whole writes: a partial one is cut off, so the next write follows the last good one.
+      try {
+        fs.ftruncateSync(this.fd, this.size);
+      } catch {
+        // A disk that failed the write may fail this too; replay stops at the torn record.
       }
-      this.size += len;
-      this.bytesWritten += len;
-      this.lastLsn = lastLsn;
-      done(null);
-    });
+      done(err);
+      return;
+    }
+    this.size += len;
+    this.bytesWritten += len;
+    this.lastLsn = lastLsn;
+    done(null);
   }
 
   indexed(lsn: number): void {

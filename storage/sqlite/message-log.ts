@@ -5,7 +5,7 @@
  * conversation, storage/sqlite/seqs.ts; the messages not yet indexed, storage/sqlite/unindexed.ts)
  * and, for a key not in memory, from the tables (one index probe on the loop's connection). Its
  * record (storage/sqlite/log-record.ts) is encoded into the current batch; a tick's batch is one
- * write to the log file (storage/sqlite/log-files.ts, on libuv's thread pool), and the append is
+ * write to the log file (storage/sqlite/log-files.ts, a writev on the loop), and the append is
  * acknowledged when that write returned. The batch's bytes then go to the writer thread, which
  * indexes them into the SQLite tables behind, many records per transaction
  * (storage/sqlite/log-indexer.ts): a commit costs the pages it dirtied, and a second of one
@@ -15,8 +15,8 @@
  * with every answer, and those messages leave. After a crash the log's records past the indexed
  * lsn are indexed at open, before anything is served (replayLog).
  *
- * One log write is in flight at a time; appends made meanwhile wait in the next batch, so under
- * load a write carries many ticks' records. A write that fails (the disk) fails every append not
+ * One write per turn at most, of up to maxWriteBytes; appends made meanwhile wait in the next
+ * batch, so under load a write carries many ticks' records. A write that fails (the disk) fails every append not
  * yet written, with 1100 UNAVAILABLE (retryable: none of them is stored); their seqs and lsns are
  * taken again by the next appends, so no inbox has a gap.
  */
@@ -268,7 +268,8 @@ export class MessageLog {
         if (p.duplicates) for (const d of p.duplicates.splice(0)) d.resolve(d.value);
       }
     }
-    this.writeNext();
+    // A turn later, not now: a sink that wrote at once would otherwise encode the whole backlog in this turn.
+    this.schedule();
   }
 
   /** The write w failed: it and every append queued after it fail, and their seqs and lsns are taken again. */
