@@ -22,6 +22,11 @@ export interface IndexWritten {
   entries: SummaryEntry[];
 }
 
+/** The last log record in the tables, as committed. */
+export function readIndexedLsn(db: Database.Database): number {
+  return (db.prepare('SELECT indexed_lsn AS lsn FROM log_state WHERE id = 0').get() as { lsn: number }).lsn;
+}
+
 export class LogIndexer {
   private readonly tx: Database.Transaction<(records: LogRecord[]) => IndexWritten>;
   /** The last record in the tables. */
@@ -38,7 +43,7 @@ export class LogIndexer {
     const inboxPut = db.prepare<[string, number, string, number, string]>(
       'INSERT OR IGNORE INTO inbox (uid, seq, conv_id, conv_seq, from_uid) VALUES (?, ?, ?, ?, ?)');
     const lsnPut = db.prepare<[number]>('UPDATE log_state SET indexed_lsn = ? WHERE id = 0');
-    this.indexedLsn = (db.prepare('SELECT indexed_lsn AS lsn FROM log_state WHERE id = 0').get() as { lsn: number }).lsn;
+    this.indexedLsn = readIndexedLsn(db);
     this.tx = db.transaction((records: LogRecord[]) => {
       const out: IndexWritten = { messages: 0, inbox: 0, entries: [] };
       for (const r of records) {

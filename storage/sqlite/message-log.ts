@@ -21,7 +21,7 @@
  * taken again by the next appends, so no inbox has a gap.
  */
 import { OverloadedError, UnavailableError } from '../../common/errors';
-import type { AppendInput, AppendResult } from '../store';
+import type { AppendInput, AppendResult, StoredMessage } from '../store';
 import { checkSameSend, sendDigest } from '../send-digest';
 import { encodeRecord, maxEncodedSize, type LogRecord } from './log-record';
 import type { LogSink } from './log-files';
@@ -53,6 +53,12 @@ interface Write {
 }
 
 const SLAB_BYTES = 1 << 20;
+
+/** What a retry within the window gets: the accepted message; IDEMPOTENCY_CONFLICT (thrown) when its recipient or content differ. */
+function duplicateAnswer(message: StoredMessage, senderSeq: number, input: AppendInput): AppendResult {
+  checkSameSend(sendDigest(message), input);
+  return { message, senderSeq, seqs: new Map(), duplicate: true };
+}
 
 export class MessageLog {
   readonly unindexed = new Unindexed();
@@ -115,13 +121,11 @@ export class MessageLog {
       const prior = this.sql.dedupGet.get(input.from, input.clientMsgId);
       if (prior) {
         if (prior.dedup_until_ms > input.sentAtMs) {
-          const message = toMessage(prior);
           try {
-            checkSameSend(sendDigest(message), input);
+            return Promise.resolve(duplicateAnswer(toMessage(prior), prior.sender_seq, input));
           } catch (err) {
             return Promise.reject(err);
           }
-          return Promise.resolve({ message, senderSeq: prior.sender_seq, seqs: new Map(), duplicate: true });
         }
         // Past its window the id is free again, as a new generation of the key.
         gen = prior.dedup_gen + 1;
@@ -169,9 +173,9 @@ export class MessageLog {
   repost(): void {
     const records = this.unindexed.durable();
     for (let i = 0; i < records.length;) {
-      let size = 0;
-      let j = i;
-      for (; j < records.length && (j === i || size + maxEncodedSize(records[j]) <= SLAB_BYTES); j++) size += maxEncodedSize(records[j]);
+      let size = maxEncodedSize(records[i]);
+      let j = i + 1;
+      for (let next; j < records.length && size + (next = maxEncodedSize(records[j])) <= SLAB_BYTES; j++) size += next;
       const buf = Buffer.allocUnsafe(size);
       let at = 0;
       for (let k = i; k < j; k++) at = encodeRecord(records[k], buf, at);
@@ -189,13 +193,12 @@ export class MessageLog {
   }
 
   private duplicateOf(held: Pending, input: AppendInput): Promise<AppendResult> {
-    const rec = held.rec;
+    let value: AppendResult;
     try {
-      checkSameSend(sendDigest(rec), input);
+      value = duplicateAnswer(messageOf(held.rec), held.rec.senderSeq, input);
     } catch (err) {
       return Promise.reject(err);
     }
-    const value: AppendResult = { message: messageOf(rec), senderSeq: rec.senderSeq, seqs: new Map(), duplicate: true };
     if (held.durable) return Promise.resolve(value);
     // Its write is under way: the answer waits for it, as the original's does.
     return new Promise<AppendResult>((resolve, reject) => (held.duplicates ??= []).push({ resolve, reject, value }));

@@ -32,7 +32,7 @@ import { SqliteWriterLock } from './lock';
 import { prepareStatements, toInboxEntry, toMessage, type Statements } from './statements';
 import { openConnection, readGroup, unreadOne, WriterEngine, type WriterOptions, type WriterStats } from './writer';
 import { FileSink, MemorySink, replayLog, type LogSink, type ReplayResult } from './log-files';
-import { LogIndexer } from './log-indexer';
+import { LogIndexer, readIndexedLsn } from './log-indexer';
 import { MessageLog } from './message-log';
 import { inThreadLink, workerLink, WriterClient } from './writer-client';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
@@ -384,8 +384,7 @@ export class SqliteStore implements Store {
     await this.writer.close();
     // The log's files go only if the tables hold every record in them (a writer that failed, or
     // whose last index transaction failed, leaves them for the replay at the next open).
-    const indexed = (this.db.prepare('SELECT indexed_lsn AS lsn FROM log_state WHERE id = 0').get() as { lsn: number }).lsn;
-    this.sink.close(indexed >= this.log.lastWrittenLsn);
+    this.sink.close(readIndexedLsn(this.db) >= this.log.lastWrittenLsn);
     await this.checkpointer?.stop();
     this.db.close();
     this.writerLock.release();
