@@ -1,7 +1,7 @@
 # One image for every service (Node 20). The entrypoint is node itself — no shell, no dispatcher —
 # and the argument picks the service's main:
 #
-#   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process
+#   docker run -p 7100:7100 -p 7180:7180 -v im-data:/data IMAGE    # embedded mode: everything in one process (64 MiB semi-space)
 #   docker run IMAGE dist/gateway/main.js                          # or dist/router/main.js, dist/logic/main.js
 #   docker run IMAGE --max-semi-space-size=32 dist/logic/main.js   # as the chart runs logic and gateways
 #   docker run IMAGE dist/cli/main.js migrate                     # the im CLI: operator commands
@@ -67,4 +67,5 @@ USER 1000:1000
 EXPOSE 7100 7180 7181 7190 9100
 # The services handle SIGTERM/SIGINT themselves (drain, then exit), so node can be PID 1.
 ENTRYPOINT ["node"]
-CMD ["dist/embedded/main.js"]
+# Embedded mode with logic's young generation (BENCHMARKS.md): a message is held a few hundred ms.
+CMD ["--max-semi-space-size=64", "dist/embedded/main.js"]
