@@ -5,7 +5,10 @@
  * summaries behind that (storage/sqlite/summaries.ts), so this kills a real `node dist/embedded/main.js`
  * while senders are busy, starts it again over the same data dir, and checks by sync that every
  * acknowledged send is at its seq in both inboxes, that unread counts (rebuilt from the inbox)
- * cover them, and that new sends continue after them.
+ * cover them, and that new sends continue after them. Then every send is retried with its
+ * clientMsgId, as an app does after a lost connection: an acknowledged one must answer as a
+ * duplicate with its original msgId and seqs, one whose answer the kill cut off is stored at most
+ * once, and no inbox holds a message twice.
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +24,8 @@ const LOOPBACK = '127.0.0.1';
 const PAIRS = 6;
 const KILL_AFTER_ACKS = 300;
 
-interface Acked { from: string; to: string; resp: SendResp; text: string }
+interface Sent { from: string; to: string; clientMsgId: string; text: string }
+interface Acked extends Sent { resp: SendResp }
 
 describe('embedded process: kill -9 under load', function () {
   this.timeout(120_000);
@@ -63,6 +67,7 @@ describe('embedded process: kill -9 under load', function () {
   it('keeps every acknowledged message, its seqs and its unread count', async () => {
     proc = await ServiceProc.spawn('embedded', 'embedded', env);
     const acked: Acked[] = [];
+    const unanswered: Sent[] = [];
     const senders = await Promise.all(Array.from({ length: PAIRS }, (_, i) => client(`${ns}-s${i}`, false)));
     let killed = false;
     let reachedKill!: () => void;
@@ -70,14 +75,15 @@ describe('embedded process: kill -9 under load', function () {
     // Four sends in flight per sender until the process dies under them.
     const load = senders.flatMap((c, i) => Array.from({ length: 4 }, async (_, lane) => {
       for (let n = 0; !killed; n++) {
-        const text = `s${i} lane ${lane} #${n}`;
+        const send: Sent = { from: `${ns}-s${i}`, to: `${ns}-r${i}`, clientMsgId: `${ns}-${i}-${lane}-${n}`, text: `s${i} lane ${lane} #${n}` };
         let resp: SendResp;
         try {
-          resp = await c.send(`${ns}-r${i}`, text);
+          resp = await c.send(send.to, send.text, { clientMsgId: send.clientMsgId });
         } catch {
-          return; // the process is gone: this send was never acknowledged
+          unanswered.push(send); // the process is gone: stored or not, this send was never acknowledged
+          return;
         }
-        acked.push({ from: `${ns}-s${i}`, to: `${ns}-r${i}`, resp, text });
+        acked.push({ ...send, resp });
         if (acked.length >= KILL_AFTER_ACKS) reachedKill();
       }
     }));
@@ -109,9 +115,29 @@ describe('embedded process: kill -9 under load', function () {
       assert.deepEqual(got.map((m) => m.seq), got.map((_, k) => k + 1), `${r}'s timeline has no gap`);
       const unread = await receiver.unread();
       assert.equal(unread.total, got.length, `${r}: every stored message counts as unread`);
+
+      // The app retries everything it sent: what was acknowledged answers as the original.
+      for (const a of mine) {
+        const again = await sender.send(r, a.text, { clientMsgId: a.clientMsgId });
+        assert.equal(again.duplicate, true, `${s}'s retry of ${a.clientMsgId} is a duplicate`);
+        assert.deepEqual([again.msgId, again.seq, again.convSeq], [a.resp.msgId, a.resp.seq, a.resp.convSeq], `${s}'s retry of ${a.clientMsgId} answers with the original`);
+      }
+      // What the kill cut off is stored now if it was not before: at most once, either way.
+      const cut = unanswered.filter((u) => u.from === s);
+      for (const u of cut) await sender.send(r, u.text, { clientMsgId: u.clientMsgId });
+      const finalSent = await syncAll(sender);
+      const finalGot = await syncAll(receiver);
+      for (const [who, inbox] of [[s, finalSent], [r, finalGot]] as const) {
+        const ids = inbox.filter((m) => m.from === s).map((m) => m.clientMsgId);
+        assert.equal(new Set(ids).size, ids.length, `${who}'s inbox holds no send of ${s} twice`);
+        assert.equal(new Set(inbox.map((m) => m.msgId)).size, inbox.length, `${who}'s inbox holds no message twice`);
+        for (const x of [...mine, ...cut]) assert.ok(ids.includes(x.clientMsgId), `${who} has ${x.clientMsgId}`);
+        assert.deepEqual(inbox.map((m) => m.seq), inbox.map((_, k) => k + 1), `${who}'s timeline has no gap`);
+      }
       const next = await sender.send(r, 'after the restart');
-      assert.equal(next.seq, sent.size + 1, `${s}'s seq continues after every stored message`);
+      assert.equal(next.seq, finalSent.length + 1, `${s}'s seq continues after every stored message`);
     }
     assert.ok(ackedAtKill >= KILL_AFTER_ACKS);
+    assert.ok(unanswered.length > 0, 'the kill cut off sends in flight');
   });
 });
