@@ -64,7 +64,7 @@ describe('embedded process: kill -9 under load', function () {
     return c;
   };
 
-  it('keeps every acknowledged message, its seqs and its unread count', async () => {
+  it('keeps every acknowledged message, its seqs and its unread count, and stores each retried send once', async () => {
     proc = await ServiceProc.spawn('embedded', 'embedded', env);
     const acked: Acked[] = [];
     const unanswered: Sent[] = [];
