@@ -151,14 +151,7 @@ export class MessageLog {
     const p = this.unindexed.add(rec);
     this.queued.push(p);
     this.unwritten++;
-    const value: AppendResult = {
-      message: {
-        msgId: input.msgId, convId: input.convId, from: input.from, to: input.to, groupId: input.groupId,
-        clientMsgId: input.clientMsgId, contentType: input.contentType, content: input.content,
-        sentAtMs: input.sentAtMs, convSeq,
-      },
-      senderSeq, seqs: seqMap, duplicate: false,
-    };
+    const value: AppendResult = { message: messageOf(rec), senderSeq, seqs: seqMap, duplicate: false };
     this.schedule();
     return new Promise<AppendResult>((resolve, reject) => { p.waiter = { resolve, reject, value }; });
   }
