@@ -291,7 +291,7 @@ interface SpawnServiceOptions {
 
 /** V8 flags each role runs with in production (k8s/im/values.yaml maxSemiSpaceMiB; scripts/up.sh; package.json start): measured as deployed. */
 const ROLE_NODE_FLAGS: Partial<Record<string, string[]>> = {
-  logic: ['--max-semi-space-size=64'],
+  logic: ['--max-semi-space-size=128'],
   gateway: ['--max-semi-space-size=32'],
   // As `npm start` and the image's default command run it (package.json, Dockerfile).
   embedded: ['--max-semi-space-size=64'],

@@ -184,7 +184,7 @@ start_service() {
   # setsid: the service outlives this shell and is not hit by a terminal's Ctrl-C.
   # Logic and gateways run with the young generation the Helm chart gives them (maxSemiSpaceMiB).
   local flags=()
-  [[ "$svc" == logic ]] && flags=(--max-semi-space-size=64)
+  [[ "$svc" == logic ]] && flags=(--max-semi-space-size=128)
   [[ "$svc" == gateway ]] && flags=(--max-semi-space-size=32)
   env "$@" setsid node "${flags[@]}" "dist/$svc/main.js" >>"$log" 2>&1 </dev/null &
   local pid=$!

@@ -252,7 +252,7 @@ describe('Helm chart k8s/im', function () {
           const mib = Number(heap[1]) + young;
           assert.ok(mib * 2 ** 20 <= 0.85 * bytes(c.resources.limits.memory), `${what}: heap ${mib}Mi (old ${heap[1]}, young ${young}) leaves room under ${c.resources.limits.memory}`);
           // Logic and gateways run with the young generation the bench measured them with (bench/servers.ts).
-          if (label === 'default' && comp !== 'router') assert.match(nodeOptions, comp === 'logic' ? /--max-semi-space-size=64\b/ : /--max-semi-space-size=32\b/, what);
+          if (label === 'default' && comp !== 'router') assert.match(nodeOptions, comp === 'logic' ? /--max-semi-space-size=128\b/ : /--max-semi-space-size=32\b/, what);
           assert.ok(bytes(c.resources.requests.memory) <= bytes(c.resources.limits.memory), what);
         }
       }
