@@ -139,6 +139,10 @@ interface Pending<E> {
   reject: (err: unknown) => void;
 }
 
+/** An entry given a new seq in this round, and an entry of this round that repeats one of them. */
+interface Fresh<E> { p: Pending<E>; seq: number }
+interface Dupe<E> { p: Pending<E>; id: string }
+
 interface Lane<E> {
   key: string;
   shard: number;
@@ -222,7 +226,7 @@ export class OwnedTimeline<E> {
     const l = lane;
     return new Promise<number>((resolve, reject) => {
       l.queue.push({ entry, sinceMs, order, resolve, reject });
-      if (!l.busy) void this.drain(l);
+      if (!l.busy) this.drain(l);
     });
   }
 
@@ -232,25 +236,43 @@ export class OwnedTimeline<E> {
     else p.reject(err);
   }
 
-  private async drain(lane: Lane<E>): Promise<void> {
-    lane.busy = true;
-    this.busy.add(lane);
+  /**
+   * Runs the lane's rounds one after another until its queue is empty. Driven by callbacks, not
+   * an async loop: a send in flight waits in three lanes (its history and two inboxes), and each
+   * suspended async function is a frame that every scavenge copies (BENCHMARKS.md, "Logic's young
+   * generation at 128 MiB"). Only the rare steps (first load, dedup look-ups, a new bound or
+   * bucket, a retried write) run as async functions.
+   */
+  private drain(lane: Lane<E>): void {
+    if (!lane.busy) {
+      lane.busy = true;
+      this.busy.add(lane);
+    }
     try {
       while (lane.queue.length > 0) {
         const st = this.o.shards.mine(lane.shard);
         if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
-        if (!lane.loaded) await this.load(lane, st);
-        await this.round(lane, st, this.takeBatch(lane.queue));
+        const next = lane.loaded ? this.round(lane, st, this.takeBatch(lane.queue)) : this.load(lane, st);
+        if (next) {
+          next.then(() => this.drain(lane), (err: unknown) => this.stop(lane, err));
+          return;
+        }
       }
     } catch (err) {
-      // Whatever this lane believed is stale: fail what waits and start over on the next append.
-      const e = toStoreError(err, `${this.reader.spec.kind} append`);
-      for (const p of lane.queue.splice(0)) this.settle(p, undefined, e);
-      this.lanes.delete(lane.key);
-    } finally {
-      lane.busy = false;
-      this.busy.delete(lane);
+      this.stop(lane, err);
+      return;
     }
+    lane.busy = false;
+    this.busy.delete(lane);
+  }
+
+  /** Whatever this lane believed is stale: fail what waits and start over on the next append. */
+  private stop(lane: Lane<E>, err: unknown): void {
+    const e = toStoreError(err, `${this.reader.spec.kind} append`);
+    for (const p of lane.queue.splice(0)) this.settle(p, undefined, e);
+    this.lanes.delete(lane.key);
+    lane.busy = false;
+    this.busy.delete(lane);
   }
 
   private takeBatch(queue: Pending<E>[]): Pending<E>[] {
@@ -296,52 +318,77 @@ export class OwnedTimeline<E> {
     return sinceMs - CLOCK_MARGIN_MS >= lane.coveredFromMs;
   }
 
-  /** One round: answers known msgIds, allocates seqs for the rest, writes them, acknowledges. */
-  private async round(lane: Lane<E>, st: OwnedShard, batch: Pending<E>[]): Promise<void> {
+  /**
+   * One round: answers known msgIds, allocates seqs for the rest, writes them, acknowledges.
+   * Undefined when it ended at once (every entry answered from memory).
+   */
+  private round(lane: Lane<E>, st: OwnedShard, batch: Pending<E>[]): Promise<void> | undefined {
+    return this.classify(lane, st, batch, 0, [], []);
+  }
+
+  /**
+   * Takes batch[i..] in order: an entry memory cannot vouch for is looked up in the table first
+   * (findSince; a failed look-up fails that entry alone), then the round is written.
+   */
+  private classify(lane: Lane<E>, st: OwnedShard, batch: Pending<E>[], i: number, fresh: Fresh<E>[], dupes: Dupe<E>[]): Promise<void> | undefined {
     const spec = this.reader.spec;
-    const fresh: { p: Pending<E>; seq: number }[] = [];
-    const dupes: { p: Pending<E>; id: string }[] = [];
-    for (const p of batch) {
+    for (; i < batch.length; i++) {
+      const p = batch[i];
       const id = spec.idOf(p.entry);
-      let seq = lane.recent.get(id);
+      const seq = lane.recent.get(id);
       if (seq === undefined && p.sinceMs !== undefined && !this.memoryCovers(lane, p.sinceMs)) {
-        seq = await this.findSince(lane, id, p.sinceMs).catch((err: unknown) => {
+        const after = i + 1;
+        return this.findSince(lane, id, p.sinceMs).then((found) => {
+          if (found !== undefined) this.remember(lane, id, found);
+          this.take(lane, p, id, found, fresh, dupes);
+          return this.classify(lane, st, batch, after, fresh, dupes);
+        }, (err: unknown) => {
           this.settle(p, undefined, toStoreError(err, `${spec.kind} append`));
-          return -1;
+          return this.classify(lane, st, batch, after, fresh, dupes);
         });
-        if (seq === -1) continue;
-        if (seq !== undefined) this.remember(lane, id, seq);
       }
-      if (seq !== undefined) {
-        // Written before, or earlier in this batch: the same seq, once the batch is durable.
-        if (fresh.some((f) => f.seq === seq)) dupes.push({ p, id });
-        else this.settle(p, seq);
-        continue;
-      }
-      const next = lane.cur + 1;
-      lane.cur = next;
-      this.remember(lane, id, next);
-      fresh.push({ p, seq: next });
+      this.take(lane, p, id, seq, fresh, dupes);
     }
-    if (fresh.length === 0) {
-      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+    return this.write(lane, st, fresh, dupes);
+  }
+
+  /** An entry with the seq it has already (answered once the batch is durable if this batch wrote it), or with the next one. */
+  private take(lane: Lane<E>, p: Pending<E>, id: string, seq: number | undefined, fresh: Fresh<E>[], dupes: Dupe<E>[]): void {
+    if (seq !== undefined) {
+      if (fresh.some((f) => f.seq === seq)) dupes.push({ p, id });
+      else this.settle(p, seq);
       return;
     }
-    // Checked here first: nearly every round is within the bound, and an async call costs a promise and a turn.
-    if (lane.cur > st.bound) await this.o.shards.ensureBound(st, lane.cur);
-    const newBuckets: number[] = [];
-    const rows: LoggedRow[] = [];
-    const insert = this.reader.queries.insert;
-    for (const { p, seq } of fresh) {
-      const bucket = this.reader.bucketOf(seq);
-      if (!lane.buckets.has(bucket) && !newBuckets.includes(bucket)) newBuckets.push(bucket);
-      const params = spec.row(lane.key, bucket, seq, p.entry);
-      rows.push({
-        query: insert, params, routingKey: this.routingKeyOf(lane, bucket), bytes: spec.sizeOf(p.entry),
-        key: lane.key, shard: lane.shard, epoch: lane.epoch,
-      });
+    const next = lane.cur + 1;
+    lane.cur = next;
+    this.remember(lane, id, next);
+    fresh.push({ p, seq: next });
+  }
+
+  /** Writes the round's new entries and answers its callers; first a new bound or bucket when one is needed (rare). */
+  private write(lane: Lane<E>, st: OwnedShard, fresh: Fresh<E>[], dupes: Dupe<E>[]): Promise<void> | undefined {
+    if (fresh.length === 0) {
+      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+      return undefined;
     }
+    if (lane.cur > st.bound || this.newBuckets(lane, fresh).length > 0) return this.prepareAndLog(lane, st, fresh, dupes);
+    return this.logRows(lane, fresh, dupes);
+  }
+
+  private newBuckets(lane: Lane<E>, fresh: Fresh<E>[]): number[] {
+    const out: number[] = [];
+    for (const { seq } of fresh) {
+      const bucket = this.reader.bucketOf(seq);
+      if (!lane.buckets.has(bucket) && !out.includes(bucket)) out.push(bucket);
+    }
+    return out;
+  }
+
+  private async prepareAndLog(lane: Lane<E>, st: OwnedShard, fresh: Fresh<E>[], dupes: Dupe<E>[]): Promise<void> {
+    const spec = this.reader.spec;
     try {
+      if (lane.cur > st.bound) await this.o.shards.ensureBound(st, lane.cur);
+      const newBuckets = this.newBuckets(lane, fresh);
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that
         // reads the list sees every bucket a row can be in.
@@ -351,20 +398,43 @@ export class OwnedTimeline<E> {
         }], []);
         for (const b of newBuckets) lane.buckets.add(b);
       }
-      await this.durably(lane, rows, fresh, (t) => {
-        for (const f of fresh) f.p.order?.queued?.(f.seq, t);
-        for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!, t);
-      });
     } catch (err) {
-      for (const { p } of fresh) if (!this.settledEarly.has(p)) this.settle(p, undefined, err);
-      for (const d of dupes) this.settle(d.p, undefined, err);
+      this.failRound(fresh, dupes, err);
       throw err;
     }
+    await this.logRows(lane, fresh, dupes);
+  }
+
+  /** The round's rows through the owner log; its callers answered once they are durable. */
+  private logRows(lane: Lane<E>, fresh: Fresh<E>[], dupes: Dupe<E>[]): Promise<void> {
+    const spec = this.reader.spec;
+    const insert = this.reader.queries.insert;
+    const rows: LoggedRow[] = [];
     for (const { p, seq } of fresh) {
-      if (this.settledEarly.delete(p)) continue;
-      this.settle(p, seq);
+      const bucket = this.reader.bucketOf(seq);
+      rows.push({
+        query: insert, params: spec.row(lane.key, bucket, seq, p.entry), routingKey: this.routingKeyOf(lane, bucket),
+        bytes: spec.sizeOf(p.entry), key: lane.key, shard: lane.shard, epoch: lane.epoch,
+      });
     }
-    for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+    return this.durably(lane, rows, fresh, (t) => {
+      for (const f of fresh) f.p.order?.queued?.(f.seq, t);
+      for (const d of dupes) d.p.order?.queued?.(lane.recent.get(d.id)!, t);
+    }).then(() => {
+      for (const { p, seq } of fresh) {
+        if (this.settledEarly.delete(p)) continue;
+        this.settle(p, seq);
+      }
+      for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
+    }, (err: unknown) => {
+      this.failRound(fresh, dupes, err);
+      throw err;
+    });
+  }
+
+  private failRound(fresh: Fresh<E>[], dupes: Dupe<E>[], err: unknown): void {
+    for (const { p } of fresh) if (!this.settledEarly.delete(p)) this.settle(p, undefined, err);
+    for (const d of dupes) this.settle(d.p, undefined, err);
   }
 
   private routingKeyOf(lane: Lane<E>, bucket: number): Buffer {
@@ -375,44 +445,59 @@ export class OwnedTimeline<E> {
   /** Callers told of a failed first attempt while the lane kept retrying their rows. */
   private readonly settledEarly = new WeakSet<Pending<E>>();
 
+  /** Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again under a new incarnation) they must never be sent, nor count if acknowledged. */
+  private stillMine(lane: Lane<E>): void {
+    const st = this.o.shards.mine(lane.shard);
+    if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
+  }
+
   /**
-   * Writes rows and returns once they are acknowledged within the lease. A failed attempt fails
+   * Writes rows and resolves once they are acknowledged within the lease. A failed attempt fails
    * the callers at once (their clients retry) but the lane keeps trying the SAME rows until they
    * are durable or the lease is gone: a later seq of this key is never written while an earlier
-   * one might still land.
+   * one might still land. The first attempt is not an async function (see drain()).
    */
-  private async durably(lane: Lane<E>, rows: LoggedRow[], callers: readonly { p: Pending<E> }[], queued?: (t: LogTicket) => void): Promise<void> {
-    // Rows of this epoch only: after a lapse or a lost shard (even if the lease is valid again
-    // under a new incarnation) they must never be sent, nor count if acknowledged.
-    const stillMine = () => {
-      const st = this.o.shards.mine(lane.shard);
-      if (!st || st.epoch !== lane.epoch) throw new NotOwnerError(`${this.reader.spec.kind} ${lane.key}: shard ${lane.shard} changed owner`);
-    };
-    // And only after the rows each caller's rows follow (a send's journal or history rows).
+  private durably(lane: Lane<E>, rows: LoggedRow[], callers: readonly { p: Pending<E> }[], queued?: (t: LogTicket) => void): Promise<void> {
+    // Only after the rows each caller's rows follow (a send's journal or history rows).
     const check = callers.some((c) => c.p.order?.after) ? () => {
-      stillMine();
+      this.stillMine(lane);
       for (const c of callers) loggedOrQueued(c.p.order?.after, `${this.reader.spec.kind} ${lane.key}`);
-    } : stillMine;
+    } : () => this.stillMine(lane);
+    let t: LogTicket;
+    try {
+      t = this.o.writer.enqueue(rows, check);
+    } catch (err) {
+      return this.retry(lane, rows, callers, check, err);
+    }
+    queued?.(t);
+    return t.done.then(() => this.acknowledged(lane)).catch((err: unknown) => this.retry(lane, rows, callers, check, err));
+  }
+
+  /** A write acknowledged: it counts only within the lease and this epoch. */
+  private acknowledged(lane: Lane<E>): void {
+    this.o.lease.check(0, `${this.reader.spec.kind} ${lane.key}`);
+    this.stillMine(lane);
+  }
+
+  private async retry(lane: Lane<E>, rows: LoggedRow[], callers: readonly { p: Pending<E> }[], check: () => void, err: unknown): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      try {
-        const t = this.o.writer.enqueue(rows, check);
-        if (attempt === 1) queued?.(t);
-        await t.done;
-        this.o.lease.check(0, `${this.reader.spec.kind} ${lane.key}`);
-        stillMine();
-        return;
-      } catch (err) {
-        // Rows that followed rows which were not logged are never written: the lane starts over.
-        if (err instanceof NotOwnerError || err instanceof LogOrderError) throw err;
-        stillMine();
-        if (attempt === 1) {
-          this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
-          for (const { p } of callers) {
-            this.settledEarly.add(p);
-            this.settle(p, undefined, err instanceof TimeoutError || err instanceof UnavailableError ? err : toStoreError(err, 'timeline write'));
-          }
+      // Rows that followed rows which were not logged are never written: the lane starts over.
+      if (err instanceof NotOwnerError || err instanceof LogOrderError) throw err;
+      this.stillMine(lane);
+      if (attempt === 1) {
+        this.o.logger.warn('cassandra store: timeline write failed; retrying it before anything later', { kind: this.reader.spec.kind, key: lane.key, err });
+        for (const { p } of callers) {
+          this.settledEarly.add(p);
+          this.settle(p, undefined, err instanceof TimeoutError || err instanceof UnavailableError ? err : toStoreError(err, 'timeline write'));
         }
-        await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt, 6)));
+      }
+      await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt, 6)));
+      try {
+        await this.o.writer.enqueue(rows, check).done;
+        this.acknowledged(lane);
+        return;
+      } catch (e) {
+        err = e;
       }
     }
   }
