@@ -371,7 +371,8 @@ export class OwnedTimeline<E> {
       for (const d of dupes) this.settle(d.p, lane.recent.get(d.id));
       return undefined;
     }
-    if (lane.cur > st.bound || this.newBuckets(lane, fresh).length > 0) return this.prepareAndLog(lane, st, fresh, dupes);
+    const newBuckets = this.newBuckets(lane, fresh);
+    if (lane.cur > st.bound || newBuckets.length > 0) return this.prepareAndLog(lane, st, fresh, dupes, newBuckets);
     return this.logRows(lane, fresh, dupes);
   }
 
@@ -384,11 +385,10 @@ export class OwnedTimeline<E> {
     return out;
   }
 
-  private async prepareAndLog(lane: Lane<E>, st: OwnedShard, fresh: Fresh<E>[], dupes: Dupe<E>[]): Promise<void> {
+  private async prepareAndLog(lane: Lane<E>, st: OwnedShard, fresh: Fresh<E>[], dupes: Dupe<E>[], newBuckets: number[]): Promise<void> {
     const spec = this.reader.spec;
     try {
       if (lane.cur > st.bound) await this.o.shards.ensureBound(st, lane.cur);
-      const newBuckets = this.newBuckets(lane, fresh);
       if (newBuckets.length > 0) {
         // Listed (and acknowledged) before any row in them exists: a fence or a reader that
         // reads the list sees every bucket a row can be in.
