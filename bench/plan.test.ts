@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ASSUMED, fitCosts, loadOf, Measured, measureFromResults, PLAN_DEFAULTS, planCapacity } from './plan-model';
 import { planMain } from './plan';
+import { latestResults } from './report';
 import type { BenchResult, PhaseResult } from './results';
 
 const input = { ...PLAN_DEFAULTS, online: 10_000_000, sendQps: 100_000, groupShare: 0.5, avgGroupSize: 30 };
@@ -95,6 +96,39 @@ describe('capacity planner arithmetic', () => {
     assert.match(m.cassandra.source, /r1, r2/);
     assert.doesNotMatch(m.logic.source, /r4/, 'embedded runs do not count');
     assert.doesNotMatch(m.logic.source, /r5/, 'runs that lost deliveries do not count');
+  });
+
+  it('fits logic and Cassandra from runs with several logic processes when there are any (forwarded sends)', () => {
+    const two = { target: { kind: 'distributed', noDb: false, description: '', notes: [], gateways: 1, logics: 2 } };
+    const one = result('one', [phase(10_000, 10_000, 10_000, { gateway: 50, logic: 80, router: 5, nats: 4, cassandra: 60 })]);
+    const local = measureFromResults([one]);
+    assert.match(local.logic.source, /^runs with one logic process \(every key local: a lower bound/);
+    assert.match(local.cassandra.source, /: one$/);
+    const m = measureFromResults([
+      one,
+      result('two', [phase(4_000, 4_000, 4_000, { gateway: 25, logic: 150, router: 3, nats: 3, cassandra: 100 })], two),
+      result('twoGroups', [phase(400, 40_000, 400, { gateway: 30, logic: 90, router: 4, nats: 4, cassandra: 60 })], { ...two, scenario: 'group' }),
+    ]);
+    const want = fitCosts([{ sendsPerS: 4_000, pushesPerS: 8_000, cpuPct: 150 }, { sendsPerS: 400, pushesPerS: 40_400, cpuPct: 90 }]);
+    assert.equal(m.logic.usPerSend, want.usPerSend);
+    assert.equal(m.logic.usPerPush, want.usPerPush);
+    assert.match(m.logic.source, /^runs with 2\+ logic processes/);
+    assert.doesNotMatch(m.logic.source, /\bone\b/, 'the one-logic run is not used once runs with several exist');
+    assert.doesNotMatch(m.cassandra.source, /\bone\b/);
+    assert.match(m.gateway.source, /\bone\b/, 'the other layers do the same work either way: every run counts');
+    // Runs with several logic processes whose phases all failed too often: the one-logic runs, said so.
+    const failing = phase(4_000, 4_000, 4_000, { gateway: 25, logic: 150, router: 3, nats: 3, cassandra: 100 });
+    failing.errors = { TIMEOUT: 4_000 };
+    const fallback = measureFromResults([one, result('twoFailing', [failing], two)]);
+    assert.match(fallback.logic.source, /^runs with one logic process .*: one$/);
+    assert.match(fallback.cassandra.source, /: one$/);
+  });
+
+  it('keeps the newest run of each process layout: runs with two logic processes do not hide runs with one', () => {
+    const two = { target: { kind: 'distributed', noDb: false, description: '', notes: [], gateways: 1, logics: 2 } };
+    // Newest first, as readResults returns them.
+    const kept = latestResults([result('c', [], two), result('b', []), result('a', [])]).map((r) => r.id);
+    assert.deepEqual(kept.sort(), ['b', 'c']);
   });
 
   it('planMain prints a table and JSON, and rejects bad input with exit code 2', async () => {

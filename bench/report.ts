@@ -15,11 +15,19 @@ const n0 = (v: number) => Math.round(v).toLocaleString('en-US');
  * sizes, heap snapshots or not (they distort RSS), and label (a profiled run does not replace an
  * unprofiled one).
  */
+/** More than one process per layer, as the report's target column shows it ("" for one each). */
+function layoutTag(r: BenchResult): string {
+  const parts = [[r.target.gateways ?? 1, 'gateways'], [r.target.logics ?? 1, 'logics']].filter(([n]) => Number(n) > 1);
+  return parts.map(([n, what]) => `, ${n} ${what}`).join('');
+}
+
 export function latestResults(all: BenchResult[]): BenchResult[] {
   const seen = new Map<string, BenchResult>();
   for (const r of all) {
     const sizes = r.scenario === 'group' ? `:${(r.options.groupSizes as number[] | undefined)?.join(',')}` : '';
-    const key = `${r.scenario}:${runTag(r)}:${r.phases.length > 1 ? 'sweep' : 'one'}${sizes}` +
+    // Runs with more processes per layer are another system: the newest of one does not hide the other's.
+    const layout = `:${r.target.gateways ?? 1}g${r.target.logics ?? 1}l`;
+    const key = `${r.scenario}:${runTag(r)}${layout}:${r.phases.length > 1 ? 'sweep' : 'one'}${sizes}` +
       `:${r.options.heapSnapshot ? 'heap' : ''}:${r.label}`;
     if (!seen.has(key)) seen.set(key, r); // readResults sorts newest first
   }
@@ -37,7 +45,7 @@ export function renderTables(results: BenchResult[]): string {
         const cpu = cpuByRole(p.processes).map(([k, v]) => `${k} ${n0(v)}`).join(', ');
         const check = r.check ? `${r.check.lost} / ${r.check.duplicated}` : '—';
         const groups = (r.scenario === 'group' ? ` (groups ${(r.options.groupSizes as number[]).join(',')})` : '') + (r.label ? ` [${r.label}]` : '');
-        lines.push(`| ${r.scenario}${groups} | ${runTag(r)} | ${n0(Number(r.options.users))} | ${p.name} | ${n0(p.acceptedPerS)} | ` +
+        lines.push(`| ${r.scenario}${groups} | ${runTag(r)}${layoutTag(r)} | ${n0(Number(r.options.users))} | ${p.name} | ${n0(p.acceptedPerS)} | ` +
           `${n0(p.deliveriesPerS)} | ${p.ratio ? p.ratio.deliveriesToEcho.toFixed(3) : '—'} | ${p.e2eMs.p50} / ${p.e2eMs.p99} / ${p.e2eMs.max} | ${p.ackMs.p99} | ` +
           `${check} | ${cpu} | ${gatewayUsPerSend(p)?.toFixed(1) ?? '—'} | ${p.otherCpuPct ?? '—'} | [${r.id}](bench/results/${r.id}.md) |`);
       }
