@@ -10,17 +10,17 @@ export const TABLE_END = '<!-- bench:table:end -->';
 
 const n0 = (v: number) => Math.round(v).toLocaleString('en-US');
 
-/**
- * Newest result per kind of run: scenario, target, TLS and its key or not, sweep or not, group
- * sizes, heap snapshots or not (they distort RSS), and label (a profiled run does not replace an
- * unprofiled one).
- */
 /** More than one process per layer, as the report's target column shows it ("" for one each). */
 function layoutTag(r: BenchResult): string {
   const parts = [[r.target.gateways ?? 1, 'gateways'], [r.target.logics ?? 1, 'logics']].filter(([n]) => Number(n) > 1);
   return parts.map(([n, what]) => `, ${n} ${what}`).join('');
 }
 
+/**
+ * Newest result per kind of run: scenario, target, processes per layer, TLS and its key or not,
+ * sweep or not, group sizes, heap snapshots or not (they distort RSS), and label (a profiled run
+ * does not replace an unprofiled one).
+ */
 export function latestResults(all: BenchResult[]): BenchResult[] {
   const seen = new Map<string, BenchResult>();
   for (const r of all) {
