@@ -13,7 +13,7 @@ import {
 import { Backoff, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, fullJitterDelayMs } from '../common/backoff';
 import { CloseInfo, Connection } from './connection';
 import { Emitter } from './emitter';
-import { ImClientError, clientClosed, retryWindowRanOut } from './errors';
+import { ImClientError, clientClosed, requestTimeout, retryWindowRanOut } from './errors';
 import { Inbox } from './inbox';
 import { InboxSync } from './inbox-sync';
 import type { Link, LinkEvents } from './link';
@@ -135,7 +135,15 @@ export class ImClient extends Emitter {
     }
     const deadline = Date.now() + timeoutMs;
     const conn = await this.waitForConnection(timeoutMs, op);
-    const reply = await conn.request(op, body, Math.max(1, deadline - Date.now()));
+    let reply: Uint8Array;
+    try {
+      reply = await conn.request(op, body, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      // The caller's budget, not what the wait for a connection left of it (a millisecond
+      // ticking over made a full attempt read "no reply within 199ms").
+      if (err instanceof ImClientError && err.code === Code.TIMEOUT) throw requestTimeout(timeoutMs, op);
+      throw err;
+    }
     try {
       return decode(resType, reply);
     } catch (err) {
