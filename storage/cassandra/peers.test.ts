@@ -1,5 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { decodeWire, encodeWire } from './peers';
+import { InProcessBus } from '../../bus/bus';
+import type { Logger } from '../../common/log';
+import { waitFor } from '../../test/exactly-once';
+import { decodeWire, encodeWire, Peers, PeerTimeoutError } from './peers';
 
 describe('store peers wire', () => {
   it('writes JSON with byte arrays as base64 under "$b", as processes of earlier releases read and write it', () => {
@@ -31,5 +34,44 @@ describe('store peers wire', () => {
     const batch = { c: Array.from({ length: 3 }, (_, i) => ({ i, op: 'open', a: { from: `u${i}`, content: Buffer.from(`m${i}`) } })) };
     const back = decodeWire(encodeWire(batch)) as { c: { i: number; op: string; a: { from: string; content: Uint8Array } }[] };
     assert.deepEqual(back.c.map((c) => [c.i, c.op, c.a.from, Buffer.from(c.a.content).toString()]), [[0, 'open', 'u0', 'm0'], [1, 'open', 'u1', 'm1'], [2, 'open', 'u2', 'm2']]);
+  });
+});
+
+describe('store peer calls', () => {
+  const logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+  /** A caller and an owner on one bus; the owner answers each call when the test lets it. */
+  function pair(timeoutMs: number) {
+    const bus = new InProcessBus();
+    const gates: (() => void)[] = [];
+    const serve = async (op: string) => {
+      await new Promise<void>((r) => gates.push(r));
+      return `${op} done`;
+    };
+    const caller = new Peers({ bus, prefix: 'im.store.t', serve, timeoutMs, logger });
+    const owner = new Peers({ bus, prefix: 'im.store.t', serve, timeoutMs, logger });
+    caller.listen('caller');
+    owner.listen('owner');
+    return { caller, owner, gates, close: () => { caller.close(); owner.close(); } };
+  }
+
+  it('keeps waiting for a call past its timeout while the owner is alive, and gets the answer', async () => {
+    const p = pair(10);
+    let asked = 0;
+    const call = p.caller.call('owner', 'send', {}, { alive: async () => { asked++; return true; }, maxWaitMs: 60_000 });
+    await waitFor('three checks of the owner', 5_000, () => asked >= 3);
+    await waitFor('the call at the owner', 5_000, () => p.gates.length === 1);
+    p.gates[0]();
+    assert.equal(await call, 'send done');
+    p.close();
+  });
+
+  it('gives a call up as soon as the owner is not alive, and at maxWaitMs while it is', async () => {
+    const p = pair(10);
+    await assert.rejects(p.caller.call('owner', 'send', {}, { alive: async () => false, maxWaitMs: 60_000 }), PeerTimeoutError);
+    const started = Date.now();
+    await assert.rejects(p.caller.call('owner', 'send', {}, { alive: async () => true, maxWaitMs: 50 }), PeerTimeoutError);
+    assert.ok(Date.now() - started >= 40, 'waited about maxWaitMs');
+    await assert.rejects(p.caller.call('owner', 'open', {}), PeerTimeoutError, 'without alive: one timeout');
+    p.close();
   });
 });

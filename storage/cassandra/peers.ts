@@ -18,6 +18,13 @@ interface Answer { i: number; v?: unknown; e?: { code: number; m: string; no?: b
 
 interface Waiting { resolve: (v: unknown) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }
 
+export interface CallOptions {
+  timeoutMs?: number;
+  /** Whether the owner still holds its lease (asked when timeoutMs passes without an answer). */
+  alive?: () => Promise<boolean>;
+  maxWaitMs?: number;
+}
+
 export interface PeerOptions {
   bus: Bus;
   /** Subject prefix; a process listens on `<prefix>.<processId>`. */
@@ -94,15 +101,32 @@ export class Peers {
     );
   }
 
-  call(owner: string, op: string, args: unknown): Promise<unknown> {
+  /**
+   * Calls op on owner. Its answer is waited for `timeoutMs` (default: the options' timeoutMs);
+   * with `alive`, asked each time that passes, the wait goes on while the owner is alive, up to
+   * `maxWaitMs` in all: a call that may take long on a live owner (a whole send) is not taken
+   * for a dead owner, nor given up while the owner still works on it.
+   */
+  call(owner: string, op: string, args: unknown, o: CallOptions = {}): Promise<unknown> {
     if (!this.o.bus.connected) return Promise.reject(new UnavailableError('store peers: bus is down'));
+    const timeoutMs = o.timeoutMs ?? this.o.timeoutMs;
+    const started = Date.now();
     return new Promise((resolve, reject) => {
       const i = this.nextCall++;
-      const timer = setTimeout(() => {
+      const giveUp = () => {
         this.waiting.delete(i);
-        reject(new PeerTimeoutError(`store peer ${owner} did not answer ${op} within ${this.o.timeoutMs} ms`));
-      }, this.o.timeoutMs);
-      this.waiting.set(i, { resolve, reject, timer });
+        reject(new PeerTimeoutError(`store peer ${owner} did not answer ${op} within ${Date.now() - started} ms`));
+      };
+      const expired = () => {
+        if (!o.alive || Date.now() - started + timeoutMs > (o.maxWaitMs ?? 0)) return giveUp();
+        o.alive().then((yes) => {
+          const w = this.waiting.get(i);
+          if (!w) return;
+          if (!yes) return giveUp();
+          w.timer = setTimeout(expired, timeoutMs);
+        }, giveUp);
+      };
+      this.waiting.set(i, { resolve, reject, timer: setTimeout(expired, timeoutMs) });
       const q = this.outbox.get(owner);
       if (q) q.push({ i, op, a: args });
       else this.outbox.set(owner, [{ i, op, a: args }]);

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
+import { BadRequestError } from '../../common/errors';
 import { newId, peerConvId } from '../../common/ids';
 import type { AppendInput } from '../store';
 import { CASSANDRA_CONTACT, dropKeyspace, needs } from '../../test/infra';
@@ -73,6 +74,17 @@ export async function killHard(store: CassandraStore): Promise<void> {
 
 /** The store's orphan sweep (its `pause` hook). */
 export const orphansOf = (store: CassandraStore): OrphanSweep => inner(store).orphans;
+
+/**
+ * The store answers forwarded sends and send parts as a release before them did ("unknown store
+ * peer op"), and coordinates its own sends key by key, as that release did when it did not own
+ * every key of a send.
+ */
+export function asOlderRelease(store: CassandraStore): void {
+  const s = inner(store);
+  const serve = s.serve.bind(store);
+  s.serve = (op, args) => (op === 'send' || op === 'part' ? Promise.reject(new BadRequestError(`unknown store peer op ${op}`)) : serve(op, args));
+}
 
 /** Serves a call as its key's owner here, taking the key's shard first when it is free or its owner is dead. */
 export const serveHere = (store: CassandraStore, op: string, args: unknown): Promise<unknown> => inner(store).serve(op, args);

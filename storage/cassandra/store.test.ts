@@ -13,7 +13,8 @@ import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './store';
-import { direct, killHard, testStoreOptions, uid } from './store.test-support';
+import { asOlderRelease, direct, killHard, testStoreOptions, uid } from './store.test-support';
+import { shardOf } from './shards';
 import { preferredOwner } from './balance';
 import { MIGRATIONS, readSettings } from './schema';
 import { storeContract } from '../contract.test-support';
@@ -265,6 +266,78 @@ describe('CassandraStore (real Cassandra)', function () {
         assert.deepEqual(added.map(([, tables]) => tables), [['journal', 'journal']]);
       } finally {
         await store.close();
+      }
+    });
+  });
+
+  describe('a send over two owners (docs/sequencer.md, One round per send)', () => {
+    let a: CassandraStore;
+    let b: CassandraStore;
+    beforeEach(async () => {
+      const bus = new InProcessBus();
+      [a, b] = await Promise.all([CassandraStore.open(base(MAIN_KS, { bus, writeBehindMs: 60_000 })), CassandraStore.open(base(MAIN_KS, { bus, writeBehindMs: 60_000 }))]);
+      // Each lists both as live: a free shard goes to its preferred process.
+      await Promise.all([a.rebalance(), b.rebalance()]);
+    });
+    afterEach(async () => {
+      await Promise.all([a.close(), b.close()]);
+    });
+
+    /** The log rows a store wrote so far: position -> the tables its rows go to. */
+    async function logged(store: CassandraStore): Promise<Map<number, string[]>> {
+      const rs = await admin.execute(`SELECT pos, body FROM ${MAIN_KS}.store_log WHERE process = ? AND part = 0`, [store.processId], { prepare: true });
+      return new Map(rs.rows.map((r) => [num(r.pos)!, decodeBody(r.body as Buffer).map((row) => tableOf(row.query).split('.').pop()!).sort()]));
+    }
+    const added = (before: Map<number, string[]>, after: Map<number, string[]>) =>
+      [...after.entries()].filter(([pos]) => !before.has(pos)).map(([, tables]) => tables);
+
+    /** Two users whose sender's shard, conversation's shard and recipient's shard go to these stores. */
+    function pair(from: CassandraStore, conv: CassandraStore, to: CassandraStore): [string, string] {
+      const live = [a.processId, b.processId];
+      const goes = (key: string, s: CassandraStore) => preferredOwner(live, shardOf(key, 1024)) === s.processId;
+      for (;;) {
+        const [x, y] = [uid('x'), uid('y')];
+        if (goes(x, from) && goes(peerConvId(x, y), conv) && goes(y, to)) return [x, y];
+      }
+    }
+
+    it('is forwarded once to its journal\'s owner, which logs the journal, the history and its inbox in one write; the other owner logs its inbox in one', async () => {
+      const [alice, bob] = pair(a, a, b);
+      // The first send takes the shards and lists each timeline's first bucket.
+      await b.appendMessage(direct(alice, bob, 'first'));
+      const [beforeA, beforeB] = [await logged(a), await logged(b)];
+      const res = await b.appendMessage(direct(alice, bob, 'second'));
+      assert.deepEqual(added(beforeA, await logged(a)), [['history', 'inbox', 'journal']]);
+      assert.deepEqual(added(beforeB, await logged(b)), [['inbox']], 'b coordinated nothing: it only logged bob\'s inbox row');
+      for (const s of [a, b]) {
+        assert.deepEqual((await s.sync(bob, 0, 10)).items.map((m) => [m.msgId, m.seq]).slice(-1), [[res.message.msgId, res.seqs.get(bob)]]);
+        assert.deepEqual((await s.sync(alice, 0, 10)).items.map((m) => [m.msgId, m.seq]).slice(-1), [[res.message.msgId, res.senderSeq]]);
+      }
+    });
+
+    it('sends the history\'s part to its owner as one call: the history and the inbox it owns go in one write there', async () => {
+      const [alice, bob] = pair(a, b, b);
+      await a.appendMessage(direct(alice, bob, 'first'));
+      const [beforeA, beforeB] = [await logged(a), await logged(b)];
+      const res = await a.appendMessage(direct(alice, bob, 'second'));
+      assert.deepEqual(added(beforeB, await logged(b)), [['history', 'inbox']]);
+      assert.deepEqual(added(beforeA, await logged(a)), [['journal'], ['inbox']], 'the journal, then (once the history is logged) alice\'s inbox');
+      const hist = await b.history(peerConvId(alice, bob), 0, 1);
+      assert.deepEqual(hist.items.map((m) => [m.msgId, m.convSeq]), [[res.message.msgId, res.message.convSeq]]);
+    });
+
+    it('goes key by key with a process of the release before (no forwarded send, no parts), exactly once and in order', async () => {
+      asOlderRelease(b);
+      const users = Array.from({ length: 8 }, (_, i) => uid(`u${i}`));
+      const inputs = users.flatMap((from, i) => Array.from({ length: 6 }, (_, n) => direct(from, users[(i + 1 + n) % users.length], `m${n}`)));
+      const results = await Promise.all(inputs.map((input, i) => (i % 2 ? a : b).appendMessage(input)));
+      // Retries through the other store answer with the original.
+      const again = await Promise.all(inputs.map((input, i) => (i % 2 ? b : a).appendMessage(input)));
+      assert.ok(again.every((r, i) => r.duplicate && r.message.msgId === results[i].message.msgId && r.senderSeq === results[i].senderSeq));
+      for (const u of users) {
+        const want = results.flatMap((r) => (r.seqs.has(u) ? [[r.seqs.get(u)!, r.message.msgId] as const] : [])).sort((x, y) => x[0] - y[0]);
+        const got = (await a.sync(u, 0, 100)).items.filter((e) => want.some(([, id]) => id === e.msgId)).map((e) => [e.seq, e.msgId] as const);
+        assert.deepEqual(got, want, `${u}: every message once, at the seq it was acknowledged with`);
       }
     });
   });

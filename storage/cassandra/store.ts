@@ -4,15 +4,16 @@
  * conversation history, a sender's dedup journal) belongs to a shard, and a shard to one process
  * at a time under a lease and an epoch. The owner allocates seqs in memory (persisting a bound
  * every `seqStep` seqs), makes a round's rows durable with one write to its own log and writes
- * them to their tables behind (log.ts). A process asked to write (or read) a key it
- * does not own forwards the call to the owner over the bus.
+ * them to their tables behind (log.ts). A send runs on the owner of its sender's shard, one
+ * call per owner of its other keys; a process asked to write (or read) a key it does not own
+ * forwards the call to the owner over the bus.
  * No lightweight transaction per message: LWTs only take, advance and release shards, and keep
  * the group member cap (Groups).
  */
 import { Client } from 'cassandra-driver';
 import { InProcessBus } from '../../bus/bus';
 import { metrics } from '../../common/metrics';
-import { BadRequestError, OverloadedError, UnavailableError } from '../../common/errors';
+import { BadRequestError, Code, ImError, OverloadedError, UnavailableError } from '../../common/errors';
 import type { AppendInput, AppendResult, GroupInfo, InboxEntry, Page, Store, StoredMessage, UnreadInfo } from '../store';
 import { migrate, readSettings } from './schema';
 import { consistencyLevels, driverSslOptions, resolveCassandraOptions, type CassandraStoreOptions, type ResolvedCassandraOptions } from './options';
@@ -20,23 +21,79 @@ import { Balancer } from './balance';
 import { Groups } from './groups';
 import { Journal, type Completion, type JournalAnswer } from './journal';
 import { Lease } from './lease';
-import { Peers, PeerTimeoutError } from './peers';
+import { Peers, PeerTimeoutError, type CallOptions } from './peers';
 import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { OwnedTimeline, TimelineReader } from './timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
-import { OwnerLog, untilQueued } from './log';
+import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
 
 export type { CassandraStoreOptions } from './options';
 export { migrate } from './schema';
 
-/** The key whose shard owns a store peer call. */
+/** The key whose shard owns a store peer call ('part' has several: servePart). */
 function keyOf(op: string, args: unknown): string {
   if (op === 'append' || op === 'flush') return (args as { key: string }).key;
-  return (args as { from: string }).from; // 'open' (the AppendInput) and 'complete' (a Completion)
+  return (args as { from: string }).from; // 'send', 'open' (the AppendInput) and 'complete' (a Completion)
+}
+
+/** In a send's plan, the keys owned here; and those whose shard is leaving here (key by key). */
+const HERE = '';
+const BY_KEYS = '*';
+
+/**
+ * What one owner does for a send: append the history (h, when it owns it) and then the message
+ * to each inbox of k it owns; `m` is the stored message when the part has no history.
+ */
+interface SendPart { h?: { key: string; e: AppendInput }; m?: StoredMessage; k: string[]; s: number }
+interface PartResult { message: StoredMessage; seqs: number[] }
+/** A part's answer on the wire: the history's seq (when the part had it) and k's seqs in order. */
+interface PartWire { c?: number; q: number[] }
+/**
+ * A forwarded send's answer on the wire: the message's id and conversation seq (the caller has
+ * the rest in its input), or the whole message when it is an earlier send's (a duplicate of a
+ * finished send); the seqs as [uid, seq] pairs.
+ */
+interface SendWire { id: string; c: number; m?: StoredMessage; ss: number; q: [string, number][]; d: boolean }
+
+function toSendWire(r: AppendResult, original: boolean): SendWire {
+  return { id: r.message.msgId, c: r.message.convSeq, ...(original && { m: r.message }), ss: r.senderSeq, q: [...r.seqs], d: r.duplicate };
+}
+
+function fromSendWire(w: SendWire, input: AppendInput): AppendResult {
+  const message = w.m ?? toStoredMessage(w.id === input.msgId ? input : { ...input, msgId: w.id }, w.c);
+  return { message, senderSeq: w.ss, seqs: new Map(w.q), duplicate: w.d };
+}
+
+/** The answer of a peer of an older release to an op it does not know. */
+function unknownPeerOp(err: unknown, op: string): boolean {
+  return err instanceof ImError && err.code === Code.BAD_REQUEST && err.message === `unknown store peer op ${op}`;
+}
+
+/** Removes and returns what the map held under key (an empty list if nothing). */
+function take(m: Map<string, string[]>, key: string): string[] {
+  const v = m.get(key) ?? [];
+  m.delete(key);
+  return v;
+}
+
+function partShards(part: SendPart, shards: Shards): number[] {
+  const out = new Set(part.k.map((k) => shards.of(k)));
+  if (part.h) out.add(shards.of(part.h.key));
+  return [...out];
+}
+
+/**
+ * Waits for `first`, then `then`: `first`'s error is the one thrown when both fail. `then` is
+ * handled from the start (it may fail while `first` is still running).
+ */
+async function settledFirst(first: Promise<unknown> | undefined, then: Promise<unknown> | undefined): Promise<void> {
+  then?.catch(() => undefined);
+  await first;
+  await then;
 }
 
 /** Waits until `set` is empty or the deadline passes. */
@@ -201,6 +258,19 @@ export class CassandraStore implements Store {
   /** This process's id in logic_leases and shard_owners (changes after a lease lapse). */
   get processId(): string {
     return this.lease.processId;
+  }
+
+  /**
+   * How a forwarded send is waited for. It may take long on a live owner (a key of it owned by a
+   * process that died is waited out there), and an answer given up on is a send nobody pushes:
+   * the retry finds it stored and answers it as a duplicate. So the wait goes on while the owner
+   * holds its lease, up to two leases past the usual peer timeout.
+   */
+  private patient(owner: string): CallOptions {
+    return {
+      alive: async () => (await this.lease.untilOf(owner)) + this.o.clockSkewMs >= Date.now(),
+      maxWaitMs: this.o.peerTimeoutMs + 2 * (this.o.leaseMs + this.o.clockSkewMs),
+    };
   }
 
   /** Shards this process owns now. */
@@ -393,70 +463,193 @@ export class CassandraStore implements Store {
     return rs.rows;
   }
 
-  /** The send: in one log round when this process owns every key it touches, else key by key. */
-  private async append(input: AppendInput): Promise<AppendResult> {
-    return (await this.appendHere(input)) ?? this.appendByOwners(input);
-  }
-
   /**
-   * The send when this process owns every shard it touches (the sender's journal, the
-   * conversation's history, every recipient's inbox): each step queues its rows for the log as
-   * soon as the one before has queued its own, ordered after them (log.ts, LogTicket), so a send
-   * is usually one log round instead of three, and its content is logged once. Answers undefined
-   * when a shard is not owned here or is leaving, or stops being owned meanwhile: the send then
-   * goes owner by owner, which finds what this attempt stored (every step is idempotent).
+   * The send, at the owner of the sender's shard (forwarded there once when another process owns
+   * it, sendHere). A process of an older release does not know the forwarded send: then the send
+   * goes key by key from here.
    */
-  private async appendHere(input: AppendInput): Promise<AppendResult | undefined> {
-    const shards = [...new Set([input.from, input.convId, ...input.recipients].map((k) => this.shards.of(k)))];
-    if (this.closing || !shards.every((s) => { const st = this.shards.mine(s); return st !== undefined && !st.leaving; })) return undefined;
-    // Counted as served calls: a handover of one of these shards waits for this send.
-    this.countServed(shards, 1);
+  private async append(input: AppendInput): Promise<AppendResult> {
     try {
-      const j = await untilQueued<JournalAnswer>((queued) => this.journal.open(input, { queued }));
-      if (j.answer.state === 'done') return await this.storedAlready(j.answer);
-      const { msg, since, redriven } = this.attempt(input, j.answer);
-      const h = await untilQueued<number>((queued) => this.historyLog.append(input.convId, msg, since, { after: j.ticket, queued }));
-      const message = toStoredMessage(msg, h.answer);
-      const after = h.ticket ?? j.ticket;
-      const inboxes = await Promise.all(input.recipients.map((uid) =>
-        untilQueued<number>((queued) => this.inbox.append(uid, message, since, { after, queued }))));
-      // Each step's own error first: a later step fails with LogOrderError when an earlier one did.
-      await j.settled;
-      await h.settled;
-      const seqList = await Promise.all(inboxes.map((i) => i.settled));
-      const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
-      const senderSeq = seqs.get(input.from)!;
-      await this.journal.complete({ from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: h.answer, senderSeq })
-        .catch((err: unknown) => { if (!(err instanceof NotOwnerError)) throw err; });
-      return { message, senderSeq, seqs, duplicate: redriven };
+      return fromSendWire(await this.onOwner(input.from, 'send', input) as SendWire, input);
     } catch (err) {
-      if (err instanceof NotOwnerError) return undefined;
-      throw err;
-    } finally {
-      this.countServed(shards, -1);
+      if (!unknownPeerOp(err, 'send')) throw err;
+      return this.appendByOwners(input);
     }
   }
 
   /**
-   * The send owner by owner: the sender's shard owner opens (or finds) its journal entry; the
-   * history and every inbox owner append the message, idempotently by msgId; the journal entry
-   * is completed.
+   * A send at the owner of its sender's journal (docs/sequencer.md, "One round per send"). The
+   * journal queues its row; the history's owner appends the message and then the inboxes it owns,
+   * and every other owner of a recipient's inbox appends it to the inboxes it owns: one part per
+   * owner, each part's rows queued for one log round. The parts here are ordered after the
+   * journal's row and go in its round; a part elsewhere starts once the rows it follows are
+   * logged (the history's part after the journal's row, the inboxes' after the history's). With
+   * one owner for every key the send is one log round; a part whose owner cannot take it (not the
+   * owner any more, no answer, an older release) goes key by key, which finds what was stored.
+   */
+  private async sendHere(input: AppendInput): Promise<SendWire> {
+    // Placed first: a shard read from Cassandra here would let the journal's round go without the rest.
+    const { history, inboxes } = await this.placeKeys(input.convId, input.recipients);
+    const j = await untilQueued<JournalAnswer>((queued) => this.journal.open(input, { queued }));
+    if (j.answer.state === 'done') return toSendWire(await this.storedAlready(j.answer), true);
+    const { msg, since, redriven } = this.attempt(input, j.answer);
+    const first: SendPart = { h: { key: input.convId, e: msg }, k: take(inboxes, history), s: since };
+    let head: PartResult;
+    if (history === HERE) {
+      // Every row of the part queued before the journal's outcome counts: a send that fails
+      // leaves no row of it still to be queued, which would go in a later send's round and fail it.
+      const q = await this.queueHere(first, j.ticket).catch(async (err: unknown) => {
+        await j.settled;
+        throw err;
+      });
+      await settledFirst(j.settled, q?.done);
+      const seqs = q && (await q.done);
+      head = seqs ? { message: q!.message, seqs } : await this.partByKeys(first);
+    } else {
+      await j.settled;
+      head = await this.partOn(history, first);
+    }
+    const rest = await Promise.all([...inboxes].map(([owner, k]) => this.partOn(owner, { m: head.message, k, s: since })));
+    const got = new Map<string, number>();
+    first.k.forEach((uid, i) => got.set(uid, head.seqs[i]));
+    [...inboxes.values()].forEach((k, n) => k.forEach((uid, i) => got.set(uid, rest[n].seqs[i])));
+    const seqs = new Map(input.recipients.map((uid) => [uid, got.get(uid)!]));
+    const senderSeq = seqs.get(input.from)!;
+    await this.journal.complete({ from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: head.message.convSeq, senderSeq })
+      .catch((err: unknown) => { if (!(err instanceof NotOwnerError)) throw err; });
+    // A re-driven send that finds everything stored is still the original's answer to give.
+    return toSendWire({ message: head.message, senderSeq, seqs, duplicate: redriven }, false);
+  }
+
+  /**
+   * Who owns the conversation's history and each recipient's inbox now: HERE, another process, or
+   * BY_KEYS when the shard is being handed over from here (those keys wait for the handover).
+   */
+  private async placeKeys(convId: string, recipients: string[]): Promise<{ history: string; inboxes: Map<string, string[]> }> {
+    const owners = new Map<number, Promise<string>>();
+    const ownerOf = (key: string) => {
+      const shard = this.shards.of(key);
+      let o = owners.get(shard);
+      if (!o) {
+        o = this.wrap(this.shards.resolve(shard, true), 'shard owner')
+          .then((w) => ('mine' in w ? (w.mine.leaving ? BY_KEYS : HERE) : w.owner));
+        owners.set(shard, o);
+      }
+      return o;
+    };
+    const [history, ...of] = await Promise.all([ownerOf(convId), ...recipients.map(ownerOf)]);
+    const inboxes = new Map<string, string[]>();
+    recipients.forEach((uid, i) => {
+      const list = inboxes.get(of[i]);
+      if (list) list.push(uid);
+      else inboxes.set(of[i], [uid]);
+    });
+    return { history, inboxes };
+  }
+
+  /** A part on its owner: here, forwarded as one call, or key by key. */
+  private async partOn(owner: string, part: SendPart): Promise<PartResult> {
+    if (owner === HERE) return (await this.partHere(part)) ?? this.partByKeys(part);
+    if (owner === BY_KEYS) return this.partByKeys(part);
+    try {
+      const a = await this.peers.call(owner, 'part', part) as PartWire;
+      return { message: part.h ? toStoredMessage(part.h.e, a.c!) : part.m!, seqs: a.q };
+    } catch (err) {
+      if (err instanceof NotOwnerError || err instanceof PeerTimeoutError || unknownPeerOp(err, 'part')) return this.partByKeys(part);
+      throw toStoreError(err, 'store part');
+    }
+  }
+
+  /** A part whose shards are all owned here, answered once all its rows are logged (queueHere). */
+  private async partHere(part: SendPart, after?: LogTicket): Promise<PartResult | undefined> {
+    const q = await this.queueHere(part, after);
+    const seqs = q && (await q.done);
+    return seqs && { message: q!.message, seqs };
+  }
+
+  /**
+   * Queues a part whose shards are all owned here (and none leaving) for the log: the history's
+   * row (when the part has it), then each inbox's, one after the other (`after` an earlier write of
+   * the send). Resolves once all are queued; `done` once they are logged, with the inboxes' seqs.
+   * Undefined (or `done` undefined) when a shard is not owned here, is leaving, or stops being
+   * owned part way.
+   */
+  private async queueHere(part: SendPart, after?: LogTicket): Promise<{ message: StoredMessage; done: Promise<number[] | undefined> } | undefined> {
+    const shards = partShards(part, this.shards);
+    if (this.closing || !shards.every((s) => { const st = this.shards.mine(s); return st !== undefined && !st.leaving; })) return undefined;
+    // Counted as served calls: a handover of one of these shards waits for the part.
+    this.countServed(shards, 1);
+    let counted = true;
+    try {
+      let message = part.m!;
+      let ticket = after;
+      let h: Queued<number> | undefined;
+      if (part.h) {
+        const { key, e } = part.h;
+        h = await untilQueued<number>((queued) => this.historyLog.append(key, e, part.s, { after, queued }));
+        message = toStoredMessage(e, h.answer);
+        ticket = h.ticket ?? after;
+      }
+      const inboxes = await Promise.all(part.k.map((uid) =>
+        untilQueued<number>((queued) => this.inbox.append(uid, message, part.s, { after: ticket, queued }))));
+      const done = (async () => {
+        try {
+          // Each step's own error first: a later step fails with LogOrderError when an earlier one did.
+          await settledFirst(h?.settled, Promise.all(inboxes.map((i) => i.settled)));
+          return await Promise.all(inboxes.map((i) => i.settled));
+        } catch (err) {
+          if (err instanceof NotOwnerError) return undefined;
+          throw err;
+        } finally {
+          this.countServed(shards, -1);
+        }
+      })();
+      counted = false;
+      return { message, done };
+    } catch (err) {
+      if (err instanceof NotOwnerError) return undefined;
+      throw err;
+    } finally {
+      if (counted) this.countServed(shards, -1);
+    }
+  }
+
+  /** A part key by key, each on its owner (taking, waiting out or re-resolving it as needed). */
+  private async partByKeys(part: SendPart): Promise<PartResult> {
+    let message = part.m!;
+    if (part.h) {
+      const convSeq = await this.onOwner(part.h.key, 'append', { t: 'h', key: part.h.key, e: part.h.e, s: part.s }) as number;
+      message = toStoredMessage(part.h.e, convSeq);
+    }
+    const seqs = await Promise.all(part.k.map((uid) =>
+      this.onOwner(uid, 'append', { t: 'i', key: uid, e: message, s: part.s }) as Promise<number>));
+    return { message, seqs };
+  }
+
+  /** A part forwarded here: every shard of it taken or owned here first. */
+  private async servePart(part: SendPart): Promise<PartWire> {
+    for (const shard of partShards(part, this.shards)) await this.admit(shard);
+    const r = await this.partHere(part);
+    if (!r) throw new NotOwnerError('send part: a shard of it is not owned here');
+    return { c: part.h ? r.message.convSeq : undefined, q: r.seqs };
+  }
+
+  /**
+   * The send owner by owner, for a journal owner of an older release (it does not take a whole
+   * send): the journal entry opened (or found) there; the history and every inbox appended on
+   * their owners, idempotently by msgId; the journal entry completed.
    */
   private async appendByOwners(input: AppendInput): Promise<AppendResult> {
     const j = await this.onOwner(input.from, 'open', input) as JournalAnswer;
     if (j.state === 'done') return this.storedAlready(j);
     const { msg, since, redriven } = this.attempt(input, j);
-    const convSeq = await this.onOwner(input.convId, 'append', { t: 'h', key: input.convId, e: msg, s: since }) as number;
-    const message = toStoredMessage(msg, convSeq);
-    const seqList = await Promise.all(input.recipients.map((uid) =>
-      this.onOwner(uid, 'append', { t: 'i', key: uid, e: message, s: since }) as Promise<number>));
+    const { message, seqs: seqList } = await this.partByKeys({ h: { key: input.convId, e: msg }, k: input.recipients, s: since });
     const seqs = new Map(input.recipients.map((uid, i) => [uid, seqList[i]]));
     const senderSeq = seqs.get(input.from)!;
     const done: Completion = {
-      from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq, senderSeq,
+      from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: message.convSeq, senderSeq,
     };
     await this.onOwner(input.from, 'complete', done);
-    // A re-driven send that finds everything stored is still the original's answer to give.
     return { message, senderSeq, seqs, duplicate: redriven };
   }
 
@@ -483,6 +676,7 @@ export class CassandraStore implements Store {
 
   /** Serves a call forwarded by another store (or made here) on a key this process must own. */
   private async serve(op: string, args: unknown): Promise<unknown> {
+    if (op === 'part') return this.servePart(args as SendPart);
     const shard = this.shards.of(keyOf(op, args));
     await this.admit(shard);
     this.countServed([shard], 1);
@@ -558,6 +752,7 @@ export class CassandraStore implements Store {
   private run(op: string, args: unknown): Promise<unknown> {
     // Served while closing too: sends in flight here or elsewhere finish before shards are released.
     switch (op) {
+      case 'send': return this.sendHere(args as AppendInput);
       case 'open': return this.journal.open(args as AppendInput);
       case 'complete': return this.journal.complete(args as Completion);
       case 'flush': return this.log.flushKey((args as { key: string }).key);
@@ -584,7 +779,7 @@ export class CassandraStore implements Store {
       // process that is stopping or unreachable never keeps a send from being stored.
       const where = await this.wrap(this.shards.resolve(shard, attempt < OWNER_ATTEMPTS - 1), 'shard owner');
       try {
-        return 'mine' in where ? await this.serve(op, args) : await this.peers.call(where.owner, op, args);
+        return 'mine' in where ? await this.serve(op, args) : await this.peers.call(where.owner, op, args, op === 'send' ? this.patient(where.owner) : undefined);
       } catch (err) {
         last = err;
         if (err instanceof NotOwnerError) {
