@@ -73,6 +73,8 @@ export function shardOf(key: string, shardCount: number): number {
 
 export class Shards {
   private readonly owned = new Map<number, OwnedShard>();
+  /** Set by surrender() (a clean stop): no shard is taken again, not even one this process held. */
+  private surrendered = false;
   private readonly remote = new Map<number, { owner: string; untilMs: number }>();
   private readonly resolving = new Map<string, Promise<Resolved>>();
   private readonly q: { get: string; insert: string; take: string; advance: string; release: string };
@@ -149,6 +151,7 @@ export class Shards {
 
   /** Stops owning every shard here (calls for them now get "not the owner"); returns them for release(). */
   surrender(): OwnedShard[] {
+    this.surrendered = true;
     const all = [...this.owned.values()];
     this.owned.clear();
     return all;
@@ -231,6 +234,9 @@ export class Shards {
   }
 
   private async take(shard: number, prev: { epoch: number; bound: number } | null, me: string): Promise<OwnedShard | undefined> {
+    // A send still running on a stopping store would otherwise take back a shard it surrendered
+    // (the row still names this process until the release), which then stays with a stopped process.
+    if (this.surrendered) throw new UnavailableError(`shard ${shard}: this store is stopping; it takes no shard`);
     this.o.lease.check(this.o.lease.writeTimeoutMs, `take shard ${shard}`);
     const fenceTs = this.o.nextTs();
     const opts = { prepare: true, serialConsistency: this.o.serialConsistency, readTimeout: this.o.lease.writeTimeoutMs };

@@ -326,6 +326,19 @@ describe('CassandraStore (real Cassandra)', function () {
       assert.deepEqual(hist.items.map((m) => [m.msgId, m.convSeq]), [[res.message.msgId, res.message.convSeq]]);
     });
 
+    it('does not take back a shard it surrendered while stopping: a send still running then is refused UNAVAILABLE, the shard row unchanged', async () => {
+      const [alice, bob] = pair(a, a, a);
+      await a.appendMessage(direct(alice, bob, 'first'));
+      const shard = shardOf(alice, 1024);
+      const row = async () => (await admin.execute(`SELECT owner, epoch FROM ${MAIN_KS}.shard_owners WHERE shard = ?`, [shard], { prepare: true })).first();
+      const before = await row();
+      // What close() does before its forwarded calls finish: a. surrenders its shards (released later).
+      (a as unknown as { shards: { surrender(): unknown } }).shards.surrender();
+      await assert.rejects(a.appendMessage(direct(alice, bob, 'during the stop')), (e: unknown) => (e as { code?: number }).code === Code.UNAVAILABLE);
+      const after = await row();
+      assert.deepEqual([after?.owner, num(after?.epoch)], [before?.owner, num(before?.epoch)], 'not taken again');
+    });
+
     it('goes key by key with a process of the release before (no forwarded send, no parts), exactly once and in order', async () => {
       asOlderRelease(b);
       const users = Array.from({ length: 8 }, (_, i) => uid(`u${i}`));

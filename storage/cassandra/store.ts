@@ -488,9 +488,30 @@ export class CassandraStore implements Store {
    * owner any more, no answer, an older release) goes key by key, which finds what was stored.
    */
   private async sendHere(input: AppendInput): Promise<SendWire> {
-    // Placed first: a shard read from Cassandra here would let the journal's round go without the rest.
-    const { history, inboxes } = await this.placeKeys(input.convId, input.recipients);
-    const j = await untilQueued<JournalAnswer>((queued) => this.journal.open(input, { queued }));
+    // The sender's shard counts as served (a handover waits) while the journal row is written,
+    // not for the whole send: its parts elsewhere can take a while, and a shard of a user who
+    // keeps sending would never be free to hand over. The sender's inbox is counted by its part.
+    const fromShard = this.shards.of(input.from);
+    const st = this.shards.mine(fromShard);
+    if (!st || st.leaving) throw new NotOwnerError(`send of ${input.from}: shard ${fromShard} is not owned here or is leaving`);
+    this.countServed([fromShard], 1);
+    let counted = true;
+    const uncount = () => {
+      if (counted) this.countServed([fromShard], -1);
+      counted = false;
+    };
+    let placed: { history: string; inboxes: Map<string, string[]> };
+    let j: Queued<JournalAnswer>;
+    try {
+      // Placed first: a shard read from Cassandra here would let the journal's round go without the rest.
+      placed = await this.placeKeys(input.convId, input.recipients);
+      j = await untilQueued<JournalAnswer>((queued) => this.journal.open(input, { queued }));
+    } catch (err) {
+      uncount();
+      throw err;
+    }
+    j.settled.then(uncount, uncount);
+    const { history, inboxes } = placed;
     if (j.answer.state === 'done') return toSendWire(await this.storedAlready(j.answer), true);
     const { msg, since, redriven } = this.attempt(input, j.answer);
     const first: SendPart = { h: { key: input.convId, e: msg }, k: take(inboxes, history), s: since };
@@ -515,8 +536,13 @@ export class CassandraStore implements Store {
     [...inboxes.values()].forEach((k, n) => k.forEach((uid, i) => got.set(uid, rest[n].seqs[i])));
     const seqs = new Map(input.recipients.map((uid) => [uid, got.get(uid)!]));
     const senderSeq = seqs.get(input.from)!;
-    await this.journal.complete({ from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: head.message.convSeq, senderSeq })
-      .catch((err: unknown) => { if (!(err instanceof NotOwnerError)) throw err; });
+    try {
+      // Memory only: a shard handed over meanwhile (it throws at once, not in its promise) just
+      // leaves the next owner to re-drive a retry.
+      await this.journal.complete({ from: input.from, clientMsgId: input.clientMsgId, msgId: msg.msgId, convId: input.convId, convSeq: head.message.convSeq, senderSeq });
+    } catch (err) {
+      if (!(err instanceof NotOwnerError)) throw err;
+    }
     // A re-driven send that finds everything stored is still the original's answer to give.
     return toSendWire({ message: head.message, senderSeq, seqs, duplicate: redriven }, false);
   }
@@ -614,8 +640,22 @@ export class CassandraStore implements Store {
     }
   }
 
-  /** A part key by key, each on its owner (taking, waiting out or re-resolving it as needed). */
+  /**
+   * A part key by key, each on its owner (taking, waiting out or re-resolving it as needed). A key
+   * whose owner kept changing fails the send UNAVAILABLE, not "not the owner": that would tell a
+   * caller of the whole send that the sender's shard moved, and it would re-drive the send at
+   * once (answered as a duplicate, though the client never retried).
+   */
   private async partByKeys(part: SendPart): Promise<PartResult> {
+    try {
+      return await this.appendPartByKeys(part);
+    } catch (err) {
+      if (err instanceof NotOwnerError) throw new UnavailableError(`store send ${part.h?.e.msgId ?? part.m!.msgId}: ${err.message}; retry`);
+      throw err;
+    }
+  }
+
+  private async appendPartByKeys(part: SendPart): Promise<PartResult> {
     let message = part.m!;
     if (part.h) {
       const convSeq = await this.onOwner(part.h.key, 'append', { t: 'h', key: part.h.key, e: part.h.e, s: part.s }) as number;
@@ -679,6 +719,8 @@ export class CassandraStore implements Store {
     if (op === 'part') return this.servePart(args as SendPart);
     const shard = this.shards.of(keyOf(op, args));
     await this.admit(shard);
+    // A send counts its sender's shard itself, while it writes there (sendHere).
+    if (op === 'send') return this.sendHere(args as AppendInput);
     this.countServed([shard], 1);
     try {
       return await this.run(op, args);
