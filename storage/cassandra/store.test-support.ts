@@ -52,18 +52,21 @@ export function direct(from: string, to: string, text: string, over: Partial<App
 
 interface Inner {
   lease: { close(o: { keepRow: boolean }): Promise<void> }; log: { close(): void; drop(): void }; client: Client;
-  balancer: { close(): Promise<void> }; orphans: OrphanSweep;
+  balancer: { close(): Promise<void> }; orphans: OrphanSweep; peers: { close(): void };
   serve(op: string, args: unknown): Promise<unknown>;
+  shards: { of(key: string): number; resolve(shard: number): Promise<unknown> };
 }
 
 const inner = (store: CassandraStore) => store as unknown as Inner;
 
 /**
- * A store stopped as by kill -9, as far as the keyspace can tell: lease renewals stop and its row
- * stays until it ends, nothing logged is written to the tables any more, the driver closes.
+ * A store stopped as by kill -9, as far as the keyspace and the other stores can tell: lease
+ * renewals stop and its row stays until it ends, nothing logged is written to the tables any more,
+ * calls forwarded to it get no answer, the driver closes.
  */
 export async function killHard(store: CassandraStore): Promise<void> {
   const s = inner(store);
+  s.peers.close();
   await s.balancer.close();
   await s.orphans.close();
   s.log.close();
@@ -86,5 +89,12 @@ export function asOlderRelease(store: CassandraStore): void {
   s.serve = (op, args) => (op === 'send' || op === 'part' ? Promise.reject(new BadRequestError(`unknown store peer op ${op}`)) : serve(op, args));
 }
 
-/** Serves a call as its key's owner here, taking the key's shard first when it is free or its owner is dead. */
-export const serveHere = (store: CassandraStore, op: string, args: unknown): Promise<unknown> => inner(store).serve(op, args);
+/**
+ * Serves a call (one with a `key`) as its key's owner here, taking the key's shard first when it
+ * is free or its owner is dead, whichever process is preferred for it (as a caller's last attempts do).
+ */
+export async function serveHere(store: CassandraStore, op: string, args: { key: string }): Promise<unknown> {
+  const s = inner(store);
+  await s.shards.resolve(s.shards.of(args.key));
+  return s.serve(op, args);
+}

@@ -355,6 +355,50 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('a send over two owners when one of them dies (docs/sequencer.md, Routing between stores)', () => {
+    /** Two stores with a 1.5 s lease; `pick` chooses users whose keys go to the one that dies. */
+    async function withDeadOwner(place: (live: CassandraStore, dead: CassandraStore) => [string, string]): Promise<void> {
+      const bus = new InProcessBus();
+      const o = { bus, leaseMs: 1500, clockSkewMs: 100, writeBehindMs: 60_000 };
+      const [live, dead] = await Promise.all([CassandraStore.open(base(MAIN_KS, o)), CassandraStore.open(base(MAIN_KS, o))]);
+      try {
+        await Promise.all([live.rebalance(), dead.rebalance()]);
+        const [alice, bob] = place(live, dead);
+        const before = await live.appendMessage(direct(alice, bob, 'before'));
+        await killHard(dead);
+        const after = await live.appendMessage(direct(alice, bob, 'after'));
+        assert.equal(after.duplicate, false);
+        // Both read back once, at the seqs they were acknowledged with (the dead owner's log replayed).
+        for (const [u, key] of [[alice, 'senderSeq'], [bob, bob]] as const) {
+          const seqOf = (r: typeof before) => (key === 'senderSeq' ? r.senderSeq : r.seqs.get(bob)!);
+          const items = (await live.sync(u, 0, 10)).items.map((m) => [m.seq, m.msgId]);
+          assert.deepEqual(items, [[seqOf(before), before.message.msgId], [seqOf(after), after.message.msgId]], u);
+        }
+        const hist = (await live.history(peerConvId(alice, bob), 0, 10)).items.map((m) => m.msgId).reverse();
+        assert.deepEqual(hist, [before.message.msgId, after.message.msgId]);
+      } finally {
+        await live.close();
+      }
+    }
+    const placer = (from: 'live' | 'dead', conv: 'live' | 'dead', to: 'live' | 'dead') => (live: CassandraStore, dead: CassandraStore): [string, string] => {
+      const who = { live, dead };
+      const ids = [live.processId, dead.processId];
+      const goes = (key: string, s: CassandraStore) => preferredOwner(ids, shardOf(key, 1024)) === s.processId;
+      for (;;) {
+        const [x, y] = [uid('x'), uid('y')];
+        if (goes(x, who[from]) && goes(peerConvId(x, y), who[conv]) && goes(y, who[to])) return [x, y];
+      }
+    };
+
+    it('a part whose owner died goes key by key: its keys are taken once the lease is over, the message stored once', async () => {
+      await withDeadOwner(placer('live', 'live', 'dead'));
+    });
+
+    it('a send whose journal owner died is not given up while the lease holds, then runs here once the shard is taken', async () => {
+      await withDeadOwner(placer('dead', 'live', 'live'));
+    });
+  });
+
   describe('a reader\'s flush (docs/sequencer.md, Owner log)', () => {
     it('waits for the key\'s rows logged before it asked, not for a key that keeps taking rows to have none', async () => {
       // One batch written behind at a time (maxInFlight / 8), so the test can hold the next one.
