@@ -109,6 +109,17 @@ export class Shards {
   }
 
   /** Forgets a shard this process lost (a failed bound advance) or a stale idea of its owner. */
+  /** The shard when it is owned here and not being handed over: work on it may start. */
+  ready(shard: number): OwnedShard | undefined {
+    const st = this.owned.get(shard);
+    return st && !st.leaving ? st : undefined;
+  }
+
+  /** Drops what this process believed about another owner of the shard (it answered "not the owner"). */
+  unlearn(shard: number): void {
+    this.remote.delete(shard);
+  }
+
   forget(shard: number): void {
     this.owned.delete(shard);
     this.remote.delete(shard);

@@ -492,8 +492,7 @@ export class CassandraStore implements Store {
     // not for the whole send: its parts elsewhere can take a while, and a shard of a user who
     // keeps sending would never be free to hand over. The sender's inbox is counted by its part.
     const fromShard = this.shards.of(input.from);
-    const st = this.shards.mine(fromShard);
-    if (!st || st.leaving) throw new NotOwnerError(`send of ${input.from}: shard ${fromShard} is not owned here or is leaving`);
+    if (!this.shards.ready(fromShard)) throw new NotOwnerError(`send of ${input.from}: shard ${fromShard} is not owned here or is leaving`);
     this.countServed([fromShard], 1);
     let counted = true;
     const uncount = () => {
@@ -583,7 +582,7 @@ export class CassandraStore implements Store {
     } catch (err) {
       if (err instanceof NotOwnerError) {
         // Not (or no longer) there: the keys look their owners up again.
-        for (const shard of partShards(part, this.shards)) if (!this.shards.mine(shard)) this.shards.forget(shard);
+        for (const shard of partShards(part, this.shards)) this.shards.unlearn(shard);
       }
       if (err instanceof NotOwnerError || err instanceof PeerTimeoutError || unknownPeerOp(err, 'part')) return this.partByKeys(part);
       throw toStoreError(err, 'store part');
@@ -606,7 +605,7 @@ export class CassandraStore implements Store {
    */
   private async queueHere(part: SendPart, after?: LogTicket): Promise<{ message: StoredMessage; done: Promise<number[] | undefined> } | undefined> {
     const shards = partShards(part, this.shards);
-    if (this.closing || !shards.every((s) => { const st = this.shards.mine(s); return st !== undefined && !st.leaving; })) return undefined;
+    if (this.closing || !shards.every((s) => this.shards.ready(s))) return undefined;
     // Counted as served calls: a handover of one of these shards waits for the part.
     this.countServed(shards, 1);
     let counted = true;
@@ -756,7 +755,7 @@ export class CassandraStore implements Store {
     const st = this.shards.mine(shard);
     if (st && !st.leaving) return;
     if (st?.handedOver) await st.handedOver;
-    if (this.shards.mine(shard) && !this.shards.mine(shard)!.leaving) return;
+    if (this.shards.ready(shard)) return;
     // Closing: shards only leave this process; the caller takes them.
     if (st || this.closing) throw new NotOwnerError(`shard ${shard} is not owned here`);
     const where = await this.wrap(this.shards.resolve(shard, true), 'shard owner');
@@ -834,7 +833,7 @@ export class CassandraStore implements Store {
       } catch (err) {
         last = err;
         if (err instanceof NotOwnerError) {
-          if (!this.shards.mine(shard)) this.shards.forget(shard);
+          this.shards.unlearn(shard);
           if (attempt > 1) await sleep(10 * attempt);
           continue;
         }
