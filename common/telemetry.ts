@@ -74,9 +74,10 @@ function ensureInstrumentations(): Instrumentation[] {
   const { CassandraDriverInstrumentation } =
     require('@opentelemetry/instrumentation-cassandra-driver') as typeof import('@opentelemetry/instrumentation-cassandra-driver');
   instrumentations = [
-    // Connect is the gateway's hours-long stream (per-call spans ride Call.trace_parent instead);
-    // Heartbeat is a timer every few seconds: as spans both would be noise.
-    new GrpcInstrumentation({ ignoreGrpcMethods: ['Connect', 'Heartbeat'] }),
+    // Connect is the gateway's hours-long stream (per-call spans ride Call.trace_parent instead),
+    // LookupStream logic's (RouterClient makes an im.router.lookup span per lookup instead);
+    // Heartbeat is a timer every few seconds: as spans they would be noise.
+    new GrpcInstrumentation({ ignoreGrpcMethods: ['Connect', 'LookupStream', 'Heartbeat'] }),
     new CassandraDriverInstrumentation(),
   ];
   return instrumentations;

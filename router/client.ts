@@ -1,11 +1,19 @@
 /**
- * RouterApi over gRPC. Calls made together are batched: concurrent lookups become one Lookup RPC,
+ * RouterApi over gRPC. Calls made together are batched: concurrent lookups become one request,
  * consecutive binds (or unbinds) one Bind (or Unbind). Session changes are sent strictly in call
  * order, one RPC at a time, so an unbind can never overtake the bind it undoes; while one is in
  * flight the next batch accumulates. Every call has a deadline and settles with an ImError on failure.
+ *
+ * Lookups (one per event-loop turn of a logic process that sends) go over one long-lived
+ * LookupStream, matched to their replies by id: a unary call per batch cost logic and the router
+ * more than the lookup itself at a few hundred sends a second per process (BENCHMARKS.md). A
+ * stream that breaks fails what it carried (retryable) and the next lookup opens another; one
+ * whose oldest request passes its deadline is presumed stuck and cancelled. A router of the
+ * release before answers UNIMPLEMENTED: lookups then use unary Lookup for a minute before the
+ * stream is tried again.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ImError, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
+import { ImError, isRetryableCode, OverloadedError, TimeoutError, UnavailableError } from '../common/errors';
 import { fromGrpcError } from '../common/grpc';
 import { loadRouterProto } from '../proto/load';
 import { grpcChannel, type GrpcTlsConfig } from '../common/grpc-tls';
@@ -13,9 +21,11 @@ import { Logger, silentLogger } from '../common/log';
 import type { BindReply__Output } from '../proto/gen/im/internal/v1/BindReply';
 import type { HeartbeatReply__Output } from '../proto/gen/im/internal/v1/HeartbeatReply';
 import type { LookupReply__Output } from '../proto/gen/im/internal/v1/LookupReply';
+import type { LookupRequest } from '../proto/gen/im/internal/v1/LookupRequest';
 import type { RouterClient as RouterStub } from '../proto/gen/im/internal/v1/Router';
 import type { GatewayStatus, HeartbeatResult, RouterApi, SessionRef } from './api';
 import { checkNumber } from '../common/options';
+import { traceRouterLookup } from '../telemetry/spans';
 
 export interface RouterClientOptions {
   address: string;            // host:port
@@ -62,6 +72,23 @@ interface Mutation extends Waiter<SessionRef[]> {
 
 type Unary<Req, Res> = (req: Req, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
+interface StreamLookup extends Waiter<LookupReply__Output> {
+  uids: string[];
+  deadlineMs: number;
+}
+
+/** The open LookupStream and the requests written to it, oldest first. */
+interface LookupLink {
+  call: grpc.ClientDuplexStream<LookupRequest, LookupReply__Output>;
+  pending: Map<number, StreamLookup>;
+  /** Some reply came back: the router has the method (an UNIMPLEMENTED after that is not "older router"). */
+  answered: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** After an UNIMPLEMENTED LookupStream (a router of the release before), unary lookups for this long. */
+const STREAM_RETRY_AFTER_MS = 60_000;
+
 export class RouterClient implements RouterApi {
   private readonly o: Required<Omit<RouterClientOptions, 'logger' | 'grpcTls'>>;
   private readonly log: Logger;
@@ -70,6 +97,10 @@ export class RouterClient implements RouterApi {
   private lookups: PendingLookup[] = [];
   private pendingUids = 0;
   private lookupScheduled = false;
+  private link: LookupLink | undefined;
+  private nextLookupId = 1;
+  /** Until then lookups use unary Lookup (the router answered LookupStream with UNIMPLEMENTED). */
+  private unaryUntilMs = 0;
   private readonly mutations: Mutation[] = [];
   private pendingSessions = 0;
   private writing = false;
@@ -96,6 +127,10 @@ export class RouterClient implements RouterApi {
   lookup(uids: string[]): Promise<SessionRef[]> {
     if (this.closed) return Promise.reject(closedError());
     if (uids.length === 0) return Promise.resolve([]);
+    return traceRouterLookup(uids.length, () => this.queueLookup(uids));
+  }
+
+  private queueLookup(uids: string[]): Promise<SessionRef[]> {
     if (this.pendingUids + uids.length > this.o.maxPendingUids) {
       return Promise.reject(new OverloadedError(`router lookup queue is full (${this.pendingUids} uids pending)`));
     }
@@ -138,6 +173,7 @@ export class RouterClient implements RouterApi {
     this.pendingUids = 0;
     this.pendingSessions = 0;
     for (const call of this.inFlight) call.cancel();
+    if (this.link) this.dropLink(this.link, () => err);
     this.stub.close();
   }
 
@@ -149,8 +185,7 @@ export class RouterClient implements RouterApi {
     if (batch.length === 0) return;
     const unique = [...new Set(batch.flatMap((l) => l.uids))];
     const deadlineMs = Date.now() + this.o.callTimeoutMs;
-    const rpcs = chunk(unique, this.o.maxUidsPerRpc)
-      .map((uids) => this.call<{ uids: string[] }, LookupReply__Output>((r, o, cb) => this.stub.Lookup(r, o, cb), { uids }, deadlineMs));
+    const rpcs = chunk(unique, this.o.maxUidsPerRpc).map((uids) => this.lookupRpc(uids, deadlineMs));
     Promise.all(rpcs).then((replies) => {
       const byUid = new Map<string, SessionRef[]>();
       for (const reply of replies) {
@@ -166,6 +201,93 @@ export class RouterClient implements RouterApi {
       this.log.debug('router client: lookup failed', { err, uids: unique.length });
       for (const l of batch) l.reject(err);
     });
+  }
+
+  /** One batch of uids: over the lookup stream, or unary while the router has no stream. */
+  private lookupRpc(uids: string[], deadlineMs: number): Promise<LookupReply__Output> {
+    if (Date.now() < this.unaryUntilMs) {
+      return this.call<{ uids: string[] }, LookupReply__Output>((r, o, cb) => this.stub.Lookup(r, o, cb), { uids }, deadlineMs);
+    }
+    return new Promise((resolve, reject) => {
+      let link: LookupLink;
+      try {
+        link = this.link ?? this.openLink();
+      } catch (err) {
+        // grpc-js throws synchronously once the channel is closed.
+        reject(new UnavailableError(`router call failed: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      const id = this.nextLookupId++;
+      link.pending.set(id, { uids, deadlineMs, resolve, reject });
+      link.call.write({ id, uids });
+      if (!link.timer) this.armLinkTimer(link);
+    });
+  }
+
+  private openLink(): LookupLink {
+    const call = this.stub.LookupStream();
+    const link: LookupLink = { call, pending: new Map(), answered: false, timer: undefined };
+    this.link = link;
+    call.on('data', (reply: LookupReply__Output) => {
+      link.answered = true;
+      const w = link.pending.get(reply.id);
+      if (!w) return; // already failed by its deadline
+      link.pending.delete(reply.id);
+      if (reply.errorCode) w.reject(new ImError(reply.errorCode, reply.errorMessage, { retryable: isRetryableCode(reply.errorCode) }));
+      else w.resolve(reply);
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      if (this.link !== link) return;
+      if (err.code === grpc.status.UNIMPLEMENTED && !link.answered) {
+        // A router of the release before: what this stream carried goes unary, and so do the next lookups for a while.
+        this.unaryUntilMs = Date.now() + STREAM_RETRY_AFTER_MS;
+        this.log.info('router client: router has no LookupStream; unary lookups', { retryAfterMs: STREAM_RETRY_AFTER_MS });
+        const waiting = [...link.pending.values()];
+        this.dropLink(link, () => undefined);
+        for (const w of waiting) this.lookupRpc(w.uids, w.deadlineMs).then(w.resolve, w.reject);
+        return;
+      }
+      this.log.debug('router client: lookup stream failed', { err: err.message, pending: link.pending.size });
+      this.dropLink(link, () => fromGrpcError(err));
+    });
+    call.on('end', () => {
+      if (this.link === link) this.dropLink(link, () => new UnavailableError('router ended the lookup stream'));
+    });
+    return link;
+  }
+
+  /** The oldest request's deadline is the stream's: past it the stream is presumed stuck. */
+  private armLinkTimer(link: LookupLink): void {
+    const oldest = link.pending.values().next().value as StreamLookup | undefined;
+    if (!oldest) return;
+    link.timer = setTimeout(() => {
+      link.timer = undefined;
+      const first = link.pending.values().next().value as StreamLookup | undefined;
+      if (!first) return;
+      if (first.deadlineMs > Date.now()) {
+        this.armLinkTimer(link);
+        return;
+      }
+      this.log.debug('router client: lookup stream timed out', { pending: link.pending.size });
+      const now = Date.now();
+      this.dropLink(link, (w) => (w.deadlineMs <= now
+        ? new TimeoutError(`router did not answer a lookup within ${this.o.callTimeoutMs}ms`)
+        : new UnavailableError('router lookup stream was stuck and is reopened')));
+    }, Math.max(0, oldest.deadlineMs - Date.now()));
+  }
+
+  /** Forgets the stream, cancels it, and fails what it still carried (`errorFor` undefined: the caller took them). */
+  private dropLink(link: LookupLink, errorFor: (w: StreamLookup) => ImError | undefined): void {
+    if (this.link === link) this.link = undefined;
+    if (link.timer) clearTimeout(link.timer);
+    link.timer = undefined;
+    const waiting = [...link.pending.values()];
+    link.pending.clear();
+    link.call.cancel();
+    for (const w of waiting) {
+      const err = errorFor(w);
+      if (err) w.reject(err);
+    }
   }
 
   private enqueue(kind: MutationKind, node: string, sessions: SessionRef[]): Promise<SessionRef[]> {

@@ -3,8 +3,15 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { Code, ImError } from '../common/errors';
 import type { GatewayStatus, SessionRef } from './api';
+import * as grpc from '@grpc/grpc-js';
+import { bindServer } from '../common/grpc';
+import { silentLogger } from '../common/log';
+import { loadRouterProto } from '../proto/load';
+import type { RouterHandlers } from '../proto/gen/im/internal/v1/Router';
 import { RouterClient } from './client';
+import { routerHandlers } from './grpc-server';
 import { RouterService } from './service';
+import { RouteTable } from './table';
 
 const HOST = '127.0.0.1';
 
@@ -220,6 +227,82 @@ describe('RouterService + RouterClient', () => {
       assert.match(await rawStatusLine(httpPort, `GET /v1/route HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431/);
       assert.match(await rawStatusLine(httpPort, 'GET http://elsewhere/v1/route HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400/);
       assert.equal((await request(httpPort, 'GET', '/healthz')).status, 200);
+    });
+  });
+
+  describe('lookups over one stream', () => {
+    let server: grpc.Server | undefined;
+    let streamClient: RouterClient | undefined;
+    afterEach(async () => {
+      streamClient?.close();
+      streamClient = undefined;
+      server?.forceShutdown();
+      server = undefined;
+    });
+
+    /** A Router server on `table` whose LookupStream and Lookup calls are counted; `withStream: false` is a router of the release before. */
+    async function countingRouter(table: RouteTable, withStream = true) {
+      const counts = { streams: 0, unary: 0 };
+      const handlers = routerHandlers({ table, heartbeatIntervalMs: 3000, logger: silentLogger });
+      const served: Partial<RouterHandlers> = {
+        ...handlers,
+        Lookup: (call, cb) => {
+          counts.unary++;
+          handlers.Lookup(call, cb);
+        },
+        LookupStream: (call) => {
+          counts.streams++;
+          handlers.LookupStream(call);
+        },
+      };
+      if (!withStream) delete served.LookupStream;
+      server = new grpc.Server();
+      server.addService(loadRouterProto().im.internal.v1.Router.service, served as RouterHandlers);
+      const port = await bindServer(server, HOST, 0);
+      return { counts, address: `${HOST}:${port}` };
+    }
+
+    it('sends the lookups of separate turns over one LookupStream, not one call each', async () => {
+      const table = new RouteTable({});
+      table.bind([sess('alice', 'gw1', 'c1'), sess('bob', 'gw2', 'c2')]);
+      const { counts, address } = await countingRouter(table);
+      streamClient = new RouterClient({ address });
+      for (let i = 0; i < 5; i++) assert.deepEqual(keys(await streamClient.lookup(['alice', 'bob', 'zed'])), ['alice@gw1/c1', 'bob@gw2/c2']);
+      const [a, b] = await Promise.all([streamClient.lookup(['alice']), streamClient.lookup(['bob'])]);
+      assert.deepEqual([keys(a), keys(b)], [['alice@gw1/c1'], ['bob@gw2/c2']]);
+      assert.deepEqual(counts, { streams: 1, unary: 0 });
+    });
+
+    it('a request the router refuses fails alone, with its code; the stream carries the next', async () => {
+      const table = new RouteTable({ maxUidsPerLookup: 2 });
+      table.bind([sess('alice', 'gw1', 'c1')]);
+      const { counts, address } = await countingRouter(table);
+      streamClient = new RouterClient({ address, maxUidsPerRpc: 10 });
+      const err = await streamClient.lookup(['a', 'b', 'c']).then(() => assert.fail('expected BAD_REQUEST'), (e: unknown) => e);
+      assert.ok(err instanceof ImError && err.code === Code.BAD_REQUEST && !err.retryable, String(err));
+      assert.deepEqual(keys(await streamClient.lookup(['alice'])), ['alice@gw1/c1']);
+      assert.deepEqual(counts, { streams: 1, unary: 0 });
+    });
+
+    it('uses unary Lookup with a router of the release before (no LookupStream)', async () => {
+      const table = new RouteTable({});
+      table.bind([sess('alice', 'gw1', 'c1')]);
+      const { counts, address } = await countingRouter(table, false);
+      streamClient = new RouterClient({ address });
+      // The first lookup meets UNIMPLEMENTED and is answered unary; the next go unary at once.
+      for (let i = 0; i < 3; i++) assert.deepEqual(keys(await streamClient.lookup(['alice'])), ['alice@gw1/c1']);
+      assert.equal(counts.unary, 3);
+    });
+
+    it('a stopping router ends the open stream instead of waiting out its shutdown timeout', async function () {
+      // The shutdown timeout is far beyond the test's: stop() resolves only because the stream is ended.
+      this.timeout(10_000);
+      const slow = new RouterService({ grpcHost: HOST, grpcPort: 0, httpHost: HOST, httpPort: 0, shutdownTimeoutMs: 60_000 });
+      const { grpcPort } = await slow.start();
+      streamClient = new RouterClient({ address: `${HOST}:${grpcPort}`, callTimeoutMs: 2000 });
+      assert.deepEqual(await streamClient.lookup(['alice']), []);
+      await slow.stop();
+      await assertRejectsRetryable(streamClient.lookup(['alice']));
     });
   });
 

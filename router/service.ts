@@ -98,6 +98,7 @@ export class RouterService {
   private readonly unwatchMetrics: () => void;
   private starting?: Promise<{ grpcPort: number; httpPort: number }>;
   private stopping?: Promise<void>;
+  private endLookupStreams = (): void => undefined;
 
   constructor(options: RouterServiceOptions) {
     this.o = resolveOptions(options);
@@ -123,7 +124,7 @@ export class RouterService {
     try {
       const grpcServer = new grpc.Server();
       this.grpcServer = grpcServer;
-      addRouterService(grpcServer, { table: this.table, heartbeatIntervalMs: o.gatewayHeartbeatIntervalMs, logger: this.log });
+      this.endLookupStreams = addRouterService(grpcServer, { table: this.table, heartbeatIntervalMs: o.gatewayHeartbeatIntervalMs, logger: this.log });
       const grpcPort = await bindServer(grpcServer, o.grpcHost, o.grpcPort, grpcServerCredentials(this.grpcTls, this.log));
 
       await this.httpTls?.start();
@@ -179,10 +180,13 @@ export class RouterService {
     const httpServer = this.httpServer;
     this.grpcServer = undefined;
     this.httpServer = undefined;
-    await Promise.all([
+    const closing = Promise.all([
       grpcServer && shutdownGrpc(grpcServer, this.o.shutdownTimeoutMs),
       httpServer && closeHttp(httpServer),
     ]);
+    // Logic's lookup streams never end on their own: end them once no new one can start.
+    this.endLookupStreams();
+    await closing;
   }
 
   private sweep(): void {

@@ -2,8 +2,9 @@
  * The spans of one message's path, as one-liners for the layers to call:
  *
  *   im.gateway.request (server, per client frame) -> Call.trace_parent over the logic stream
- *   -> im.logic.<op> (server) -> im.store.append (client) -> im.bus.publish (producer; traceparent
- *   in each Delivery and in the NATS headers) -> im.gateway.push (consumer) on the receiving node.
+ *   -> im.logic.<op> (server) -> im.store.append (client), im.router.lookup (client) -> im.bus.publish
+ *   (producer; traceparent in each Delivery and in the NATS headers) -> im.gateway.push (consumer)
+ *   on the receiving node.
  *
  * The gateway->logic hop is a long-lived stream carrying batches, and a bus message carries the
  * deliveries of many sends, so context travels per call and per delivery as a W3C traceparent
@@ -103,6 +104,12 @@ export function traceLogicCall<T>(op: number, traceParent: string, fn: () => Pro
 export function traceStoreAppend<T>(recipients: number, fn: () => Promise<T>): Promise<T> {
   if (!tracingActive()) return fn();
   return runInSpan('im.store.append', SpanKind.CLIENT, { 'im.recipients': recipients }, context.active(), fn);
+}
+
+/** `im.router.lookup` around a route lookup (a request on the lookup stream), a child of whatever span is active. */
+export function traceRouterLookup<T>(uids: number, fn: () => Promise<T>): Promise<T> {
+  if (!tracingActive()) return fn();
+  return runInSpan('im.router.lookup', SpanKind.CLIENT, { 'im.uids': uids }, context.active(), fn);
 }
 
 function runInSpan<T>(name: string, kind: SpanKind, attributes: Attributes, parent: Context, fn: () => Promise<T>): Promise<T> {

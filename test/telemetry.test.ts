@@ -169,6 +169,7 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     };
     const logic = one('im.logic.send');
     const store = one('im.store.append');
+    const lookup = one('im.router.lookup');
     const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
     const idOf = (s: ReadableSpan) => s.spanContext().spanId;
 
@@ -176,6 +177,9 @@ describe('observability: one process, real NATS + gRPC + SQLite', function () {
     assert.equal(parentOf(logic), idOf(request));
     assert.equal(parentOf(store), idOf(logic));
     assert.equal(parentOf(publish), idOf(logic));
+    // The recipients' routes: a request on logic's lookup stream, traced as its own span.
+    assert.equal(parentOf(lookup), idOf(logic));
+    assert.equal(lookup.kind, SpanKind.CLIENT);
     assert.equal(parentOf(push), idOf(publish));
     assert.deepEqual([request.kind, logic.kind, store.kind, publish.kind, push.kind],
       [SpanKind.SERVER, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER, SpanKind.CONSUMER]);
@@ -317,7 +321,8 @@ describe('tracing in a service process (router exporting over OTLP, gRPC instrum
     const r = await router.firstLine;
     const client = new RouterClient({ address: String(r.grpc) });
     try {
-      assert.deepEqual(await client.lookup(['nobody']), []);
+      // A unary call (lookups ride LookupStream, which is not traced as a call).
+      await client.unbind([{ uid: 'nobody', deviceId: '', node: 'gw-x', connId: 'c1' }]);
     } finally {
       client.close();
     }
@@ -325,7 +330,7 @@ describe('tracing in a service process (router exporting over OTLP, gRPC instrum
     const exit = await router.exit;
     assert.equal(exit.code, 0, exit.stderr);
     const exported = collector.bodies.map((b) => b.toString()).join('\n');
-    assert.match(exported, /"grpc\.im\.internal\.v1\.Router\/Lookup"/, `stderr: ${exit.stderr}`);
+    assert.match(exported, /"grpc\.im\.internal\.v1\.Router\/Unbind"/, `stderr: ${exit.stderr}`);
     assert.match(exported, /"im-router"/);
     assert.match(exported, /"im-router-0"/);
   });
