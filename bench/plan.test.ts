@@ -124,6 +124,27 @@ describe('capacity planner arithmetic', () => {
     assert.match(fallback.cassandra.source, /: one$/);
   });
 
+  it('fits logic and Cassandra from steady-state runs (warmed up past the write-behind) when there are any', () => {
+    const two = { target: { kind: 'distributed', noDb: false, description: '', notes: [], gateways: 1, logics: 2 } };
+    const warm = (extra: Partial<BenchResult>) => ({ ...extra, options: { heartbeatIntervalMs: 30_000, warmupMs: 15_000 } });
+    const short = result('short', [phase(4_000, 4_000, 4_000, { gateway: 25, logic: 150, router: 3, nats: 3, cassandra: 100 })], two);
+    const shortGroups = result('shortGroups', [phase(400, 40_000, 400, { gateway: 30, logic: 90, router: 4, nats: 4, cassandra: 60 })], { ...two, scenario: 'group' });
+    const steady = result('steady', [phase(4_000, 4_000, 4_000, { gateway: 25, logic: 160, router: 3, nats: 3, cassandra: 130 })], warm(two));
+    const steadyGroups = result('steadyGroups', [phase(250, 25_000, 250, { gateway: 20, logic: 55, router: 2, nats: 4, cassandra: 100 })], warm({ ...two, scenario: 'group' }));
+    const m = measureFromResults([short, shortGroups, steady, steadyGroups]);
+    const want = fitCosts([{ sendsPerS: 4_000, pushesPerS: 8_000, cpuPct: 130 }, { sendsPerS: 250, pushesPerS: 25_250, cpuPct: 100 }]);
+    assert.equal(m.cassandra.usPerSend, want.usPerSend);
+    assert.equal(m.cassandra.usPerPush, want.usPerPush);
+    assert.match(m.cassandra.source, /^steady state \(warm-up >= 10 s.*runs with 2\+ logic processes.*: steady, steadyGroups$/);
+    assert.match(m.logic.source, /: steady, steadyGroups$/);
+    assert.match(m.gateway.source, /short/, 'the other layers: every run counts');
+    // Steady state comes first even from one logic process (the source says it is a lower bound).
+    const oneSteady = result('oneSteady', [phase(5_000, 5_000, 5_000, { gateway: 25, logic: 70, router: 3, nats: 3, cassandra: 60 })], warm({}));
+    assert.match(measureFromResults([short, oneSteady]).cassandra.source, /^steady state .*runs with one logic process .*: oneSteady$/);
+    // No steady-state run: the short ones, as before.
+    assert.match(measureFromResults([short, shortGroups]).cassandra.source, /^runs with 2\+ logic processes.*: short, shortGroups$/);
+  });
+
   it('keeps the newest run of each process layout: runs with two logic processes do not hide runs with one', () => {
     const two = { target: { kind: 'distributed', noDb: false, description: '', notes: [], gateways: 1, logics: 2 } };
     // Newest first, as readResults returns them.
