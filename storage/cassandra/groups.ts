@@ -5,11 +5,17 @@
  * member rows and the version bump commit together or not at all, so concurrent adds from any
  * number of processes can never push a group past maxMembers. Within this process, changes to one
  * group are queued so they do not waste Paxos rounds racing each other.
+ *
+ * A conditional write whose outcome is unknown (timed out under contention, connection lost) is
+ * not reported as a failure: the next serial read shows whether it applied, and every change is
+ * planned from what that read finds, so a change that applied finds nothing left to do (its
+ * members are in, or out) and returns the group as it is. Without this a caller got TIMEOUT for
+ * an add that had happened, and a create retried after one got "already exists".
  */
 import type { Client } from 'cassandra-driver';
 import { BadRequestError, GroupFullError, GroupNotFoundError, UnavailableError } from '../../common/errors';
 import type { GroupInfo } from '../store';
-import { backoffMs, KeyedMutex, num, sleep } from './util';
+import { backoffMs, casOutcomeUnknown, KeyedMutex, num, serialReadTimedOut, sleep } from './util';
 
 export interface GroupsOptions {
   client: Client;
@@ -42,12 +48,26 @@ export class Groups {
   }
 
   async create(group: GroupInfo, members: string[]): Promise<GroupInfo> {
-    const rs = await this.o.client.batch([
+    const created = { groupId: group.groupId, name: group.name, owner: group.owner, members, createdAtMs: group.createdAtMs };
+    const stmts = [
       { query: this.q.create, params: [group.name, group.owner, group.createdAtMs, members.length, members.length + 1, group.groupId] },
       ...members.map((uid, i) => ({ query: this.q.member, params: [group.groupId, uid, i + 1] })),
-    ], { prepare: true });
-    if (rs.first()?.['[applied]'] !== true) throw new BadRequestError(`group ${group.groupId} already exists`);
-    return { groupId: group.groupId, name: group.name, owner: group.owner, members, createdAtMs: group.createdAtMs };
+    ];
+    for (let attempt = 1; ; attempt++) {
+      let applied: boolean;
+      try {
+        applied = (await this.o.client.batch(stmts, { prepare: true })).first()?.['[applied]'] === true;
+      } catch (err) {
+        if (!casOutcomeUnknown(err) || attempt >= this.o.maxCasAttempts) throw err;
+        // Ours if the group now reads exactly as this create would have made it; absent: try again.
+        const s = await this.readSerialRetrying(group.groupId);
+        if (!s) continue;
+        if (sameGroup(s.info, created)) return created;
+        throw new BadRequestError(`group ${group.groupId} already exists`);
+      }
+      if (!applied) throw new BadRequestError(`group ${group.groupId} already exists`);
+      return created;
+    }
   }
 
   async get(groupId: string): Promise<GroupInfo | undefined> {
@@ -97,15 +117,32 @@ export class Groups {
     plan: (s: Snapshot) => { stmts: { query: string; params: unknown[] }[]; result: GroupInfo } | undefined,
   ): Promise<GroupInfo> {
     for (let attempt = 1; attempt <= this.o.maxCasAttempts; attempt++) {
-      const s = await this.read(groupId, true);
+      const s = await this.readSerialRetrying(groupId);
       if (!s) throw new GroupNotFoundError(`group ${groupId} not found`);
       const p = plan(s);
       if (!p) return s.info;
-      const rs = await this.o.client.batch(p.stmts, { prepare: true });
-      if (rs.first()?.['[applied]'] === true) return p.result;
+      try {
+        const rs = await this.o.client.batch(p.stmts, { prepare: true });
+        if (rs.first()?.['[applied]'] === true) return p.result;
+      } catch (err) {
+        // Applied or not, the next read says; the plan then finds this change done or makes it again.
+        if (!casOutcomeUnknown(err) || attempt === this.o.maxCasAttempts) throw err;
+      }
       await sleep(backoffMs(attempt));
     }
     throw new UnavailableError(`group ${groupId}: still contended after ${this.o.maxCasAttempts} attempts`);
+  }
+
+  /** A serial read, read again (up to maxCasAttempts) while Paxos contention times it out. */
+  private async readSerialRetrying(groupId: string): Promise<Snapshot | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.read(groupId, true);
+      } catch (err) {
+        if (!serialReadTimedOut(err) || attempt >= this.o.maxCasAttempts) throw err;
+        await sleep(backoffMs(attempt));
+      }
+    }
   }
 
   private async read(groupId: string, serial: boolean): Promise<Snapshot | undefined> {
@@ -132,4 +169,10 @@ export class Groups {
       },
     };
   }
+}
+
+/** Same name, owner, creation time and members in the same order. */
+function sameGroup(a: GroupInfo, b: GroupInfo): boolean {
+  return a.name === b.name && a.owner === b.owner && a.createdAtMs === b.createdAtMs
+    && a.members.length === b.members.length && a.members.every((m, i) => m === b.members[i]);
 }

@@ -107,6 +107,27 @@ export function toOpenError(err: unknown): ImError {
   return new UnavailableError(`cassandra store open: no Cassandra host available (${why || err.message})`, { cause: err });
 }
 
+/** CAS_WRITE_UNKNOWN (native protocol v5): the coordinator cannot tell whether a Paxos round committed. */
+const CAS_WRITE_UNKNOWN = 0x1700;
+
+/**
+ * A conditional write (a Paxos round) whose outcome nobody here knows: Cassandra timed it out or
+ * said so, or the request was lost with its connection or timed out in the driver. It may have
+ * applied; a serial read afterwards sees whichever happened (it finishes a round left half way).
+ */
+export function casOutcomeUnknown(err: unknown): boolean {
+  if (err instanceof driverErrors.ResponseError) {
+    if (err.code === types.responseErrorCodes.writeTimeout) return (err as { writeType?: string }).writeType === 'CAS';
+    return err.code === CAS_WRITE_UNKNOWN;
+  }
+  return err instanceof driverErrors.OperationTimedOutError || connectionLost(err);
+}
+
+/** A serial (Paxos) read that timed out under contention: read again. */
+export function serialReadTimedOut(err: unknown): boolean {
+  return err instanceof driverErrors.ResponseError && err.code === types.responseErrorCodes.readTimeout;
+}
+
 /** Driver failures as the project's retryable error classes; this is the one place they are mapped. */
 export function toStoreError(err: unknown, what: string): ImError {
   if (err instanceof ImError) return err;
