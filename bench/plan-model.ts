@@ -10,7 +10,9 @@
  * process per core; efficiency covers the kernel, NIC interrupts, GC and imperfect balance), and
  * each box is planned to run at `utilisation` of that, keeping headroom for peaks and failover.
  */
+import { STEADY_WARMUP_MS } from './options';
 import { STORE_DESIGN, type BenchResult } from './results';
+
 
 export const LAYERS = ['gateway', 'logic', 'router', 'nats', 'cassandra'] as const;
 export type Layer = (typeof LAYERS)[number];
@@ -191,9 +193,6 @@ export function fitCosts(points: CostPoint[]): { usPerSend: number; usPerPush: n
   const perOp = totalOps > 0 ? totalUs / totalOps : 0;
   return { usPerSend: round(perOp, 3), usPerPush: round(perOp, 3) };
 }
-
-/** A warm-up at least this long (the Cassandra store's default writeBehindMs) puts a run's deferred table writes inside its window. */
-export const STEADY_WARMUP_MS = 10_000;
 
 /** Runs that lost more than this share of their deliveries, and phases with more errors than this share of sends, are not fitted. */
 export const MAX_LOSS_SHARE = 0.01;

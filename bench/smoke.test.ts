@@ -1,8 +1,18 @@
 import { strict as assert } from 'node:assert';
-import { parseBenchOptions } from './options';
+import { CASSANDRA_WARMUP_MS, parseBenchOptions, STEADY_WARMUP_MS } from './options';
 import { renderTables } from './report';
 import { renderMarkdown } from './results';
 import { runBench } from './run';
+
+describe('bench options', () => {
+  it('warms a distributed run on Cassandra up past the write-behind by default, others for 1 s', () => {
+    assert.equal(parseBenchOptions(['one-to-one', '--target', 'distributed']).warmupMs, CASSANDRA_WARMUP_MS);
+    assert.ok(CASSANDRA_WARMUP_MS >= STEADY_WARMUP_MS);
+    assert.equal(parseBenchOptions(['one-to-one', '--target', 'distributed', '--no-db']).warmupMs, 1000);
+    assert.equal(parseBenchOptions(['one-to-one']).warmupMs, 1000);
+    assert.equal(parseBenchOptions(['group', '--target', 'distributed', '--warmup', '2s']).warmupMs, 2000);
+  });
+});
 
 describe('bench smoke: one-to-one against embedded for ~2 s', function () {
   this.timeout(120_000);
