@@ -85,7 +85,7 @@ export class Shards {
       get: `SELECT owner, epoch, bound FROM ${t} WHERE shard = ?`,
       insert: `INSERT INTO ${t} (shard, owner, epoch, start_bound, bound, fence_ts) VALUES (?, ?, 1, 0, ?, ?) IF NOT EXISTS`,
       take: `UPDATE ${t} SET owner = ?, epoch = ?, start_bound = ?, bound = ?, fence_ts = ? WHERE shard = ? IF epoch = ? AND bound = ?`,
-      advance: `UPDATE ${t} SET bound = ? WHERE shard = ? IF epoch = ? AND bound = ?`,
+      advance: `UPDATE ${t} SET bound = ? WHERE shard = ? IF owner = ? AND epoch = ? AND bound = ?`,
       release: `UPDATE ${t} SET owner = null WHERE shard = ? IF epoch = ? AND owner = ?`,
     };
   }
@@ -185,9 +185,21 @@ export class Shards {
   private async advance(st: OwnedShard, seq: number): Promise<void> {
     const next = st.bound + Math.ceil((seq - st.bound) / this.o.step) * this.o.step;
     this.o.lease.check(this.o.lease.writeTimeoutMs, `shard ${st.shard} bound`);
-    const rs = await this.o.client.execute(this.q.advance, [next, st.shard, st.epoch, st.bound],
+    const me = this.o.lease.processId;
+    const rs = await this.o.client.execute(this.q.advance, [next, st.shard, me, st.epoch, st.bound],
       { prepare: true, serialConsistency: this.o.serialConsistency, readTimeout: this.o.lease.writeTimeoutMs });
-    if (rs.first()?.['[applied]'] !== true) {
+    const row = rs.first();
+    if (row?.['[applied]'] !== true) {
+      // An earlier advance of ours whose answer was lost (it timed out, then applied) leaves the
+      // row ours, in this epoch, with the bound moved on: keep the shard at that bound. Dropping
+      // it would have this process take its own shard again under a new epoch, over rows of this
+      // one still waiting to be written behind.
+      const bound = num(row?.bound);
+      if (row?.owner === me && num(row?.epoch) === st.epoch && bound !== null && bound > st.bound) {
+        this.o.lease.check(0, `shard ${st.shard} bound`);
+        st.bound = bound;
+        return;
+      }
       this.forget(st.shard);
       throw new NotOwnerError(`shard ${st.shard} was taken over (epoch ${st.epoch})`);
     }

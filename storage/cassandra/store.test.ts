@@ -14,6 +14,7 @@ import { CASSANDRA_CONTACT, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './store';
 import { asOlderRelease, direct, killHard, testStoreOptions, uid } from './store.test-support';
+import { PeerTimeoutError } from './peers';
 import { shardOf } from './shards';
 import { preferredOwner } from './balance';
 import { MIGRATIONS, readSettings } from './schema';
@@ -163,6 +164,44 @@ describe('CassandraStore (real Cassandra)', function () {
       const members = (await b.getGroup(g.groupId))!.members;
       assert.equal(members.length, 20);
       assert.deepEqual(members.slice(17).sort(), [...winners].sort());
+    });
+  });
+
+  describe('a call that waited on another owner', () => {
+    it('keeps the shard this process took meanwhile: no second epoch over rows not yet written behind', async () => {
+      // Rows wait a minute before they reach their tables: a second epoch's fences would shadow them.
+      const s = await CassandraStore.open(tiny({ leaseMs: 1000, writeBehindMs: 60_000 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const inner = s as unknown as {
+          shards: { of(k: string): number; mine(n: number): { epoch: number } | undefined; resolve(n: number): Promise<unknown>; remote: Map<number, { owner: string; untilMs: number }> };
+          peers: { call: (...args: unknown[]) => Promise<unknown> };
+        };
+        const shard = inner.shards.of(alice);
+        const first = await s.appendMessage(direct(alice, bob, 'before'));
+        const epoch = inner.shards.mine(shard)!.epoch;
+        // This process now believes another owns alice's shard; the call to it takes long, and
+        // meanwhile another call here takes the shard back (here: the same shard, as it was).
+        inner.shards.remote.set(shard, { owner: 'vm-0-gone', untilMs: Date.now() + 100 });
+        const owned = inner.shards.mine(shard)!;
+        (inner.shards as unknown as { owned: Map<number, unknown> }).owned.delete(shard);
+        const call = inner.peers.call;
+        inner.peers.call = async () => {
+          (inner.shards as unknown as { owned: Map<number, unknown> }).owned.set(shard, owned);
+          throw new PeerTimeoutError('vm-0-gone did not answer');
+        };
+        try {
+          await s.appendMessage(direct(alice, bob, 'after'));
+        } finally {
+          inner.peers.call = call;
+        }
+        assert.equal(inner.shards.mine(shard)?.epoch, epoch, 'still the same epoch: the shard was not taken again');
+        const inbox = (await s.sync(bob, 0, 10)).items.map((m) => new TextDecoder().decode(m.content));
+        assert.deepEqual(inbox, ['before', 'after']);
+        assert.equal((await s.sync(bob, 0, 10)).items[0].msgId, first.message.msgId);
+      } finally {
+        await s.close();
+      }
     });
   });
 

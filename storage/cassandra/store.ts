@@ -842,7 +842,12 @@ export class CassandraStore implements Store {
           continue;
         }
         if (err instanceof PeerTimeoutError && !('mine' in where)) {
-          this.shards.forget(shard);
+          // Only the belief about the other owner goes: while this call waited, another call here
+          // may have taken the shard, and forgetting that ownership made the next call take it
+          // again under a new epoch, over rows of the last one still waiting to be written behind
+          // (acknowledged messages lost under the new epoch's fences, a journal read without them
+          // storing a retry twice: test/logic-failover.test.ts a, seen in CI).
+          this.shards.unlearn(shard);
           // Closing: no waiting out another process's lease; the client retries elsewhere.
           if (this.closing) throw toStoreError(err, `store ${op}`);
           const wait = where.untilMs + this.o.clockSkewMs - Date.now();
