@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Client } from 'cassandra-driver';
+import { Client, errors as driverErrors, types } from 'cassandra-driver';
 import { ConfigError } from '../../common/config';
 import { InProcessBus } from '../../bus/bus';
 import { Code } from '../../common/errors';
@@ -199,6 +199,56 @@ describe('CassandraStore (real Cassandra)', function () {
         const inbox = (await s.sync(bob, 0, 10)).items.map((m) => new TextDecoder().decode(m.content));
         assert.deepEqual(inbox, ['before', 'after']);
         assert.equal((await s.sync(bob, 0, 10)).items[0].msgId, first.message.msgId);
+      } finally {
+        await s.close();
+      }
+    });
+  });
+
+  describe('a bound advance whose answer is lost', () => {
+    it('keeps the shard at the bound our own advance wrote: same epoch, seqs in order, nothing lost', async () => {
+      const s = await CassandraStore.open(tiny({ leaseMs: 2000, writeBehindMs: 60_000, seqStep: 2 }));
+      try {
+        const [alice, bob] = [uid('alice'), uid('bob')];
+        const inner = s as unknown as { client: Client; shards: { of(k: string): number; mine(n: number): { epoch: number; bound: number } | undefined } };
+        const acked = [await s.appendMessage(direct(alice, bob, 'm0'))];
+        const epochs = new Map([alice, bob, peerConvId(alice, bob)].map((k) => [inner.shards.of(k), inner.shards.mine(inner.shards.of(k))?.epoch]));
+        // The next advance of any shard applies, and its answer is replaced by Cassandra's CAS timeout.
+        const execute = inner.client.execute.bind(inner.client);
+        let lost = 0;
+        let lostShard = -1;
+        inner.client.execute = (async (query: string, params?: unknown, options?: unknown) => {
+          const rs = await execute(query, params as never, options as never);
+          if (lost === 0 && /SET bound = \? WHERE shard = \? IF owner/.test(query)) {
+            lost++;
+            lostShard = (params as number[])[1];
+            const err = new driverErrors.ResponseError(types.responseErrorCodes.writeTimeout, 'CAS operation timed out');
+            (err as unknown as { writeType: string }).writeType = 'CAS';
+            throw err;
+          }
+          return rs;
+        }) as Client['execute'];
+        try {
+          for (let i = 1; i < 8; i++) {
+            for (;;) {
+              try {
+                acked.push(await s.appendMessage(direct(alice, bob, `m${i}`)));
+                break;
+              } catch (err) {
+                // The send whose advance timed out fails retryably; a retry goes through.
+                assert.ok((err as { retryable?: boolean }).retryable, String(err));
+              }
+            }
+          }
+        } finally {
+          inner.client.execute = execute;
+        }
+        assert.equal(lost, 1, 'one advance answer was lost');
+        assert.ok(epochs.has(lostShard), `the advance was of a shard of this send (${lostShard})`);
+        assert.equal(inner.shards.mine(lostShard)?.epoch, epochs.get(lostShard), 'the shard kept its epoch');
+        const inbox = (await s.sync(bob, 0, 20)).items;
+        assert.deepEqual(inbox.map((m) => m.msgId), acked.map((r) => r.message.msgId));
+        assert.deepEqual(inbox.map((m) => m.seq), acked.map((r) => r.seqs.get(bob)));
       } finally {
         await s.close();
       }
