@@ -41,6 +41,8 @@ export interface MessageLogOptions {
 export interface MessageLogStats {
   writes: number;
   bytes: number;
+  /** The most bytes one write encoded (in one turn of the loop). */
+  largestWriteBytes: number;
   failedWrites: number;
   unindexed: number;
 }
@@ -79,7 +81,7 @@ export class MessageLog {
   private chunkCount = 0;
   private chunkFirstLsn = 0;
   private readonly where = { contentAt: 0 };
-  private readonly counters = { writes: 0, failedWrites: 0 };
+  private readonly counters = { writes: 0, failedWrites: 0, largestWriteBytes: 0 };
 
   constructor(
     private readonly sink: LogSink,
@@ -245,6 +247,7 @@ export class MessageLog {
     this.closeChunk(w);
     this.writing = w;
     this.counters.writes++;
+    if (bytes > this.counters.largestWriteBytes) this.counters.largestWriteBytes = bytes;
     const last = w.chunks[w.chunks.length - 1];
     this.sink.write(w.chunks.map((c) => c.buf), w.firstLsn, last.firstLsn + last.count - 1, (err) => this.written(w, err));
   }

@@ -99,6 +99,12 @@ export interface AppendStats {
   logWrites: number;
   logBytes: number;
   logFailedWrites: number;
+  /**
+   * The most bytes the loop encoded into one log write and copied into one batch for the writer:
+   * each is one turn's work, bounded by maxBatchBytes (plus one message).
+   */
+  largestLogWriteBytes: number;
+  largestWriterPostBytes: number;
   /** Messages held in memory until indexed, and those of them the writer has received. */
   unindexed: number;
   pendingIndex: number;
@@ -259,6 +265,7 @@ export class SqliteStore implements Store {
     const log = this.log.stats();
     return {
       logWrites: log.writes, logBytes: log.bytes, logFailedWrites: log.failedWrites, unindexed: log.unindexed,
+      largestLogWriteBytes: log.largestWriteBytes, largestWriterPostBytes: this.writer.largestPostBytes,
       pendingIndex: w?.pendingIndex ?? 0, replay: { ...this.replay },
       batches: w?.batches ?? 0, pending: this.writer.pending, pendingSummaries: w?.pendingSummaries ?? 0,
       rowsWritten: { ...(w?.rowsWritten ?? { messages: 0, inbox: 0, userConvs: 0, unreadMarks: 0 }) },

@@ -142,6 +142,8 @@ export class WriterClient {
   private readonly spare: ArrayBuffer[] = [];
   private link: WriterLink;
   restarts = 0;
+  /** The most content bytes one post copied (in one turn of the loop). */
+  largestPostBytes = 0;
 
   constructor(private readonly options: WriterClientOptions) {
     this.link = this.startLink();
@@ -211,6 +213,7 @@ export class WriterClient {
     }
     const batch = this.queue.splice(0, n);
     if (batch.length === 0) return;
+    if (total > this.largestPostBytes) this.largestPostBytes = total;
     const contents = this.takeBuffer(total);
     const bytes = new Uint8Array(contents);
     let off = 0;
