@@ -1,13 +1,29 @@
 /**
- * Message rows (rows.ts): one packed body per message, shared by its history and inbox rows, and
- * rows of the layout before schema version 7 (separate columns) read back the same, on a real
- * Cassandra.
+ * Message rows (rows.ts): one packed body per message, shared by its history and inbox rows; rows
+ * of the layout before schema version 7 (separate columns) read back the same; inbox rows of group
+ * messages refer to their history row (version 9), on a real Cassandra.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
-import { peerConvId } from '../../common/ids';
-import { bodyOf, historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
-import { direct, suiteStore, uid } from './store.test-support';
+import { InProcessBus } from '../../bus/bus';
+import { groupConvId, peerConvId } from '../../common/ids';
+import { bodyOf, historyRowToMessage, historySpec, inboxRef, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { CassandraStore } from './store';
+import { direct, suiteStore, testStoreOptions, uid } from './store.test-support';
+import { dropKeyspace, needs } from '../../test/infra';
+import type { AppendInput, InboxEntry } from '../store';
+
+/** A group send to `members` (the sender among them). */
+function toGroup(from: string, groupId: string, members: string[], text: string): AppendInput {
+  return direct(from, '', text, { convId: groupConvId(groupId), to: '', groupId, recipients: members });
+}
+
+const clientOf = (store: CassandraStore) => (store as unknown as { client: Client }).client;
+const text = (e: InboxEntry) => Buffer.from(e.content).toString();
+/** The lengths of the body cells of a user's inbox rows in bucket 0, by seq. */
+const inboxBodies = async (client: Client, ks: string, who: string) =>
+  (await client.execute(`SELECT seq, body FROM ${ks}.inbox WHERE uid = ? AND bucket = 0`, [who], { prepare: true })).rows.map((r) => (r.body as Buffer).length);
 
 describe('message rows', () => {
   it('pack a message once: its history row and every inbox row carry the same body, which reads back whole', () => {
@@ -22,6 +38,23 @@ describe('message rows', () => {
     assert.deepEqual({ ...message, content: Buffer.from(message.content) }, { ...stored, content: Buffer.from(stored.content) });
     const entry = inboxRowToEntry({ seq: 3, msg_id: input.msgId, conv_id: input.convId, conv_seq: 7, from_uid: 'alice', body: inboxValues[7] });
     assert.deepEqual({ ...entry, content: Buffer.from(entry.content) }, { ...stored, seq: 3, content: Buffer.from(stored.content) });
+  });
+
+  it('with references on, a group message\'s inbox rows refer to its history row; 1:1 rows still carry the body', () => {
+    const spec = inboxSpec(100, true);
+    const g = toStoredMessage(toGroup('alice', 'g1', ['alice', 'bob'], 'to the group'), 9);
+    const row = spec.row('bob', 0, 4, g);
+    const body = row[7] as Buffer;
+    assert.equal(body.length, 2, 'a two-byte reference, not the message');
+    const r = { seq: 4, msg_id: g.msgId, conv_id: g.convId, conv_seq: 9, from_uid: 'alice', body };
+    assert.deepEqual(inboxRef(r), { convId: g.convId, convSeq: 9 });
+    const whole = inboxRowToEntry(r, g);
+    assert.deepEqual({ ...whole, content: Buffer.from(whole.content).toString() }, { ...g, seq: 4, content: 'to the group' });
+    const bare = inboxRowToEntry(r);
+    assert.deepEqual([bare.msgId, bare.from, bare.convSeq, bare.content.length], [g.msgId, 'alice', 9, 0], 'without the history row: the row\'s own columns');
+    const d = toStoredMessage(direct('alice', 'bob', 'just us'), 2);
+    assert.equal(spec.row('bob', 0, 5, d)[7], bodyOf(d));
+    assert.equal(inboxSpec(100).row('bob', 0, 4, g)[7], bodyOf(g), 'references off: the body');
   });
 });
 
@@ -50,5 +83,88 @@ describe('message rows on Cassandra: the layout before version 7 reads back the 
       seq: 1, msgId: old.msgId, convId, convSeq: 1, from: alice, to: bob, groupId: '', clientMsgId: old.clientMsgId,
       contentType: old.contentType, content: 'written by version 6', sentAtMs: old.sentAtMs,
     });
+  });
+});
+
+describe('group messages in the inbox on Cassandra, two processes (references to the history row)', function () {
+  this.timeout(60_000);
+  // A keyspace of its own: no third store whose lease would make it the preferred owner of a shard.
+  const KS = `im_test_${randomBytes(4).toString('hex')}_grouprefs2`;
+  const bus = new InProcessBus();
+  let a: CassandraStore | undefined;
+  let b: CassandraStore | undefined;
+  before(async function () {
+    await needs(this, 'cassandra');
+    a = await CassandraStore.open(testStoreOptions(KS, { bus }));
+    b = await CassandraStore.open(testStoreOptions(KS, { bus }));
+  });
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await dropKeyspace(KS);
+  });
+
+  it('syncs a group message whole from its history row, also while that row is only logged by another process', async () => {
+    const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')];
+    const groupId = uid('grp');
+    const sent = await a!.appendMessage(toGroup(alice, groupId, [alice, bob, carol], 'hello group'));
+    const direct1 = await a!.appendMessage(direct(alice, bob, 'hello bob'));
+    // The history row is logged by its owner (a) and written behind later: not in the table yet.
+    const hist = await clientOf(a!).execute(`SELECT seq FROM ${KS}.history WHERE conv_id = ? AND bucket = 0`, [groupConvId(groupId)], { prepare: true });
+    assert.equal(hist.rows.length, 0, 'still only in the owner log');
+    // b owns nothing: a writes the inbox rows, then the history row, on b's demand.
+    const page = await b!.sync(bob, 0, 10);
+    assert.deepEqual(page.items.map((e) => [e.msgId, text(e), e.groupId, e.from, e.seq]), [
+      [sent.message.msgId, 'hello group', groupId, alice, sent.seqs.get(bob)],
+      [direct1.message.msgId, 'hello bob', '', alice, direct1.seqs.get(bob)],
+    ]);
+    assert.equal(page.items[0].clientMsgId, sent.message.clientMsgId);
+    assert.equal(page.items[0].sentAtMs, sent.message.sentAtMs);
+    const lengths = await inboxBodies(clientOf(a!), KS, bob);
+    assert.equal(lengths[0], 2, 'the group row is a reference');
+    assert.ok(lengths[1] > 40, 'the 1:1 row carries the message');
+    assert.equal(text((await a!.sync(carol, 0, 10)).items[0]), 'hello group');
+  });
+});
+
+describe('group messages in the inbox on Cassandra, one process', function () {
+  this.timeout(60_000);
+  const { keyspace: KS, store: opened } = suiteStore('grouprefs');
+
+  it('syncs past a reference whose history row is gone, without its content (and logs it), not failing the page', async () => {
+    const [alice, bob] = [uid('alice'), uid('bob')];
+    const groupId = uid('grp');
+    const sent = await opened().appendMessage(toGroup(alice, groupId, [alice, bob], 'lost'));
+    const after = await opened().appendMessage(direct(alice, bob, 'kept'));
+    await opened().history(groupConvId(groupId), 0, 1); // written to its table
+    await clientOf(opened()).execute(`DELETE FROM ${KS}.history WHERE conv_id = ? AND bucket = 0`, [groupConvId(groupId)], { prepare: true });
+    const items = (await opened().sync(bob, 0, 10)).items;
+    assert.deepEqual(items.map((e) => [e.msgId, text(e)]), [[sent.message.msgId, ''], [after.message.msgId, 'kept']]);
+  });
+});
+
+describe('group messages in the inbox on an upgraded keyspace (references off)', function () {
+  this.timeout(60_000);
+  const KS = `im_test_${randomBytes(4).toString('hex')}_grouprefsoff`;
+  before(async function () {
+    await needs(this, 'cassandra');
+  });
+  after(async () => {
+    await dropKeyspace(KS);
+  });
+
+  it('writes the body into every inbox row until the setting is turned on', async () => {
+    const first = await CassandraStore.open(testStoreOptions(KS));
+    // As a keyspace created before version 9 records it.
+    await clientOf(first).execute(`UPDATE ${KS}.store_settings SET value = 0 WHERE name = 'groupInboxRefs'`);
+    await first.close();
+    const store = await CassandraStore.open(testStoreOptions(KS));
+    try {
+      const [alice, bob] = [uid('alice'), uid('bob')];
+      await store.appendMessage(toGroup(alice, uid('grp'), [alice, bob], 'bodies everywhere'));
+      assert.equal(text((await store.sync(bob, 0, 10)).items[0]), 'bodies everywhere');
+      assert.ok((await inboxBodies(clientOf(store), KS, bob))[0] > 40, 'the body, not a reference');
+    } finally {
+      await store.close();
+    }
   });
 });

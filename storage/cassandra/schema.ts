@@ -33,6 +33,12 @@ export interface StoreSettings {
   journalSinceMs?: number;
   /** Sequencer shards (docs/sequencer.md); fixed when the keyspace is created. */
   shardCount: number;
+  /**
+   * Inbox rows of group messages refer to the history row instead of carrying the message
+   * (rows.ts): on for a keyspace created with version 9; an upgraded keyspace keeps writing
+   * bodies until the operator sets it (docs/storage.md), once no earlier release runs.
+   */
+  groupInboxRefs: boolean;
 }
 
 export const DEFAULT_BUCKET_SIZE = 10_000;
@@ -168,6 +174,12 @@ export const MIGRATIONS: readonly Migration[] = [
     // Null in rows written before this version: those keep the separate columns.
     statements: (ks) => [`ALTER TABLE ${ks}.journal ADD IF NOT EXISTS body blob`],
   },
+  {
+    version: 9,
+    description: 'inbox rows of group messages may refer to the history row (store_settings groupInboxRefs; rows.ts)',
+    // Nothing to change in the tables: a reference is a two-byte body. The setting is recorded below.
+    statements: () => [],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;
@@ -186,7 +198,7 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   const dc = options.localDataCenter ?? 'datacenter1';
   if (!Number.isSafeInteger(rf) || rf < 1) throw new ConfigError('replication', `must be an integer >= 1, got ${rf}`);
   if (!/^[\w.-]+$/.test(dc)) throw new ConfigError('localDataCenter', `bad data center name ${JSON.stringify(dc)}`);
-  const sizes: StoreSettings = {
+  const sizes: Omit<StoreSettings, 'groupInboxRefs'> = {
     inboxBucketSize: options.inboxBucketSize ?? DEFAULT_BUCKET_SIZE,
     historyBucketSize: options.historyBucketSize ?? DEFAULT_BUCKET_SIZE,
     shardCount: options.shardCount ?? DEFAULT_SHARD_COUNT,
@@ -201,6 +213,8 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   await client.execute(`CREATE TABLE IF NOT EXISTS ${ks}.schema_migrations (
     version int PRIMARY KEY, description text, applied_at timestamp)`);
   const done = new Set((await client.execute(`SELECT version FROM ${ks}.schema_migrations`)).rows.map((r) => r.version as number));
+  // A keyspace nothing was recorded in yet is new: no process of an earlier release reads it.
+  const fresh = done.size === 0;
   const applied: number[] = [];
   for (const m of MIGRATIONS) {
     if (done.has(m.version)) continue;
@@ -212,7 +226,8 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   }
   // A keyspace created now has nothing in dedup; one upgraded now looks there for a window.
   const journalSinceMs = applied.includes(4) && !applied.includes(1) ? Date.now() : 0;
-  for (const [name, value] of Object.entries({ ...sizes, journalSinceMs })) {
+  const groupInboxRefs = fresh ? 1 : 0;
+  for (const [name, value] of Object.entries({ ...sizes, journalSinceMs, groupInboxRefs })) {
     // First writer wins; every later open reads what it chose.
     await client.execute(`INSERT INTO ${ks}.store_settings (name, value) VALUES (?, ?) IF NOT EXISTS`,
       [name, value], { prepare: true });
@@ -230,6 +245,7 @@ export async function readSettings(client: Client, keyspace: string): Promise<St
     // Keyspaces created before version 3 get the default on their first open (migrate records it).
     shardCount: byName.get('shardCount'),
     journalSinceMs: byName.get('journalSinceMs') ?? 0,
+    groupInboxRefs: byName.get('groupInboxRefs') === 1,
   };
   if (!out.inboxBucketSize || !out.historyBucketSize || !out.shardCount) {
     throw new ConfigError('keyspace', `${keyspace}.store_settings has no bucket sizes (run migrate first)`);

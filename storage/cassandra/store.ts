@@ -22,7 +22,7 @@ import { Groups } from './groups';
 import { Journal, type Completion, type JournalAnswer } from './journal';
 import { Lease } from './lease';
 import { Peers, PeerTimeoutError, type CallOptions } from './peers';
-import { historyRowToMessage, historySpec, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { historyRowToMessage, historySpec, inboxRef, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { OwnedTimeline, TimelineReader } from './timeline';
@@ -211,7 +211,7 @@ export class CassandraStore implements Store {
       preferred: (shard) => this.balancer.preferred(shard),
       replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
     });
-    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize), client, ks);
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.groupInboxRefs ?? false), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     this.unreadIndex = new UnreadIndex(ks, this.inboxReader.queries.insert, o.inboxBucketSize);
     // Owner writes: logged at this process's clock (above every fence of its epochs), only while
@@ -303,8 +303,45 @@ export class CassandraStore implements Store {
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
     await this.flushed(uid);
     const rows = await this.wrap(this.gate.run(() => this.inboxReader.after(uid, afterSeq, n + 1)), 'sync');
-    const items = rows.map(inboxRowToEntry);
-    return { items: items.slice(0, n), hasMore: items.length > n };
+    const page = rows.slice(0, n);
+    const referred = await this.referred(page);
+    const items = page.map((r) => inboxRowToEntry(r, referred.get(r.msg_id as string)));
+    return { items, hasMore: rows.length > n };
+  }
+
+  /**
+   * The messages that inbox rows refer to (group messages, rows.ts), by msgId: read from their
+   * history rows. A history row logged by its owner and not yet written behind is written on
+   * demand (the owner flushes the conversation) and read again.
+   */
+  private async referred(rows: Record<string, unknown>[]): Promise<Map<string, StoredMessage>> {
+    const wanted = new Map<string, Map<number, string>>();
+    for (const r of rows) {
+      const ref = inboxRef(r);
+      if (!ref) continue;
+      let seqs = wanted.get(ref.convId);
+      if (!seqs) wanted.set(ref.convId, (seqs = new Map()));
+      seqs.set(ref.convSeq, r.msg_id as string);
+    }
+    const found = new Map<string, StoredMessage>();
+    await Promise.all([...wanted].map(async ([convId, seqs]) => {
+      const read = async () => {
+        for (const row of await this.wrap(this.gate.run(() => this.historyReader.at(convId, seqs.keys())), 'sync')) {
+          const m = historyRowToMessage(convId, row);
+          if (seqs.get(m.convSeq) !== m.msgId) continue;
+          found.set(m.msgId, m);
+          seqs.delete(m.convSeq);
+        }
+      };
+      await read();
+      if (seqs.size === 0) return;
+      await this.flushed(convId);
+      await read();
+      if (seqs.size > 0) {
+        this.o.logger.error('cassandra store: inbox rows refer to history rows that are not there; synced without content', { convId, convSeqs: [...seqs.keys()] });
+      }
+    }));
+    return found;
   }
 
   async maxSeq(uid: string): Promise<number> {

@@ -55,6 +55,7 @@ export class TimelineReader<E> {
       addBucket: `UPDATE ${keyspace}.seq_heads SET buckets = buckets + ? WHERE kind = ? AND id = ?`,
       after: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq > ? ORDER BY seq ASC LIMIT ?`,
       before: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      at: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq IN ?`,
       tail: `SELECT seq, msg_id, WRITETIME(msg_id) AS wt FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
       insert: `INSERT INTO ${t} (${k}, bucket, seq, ${cols}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`,
       fence: `DELETE FROM ${t} USING TIMESTAMP ? WHERE ${k} = ? AND bucket = ? AND seq > ? AND seq <= ?`,
@@ -117,6 +118,19 @@ export class TimelineReader<E> {
       if (rows.length >= limit) break;
     }
     return rows;
+  }
+
+  /** The rows at these seqs (those that exist), one read per bucket. */
+  async at(key: string, seqs: Iterable<number>): Promise<DbRow[]> {
+    const byBucket = new Map<number, number[]>();
+    for (const seq of seqs) {
+      const b = this.bucketOf(seq);
+      const list = byBucket.get(b);
+      if (list) list.push(seq);
+      else byBucket.set(b, [seq]);
+    }
+    const pages = await Promise.all([...byBucket].map(([b, list]) => this.client.execute(this.q.at, [key, b, list], { prepare: true })));
+    return pages.flatMap((rs) => rs.rows);
   }
 
   /** The newest seq (0 when empty). */
