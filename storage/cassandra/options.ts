@@ -90,7 +90,7 @@ export interface CassandraStoreOptions {
 }
 
 export type ResolvedCassandraOptions = Required<Omit<CassandraStoreOptions, 'logger' | 'credentials' | 'tls' | 'bus'>>
-  & Pick<CassandraStoreOptions, 'credentials' | 'tls' | 'bus'> & { logger: Logger; journalSinceMs?: number; groupInboxRefs?: boolean };
+  & Pick<CassandraStoreOptions, 'credentials' | 'tls' | 'bus'> & { logger: Logger; journalSinceMs?: number; inboxLayout?: 7 | 9 };
 
 const NUMERIC_DEFAULTS = {
   replication: 1,

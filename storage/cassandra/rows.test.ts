@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Client } from 'cassandra-driver';
 import { InProcessBus } from '../../bus/bus';
 import { groupConvId, peerConvId } from '../../common/ids';
-import { bodyOf, historyRowToMessage, historySpec, inboxRef, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { bodyOf, historyRowToMessage, historySpec, inboxHead, inboxSpec, readInboxRow, toStoredMessage } from './rows';
 import { CassandraStore } from './store';
 import { direct, suiteStore, testStoreOptions, uid } from './store.test-support';
 import { dropKeyspace, needs } from '../../test/infra';
@@ -21,12 +21,12 @@ function toGroup(from: string, groupId: string, members: string[], text: string)
 
 const clientOf = (store: CassandraStore) => (store as unknown as { client: Client }).client;
 const text = (e: InboxEntry) => Buffer.from(e.content).toString();
-/** The lengths of the body cells of a user's inbox rows in bucket 0, by seq. */
+/** The body cells of a user's inbox rows in bucket 0, by seq. */
 const inboxBodies = async (client: Client, ks: string, who: string) =>
-  (await client.execute(`SELECT seq, body FROM ${ks}.inbox WHERE uid = ? AND bucket = 0`, [who], { prepare: true })).rows.map((r) => (r.body as Buffer).length);
+  (await client.execute(`SELECT seq, body FROM ${ks}.inbox WHERE uid = ? AND bucket = 0`, [who], { prepare: true })).rows.map((r) => r.body as Buffer);
 
 describe('message rows', () => {
-  it('pack a message once: its history row and every inbox row carry the same body, which reads back whole', () => {
+  it('version 7: pack a message once, its history row and every inbox row carry the same body, which reads back whole', () => {
     const input = direct('alice', 'bob', 'héllo', { groupId: '', to: 'bob' });
     const stored = toStoredMessage(input, 7);
     const [historyValues, inboxValues] = [historySpec(100).row(input.convId, 0, 7, input), inboxSpec(100).row('bob', 0, 3, stored)];
@@ -36,25 +36,31 @@ describe('message rows', () => {
     assert.equal(bodyOf(stored), bodyOf(input));
     const message = historyRowToMessage(input.convId, { seq: 7, msg_id: input.msgId, body: historyValues[4] });
     assert.deepEqual({ ...message, content: Buffer.from(message.content) }, { ...stored, content: Buffer.from(stored.content) });
-    const entry = inboxRowToEntry({ seq: 3, msg_id: input.msgId, conv_id: input.convId, conv_seq: 7, from_uid: 'alice', body: inboxValues[7] });
+    const { entry, ref } = readInboxRow({ seq: 3, msg_id: input.msgId, conv_id: input.convId, conv_seq: 7, from_uid: 'alice', body: inboxValues[7] });
+    assert.equal(ref, false);
     assert.deepEqual({ ...entry, content: Buffer.from(entry.content) }, { ...stored, seq: 3, content: Buffer.from(stored.content) });
   });
 
-  it('with references on, a group message\'s inbox rows refer to its history row; 1:1 rows still carry the body', () => {
+  it('version 9: an inbox row is msg_id and one body, shared by the message\'s rows; a group message\'s rows refer to its history row', () => {
     const spec = inboxSpec(100, true);
-    const g = toStoredMessage(toGroup('alice', 'g1', ['alice', 'bob'], 'to the group'), 9);
-    const row = spec.row('bob', 0, 4, g);
-    const body = row[7] as Buffer;
-    assert.equal(body.length, 2, 'a two-byte reference, not the message');
-    const r = { seq: 4, msg_id: g.msgId, conv_id: g.convId, conv_seq: 9, from_uid: 'alice', body };
-    assert.deepEqual(inboxRef(r), { convId: g.convId, convSeq: 9 });
-    const whole = inboxRowToEntry(r, g);
-    assert.deepEqual({ ...whole, content: Buffer.from(whole.content).toString() }, { ...g, seq: 4, content: 'to the group' });
-    const bare = inboxRowToEntry(r);
-    assert.deepEqual([bare.msgId, bare.from, bare.convSeq, bare.content.length], [g.msgId, 'alice', 9, 0], 'without the history row: the row\'s own columns');
     const d = toStoredMessage(direct('alice', 'bob', 'just us'), 2);
-    assert.equal(spec.row('bob', 0, 5, d)[7], bodyOf(d));
-    assert.equal(inboxSpec(100).row('bob', 0, 4, g)[7], bodyOf(g), 'references off: the body');
+    const [toBob, toAlice] = [spec.row('bob', 0, 5, d), spec.row('alice', 1, 150, d)];
+    assert.deepEqual(toBob.slice(0, 4), ['bob', 0, 5, d.msgId], 'key, bucket, seq, msg_id, body');
+    assert.equal(toBob.length, 5);
+    assert.equal(toBob[4], toAlice[4], 'one buffer for every inbox row of the message');
+    assert.deepEqual(inboxHead(toBob[4] as Buffer), { convId: d.convId, from: 'alice' });
+    const read = readInboxRow({ seq: 5, msg_id: d.msgId, body: toBob[4] });
+    assert.equal(read.ref, false);
+    assert.deepEqual({ ...read.entry, content: Buffer.from(read.entry.content).toString() }, { ...d, seq: 5, content: 'just us' });
+
+    const g = toStoredMessage(toGroup('alice', 'g1', ['alice', 'bob'], 'to the group'), 9);
+    const body = spec.row('bob', 0, 4, g)[4] as Buffer;
+    assert.ok(body.length < 60 && !body.includes(Buffer.from('to the group')), `a reference, not the message (${body.length} B)`);
+    assert.deepEqual(inboxHead(body), { convId: g.convId, from: 'alice' });
+    const bare = readInboxRow({ seq: 4, msg_id: g.msgId, body });
+    assert.equal(bare.ref, true);
+    assert.deepEqual([bare.entry.msgId, bare.entry.from, bare.entry.convId, bare.entry.convSeq, bare.entry.content.length], [g.msgId, 'alice', g.convId, 9, 0]);
+    assert.equal(inboxSpec(100).row('bob', 0, 4, g)[7], bodyOf(g), 'version 7: the message, in every row');
   });
 });
 
@@ -119,9 +125,9 @@ describe('group messages in the inbox on Cassandra, two processes (references to
     ]);
     assert.equal(page.items[0].clientMsgId, sent.message.clientMsgId);
     assert.equal(page.items[0].sentAtMs, sent.message.sentAtMs);
-    const lengths = await inboxBodies(clientOf(a!), KS, bob);
-    assert.equal(lengths[0], 2, 'the group row is a reference');
-    assert.ok(lengths[1] > 40, 'the 1:1 row carries the message');
+    const bodies = await inboxBodies(clientOf(a!), KS, bob);
+    assert.ok(!bodies[0].includes(Buffer.from('hello group')), 'the group row is a reference');
+    assert.ok(bodies[1].includes(Buffer.from('hello bob')), 'the 1:1 row carries the message');
     assert.equal(text((await a!.sync(carol, 0, 10)).items[0]), 'hello group');
   });
 });
@@ -142,7 +148,7 @@ describe('group messages in the inbox on Cassandra, one process', function () {
   });
 });
 
-describe('group messages in the inbox on an upgraded keyspace (references off)', function () {
+describe('inbox rows on an upgraded keyspace (the version-7 layout)', function () {
   this.timeout(60_000);
   const KS = `im_test_${randomBytes(4).toString('hex')}_grouprefsoff`;
   before(async function () {
@@ -152,17 +158,19 @@ describe('group messages in the inbox on an upgraded keyspace (references off)',
     await dropKeyspace(KS);
   });
 
-  it('writes the body into every inbox row until the setting is turned on', async () => {
+  it('writes the message into every inbox row, in the version-7 columns, until the setting is changed', async () => {
     const first = await CassandraStore.open(testStoreOptions(KS));
     // As a keyspace created before version 9 records it.
-    await clientOf(first).execute(`UPDATE ${KS}.store_settings SET value = 0 WHERE name = 'groupInboxRefs'`);
+    await clientOf(first).execute(`UPDATE ${KS}.store_settings SET value = 7 WHERE name = 'inboxLayout'`);
     await first.close();
     const store = await CassandraStore.open(testStoreOptions(KS));
     try {
       const [alice, bob] = [uid('alice'), uid('bob')];
       await store.appendMessage(toGroup(alice, uid('grp'), [alice, bob], 'bodies everywhere'));
       assert.equal(text((await store.sync(bob, 0, 10)).items[0]), 'bodies everywhere');
-      assert.ok((await inboxBodies(clientOf(store), KS, bob))[0] > 40, 'the body, not a reference');
+      assert.ok((await inboxBodies(clientOf(store), KS, bob))[0].includes(Buffer.from('bodies everywhere')), 'the message, not a reference');
+      const rs = await clientOf(store).execute(`SELECT conv_id, from_uid FROM ${KS}.inbox WHERE uid = ? AND bucket = 0`, [bob], { prepare: true });
+      assert.equal(rs.first().from_uid, alice, 'the version-7 columns');
     } finally {
       await store.close();
     }

@@ -34,11 +34,12 @@ export interface StoreSettings {
   /** Sequencer shards (docs/sequencer.md); fixed when the keyspace is created. */
   shardCount: number;
   /**
-   * Inbox rows of group messages refer to the history row instead of carrying the message
-   * (rows.ts): on for a keyspace created with version 9; an upgraded keyspace keeps writing
-   * bodies until the operator sets it (docs/storage.md), once no earlier release runs.
+   * The layout inbox rows are written in (rows.ts): 9, msg_id and one packed body, a group
+   * message's rows referring to its history row; 7, the earlier one. 9 for a keyspace created
+   * with version 9; an upgraded keyspace keeps 7 until the operator sets 9 (docs/storage.md),
+   * once no earlier release runs.
    */
-  groupInboxRefs: boolean;
+  inboxLayout: 7 | 9;
 }
 
 export const DEFAULT_BUCKET_SIZE = 10_000;
@@ -176,8 +177,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 9,
-    description: 'inbox rows of group messages may refer to the history row (store_settings groupInboxRefs; rows.ts)',
-    // Nothing to change in the tables: a reference is a two-byte body. The setting is recorded below.
+    description: 'inbox rows as msg_id and one packed body; a group message\'s rows refer to its history row (store_settings inboxLayout; rows.ts)',
+    // Nothing to change in the tables (the columns exist since version 7). The setting is recorded below.
     statements: () => [],
   },
 ];
@@ -198,7 +199,7 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   const dc = options.localDataCenter ?? 'datacenter1';
   if (!Number.isSafeInteger(rf) || rf < 1) throw new ConfigError('replication', `must be an integer >= 1, got ${rf}`);
   if (!/^[\w.-]+$/.test(dc)) throw new ConfigError('localDataCenter', `bad data center name ${JSON.stringify(dc)}`);
-  const sizes: Omit<StoreSettings, 'groupInboxRefs'> = {
+  const sizes: Omit<StoreSettings, 'inboxLayout'> = {
     inboxBucketSize: options.inboxBucketSize ?? DEFAULT_BUCKET_SIZE,
     historyBucketSize: options.historyBucketSize ?? DEFAULT_BUCKET_SIZE,
     shardCount: options.shardCount ?? DEFAULT_SHARD_COUNT,
@@ -226,8 +227,8 @@ export async function migrate(client: Client, keyspace: string, options: Migrate
   }
   // A keyspace created now has nothing in dedup; one upgraded now looks there for a window.
   const journalSinceMs = applied.includes(4) && !applied.includes(1) ? Date.now() : 0;
-  const groupInboxRefs = fresh ? 1 : 0;
-  for (const [name, value] of Object.entries({ ...sizes, journalSinceMs, groupInboxRefs })) {
+  const inboxLayout = fresh ? 9 : 7;
+  for (const [name, value] of Object.entries({ ...sizes, journalSinceMs, inboxLayout })) {
     // First writer wins; every later open reads what it chose.
     await client.execute(`INSERT INTO ${ks}.store_settings (name, value) VALUES (?, ?) IF NOT EXISTS`,
       [name, value], { prepare: true });
@@ -245,7 +246,7 @@ export async function readSettings(client: Client, keyspace: string): Promise<St
     // Keyspaces created before version 3 get the default on their first open (migrate records it).
     shardCount: byName.get('shardCount'),
     journalSinceMs: byName.get('journalSinceMs') ?? 0,
-    groupInboxRefs: byName.get('groupInboxRefs') === 1,
+    inboxLayout: byName.get('inboxLayout') === 9 ? 9 : 7,
   };
   if (!out.inboxBucketSize || !out.historyBucketSize || !out.shardCount) {
     throw new ConfigError('keyspace', `${keyspace}.store_settings has no bucket sizes (run migrate first)`);

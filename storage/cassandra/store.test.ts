@@ -76,7 +76,7 @@ describe('CassandraStore (real Cassandra)', function () {
   describe('schema', () => {
     it('re-applies nothing on a second migrate and keeps the bucket sizes it was created with', async () => {
       assert.deepEqual(await migrate(admin, TINY_KS, { inboxBucketSize: 999 }), []);
-      assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3, shardCount: 1024, journalSinceMs: 0, groupInboxRefs: true });
+      assert.deepEqual(await readSettings(admin, TINY_KS), { inboxBucketSize: 4, historyBucketSize: 3, shardCount: 1024, journalSinceMs: 0, inboxLayout: 9 });
       const rs = await admin.execute(`SELECT version FROM ${TINY_KS}.schema_migrations`);
       assert.deepEqual(rs.rows.map((r) => r.version as number).sort((x, y) => x - y), MIGRATIONS.map((m) => m.version));
     });

@@ -22,7 +22,7 @@ import { Groups } from './groups';
 import { Journal, type Completion, type JournalAnswer } from './journal';
 import { Lease } from './lease';
 import { Peers, PeerTimeoutError, type CallOptions } from './peers';
-import { historyRowToMessage, historySpec, inboxRef, inboxRowToEntry, inboxSpec, toStoredMessage } from './rows';
+import { historyRowToMessage, historySpec, inboxSpec, readInboxRow, toStoredMessage, type InboxRead } from './rows';
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { OwnedTimeline, TimelineReader } from './timeline';
@@ -211,9 +211,11 @@ export class CassandraStore implements Store {
       preferred: (shard) => this.balancer.preferred(shard),
       replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
     });
-    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.groupInboxRefs ?? false), client, ks);
+    this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.inboxLayout === 9), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
-    this.unreadIndex = new UnreadIndex(ks, this.inboxReader.queries.insert, o.inboxBucketSize);
+    // Both layouts' inserts: a replayed log may hold rows of a process that wrote the other one.
+    const inserts = [false, true].map((compact) => new TimelineReader(inboxSpec(o.inboxBucketSize, compact), client, ks).queries.insert);
+    this.unreadIndex = new UnreadIndex(ks, { v7: inserts[0], v9: inserts[1] }, o.inboxBucketSize);
     // Owner writes: logged at this process's clock (above every fence of its epochs), only while
     // its lease holds, and written to their tables behind (log.ts), each inbox row with the
     // unread index it implies.
@@ -303,45 +305,43 @@ export class CassandraStore implements Store {
     const n = Math.min(validateLimit(limit), this.o.maxPageItems);
     await this.flushed(uid);
     const rows = await this.wrap(this.gate.run(() => this.inboxReader.after(uid, afterSeq, n + 1)), 'sync');
-    const page = rows.slice(0, n);
-    const referred = await this.referred(page);
-    const items = page.map((r) => inboxRowToEntry(r, referred.get(r.msg_id as string)));
-    return { items, hasMore: rows.length > n };
+    const page = rows.slice(0, n).map(readInboxRow);
+    await this.readReferred(page);
+    return { items: page.map((p) => p.entry), hasMore: rows.length > n };
   }
 
   /**
-   * The messages that inbox rows refer to (group messages, rows.ts), by msgId: read from their
-   * history rows. A history row logged by its owner and not yet written behind is written on
-   * demand (the owner flushes the conversation) and read again.
+   * Completes the entries of inbox rows that refer to their history row (group messages,
+   * rows.ts): one read per conversation and bucket. A history row logged by its owner and not yet
+   * written behind is written on demand (the owner flushes the conversation) and read again.
    */
-  private async referred(rows: Record<string, unknown>[]): Promise<Map<string, StoredMessage>> {
-    const wanted = new Map<string, Map<number, string>>();
-    for (const r of rows) {
-      const ref = inboxRef(r);
-      if (!ref) continue;
-      let seqs = wanted.get(ref.convId);
-      if (!seqs) wanted.set(ref.convId, (seqs = new Map()));
-      seqs.set(ref.convSeq, r.msg_id as string);
+  private async readReferred(page: InboxRead[]): Promise<void> {
+    const wanted = new Map<string, Map<number, InboxRead>>();
+    for (const p of page) {
+      if (!p.ref) continue;
+      let bySeq = wanted.get(p.entry.convId);
+      if (!bySeq) wanted.set(p.entry.convId, (bySeq = new Map()));
+      bySeq.set(p.entry.convSeq, p);
     }
-    const found = new Map<string, StoredMessage>();
-    await Promise.all([...wanted].map(async ([convId, seqs]) => {
+    await Promise.all([...wanted].map(async ([convId, bySeq]) => {
       const read = async () => {
-        for (const row of await this.wrap(this.gate.run(() => this.historyReader.at(convId, seqs.keys())), 'sync')) {
+        for (const row of await this.wrap(this.gate.run(() => this.historyReader.at(convId, bySeq.keys())), 'sync')) {
           const m = historyRowToMessage(convId, row);
-          if (seqs.get(m.convSeq) !== m.msgId) continue;
-          found.set(m.msgId, m);
-          seqs.delete(m.convSeq);
+          const p = bySeq.get(m.convSeq);
+          if (!p || p.entry.msgId !== m.msgId) continue;
+          p.entry = { ...m, seq: p.entry.seq };
+          p.ref = false;
+          bySeq.delete(m.convSeq);
         }
       };
       await read();
-      if (seqs.size === 0) return;
+      if (bySeq.size === 0) return;
       await this.flushed(convId);
       await read();
-      if (seqs.size > 0) {
-        this.o.logger.error('cassandra store: inbox rows refer to history rows that are not there; synced without content', { convId, convSeqs: [...seqs.keys()] });
+      if (bySeq.size > 0) {
+        this.o.logger.error('cassandra store: inbox rows refer to history rows that are not there; synced without content', { convId, convSeqs: [...bySeq.keys()] });
       }
     }));
-    return found;
   }
 
   async maxSeq(uid: string): Promise<number> {

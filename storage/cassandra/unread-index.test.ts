@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { peerConvId } from '../../common/ids';
 import { direct, suiteStore, uid } from './store.test-support';
 import { packSeqs, UnreadIndex, unpackSeqs } from './unread-index';
+import { inboxSpec, toStoredMessage } from './rows';
 import { routingKey, type TableRow } from './writer';
 
 const INSERT = 'INSERT INTO ks.inbox (uid, bucket, seq, msg_id, conv_id, conv_seq, from_uid, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT_V9 = 'INSERT INTO ks.inbox (uid, bucket, seq, msg_id, body) VALUES (?, ?, ?, ?, ?)';
 
 function inboxRow(owner: string, seq: number, convId: string, from: string, ts: number): TableRow {
   return {
@@ -19,7 +21,7 @@ function inboxRow(owner: string, seq: number, convId: string, from: string, ts: 
 }
 
 describe('unread index, derived from inbox rows', () => {
-  const index = new UnreadIndex('ks', INSERT, 100);
+  const index = new UnreadIndex('ks', { v7: INSERT, v9: INSERT_V9 }, 100);
 
   it('packs a row\'s other seqs as varint deltas below its key, and reads them back', () => {
     assert.equal(packSeqs(7, [7]), null, 'a row of one seq carries none');
@@ -58,6 +60,17 @@ describe('unread index, derived from inbox rows', () => {
     ]);
     assert.deepEqual(unread[0].routingKey, routingKey(bob, withAlice, 0));
     assert.deepEqual(index.derive(rows.slice(-1)), [], 'no inbox rows, no index rows');
+
+    // The same rows in the version-9 layout (conversation and sender in the body), alone and
+    // mixed with version-7 rows (a replayed log of a process that wrote the other layout).
+    const spec = inboxSpec(100, true);
+    const v9 = rows.slice(0, -1).map((r): TableRow => {
+      const [owner, bucket, seq, , convId, , from] = r.params as [string, number, number, string, string, number, string];
+      const m = toStoredMessage(direct(from, owner, `x${seq}`, { convId }), seq);
+      return { ...r, query: INSERT_V9, params: spec.row(owner, bucket, seq, m) };
+    });
+    assert.deepEqual(index.derive(v9), derived.slice(), 'version 9 rows imply the same index rows');
+    assert.deepEqual(index.derive([...v9.slice(0, 3), ...rows.slice(3)]), derived, 'and mixed with version 7 rows');
   });
 });
 

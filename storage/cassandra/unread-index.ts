@@ -22,17 +22,22 @@ type Execute = (query: string, params: unknown[], options: { prepare: true; fetc
 import { num } from './util';
 import { routingKey, type TableRow } from './writer';
 import { packVarints, unpackVarints } from './values';
+import { inboxHead } from './rows';
 
-/** Column positions of an inbox insert (TimelineReader's: key, bucket, seq, then inboxSpec's columns). */
+/** Positions in an inbox insert's values (TimelineReader's: key, bucket, seq, then inboxSpec's columns). */
 const UID = 0;
 const SEQ = 2;
+/** Version 7 layout: conv_id and from_uid are columns. */
 const CONV_ID = 4;
 const FROM = 6;
+/** Version 9 layout: both are in the body (rows.ts inboxHead). */
+const BODY = 4;
 
 export class UnreadIndex {
   private readonly q: { own: string; incoming: string; unread: string; count: string };
 
-  constructor(keyspace: string, private readonly inboxInsert: string, private readonly bucketSize: number) {
+  /** `inserts`: the inbox insert of each row layout (rows.ts). */
+  constructor(keyspace: string, private readonly inserts: { v7: string; v9: string }, private readonly bucketSize: number) {
     this.q = {
       own: `UPDATE ${keyspace}.user_convs USING TIMESTAMP ? SET last_seq = ? WHERE uid = ? AND conv_id = ?`,
       incoming: `UPDATE ${keyspace}.user_convs USING TIMESTAMP ? SET last_seq = ?, last_incoming_seq = ? WHERE uid = ? AND conv_id = ?`,
@@ -49,16 +54,19 @@ export class UnreadIndex {
   derive = (rows: readonly TableRow[]): TableRow[] => {
     let convs: Map<string, Conv> | undefined;
     for (const r of rows) {
-      if (r.query !== this.inboxInsert) continue;
+      let convId: string;
+      let from: unknown;
+      if (r.query === this.inserts.v9) ({ convId, from } = inboxHead(r.params[BODY] as Buffer));
+      else if (r.query === this.inserts.v7) [convId, from] = [r.params[CONV_ID] as string, r.params[FROM]];
+      else continue;
       const uid = r.params[UID] as string;
-      const convId = r.params[CONV_ID] as string;
       const seq = r.params[SEQ] as number;
       const k = `${uid}\0${convId}`;
       convs ??= new Map();
       let c = convs.get(k);
       if (!c) convs.set(k, (c = { uid, convId, last: 0, lastIncoming: 0, incoming: new Map(), ts: undefined }));
       if (seq > c.last) c.last = seq;
-      if (r.params[FROM] === uid) continue;
+      if (from === uid) continue;
       if (seq > c.lastIncoming) c.lastIncoming = seq;
       const bucket = Math.floor(seq / this.bucketSize);
       const seqs = c.incoming.get(bucket);

@@ -213,12 +213,12 @@ export function unpackVarints(packed: Buffer): number[] {
   return out;
 }
 
-/** The values packValues wrote, after checking its tag. */
-export function unpackValues(tag: number, packed: Buffer): unknown[] {
+/** The values packValues wrote (the first `max` of them at most), after checking its tag. */
+export function unpackValues(tag: number, packed: Buffer, max = Infinity): unknown[] {
   const r = new ValueReader(packed);
   const t = r.byte();
   if (t !== tag) throw new Error(`packed values: tag ${t}, expected ${tag}`);
-  const n = r.varint();
+  const n = Math.min(r.varint(), max);
   const out: unknown[] = [];
   for (let i = 0; i < n; i++) out.push(r.value());
   return out;
