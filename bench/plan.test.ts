@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ASSUMED, fitCosts, loadOf, Measured, measureFromResults, PLAN_DEFAULTS, planCapacity } from './plan-model';
 import { planMain } from './plan';
 import { latestResults } from './report';
-import type { BenchResult, PhaseResult } from './results';
+import { STORE_DESIGN, storeDesign, type BenchResult, type PhaseResult } from './results';
 
 const input = { ...PLAN_DEFAULTS, online: 10_000_000, sendQps: 100_000, groupShare: 0.5, avgGroupSize: 30 };
 
@@ -122,6 +122,18 @@ describe('capacity planner arithmetic', () => {
     const fallback = measureFromResults([one, result('twoFailing', [failing], two)]);
     assert.match(fallback.logic.source, /^runs with one logic process .*: one$/);
     assert.match(fallback.cassandra.source, /: one$/);
+  });
+
+  it('fits logic and Cassandra from runs of the current store design, which names the keyspace\'s inbox row layout', () => {
+    const on = (layout: number) => ({ target: { kind: 'distributed', noDb: false, description: `distributed (Cassandra, ${storeDesign(layout)})`, notes: [], gateways: 1, logics: 1 } });
+    assert.equal(storeDesign(9), STORE_DESIGN);
+    assert.ok(!storeDesign(7).includes(STORE_DESIGN) && !storeDesign(undefined).includes(STORE_DESIGN));
+    const v7 = result('v7', [phase(4_000, 4_000, 4_000, { gateway: 25, logic: 150, router: 3, nats: 3, cassandra: 100 })], on(7));
+    const v9 = result('v9', [phase(4_000, 4_000, 4_000, { gateway: 25, logic: 120, router: 3, nats: 3, cassandra: 80 })], on(9));
+    const m = measureFromResults([v7, v9]);
+    assert.match(m.cassandra.source, /: v9$/);
+    assert.match(m.logic.source, /: v9$/);
+    assert.match(measureFromResults([v7]).cassandra.source, /: v7$/, 'no run of the current design: the others, rather than none');
   });
 
   it('fits logic and Cassandra from steady-state runs (warmed up past the write-behind) when there are any', () => {

@@ -169,8 +169,17 @@ export interface BenchResult {
   goals: Goal[];
 }
 
-/** Names the distributed store's design in run descriptions: im plan fits only runs of the current one. */
-export const STORE_DESIGN = 'owner log';
+/**
+ * Names the distributed store's design in run descriptions: im plan fits only runs of the current
+ * one. Since 2026-12-07 12:30 UTC that includes the inbox row layout of the bench keyspace (a
+ * keyspace created before schema version 9 keeps version 7's, storage/cassandra/rows.ts).
+ */
+export const STORE_DESIGN = 'owner log, inbox rows v9';
+
+/** The store design a distributed run on Cassandra measured, from its keyspace's inbox row layout. */
+export function storeDesign(inboxLayout: number | undefined): string {
+  return inboxLayout === 9 ? STORE_DESIGN : `owner log, inbox rows v${inboxLayout ?? '?'}`;
+}
 
 export function resultId(startedAt: Date, scenario: string, target: string): string {
   const ts = startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');

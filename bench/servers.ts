@@ -14,7 +14,9 @@ import * as readline from 'node:readline';
 import { parseHostPort } from '../common/config';
 import type { HostPort } from './ipc';
 import { pidListeningOn } from './proc-stats';
-import { STORE_DESIGN } from './results';
+import { Client } from 'cassandra-driver';
+import { storeDesign } from './results';
+import { readSettings } from '../storage/cassandra/schema';
 import { NATS_URL, startNatsServer, writeNatsAuthConfig } from '../test/infra';
 
 /** The IM_NATS_* credential settings a benchmark passes on to the services of a running NATS. */
@@ -238,11 +240,31 @@ export async function startTarget(o: TargetOptions): Promise<Target> {
       servers.push(gw.proc);
       gateways.push(tcpTarget(String(o.tls ? gw.fields.tlsAddr : gw.fields.addr)));
     }
-    const description = `distributed (router + ${o.logics} logic + ${o.gateways} gateway, NATS, ${o.noDb ? 'SQLite stand-in, no database' : `Cassandra, ${STORE_DESIGN}`})`;
+    const design = o.noDb ? '' : storeDesign(await inboxLayoutOf(storeEnv.IM_CASSANDRA_CONTACT_POINTS, o.env.IM_CASSANDRA_DC ?? 'datacenter1', o.cassandraKeyspace, o.log));
+    const description = `distributed (router + ${o.logics} logic + ${o.gateways} gateway, NATS, ${o.noDb ? 'SQLite stand-in, no database' : `Cassandra, ${design}`})`;
     return { kind: 'distributed', description, gateways, routerUrl: `http://${router.fields.http}`, secret, servers, infra, notes, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/**
+ * The inbox row layout of the bench keyspace (store_settings, storage/cassandra/schema.ts), read
+ * once logic has created or upgraded it; undefined when it cannot be read.
+ */
+async function inboxLayoutOf(contact: string, dc: string, keyspace: string, log: (line: string) => void): Promise<number | undefined> {
+  const client = new Client({ contactPoints: contact.split(','), localDataCenter: dc });
+  try {
+    await client.connect();
+    const { inboxLayout } = await readSettings(client, keyspace);
+    if (inboxLayout !== 9) log(`keyspace ${keyspace} keeps the version-${inboxLayout} inbox rows (created before schema 9): drop it to measure today's store`);
+    return inboxLayout;
+  } catch (err) {
+    log(`could not read ${keyspace}.store_settings: ${(err as Error).message}`);
+    return undefined;
+  } finally {
+    await client.shutdown().catch(() => undefined);
   }
 }
 
