@@ -292,6 +292,12 @@ export class OwnerLog {
   private readonly byShard = new Counter<number>();
   private readonly all = new Counter<0>();
   private unflushedBytes = 0;
+  /** Rows logged and not yet acknowledged by their table (pending or being written). */
+  private unflushedRows = 0;
+  /** How often flushDue looks (ms). */
+  private readonly tickMs: number;
+  /** Looks that wrote rows, and the most rows one of them wrote (tests; the pacing). */
+  readonly dueStats = { looks: 0, largestRows: 0 };
   /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
   private readonly unflushedAt = new Map<number, number>();
   private markWritten = 0;
@@ -320,10 +326,16 @@ export class OwnerLog {
       dropMark: `DELETE FROM ${ks}.log_marks WHERE process = ?`,
       dropPart: `DELETE FROM ${ks}.store_log WHERE process = ? AND part = ?`,
     };
-    // Ten looks per window: each writes the partitions whose oldest row has waited a window, so
-    // the tables get a steady stream instead of a whole window's rows at once.
-    this.timer = setInterval(() => { void this.flushDue(); }, Math.max(10, Math.floor(o.writeBehindMs / 10)));
+    // Fifty looks per window, each writing a paced share of the rows that have waited a window
+    // (flushDue): the tables get a steady stream instead of a whole window's rows at once.
+    this.tickMs = Math.max(10, Math.floor(o.writeBehindMs / 50));
+    this.timer = setInterval(() => { void this.flushDue(); }, this.tickMs);
     this.timer.unref();
+  }
+
+  /** Rows logged here and not yet in their tables. */
+  get unflushedRowCount(): number {
+    return this.unflushedRows;
   }
 
   /** Whether rows of the shard are logged here and not yet in their tables. */
@@ -398,6 +410,7 @@ export class OwnerLog {
     this.generation++;
     this.pending = new Map();
     this.unflushedBytes = 0;
+    this.unflushedRows = 0;
     this.unflushedAt.clear();
     this.byKey.clear();
     this.byShard.clear();
@@ -520,6 +533,7 @@ export class OwnerLog {
     r.kgen = this.byKey.add(r.key);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
+    this.unflushedRows++;
     this.unflushedBytes += r.bytes;
     // A reader, a handover or a stop waits for this key or shard: its rows go now, not at the
     // next window (a log write in flight when it asked lands its rows after the ask).
@@ -547,17 +561,31 @@ export class OwnerLog {
    * Writes the partitions whose oldest pending row has waited `writeBehindMs` (pending is in the
    * order partitions got their oldest row, so the look stops at the first younger one), then
    * moves the mark. One at a time: while the tables are slow, rows wait for the next look.
+   *
+   * Paced: a look writes at most twice its share of the unflushed rows (a window's worth spread
+   * over its looks), oldest partitions first. Without it the partitions stay in step: a busy
+   * partition gets its next row just after its write, so all of them came due together again a
+   * window later, and each window's rows hit Cassandra as one burst that held up the owner-log
+   * writes acknowledging sends behind it (acks stalled 1-3 s every 10 s with 10,000 users).
+   * Rows may then wait somewhat longer than a window; the log keeps them durable meanwhile.
    */
   private async flushDue(): Promise<void> {
     if (this.dueRunning || this.closed) return;
     this.dueRunning = true;
     try {
       const dueBefore = Date.now() - this.o.writeBehindMs;
+      const budget = Math.max(this.o.maxRows, Math.ceil((2 * this.unflushedRows * this.tickMs) / this.o.writeBehindMs));
       const groups: Tracked[][] = [];
+      let rows = 0;
       for (const [where, list] of this.pending) {
-        if (list[0].at > dueBefore) break;
+        if (list[0].at > dueBefore || (rows > 0 && rows + list.length > budget)) break;
         this.pending.delete(where);
         groups.push(list);
+        rows += list.length;
+      }
+      if (rows > 0) {
+        this.dueStats.looks++;
+        this.dueStats.largestRows = Math.max(this.dueStats.largestRows, rows);
       }
       const generation = this.generation;
       await Promise.all(groups.map((g) => this.sendBatch(g, generation)));
@@ -617,6 +645,7 @@ export class OwnerLog {
     this.byKey.done(t.key, t.kgen);
     this.byShard.add(t.shard, -1);
     this.all.add(0, -1);
+    this.unflushedRows--;
     this.unflushedBytes -= t.bytes;
   }
 
