@@ -63,11 +63,17 @@ export function inboxBodyOf(m: StoredMessage): Buffer {
   const head = [m.msgId, m.convId, m.convSeq, m.from];
   const body = packValues(INBOX_TAG, m.groupId ? head : [...head, m.to, m.groupId, m.clientMsgId, m.contentType, m.content, m.sentAtMs]);
   inboxBodies.set(m.content, { msgId: m.msgId, convSeq: m.convSeq, body });
+  heads.set(body, { convId: m.convId, from: m.from });
   return body;
 }
 
+/** Heads of the bodies encoded here: the unread index reads a message's once, not once per row. */
+const heads = new WeakMap<Buffer, { convId: string; from: string }>();
+
 /** The conversation and sender of a version-9 inbox body (the unread index's inputs). */
 export function inboxHead(body: Buffer): { convId: string; from: string } {
+  const known = heads.get(body);
+  if (known) return known;
   const [, convId, , from] = unpackValues(INBOX_TAG, body, INBOX_HEAD);
   return { convId: convId as string, from: from as string };
 }

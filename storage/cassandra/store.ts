@@ -25,7 +25,7 @@ import { Peers, PeerTimeoutError, type CallOptions } from './peers';
 import { historyRowToMessage, historySpec, inboxSpec, readInboxRow, toStoredMessage, type InboxRead } from './rows';
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
-import { OwnedTimeline, TimelineReader } from './timeline';
+import { insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -214,8 +214,9 @@ export class CassandraStore implements Store {
     this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.inboxLayout === 9), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     // Both layouts' inserts: a replayed log may hold rows of a process that wrote the other one.
-    const inserts = [false, true].map((compact) => new TimelineReader(inboxSpec(o.inboxBucketSize, compact), client, ks).queries.insert);
-    this.unreadIndex = new UnreadIndex(ks, { v7: inserts[0], v9: inserts[1] }, o.inboxBucketSize);
+    this.unreadIndex = new UnreadIndex(ks, {
+      v7: insertQuery(ks, inboxSpec(o.inboxBucketSize, false)), v9: insertQuery(ks, inboxSpec(o.inboxBucketSize, true)),
+    }, o.inboxBucketSize);
     // Owner writes: logged at this process's clock (above every fence of its epochs), only while
     // its lease holds, and written to their tables behind (log.ts), each inbox row with the
     // unread index it implies.

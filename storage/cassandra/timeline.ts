@@ -42,13 +42,17 @@ type DbRow = Record<string, unknown>;
 /** Clock difference allowed between the journal owner (sinceMs) and a timeline owner. */
 const CLOCK_MARGIN_MS = 5000;
 
+/** The insert of a timeline row: key, bucket, seq, then the spec's columns (the values row() gives). */
+export function insertQuery(keyspace: string, spec: Pick<TimelineSpec<unknown>, 'table' | 'keyColumn' | 'columns'>): string {
+  return `INSERT INTO ${keyspace}.${spec.table} (${spec.keyColumn}, bucket, seq, ${spec.columns.join(', ')}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`;
+}
+
 export class TimelineReader<E> {
   private readonly q: Record<string, string>;
 
   constructor(readonly spec: TimelineSpec<E>, private readonly client: Client, keyspace: string) {
     const t = `${keyspace}.${spec.table}`;
     const k = spec.keyColumn;
-    const cols = spec.columns.join(', ');
     const read = spec.readColumns.join(', ');
     this.q = {
       heads: `SELECT bucket, buckets FROM ${keyspace}.seq_heads WHERE kind = ? AND id = ?`,
@@ -57,7 +61,7 @@ export class TimelineReader<E> {
       before: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
       at: `SELECT seq, ${read} FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq IN ?`,
       tail: `SELECT seq, msg_id, WRITETIME(msg_id) AS wt FROM ${t} WHERE ${k} = ? AND bucket = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
-      insert: `INSERT INTO ${t} (${k}, bucket, seq, ${cols}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`,
+      insert: insertQuery(keyspace, spec),
       fence: `DELETE FROM ${t} USING TIMESTAMP ? WHERE ${k} = ? AND bucket = ? AND seq > ? AND seq <= ?`,
     };
   }
