@@ -73,13 +73,17 @@ export const SEED_PLAN = {
 
 export interface Load {
   sendsPerS: number;
-  /** Pushes to every member's device, the sender's own included (the server copies sends to the sender's devices). */
+  /**
+   * Deliveries to the other members' devices, one device each. The sending connection is not
+   * pushed its own send (docs/protocol.md, "Ordering and sync"), as in the bench runs the costs are
+   * fitted from: the sender's own inbox row is part of a send's cost there.
+   */
   pushesPerS: number;
   pingsPerS: number;
 }
 
 export function loadOf(i: PlanInput): Load {
-  const pushesPerSend = (1 - i.groupShare) * 2 + i.groupShare * i.avgGroupSize;
+  const pushesPerSend = (1 - i.groupShare) * 1 + i.groupShare * (i.avgGroupSize - 1);
   return { sendsPerS: i.sendQps, pushesPerS: i.sendQps * pushesPerSend, pingsPerS: i.online / i.heartbeatIntervalS };
 }
 
@@ -151,7 +155,7 @@ export function planCapacity(input: PlanInput, m: Measured): Plan {
     `CPU scales linearly per core: a ${input.coresPerBox}-core box = ${input.coresPerBox} × ${input.efficiency} efficiency = ${round(input.coresPerBox * input.efficiency, 1)} measured-box cores, planned at ${Math.round(input.utilisation * 100)} % busy (${round(usableCores, 1)} cores of work per box)`,
     'costs are CPU-µs per operation fitted from process CPU (/proc) in the bench runs: layer CPU = a × sends/s + b × pushes/s (+ c × pings/s on the gateway); runs that lost over 1 % of deliveries and phases with over 1 % errors are left out',
     `logic and Cassandra: from runs warmed up for at least ${STEADY_WARMUP_MS / 1000} s when there are any (the store's write-behind and the compaction it causes fall inside their window; see each source)`,
-    `pushes per send = (1 − ${input.groupShare}) × 2 + ${input.groupShare} × ${input.avgGroupSize} (the sender's own device gets a copy; every recipient assumed online, one device each)`,
+    `pushes per send = (1 − ${input.groupShare}) × 1 + ${input.groupShare} × (${input.avgGroupSize} − 1) (every other member online, one device each; the sending connection is not pushed its own send, as in the bench runs)`,
     `heartbeats: ${input.online.toLocaleString('en-US')} connections / ${input.heartbeatIntervalS} s = ${Math.round(load.pingsPerS).toLocaleString('en-US')} pings/s on the gateways`,
     `memory: ${Math.round(input.ramUsable * 100)} % of ${input.ramGbPerBox} GB per box for connection state; gateway bytes per connection = measured RSS + ${input.kernelBytesPerConn} B kernel socket memory`,
     `Cassandra: CPU measured on one node at replication 1, multiplied by replication ${input.replication}`,

@@ -27,10 +27,12 @@ function result(id: string, phases: PhaseResult[], extra: Partial<BenchResult> =
 }
 
 describe('capacity planner arithmetic', () => {
-  it('derives the load: pushes per send from the group share, pings from the heartbeat', () => {
+  it('derives the load: pushes per send from the group share (the sending connection is not pushed), pings from the heartbeat', () => {
     const load = loadOf(input);
     assert.equal(load.sendsPerS, 100_000);
-    assert.equal(load.pushesPerS, 100_000 * (0.5 * 2 + 0.5 * 30));
+    // A 1:1 send reaches the peer; a group send the other 29 members (docs/protocol.md: the sending
+    // connection gets its SendResp, not a push, and the bench's fitted pushes count the same way).
+    assert.equal(load.pushesPerS, 100_000 * (0.5 * 1 + 0.5 * 29));
     assert.equal(Math.round(load.pingsPerS), Math.round(10_000_000 / 30));
   });
 
@@ -54,20 +56,20 @@ describe('capacity planner arithmetic', () => {
     const plan = planCapacity(input, m);
     const gw = plan.layers.find((l) => l.layer === 'gateway')!;
     const usableCores = 32 * 0.7 * 0.6;
-    // gateway CPU: 100k × 20 + 1.6M × 10 + 333,333 × 6 µs/s = 20 cores
-    assert.equal(gw.cpuCores, 20);
-    assert.equal(gw.nodesForCpu, Math.ceil(20 / usableCores));
+    // gateway CPU: 100k × 20 + 1.5M × 10 + 333,333 × 6 µs/s = 19 cores
+    assert.equal(gw.cpuCores, 19);
+    assert.equal(gw.nodesForCpu, Math.ceil(19 / usableCores));
     // memory: 32 GiB × 0.75 / (2048 + 1024 kernel) bytes per connection
     const perBox = Math.floor((32 * 1024 ** 3 * 0.75) / 3072);
     assert.equal(gw.perNode.connections, perBox);
     assert.equal(gw.nodesForMemory, Math.ceil(10_000_000 / perBox));
     assert.equal(gw.nodes, Math.max(gw.nodesForCpu, gw.nodesForMemory, 2));
     const logic = plan.layers.find((l) => l.layer === 'logic')!;
-    assert.equal(logic.cpuCores, 18); // 100k × 100 + 1.6M × 5
-    assert.equal(logic.nodes, Math.ceil(18 / usableCores));
+    assert.equal(logic.cpuCores, 17.5); // 100k × 100 + 1.5M × 5
+    assert.equal(logic.nodes, Math.ceil(17.5 / usableCores));
     assert.equal(logic.boundBy, 'cpu');
     const cass = plan.layers.find((l) => l.layer === 'cassandra')!;
-    assert.equal(cass.cpuCores, (3 * (100 * 100_000 + 50 * 1_600_000)) / 1e6, 'replication multiplies the writes');
+    assert.equal(cass.cpuCores, (3 * (100 * 100_000 + 50 * 1_500_000)) / 1e6, 'replication multiplies the writes');
     assert.equal(plan.seed.comparison.access.planned, gw.nodes);
   });
 
