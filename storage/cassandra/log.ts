@@ -198,6 +198,10 @@ class Counter<K> {
   waited(k: K): boolean {
     return this.waiters.has(k);
   }
+  /** Every k someone waits for. */
+  waitedKeys(): IterableIterator<K> {
+    return this.waiters.keys();
+  }
   /** Resolves once k has nothing left (at once when it has nothing now). */
   drained(k: K): Promise<void> {
     if (!this.n.has(k)) return Promise.resolve();
@@ -226,6 +230,8 @@ class Counter<K> {
  */
 class KeyRows {
   private readonly keys = new Map<string, { gen: number; counts: Map<number, number>; waiters: { gen: number; resolve: () => void }[] }>();
+  /** The keys with waiters. */
+  private readonly waitedSet = new Set<string>();
 
   /** Counts a row of key; returns the generation it is counted in. */
   add(key: string): number {
@@ -254,6 +260,7 @@ class KeyRows {
         w.resolve();
         return false;
       });
+      if (k.waiters.length === 0) this.waitedSet.delete(key);
     }
     if (k.counts.size === 0 && k.waiters.length === 0) this.keys.delete(key);
   }
@@ -267,17 +274,24 @@ class KeyRows {
     return (this.keys.get(key)?.waiters.length ?? 0) > 0;
   }
 
+  /** Every key someone waits for rows of. */
+  waitedKeys(): IterableIterator<string> {
+    return this.waitedSet.values();
+  }
+
   /** Resolves once every row of key counted so far is in its table; rows counted later are not waited for. */
   drained(key: string): Promise<void> {
     const k = this.keys.get(key);
     if (!k || k.counts.size === 0) return Promise.resolve();
     const gen = k.gen++;
+    this.waitedSet.add(key);
     return new Promise<void>((resolve) => { k.waiters.push({ gen, resolve }); });
   }
 
   clear(): void {
     for (const k of this.keys.values()) for (const w of k.waiters) w.resolve();
     this.keys.clear();
+    this.waitedSet.clear();
   }
 }
 
@@ -288,6 +302,12 @@ export class OwnerLog {
   private pos = 0;
   /** Rows logged, not yet written to their table, by partition (table + routing key). */
   private pending = new Map<string, Tracked[]>();
+  /**
+   * The partitions in `pending` holding rows of each key and of each shard: a flush of one key or
+   * shard takes its own partitions instead of looking at every pending one (with sparse traffic,
+   * a window holds a partition or two for every user written to, and reads flush keys often).
+   */
+  private pendingOf = { key: new Map<string, Set<string>>(), shard: new Map<number, Set<string>>() };
   private readonly byKey = new KeyRows();
   private readonly byShard = new Counter<number>();
   private readonly all = new Counter<0>();
@@ -298,6 +318,8 @@ export class OwnerLog {
   private readonly tickMs: number;
   /** Looks that wrote rows, and the most rows one of them wrote (tests; the pacing). */
   readonly dueStats = { looks: 0, largestRows: 0 };
+  /** Partitions flushes of keys, shards or everything looked at (tests: a key's flush looks at its own only). */
+  readonly flushStats = { looked: 0 };
   /** Log positions with rows still unflushed, and how many: the mark is the position before the oldest. */
   private readonly unflushedAt = new Map<number, number>();
   private markWritten = 0;
@@ -382,7 +404,7 @@ export class OwnerLog {
   flushKey(key: string): Promise<void> {
     if (!this.byKey.has(key)) return Promise.resolve();
     const drained = this.byKey.drained(key);
-    void this.flush((t) => t.key === key);
+    void this.flush(this.pendingOf.key.get(key) ?? []);
     return drained;
   }
 
@@ -390,7 +412,7 @@ export class OwnerLog {
   flushShard(shard: number): Promise<void> {
     if (!this.byShard.has(shard)) return Promise.resolve();
     const drained = this.byShard.drained(shard);
-    void this.flush((t) => t.shard === shard);
+    void this.flush(this.pendingOf.shard.get(shard) ?? []);
     return drained;
   }
 
@@ -409,6 +431,7 @@ export class OwnerLog {
   drop(): void {
     this.generation++;
     this.pending = new Map();
+    this.pendingOf = { key: new Map(), shard: new Map() };
     this.unflushedBytes = 0;
     this.unflushedRows = 0;
     this.unflushedAt.clear();
@@ -527,9 +550,7 @@ export class OwnerLog {
   }
 
   private track(r: Tracked): void {
-    const list = this.pending.get(r.where);
-    if (list) list.push(r);
-    else this.pending.set(r.where, [r]);
+    this.pend(r);
     r.kgen = this.byKey.add(r.key);
     this.byShard.add(r.shard, 1);
     this.all.add(0, 1);
@@ -547,8 +568,34 @@ export class OwnerLog {
     this.waitedScheduled = true;
     setImmediate(() => {
       this.waitedScheduled = false;
-      void this.flush((t) => this.byKey.waited(t.key) || this.byShard.waited(t.shard) || this.all.waited(0));
+      if (this.all.waited(0)) return void this.flush();
+      const wheres = new Set<string>();
+      for (const key of this.byKey.waitedKeys()) for (const w of this.pendingOf.key.get(key) ?? []) wheres.add(w);
+      for (const shard of this.byShard.waitedKeys()) for (const w of this.pendingOf.shard.get(shard) ?? []) wheres.add(w);
+      void this.flush(wheres);
     });
+  }
+
+  /** Queues a row in its partition's pending rows; `first`: in front (a failed write's rows, in order). */
+  private pend(t: Tracked, first = false): void {
+    const list = this.pending.get(t.where);
+    if (!list) this.pending.set(t.where, [t]);
+    else if (first) list.unshift(t);
+    else list.push(t);
+    indexAdd(this.pendingOf.key, t.key, t.where);
+    indexAdd(this.pendingOf.shard, t.shard, t.where);
+  }
+
+  /** Takes a partition's pending rows out of the queue (undefined: none pending). */
+  private take(where: string): Tracked[] | undefined {
+    const list = this.pending.get(where);
+    if (!list) return undefined;
+    this.pending.delete(where);
+    for (const t of list) {
+      indexDelete(this.pendingOf.key, t.key, where);
+      indexDelete(this.pendingOf.shard, t.shard, where);
+    }
+    return list;
   }
 
   // --- writing behind --------------------------------------------------------------------------
@@ -579,7 +626,7 @@ export class OwnerLog {
       let rows = 0;
       for (const [where, list] of this.pending) {
         if (list[0].at > dueBefore || (rows > 0 && rows + list.length > budget)) break;
-        this.pending.delete(where);
+        this.take(where);
         groups.push(list);
         rows += list.length;
       }
@@ -587,28 +634,45 @@ export class OwnerLog {
         this.dueStats.looks++;
         this.dueStats.largestRows = Math.max(this.dueStats.largestRows, rows);
       }
-      const generation = this.generation;
-      await Promise.all(groups.map((g) => this.sendBatch(g, generation)));
+      await this.sendGroups(groups);
       await this.writeMark();
     } finally {
       this.dueRunning = false;
     }
   }
 
-  /** Sends the pending rows (those `only` picks, or all) to their tables; failed ones are pending again. */
-  private async flush(only?: (t: Tracked) => boolean): Promise<void> {
+  /** Sends the pending rows of these partitions (or all) to their tables; failed ones are pending again. */
+  private async flush(wheres?: Iterable<string>): Promise<void> {
     const groups: Tracked[][] = [];
-    for (const [where, list] of this.pending) {
-      if (only && !only(list[0])) continue;
-      this.pending.delete(where);
-      groups.push(list);
+    // A copy: taking a partition changes the index sets `wheres` may be.
+    for (const where of [...(wheres ?? this.pending.keys())]) {
+      this.flushStats.looked++;
+      const list = this.take(where);
+      if (list) groups.push(list);
     }
     if (groups.length === 0) return;
+    await this.sendGroups(groups);
+    if (!wheres) await this.writeMark();
+  }
+
+  /**
+   * Partitions' rows to their tables, several partitions per call: writeRows cuts a partition's
+   * rows into batches of maxRows / maxBytes and puts partitions of a row or two together. A call
+   * that fails is written again whole, so a call holds at most 16 requests' worth of rows.
+   */
+  private async sendGroups(groups: Tracked[][]): Promise<void> {
     const generation = this.generation;
-    // One partition's rows in one call: writeRows cuts them into batches of maxRows / maxBytes.
-    const sends = groups.map((g) => this.sendBatch(g, generation));
-    await Promise.all(sends);
-    if (!only) await this.writeMark();
+    const calls: Promise<void>[] = [];
+    let call: Tracked[] = [];
+    for (const g of groups) {
+      if (call.length > 0 && call.length + g.length > 16 * this.o.maxRows) {
+        calls.push(this.sendBatch(call, generation));
+        call = [];
+      }
+      for (const t of g) call.push(t);
+    }
+    if (call.length > 0) calls.push(this.sendBatch(call, generation));
+    await Promise.all(calls);
   }
 
   private async sendBatch(batch: Tracked[], generation: number): Promise<void> {
@@ -621,17 +685,14 @@ export class OwnerLog {
         return this.o.lease.writeTimeoutMs;
       });
     } catch (err) {
-      if (generation !== this.generation) return;
+      // Closed (a stop that gave up on the backlog leaves it to the next owners' replay) or lapsed: no retry.
+      if (generation !== this.generation || this.closed) return;
       this.o.logger.warn('cassandra store: write behind failed; retrying', { rows: batch.length, err: toStoreError(err, 'write behind') });
       await sleep(50);
-      if (generation !== this.generation) return;
-      const retry = new Set(batch);
-      for (const t of batch) {
-        const list = this.pending.get(t.where);
-        if (list) list.unshift(t);
-        else this.pending.set(t.where, [t]);
-      }
-      void this.flush((t) => retry.has(t));
+      if (generation !== this.generation || this.closed) return;
+      // Back in front of their partitions, in their order, and written again at once.
+      for (let i = batch.length - 1; i >= 0; i--) this.pend(batch[i], true);
+      void this.flush(new Set(batch.map((t) => t.where)));
       return;
     }
     if (generation !== this.generation) return;
@@ -745,10 +806,14 @@ export class OwnerLog {
     return rows.length;
   }
 
-  /** Rows and the rows they imply (derive) to their tables. */
-  private writeRows(gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number): Promise<void> {
+  /**
+   * Rows and the rows they imply (derive) to their tables; rejects when any request failed (the
+   * caller writes them all again: rows implied by rows that were written would otherwise be lost).
+   */
+  private async writeRows(gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number): Promise<void> {
     const all = this.o.derive ? [...rows, ...this.o.derive(rows)] : rows;
-    return writeRows(this.o.client, gate, all, prepare, this.o.maxRows, this.o.maxBytes);
+    const { failed, err } = await writeRows(this.o.client, gate, all, prepare, this.o.maxRows, this.o.maxBytes);
+    if (failed.length > 0) throw err;
   }
 
   private async readLog(process: string): Promise<ReadLog> {
@@ -775,12 +840,35 @@ export class OwnerLog {
   }
 }
 
+function indexAdd<K>(index: Map<K, Set<string>>, k: K, where: string): void {
+  const s = index.get(k);
+  if (s) s.add(where);
+  else index.set(k, new Set([where]));
+}
+
+function indexDelete<K>(index: Map<K, Set<string>>, k: K, where: string): void {
+  const s = index.get(k);
+  if (s?.delete(where) && s.size === 0) index.delete(k);
+}
+
+/** A request's rows, their bytes, and the timestamp they are written at (undefined: each query sets its own). */
+interface Chunk { rows: TableRow[]; bytes: number; ts: number | undefined }
+
 /**
- * Writes rows to their tables: one single-partition unlogged batch per partition (several when
- * one partition has more than maxRows/maxBytes), all concurrently, at the newest timestamp of the
- * rows in it unless their queries carry their own. `prepare` runs before each send and returns its timeout.
+ * Writes rows to their tables in unlogged batches, all concurrently; resolves with the rows whose
+ * request failed (and the first error), never rejects.
+ *
+ * A partition's rows go together (cut at maxRows / maxBytes), at the newest timestamp among them
+ * unless their queries carry their own. Partitions whose rows get the same timestamp (rows of one
+ * log write, usually) and have the same primary replica share a request, up to the same bounds: with
+ * sparse traffic most partitions have a row or two in a window, and a request per partition cost
+ * more than the rows in it on both sides (BENCHMARKS.md, "Sparse traffic"). Every row is written at
+ * the timestamp it would get alone in its partition's batch: a request never mixes timestamps.
+ * `prepare` runs before each request and returns its timeout.
  */
-async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024): Promise<void> {
+async function writeRows(
+  client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024,
+): Promise<{ failed: TableRow[]; err?: unknown }> {
   // By partition, and apart those that carry their own timestamp (the batch must not set one).
   const groups = new Map<string, { own: TableRow[]; logged: TableRow[] }>();
   for (const r of rows) {
@@ -789,7 +877,9 @@ async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?:
     if (!g) groups.set(where, (g = { own: [], logged: [] }));
     (r.ts === undefined ? g.own : g.logged).push(r);
   }
-  const sends: Promise<unknown>[] = [];
+  const requests: Chunk[] = [];
+  // Per (timestamp, primary replica): the request still taking partitions.
+  const open = new Map<string, Chunk>();
   for (const { own, logged } of groups.values()) for (const g of [own, logged]) {
     for (let i = 0; i < g.length;) {
       let bytes = 0;
@@ -799,16 +889,44 @@ async function writeRows(client: Client, gate: Gate, rows: (TableRow & { where?:
         j++;
       }
       const part = g.slice(i, j);
-      sends.push(gate.run(async () => {
-        const timeout = prepare();
-        const ts = part.reduce<number | undefined>((m, r) => (r.ts === undefined ? m : Math.max(m ?? 0, r.ts)), undefined);
-        // The partition's routing key as computed when the row was made: the driver need not encode it again.
-        const options = { prepare: true, readTimeout: timeout, routingKey: part[0].routingKey, ...(ts !== undefined && { timestamp: ts }) };
-        if (part.length === 1) await client.execute(part[0].query, part[0].params, options);
-        else await client.batch(part.map((r) => ({ query: r.query, params: r.params })), { ...options, logged: false });
-      }));
+      const ts = part.reduce<number | undefined>((m, r) => (r.ts === undefined ? m : Math.max(m ?? 0, r.ts)), undefined);
       i = j;
+      if (part.length >= maxRows) {
+        requests.push({ rows: part, bytes, ts });
+        continue;
+      }
+      const key = `${ts ?? 'own'}\0${primaryReplica(client, part[0].routingKey)}`;
+      const o = open.get(key);
+      if (o && o.rows.length + part.length <= maxRows && o.bytes + bytes <= maxBytes) {
+        for (const r of part) o.rows.push(r);
+        o.bytes += bytes;
+        continue;
+      }
+      const c = { rows: part, bytes, ts };
+      requests.push(c);
+      open.set(key, c);
     }
   }
-  await Promise.all(sends);
+  const failed: TableRow[] = [];
+  let firstErr: unknown;
+  await Promise.all(requests.map((c) => gate.run(async () => {
+    try {
+      const timeout = prepare();
+      // The first partition's routing key as computed when its row was made (the driver need not
+      // encode it again): the request goes to that partition's primary replica, every partition's.
+      const options = { prepare: true, readTimeout: timeout, routingKey: c.rows[0].routingKey, ...(c.ts !== undefined && { timestamp: c.ts }) };
+      if (c.rows.length === 1) await client.execute(c.rows[0].query, c.rows[0].params, options);
+      else await client.batch(c.rows.map((r) => ({ query: r.query, params: r.params })), { ...options, logged: false });
+    } catch (err) {
+      firstErr ??= err;
+      for (const r of c.rows) failed.push(r);
+    }
+  })));
+  return { failed, err: firstErr };
+}
+
+/** The address of the node holding the first replica of a routing key ('' before the driver knows the ring). */
+function primaryReplica(client: Client, routingKey: Buffer): string {
+  const hosts = client.getReplicas(null as unknown as string, routingKey) as { address: string }[] | null;
+  return hosts?.[0]?.address ?? '';
 }

@@ -26,7 +26,9 @@ export const backoffMs = (attempt: number, capMs = 50): number => fullJitterDela
 /** Bounds how many statements one store has in flight; waiters queue in order. */
 export class Gate {
   private active = 0;
-  private readonly waiters: (() => void)[] = [];
+  /** Waiters in order from `head` on: a write-behind look may queue tens of thousands, and shift() copies the rest each time. */
+  private waiters: (() => void)[] = [];
+  private head = 0;
   constructor(private readonly limit: number) {}
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -35,10 +37,22 @@ export class Gate {
     try {
       return await fn();
     } finally {
-      const next = this.waiters.shift();
+      const next = this.head < this.waiters.length ? this.waiters[this.head++] : undefined;
+      if (this.head === this.waiters.length) {
+        this.waiters = [];
+        this.head = 0;
+      } else if (this.head >= 1024 && this.head * 2 >= this.waiters.length) {
+        this.waiters = this.waiters.slice(this.head);
+        this.head = 0;
+      }
       if (next) next(); // the slot passes straight to the next waiter
       else this.active--;
     }
+  }
+
+  /** Calls waiting for a slot. */
+  get waiting(): number {
+    return this.waiters.length - this.head;
   }
 }
 

@@ -1,15 +1,40 @@
 /**
  * The owner log's write-behind is paced (log.ts flushDue): rows that come due together are
  * written over several looks, not in one burst that would hold up the log writes acknowledging
- * sends. On a real Cassandra.
+ * sends. Partitions of a row or two share requests, and a flush of one key looks at that key's
+ * partitions only. On a real Cassandra.
  */
 import assert from 'node:assert/strict';
 import type { CassandraStore } from './store';
 import { direct, suiteStore, uid } from './store.test-support';
 import { waitFor } from '../../test/exactly-once';
 
-type Log = { dueStats: { looks: number; largestRows: number }; unflushedRowCount: number };
+type Log = {
+  dueStats: { looks: number; largestRows: number }; flushStats: { looked: number }; unflushedRowCount: number;
+  flushKey(key: string): Promise<void>; flushAll(): Promise<void>;
+};
 const logOf = (store: CassandraStore) => (store as unknown as { log: Log }).log;
+
+/** Counts the requests the store's own (real) driver client sends, and the statements in them. */
+function countRequests(store: CassandraStore): { requests: number; statements: number; restore: () => void } {
+  const client = (store as unknown as { client: { batch: (...a: unknown[]) => unknown; execute: (...a: unknown[]) => unknown } }).client;
+  const { batch, execute } = client;
+  const out = {
+    requests: 0, statements: 0,
+    restore: () => Object.assign(client, { batch, execute }),
+  };
+  client.batch = (...a: unknown[]) => {
+    out.requests++;
+    out.statements += (a[0] as unknown[]).length;
+    return batch.apply(client, a);
+  };
+  client.execute = (...a: unknown[]) => {
+    out.requests++;
+    out.statements++;
+    return execute.apply(client, a);
+  };
+  return out;
+}
 
 describe('owner log write-behind (real Cassandra)', function () {
   this.timeout(60_000);
@@ -32,6 +57,53 @@ describe('owner log write-behind (real Cassandra)', function () {
     for (const [i, r] of recipients.entries()) {
       const page = await opened().sync(r, 0, 10);
       assert.deepEqual(page.items.map((e) => e.msgId), [acked[i].message.msgId]);
+    }
+  });
+});
+
+describe('owner log write-behind of sparse traffic (real Cassandra)', function () {
+  this.timeout(60_000);
+  // A window longer than the test: nothing is written behind unless asked.
+  const { store: opened } = suiteStore('sparse', { writeBehindMs: 600_000 });
+
+  it('flushes one key by looking at its own partitions, however many others wait', async () => {
+    const senders = Array.from({ length: 100 }, (_, i) => uid(`fs${i}`));
+    const recipients = Array.from({ length: 100 }, (_, i) => uid(`fr${i}`));
+    await Promise.all(recipients.map((r, i) => opened().appendMessage(direct(senders[i], r, 'hi'))));
+    const log = logOf(opened());
+    const before = log.unflushedRowCount;
+    assert.ok(before >= 300, `${before} rows waiting`);
+    const looked = log.flushStats.looked;
+    // One recipient's inbox (its key is the uid): its inbox partition and its seq_heads row.
+    await log.flushKey(recipients[7]);
+    assert.ok(log.flushStats.looked - looked <= 2, `a key's flush looked at ${log.flushStats.looked - looked} partitions`);
+    assert.ok(log.unflushedRowCount >= before - 2, `${before - log.unflushedRowCount} rows written for one key`);
+    await log.flushAll();
+  });
+
+  it('writes the partitions of one log write in shared requests, and every row reaches its table', async () => {
+    const senders = Array.from({ length: 100 }, (_, i) => uid(`ps${i}`));
+    const recipients = Array.from({ length: 100 }, (_, i) => uid(`pr${i}`));
+    // 100 sends between distinct users: history, two inboxes and a journal row each, every row in
+    // its own partition, logged in a few log writes.
+    const acked = await Promise.all(recipients.map((r, i) => opened().appendMessage(direct(senders[i], r, 'sparse'))));
+    const log = logOf(opened());
+    const rows = log.unflushedRowCount;
+    const count = countRequests(opened());
+    try {
+      await log.flushAll();
+    } finally {
+      count.restore();
+    }
+    assert.equal(log.unflushedRowCount, 0);
+    // A request per partition would be at least `rows` requests (and more for the unread index).
+    assert.ok(count.statements >= rows, `${count.statements} statements for ${rows} rows`);
+    assert.ok(count.requests * 5 <= count.statements, `${count.requests} requests for ${count.statements} statements`);
+    for (const [i, r] of recipients.entries()) {
+      const page = await opened().sync(r, 0, 10);
+      assert.deepEqual(page.items.map((e) => e.msgId), [acked[i].message.msgId]);
+      const sent = await opened().sync(senders[i], 0, 10);
+      assert.deepEqual(sent.items.map((e) => e.msgId), [acked[i].message.msgId]);
     }
   });
 });
