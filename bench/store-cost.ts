@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
 import { SqliteStore, type AppendStats } from '../storage/sqlite/store';
+import type { CassandraStore } from '../storage/cassandra/store';
 import type { Store } from '../storage/store';
 import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
@@ -38,6 +39,10 @@ export interface StoreCostInterval {
 export interface StoreCostResult {
   store: string;
   recipients: number;
+  /** Distinct users the messages go between (and half as many conversations): how many messages each inbox gets. */
+  users: number;
+  /** Appended first and not counted. */
+  warmupMessages: number;
   messages: number;
   cpuUsPerMessage: number;
   cpuUsPerRecipient: number;
@@ -72,7 +77,7 @@ export interface StoreCostResult {
 /** Secondary indexes per table (storage/sqlite/schema-v4.ts): each row written costs 1 + this. */
 const SQLITE_INDEXES: Record<keyof AppendStats['rowsWritten'], number> = { messages: 1, inbox: 0, userConvs: 0, unreadMarks: 0 };
 
-const FLAGS = new Set(['store', 'recipients', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);
+const FLAGS = new Set(['store', 'recipients', 'users', 'warmup-messages', 'max-cached-keys', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);
 
 export async function storeCost(
   argv: readonly string[], env: NodeJS.ProcessEnv = process.env, progress: (line: string) => void = () => undefined,
@@ -87,10 +92,19 @@ export async function storeCost(
     return v;
   };
   const recipients = num('recipients', 2, 100);
+  // Message n goes from user n mod users to the next recipients − 1 users, in conversation
+  // n mod (users / 2). 1,000 users (the bench's) give each inbox a message per 500 appends; a
+  // million give it one or two in all, as most users get in a write-behind window in production.
+  const users = num('users', 1000, 100_000_000);
+  if (users < recipients) throw new UsageError(`--users must be at least --recipients (${recipients})`);
+  const conversations = Math.max(1, Math.floor(users / 2));
   // Cassandra's cost includes the write-behind and the compaction after it: 20,000 messages left
   // that mostly out and read 427-474 µs per 1:1 message where 100,000 read 124-168 (BENCHMARKS.md).
   const messages = num('messages', kind === 'cassandra' ? 100_000 : 20_000, 10_000_000);
   const batch = num('batch', 100, 10_000);
+  // Appended before the measured ones, not counted: --warmup-messages = --users gives every inbox
+  // and conversation its first message (and the store its first touch of each key) beforehand.
+  const warmup = flags.has('warmup-messages') ? num('warmup-messages', 0, 100_000_000) : 0;
   const rateFlag = flags.get('rate') ?? 'max';
   if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
     throw new UsageError('--rate must be max, half or a positive integer (appends/s)');
@@ -110,18 +124,18 @@ export async function storeCost(
     store = await openStore({
       kind: 'cassandra', contactPoints: contact.split(','), localDataCenter: env.IM_CASSANDRA_DC ?? 'datacenter1',
       keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
+      ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
     });
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
   }
   const run = `s${newId().slice(-8)}`;
-  const users = 1000;
   let k = 0;
   const appendNext = () => {
     const n = k++;
     const from = `${run}u${n % users}`;
     const rcpt = recipients === 1 ? [from] : [from, ...Array.from({ length: recipients - 1 }, (_, i) => `${run}u${(n + 1 + i) % users}`)];
     return store.appendMessage({
-      msgId: newId(), convId: `g:${run}-${n % 500}`, from, to: '', groupId: `${run}-${n % 500}`, clientMsgId: `c${n}`,
+      msgId: newId(), convId: `g:${run}-${n % conversations}`, from, to: '', groupId: `${run}-${n % conversations}`, clientMsgId: `c${n}`,
       contentType: 'text/plain', content: Buffer.alloc(100, 0x61), sentAtMs: Date.now(), recipients: [...new Set(rcpt)],
       dedupWindowMs: 86_400_000,
     });
@@ -136,6 +150,13 @@ export async function storeCost(
 
   const loop = new LoopWatch();
   try {
+    if (warmup > 0) {
+      await closedLoop(() => k >= warmup);
+      // Their writes behind (Cassandra) or indexing (SQLite) done too: none of their cost is counted.
+      if (kind === 'cassandra') await (store as CassandraStore).writeBehindNow();
+      else await (store as SqliteStore).indexNow();
+      progress(`store-cost: ${warmup} warm-up messages appended and written`);
+    }
     let rate: number | undefined;
     if (rateFlag === 'half') {
       const t = Date.now();
@@ -162,14 +183,18 @@ export async function storeCost(
     }
     const count = k - k0;
     const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
-    // Cassandra writes rows behind (docs/sequencer.md, "Owner log"): closing writes what is left,
-    // so the cost counted is every write these messages caused.
-    if (kind === 'cassandra') await store.close();
+    // Cassandra writes rows behind (docs/sequencer.md, "Owner log"): everything logged is written
+    // before the count ends (close() alone gives up on a backlog after a lease), so the cost counted
+    // is every write these messages caused.
+    if (kind === 'cassandra') {
+      await (store as CassandraStore).writeBehindNow();
+      await store.close();
+    }
     const cpu = process.cpuUsage(cpu0);
     const server1 = serverPid ? sampleProc(serverPid) : undefined;
     const cpuUs = (cpu.user + cpu.system) / count;
     const result: StoreCostResult = {
-      store: kind, recipients, messages: count,
+      store: kind, recipients, users, warmupMessages: warmup, messages: count,
       cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / count),
       eventLoopMaxMs: loop.maxMsSinceStart(), rate, intervals,
       serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / count) : undefined,
