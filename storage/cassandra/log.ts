@@ -658,7 +658,8 @@ export class OwnerLog {
   /**
    * Partitions' rows to their tables, several partitions per call: writeRows cuts a partition's
    * rows into batches of maxRows / maxBytes and puts partitions of a row or two together. A call
-   * that fails is written again whole, so a call holds at most 16 requests' worth of rows.
+   * that fails is written again whole, so a call holds at most 16 requests' worth of rows; the
+   * loop yields between calls, so a whole backlog (close, a handover) is not prepared in one turn.
    */
   private async sendGroups(groups: Tracked[][]): Promise<void> {
     const generation = this.generation;
@@ -668,6 +669,7 @@ export class OwnerLog {
       if (call.length > 0 && call.length + g.length > 16 * this.o.maxRows) {
         calls.push(this.sendBatch(call, generation));
         call = [];
+        await new Promise<void>((r) => setImmediate(r));
       }
       for (const t of g) call.push(t);
     }
