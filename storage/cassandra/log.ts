@@ -670,10 +670,12 @@ export class OwnerLog {
         calls.push(this.sendBatch(call, generation));
         call = [];
         await new Promise<void>((r) => setImmediate(r));
+        // A lapse meanwhile: the rest is the next owners' to replay.
+        if (generation !== this.generation) break;
       }
       for (const t of g) call.push(t);
     }
-    if (call.length > 0) calls.push(this.sendBatch(call, generation));
+    if (call.length > 0 && generation === this.generation) calls.push(this.sendBatch(call, generation));
     await Promise.all(calls);
   }
 
