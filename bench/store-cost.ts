@@ -105,6 +105,7 @@ export async function storeCost(
   // Appended before the measured ones, not counted: --warmup-messages = --users gives every inbox
   // and conversation its first message (and the store its first touch of each key) beforehand.
   const warmup = flags.has('warmup-messages') ? num('warmup-messages', 0, 100_000_000) : 0;
+  if (flags.has('max-cached-keys') && kind !== 'cassandra') throw new UsageError('--max-cached-keys applies to --store cassandra only');
   const rateFlag = flags.get('rate') ?? 'max';
   if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
     throw new UsageError('--rate must be max, half or a positive integer (appends/s)');

@@ -422,7 +422,7 @@ export class CassandraStore implements Store {
    * Appends still running after the wait keep their shards: those are left to expire with the
    * lease, as after a crash, because a shard is handed back only after its last write. Idempotent.
    */
-  /** Writes every row logged so far to its table, however long that takes (bench: store-cost counts all its messages cost). */
+  /** Writes every row logged so far to its table, however long that takes (bench: store-cost counts the whole cost of its messages). */
   writeBehindNow(): Promise<void> {
     return this.log.flushAll();
   }
