@@ -814,10 +814,9 @@ export class OwnerLog {
    * Rows and the rows they imply (derive) to their tables; rejects when any request failed (the
    * caller writes them all again: rows implied by rows that were written would otherwise be lost).
    */
-  private async writeRows(gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number): Promise<void> {
+  private writeRows(gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number): Promise<void> {
     const all = this.o.derive ? [...rows, ...this.o.derive(rows)] : rows;
-    const { failed, err } = await writeRows(this.o.client, gate, all, prepare, this.o.maxRows, this.o.maxBytes);
-    if (failed.length > 0) throw err;
+    return writeRows(this.o.client, gate, all, prepare, this.o.maxRows, this.o.maxBytes);
   }
 
   private async readLog(process: string): Promise<ReadLog> {
@@ -859,8 +858,8 @@ function indexDelete<K>(index: Map<K, Set<string>>, k: K, where: string): void {
 interface Chunk { rows: TableRow[]; bytes: number; ts: number | undefined }
 
 /**
- * Writes rows to their tables in unlogged batches, all concurrently; resolves with the rows whose
- * request failed (and the first error), never rejects.
+ * Writes rows to their tables in unlogged batches, all concurrently; once every request settled,
+ * rejects with the first error if any failed (the caller writes them all again).
  *
  * A partition's rows go together (cut at maxRows / maxBytes), at the newest timestamp among them
  * unless their queries carry their own. Partitions whose rows get the same timestamp (rows of one
@@ -872,7 +871,7 @@ interface Chunk { rows: TableRow[]; bytes: number; ts: number | undefined }
  */
 async function writeRows(
   client: Client, gate: Gate, rows: (TableRow & { where?: string })[], prepare: () => number, maxRows = 200, maxBytes = 48 * 1024,
-): Promise<{ failed: TableRow[]; err?: unknown }> {
+): Promise<void> {
   // By partition, and apart those that carry their own timestamp (the batch must not set one).
   const groups = new Map<string, { own: TableRow[]; logged: TableRow[] }>();
   for (const r of rows) {
@@ -911,7 +910,7 @@ async function writeRows(
       open.set(key, c);
     }
   }
-  const failed: TableRow[] = [];
+  let failed = false;
   let firstErr: unknown;
   await Promise.all(requests.map((c) => gate.run(async () => {
     try {
@@ -922,11 +921,11 @@ async function writeRows(
       if (c.rows.length === 1) await client.execute(c.rows[0].query, c.rows[0].params, options);
       else await client.batch(c.rows.map((r) => ({ query: r.query, params: r.params })), { ...options, logged: false });
     } catch (err) {
-      firstErr ??= err;
-      for (const r of c.rows) failed.push(r);
+      if (!failed) firstErr = err;
+      failed = true;
     }
   })));
-  return { failed, err: firstErr };
+  if (failed) throw firstErr;
 }
 
 /** The address of the node holding the first replica of a routing key ('' before the driver knows the ring). */
