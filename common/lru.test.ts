@@ -43,4 +43,16 @@ describe('LruMap', () => {
     for (let i = 0; i < 2_000; i++) m.set(10_000 + i, 0);
     assert.equal(m.size, 10, 'back to max once nothing is pinned');
   });
+
+  it('tells which entries it forgot for room, and not those deleted', () => {
+    const forgotten: [string, number][] = [];
+    const m = new LruMap<string, number>(2, undefined, (k, v) => forgotten.push([k, v]));
+    m.set('a', 1);
+    m.set('b', 2);
+    m.delete('b');
+    m.set('c', 3);
+    m.set('d', 4);
+    assert.deepEqual(forgotten, [['a', 1]]);
+    assert.equal(m.get('a'), undefined);
+  });
 });

@@ -21,7 +21,15 @@ export class LruMap<K, V> {
   private readonly map = new Map<K, { v: V; used: boolean }>();
   /** Where the last look stopped: an iterator over the map in insertion order, oldest first. */
   private hand: Iterator<[K, { v: V; used: boolean }]> | undefined;
-  constructor(private readonly max: number, private readonly keep?: (value: V) => boolean) {}
+  /**
+   * `keep` pins an entry; `forgot` hears each entry forgotten for room (not one deleted), so a
+   * cache can keep a smaller form of it.
+   */
+  constructor(
+    private readonly max: number,
+    private readonly keep?: (value: V) => boolean,
+    private readonly forgot?: (key: K, value: V) => void,
+  ) {}
 
   get(key: K): V | undefined {
     const e = this.map.get(key);
@@ -53,6 +61,8 @@ export class LruMap<K, V> {
       if (old.used || this.keep?.(old.v)) {
         old.used = false;
         this.map.set(k, old);
+      } else {
+        this.forgot?.(k, old.v);
       }
     }
   }
