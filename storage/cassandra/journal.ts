@@ -14,6 +14,7 @@ import type { LogOrder, OwnerLog } from './log';
 import { routingKey } from './writer';
 import { packValues, unpackValues } from './values';
 import { checkSameSend, sendDigest } from '../send-digest';
+import { KeyHeads, type HeadBudget } from './heads';
 import type { AppendInput } from '../store';
 
 export type JournalAnswer =
@@ -50,12 +51,16 @@ export interface JournalOptions {
   ttlSlackSeconds: number;
   /** Sends journaled before this time (ms) may be in the older dedup table (schema version 4). */
   journalSinceMs: number;
+  /** Heads (heads.ts) of senders that left memory, shared with the store's timelines. */
+  heads: HeadBudget;
 }
 
 export class Journal {
   private readonly mem: LruMap<string, Record>;
   /** Per sender: every clientMsgId with a journal row, so a new one needs no read (see known()). */
   private readonly senders: LruMap<string, Sent>;
+  /** Senders of this epoch that left `senders`: hashes of their clientMsgIds (heads.ts). */
+  private readonly heads: KeyHeads;
   private readonly mutex = new KeyedMutex();
   private readonly q: { get: string; getLegacy: string; sent: string; open: string };
 
@@ -65,7 +70,8 @@ export class Journal {
     // of a sender who never paused for a window: unbounded, and each set() scanned pinned ones.)
     this.mem = new LruMap(o.maxCached);
     // A sender's list stays while its rows are pending: it is read from the table only when absent.
-    this.senders = new LruMap(o.maxCached, (x) => o.writer.pendingFor(x.from));
+    this.heads = new KeyHeads(o.heads);
+    this.senders = new LruMap(o.maxCached, (x) => o.writer.pendingFor(x.from), (_, x) => this.keepHead(x));
     const t = `${o.keyspace}.journal`;
     const cols = 'msg_id, expires_at_ms, claimed_at_ms, conv_id, conv_seq, sender_seq, digest';
     this.q = {
@@ -79,6 +85,11 @@ export class Journal {
     };
   }
 
+  /** Senders whose head is kept here (out of memory otherwise). */
+  get keptHeads(): number {
+    return this.heads.size;
+  }
+
   ttlSeconds(input: Pick<AppendInput, 'dedupWindowMs'>): number {
     return Math.max(1, Math.ceil(input.dedupWindowMs / 1000) + this.o.ttlSlackSeconds);
   }
@@ -86,6 +97,21 @@ export class Journal {
   forget(shard?: number): void {
     this.mem.deleteWhere((r) => shard === undefined || r.shard === shard);
     this.senders.deleteWhere((x) => shard === undefined || x.shard === shard);
+    this.heads.forget(shard);
+  }
+
+  /**
+   * A sender's list forgotten for room (never while its rows are pending) keeps the hashes of its
+   * clientMsgIds when it was read in the shard's current epoch: a clientMsgId whose hash is not
+   * among them has no journal row, one whose hash is (a retry, or rarely another with the same
+   * hash) is looked up in the table.
+   */
+  private keepHead(x: Sent): void {
+    if (!x.cmids || !x.loaded || this.o.shards.mine(x.shard)?.epoch !== x.epoch) return;
+    const hashes = x.older ?? [];
+    for (const c of x.cmids) hashes.push(cmidHash(c));
+    // A sender with more is read per send anyway (MAX_SENT).
+    if (hashes.length <= MAX_SENT) this.heads.putPacked(x.shard, x.epoch, x.from, hashes);
   }
 
   /**
@@ -103,7 +129,9 @@ export class Journal {
       if (!rec) {
         sent = await this.known(input.from, shard, epoch);
         const legacy = Date.now() < this.o.journalSinceMs + input.dedupWindowMs;
-        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || legacy) rec = await this.read(shard, input.from, input.clientMsgId, input.dedupWindowMs);
+        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || sent.older?.includes(cmidHash(input.clientMsgId)) || legacy) {
+          rec = await this.read(shard, input.from, input.clientMsgId, input.dedupWindowMs);
+        }
       }
       if (rec && rec.expiresAtMs > input.sentAtMs) {
         checkSameSend(rec.digest, input, digest);
@@ -151,17 +179,22 @@ export class Journal {
    * The clientMsgIds `from` has journal rows for, read once per sender and epoch (one partition
    * read, instead of a point read per send): in this epoch this process is the only writer of
    * the sender's rows, the table held every earlier row when the epoch began (a takeover replays
-   * the previous owner's log first), and every row opened here is added as it is written.
+   * the previous owner's log first), and every row opened here is added as it is written. A
+   * sender whose list left memory in this epoch starts from its head (the hashes), reading nothing.
    */
   private async known(from: string, shard: number, epoch: number): Promise<Sent> {
     let x = this.senders.get(from);
     if (!x || x.epoch !== epoch) {
-      const fresh: Sent = { from, shard, epoch, cmids: new Set(), ready: Promise.resolve(), routingKey: routingKey(from) };
-      fresh.ready = (async () => {
-        const rs = await this.o.client.execute(this.q.sent, [from], { prepare: true, fetchSize: MAX_SENT + 1 });
-        if (rs.rows.length > MAX_SENT) fresh.cmids = undefined;
-        else for (const r of rs.rows) fresh.cmids!.add(r.client_msg_id as string);
-      })();
+      const older = this.heads.takePacked(shard, epoch, from);
+      const fresh: Sent = { from, shard, epoch, cmids: new Set(), older, loaded: older !== undefined, ready: Promise.resolve(), routingKey: routingKey(from) };
+      if (!older) {
+        fresh.ready = (async () => {
+          const rs = await this.o.client.execute(this.q.sent, [from], { prepare: true, fetchSize: MAX_SENT + 1 });
+          if (rs.rows.length > MAX_SENT) fresh.cmids = undefined;
+          else for (const r of rs.rows) fresh.cmids!.add(r.client_msg_id as string);
+          fresh.loaded = true;
+        })();
+      }
       fresh.ready.catch(() => { if (this.senders.get(from) === fresh) this.senders.delete(from); });
       this.senders.set(from, fresh);
       x = fresh;
@@ -227,9 +260,20 @@ interface Sent {
   epoch: number;
   /** undefined: more than MAX_SENT rows (each send reads its own row). */
   cmids: Set<string> | undefined;
+  /** Hashes (cmidHash) of the clientMsgIds listed before the list last left memory, from its head. */
+  older?: number[];
+  /** The list is complete (read, or taken from a head). */
+  loaded: boolean;
   ready: Promise<void>;
   /** The sender's partition's routing key, computed once. */
   routingKey: Buffer;
+}
+
+/** A 32-bit FNV-1a hash of a clientMsgId (a small integer: an array of them is packed). */
+function cmidHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0;
 }
 
 function pairKey(from: string, clientMsgId: string): string {

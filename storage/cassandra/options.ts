@@ -54,6 +54,12 @@ export interface CassandraStoreOptions {
   maxCasAttempts?: number;
   /** Timelines whose end (and recent msgIds) the owner remembers. Default 100000. */
   maxCachedHeads?: number;
+  /**
+   * Timelines (inboxes and conversations, each counted) whose end the owner keeps in a compact
+   * form once they left the cache above, so touching one again reads nothing (docs/sequencer.md,
+   * "Keys out of memory"). ~140 bytes of heap each. 0: none. Default 1000000.
+   */
+  maxKeyHeads?: number;
   /** Extra TTL on dedup rows beyond the window, for clock skew. Default 300. */
   dedupTtlSlackSeconds?: number;
   /** Shard lease of this process (docs/sequencer.md): a retry after a kill -9 waits at most this plus clockSkewMs. Default 10000. */
@@ -104,6 +110,7 @@ const NUMERIC_DEFAULTS = {
   maxWriteBatchBytes: 48 * 1024,
   maxCasAttempts: 50,
   maxCachedHeads: 100_000,
+  maxKeyHeads: 1_000_000,
   dedupTtlSlackSeconds: 300,
   leaseMs: 10_000,
   clockSkewMs: 500,
@@ -122,7 +129,7 @@ const NUMERIC_DEFAULTS = {
 };
 
 const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = {
-  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0, maxShardMoves: 0,
+  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0, maxShardMoves: 0, maxKeyHeads: 0,
 };
 
 export function resolveCassandraOptions(options: CassandraStoreOptions): ResolvedCassandraOptions {

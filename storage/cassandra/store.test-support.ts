@@ -98,3 +98,28 @@ export async function serveHere(store: CassandraStore, op: string, args: { key: 
   await s.shards.resolve(s.shards.of(args.key));
   return s.serve(op, args);
 }
+
+/**
+ * Counts the requests the store's own (real) driver client sends from now on, the statements in
+ * them, and the queries of the single ones (`execute`).
+ */
+export function countRequests(store: CassandraStore): { requests: number; statements: number; queries: string[]; restore: () => void } {
+  const client = inner(store).client as unknown as { batch: (...a: unknown[]) => unknown; execute: (...a: unknown[]) => unknown };
+  const { batch, execute } = client;
+  const out = {
+    requests: 0, statements: 0, queries: [] as string[],
+    restore: () => Object.assign(client, { batch, execute }),
+  };
+  client.batch = (...a: unknown[]) => {
+    out.requests++;
+    out.statements += (a[0] as unknown[]).length;
+    return batch.apply(client, a);
+  };
+  client.execute = (...a: unknown[]) => {
+    out.requests++;
+    out.statements++;
+    out.queries.push(a[0] as string);
+    return execute.apply(client, a);
+  };
+  return out;
+}

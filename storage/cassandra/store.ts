@@ -25,7 +25,7 @@ import { Peers, PeerTimeoutError, type CallOptions } from './peers';
 import { historyRowToMessage, historySpec, inboxSpec, readInboxRow, toStoredMessage, type InboxRead } from './rows';
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
-import { insertQuery, OwnedTimeline, TimelineReader } from './timeline';
+import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -228,16 +228,18 @@ export class CassandraStore implements Store {
     });
     this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
+    // Heads of keys that left memory (heads.ts): one budget over the timelines and the journal.
+    const heads = { max: o.maxKeyHeads, count: 0 };
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
-      maxLanes: o.maxCachedHeads, recentPerKey: 32, recentMs: 120_000,
+      maxLanes: o.maxCachedHeads, recentPerKey: 32, recentMs: 120_000, heads, clockMarginMs: CLOCK_MARGIN_MS,
     };
     this.inbox = new OwnedTimeline(this.inboxReader, client, owned);
     this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
     this.journal = new Journal({
       client, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
-      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds, journalSinceMs: o.journalSinceMs ?? 0,
+      maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds, journalSinceMs: o.journalSinceMs ?? 0, heads,
     });
     this.peers = new Peers({
       bus: o.bus ?? new InProcessBus(), prefix: `im.store.${ks}`, timeoutMs: o.peerTimeoutMs, logger: o.logger,

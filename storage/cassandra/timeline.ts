@@ -21,6 +21,7 @@ import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { LruMap, num, sleep, toStoreError } from './util';
 import { LogOrderError, loggedOrQueued, type LogOrder, type LoggedRow, type LogTicket, type OwnerLog } from './log';
 import { routingKey } from './writer';
+import { KeyHeads, type HeadBudget } from './heads';
 
 export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
@@ -40,7 +41,7 @@ export interface TimelineSpec<E> {
 type DbRow = Record<string, unknown>;
 
 /** Clock difference allowed between the journal owner (sinceMs) and a timeline owner. */
-const CLOCK_MARGIN_MS = 5000;
+export const CLOCK_MARGIN_MS = 5000;
 
 /** The insert of a timeline row: key, bucket, seq, then the spec's columns (the values row() gives). */
 export function insertQuery(keyspace: string, spec: Pick<TimelineSpec<unknown>, 'table' | 'keyColumn' | 'columns'>): string {
@@ -198,16 +199,28 @@ export interface OwnedOptions {
   recentPerKey: number;
   /** msgIds appended this recently are all remembered (a retried or raced append is answered from memory). */
   recentMs: number;
+  /** Heads (heads.ts) of keys that left memory, shared by the store's timelines. */
+  heads: HeadBudget;
+  /** CLOCK_MARGIN_MS (a test with one clock sets less, as if its sends were further apart). */
+  clockMarginMs: number;
 }
 
 export class OwnedTimeline<E> {
   private readonly lanes: LruMap<string, Lane<E>>;
+  /** Keys of this epoch that left `lanes`: a touch starts from their head, without a read. */
+  private readonly heads: KeyHeads;
   private readonly busy = new Set<Lane<E>>();
   private pending = 0;
 
   constructor(private readonly reader: TimelineReader<E>, private readonly client: Client, private readonly o: OwnedOptions) {
+    this.heads = new KeyHeads(o.heads);
     // A lane whose rows are logged but not yet in the table stays: a reload would read an old tail.
-    this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy || o.writer.pendingFor(lane.key));
+    this.lanes = new LruMap(o.maxLanes, (lane) => lane.busy || o.writer.pendingFor(lane.key), (_, lane) => this.keepHead(lane));
+  }
+
+  /** Timeline keys whose head is kept here (out of memory otherwise). */
+  get keptHeads(): number {
+    return this.heads.size;
   }
 
   /** Whether a key of the shard has a round running (or a write being retried) here. */
@@ -219,6 +232,21 @@ export class OwnedTimeline<E> {
   /** Forgets every key (after a lease lapse or a lost shard). */
   forget(shard?: number): void {
     this.lanes.deleteWhere((lane) => shard === undefined || lane.shard === shard);
+    this.heads.forget(shard);
+  }
+
+  /**
+   * A lane forgotten for room keeps its head when it was loaded in the shard's current epoch (a
+   * lane is forgotten only while idle with none of its rows pending). Memory held its appends
+   * since coveredFromMs; it holds none of them now, and none happens until the key is touched
+   * again, so it vouches for the time after the newest one it had.
+   */
+  private keepHead(lane: Lane<E>): void {
+    if (!lane.loaded || lane.busy || this.o.shards.mine(lane.shard)?.epoch !== lane.epoch) return;
+    let coveredFromMs = lane.coveredFromMs;
+    for (let i = lane.recentHead; i < lane.recentAts.length; i++) coveredFromMs = Math.max(coveredFromMs, lane.recentAts[i] + 1);
+    const bucket = this.reader.bucketOf(lane.cur);
+    this.heads.put(lane.shard, lane.epoch, lane.key, { cur: lane.cur, coveredFromMs, listedBucket: lane.buckets.has(bucket) ? bucket : -1 });
   }
 
   /**
@@ -237,7 +265,13 @@ export class OwnedTimeline<E> {
     let lane = this.lanes.get(key);
     if (lane && lane.epoch !== st.epoch && !lane.busy) lane = undefined;
     if (!lane) {
-      lane = { key, shard, epoch: st.epoch, loaded: false, coveredFromMs: Number.MAX_SAFE_INTEGER, cur: 0, buckets: new Set(), recent: new Map(), recentIds: [], recentAts: [], recentHead: 0, queue: [], busy: false };
+      // A key this epoch already loaded starts from its head; any other reads its tail first (load()).
+      const head = this.heads.take(shard, st.epoch, key);
+      lane = {
+        key, shard, epoch: st.epoch, loaded: head !== undefined, coveredFromMs: head?.coveredFromMs ?? Number.MAX_SAFE_INTEGER,
+        cur: head?.cur ?? 0, buckets: new Set(head && head.listedBucket >= 0 ? [head.listedBucket] : []),
+        recent: new Map(), recentIds: [], recentAts: [], recentHead: 0, queue: [], busy: false,
+      };
       this.lanes.set(key, lane);
     }
     this.pending++;
@@ -333,7 +367,7 @@ export class OwnedTimeline<E> {
    * append written since coveredFromMs (with a clock-skew margin between the two owners' clocks).
    */
   private memoryCovers(lane: Lane<E>, sinceMs: number): boolean {
-    return sinceMs - CLOCK_MARGIN_MS >= lane.coveredFromMs;
+    return sinceMs - this.o.clockMarginMs >= lane.coveredFromMs;
   }
 
   /**

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { CassandraStore } from './store';
-import { direct, suiteStore, uid } from './store.test-support';
+import { countRequests, direct, suiteStore, uid } from './store.test-support';
 import { waitFor } from '../../test/exactly-once';
 
 type Log = {
@@ -14,27 +14,6 @@ type Log = {
   flushKey(key: string): Promise<void>; flushAll(): Promise<void>;
 };
 const logOf = (store: CassandraStore) => (store as unknown as { log: Log }).log;
-
-/** Counts the requests the store's own (real) driver client sends, and the statements in them. */
-function countRequests(store: CassandraStore): { requests: number; statements: number; restore: () => void } {
-  const client = (store as unknown as { client: { batch: (...a: unknown[]) => unknown; execute: (...a: unknown[]) => unknown } }).client;
-  const { batch, execute } = client;
-  const out = {
-    requests: 0, statements: 0,
-    restore: () => Object.assign(client, { batch, execute }),
-  };
-  client.batch = (...a: unknown[]) => {
-    out.requests++;
-    out.statements += (a[0] as unknown[]).length;
-    return batch.apply(client, a);
-  };
-  client.execute = (...a: unknown[]) => {
-    out.requests++;
-    out.statements++;
-    return execute.apply(client, a);
-  };
-  return out;
-}
 
 describe('owner log write-behind (real Cassandra)', function () {
   this.timeout(60_000);

@@ -1,0 +1,123 @@
+/**
+ * What an owner keeps of a key once the key's full state left memory, so that touching it again
+ * reads nothing (docs/sequencer.md, "Keys out of memory"): of a timeline, its end (`Head`); of a
+ * sender's send journal, hashes of the clientMsgIds it has rows for.
+ *
+ * Only for a key loaded in the shard's current epoch: in that epoch this process is the only
+ * writer of the key's rows, so what it wrote is all a read could find beyond what it read at the
+ * first touch (for a timeline, the newest seq it allocated is the key's end, and every earlier
+ * epoch's seqs are already below it). Kept per shard with the epoch it was kept in; a head of
+ * another epoch is never used.
+ */
+
+export interface Head {
+  /** The newest seq allocated to the key in this epoch (or its loaded end). */
+  cur: number;
+  /** Memory vouches for every append of the key since this time (ms): none happened since it left. */
+  coveredFromMs: number;
+  /** The bucket of `cur` when it is listed in seq_heads; -1 when not (the next append lists it). */
+  listedBucket: number;
+}
+
+/** How many heads the store keeps over all its timelines, and how many it has. */
+export interface HeadBudget {
+  readonly max: number;
+  count: number;
+}
+
+interface ShardHeads {
+  epoch: number;
+  /** key -> its head packed as numbers (a timeline's: [cur, coveredFromMs, listedBucket]), the smallest form here. */
+  keys: Map<string, number[]>;
+  /** The oldest heads first: an iterator kept across evictions, so no eviction walks the slots freed before it. */
+  hand?: Iterator<string>;
+}
+
+export class KeyHeads {
+  private readonly shards = new Map<number, ShardHeads>();
+
+  constructor(private readonly budget: HeadBudget) {}
+
+  /** Keeps a timeline key's head. */
+  put(shard: number, epoch: number, key: string, head: Head): void {
+    this.putPacked(shard, epoch, key, [head.cur, head.coveredFromMs, head.listedBucket]);
+  }
+
+  /** A timeline key's head of this epoch, removed (the caller's lane holds it from now on). */
+  take(shard: number, epoch: number, key: string): Head | undefined {
+    const h = this.takePacked(shard, epoch, key);
+    return h && { cur: h[0], coveredFromMs: h[1], listedBucket: h[2] };
+  }
+
+  /** Keeps key's head (replacing one it had), forgetting the oldest of its shard beyond the budget. */
+  putPacked(shard: number, epoch: number, key: string, packed: number[]): void {
+    if (this.budget.max <= 0) return;
+    let s = this.shards.get(shard);
+    if (s && s.epoch !== epoch) {
+      this.drop(shard, s);
+      s = undefined;
+    }
+    if (!s) {
+      s = { epoch, keys: new Map() };
+      this.shards.set(shard, s);
+    }
+    if (s.keys.delete(key)) this.budget.count--;
+    s.keys.set(key, packed);
+    this.budget.count++;
+    if (this.budget.count > this.budget.max) this.evictOne(s, key);
+  }
+
+  /** The key's head of this epoch, removed (the caller holds it from now on). */
+  takePacked(shard: number, epoch: number, key: string): number[] | undefined {
+    const s = this.shards.get(shard);
+    if (!s) return undefined;
+    if (s.epoch !== epoch) {
+      this.drop(shard, s);
+      return undefined;
+    }
+    const h = s.keys.get(key);
+    if (h === undefined) return undefined;
+    s.keys.delete(key);
+    this.budget.count--;
+    return h;
+  }
+
+  /** Forgets the heads of one shard, or all. */
+  forget(shard?: number): void {
+    for (const [n, s] of this.shards) if (shard === undefined || n === shard) this.drop(n, s);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.shards.values()) n += s.keys.size;
+    return n;
+  }
+
+  private drop(n: number, s: ShardHeads): void {
+    this.budget.count -= s.keys.size;
+    this.shards.delete(n);
+  }
+
+  /** The oldest head of this shard other than `except` (keys hash evenly over shards), else of any. */
+  private evictOne(s: ShardHeads, except: string): void {
+    if (s.keys.size > 1 && this.evictFrom(s, except)) return;
+    for (const other of this.shards.values()) if (other !== s && other.keys.size > 0 && this.evictFrom(other, except)) return;
+  }
+
+  private evictFrom(s: ShardHeads, except: string): boolean {
+    for (let pass = 0; pass < 2; pass++) {
+      let next = s.hand?.next();
+      if (!next || next.done) {
+        s.hand = s.keys.keys();
+        next = s.hand.next();
+      }
+      for (; !next.done; next = s.hand!.next()) {
+        if (next.value === except) continue;
+        s.keys.delete(next.value);
+        this.budget.count--;
+        return true;
+      }
+    }
+    return false;
+  }
+}
