@@ -39,6 +39,8 @@ export interface CassandraStoreConfig {
   leaseMs: number;
   /** How long logged rows wait to be written to their tables (docs/sequencer.md, "Owner log"), ms. */
   writeBehindMs: number;
+  /** Keys out of memory whose head a logic process keeps (docs/sequencer.md, "Keys out of memory"). */
+  maxKeyHeads: number;
 }
 
 export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
@@ -69,6 +71,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
   const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 10_000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
+  const maxKeyHeads = s.int('IM_CASSANDRA_MAX_KEY_HEADS', 1_000_000, { min: 0, max: 100_000_000, flag: 'cassandra-max-key-heads' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {
@@ -78,7 +81,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const credentials = username !== undefined ? { username, password: password! } : undefined;
   const tls = loadCassandraTls(s);
   return {
-    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs,
+    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs, maxKeyHeads,
     ...(credentials && { credentials }), ...(tls && { tls }),
   };
 }

@@ -23,6 +23,7 @@ const CASSANDRA_FIELDS: Record<string, string> = {
   replication: 'IM_CASSANDRA_REPLICATION',
   leaseMs: 'IM_CASSANDRA_LEASE_MS',
   writeBehindMs: 'IM_CASSANDRA_WRITE_BEHIND_MS',
+  maxKeyHeads: 'IM_CASSANDRA_MAX_KEY_HEADS',
 };
 
 // Compile-time check: every level the config accepts is one the store accepts.
@@ -60,6 +61,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       tls: config.tls,
       leaseMs: config.leaseMs,
       writeBehindMs: config.writeBehindMs,
+      maxKeyHeads: config.maxKeyHeads,
       bus: options.bus,
       logger,
     });
