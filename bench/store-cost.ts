@@ -49,6 +49,8 @@ export interface StoreCostResult {
   wallUsPerMessage: number;
   /** The longest the event loop was held (monitorEventLoopDelay max), over the whole run. */
   eventLoopMaxMs: number;
+  /** The store process's V8 heap in use once the messages were stored (MiB; garbage not yet collected included). */
+  heapUsedMiB: number;
   /** SQLite: rows written per message by table, and B-tree entries (rows + index entries). */
   rowsPerMessage?: Record<string, number>;
   btreeEntriesPerMessage?: number;
@@ -77,7 +79,7 @@ export interface StoreCostResult {
 /** Secondary indexes per table (storage/sqlite/schema-v4.ts): each row written costs 1 + this. */
 const SQLITE_INDEXES: Record<keyof AppendStats['rowsWritten'], number> = { messages: 1, inbox: 0, userConvs: 0, unreadMarks: 0 };
 
-const FLAGS = new Set(['store', 'recipients', 'users', 'warmup-messages', 'max-cached-keys', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);
+const FLAGS = new Set(['store', 'recipients', 'users', 'warmup-messages', 'max-cached-keys', 'max-key-heads', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);
 
 export async function storeCost(
   argv: readonly string[], env: NodeJS.ProcessEnv = process.env, progress: (line: string) => void = () => undefined,
@@ -86,9 +88,9 @@ export async function storeCost(
   if (positionals.length) throw new UsageError(`store-cost takes no positional arguments, got "${positionals[0]}"`);
   const kind = flags.get('store') ?? 'sqlite';
   if (kind !== 'sqlite' && kind !== 'cassandra') throw new UsageError('--store must be sqlite or cassandra');
-  const num = (name: string, def: number, max: number) => {
+  const num = (name: string, def: number, max: number, min = 1) => {
     const v = Number(flags.get(name) ?? def);
-    if (!Number.isInteger(v) || v < 1 || v > max) throw new UsageError(`--${name} must be an integer in 1..${max}`);
+    if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`--${name} must be an integer in ${min}..${max}`);
     return v;
   };
   const recipients = num('recipients', 2, 100);
@@ -105,7 +107,7 @@ export async function storeCost(
   // Appended before the measured ones, not counted: --warmup-messages = --users gives every inbox
   // and conversation its first message (and the store its first touch of each key) beforehand.
   const warmup = flags.has('warmup-messages') ? num('warmup-messages', 0, 100_000_000) : 0;
-  if (flags.has('max-cached-keys') && kind !== 'cassandra') throw new UsageError('--max-cached-keys applies to --store cassandra only');
+  for (const f of ['max-cached-keys', 'max-key-heads']) if (flags.has(f) && kind !== 'cassandra') throw new UsageError(`--${f} applies to --store cassandra only`);
   const rateFlag = flags.get('rate') ?? 'max';
   if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
     throw new UsageError('--rate must be max, half or a positive integer (appends/s)');
@@ -125,6 +127,7 @@ export async function storeCost(
     store = await openStore({
       kind: 'cassandra', contactPoints: contact.split(','), localDataCenter: env.IM_CASSANDRA_DC ?? 'datacenter1',
       keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
+      maxKeyHeads: num('max-key-heads', 1_000_000, 100_000_000, 0),
       ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
     });
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
@@ -184,6 +187,7 @@ export async function storeCost(
     }
     const count = k - k0;
     const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+    const heapUsedMiB = round2(process.memoryUsage().heapUsed / 2 ** 20);
     // Cassandra writes rows behind (docs/sequencer.md, "Owner log"): everything logged is written
     // before the count ends (close() alone gives up on a backlog after a lease), so the cost counted
     // is every write these messages caused.
@@ -197,7 +201,7 @@ export async function storeCost(
     const result: StoreCostResult = {
       store: kind, recipients, users, warmupMessages: warmup, messages: count,
       cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / count),
-      eventLoopMaxMs: loop.maxMsSinceStart(), rate, intervals,
+      eventLoopMaxMs: loop.maxMsSinceStart(), heapUsedMiB, rate, intervals,
       serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / count) : undefined,
     };
     if (stats0) {
