@@ -18,11 +18,14 @@ import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
 import { SqliteStore, type AppendStats } from '../storage/sqlite/store';
 import type { CassandraStore } from '../storage/cassandra/store';
+import { DEFAULT_MAX_KEY_HEADS } from '../storage/cassandra/heads';
 import type { Store } from '../storage/store';
 import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
 import { pidListeningOn, round2, sampleProc } from './proc-stats';
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 
 export interface StoreCostInterval {
   /** End of the interval, seconds since the paced run started. */
@@ -49,8 +52,13 @@ export interface StoreCostResult {
   wallUsPerMessage: number;
   /** The longest the event loop was held (monitorEventLoopDelay max), over the whole run. */
   eventLoopMaxMs: number;
-  /** The store process's V8 heap in use once the messages were stored (MiB; garbage not yet collected included). */
+  /**
+   * The store process's V8 heap still in use after a full collection at the end, everything
+   * written (MiB): what the store keeps of its keys (docs/sequencer.md, "Keys out of memory").
+   */
   heapUsedMiB: number;
+  /** Cassandra: heads of keys out of memory the store kept when the count ended. */
+  keyHeads?: number;
   /** SQLite: rows written per message by table, and B-tree entries (rows + index entries). */
   rowsPerMessage?: Record<string, number>;
   btreeEntriesPerMessage?: number;
@@ -127,7 +135,7 @@ export async function storeCost(
     store = await openStore({
       kind: 'cassandra', contactPoints: contact.split(','), localDataCenter: env.IM_CASSANDRA_DC ?? 'datacenter1',
       keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
-      maxKeyHeads: num('max-key-heads', 1_000_000, 100_000_000, 0),
+      maxKeyHeads: num('max-key-heads', DEFAULT_MAX_KEY_HEADS, 100_000_000, 0),
       ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
     });
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
@@ -187,11 +195,12 @@ export async function storeCost(
     }
     const count = k - k0;
     const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
-    const heapUsedMiB = round2(process.memoryUsage().heapUsed / 2 ** 20);
     // Cassandra writes rows behind (docs/sequencer.md, "Owner log"): everything logged is written
     // before the count ends (close() alone gives up on a backlog after a lease), so the cost counted
     // is every write these messages caused.
+    let keyHeads: number | undefined;
     if (kind === 'cassandra') {
+      keyHeads = (store as CassandraStore).keyHeads;
       await (store as CassandraStore).writeBehindNow();
       await store.close();
     }
@@ -201,7 +210,7 @@ export async function storeCost(
     const result: StoreCostResult = {
       store: kind, recipients, users, warmupMessages: warmup, messages: count,
       cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / count),
-      eventLoopMaxMs: loop.maxMsSinceStart(), heapUsedMiB, rate, intervals,
+      eventLoopMaxMs: loop.maxMsSinceStart(), heapUsedMiB: 0, keyHeads, rate, intervals,
       serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / count) : undefined,
     };
     if (stats0) {
@@ -223,6 +232,8 @@ export async function storeCost(
       result.rowsPerMessage = per;
       result.btreeEntriesPerMessage = round2((Object.keys(per) as (keyof typeof rows)[]).reduce((a, t) => a + per[t] * (1 + SQLITE_INDEXES[t]), 0));
     }
+    // Last, outside every count: the collection takes a while on a large heap.
+    result.heapUsedMiB = liveHeapMiB();
     return result;
   } finally {
     loop.stop();
@@ -272,4 +283,11 @@ async function paced(
     }
     if (ended) return out;
   }
+}
+
+/** The V8 heap still in use after a full collection (MiB). */
+function liveHeapMiB(): number {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  return round2(process.memoryUsage().heapUsed / 2 ** 20);
 }

@@ -19,7 +19,7 @@ describe('loadStoreConfig', () => {
   it('has cassandra defaults', () => {
     assert.deepEqual(loadStoreConfig({ IM_STORE: 'cassandra' }, []), {
       kind: 'cassandra', contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1',
-      keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 10_000, maxKeyHeads: 1_000_000,
+      keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 10_000, maxKeyHeads: 500_000,
     });
   });
 

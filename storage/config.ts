@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import { loadCassandraTls, type CassandraTlsConfig } from './cassandra/tls';
+import { DEFAULT_MAX_KEY_HEADS } from './cassandra/heads';
 import { ConfigError, type Env, HOST_NAME_RE, parseFlags, parseHostPort, Settings } from '../common/config';
 
 export const STORE_KINDS = ['sqlite', 'cassandra'] as const;
@@ -71,7 +72,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
   const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 10_000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
-  const maxKeyHeads = s.int('IM_CASSANDRA_MAX_KEY_HEADS', 1_000_000, { min: 0, max: 100_000_000, flag: 'cassandra-max-key-heads' });
+  const maxKeyHeads = s.int('IM_CASSANDRA_MAX_KEY_HEADS', DEFAULT_MAX_KEY_HEADS, { min: 0, max: 100_000_000, flag: 'cassandra-max-key-heads' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {

@@ -10,6 +10,9 @@
  * another epoch is never used.
  */
 
+/** Heads kept by default over a store's keys: ~125 MiB of heap at ~250 bytes each (BENCHMARKS.md, "Keys out of memory"). */
+export const DEFAULT_MAX_KEY_HEADS = 500_000;
+
 export interface Head {
   /** The newest seq allocated to the key in this epoch (or its loaded end). */
   cur: number;

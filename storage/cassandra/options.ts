@@ -9,6 +9,7 @@ import { ConfigError } from '../../common/config';
 import type { Bus } from '../../bus/bus';
 import { silentLogger, type Logger } from '../../common/log';
 import { DEFAULT_BUCKET_SIZE, DEFAULT_SHARD_COUNT, validateKeyspace } from './schema';
+import { DEFAULT_MAX_KEY_HEADS } from './heads';
 
 export type ConsistencyName = 'ONE' | 'LOCAL_QUORUM' | 'QUORUM';
 
@@ -55,9 +56,9 @@ export interface CassandraStoreOptions {
   /** Timelines whose end (and recent msgIds) the owner remembers. Default 100000. */
   maxCachedHeads?: number;
   /**
-   * Timelines (inboxes and conversations, each counted) whose end the owner keeps in a compact
-   * form once they left the cache above, so touching one again reads nothing (docs/sequencer.md,
-   * "Keys out of memory"). ~140 bytes of heap each. 0: none. Default 1000000.
+   * Keys (inboxes, conversations and senders, each counted) the owner keeps a compact head of
+   * once they left the cache above, so touching one again reads nothing (docs/sequencer.md,
+   * "Keys out of memory"). ~250 bytes of heap each. 0: none. Default 500000.
    */
   maxKeyHeads?: number;
   /** Extra TTL on dedup rows beyond the window, for clock skew. Default 300. */
@@ -110,7 +111,7 @@ const NUMERIC_DEFAULTS = {
   maxWriteBatchBytes: 48 * 1024,
   maxCasAttempts: 50,
   maxCachedHeads: 100_000,
-  maxKeyHeads: 1_000_000,
+  maxKeyHeads: DEFAULT_MAX_KEY_HEADS,
   dedupTtlSlackSeconds: 300,
   leaseMs: 10_000,
   clockSkewMs: 500,

@@ -26,6 +26,7 @@ import { historyRowToMessage, historySpec, inboxSpec, readInboxRow, toStoredMess
 import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
+import type { HeadBudget } from './heads';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -130,6 +131,8 @@ export class CassandraStore implements Store {
   private readonly historyLog: OwnedTimeline<AppendInput>;
   private readonly journal: Journal;
   private readonly log: OwnerLog;
+  /** Heads of keys out of memory (heads.ts): one budget over the timelines and the journal. */
+  private readonly headBudget: HeadBudget;
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
   private readonly unreadIndex: UnreadIndex;
@@ -228,8 +231,7 @@ export class CassandraStore implements Store {
     });
     this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
-    // Heads of keys that left memory (heads.ts): one budget over the timelines and the journal.
-    const heads = { max: o.maxKeyHeads, count: 0 };
+    const heads = this.headBudget = { max: o.maxKeyHeads, count: 0 };
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
@@ -418,17 +420,22 @@ export class CassandraStore implements Store {
     return out.filter((u) => u.count > 0);
   }
 
+  /** Writes every row logged so far to its table, however long that takes (bench: store-cost counts the whole cost of its messages). */
+  writeBehindNow(): Promise<void> {
+    return this.log.flushAll();
+  }
+
+  /** Heads of keys out of memory kept now, over inboxes, conversations and senders (docs/sequencer.md, "Keys out of memory"). */
+  get keyHeads(): number {
+    return this.headBudget.count;
+  }
+
   /**
    * Waits for appends in flight (at most `closeWaitMs`), hands every owned shard back (so the next
    * owner takes it at once, without waiting out the lease), ends the lease and closes the driver.
    * Appends still running after the wait keep their shards: those are left to expire with the
    * lease, as after a crash, because a shard is handed back only after its last write. Idempotent.
    */
-  /** Writes every row logged so far to its table, however long that takes (bench: store-cost counts the whole cost of its messages). */
-  writeBehindNow(): Promise<void> {
-    return this.log.flushAll();
-  }
-
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.balancer.close();
