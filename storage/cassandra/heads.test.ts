@@ -16,7 +16,7 @@ describe('KeyHeads', () => {
   const head = (cur: number) => ({ cur, coveredFromMs: 1000 + cur, listedBucket: 0 });
 
   it('gives a head back once, and only in the epoch it was kept in', () => {
-    const budget: HeadBudget = { max: 10, count: 0 };
+    const budget: HeadBudget = { max: 10, count: 0, used: 0 };
     const heads = new KeyHeads(budget);
     heads.put(3, 7, 'a', head(5));
     heads.put(3, 7, 'b', head(6));
@@ -26,10 +26,11 @@ describe('KeyHeads', () => {
     assert.equal(heads.take(3, 8, 'b'), undefined, 'another epoch');
     assert.equal(heads.take(3, 7, 'b'), undefined, 'a newer epoch dropped the older heads of the shard');
     assert.equal(budget.count, 0);
+    assert.equal(budget.used, 1);
   });
 
   it('keeps at most its budget over the timelines sharing it, the oldest of a shard going first, never the one just kept', () => {
-    const budget: HeadBudget = { max: 3, count: 0 };
+    const budget: HeadBudget = { max: 3, count: 0, used: 0 };
     const inboxes = new KeyHeads(budget);
     const histories = new KeyHeads(budget);
     inboxes.put(1, 1, 'a', head(1));
@@ -53,7 +54,7 @@ describe('KeyHeads', () => {
   });
 
   it('keeps nothing with a budget of 0', () => {
-    const heads = new KeyHeads({ max: 0, count: 0 });
+    const heads = new KeyHeads({ max: 0, count: 0, used: 0 });
     heads.put(1, 1, 'a', head(1));
     assert.equal(heads.take(1, 1, 'a'), undefined);
   });

@@ -22,10 +22,12 @@ export interface Head {
   listedBucket: number;
 }
 
-/** How many heads the store keeps over all its timelines, and how many it has. */
+/** How many heads the store keeps over all its timelines, how many it has, and how many were used. */
 export interface HeadBudget {
   readonly max: number;
   count: number;
+  /** Heads taken back by a touch so far (each a tail or journal read saved). */
+  used: number;
 }
 
 interface ShardHeads {
@@ -82,6 +84,7 @@ export class KeyHeads {
     if (h === undefined) return undefined;
     s.keys.delete(key);
     this.budget.count--;
+    this.budget.used++;
     return h;
   }
 

@@ -231,7 +231,7 @@ export class CassandraStore implements Store {
     });
     this.orphans = new OrphanSweep({ log: this.log, lease: this.lease, logger: o.logger, clockSkewMs: o.clockSkewMs, everyRounds: 10 });
     const ownerWriter = this.log;
-    const heads = this.headBudget = { max: o.maxKeyHeads, count: 0 };
+    const heads = this.headBudget = { max: o.maxKeyHeads, count: 0, used: 0 };
     const owned = {
       lease: this.lease, shards: this.shards, writer: ownerWriter, logger: o.logger,
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
@@ -428,6 +428,11 @@ export class CassandraStore implements Store {
   /** Heads of keys out of memory kept now, over inboxes, conversations and senders (docs/sequencer.md, "Keys out of memory"). */
   get keyHeads(): number {
     return this.headBudget.count;
+  }
+
+  /** Heads taken back by a touch since the store opened: each saved a key's tail (or a sender's journal) read. */
+  get keyHeadsUsed(): number {
+    return this.headBudget.used;
   }
 
   /**
