@@ -71,6 +71,16 @@ export class LruMap<K, V> {
     return this.map.size;
   }
 
+  /** Whether key is here (without marking it used). */
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
+  /** Every value, oldest first (without marking any used). */
+  *values(): IterableIterator<V> {
+    for (const e of this.map.values()) yield e.v;
+  }
+
   delete(key: K): void {
     this.map.delete(key);
   }
