@@ -138,6 +138,8 @@ export class ImMetrics {
     'Sequencer shards this process owns (Cassandra store; docs/sequencer.md). Spread evenly over the logic processes once balanced.');
   readonly storeShardHandovers = this.counter('im_store_shard_handovers_total',
     'Shards this process handed to their preferred owner (Cassandra store balance).');
+  readonly storeKeyHeadsAdopted = this.counter('im_store_key_heads_adopted_total',
+    'Key heads taken from the previous owner of a shard at its clean release (Cassandra store): keys that start without a read.');
   readonly storeAppendSeconds = new Histogram({
     name: 'im_store_append_seconds', help: 'Time to append one message (dedup, history, every inbox).',
     buckets: LATENCY_BUCKETS_S, registers: [this.registry],

@@ -22,6 +22,9 @@ export interface Head {
   listedBucket: number;
 }
 
+/** Heads as handed off (handoff.ts): each key with its head packed as numbers. */
+export type PackedHeads = [string, number[]][];
+
 /** How many heads the store keeps over all its timelines, how many it has, and how many were used. */
 export interface HeadBudget {
   readonly max: number;
@@ -86,6 +89,26 @@ export class KeyHeads {
     this.budget.count--;
     this.budget.used++;
     return h;
+  }
+
+  /**
+   * For the next owners of the shards in `owned` (handoff.ts), per shard: the heads of the keys
+   * still in memory that were loaded in the shard's epoch (`packedOf`: undefined for one that has
+   * none), then the heads kept here of keys not in memory. Nothing is removed.
+   */
+  handOff<T extends { shard: number; epoch: number }>(owned: ReadonlyMap<number, { epoch: number }>, inMemory: Iterable<T>,
+    keyOf: (x: T) => string, packedOf: (x: T) => number[] | undefined, held: (key: string) => boolean): Map<number, PackedHeads> {
+    const out = new Map<number, PackedHeads>([...owned.keys()].map((n) => [n, []]));
+    for (const x of inMemory) {
+      if (owned.get(x.shard)?.epoch !== x.epoch) continue;
+      const packed = packedOf(x);
+      if (packed) out.get(x.shard)!.push([keyOf(x), packed]);
+    }
+    for (const [n, { epoch }] of owned) {
+      const s = this.shards.get(n);
+      if (s?.epoch === epoch) for (const [key, packed] of s.keys) if (!held(key)) out.get(n)!.push([key, packed]);
+    }
+    return out;
   }
 
   /** Forgets the heads of one shard, or all. */

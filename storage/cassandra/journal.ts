@@ -8,13 +8,13 @@
  */
 import type { Client } from 'cassandra-driver';
 import type { Lease } from './lease';
-import { NotOwnerError, type Shards } from './shards';
+import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { KeyedMutex, LruMap, num } from './util';
 import type { LogOrder, OwnerLog } from './log';
 import { routingKey } from './writer';
 import { packValues, unpackValues } from './values';
 import { checkSameSend, sendDigest } from '../send-digest';
-import { KeyHeads, type HeadBudget } from './heads';
+import { KeyHeads, type HeadBudget, type PackedHeads } from './heads';
 import type { AppendInput } from '../store';
 
 export type JournalAnswer =
@@ -107,11 +107,27 @@ export class Journal {
    * hash) is looked up in the table.
    */
   private keepHead(x: Sent): void {
-    if (!x.cmids || !x.loaded || this.o.shards.mine(x.shard)?.epoch !== x.epoch) return;
-    const hashes = x.older ?? [];
-    for (const c of x.cmids) hashes.push(cmidHash(c));
-    // A sender with more is read per send anyway (MAX_SENT).
-    if (hashes.length <= MAX_SENT) this.heads.putPacked(x.shard, x.epoch, x.from, hashes);
+    if (this.o.shards.mine(x.shard)?.epoch !== x.epoch) return;
+    const hashes = hashesOf(x);
+    if (hashes) this.heads.putPacked(x.shard, x.epoch, x.from, hashes);
+  }
+
+  /**
+   * The heads of the senders these shards' owners read in their epochs (lists in memory and heads
+   * kept), packed per shard, for the shards' next owners, once every row of the shards is in its
+   * table (handoff.ts).
+   */
+  handOff(owned: ReadonlyMap<number, OwnedShard>): Map<number, PackedHeads> {
+    return this.heads.handOff(owned, this.senders.values(), (x) => x.from, hashesOf, (from) => this.senders.has(from));
+  }
+
+  /**
+   * Senders' heads handed off by the previous owner at a clean release (handoff.ts), as this
+   * epoch's: the previous epoch's rows were all in the table at the release and nobody wrote the
+   * senders' rows since, so the hashes still cover every clientMsgId with a row.
+   */
+  adopt(st: OwnedShard, heads: Iterable<[string, number[]]>): void {
+    for (const [from, hashes] of heads) this.heads.putPacked(st.shard, st.epoch, from, hashes);
   }
 
   /**
@@ -267,6 +283,18 @@ interface Sent {
   ready: Promise<void>;
   /** The sender's partition's routing key, computed once. */
   routingKey: Buffer;
+}
+
+/**
+ * Hashes of every clientMsgId a complete list holds (a clientMsgId is listed before its row is
+ * written, so one whose write failed is still there); none for a list still being read or one
+ * over MAX_SENT (such a sender is read per send anyway).
+ */
+function hashesOf(x: Sent): number[] | undefined {
+  if (!x.cmids || !x.loaded) return undefined;
+  const hashes = x.older ? [...x.older] : [];
+  for (const c of x.cmids) hashes.push(cmidHash(c));
+  return hashes.length <= MAX_SENT ? hashes : undefined;
 }
 
 /** A 32-bit FNV-1a hash of a clientMsgId (a small integer: an array of them is packed). */

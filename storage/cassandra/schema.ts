@@ -181,6 +181,16 @@ export const MIGRATIONS: readonly Migration[] = [
     // Nothing to change in the tables (the columns exist since version 7). The setting is recorded below.
     statements: () => [],
   },
+  {
+    version: 10,
+    description: 'shard_heads: the heads an owner hands to the next owner of a shard it releases (handoff.ts)',
+    statements: (ks) => [
+      // One row per shard, overwritten at each clean release; used only by the take from the
+      // release of the epoch it names. The TTL only bounds rows of shards nobody took again.
+      `CREATE TABLE IF NOT EXISTS ${ks}.shard_heads (shard int PRIMARY KEY, epoch bigint, body blob)
+         WITH default_time_to_live = 604800 AND gc_grace_seconds = 3600`,
+    ],
+  },
 ];
 
 const KEYSPACE_RE = /^[a-z][a-z0-9_]{0,47}$/;

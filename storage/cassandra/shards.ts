@@ -23,6 +23,8 @@ export interface OwnedShard {
   bound: number;
   /** Write timestamp (µs) of this epoch's fences; every write of the epoch is later. */
   fenceTs: number;
+  /** A write of the shard's keys failed in this epoch (it may still land): no heads are handed off. */
+  failed?: boolean;
   advancing?: Promise<void>;
   /** Being handed over: no new call starts here; the running ones finish, then it is released. */
   leaving?: boolean;
@@ -59,6 +61,12 @@ export interface ShardOptions {
    * the tables (log.ts), so the new epoch starts from a complete timeline.
    */
   replay?: (owner: string, shard: number, epoch: number) => Promise<unknown>;
+  /**
+   * Before taking a shard its owner released at the end of `epoch`: what that owner handed off
+   * for the next one (handoff.ts), as a function the new epoch is given to before any call can
+   * use the shard; undefined when nothing was (the keys then read their tails at first touch).
+   */
+  handedOff?: (shard: number, epoch: number) => Promise<((st: OwnedShard) => void) | undefined>;
 }
 
 /** FNV-1a over UTF-16 code units: cheap, stable across processes and releases. */
@@ -248,7 +256,10 @@ export class Shards {
           const tookMeanwhile = this.owned.get(shard);
           if (tookMeanwhile) return { mine: tookMeanwhile };
         }
-        const taken = await this.take(shard, { epoch, bound }, me);
+        // Released: what its last owner handed off is read first and given to the new epoch
+        // before anything here can use the shard.
+        const adopt = owner === null ? await this.o.handedOff?.(shard, epoch) : undefined;
+        const taken = await this.take(shard, { epoch, bound }, me, adopt);
         if (taken) return { mine: taken };
       }
       if (attempt >= 5) throw new UnavailableError(`shard ${shard}: ownership still contended after ${attempt} attempts`);
@@ -256,7 +267,8 @@ export class Shards {
     }
   }
 
-  private async take(shard: number, prev: { epoch: number; bound: number } | null, me: string): Promise<OwnedShard | undefined> {
+  private async take(shard: number, prev: { epoch: number; bound: number } | null, me: string,
+    adopt?: (st: OwnedShard) => void): Promise<OwnedShard | undefined> {
     // A send still running on a stopping store would otherwise take back a shard it surrendered
     // (the row still names this process until the release), which then stays with a stopped process.
     if (this.surrendered) throw new UnavailableError(`shard ${shard}: this store is stopping; it takes no shard`);
@@ -272,6 +284,8 @@ export class Shards {
     if (rs.first()?.['[applied]'] !== true) return undefined;
     if (me !== this.o.lease.processId) return undefined; // lapsed meanwhile: the new incarnation starts over
     this.o.lease.check(0, `take shard ${shard}`);
+    // In the same turn as `owned` learns the shard: no call sees the epoch without its heads.
+    adopt?.(st);
     this.remote.delete(shard);
     this.owned.set(shard, st);
     this.o.logger.debug('cassandra store: took shard', { shard, epoch: st.epoch, startBound: st.startBound });

@@ -721,7 +721,9 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
   });
 
   it('moves shards to a process that joins, under load, without losing, repeating or reordering a seq', async () => {
-    await joinUnderLoad(BALANCE_KS, {});
+    // Each handover hands the heads of the keys it loaded to the next owner (handoff.ts).
+    const { adopted } = await joinUnderLoad(BALANCE_KS, {});
+    assert.ok(adopted > 0, 'heads handed off at the handovers');
   });
 
   it('does the same while keys leave memory all the time, and after the joiner leaves again (heads used, never those of an earlier epoch)', async () => {
@@ -730,9 +732,10 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
     // kept from before would hand out seqs the second already gave.
     const heads = await joinUnderLoad(`${BALANCE_KS}_heads`, { maxCachedHeads: 4, writeBehindMs: 200 }, true);
     assert.ok(heads.taken > 0, 'sends started from heads');
+    assert.ok(heads.adopted > 0, 'heads handed off at the handovers and when the joiner left');
   });
 
-  async function joinUnderLoad(ks: string, over: Partial<CassandraStoreOptions>, thenLeave = false): Promise<{ taken: number }> {
+  async function joinUnderLoad(ks: string, over: Partial<CassandraStoreOptions>, thenLeave = false): Promise<{ taken: number; adopted: number }> {
     const owners = async (): Promise<Map<number, string>> => {
       const rs = await admin.execute(`SELECT shard, owner FROM ${ks}.shard_owners`);
       return new Map(rs.rows.filter((r) => r.owner).map((r) => [r.shard as number, r.owner as string]));
@@ -834,7 +837,7 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
     }
     // Closed here, not only after the suite: the next test's balance has the keyspace's node to itself.
     await Promise.all([a.close(), b.close()]);
-    return { taken: a.keyHeadsUsed + b.keyHeadsUsed };
+    return { taken: a.keyHeadsUsed + b.keyHeadsUsed, adopted: a.keyHeadsAdopted + b.keyHeadsAdopted };
   }
 });
 

@@ -27,6 +27,7 @@ import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import type { HeadBudget } from './heads';
+import { HandOffs } from './handoff';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -133,6 +134,10 @@ export class CassandraStore implements Store {
   private readonly log: OwnerLog;
   /** Heads of keys out of memory (heads.ts): one budget over the timelines and the journal. */
   private readonly headBudget: HeadBudget;
+  /** Heads handed to the next owner of a shard released here, and taken from the last one (handoff.ts). */
+  private readonly handOffs: HandOffs;
+  /** Heads taken from the shards' previous owners since the store opened. */
+  private adopted = 0;
   private readonly groups: Groups;
   private readonly q: Record<string, string>;
   private readonly unreadIndex: UnreadIndex;
@@ -213,7 +218,9 @@ export class CassandraStore implements Store {
       serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
       preferred: (shard) => this.balancer.preferred(shard),
       replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
+      handedOff: (shard, epoch) => this.adoptFrom(shard, epoch),
     });
+    this.handOffs = new HandOffs({ client, keyspace: ks, writeTimeoutMs: () => this.lease.writeTimeoutMs, logger: o.logger });
     this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.inboxLayout === 9), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     // Both layouts' inserts: a replayed log may hold rows of a process that wrote the other one.
@@ -435,6 +442,11 @@ export class CassandraStore implements Store {
     return this.headBudget.used;
   }
 
+  /** Heads adopted from the previous owners of shards taken at their clean release (docs/sequencer.md, "Heads handed off"). */
+  get keyHeadsAdopted(): number {
+    return this.adopted;
+  }
+
   /**
    * Waits for appends in flight (at most `closeWaitMs`), hands every owned shard back (so the next
    * owner takes it at once, without waiting out the lease), ends the lease and closes the driver.
@@ -460,6 +472,7 @@ export class CassandraStore implements Store {
         new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline + this.o.leaseMs - Date.now())).unref()),
       ]);
       if (this.inFlight.size === 0 && this.serving.size === 0 && flushed) {
+        await this.handOff(owned);
         await this.shards.release(owned);
         await this.lease.close();
       } else {
@@ -843,6 +856,8 @@ export class CassandraStore implements Store {
         sleep(Math.max(1, deadline - Date.now())).then(() => false),
       ]);
       if (!inTables || this.closing || this.shards.mine(shard) !== st) return false;
+      await this.handOff([st]);
+      if (this.closing || this.shards.mine(shard) !== st) return false;
       this.shards.forget(shard);
       this.inbox.forget(shard);
       this.historyLog.forget(shard);
@@ -854,6 +869,39 @@ export class CassandraStore implements Store {
       st.leaving = false;
       ended();
     }
+  }
+
+  /**
+   * Writes, for the next owner of each of these shards, the heads of the keys loaded here in its
+   * epoch (handoff.ts): once every row of them is in its table, before they are released.
+   */
+  private async handOff(all: OwnedShard[]): Promise<void> {
+    const owned = new Map(all.map((st) => [st.shard, st]));
+    // A turn each (at a clean stop, ~500,000 heads take a few hundred ms): the loop breathes between.
+    const inbox = this.inbox.handOff(owned);
+    await new Promise((r) => setImmediate(r));
+    const history = this.historyLog.handOff(owned);
+    await new Promise((r) => setImmediate(r));
+    const journal = this.journal.handOff(owned);
+    for (let i = 0; i < all.length; i += 32) {
+      await Promise.all(all.slice(i, i + 32).map((st) => this.handOffs.put(st,
+        { inbox: inbox.get(st.shard)!, history: history.get(st.shard)!, journal: journal.get(st.shard)! })));
+    }
+  }
+
+  /** What the owner of a shard's `epoch` handed off at its release, for the epoch taking it now. */
+  private async adoptFrom(shard: number, epoch: number): Promise<((st: OwnedShard) => void) | undefined> {
+    if (this.o.maxKeyHeads <= 0) return undefined;
+    const h = await this.handOffs.get(shard, epoch);
+    if (!h) return undefined;
+    return (st) => {
+      this.inbox.adopt(st, h.inbox);
+      this.historyLog.adopt(st, h.history);
+      this.journal.adopt(st, h.journal);
+      const n = h.inbox.length + h.history.length + h.journal.length;
+      this.adopted += n;
+      metrics().storeKeyHeadsAdopted.inc(n);
+    };
   }
 
   private run(op: string, args: unknown): Promise<unknown> {

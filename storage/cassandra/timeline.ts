@@ -21,7 +21,7 @@ import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { LruMap, num, sleep, toStoreError } from './util';
 import { LogOrderError, loggedOrQueued, type LogOrder, type LoggedRow, type LogTicket, type OwnerLog } from './log';
 import { routingKey } from './writer';
-import { KeyHeads, type HeadBudget } from './heads';
+import { KeyHeads, type Head, type HeadBudget, type PackedHeads } from './heads';
 
 export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
@@ -242,11 +242,43 @@ export class OwnedTimeline<E> {
    * again, so it vouches for the time after the newest one it had.
    */
   private keepHead(lane: Lane<E>): void {
-    if (!lane.loaded || lane.busy || this.o.shards.mine(lane.shard)?.epoch !== lane.epoch) return;
+    if (this.o.shards.mine(lane.shard)?.epoch !== lane.epoch) return;
+    const head = this.headOf(lane);
+    if (head) this.heads.put(lane.shard, lane.epoch, lane.key, head);
+  }
+
+  /** An idle lane's head, when it was loaded (its epoch is the caller's to check). */
+  private headOf(lane: Lane<E>): Head | undefined {
+    if (!lane.loaded || lane.busy || lane.queue.length > 0) return undefined;
     let coveredFromMs = lane.coveredFromMs;
     for (let i = lane.recentHead; i < lane.recentAts.length; i++) coveredFromMs = Math.max(coveredFromMs, lane.recentAts[i] + 1);
     const bucket = this.reader.bucketOf(lane.cur);
-    this.heads.put(lane.shard, lane.epoch, lane.key, { cur: lane.cur, coveredFromMs, listedBucket: lane.buckets.has(bucket) ? bucket : -1 });
+    return { cur: lane.cur, coveredFromMs, listedBucket: lane.buckets.has(bucket) ? bucket : -1 };
+  }
+
+  /**
+   * The heads of the keys these shards' owners loaded in their epochs (idle lanes in memory and
+   * heads kept), packed per shard, for the shards' next owners: called once every row of the
+   * shards is in its table and before they are released (handoff.ts).
+   */
+  handOff(owned: ReadonlyMap<number, OwnedShard>): Map<number, PackedHeads> {
+    return this.heads.handOff(owned, this.lanes.values(), (lane) => lane.key, (lane) => {
+      const h = this.headOf(lane);
+      return h && [h.cur, h.coveredFromMs, h.listedBucket];
+    }, (key) => this.lanes.has(key));
+  }
+
+  /**
+   * Heads the previous owner handed off at a clean release of the shard (handoff.ts), kept as
+   * this epoch's before any key of it is touched: a key goes on at the epoch's start bound (every
+   * seq of the previous epochs is at or below it), with the same coverage, reading nothing.
+   */
+  adopt(st: OwnedShard, heads: Iterable<[string, number[]]>): void {
+    const startBucket = this.reader.bucketOf(st.startBound);
+    for (const [key, [cur, coveredFromMs, listedBucket]] of heads) {
+      if (!(cur <= st.startBound)) continue; // not from the epoch before this one: never used
+      this.heads.put(st.shard, st.epoch, key, { cur: st.startBound, coveredFromMs, listedBucket: listedBucket === startBucket ? startBucket : -1 });
+    }
   }
 
   /**
@@ -321,6 +353,9 @@ export class OwnedTimeline<E> {
   /** Whatever this lane believed is stale: fail what waits and start over on the next append. */
   private stop(lane: Lane<E>, err: unknown): void {
     const e = toStoreError(err, `${this.reader.spec.kind} append`);
+    // A failed round may still land: this epoch hands no heads off (the next owner reads and fences).
+    const st = this.o.shards.mine(lane.shard);
+    if (st?.epoch === lane.epoch) st.failed = true;
     for (const p of lane.queue.splice(0)) this.settle(p, undefined, e);
     this.lanes.delete(lane.key);
     lane.busy = false;
