@@ -73,6 +73,7 @@ export const USAGE = `usage: npm run bench -- <scenario> [options]
        npm run bench -- profile <file.cpuprofile> [--top N]
        npm run bench -- store-cost [--store sqlite|cassandra] [--recipients 2] [--users 1000] [--messages 20000; 100000 on cassandra] [--batch 100]
                           [--warmup-messages N] [--max-cached-keys N] [--max-key-heads N (cassandra)]   --users 50000 --warmup-messages 50000: sparse traffic
+                          [--restart handoff|cold (cassandra)]   a clean stop after the warm-up, another store counts: heads handed off, or deleted
                           [--rate max|half|N --duration 60 --interval 60]   paced: cost per interval as the database grows
        npm run bench -- chaos --target distributed [--users 40] [--rate 100] [--no-write]
                           kill -9 each component in turn under load; exactly-once check; RELIABILITY.md

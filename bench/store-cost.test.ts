@@ -20,10 +20,12 @@ describe('bench store-cost', function () {
     assert.equal(r.rowsPerMessage?.inbox, 2);
   });
 
-  it('refuses fewer users than recipients, and --max-cached-keys and --max-key-heads on SQLite', async () => {
+  it('refuses fewer users than recipients, --max-cached-keys, --max-key-heads and --restart on SQLite, and an unknown --restart', async () => {
     await assert.rejects(storeCost(['--users', '3', '--recipients', '5']), (e: unknown) => e instanceof UsageError && /--users must be at least --recipients/.test(e.message));
     await assert.rejects(storeCost(['--max-cached-keys', '5']), (e: unknown) => e instanceof UsageError && /--store cassandra only/.test(e.message));
     await assert.rejects(storeCost(['--max-key-heads', '5']), (e: unknown) => e instanceof UsageError && /--store cassandra only/.test(e.message));
+    await assert.rejects(storeCost(['--restart', 'handoff']), (e: unknown) => e instanceof UsageError && /--store cassandra only/.test(e.message));
+    await assert.rejects(storeCost(['--store', 'cassandra', '--restart', 'warm']), (e: unknown) => e instanceof UsageError && /--restart must be handoff or cold/.test(e.message));
     await assert.rejects(storeCost(['--users', '0']), (e: unknown) => e instanceof UsageError && /--users/.test(e.message));
   });
 });

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Client } from 'cassandra-driver';
 import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
 import { SqliteStore, type AppendStats } from '../storage/sqlite/store';
@@ -59,6 +60,15 @@ export interface StoreCostResult {
   heapUsedMiB: number;
   /** Cassandra: heads of keys out of memory the store kept when the count ended. */
   keyHeads?: number;
+  /**
+   * Cassandra, `--restart`: the store stopped cleanly after the warm-up and another opened on the
+   * keyspace for the count, with the heads handed off (`handoff`) or those deleted first (`cold`:
+   * every key read at its first touch, as before docs/sequencer.md "Heads handed off"); how long
+   * the clean stop took (ms) and how many heads the new store adopted.
+   */
+  restart?: 'handoff' | 'cold';
+  restartCloseMs?: number;
+  keyHeadsAdopted?: number;
   /** SQLite: rows written per message by table, and B-tree entries (rows + index entries). */
   rowsPerMessage?: Record<string, number>;
   btreeEntriesPerMessage?: number;
@@ -87,7 +97,7 @@ export interface StoreCostResult {
 /** Secondary indexes per table (storage/sqlite/schema-v4.ts): each row written costs 1 + this. */
 const SQLITE_INDEXES: Record<keyof AppendStats['rowsWritten'], number> = { messages: 1, inbox: 0, userConvs: 0, unreadMarks: 0 };
 
-const FLAGS = new Set(['store', 'recipients', 'users', 'warmup-messages', 'max-cached-keys', 'max-key-heads', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms']);
+const FLAGS = new Set(['store', 'recipients', 'users', 'warmup-messages', 'max-cached-keys', 'max-key-heads', 'messages', 'batch', 'keyspace', 'rate', 'duration', 'interval', 'write-behind-ms', 'restart']);
 
 export async function storeCost(
   argv: readonly string[], env: NodeJS.ProcessEnv = process.env, progress: (line: string) => void = () => undefined,
@@ -115,7 +125,9 @@ export async function storeCost(
   // Appended before the measured ones, not counted: --warmup-messages = --users gives every inbox
   // and conversation its first message (and the store its first touch of each key) beforehand.
   const warmup = flags.has('warmup-messages') ? num('warmup-messages', 0, 100_000_000) : 0;
-  for (const f of ['max-cached-keys', 'max-key-heads']) if (flags.has(f) && kind !== 'cassandra') throw new UsageError(`--${f} applies to --store cassandra only`);
+  for (const f of ['max-cached-keys', 'max-key-heads', 'restart']) if (flags.has(f) && kind !== 'cassandra') throw new UsageError(`--${f} applies to --store cassandra only`);
+  const restart = flags.get('restart');
+  if (restart !== undefined && restart !== 'handoff' && restart !== 'cold') throw new UsageError('--restart must be handoff or cold');
   const rateFlag = flags.get('rate') ?? 'max';
   if (rateFlag !== 'max' && rateFlag !== 'half' && !(Number.isInteger(Number(rateFlag)) && Number(rateFlag) > 0)) {
     throw new UsageError('--rate must be max, half or a positive integer (appends/s)');
@@ -127,17 +139,20 @@ export async function storeCost(
   let dir: string | undefined;
   let serverPid: number | undefined;
   let store: Store;
+  const contact = env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
+  const localDataCenter = env.IM_CASSANDRA_DC ?? 'datacenter1';
+  const keyspace = flags.get('keyspace') ?? 'im_bench';
+  const openCassandra = () => openStore({
+    kind: 'cassandra', contactPoints: contact.split(','), localDataCenter,
+    keyspace, consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
+    maxKeyHeads: num('max-key-heads', DEFAULT_MAX_KEY_HEADS, 100_000_000, 0),
+    ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
+  });
   if (kind === 'sqlite') {
     dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'im-bench-store-'));
     store = await openStore({ kind: 'sqlite', dataDir: dir });
   } else {
-    const contact = env.IM_CASSANDRA_CONTACT_POINTS ?? '127.0.0.1:9042';
-    store = await openStore({
-      kind: 'cassandra', contactPoints: contact.split(','), localDataCenter: env.IM_CASSANDRA_DC ?? 'datacenter1',
-      keyspace: flags.get('keyspace') ?? 'im_bench', consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
-      maxKeyHeads: num('max-key-heads', DEFAULT_MAX_KEY_HEADS, 100_000_000, 0),
-      ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
-    });
+    store = await openCassandra();
     serverPid = pidListeningOn(Number(contact.split(',')[0].split(':')[1] ?? 9042));
   }
   const run = `s${newId().slice(-8)}`;
@@ -169,6 +184,24 @@ export async function storeCost(
       else await (store as SqliteStore).indexNow();
       progress(`store-cost: ${warmup} warm-up messages appended and written`);
     }
+    let restartCloseMs: number | undefined;
+    if (restart) {
+      // A clean stop (its shards released, their heads handed off) and another store taking over,
+      // as in a rolling restart; `cold` deletes the handed-off heads first.
+      const t = Date.now();
+      await store.close();
+      restartCloseMs = Date.now() - t;
+      if (restart === 'cold') {
+        const admin = new Client({ contactPoints: contact.split(','), localDataCenter });
+        try {
+          await admin.execute(`TRUNCATE ${keyspace}.shard_heads`);
+        } finally {
+          await admin.shutdown();
+        }
+      }
+      store = await openCassandra();
+      progress(`store-cost: restarted (${restart}); the clean stop took ${restartCloseMs} ms`);
+    }
     let rate: number | undefined;
     if (rateFlag === 'half') {
       const t = Date.now();
@@ -199,8 +232,10 @@ export async function storeCost(
     // before the count ends (close() alone gives up on a backlog after a lease), so the cost counted
     // is every write these messages caused.
     let keyHeads: number | undefined;
+    let keyHeadsAdopted: number | undefined;
     if (kind === 'cassandra') {
       keyHeads = (store as CassandraStore).keyHeads;
+      keyHeadsAdopted = (store as CassandraStore).keyHeadsAdopted;
       await (store as CassandraStore).writeBehindNow();
       await store.close();
     }
@@ -210,7 +245,7 @@ export async function storeCost(
     const result: StoreCostResult = {
       store: kind, recipients, users, warmupMessages: warmup, messages: count,
       cpuUsPerMessage: round2(cpuUs), cpuUsPerRecipient: round2(cpuUs / recipients), wallUsPerMessage: round2(wallUs / count),
-      eventLoopMaxMs: loop.maxMsSinceStart(), heapUsedMiB: 0, keyHeads, rate, intervals,
+      eventLoopMaxMs: loop.maxMsSinceStart(), heapUsedMiB: 0, keyHeads, ...(restart && { restart, restartCloseMs, keyHeadsAdopted }), rate, intervals,
       serverCpuUsPerMessage: server0 && server1 ? round2(((server1.cpuS - server0.cpuS) * 1e6) / count) : undefined,
     };
     if (stats0) {
