@@ -33,6 +33,16 @@ const RECOVERY_MS = 5 * LEASE_MS;
 /** How long the closing message may take to reach every app. */
 const CLOSING_MS = 20_000;
 
+/** Shards whose heads a clean release handed off (shard_heads rows; docs/sequencer.md "Heads handed off"). */
+async function shardsHandedOff(keyspace: string): Promise<number> {
+  const c = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1', keyspace });
+  try {
+    return (await c.execute('SELECT shard FROM shard_heads')).rows.length;
+  } finally {
+    await c.shutdown();
+  }
+}
+
 /** Shards owned per live logic process (those with a lease), read from the keyspace. */
 async function shardOwners(keyspace: string): Promise<Map<string, number>> {
   const c = new Client({ contactPoints: CASSANDRA_CONTACT.split(','), localDataCenter: 'datacenter1', keyspace });
@@ -136,6 +146,10 @@ describe('logic failover under load (service processes on NATS + Cassandra, issu
     const termExit = await cluster!.logics[0].stop('SIGTERM');
     assert.equal(termExit.code, 0, `logic 0 exits 0 on SIGTERM: ${cluster!.logics[0].log.slice(-2000)}`);
     facts.push(`SIGTERM: logic 0 exited after ${termExit.atMs - t0}ms of load`);
+    // Its clean stop handed the heads of its keys to the shards' next owner before releasing them.
+    const handedOff = await shardsHandedOff(cluster!.keyspace);
+    assert.ok(handedOff > 0, 'logic 0 handed off the heads of the shards it released');
+    facts.push(`heads handed off for ${handedOff} shards`);
     await ledger.waitAcked(100, termExit.atMs, RECOVERY_MS, 'after logic 0 exited on SIGTERM');
     cluster!.logics[0] = await cluster!.spawnLogic(0);
     const back0 = Date.now();
