@@ -19,7 +19,7 @@ import { newId } from '../common/ids';
 import { openStore } from '../storage/open';
 import { SqliteStore, type AppendStats } from '../storage/sqlite/store';
 import type { CassandraStore } from '../storage/cassandra/store';
-import { DEFAULT_MAX_KEY_HEADS } from '../storage/cassandra/heads';
+import { DEFAULT_MAX_CACHED_KEYS, DEFAULT_MAX_KEY_HEADS } from '../storage/cassandra/heads';
 import type { Store } from '../storage/store';
 import { LoopWatch } from './loop-watch';
 import { parseFlags, UsageError } from './options';
@@ -146,7 +146,7 @@ export async function storeCost(
     kind: 'cassandra', contactPoints: contact.split(','), localDataCenter,
     keyspace, consistency: 'ONE', replication: 1, leaseMs: 10_000, writeBehindMs,
     maxKeyHeads: num('max-key-heads', DEFAULT_MAX_KEY_HEADS, 100_000_000, 0),
-    ...(flags.has('max-cached-keys') && { maxCachedHeads: num('max-cached-keys', 100_000, 100_000_000) }),
+    maxKeyStates: num('max-cached-keys', DEFAULT_MAX_CACHED_KEYS, 10_000_000),
   });
   if (kind === 'sqlite') {
     dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'im-bench-store-'));

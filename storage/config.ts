@@ -4,7 +4,7 @@
  */
 import * as path from 'node:path';
 import { loadCassandraTls, type CassandraTlsConfig } from './cassandra/tls';
-import { DEFAULT_MAX_KEY_HEADS } from './cassandra/heads';
+import { DEFAULT_MAX_CACHED_KEYS, DEFAULT_MAX_KEY_HEADS } from './cassandra/heads';
 import { ConfigError, type Env, HOST_NAME_RE, parseFlags, parseHostPort, Settings } from '../common/config';
 
 export const STORE_KINDS = ['sqlite', 'cassandra'] as const;
@@ -40,6 +40,8 @@ export interface CassandraStoreConfig {
   leaseMs: number;
   /** How long logged rows wait to be written to their tables (docs/sequencer.md, "Owner log"), ms. */
   writeBehindMs: number;
+  /** Keys of each kind (inboxes, conversations, senders) a logic process keeps in full (docs/sequencer.md, "Keys out of memory"). */
+  maxKeyStates: number;
   /** Keys out of memory whose head a logic process keeps (docs/sequencer.md, "Keys out of memory"). */
   maxKeyHeads: number;
 }
@@ -72,6 +74,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const replication = s.int('IM_CASSANDRA_REPLICATION', 1, { min: 1, max: 100, flag: 'cassandra-replication' });
   const leaseMs = s.int('IM_CASSANDRA_LEASE_MS', 10_000, { min: 500, max: 600_000, flag: 'cassandra-lease-ms' });
   const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 10_000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
+  const maxKeyStates = s.int('IM_CASSANDRA_MAX_KEY_STATES', DEFAULT_MAX_CACHED_KEYS, { min: 1, max: 10_000_000, flag: 'cassandra-max-key-states' });
   const maxKeyHeads = s.int('IM_CASSANDRA_MAX_KEY_HEADS', DEFAULT_MAX_KEY_HEADS, { min: 0, max: 100_000_000, flag: 'cassandra-max-key-heads' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
@@ -82,7 +85,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const credentials = username !== undefined ? { username, password: password! } : undefined;
   const tls = loadCassandraTls(s);
   return {
-    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs, maxKeyHeads,
+    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs, maxKeyStates, maxKeyHeads,
     ...(credentials && { credentials }), ...(tls && { tls }),
   };
 }

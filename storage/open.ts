@@ -23,6 +23,7 @@ const CASSANDRA_FIELDS: Record<string, string> = {
   replication: 'IM_CASSANDRA_REPLICATION',
   leaseMs: 'IM_CASSANDRA_LEASE_MS',
   writeBehindMs: 'IM_CASSANDRA_WRITE_BEHIND_MS',
+  maxCachedHeads: 'IM_CASSANDRA_MAX_KEY_STATES',
   maxKeyHeads: 'IM_CASSANDRA_MAX_KEY_HEADS',
 };
 
@@ -61,6 +62,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       tls: config.tls,
       leaseMs: config.leaseMs,
       writeBehindMs: config.writeBehindMs,
+      maxCachedHeads: config.maxKeyStates,
       maxKeyHeads: config.maxKeyHeads,
       bus: options.bus,
       logger,

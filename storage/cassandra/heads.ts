@@ -10,6 +10,13 @@
  * another epoch is never used.
  */
 
+/**
+ * Timeline keys (each of inboxes and conversations) and senders an owner keeps in full by default
+ * (`maxCachedHeads`): ~1.1 KB of heap each (a store held 424 MiB with 100,000 of each kind, 98 MiB
+ * with 1,000: BENCHMARKS.md, "Keys out of memory").
+ */
+export const DEFAULT_MAX_CACHED_KEYS = 100_000;
+
 /** Heads kept by default over a store's keys: ~125 MiB of heap at ~250 bytes each (BENCHMARKS.md, "Keys out of memory"). */
 export const DEFAULT_MAX_KEY_HEADS = 500_000;
 

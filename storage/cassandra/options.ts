@@ -9,7 +9,7 @@ import { ConfigError } from '../../common/config';
 import type { Bus } from '../../bus/bus';
 import { silentLogger, type Logger } from '../../common/log';
 import { DEFAULT_BUCKET_SIZE, DEFAULT_SHARD_COUNT, validateKeyspace } from './schema';
-import { DEFAULT_MAX_KEY_HEADS } from './heads';
+import { DEFAULT_MAX_CACHED_KEYS, DEFAULT_MAX_KEY_HEADS } from './heads';
 
 export type ConsistencyName = 'ONE' | 'LOCAL_QUORUM' | 'QUORUM';
 
@@ -53,7 +53,7 @@ export interface CassandraStoreOptions {
   maxWriteBatchBytes?: number;
   /** Tries of a contended group LWT before UnavailableError. Default 50. */
   maxCasAttempts?: number;
-  /** Timelines whose end (and recent msgIds) the owner remembers. Default 100000. */
+  /** Timeline keys (recent msgIds, queue) and senders (clientMsgIds) the owner keeps in full, per kind. Default 100000 (IM_CASSANDRA_MAX_KEY_STATES). */
   maxCachedHeads?: number;
   /**
    * Keys (inboxes, conversations and senders, each counted) the owner keeps a compact head of
@@ -110,7 +110,7 @@ const NUMERIC_DEFAULTS = {
   maxWriteBatchRows: 200,
   maxWriteBatchBytes: 48 * 1024,
   maxCasAttempts: 50,
-  maxCachedHeads: 100_000,
+  maxCachedHeads: DEFAULT_MAX_CACHED_KEYS,
   maxKeyHeads: DEFAULT_MAX_KEY_HEADS,
   dedupTtlSlackSeconds: 300,
   leaseMs: 10_000,
