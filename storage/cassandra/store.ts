@@ -27,7 +27,7 @@ import { UnreadIndex } from './unread-index';
 import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import type { HeadBudget } from './heads';
-import { HandOffs } from './handoff';
+import { HandOffs, type HandedOff } from './handoff';
 import { Gate, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -472,7 +472,7 @@ export class CassandraStore implements Store {
         new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(1, deadline + this.o.leaseMs - Date.now())).unref()),
       ]);
       if (this.inFlight.size === 0 && this.serving.size === 0 && flushed) {
-        await this.handOff(owned);
+        await this.writeHeads(owned, await this.headsOf(owned));
         await this.shards.release(owned);
         await this.lease.close();
       } else {
@@ -856,12 +856,13 @@ export class CassandraStore implements Store {
         sleep(Math.max(1, deadline - Date.now())).then(() => false),
       ]);
       if (!inTables || this.closing || this.shards.mine(shard) !== st) return false;
-      await this.handOff([st]);
+      const heads = await this.headsOf([st]);
       if (this.closing || this.shards.mine(shard) !== st) return false;
       this.shards.forget(shard);
       this.inbox.forget(shard);
       this.historyLog.forget(shard);
       this.journal.forget(shard);
+      await this.writeHeads([st], heads);
       await this.shards.release([st]);
       metrics().storeShardHandovers.inc();
       return true;
@@ -872,10 +873,10 @@ export class CassandraStore implements Store {
   }
 
   /**
-   * Writes, for the next owner of each of these shards, the heads of the keys loaded here in its
-   * epoch (handoff.ts): once every row of them is in its table, before they are released.
+   * For the next owner of each of these shards, the heads of the keys loaded here in its epoch
+   * (handoff.ts), taken once every row of them is in its table.
    */
-  private async handOff(all: OwnedShard[]): Promise<void> {
+  private async headsOf(all: OwnedShard[]): Promise<Map<number, HandedOff>> {
     const owned = new Map(all.map((st) => [st.shard, st]));
     // A turn each (at a clean stop, ~500,000 heads take a few hundred ms): the loop breathes between.
     const inbox = this.inbox.handOff(owned);
@@ -883,9 +884,16 @@ export class CassandraStore implements Store {
     const history = this.historyLog.handOff(owned);
     await new Promise((r) => setImmediate(r));
     const journal = this.journal.handOff(owned);
+    return new Map(all.map((st) => [st.shard, { inbox: inbox.get(st.shard)!, history: history.get(st.shard)!, journal: journal.get(st.shard)! }]));
+  }
+
+  /**
+   * Writes the heads, just before the release and after nothing can call it off: a row of an epoch
+   * (if any) always describes the epoch's end, never a state it went on from.
+   */
+  private async writeHeads(all: OwnedShard[], heads: Map<number, HandedOff>): Promise<void> {
     for (let i = 0; i < all.length; i += 32) {
-      await Promise.all(all.slice(i, i + 32).map((st) => this.handOffs.put(st,
-        { inbox: inbox.get(st.shard)!, history: history.get(st.shard)!, journal: journal.get(st.shard)! })));
+      await Promise.all(all.slice(i, i + 32).map((st) => this.handOffs.put(st, heads.get(st.shard)!)));
     }
   }
 
