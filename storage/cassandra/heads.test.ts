@@ -5,7 +5,7 @@
  * answered with its original.
  */
 import assert from 'node:assert/strict';
-import { KeyHeads, type HeadBudget } from './heads';
+import { hash32, KeyHeads, packHead, unpackHead, type HeadBudget } from './heads';
 import { CLOCK_MARGIN_MS } from './timeline';
 import type { CassandraStore } from './store';
 import { countRequests, direct, suiteStore, uid } from './store.test-support';
@@ -51,6 +51,13 @@ describe('KeyHeads', () => {
     histories.forget();
     assert.equal(budget.count, 0);
     assert.equal(inboxes.size + histories.size, 0);
+  });
+
+  it('packs a handed-off head with the hashes of its last appends, and one without', () => {
+    const carried = { cur: 9, coveredFromMs: 1_765_000_000_000, listedBucket: -1, carried: [hash32('m1'), hash32('m2')] };
+    assert.deepEqual(unpackHead(packHead(carried)), carried);
+    assert.deepEqual(unpackHead(packHead(head(3))), head(3));
+    assert.notEqual(hash32('m1'), hash32('m2'));
   });
 
   it('keeps nothing with a budget of 0', () => {

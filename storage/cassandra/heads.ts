@@ -27,6 +27,29 @@ export interface Head {
   coveredFromMs: number;
   /** The bucket of `cur` when it is listed in seq_heads; -1 when not (the next append lists it). */
   listedBucket: number;
+  /**
+   * Handed off only (handoff.ts): hashes (`hash32`) of the msgIds appended since coveredFromMs, which
+   * the head vouches for only as hashes: an append whose msgId's hash is among them looks in the tail.
+   */
+  carried?: number[];
+}
+
+/** A 32-bit FNV-1a hash of an id (a small integer: an array of them is packed as numbers). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+/** A timeline head as numbers: cur, coveredFromMs, listedBucket, then the carried hashes. */
+export function packHead(h: Head): number[] {
+  const packed = [h.cur, h.coveredFromMs, h.listedBucket];
+  if (h.carried) for (const x of h.carried) packed.push(x);
+  return packed;
+}
+
+export function unpackHead(p: number[]): Head {
+  return { cur: p[0], coveredFromMs: p[1], listedBucket: p[2], ...(p.length > 3 && { carried: p.slice(3) }) };
 }
 
 /** Heads as handed off (handoff.ts): each key with its head packed as numbers. */
@@ -55,13 +78,13 @@ export class KeyHeads {
 
   /** Keeps a timeline key's head. */
   put(shard: number, epoch: number, key: string, head: Head): void {
-    this.putPacked(shard, epoch, key, [head.cur, head.coveredFromMs, head.listedBucket]);
+    this.putPacked(shard, epoch, key, packHead(head));
   }
 
   /** A timeline key's head of this epoch, removed (the caller's lane holds it from now on). */
   take(shard: number, epoch: number, key: string): Head | undefined {
     const h = this.takePacked(shard, epoch, key);
-    return h && { cur: h[0], coveredFromMs: h[1], listedBucket: h[2] };
+    return h && unpackHead(h);
   }
 
   /** Keeps key's head (replacing one it had), forgetting the oldest of its shard beyond the budget. */

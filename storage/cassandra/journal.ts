@@ -14,7 +14,7 @@ import type { LogOrder, OwnerLog } from './log';
 import { routingKey } from './writer';
 import { packValues, unpackValues } from './values';
 import { checkSameSend, sendDigest } from '../send-digest';
-import { KeyHeads, type HeadBudget, type PackedHeads } from './heads';
+import { hash32, KeyHeads, type HeadBudget, type PackedHeads } from './heads';
 import type { AppendInput } from '../store';
 
 export type JournalAnswer =
@@ -145,7 +145,7 @@ export class Journal {
       if (!rec) {
         sent = await this.known(input.from, shard, epoch);
         const legacy = Date.now() < this.o.journalSinceMs + input.dedupWindowMs;
-        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || sent.older?.includes(cmidHash(input.clientMsgId)) || legacy) {
+        if (!sent.cmids || sent.cmids.has(input.clientMsgId) || sent.older?.includes(hash32(input.clientMsgId)) || legacy) {
           rec = await this.read(shard, input.from, input.clientMsgId, input.dedupWindowMs);
         }
       }
@@ -276,7 +276,7 @@ interface Sent {
   epoch: number;
   /** undefined: more than MAX_SENT rows (each send reads its own row). */
   cmids: Set<string> | undefined;
-  /** Hashes (cmidHash) of the clientMsgIds listed before the list last left memory, from its head. */
+  /** Hashes (hash32) of the clientMsgIds listed before the list last left memory, from its head. */
   older?: number[];
   /** The list is complete (read, or taken from a head). */
   loaded: boolean;
@@ -293,15 +293,8 @@ interface Sent {
 function hashesOf(x: Sent): number[] | undefined {
   if (!x.cmids || !x.loaded) return undefined;
   const hashes = x.older ? [...x.older] : [];
-  for (const c of x.cmids) hashes.push(cmidHash(c));
+  for (const c of x.cmids) hashes.push(hash32(c));
   return hashes.length <= MAX_SENT ? hashes : undefined;
-}
-
-/** A 32-bit FNV-1a hash of a clientMsgId (a small integer: an array of them is packed). */
-function cmidHash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h | 0;
 }
 
 function pairKey(from: string, clientMsgId: string): string {

@@ -21,7 +21,7 @@ import { NotOwnerError, type OwnedShard, type Shards } from './shards';
 import { LruMap, num, sleep, toStoreError } from './util';
 import { LogOrderError, loggedOrQueued, type LogOrder, type LoggedRow, type LogTicket, type OwnerLog } from './log';
 import { routingKey } from './writer';
-import { KeyHeads, type Head, type HeadBudget, type PackedHeads } from './heads';
+import { hash32, KeyHeads, packHead, unpackHead, type Head, type HeadBudget, type PackedHeads } from './heads';
 
 export interface TimelineSpec<E> {
   kind: 'inbox' | 'history';
@@ -180,6 +180,11 @@ interface Lane<E> {
   recentIds: string[];
   recentAts: number[];
   recentHead: number;
+  /**
+   * Hashes of msgIds appended in the previous owner's epoch since coveredFromMs (a handed-off head):
+   * memory vouches for those only as hashes, so an append whose hash is here looks in the tail.
+   */
+  carried?: number[];
   queue: Pending<E>[];
   busy: boolean;
   /** The routing key of the bucket last written (rows of a round are mostly in one bucket). */
@@ -204,6 +209,11 @@ export interface OwnedOptions {
   /** CLOCK_MARGIN_MS (a test with one clock sets less, as if its sends were further apart). */
   clockMarginMs: number;
 }
+
+/** Appends handed off with a head as hashes, at most; a key with more in the window searches its tail. */
+const MAX_CARRIED = 256;
+/** How much further back than the clock margin a handed-off head carries its appends. */
+const CARRY_SLACK_MS = 1000;
 
 export class OwnedTimeline<E> {
   private readonly lanes: LruMap<string, Lane<E>>;
@@ -247,13 +257,32 @@ export class OwnedTimeline<E> {
     if (head) this.heads.put(lane.shard, lane.epoch, lane.key, head);
   }
 
-  /** An idle lane's head, when it was loaded (its epoch is the caller's to check). */
-  private headOf(lane: Lane<E>): Head | undefined {
+  /**
+   * An idle lane's head, when it was loaded (its epoch is the caller's to check). With `carryMs`
+   * (a handoff), the msgIds appended in the last carryMs go with it as hashes, so the head covers
+   * from then on instead of from after its newest append: a send coming on the next owner within
+   * the clock margin of that append needs no tail search unless it repeats one of them.
+   */
+  private headOf(lane: Lane<E>, carryMs = 0): Head | undefined {
     if (!lane.loaded || lane.busy || lane.queue.length > 0) return undefined;
-    let coveredFromMs = lane.coveredFromMs;
-    for (let i = lane.recentHead; i < lane.recentAts.length; i++) coveredFromMs = Math.max(coveredFromMs, lane.recentAts[i] + 1);
     const bucket = this.reader.bucketOf(lane.cur);
-    return { cur: lane.cur, coveredFromMs, listedBucket: lane.buckets.has(bucket) ? bucket : -1 };
+    const head: Head = { cur: lane.cur, coveredFromMs: lane.coveredFromMs, listedBucket: lane.buckets.has(bucket) ? bucket : -1 };
+    let newest = -1;
+    for (let i = lane.recentHead; i < lane.recentAts.length; i++) newest = Math.max(newest, lane.recentAts[i]);
+    if (carryMs > 0) {
+      // Memory holds every append since lane.coveredFromMs, so those since `from` are all here.
+      const from = Math.max(lane.coveredFromMs, Math.min(Date.now() - carryMs, newest + 1));
+      const carried = lane.carried ? [...lane.carried] : [];
+      for (let i = lane.recentHead; i < lane.recentAts.length; i++) if (lane.recentAts[i] >= from) carried.push(hash32(lane.recentIds[i]));
+      if (carried.length <= MAX_CARRIED) {
+        head.coveredFromMs = from;
+        if (carried.length > 0) head.carried = carried;
+        return head;
+      }
+    }
+    head.coveredFromMs = Math.max(lane.coveredFromMs, newest + 1);
+    if (lane.carried) head.carried = lane.carried;
+    return head;
   }
 
   /**
@@ -263,8 +292,8 @@ export class OwnedTimeline<E> {
    */
   handOff(owned: ReadonlyMap<number, OwnedShard>): Map<number, PackedHeads> {
     return this.heads.handOff(owned, this.lanes.values(), (lane) => lane.key, (lane) => {
-      const h = this.headOf(lane);
-      return h && [h.cur, h.coveredFromMs, h.listedBucket];
+      const h = this.headOf(lane, this.o.clockMarginMs + CARRY_SLACK_MS);
+      return h && packHead(h);
     }, (key) => this.lanes.has(key));
   }
 
@@ -275,9 +304,10 @@ export class OwnedTimeline<E> {
    */
   adopt(st: OwnedShard, heads: Iterable<[string, number[]]>): void {
     const startBucket = this.reader.bucketOf(st.startBound);
-    for (const [key, [cur, coveredFromMs, listedBucket]] of heads) {
-      if (!(cur <= st.startBound)) continue; // not from the epoch before this one: never used
-      this.heads.put(st.shard, st.epoch, key, { cur: st.startBound, coveredFromMs, listedBucket: listedBucket === startBucket ? startBucket : -1 });
+    for (const [key, packed] of heads) {
+      const h = unpackHead(packed);
+      if (!(h.cur <= st.startBound)) continue; // not from the epoch before this one: never used
+      this.heads.put(st.shard, st.epoch, key, { ...h, cur: st.startBound, listedBucket: h.listedBucket === startBucket ? startBucket : -1 });
     }
   }
 
@@ -302,7 +332,7 @@ export class OwnedTimeline<E> {
       lane = {
         key, shard, epoch: st.epoch, loaded: head !== undefined, coveredFromMs: head?.coveredFromMs ?? Number.MAX_SAFE_INTEGER,
         cur: head?.cur ?? 0, buckets: new Set(head && head.listedBucket >= 0 ? [head.listedBucket] : []),
-        recent: new Map(), recentIds: [], recentAts: [], recentHead: 0, queue: [], busy: false,
+        recent: new Map(), recentIds: [], recentAts: [], recentHead: 0, carried: head?.carried, queue: [], busy: false,
       };
       this.lanes.set(key, lane);
     }
@@ -423,7 +453,7 @@ export class OwnedTimeline<E> {
       const p = batch[i];
       const id = spec.idOf(p.entry);
       const seq = lane.recent.get(id);
-      if (seq === undefined && p.sinceMs !== undefined && !this.memoryCovers(lane, p.sinceMs)) {
+      if (seq === undefined && p.sinceMs !== undefined && (!this.memoryCovers(lane, p.sinceMs) || lane.carried?.includes(hash32(id)))) {
         const after = i + 1;
         return this.findSince(lane, id, p.sinceMs).then((found) => {
           if (found !== undefined) this.remember(lane, id, found);
