@@ -154,14 +154,21 @@ describe(`e2e bad input (${mode.name})`, function () {
     // The Disconnect queues behind the unread backlog; the socket is destroyed after a grace
     // period, so the frame may never arrive. If it does, it says why.
     if (d) assertErrorThenDisconnect(slow, Code.SLOW_CONSUMER, DisconnectCode.SLOW_CONSUMER);
-    // Nothing acknowledged is lost: the user syncs every page of it later.
+    // Nothing acknowledged is lost: the user syncs every page of it later. It pings like a client
+    // does: a page of 30 KB messages may take the store longer than the suite's 1.5 s idle timeout
+    // (CI once closed it for idling, waiting for a page, on a loaded box).
     const later = await t.rawAuthed('slowpoke', 'other');
+    const laterPinger = setInterval(() => { if (!later.closed) later.send(Op.PING, 'Ping', {}); }, 300);
     const synced = new Set<string>();
-    for (let from = 0, more = true; more;) {
-      const page = decode('SyncResp', (await later.request(Op.SYNC, 'SyncReq', { fromSeq: from, limit: 500 }, 10_000)).body);
-      for (const m of page.messages) synced.add(m.msgId);
-      from = page.messages.at(-1)?.seq ?? from;
-      more = page.hasMore && page.messages.length > 0;
+    try {
+      for (let from = 0, more = true; more;) {
+        const page = decode('SyncResp', (await later.request(Op.SYNC, 'SyncReq', { fromSeq: from, limit: 500 }, 10_000)).body);
+        for (const m of page.messages) synced.add(m.msgId);
+        from = page.messages.at(-1)?.seq ?? from;
+        more = page.hasMore && page.messages.length > 0;
+      }
+    } finally {
+      clearInterval(laterPinger);
     }
     assert.deepEqual(acked.filter((id) => !synced.has(id)), [], 'acknowledged messages missing from sync');
   });
