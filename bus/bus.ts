@@ -16,6 +16,8 @@ export interface Bus {
    * while it was down never arrives, so a change tells a gateway its clients should sync.
    */
   readonly reconnects: number;
+  /** The largest payload a publish may carry (NATS: the server's max_payload); absent: no limit. */
+  readonly maxPayload?: number;
   /** Fire-and-forget. Must not throw when the transport is down (a lost push is healed by sync). */
   publish(subject: string, data: Uint8Array, headers?: BusHeaders): void;
   /** Returns a function that removes the subscription. */

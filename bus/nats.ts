@@ -185,6 +185,11 @@ export class NatsBus implements Bus {
     return this.counts.reconnects;
   }
 
+  /** The server's max_payload (as its INFO says; 1 MiB unless configured). */
+  get maxPayload(): number | undefined {
+    return this.nc.info?.max_payload;
+  }
+
   stats(): NatsBusStats {
     return { connected: this.connected, closed: this.closing !== null, server: this.nc.getServer(), ...this.counts };
   }

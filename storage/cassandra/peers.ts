@@ -2,12 +2,17 @@
  * Store-to-store calls (docs/sequencer.md): a store that is asked to write a key whose shard
  * another process owns forwards the call to that owner over the bus. Calls to one owner made in
  * the same event-loop tick travel as one message, and its answers as one reply, so a busy
- * process sends a handful of bus messages per tick, not one per key.
+ * process sends a handful of bus messages per tick, not one per key. A message holds at most
+ * `maxMessageBytes` (512 KiB) of calls or answers; a tick's beyond that go in several. NATS refuses
+ * a payload over its `max_payload` (1 MiB by default), and a refused request never reaches its
+ * owner: under a backlog one tick's calls to an owner reached 1.1–1.5 MB, and every call in them
+ * waited out its whole wait (BENCHMARKS.md, "A cold start of two logic processes"). A single call
+ * or answer over the bus's `maxPayload` fails at once (UNAVAILABLE).
  *
  * Wire form: JSON; byte fields (message content, digests) as base64 strings under a "$b" key.
  */
 import type { Bus } from '../../bus/bus';
-import { ImError, TimeoutError, UnavailableError } from '../../common/errors';
+import { Code, ImError, TimeoutError, UnavailableError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import { NotOwnerError } from './shards';
 
@@ -32,7 +37,11 @@ export interface PeerOptions {
   serve: PeerServe;
   timeoutMs: number;
   logger: Logger;
+  /** Bytes of encoded calls (or answers) per bus message, at most; one call larger than it goes alone. Default 512 KiB. */
+  maxMessageBytes?: number;
 }
+
+const DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024;
 
 /** Thrown when an owner did not answer in time: it may be dead (its lease will tell). */
 export class PeerTimeoutError extends TimeoutError {
@@ -41,6 +50,37 @@ export class PeerTimeoutError extends TimeoutError {
 
 export function encodeWire(v: unknown): Uint8Array {
   return Buffer.from(JSON.stringify(toWire(v)));
+}
+
+/**
+ * `{"<key>":<head>,"c":[...]}` messages holding `items` in order, each at most `maxBytes` of UTF-8
+ * unless a single item alone is larger; `tooLarge` gets each item that alone exceeds `limit`
+ * (it is left out). Each item is encoded once, as encodeWire would have encoded it in the array.
+ */
+export function encodeChunks<T extends { i: number }>(
+  head: string, items: readonly T[], maxBytes: number, limit: number, tooLarge: (i: number, bytes: number) => void,
+): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let parts: string[] = [];
+  let bytes = head.length + 2;
+  const close = () => {
+    if (parts.length > 0) out.push(Buffer.from(`${head}${parts.join(',')}]}`));
+    parts = [];
+    bytes = head.length + 2;
+  };
+  for (const item of items) {
+    const text = JSON.stringify(toWire(item));
+    const size = Buffer.byteLength(text) + 1;
+    if (head.length + 2 + size > limit) {
+      tooLarge(item.i, size);
+      continue;
+    }
+    if (parts.length > 0 && bytes + size > maxBytes) close();
+    parts.push(text);
+    bytes += size;
+  }
+  close();
+  return out;
 }
 
 export function decodeWire(data: Uint8Array): unknown {
@@ -88,8 +128,16 @@ export class Peers {
   private readonly waiting = new Map<number, Waiting>();
   private readonly outbox = new Map<string, Call[]>();
   private scheduled = false;
+  private readonly maxMessageBytes: number;
 
-  constructor(private readonly o: PeerOptions) {}
+  constructor(private readonly o: PeerOptions) {
+    this.maxMessageBytes = o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  }
+
+  /** The bus's largest payload (NATS max_payload), or unlimited. */
+  private get limit(): number {
+    return this.o.bus.maxPayload ?? Infinity;
+  }
 
   /** Listens as processId (again after a lease lapse changed it). */
   listen(processId: string): void {
@@ -153,8 +201,16 @@ export class Peers {
 
   private flush(): void {
     this.scheduled = false;
+    const head = `{"r":${JSON.stringify(`${this.subject(this.id)}.r`)},"c":[`;
     for (const [owner, calls] of this.outbox) {
-      this.o.bus.publish(this.subject(owner), encodeWire({ r: `${this.subject(this.id)}.r`, c: calls }));
+      const messages = encodeChunks(head, calls, this.maxMessageBytes, this.limit, (i, bytes) => {
+        const w = this.waiting.get(i);
+        if (!w) return;
+        this.waiting.delete(i);
+        clearTimeout(w.timer);
+        w.reject(new UnavailableError(`store peers: a call of ${bytes} bytes is over the bus's max payload (${this.limit})`));
+      });
+      for (const m of messages) this.o.bus.publish(this.subject(owner), m);
     }
     this.outbox.clear();
   }
@@ -175,7 +231,15 @@ export class Peers {
         return { i: c.i, e: { code: e.code, m: e.message, ...(err instanceof NotOwnerError && { no: true }) } };
       }
     }));
-    this.o.bus.publish(req.r, encodeWire({ c: answers }));
+    const big: Answer[] = [];
+    const tooLarge = (i: number, bytes: number) => {
+      const m = `store peers: an answer of ${bytes} bytes is over the bus's max payload (${this.limit})`;
+      this.o.logger.error(m, { i });
+      big.push({ i, e: { code: Code.UNAVAILABLE, m } });
+    };
+    const messages = encodeChunks('{"c":[', answers, this.maxMessageBytes, this.limit, tooLarge);
+    if (big.length > 0) messages.push(...encodeChunks('{"c":[', big, this.maxMessageBytes, this.limit, () => undefined));
+    for (const m of messages) this.o.bus.publish(req.r, m);
   }
 
   private onReply(data: Uint8Array): void {
