@@ -75,6 +75,12 @@ export async function killHard(store: CassandraStore): Promise<void> {
   await s.client.shutdown();
 }
 
+/** Statements the store's driver has in flight now, over every host. */
+export function statementsInFlight(store: CassandraStore): number {
+  const state = inner(store).client.getState();
+  return state.getConnectedHosts().reduce((n, h) => n + state.getInFlightQueries(h), 0);
+}
+
 /** The store's orphan sweep (its `pause` hook). */
 export const orphansOf = (store: CassandraStore): OrphanSweep => inner(store).orphans;
 

@@ -28,7 +28,7 @@ import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import type { HeadBudget } from './heads';
 import { HandOffs, type HandedOff } from './handoff';
-import { Gate, num, sleep, toOpenError, toStoreError } from './util';
+import { Gate, gatedClient, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
 import { validateAppend, validateLimit, validateMaxMembers, validateNewGroup, validateSeq, validateUids } from '../validate';
@@ -203,6 +203,11 @@ export class CassandraStore implements Store {
     this.keyspace = o.keyspace;
     this.gate = new Gate(o.maxInFlight);
     const ks = o.keyspace;
+    // Statements of first touches, shard changes and hand-offs count against maxInFlight like the
+    // log's: a cold start under load touches every key and shard at once, and unbounded they
+    // filled the driver's connection (2,048 in flight), so the lease's renewal was refused and it
+    // lapsed. The lease keeps the bare client: a renewal never waits for a slot.
+    const loads = gatedClient(client, this.gate);
     this.lease = new Lease({
       client, keyspace: ks, leaseMs: o.leaseMs, logger: o.logger,
       onLapse: (_old, now) => this.onLapse(now),
@@ -214,13 +219,13 @@ export class CassandraStore implements Store {
       onList: (names, changed) => this.orphans.onList(names, changed),
     });
     this.shards = new Shards({
-      client, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
+      client: loads, keyspace: ks, shardCount: o.shardCount, step: o.seqStep, clockSkewMs: o.clockSkewMs,
       serialConsistency: serial, lease: this.lease, logger: o.logger, nextTs,
       preferred: (shard) => this.balancer.preferred(shard),
       replay: (owner, shard, epoch) => this.log.replay(owner, shard, epoch),
       handedOff: (shard, epoch) => this.adoptFrom(shard, epoch),
     });
-    this.handOffs = new HandOffs({ client, keyspace: ks, writeTimeoutMs: () => this.lease.writeTimeoutMs, logger: o.logger });
+    this.handOffs = new HandOffs({ client: loads, keyspace: ks, writeTimeoutMs: () => this.lease.writeTimeoutMs, logger: o.logger });
     this.inboxReader = new TimelineReader(inboxSpec(o.inboxBucketSize, o.inboxLayout === 9), client, ks);
     this.historyReader = new TimelineReader(historySpec(o.historyBucketSize), client, ks);
     // Both layouts' inserts: a replayed log may hold rows of a process that wrote the other one.
@@ -244,10 +249,10 @@ export class CassandraStore implements Store {
       maxBatchEntries: o.maxBatchEntries, maxBatchBytes: o.maxBatchBytes, maxPending: o.maxPendingAppends * 4,
       maxLanes: o.maxCachedHeads, recentPerKey: 32, recentMs: 120_000, heads, clockMarginMs: CLOCK_MARGIN_MS,
     };
-    this.inbox = new OwnedTimeline(this.inboxReader, client, owned);
-    this.historyLog = new OwnedTimeline(this.historyReader, client, owned);
+    this.inbox = new OwnedTimeline(this.inboxReader, loads, owned);
+    this.historyLog = new OwnedTimeline(this.historyReader, loads, owned);
     this.journal = new Journal({
-      client, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
+      client: loads, keyspace: ks, lease: this.lease, shards: this.shards, writer: ownerWriter,
       maxCached: o.maxCachedHeads, ttlSlackSeconds: o.dedupTtlSlackSeconds, journalSinceMs: o.journalSinceMs ?? 0, heads,
     });
     this.peers = new Peers({

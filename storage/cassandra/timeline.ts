@@ -48,6 +48,14 @@ export function insertQuery(keyspace: string, spec: Pick<TimelineSpec<unknown>, 
   return `INSERT INTO ${keyspace}.${spec.table} (${spec.keyColumn}, bucket, seq, ${spec.columns.join(', ')}) VALUES (?, ?, ?, ${spec.columns.map(() => '?').join(', ')})`;
 }
 
+/** The buckets a key may have rows in, from its seq_heads row (TimelineReader.buckets). */
+function bucketsOf({ listed, legacy }: { listed: number[]; legacy: number }): number[] {
+  const out = new Set<number>(listed);
+  out.add(0);
+  for (let b = 0; b <= legacy; b++) out.add(b);
+  return [...out].sort((a, b) => a - b);
+}
+
 export class TimelineReader<E> {
   private readonly q: Record<string, string>;
 
@@ -79,17 +87,16 @@ export class TimelineReader<E> {
    * Buckets the key may have rows in, ascending: the listed ones, bucket 0 (v1 timelines that
    * never left it wrote no hint) and, for v1 timelines, every bucket up to the hint.
    */
-  async buckets(key: string): Promise<number[]> {
-    const { listed, legacy } = await this.listed(key);
-    const out = new Set<number>(listed);
-    out.add(0);
-    for (let b = 0; b <= legacy; b++) out.add(b);
-    return [...out].sort((a, b) => a - b);
+  async buckets(key: string, client: Client = this.client): Promise<number[]> {
+    return bucketsOf(await this.listed(key, client));
   }
 
-  /** The buckets recorded in seq_heads (the owner adds to this list) and the v1 hint (-1: none). */
-  async listed(key: string): Promise<{ listed: number[]; legacy: number }> {
-    const rs = await this.client.execute(this.q.heads, [this.spec.kind, key], { prepare: true });
+  /**
+   * The buckets recorded in seq_heads (the owner adds to this list) and the v1 hint (-1: none).
+   * `client`: an owner's first touch passes its gated client (the store's in-flight bound).
+   */
+  async listed(key: string, client: Client = this.client): Promise<{ listed: number[]; legacy: number }> {
+    const rs = await client.execute(this.q.heads, [this.spec.kind, key], { prepare: true });
     const r = rs.first();
     return { listed: (r?.buckets as number[] | null | undefined) ?? [], legacy: num(r?.bucket) ?? -1 };
   }
@@ -623,8 +630,9 @@ export class OwnedTimeline<E> {
   private async load(lane: Lane<E>, st: OwnedShard): Promise<void> {
     // A lane dropped after a failed round may leave rows logged here and not yet in the table.
     await this.o.writer.flushKey(lane.key);
-    const { listed } = await this.reader.listed(lane.key);
-    const buckets = await this.reader.buckets(lane.key);
+    const heads = await this.reader.listed(lane.key, this.client);
+    const { listed } = heads;
+    const buckets = bucketsOf(heads);
     let tail = 0;
     // Memory covers the whole timeline when it is empty or all of it was read; else from the
     // oldest row read on (seqs, and so rows, are written in time order).
@@ -657,7 +665,7 @@ export class OwnedTimeline<E> {
     await this.o.writer.flushKey(lane.key);
     const sinceUs = (sinceMs - 60_000) * 1000; // generous: write timestamps come from other clocks
     let before = Number.MAX_SAFE_INTEGER;
-    for (const b of (await this.reader.buckets(lane.key)).reverse()) {
+    for (const b of (await this.reader.buckets(lane.key, this.client)).reverse()) {
       for (;;) {
         const rs = await this.client.execute(this.reader.queries.tail, [lane.key, b, before, 256], { prepare: true });
         for (const r of rs.rows) {

@@ -2,7 +2,7 @@
  * Small pieces the Cassandra store modules share: number conversion, a concurrency gate, a
  * bounded LRU map, a per-key mutex, and the mapping of driver failures to ImErrors.
  */
-import { errors as driverErrors, types } from 'cassandra-driver';
+import { errors as driverErrors, types, type Client } from 'cassandra-driver';
 import { ImError, InternalError, OverloadedError, TimeoutError, UnavailableError } from '../../common/errors';
 import { fullJitterDelayMs } from '../../common/backoff';
 export { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +22,17 @@ export function bytesOf(content: Uint8Array): Buffer {
 
 /** Jittered backoff for contended LWT retries: spreads racing writers apart. */
 export const backoffMs = (attempt: number, capMs = 50): number => fullJitterDelayMs(attempt, 1, capMs);
+
+/**
+ * The client with each `execute` waiting for a slot of `gate`; every other member is the client's
+ * own. For code that runs its statements one by one outside any slot of that gate: called inside
+ * one, a wait for a second slot could deadlock once every slot is held that way.
+ */
+export function gatedClient(client: Client, gate: Gate): Client {
+  const execute = ((query: string, params?: unknown, options?: unknown) =>
+    gate.run(() => client.execute(query, params as never, options as never))) as Client['execute'];
+  return new Proxy(client, { get: (target, p) => (p === 'execute' ? execute : Reflect.get(target, p, target)) });
+}
 
 /** Bounds how many statements one store has in flight; waiters queue in order. */
 export class Gate {
