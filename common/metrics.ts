@@ -140,6 +140,8 @@ export class ImMetrics {
     'Shards this process handed to their preferred owner (Cassandra store balance).');
   readonly storeKeyHeadsAdopted = this.counter('im_store_key_heads_adopted_total',
     'Key heads taken from the previous owner of a shard at its clean release (Cassandra store): keys that start without a read.');
+  readonly storeSendsShed = this.counter('im_store_sends_shed_total',
+    'Sends refused OVERLOADED at once because sends were waiting longer than shedAfterMs (Cassandra store; docs/storage.md, Options).');
   readonly storeAppendSeconds = new Histogram({
     name: 'im_store_append_seconds', help: 'Time to append one message (dedup, history, every inbox).',
     buckets: LATENCY_BUCKETS_S, registers: [this.registry],

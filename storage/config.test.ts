@@ -19,7 +19,7 @@ describe('loadStoreConfig', () => {
   it('has cassandra defaults', () => {
     assert.deepEqual(loadStoreConfig({ IM_STORE: 'cassandra' }, []), {
       kind: 'cassandra', contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1',
-      keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 10_000, maxKeyStates: 100_000, maxKeyHeads: 500_000,
+      keyspace: 'im', consistency: 'LOCAL_QUORUM', replication: 1, leaseMs: 10_000, writeBehindMs: 10_000, maxKeyStates: 100_000, maxKeyHeads: 500_000, shedAfterMs: 2000,
     });
   });
 
@@ -28,11 +28,11 @@ describe('loadStoreConfig', () => {
       IM_STORE: 'cassandra', IM_CASSANDRA_CONTACT_POINTS: 'c1:9042, c2 ,10.0.0.3:9142',
       IM_CASSANDRA_DC: 'eu-west', IM_CASSANDRA_KEYSPACE: 'im_prod', IM_CASSANDRA_CONSISTENCY: 'QUORUM',
       IM_CASSANDRA_REPLICATION: '3', IM_CASSANDRA_LEASE_MS: '4000', IM_CASSANDRA_WRITE_BEHIND_MS: '500',
-      IM_CASSANDRA_MAX_KEY_HEADS: '0', IM_CASSANDRA_MAX_KEY_STATES: '2000',
+      IM_CASSANDRA_MAX_KEY_HEADS: '0', IM_CASSANDRA_MAX_KEY_STATES: '2000', IM_CASSANDRA_SHED_AFTER_MS: '0',
     }, ['--cassandra-consistency', 'ONE', '--cassandra-write-behind-ms', '750']);
     assert.deepEqual(cfg, {
       kind: 'cassandra', contactPoints: ['c1:9042', 'c2', '10.0.0.3:9142'], localDataCenter: 'eu-west',
-      keyspace: 'im_prod', consistency: 'ONE', replication: 3, leaseMs: 4000, writeBehindMs: 750, maxKeyStates: 2000, maxKeyHeads: 0,
+      keyspace: 'im_prod', consistency: 'ONE', replication: 3, leaseMs: 4000, writeBehindMs: 750, maxKeyStates: 2000, maxKeyHeads: 0, shedAfterMs: 0,
     });
     assert.equal(loadStoreConfig({ IM_STORE: 'cassandra' }, ['--store=sqlite']).kind, 'sqlite');
   });
@@ -52,6 +52,7 @@ describe('loadStoreConfig', () => {
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_WRITE_BEHIND_MS: '0' }, []), namesField('IM_CASSANDRA_WRITE_BEHIND_MS'));
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_MAX_KEY_HEADS: '-1' }, []), namesField('IM_CASSANDRA_MAX_KEY_HEADS'));
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_MAX_KEY_STATES: '0' }, []), namesField('IM_CASSANDRA_MAX_KEY_STATES'));
+    assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_SHED_AFTER_MS: '-1' }, []), namesField('IM_CASSANDRA_SHED_AFTER_MS'));
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_REPLICATION: '0' }, []), namesField('IM_CASSANDRA_REPLICATION'));
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_REPLICATION: 'three' }, []), namesField('IM_CASSANDRA_REPLICATION'));
     assert.throws(() => loadStoreConfig({ ...c, IM_CASSANDRA_USERNAME: 'im' }, []), namesField('IM_CASSANDRA_PASSWORD'));

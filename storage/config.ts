@@ -44,6 +44,8 @@ export interface CassandraStoreConfig {
   maxKeyStates: number;
   /** Keys out of memory whose head a logic process keeps (docs/sequencer.md, "Keys out of memory"). */
   maxKeyHeads: number;
+  /** Sends are refused OVERLOADED while every send waits longer than this, ms; 0: never (docs/storage.md, Options). */
+  shedAfterMs: number;
 }
 
 export type StoreConfig = SqliteStoreConfig | CassandraStoreConfig;
@@ -76,6 +78,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const writeBehindMs = s.int('IM_CASSANDRA_WRITE_BEHIND_MS', 10_000, { min: 1, max: 60_000, flag: 'cassandra-write-behind-ms' });
   const maxKeyStates = s.int('IM_CASSANDRA_MAX_KEY_STATES', DEFAULT_MAX_CACHED_KEYS, { min: 1, max: 10_000_000, flag: 'cassandra-max-key-states' });
   const maxKeyHeads = s.int('IM_CASSANDRA_MAX_KEY_HEADS', DEFAULT_MAX_KEY_HEADS, { min: 0, max: 100_000_000, flag: 'cassandra-max-key-heads' });
+  const shedAfterMs = s.int('IM_CASSANDRA_SHED_AFTER_MS', 2000, { min: 0, max: 600_000, flag: 'cassandra-shed-after-ms' });
   const username = s.raw('IM_CASSANDRA_USERNAME', 'cassandra-username');
   const password = s.raw('IM_CASSANDRA_PASSWORD');
   if ((username === undefined) !== (password === undefined)) {
@@ -85,7 +88,7 @@ export function loadStoreConfig(env: Env = process.env, argv: readonly string[] 
   const credentials = username !== undefined ? { username, password: password! } : undefined;
   const tls = loadCassandraTls(s);
   return {
-    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs, maxKeyStates, maxKeyHeads,
+    kind, contactPoints, localDataCenter, keyspace, consistency, replication, leaseMs, writeBehindMs, maxKeyStates, maxKeyHeads, shedAfterMs,
     ...(credentials && { credentials }), ...(tls && { tls }),
   };
 }

@@ -30,7 +30,7 @@ describe('openStore', () => {
   it("names the operator's setting when the Cassandra store rejects an option", async () => {
     const bad: CassandraStoreConfig = {
       kind: 'cassandra', contactPoints: ['127.0.0.1:9042'], localDataCenter: 'datacenter1', keyspace: 'im',
-      consistency: 'ALL' as never, replication: 1, leaseMs: 10_000, writeBehindMs: 2000, maxKeyStates: 1000, maxKeyHeads: 1000,
+      consistency: 'ALL' as never, replication: 1, leaseMs: 10_000, writeBehindMs: 2000, maxKeyStates: 1000, maxKeyHeads: 1000, shedAfterMs: 2000,
     };
     await assert.rejects(openStore(bad), (e: unknown) => e instanceof ConfigError && e.field === 'IM_CASSANDRA_CONSISTENCY'
       && /ONE/.test(e.message));

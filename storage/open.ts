@@ -25,6 +25,7 @@ const CASSANDRA_FIELDS: Record<string, string> = {
   writeBehindMs: 'IM_CASSANDRA_WRITE_BEHIND_MS',
   maxCachedHeads: 'IM_CASSANDRA_MAX_KEY_STATES',
   maxKeyHeads: 'IM_CASSANDRA_MAX_KEY_HEADS',
+  shedAfterMs: 'IM_CASSANDRA_SHED_AFTER_MS',
 };
 
 // Compile-time check: every level the config accepts is one the store accepts.
@@ -64,6 +65,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       writeBehindMs: config.writeBehindMs,
       maxCachedHeads: config.maxKeyStates,
       maxKeyHeads: config.maxKeyHeads,
+      shedAfterMs: config.shedAfterMs,
       bus: options.bus,
       logger,
     });

@@ -43,6 +43,12 @@ export interface CassandraStoreOptions {
   maxInFlight?: number;
   /** Appends accepted but not yet stored; one more fails with OverloadedError. Default 20000. */
   maxPendingAppends?: number;
+  /**
+   * When even the quickest send that finished in the last interval (half of this, at least 100 ms)
+   * took longer than this, new sends fail with OverloadedError at once until one is quicker again
+   * (admission.ts). 0: never. Default 2000.
+   */
+  shedAfterMs?: number;
   /** Entries of one timeline written in one round at most. Default 100. */
   maxBatchEntries?: number;
   /** Content bytes of one timeline round at most (one entry always fits). Default 256 KiB. */
@@ -105,6 +111,7 @@ const NUMERIC_DEFAULTS = {
   historyBucketSize: DEFAULT_BUCKET_SIZE,
   maxInFlight: 256,
   maxPendingAppends: 20_000,
+  shedAfterMs: 2000,
   maxBatchEntries: 100,
   maxBatchBytes: 256 * 1024,
   maxWriteBatchRows: 200,
@@ -130,7 +137,7 @@ const NUMERIC_DEFAULTS = {
 };
 
 const MINIMUM: Partial<Record<keyof typeof NUMERIC_DEFAULTS, number>> = {
-  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0, maxShardMoves: 0, maxKeyHeads: 0,
+  inboxBucketSize: 2, historyBucketSize: 2, leaseMs: 500, clockSkewMs: 0, peerTimeoutMs: 0, maxShardMoves: 0, maxKeyHeads: 0, shedAfterMs: 0,
 };
 
 export function resolveCassandraOptions(options: CassandraStoreOptions): ResolvedCassandraOptions {

@@ -600,6 +600,38 @@ describe('CassandraStore (real Cassandra)', function () {
     });
   });
 
+  describe('send admission (shedAfterMs)', () => {
+    it('refuses new sends OVERLOADED, storing nothing of them, while every send waits longer than shedAfterMs, and admits them again once the queue is gone', async () => {
+      // One statement in flight and 200 cold sends at once: a standing queue far longer than 50 ms.
+      const ks = `im_test_${randomBytes(4).toString('hex')}_shed`;
+      const store = await CassandraStore.open(testStoreOptions(ks, { maxInFlight: 1, shedAfterMs: 50 }));
+      try {
+        const queued = Array.from({ length: 200 }, (_, i) => direct(uid(`q${i}`), uid(`r${i}`), `m${i}`));
+        let finished = 0;
+        const all = Promise.all(queued.map((m) => store.appendMessage(m).then((r) => { finished++; return r; })));
+        await waitFor('two intervals of slow completions', 60_000, () => finished >= 20);
+        const late = direct(uid('late'), uid('peer'), 'refused');
+        await assert.rejects(store.appendMessage(late), (e: unknown) => (e as { code?: number }).code === Code.OVERLOADED);
+        assert.ok(store.sendsShed >= 1);
+        assert.deepEqual((await all).map((r) => r.message.msgId), queued.map((m) => m.msgId), 'every admitted send stored');
+        assert.equal((await store.sync(late.to, 0, 10)).items.length, 0, 'the refused send stored nothing');
+        // The queue is gone: quick sends close an interval under the target and sends are admitted again.
+        await waitFor('admitted again', 30_000, async () => {
+          try {
+            await store.appendMessage(direct(uid('again'), uid('peer'), 'again'));
+            return true;
+          } catch (e) {
+            if ((e as { code?: number }).code !== Code.OVERLOADED) throw e;
+            return false;
+          }
+        });
+      } finally {
+        await store.close();
+        await dropKeyspace(ks);
+      }
+    });
+  });
+
   describe('owner log bound', () => {
     it('refuses appends with OVERLOADED while the tables are more than maxUnflushedBytes behind the log, and takes them again once they catch up', async () => {
       const store = await CassandraStore.open(tiny({ writeBehindMs: 60_000, maxUnflushedBytes: 3000 }));

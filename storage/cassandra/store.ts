@@ -28,6 +28,7 @@ import { NotOwnerError, Shards, type OwnedShard } from './shards';
 import { CLOCK_MARGIN_MS, insertQuery, OwnedTimeline, TimelineReader } from './timeline';
 import type { HeadBudget } from './heads';
 import { HandOffs, type HandedOff } from './handoff';
+import { Admission } from './admission';
 import { Gate, gatedClient, num, sleep, toOpenError, toStoreError } from './util';
 import { OwnerLog, untilQueued, type LogTicket, type Queued } from './log';
 import { OrphanSweep } from './orphans';
@@ -119,6 +120,7 @@ export class CassandraStore implements Store {
   readonly keyspace: string;
   private readonly o: ResolvedCassandraOptions;
   private readonly gate: Gate;
+  private readonly admission: Admission | undefined;
   private readonly lease: Lease;
   private readonly shards: Shards;
   private readonly balancer: Balancer;
@@ -202,6 +204,7 @@ export class CassandraStore implements Store {
     this.o = o;
     this.keyspace = o.keyspace;
     this.gate = new Gate(o.maxInFlight);
+    this.admission = o.shedAfterMs > 0 ? new Admission({ targetMs: o.shedAfterMs, intervalMs: Math.max(100, o.shedAfterMs / 2) }) : undefined;
     const ks = o.keyspace;
     // Statements of first touches, shard changes and hand-offs count against maxInFlight like the
     // log's: a cold start under load touches every key and shard at once, and unbounded they
@@ -309,11 +312,24 @@ export class CassandraStore implements Store {
       if (this.inFlight.size >= this.o.maxPendingAppends) {
         throw new OverloadedError(`cassandra store: ${this.inFlight.size} appends already in flight`);
       }
+      if (this.admission?.shed()) {
+        metrics().storeSendsShed.inc();
+        throw new OverloadedError(`cassandra store: sends are waiting longer than ${this.o.shedAfterMs} ms; retry later`);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
+    const started = performance.now();
     // Registered before the first await, so close() always waits for it.
-    return this.track(this.append(input));
+    return this.track(this.append(input)).then((r) => {
+      this.admission?.done(performance.now() - started);
+      return r;
+    });
+  }
+
+  /** Sends refused by the admission rule (shedAfterMs) so far. */
+  get sendsShed(): number {
+    return this.admission?.refusedCount ?? 0;
   }
 
   async sync(uid: string, afterSeq: number, limit: number): Promise<Page<InboxEntry>> {
