@@ -11,7 +11,12 @@
  *   anyway, so a preferred process that is stopping or unreachable never blocks a send);
  * - every `intervalMs` an owner hands back, a few at a time, the shards another process is
  *   preferred for, once the list of live processes has stayed the same for one interval: each
- *   handover refuses new calls for the shard, waits for its running writes, and releases it.
+ *   handover refuses new calls for the shard, waits for its running writes, and releases it;
+ * - in the same rounds a process takes, a few dozen at a time, the FREE shards it is preferred for
+ *   (no row yet, or released at a clean stop), so a cold start or a restart pays those LWTs while
+ *   it is idle, not at each shard's first send under load. A shard with an owner, live or dead, is
+ *   left to its first send (a dead owner's log is replayed per shard taken; the orphan sweep writes
+ *   the rest at once).
  */
 import type { Logger } from '../../common/log';
 import type { Lease } from './lease';
@@ -56,6 +61,10 @@ export interface BalancerOptions {
   maxMoves: number;
   /** Shards this process owns now. */
   owned: () => number[];
+  /** Shards in all (shards are 0 … shardCount − 1); 0 or absent: free shards are not taken ahead. */
+  shardCount?: number;
+  /** Takes the shard if it is free; true when it is owned here after. */
+  takeFree?: (shard: number) => Promise<boolean>;
   /** Hands a shard back; false when it could not be done now (busy, lost, closing). */
   handover: (shard: number) => Promise<boolean>;
   /** Told each list of live processes read, and whether it differs from the one before. */
@@ -70,6 +79,8 @@ export class Balancer {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
+  /** Preferred shards found not free since the list last changed: not looked at again until it does. */
+  private notFree = new Set<number>();
 
   constructor(private readonly o: BalancerOptions) {}
 
@@ -116,17 +127,39 @@ export class Balancer {
     this.live = live;
     this.names = names;
     this.o.onList?.(names, !same);
+    // Shards found not free are looked at again when the list changes, and every 10 rounds (a
+    // shard released by a handover since).
+    if (!same || this.sameRounds % 10 === 0) this.notFree.clear();
     // Nothing moves while processes come and go (a rolling restart): only once the list held still.
     if (this.o.maxMoves === 0 || this.sameRounds < 1) return;
     const me = this.o.lease.processId;
     if (!names.includes(me)) return;
     const moves = this.o.owned().filter((s) => preferredOwner(names, s) !== me).slice(0, this.o.maxMoves);
-    if (moves.length === 0) return;
-    let moved = 0;
-    for (let i = 0; i < moves.length && !this.closed; i += 8) {
-      const done = await Promise.all(moves.slice(i, i + 8).map((s) => this.o.handover(s)));
-      moved += done.filter(Boolean).length;
+    if (moves.length > 0) {
+      let moved = 0;
+      for (let i = 0; i < moves.length && !this.closed; i += 8) {
+        const done = await Promise.all(moves.slice(i, i + 8).map((s) => this.o.handover(s)));
+        moved += done.filter(Boolean).length;
+      }
+      this.o.logger.info('cassandra store: handed shards to their preferred owners', { moved, tried: moves.length, processes: names.length });
     }
-    this.o.logger.info('cassandra store: handed shards to their preferred owners', { moved, tried: moves.length, processes: names.length });
+    await this.takeFree(names, me);
+  }
+
+  /** Takes up to 4 × maxMoves of the free shards this process is preferred for, 16 at a time. */
+  private async takeFree(names: readonly string[], me: string): Promise<void> {
+    const { shardCount = 0, takeFree } = this.o;
+    if (!takeFree || shardCount === 0) return;
+    const owned = new Set(this.o.owned());
+    const wanted: number[] = [];
+    for (let s = 0; s < shardCount && wanted.length < 4 * this.o.maxMoves; s++) {
+      if (!owned.has(s) && !this.notFree.has(s) && preferredOwner(names, s) === me) wanted.push(s);
+    }
+    let taken = 0;
+    for (let i = 0; i < wanted.length && !this.closed && this.o.lease.processId === me; i += 16) {
+      const done = await Promise.all(wanted.slice(i, i + 16).map((s) => takeFree(s).catch(() => false)));
+      done.forEach((ok, j) => { if (ok) taken++; else this.notFree.add(wanted[i + j]); });
+    }
+    if (taken > 0) this.o.logger.info('cassandra store: took free shards this process is preferred for', { taken, looked: wanted.length });
   }
 }

@@ -159,6 +159,19 @@ export class Shards {
     return p;
   }
 
+  /**
+   * Takes the shard when it is free: no row yet, or released at a clean stop (its handed-off heads
+   * adopted as at a first send). A shard with an owner, live or not, is left alone: false.
+   */
+  async takeFree(shard: number): Promise<boolean> {
+    if (this.owned.has(shard)) return true;
+    if (this.remote.has(shard) || this.resolving.has(`${shard}`) || this.resolving.has(`${shard}p`)) return false;
+    const row = (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
+    if (row && row.owner !== null && row.owner !== undefined) return false;
+    const r = await this.resolve(shard);
+    return 'mine' in r;
+  }
+
   /** Makes sure `seq` fits the shard's persisted bound, advancing it (one LWT per `step` seqs). */
   async ensureBound(st: OwnedShard, seq: number): Promise<void> {
     while (seq > st.bound) {

@@ -767,7 +767,7 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
   let admin: Client;
   const stores: CassandraStore[] = [];
   // 16 shards, a 1.5 s lease (a balance round every 500 ms), handovers on.
-  const opts = (bus: InProcessBus) => base(BALANCE_KS, { bus, shardCount: 16, leaseMs: 1500, clockSkewMs: 100, maxShardMoves: 4 });
+  const opts = (bus: InProcessBus, ks = BALANCE_KS) => base(ks, { bus, shardCount: 16, leaseMs: 1500, clockSkewMs: 100, maxShardMoves: 4 });
 
   before(async function () {
     await needs(this, 'cassandra');
@@ -793,6 +793,38 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
     const heads = await joinUnderLoad(`${BALANCE_KS}_heads`, { maxCachedHeads: 4, writeBehindMs: 200 }, true);
     assert.ok(heads.taken > 0, 'sends started from heads');
     assert.ok(heads.adopted > 0, 'heads handed off at the handovers and when the joiner left');
+  });
+
+  it('takes the free shards a process is preferred for before any send, and leaves a dead owner\'s to their first send', async () => {
+    const ks = `${BALANCE_KS}_free`;
+    const bus = new InProcessBus();
+    let b: CassandraStore | undefined;
+    try {
+      // A cold start: nothing sent, yet the balance rounds take all 16 shards (no row yet).
+      const a = await CassandraStore.open(opts(bus, ks));
+      await waitFor('all shards taken with no send', 30_000, () => a.ownedShards === 16);
+      // A process that joins gets its share: handed over by the first, and taken once released.
+      b = await CassandraStore.open(opts(bus, ks));
+      const joined = b;
+      await waitFor('shards spread over both', 60_000, () => joined.ownedShards > 0 && a.ownedShards + joined.ownedShards === 16 && a.ownedShards < 16);
+      // The first dies: its shards have an owner (dead), so the survivor takes none of them ahead;
+      // a first send takes what it needs (after the lease), replaying the dead owner's log.
+      const bOwned = b.ownedShards;
+      const dead = a.processId;
+      await killHard(a);
+      await waitFor('the dead lease over', 30_000, async () =>
+        (await admin.execute(`SELECT until_ms FROM ${ks}.logic_leases WHERE process = ?`, [dead])).rows.every((r) => num(r.until_ms)! < Date.now() - 200));
+      await b.rebalance();
+      await b.rebalance();
+      await b.rebalance();
+      assert.equal(b.ownedShards, bOwned, 'no shard of the dead owner taken ahead');
+      const [x, y] = [uid('x'), uid('y')];
+      await b.appendMessage(direct(x, y, 'after'));
+      assert.equal((await b.sync(y, 0, 10)).items.length, 1);
+    } finally {
+      await b?.close();
+      await admin.execute(`DROP KEYSPACE IF EXISTS ${ks}`);
+    }
   });
 
   async function joinUnderLoad(ks: string, over: Partial<CassandraStoreOptions>, thenLeave = false): Promise<{ taken: number; adopted: number }> {

@@ -219,6 +219,7 @@ export class CassandraStore implements Store {
     this.balancer = new Balancer({
       lease: this.lease, logger: o.logger, intervalMs: Math.max(100, Math.floor(o.leaseMs / 3)), maxMoves: o.maxShardMoves,
       owned: () => this.shards.ownedList(), handover: (shard) => this.handover(shard),
+      shardCount: o.shardCount, takeFree: (shard) => this.shards.takeFree(shard),
       onList: (names, changed) => this.orphans.onList(names, changed),
     });
     this.shards = new Shards({
