@@ -320,12 +320,11 @@ export class CassandraStore implements Store {
     } catch (err) {
       return Promise.reject(err);
     }
-    const started = performance.now();
+    const admission = this.admission;
+    const started = admission ? performance.now() : 0;
     // Registered before the first await, so close() always waits for it.
-    return this.track(this.append(input)).then((r) => {
-      this.admission?.done(performance.now() - started);
-      return r;
-    });
+    const sent = this.track(this.append(input));
+    return admission ? sent.then((r) => { admission.done(performance.now() - started); return r; }) : sent;
   }
 
   /** Sends refused by the admission rule (shedAfterMs) so far. */
