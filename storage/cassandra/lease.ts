@@ -22,7 +22,15 @@ export interface LeaseOptions {
   onLapse: (oldId: string, newId: string) => void;
   /** Monotonic milliseconds; injectable for tests. */
   monoMs?: () => number;
+  /** Wall-clock milliseconds (the lease rows' clock); injectable for tests. */
+  wallMs?: () => number;
 }
+
+/**
+ * How long an until_ms read of another process answers `untilOf` again, while it is still ahead
+ * of the clock. Bounds how late a clean stop (its row deleted) is noticed by asks in between.
+ */
+export const SEEN_UNTIL_MS = 1000;
 
 const mono = () => performance.now();
 
@@ -37,10 +45,15 @@ export class Lease {
   private renewing: Promise<void> | undefined;
   private closed = false;
   private readonly monoMs: () => number;
+  private readonly wallMs: () => number;
+  /** Other processes' until_ms as last read, and when; and the reads in flight (see untilOf). */
+  private readonly seen = new Map<string, { untilMs: number; readAtMs: number }>();
+  private readonly reading = new Map<string, Promise<number>>();
   private readonly q: { put: string; del: string; get: string; all: string };
 
   constructor(private readonly o: LeaseOptions) {
     this.monoMs = o.monoMs ?? mono;
+    this.wallMs = o.wallMs ?? Date.now;
     const t = `${o.keyspace}.logic_leases`;
     this.q = {
       put: `UPDATE ${t} USING TTL ? SET until_ms = ?, started_ms = ? WHERE process = ?`,
@@ -83,20 +96,65 @@ export class Lease {
     if (this.remainingMs() < needMs) throw new UnavailableError(`${what}: this process's shard lease is not valid long enough; retry`);
   }
 
-  /** The wall-clock until_ms of another process's lease; 0 when it has none (expired by TTL). */
+  /**
+   * The wall-clock until_ms of another process's lease; 0 when it has none (expired by TTL, or
+   * deleted at a clean stop).
+   *
+   * Asked once per shard of a process (a store resolving the shards another one owns, a cold
+   * start's 512) and for every forwarded call that waits long, so the answers are shared: a value
+   * still ahead of the clock and read in the last SEEN_UNTIL_MS is given again without a read (a
+   * lease is only ever extended while it is held, so a read now would say as much, but for a row
+   * deleted at a clean stop since), and asks while a read is in flight wait for it. A value that
+   * says the lease is over is never reused: whoever acts on it (a takeover) gets a read made after
+   * its ask.
+   */
   async untilOf(process: string): Promise<number> {
-    const rs = await this.o.client.execute(this.q.get, [process], { prepare: true });
-    const v = rs.first()?.until_ms;
-    return v === undefined || v === null ? 0 : Number(v);
+    const now = this.wallMs();
+    const seen = this.seen.get(process);
+    if (seen && seen.untilMs > now && now - seen.readAtMs < SEEN_UNTIL_MS) return seen.untilMs;
+    const inFlight = this.reading.get(process);
+    if (inFlight) {
+      const untilMs = await inFlight;
+      if (untilMs > this.wallMs()) return untilMs;
+    }
+    return this.readUntil(process);
+  }
+
+  private noteSeen(process: string, untilMs: number, readAtMs: number): void {
+    const seen = this.seen.get(process);
+    if (seen && seen.readAtMs > readAtMs) return;
+    this.seen.set(process, { untilMs, readAtMs });
+    // Old incarnations of restarted processes: forgotten once their reads are too old to be used.
+    if (this.seen.size > 256) {
+      for (const [p, s] of this.seen) if (readAtMs - s.readAtMs >= SEEN_UNTIL_MS) this.seen.delete(p);
+    }
+  }
+
+  private readUntil(process: string): Promise<number> {
+    const readAtMs = this.wallMs();
+    const read = (async () => {
+      const rs = await this.o.client.execute(this.q.get, [process], { prepare: true });
+      const v = rs.first()?.until_ms;
+      const untilMs = v === undefined || v === null ? 0 : Number(v);
+      this.noteSeen(process, untilMs, readAtMs);
+      return untilMs;
+    })();
+    // The latest read is the one later asks join.
+    this.reading.set(process, read);
+    const forget = () => {
+      if (this.reading.get(process) === read) this.reading.delete(process);
+    };
+    read.then(forget, forget);
+    return read;
   }
 
   /** Every process whose lease row says it holds a lease now (until_ms ahead of this clock). */
   async live(): Promise<{ process: string; untilMs: number }[]> {
-    const now = Date.now();
+    const now = this.wallMs();
     const rs = await this.o.client.execute(this.q.all, [], { prepare: true });
-    return rs.rows
-      .map((r) => ({ process: String(r.process), untilMs: Number(r.until_ms ?? 0) }))
-      .filter((p) => p.untilMs > now);
+    const rows = rs.rows.map((r) => ({ process: String(r.process), untilMs: Number(r.until_ms ?? 0) }));
+    for (const p of rows) this.noteSeen(p.process, p.untilMs, now);
+    return rows.filter((p) => p.untilMs > now);
   }
 
   /**
