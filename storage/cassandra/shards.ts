@@ -8,7 +8,7 @@
  * the last persisted bound, so a seq is never handed out twice whatever the previous owner held
  * in memory or wrote late.
  */
-import type { Client } from 'cassandra-driver';
+import type { Client, types } from 'cassandra-driver';
 import { UnavailableError } from '../../common/errors';
 import type { Logger } from '../../common/log';
 import type { Lease } from './lease';
@@ -144,7 +144,7 @@ export class Shards {
    * or another, live one. With `preferOthers`, a shard that is free goes to its preferred
    * process instead when that is another one (the caller forwards the call there).
    */
-  resolve(shard: number, preferOthers = false): Promise<Resolved> {
+  resolve(shard: number, preferOthers = false, read?: types.Row | null): Promise<Resolved> {
     const mine = this.owned.get(shard);
     if (mine?.leaving && mine.handedOver) return mine.handedOver.then(() => this.resolve(shard, preferOthers));
     if (mine) return Promise.resolve({ mine });
@@ -153,7 +153,7 @@ export class Shards {
     const key = `${shard}${preferOthers ? 'p' : ''}`;
     let p = this.resolving.get(key);
     if (!p) {
-      p = this.resolveSlow(shard, preferOthers).finally(() => this.resolving.delete(key));
+      p = this.resolveSlow(shard, preferOthers, read).finally(() => this.resolving.delete(key));
       this.resolving.set(key, p);
     }
     return p;
@@ -168,7 +168,8 @@ export class Shards {
     if (this.remote.has(shard) || this.resolving.has(`${shard}`) || this.resolving.has(`${shard}p`)) return false;
     const row = (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
     if (row && row.owner !== null && row.owner !== undefined) return false;
-    const r = await this.resolve(shard);
+    // The take goes on from this read (a serial read, a Paxos round: not made twice).
+    const r = await this.resolve(shard, false, row);
     return 'mine' in r;
   }
 
@@ -228,18 +229,19 @@ export class Shards {
     st.bound = next;
   }
 
-  private async resolveSlow(shard: number, preferOthers: boolean): Promise<Resolved> {
+  /** `read`: the shard's row as a serial read just found it (null: none), used for the first attempt. */
+  private async resolveSlow(shard: number, preferOthers: boolean, read?: types.Row | null): Promise<Resolved> {
     for (let attempt = 1; ; attempt++) {
       // Another resolve in this process (one with the other preferOthers) may have just taken it:
       // taking it again would only start a new epoch of our own (a gap in every key's seqs).
       const held = this.owned.get(shard);
       if (held) return { mine: held };
-      const rs = await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency });
+      const row = attempt === 1 && read !== undefined ? read
+        : (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
       // Taken by another resolve here while the row was read: the row shows this process, and
       // taking it again would start a second epoch of our own over rows still being written.
       const justTaken = this.owned.get(shard);
       if (justTaken) return { mine: justTaken };
-      const row = rs.first();
       const me = this.o.lease.processId;
       const elsewhere = preferOthers ? this.o.preferred?.(shard) : undefined;
       if (elsewhere && (!row || row.owner === null || row.owner === undefined)) return { ...elsewhere, preferred: true };

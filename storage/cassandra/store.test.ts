@@ -13,7 +13,7 @@ import { newId, peerConvId } from '../../common/ids';
 import { CASSANDRA_CONTACT, dropKeyspace, needs } from '../../test/infra';
 import { waitFor } from '../../test/exactly-once';
 import { CassandraStore, migrate, type CassandraStoreOptions } from './store';
-import { asOlderRelease, direct, killHard, statementsInFlight, testStoreOptions, uid } from './store.test-support';
+import { asOlderRelease, countRequests, direct, killHard, statementsInFlight, testStoreOptions, uid } from './store.test-support';
 import { PeerTimeoutError } from './peers';
 import { shardOf } from './shards';
 import { preferredOwner } from './balance';
@@ -822,7 +822,11 @@ describe('CassandraStore shard balance (real Cassandra)', function () {
     try {
       // A cold start: nothing sent, yet the balance rounds take all 16 shards (no row yet).
       const a = await CassandraStore.open(opts(bus, ks));
+      const counted = countRequests(a);
       await waitFor('all shards taken with no send', 30_000, () => a.ownedShards === 16);
+      // One serial read (a Paxos round) of each shard's row before its take, not one more in the take.
+      assert.equal(counted.queries.filter((q) => /FROM \S+\.shard_owners WHERE shard/.test(q)).length, 16);
+      counted.restore();
       // A process that joins gets its share: handed over by the first, and taken once released.
       b = await CassandraStore.open(opts(bus, ks));
       const joined = b;
