@@ -129,6 +129,8 @@ export class ImMetrics {
   });
   readonly fanoutDropped = this.counter('im_logic_fanout_dropped_deliveries_total',
     'Deliveries dropped because fan-out was saturated (clients recover by sync).');
+  readonly fanoutLookupsFailed = this.counter('im_logic_fanout_lookups_failed_total',
+    'Fan-out router lookups that failed on every try: their pushes were skipped (clients recover by sync).');
 
   // store
   readonly storePendingAppends = new Gauge({

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { gatewaySubject } from '../bus/bus';
 import { type AppliedBatch, decodeDeliveryBatch, type DeliveryBatch } from '../proto/delivery';
+import type { StoredMessage } from '../storage/store';
 import { chunkByBytes, Fanout } from './fanout';
 import type { LogicEnv } from './logic.test-support';
 import { caller, collectBatches, makeLogicEnv, pushedTo, settle } from './logic.test-support';
@@ -107,6 +108,9 @@ describe('fan-out', () => {
   });
 
   it('never fails a send when the lookup fails; later sends push again', async () => {
+    await env.close();
+    env = makeLogicEnv({ fanoutLookupRetryMs: [] }); // no retry: the first push is lost for good
+    await env.router.bind([{ uid: 'bob', deviceId: 'phone', node: 'gw1', connId: 'c2' }]);
     const gw1 = collectBatches(env.bus, 'gw1');
     env.router.failLookups = new Error('router down');
     const r = await env.service.send(alice, { to: 'bob', clientMsgId: 'lost-push' });
@@ -119,6 +123,44 @@ describe('fan-out', () => {
     assert.equal(gw1.batches.length, 1);
     // The lost push is healed by sync.
     assert.equal((await env.service.sync(caller('bob'), { fromSeq: 0, limit: 0 })).messages.length, 2);
+    gw1.stop();
+  });
+
+  it('tries a failed lookup again after each pause, and pushes once one try answers', async () => {
+    const gw1 = collectBatches(env.bus, 'gw1');
+    const pauses: number[] = [];
+    const lookupsBefore = env.router.lookups;
+    env.router.failLookups = new Error('lookup timed out');
+    const fanout = new Fanout({
+      bus: env.bus, router: env.router, lookupRetryMs: [100, 400, 1600],
+      // The router answers again after the second pause.
+      sleep: async (ms) => { pauses.push(ms); if (pauses.length === 2) env.router.failLookups = undefined; },
+    });
+    fanout.enqueue(stored('m1'), new Map([['bob', 7]]));
+    await fanout.idle();
+    assert.deepEqual(pauses, [100, 400]);
+    assert.equal(env.router.lookups - lookupsBefore, 3);
+    assert.deepEqual(pushedTo(gw1.batches).map((d) => [d.uid, d.seq]), [['bob', 7]]);
+    gw1.stop();
+  });
+
+  it('skips the pushes once every try failed, and tries no more after close', async () => {
+    const gw1 = collectBatches(env.bus, 'gw1');
+    const pauses: number[] = [];
+    env.router.failLookups = new Error('router down');
+    const fanout = new Fanout({ bus: env.bus, router: env.router, lookupRetryMs: [100, 400], sleep: async (ms) => { pauses.push(ms); } });
+    const lookupsBefore = env.router.lookups;
+    fanout.enqueue(stored('m2'), new Map([['bob', 8]]));
+    await fanout.idle();
+    assert.deepEqual(pauses, [100, 400]);
+    assert.equal(env.router.lookups - lookupsBefore, 3, 'one try and two retries');
+    // Closing while a lookup fails: no pause, no retry.
+    const closing = new Fanout({ bus: env.bus, router: env.router, lookupRetryMs: [100], sleep: async (ms) => { pauses.push(ms); } });
+    closing.enqueue(stored('m3'), new Map([['bob', 9]]));
+    await closing.close();
+    assert.deepEqual(pauses, [100, 400], 'no pause once closed');
+    await settle(env.service);
+    assert.equal(gw1.batches.length, 0);
     gw1.stop();
   });
 
@@ -234,3 +276,10 @@ describe('chunkByBytes', () => {
     }
   });
 });
+
+function stored(msgId: string): StoredMessage {
+  return {
+    msgId, convId: 'p:alice:bob', from: 'alice', to: 'bob', groupId: '', clientMsgId: msgId, contentType: 'text/plain',
+    content: Buffer.from(msgId), sentAtMs: Date.now(), convSeq: 1,
+  };
+}

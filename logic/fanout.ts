@@ -5,7 +5,8 @@
  * than N of each. Each message is encoded once and travels once per node, with the (uid, seq) of
  * every recipient there: a 100-member group on one node is one body, not 100. The connection that
  * sent the message is not pushed (its SendResp carries the seq); the sender's other devices are.
- * Push is best effort: clients heal any loss by sync, so failures are logged only.
+ * Push is best effort: a failed router lookup is tried again a few times, and what is still
+ * lost is healed by the clients' sync, so failures are logged only.
  */
 import type { Context } from '@opentelemetry/api';
 import type { Bus, BusHeaders } from '../bus/bus';
@@ -48,7 +49,17 @@ export interface FanoutOptions {
    * default), and a group burst for one node easily exceeds that. Default 512 KiB.
    */
   maxBatchBytes?: number;
+  /**
+   * Pauses before the router lookup of a flush is tried again after it failed (a timeout under a
+   * backlog, a router restarting): one retry per entry. Its pushes are skipped only when the last
+   * try fails too. Default 100, 400, 1600 ms.
+   */
+  lookupRetryMs?: readonly number[];
+  /** Sleeps; injectable for tests. */
+  sleep?: (ms: number) => Promise<void>;
 }
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); });
 
 /** Bytes a Push adds to a batch besides its message and trace parent (tags, lengths, time). */
 const PUSH_OVERHEAD_BYTES = 24;
@@ -74,6 +85,8 @@ export class Fanout {
   private readonly maxPendingDeliveries: number;
   private readonly maxInFlightFlushes: number;
   private readonly maxBatchBytes: number;
+  private readonly lookupRetryMs: readonly number[];
+  private readonly sleep: (ms: number) => Promise<void>;
 
   private pending: Job[] = [];
   private pendingDeliveries = 0;
@@ -89,6 +102,8 @@ export class Fanout {
     this.logger = opts.logger ?? silentLogger;
     ({ maxPendingDeliveries: this.maxPendingDeliveries, maxInFlightFlushes: this.maxInFlightFlushes, maxBatchBytes: this.maxBatchBytes } =
       compileNumbers('Fanout', opts, { maxPendingDeliveries: 8192, maxInFlightFlushes: 64, maxBatchBytes: 512 * 1024 }, { integer: true }));
+    this.lookupRetryMs = opts.lookupRetryMs ?? [100, 400, 1600];
+    this.sleep = opts.sleep ?? defaultSleep;
   }
 
   /**
@@ -153,19 +168,35 @@ export class Fanout {
     await this.idle();
   }
 
+  /**
+   * The sessions of `uids`, the lookup tried again after each pause of lookupRetryMs while it
+   * fails (the flush stays in flight meanwhile, so maxInFlightFlushes still bounds what is held);
+   * undefined when every try failed, or a try failed after close().
+   */
+  private async lookup(uids: string[]): Promise<SessionRef[] | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.router.lookup(uids);
+      } catch (err) {
+        const pause = this.closed ? undefined : this.lookupRetryMs[attempt];
+        if (pause === undefined) {
+          metrics().fanoutLookupsFailed.inc();
+          this.logger.warn('fan-out lookup failed; pushes skipped (clients recover by sync)', {
+            uids: uids.length, tries: attempt + 1, err: err instanceof Error ? err.message : String(err),
+          });
+          return undefined;
+        }
+        await this.sleep(pause);
+      }
+    }
+  }
+
   private async deliver(jobs: Job[], spans: FanoutSpans<Job>): Promise<void> {
     const uids = new Set<string>();
     for (const job of jobs) for (const uid of job.seqs.keys()) uids.add(uid);
 
-    let sessions: SessionRef[];
-    try {
-      sessions = await this.router.lookup([...uids]);
-    } catch (err) {
-      this.logger.warn('fan-out lookup failed; pushes skipped (clients recover by sync)', {
-        uids: uids.size, err: err instanceof Error ? err.message : String(err),
-      });
-      return;
-    }
+    const sessions = await this.lookup([...uids]);
+    if (!sessions) return;
 
     // A uid with several connections on one node is one target there: the gateway pushes to all
     // of that uid's connections (but the sending one).

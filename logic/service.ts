@@ -50,6 +50,8 @@ export interface LogicServiceOptions {
   groupCacheEntries?: number;
   /** How often logic processes say hello on the bus (the group cache lease is 3 of these). 1000. */
   groupSyncIntervalMs?: number;
+  /** Pauses before a failed fan-out router lookup is tried again (Fanout's lookupRetryMs). */
+  fanoutLookupRetryMs?: readonly number[];
 }
 
 const SYNC_DEFAULT_LIMIT = 100;
@@ -79,7 +81,10 @@ export class LogicService {
     ({ maxGroupMembers: this.maxGroupMembers, dedupWindowMs: this.dedupWindowMs, maxContentBytes: this.maxContentBytes,
       maxReplyBytes: this.maxReplyBytes } = compileNumbers('LogicService', opts,
       { maxGroupMembers: 100, dedupWindowMs: 24 * 3_600_000, maxContentBytes: 16_384, maxReplyBytes: 512 * 1024 }, { integer: true }));
-    this.fanout = new Fanout({ bus: opts.bus, local: opts.localDelivery, router: opts.router, logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }) });
+    this.fanout = new Fanout({
+      bus: opts.bus, local: opts.localDelivery, router: opts.router, lookupRetryMs: opts.fanoutLookupRetryMs,
+      logger: (opts.logger ?? silentLogger).child({ part: 'fanout' }),
+    });
     const cache = new GroupCache(opts.groupCacheEntries ?? 10_000);
     this.groupSync = new GroupSync({
       bus: opts.bus, invalidate: (groupId) => cache.drop(groupId), helloIntervalMs: opts.groupSyncIntervalMs,
