@@ -84,6 +84,10 @@ export class Shards {
   /** Set by surrender() (a clean stop): no shard is taken again, not even one this process held. */
   private surrendered = false;
   private readonly remote = new Map<number, { owner: string; untilMs: number }>();
+  /** Shards forgotten for a handover whose release has not landed yet (see forget). */
+  private readonly releasing = new Map<number, Promise<void>>();
+  /** Shards whose next resolve reads their row at the serial level from the first attempt (see resolveSlow). */
+  private readonly readSerially = new Set<number>();
   private readonly resolving = new Map<string, Promise<Resolved>>();
   private readonly q: { get: string; insert: string; take: string; advance: string; release: string };
 
@@ -126,11 +130,26 @@ export class Shards {
   /** Drops what this process believed about another owner of the shard (it answered "not the owner"). */
   unlearn(shard: number): void {
     this.remote.delete(shard);
+    // What named that owner may have been a stale plain read: the next one is serial.
+    this.readSerially.add(shard);
   }
 
-  forget(shard: number): void {
+  /**
+   * Stops owning the shard here. `released`: it is being handed over and this settles once its
+   * release landed (or failed): until then a resolve here waits for it, since the row still names
+   * this process and reading it now would take the shard back under a new epoch, cancelling the
+   * release (a handover then repeats every balance round: 384 releases and 244 takes back in one
+   * 40 s run of two logic processes).
+   */
+  forget(shard: number, released?: Promise<void>): void {
     this.owned.delete(shard);
     this.remote.delete(shard);
+    if (released) {
+      this.releasing.set(shard, released);
+      void released.finally(() => {
+        if (this.releasing.get(shard) === released) this.releasing.delete(shard);
+      });
+    }
   }
 
   /** After a lease lapse: nothing believed before counts. */
@@ -148,6 +167,8 @@ export class Shards {
     const mine = this.owned.get(shard);
     if (mine?.leaving && mine.handedOver) return mine.handedOver.then(() => this.resolve(shard, preferOthers));
     if (mine) return Promise.resolve({ mine });
+    const released = this.releasing.get(shard);
+    if (released) return released.then(() => this.resolve(shard, preferOthers));
     const other = this.remote.get(shard);
     if (other) return Promise.resolve(other);
     const key = `${shard}${preferOthers ? 'p' : ''}`;
@@ -165,10 +186,11 @@ export class Shards {
    */
   async takeFree(shard: number): Promise<boolean> {
     if (this.owned.has(shard)) return true;
-    if (this.remote.has(shard) || this.resolving.has(`${shard}`) || this.resolving.has(`${shard}p`)) return false;
-    const row = (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
+    if (this.remote.has(shard) || this.releasing.has(shard) || this.resolving.has(`${shard}`) || this.resolving.has(`${shard}p`)) return false;
+    // A plain read (see resolveSlow): a row that looks free but is not fails the take's condition.
+    const row = (await this.o.client.execute(this.q.get, [shard], { prepare: true })).first();
     if (row && row.owner !== null && row.owner !== undefined) return false;
-    // The take goes on from this read (a serial read, a Paxos round: not made twice).
+    // The take goes on from this read.
     const r = await this.resolve(shard, false, row);
     return 'mine' in r;
   }
@@ -229,15 +251,28 @@ export class Shards {
     st.bound = next;
   }
 
-  /** `read`: the shard's row as a serial read just found it (null: none), used for the first attempt. */
+  /**
+   * The first attempt reads the shard's row at the plain level, later ones at the serial level (a
+   * Paxos round, which also finishes one left in progress). A stale first answer costs a retry, never
+   * a wrong owner: "owned by X" is forwarded to X, which answers "not the owner" (the caller
+   * unlearns it and resolves again); "free" or "its owner's lease is over" leads to a take whose
+   * condition (the epoch and bound read) fails, and the next attempt reads serially. Cold starts
+   * resolve every shard another process owns (512 per process with two): plain reads there. After
+   * an owner answered "not the owner" (unlearn) the first read is serial too, so a stale replica
+   * cannot send calls round in a circle.
+   * `read`: the row as the caller just read it (null: none), used for the first attempt.
+   */
   private async resolveSlow(shard: number, preferOthers: boolean, read?: types.Row | null): Promise<Resolved> {
+    const serialFirst = this.readSerially.delete(shard);
     for (let attempt = 1; ; attempt++) {
+      const plain = attempt === 1 && !serialFirst;
       // Another resolve in this process (one with the other preferOthers) may have just taken it:
       // taking it again would only start a new epoch of our own (a gap in every key's seqs).
       const held = this.owned.get(shard);
       if (held) return { mine: held };
-      const row = attempt === 1 && read !== undefined ? read
-        : (await this.o.client.execute(this.q.get, [shard], { prepare: true, consistency: this.o.serialConsistency })).first();
+      const level = plain ? {} : { consistency: this.o.serialConsistency };
+      const row = plain && read !== undefined ? read
+        : (await this.o.client.execute(this.q.get, [shard], { prepare: true, ...level })).first();
       // Taken by another resolve here while the row was read: the row shows this process, and
       // taking it again would start a second epoch of our own over rows still being written.
       const justTaken = this.owned.get(shard);

@@ -109,11 +109,13 @@ export async function serveHere(store: CassandraStore, op: string, args: { key: 
  * Counts the requests the store's own (real) driver client sends from now on, the statements in
  * them, and the queries of the single ones (`execute`).
  */
-export function countRequests(store: CassandraStore): { requests: number; statements: number; queries: string[]; restore: () => void } {
+export function countRequests(store: CassandraStore): {
+  requests: number; statements: number; queries: string[]; options: ({ consistency?: number } | undefined)[]; restore: () => void;
+} {
   const client = inner(store).client as unknown as { batch: (...a: unknown[]) => unknown; execute: (...a: unknown[]) => unknown };
   const { batch, execute } = client;
   const out = {
-    requests: 0, statements: 0, queries: [] as string[],
+    requests: 0, statements: 0, queries: [] as string[], options: [] as ({ consistency?: number } | undefined)[],
     restore: () => Object.assign(client, { batch, execute }),
   };
   client.batch = (...a: unknown[]) => {
@@ -125,6 +127,7 @@ export function countRequests(store: CassandraStore): { requests: number; statem
     out.requests++;
     out.statements++;
     out.queries.push(a[0] as string);
+    out.options.push(a[2] as { consistency?: number } | undefined);
     return execute.apply(client, a);
   };
   return out;

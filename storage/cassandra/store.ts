@@ -849,6 +849,11 @@ export class CassandraStore implements Store {
     if (this.shards.ready(shard)) return;
     // Closing: shards only leave this process; the caller takes them.
     if (st || this.closing) throw new NotOwnerError(`shard ${shard} is not owned here`);
+    // The caller forwarded this here because it does not own the shard: what this process
+    // believed about another owner may be the caller itself before a handover (its release has
+    // landed since), and answering "owned by" the caller would send the call round until the
+    // caller's last attempt takes the shard against its preference, to be handed over again.
+    this.shards.unlearn(shard);
     const where = await this.wrap(this.shards.resolve(shard, true), 'shard owner');
     if (!('mine' in where)) throw new NotOwnerError(`shard ${shard} is ${where.preferred ? 'preferred by' : 'owned by'} ${where.owner}`);
   }
@@ -879,7 +884,7 @@ export class CassandraStore implements Store {
       if (!inTables || this.closing || this.shards.mine(shard) !== st) return false;
       const heads = await this.headsOf([st]);
       if (this.closing || this.shards.mine(shard) !== st) return false;
-      this.shards.forget(shard);
+      this.shards.forget(shard, st.handedOver);
       this.inbox.forget(shard);
       this.historyLog.forget(shard);
       this.journal.forget(shard);
