@@ -8,6 +8,7 @@
  * Push is best effort: a failed router lookup is tried again a few times, and what is still
  * lost is healed by the clients' sync, so failures are logged only.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from '@opentelemetry/api';
 import type { Bus, BusHeaders } from '../bus/bus';
 import { gatewaySubject } from '../bus/bus';
@@ -59,7 +60,8 @@ export interface FanoutOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); });
+/** A pause that does not keep the process alive. */
+const defaultSleep = (ms: number): Promise<void> => sleep(ms, undefined, { ref: false });
 
 /** Bytes a Push adds to a batch besides its message and trace parent (tags, lengths, time). */
 const PUSH_OVERHEAD_BYTES = 24;
